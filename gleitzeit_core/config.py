@@ -1,0 +1,244 @@
+"""The configuration: attrs classes, loaded from TOML (or a dict) by strict cattrs structuring.
+
+Where the file comes from: ``--config PATH``, else ``GLEITZEIT_CONFIG``, else none (each
+installed hub plugin then contributes a default hub). Every problem is reported at once, one
+line each, naming its key path. Kind-specific keys of a hub or a resource (an Ollama hub's
+``auto_pull``, say) are collected in ``options`` here and checked against the hub kind's own
+settings class when the runtime builds the hub.
+
+The user's own settings (plugins enabled or disabled with ``gleitzeit plugins``) live in
+``$XDG_CONFIG_HOME/gleitzeit/config.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError
+from .health import HealthSettings, OutlierSettings
+from .structuring import converter, structure
+from .validators import InvalidValue, MissingKey, at_least, in_range, positive, seconds
+
+__all__ = [
+    "ComponentRef",
+    "FeaturesConfig",
+    "GatewayConfig",
+    "GleitzeitConfig",
+    "HubConfig",
+    "PluginsConfig",
+    "ProviderConfig",
+    "ResourceConfig",
+    "config_path_from_env",
+    "load_config",
+    "read_user_config",
+    "user_config_path",
+    "write_user_disabled",
+]
+
+
+@attrs.frozen(kw_only=True)
+class ComponentRef:
+    """A strategy, breaker or probe chosen by name, with its options.
+
+    In TOML either a bare name (``strategy = "p2c"``) or a table with ``kind``
+    (``breaker = { kind = "window", window_size = 50 }``).
+    """
+
+    kind: str
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+def _structure_ref(value: Any, _: Any) -> ComponentRef:
+    if isinstance(value, str):
+        return ComponentRef(kind=value)
+    if isinstance(value, Mapping):
+        kind = value.get("kind")
+        if kind is None:
+            raise MissingKey("kind")
+        if not isinstance(kind, str):
+            raise InvalidValue("kind", "a name", kind)
+        return ComponentRef(kind=kind, options={k: v for k, v in value.items() if k != "kind"})
+    raise TypeError(f"expected a name or a table with 'kind', got {value!r}")
+
+
+converter.register_structure_hook(ComponentRef, _structure_ref)
+
+
+@attrs.frozen(kw_only=True)
+class PluginsConfig:
+    disabled: list[str] = attrs.field(factory=list)
+
+
+@attrs.frozen(kw_only=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"  # loopback unless the operator says otherwise
+    port: int = attrs.field(default=11500, validator=in_range(0, 65535, "a port"))
+    token: str | None = None
+    token_env: str = "GLEITZEIT_GATEWAY_TOKEN"
+    max_body_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=at_least(1))
+    request_timeout: float = attrs.field(default=300.0, validator=seconds())
+
+
+@attrs.frozen(kw_only=True)
+class ResourceConfig:
+    id: str | None = None
+    url: str | None = None
+    host: str | None = None
+    port: int | None = attrs.field(default=None, validator=in_range(1, 65535, "a port"))
+    weight: float = attrs.field(default=1.0, validator=positive("a weight"))
+    max_concurrency: int | None = attrs.field(default=None, validator=at_least(1))
+    priority: int = attrs.field(default=0, validator=at_least(0))
+    labels: list[str] = attrs.field(factory=list)
+    capabilities: list[str] = attrs.field(factory=list)
+    options: dict[str, Any] = attrs.field(factory=dict)  # kind-specific keys
+
+
+@attrs.frozen(kw_only=True)
+class HubConfig:
+    kind: str
+    strategy: ComponentRef = attrs.field(factory=lambda: ComponentRef(kind="p2c"))
+    breaker: ComponentRef | None = None
+    discovery: list[str] | None = None  # None: the hub kind's default
+    request_timeout: float = attrs.field(default=120.0, validator=seconds())
+    retries: int = attrs.field(default=2, validator=at_least(0))
+    queue_timeout: float = attrs.field(default=30.0, validator=seconds(allow_zero=True))
+    max_waiting: int = attrs.field(default=1000, validator=at_least(0))
+    seed: int | None = None
+    health: HealthSettings = attrs.field(factory=HealthSettings)
+    outlier: OutlierSettings = attrs.field(factory=OutlierSettings)
+    resources: list[ResourceConfig] = attrs.field(factory=list)
+    options: dict[str, Any] = attrs.field(factory=dict)  # kind-specific keys
+
+
+def _split_extras(cls: type) -> Any:
+    """Structure ``cls`` with its declared keys; anything else lands in ``options``."""
+    known = {a.name for a in attrs.fields(cls)} - {"options"}
+    inner: Callable[[Any, Any], Any] = converter.gen_structure_attrs_fromdict(cls)
+
+    def hook(value: Any, _: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a table, got {value!r}")
+        data = {k: v for k, v in value.items() if k in known}
+        data["options"] = {k: v for k, v in value.items() if k not in known}
+        return inner(data, cls)
+
+    return hook
+
+
+converter.register_structure_hook(ResourceConfig, _split_extras(ResourceConfig))
+converter.register_structure_hook(HubConfig, _split_extras(HubConfig))
+
+
+@attrs.frozen(kw_only=True)
+class ProviderConfig:
+    hub: str | None = None
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+converter.register_structure_hook(ProviderConfig, _split_extras(ProviderConfig))
+
+
+@attrs.frozen(kw_only=True)
+class FeaturesConfig:
+    """Feature flags (see ``gleitzeit_core.features``)."""
+
+    use_hub_architecture: bool = True
+    hub_architecture_providers: list[str] | None = None  # None: every provider
+    rollout_percent: float = attrs.field(default=100.0, validator=in_range(0, 100, "a percentage"))
+    flags: dict[str, bool] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class GleitzeitConfig:
+    plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
+    gateway: GatewayConfig = attrs.field(factory=GatewayConfig)
+    hubs: dict[str, HubConfig] = attrs.field(factory=dict)
+    providers: dict[str, ProviderConfig] = attrs.field(factory=dict)
+    features: FeaturesConfig = attrs.field(factory=FeaturesConfig)
+    source: str | None = attrs.field(default=None, eq=False)
+    raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+
+_FROM_FILE = [a.name for a in attrs.fields(GleitzeitConfig) if a.name not in ("source", "raw")]
+
+
+def config_path_from_env() -> Path | None:
+    value = os.environ.get("GLEITZEIT_CONFIG")
+    return Path(value) if value else None
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+) -> GleitzeitConfig:
+    """Read and check a config from a TOML path or a dict; ``None`` uses ``GLEITZEIT_CONFIG``."""
+    if source is None:
+        source = config_path_from_env()
+        if source is None:
+            return GleitzeitConfig()
+    if isinstance(source, Mapping):
+        raw, name = dict(source), "<config>"
+    else:
+        path = Path(source)
+        name = str(path)
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", source=name) from None
+    unknown = sorted(set(raw) - set(_FROM_FILE))
+    problems = [
+        f"{key}: unknown section; expected one of: {', '.join(_FROM_FILE)}" for key in unknown
+    ]
+    top = {key: value for key, value in raw.items() if key in _FROM_FILE}
+    try:
+        config = structure(top, GleitzeitConfig, source=None)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        raise ConfigError(problems, source=name) from None
+    if problems:
+        raise ConfigError(problems, source=name)
+    return attrs.evolve(config, source=name, raw=raw)
+
+
+# -- the user's own settings ------------------------------------------------------------------
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "gleitzeit" / "config.toml"
+
+
+def read_user_config() -> PluginsConfig:
+    """The user's persisted plugin settings; a broken file is reported, not ignored."""
+    path = user_config_path()
+    if not path.exists():
+        return PluginsConfig()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+    return structure(raw.get("plugins", {}), PluginsConfig, path="plugins", source=str(path))
+
+
+def write_user_disabled(disabled: list[str]) -> Path:
+    """Persist the user's deny-list of plugins (atomically)."""
+    path = user_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = ", ".join(_toml_string(name) for name in sorted(set(disabled)))
+    text = f"# Written by `gleitzeit plugins enable|disable`.\n[plugins]\ndisabled = [{names}]\n"
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _toml_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

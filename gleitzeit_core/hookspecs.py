@@ -1,0 +1,72 @@
+"""Hook specifications: how plugins tell the core what they provide.
+
+Every hook is a registration callback: the core calls it once per plugin with a ``register``
+function (or the object to extend), and the plugin registers named things. Strategies, breakers
+and probes are then chosen by name in the config, never by hook order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .registry import Register
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("gleitzeit")
+hookimpl = pluggy.HookimplMarker("gleitzeit")
+
+
+@hookspec
+def gleitzeit_register_hubs(register: Register) -> None:
+    """Register hub kinds: ``register("ollama", HubKind(...))``."""
+
+
+@hookspec
+def gleitzeit_register_discoverers(register: Register) -> None:
+    """Register resource discoverers: objects with ``async discover(hub) -> list[ResourceSpec]``."""
+
+
+@hookspec
+def gleitzeit_register_probes(register: Register) -> None:
+    """Register health probes: factories of objects with ``async probe(resource)``."""
+
+
+@hookspec
+def gleitzeit_register_strategies(register: Register) -> None:
+    """Register balancing strategies: factories of objects with ``select(candidates, request)``."""
+
+
+@hookspec
+def gleitzeit_register_breakers(register: Register) -> None:
+    """Register circuit-breaker factories (attrs classes whose fields are their options)."""
+
+
+@hookspec
+def gleitzeit_register_providers(register: Register) -> None:
+    """Register protocol providers: ``register("llm/v1", ProviderKind(...))``."""
+
+
+@hookspec
+def gleitzeit_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``gleitzeit`` command line."""
+
+
+@hookspec
+def gleitzeit_register_routes(router: Any) -> None:
+    """Add HTTP routes to the gateway (an ``aiohttp.web.UrlDispatcher`` plus the runtime)."""
+
+
+@hookspec
+def gleitzeit_startup(runtime: Any) -> None:
+    """Called once the runtime has built its hubs and providers, before it serves requests."""
+
+
+@hookspec
+def gleitzeit_shutdown(runtime: Any) -> None:
+    """Called when the runtime stops, before its hubs close."""

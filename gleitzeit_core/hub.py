@@ -1,0 +1,562 @@
+"""``ResourceHub``: membership, leases, failover and drain over a pool of resources.
+
+A call takes a *lease* on one resource: the hub finds the eligible resources (not draining,
+not already tried by this request, able to serve it, under their concurrency caps, admitted by
+their breaker, healthy - or all of them in panic mode, when nothing healthy is left), lets the
+strategy choose within the best tier, and tracks the call in flight. When the lease ends, its
+duration and outcome go to the metrics, the breaker and outlier detection. ``call`` wraps that
+in failover: a retryable failure moves on to a resource this request has not tried yet, within
+the request's deadline.
+
+Plugin hubs subclass it and override the hooks ``serves``, ``tier``, ``capacity``,
+``classify`` and ``describe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar, TypeVar
+
+from .balancing import PowerOfTwoChoicesStrategy, Strategy
+from .breaker import Breaker, BreakerState, BreakerTransition, PassThroughBreaker
+from .clock import Clock, SystemClock
+from .errors import NoResourceAvailable, RequestTimeout, ResourceError
+from .health import HealthMonitor, HealthSettings, OutlierDetector, OutlierSettings, Probe
+from .lease import Lease
+from .metrics import ResourceMetrics
+from .outcomes import CallOutcome, FailureClass
+from .request import Request
+from .resources import Health, Resource, ResourceSpec
+from .status import HubStatus, ResourceStatus
+
+__all__ = ["Discoverer", "ResourceHub"]
+
+T = TypeVar("T")
+
+
+class Discoverer:
+    """Base for discoverers: ``async discover(hub) -> list[ResourceSpec]``."""
+
+    async def discover(self, hub: ResourceHub) -> list[ResourceSpec]:
+        raise NotImplementedError
+
+
+class ResourceHub:
+    kind: ClassVar[str] = "generic"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        strategy: Strategy | None = None,
+        breaker_factory: Callable[[], Breaker] | None = None,
+        probe: Probe | None = None,
+        health: HealthSettings | None = None,
+        outlier: OutlierSettings | None = None,
+        discoverers: Sequence[Any] = (),
+        request_timeout: float = 120.0,
+        retries: int = 2,
+        queue_timeout: float = 30.0,
+        max_waiting: int = 1000,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        metrics_window: int = 256,
+        strategy_name: str | None = None,
+        settings: Any = None,
+    ) -> None:
+        self.name = name
+        self.rng = rng or random.Random()
+        self.clock = clock or SystemClock()
+        self.strategy: Strategy = strategy or PowerOfTwoChoicesStrategy(rng=self.rng)
+        self.strategy_name: str = strategy_name or str(getattr(self.strategy, "name", "custom"))
+        self.breaker_factory = breaker_factory or (lambda: PassThroughBreaker(clock=self.clock))
+        self.health_settings = health or HealthSettings()
+        self.outlier = OutlierDetector(outlier or OutlierSettings())
+        self.monitor = (
+            HealthMonitor(probe, self.health_settings, rng=self.rng) if probe is not None else None
+        )
+        self.discoverers = list(discoverers)
+        self.request_timeout = request_timeout
+        self.retries = retries
+        self.queue_timeout = queue_timeout
+        self.max_waiting = max_waiting
+        self.metrics_window = metrics_window
+        self.settings = settings
+        self._resources: dict[str, Resource] = {}
+        self._members: list[Resource] = []  # the same, as a list for cheap iteration
+        self._freed = asyncio.Event()
+        self._waiting = 0
+        self._drained: dict[str, asyncio.Event] = {}
+        self._started = False
+        self.panic = False
+        self.counters: dict[str, int] = {
+            "leases": 0,
+            "failovers": 0,
+            "no_resource": 0,
+            "queued": 0,
+            "queue_timeouts": 0,
+            "panic_leases": 0,
+        }
+        self.discovery_errors: dict[str, str] = {}
+
+    # -- membership ---------------------------------------------------------------------------
+    @property
+    def resources(self) -> list[Resource]:
+        return list(self._members)
+
+    def get(self, resource_id: str) -> Resource:
+        try:
+            return self._resources[resource_id]
+        except KeyError:
+            known = ", ".join(sorted(self._resources)) or "none"
+            msg = f"hub {self.name!r} has no resource {resource_id!r}; it has: {known}"
+            raise KeyError(msg) from None
+
+    def __contains__(self, resource_id: object) -> bool:
+        return resource_id in self._resources
+
+    def add(self, spec: ResourceSpec) -> Resource:
+        """Add a resource; adding an id that exists replaces its spec but keeps its state."""
+        existing = self._resources.get(spec.id)
+        if existing is not None:
+            existing.spec = spec
+            existing.draining = False
+            return existing
+        resource = Resource(
+            spec,
+            breaker=self.breaker_factory(),
+            metrics=ResourceMetrics(self.metrics_window),
+        )
+        resource.breaker.subscribe(self._breaker_listener(resource))
+        self._resources[spec.id] = resource
+        self._members.append(resource)
+        self.on_added(resource)
+        if self._started and self.monitor is not None:
+            self.monitor.watch(resource)
+        self._wake()
+        return resource
+
+    async def drain(self, resource_id: str, timeout: float | None = None) -> None:
+        """Stop new leases on a resource and wait until its calls in flight have finished."""
+        resource = self.get(resource_id)
+        resource.draining = True
+        if resource.in_flight == 0:
+            return
+        event = self._drained.setdefault(resource_id, asyncio.Event())
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+    async def remove(
+        self, resource_id: str, *, drain: bool = True, timeout: float | None = None
+    ) -> None:
+        """Take a resource out of the hub; by default only after its calls have finished."""
+        if drain:
+            await self.drain(resource_id, timeout)
+        resource = self._resources.pop(resource_id, None)
+        if resource is None:
+            return
+        self._members = [m for m in self._members if m is not resource]
+        if self.monitor is not None:
+            self.monitor.unwatch(resource_id)
+        self.on_removed(resource)
+
+    def set_probe(self, probe: Probe) -> None:
+        """Probe resources with ``probe`` (before ``start``)."""
+        self.monitor = HealthMonitor(probe, self.health_settings, rng=self.rng)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Discover resources and start probing them."""
+        if self._started:
+            return
+        self._started = True
+        await self.discover()
+        if self.monitor is not None:
+            for resource in self._members:
+                self.monitor.watch(resource)
+
+    async def discover(self) -> list[ResourceSpec]:
+        """Ask every discoverer for resources and add the new ones; errors are kept, not raised."""
+        found: list[ResourceSpec] = []
+        for discoverer in self.discoverers:
+            label = getattr(discoverer, "name", type(discoverer).__name__)
+            try:
+                specs = await discoverer.discover(self)
+            except Exception as exc:  # one broken source must not take the hub down
+                self.discovery_errors[label] = f"{type(exc).__name__}: {exc}"
+                continue
+            self.discovery_errors.pop(label, None)
+            for spec in specs:
+                if spec.id not in self._resources:
+                    self.add(spec)
+                found.append(spec)
+        return found
+
+    async def stop(self) -> None:
+        """Stop probing and wake everyone waiting; subclasses close their sessions after this."""
+        self._started = False
+        if self.monitor is not None:
+            await self.monitor.stop()
+        self._wake()
+
+    async def __aenter__(self) -> ResourceHub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- hooks for plugin hubs ------------------------------------------------------------------
+    def serves(self, resource: Resource, request: Request) -> str | None:
+        """Why ``resource`` cannot serve ``request`` (``None``: it can). Labels and capabilities."""
+        missing = request.labels - resource.spec.labels
+        if missing:
+            return f"lacks labels {sorted(missing)}"
+        lacking = request.capabilities - resource.spec.capabilities
+        if lacking:
+            return f"lacks capabilities {sorted(lacking)}"
+        return None
+
+    def tier(self, resource: Resource, request: Request) -> int:
+        """Preference class of an eligible resource; the lowest tier present is chosen from."""
+        return 0
+
+    def capacity(self, resource: Resource, slot: str) -> int | None:
+        """The most calls in flight per slot (``None``: no cap)."""
+        return None
+
+    def classify(self, exc: BaseException) -> FailureClass:
+        """Whose fault an exception raised during a lease was."""
+        if isinstance(exc, ResourceError) and isinstance(exc.failure, FailureClass):
+            return exc.failure
+        if isinstance(exc, asyncio.CancelledError):
+            return FailureClass.CANCELLED
+        if isinstance(exc, TimeoutError):
+            return FailureClass.TIMEOUT
+        if isinstance(exc, ConnectionError | OSError):
+            return FailureClass.CONNECTION
+        return FailureClass.CLIENT_ERROR
+
+    def describe(self, resource: Resource) -> dict[str, Any]:
+        """Kind-specific facts for the status (an Ollama hub lists loaded models)."""
+        return {}
+
+    def on_added(self, resource: Resource) -> None:
+        """Called when a resource joins."""
+
+    def on_removed(self, resource: Resource) -> None:
+        """Called when a resource leaves."""
+
+    # -- leasing --------------------------------------------------------------------------------
+    def _eligible(
+        self, request: Request, exclude: Collection[str], now: float
+    ) -> tuple[list[Resource], bool, bool]:
+        """Resources that may take the request now, whether waiting could help, and panic."""
+        eligible: list[Resource] = []
+        fallback: list[Resource] = []
+        any_healthy = False
+        saturated = False
+        slot = request.slot
+        for resource in self._members:
+            if resource.draining:
+                continue
+            healthy = resource.health is not Health.UNHEALTHY and not resource.is_ejected(now)
+            any_healthy = any_healthy or healthy
+            if resource.spec.id in exclude or self.serves(resource, request) is not None:
+                continue
+            cap = resource.spec.max_concurrency
+            if cap is not None and resource.metrics.in_flight >= cap:
+                saturated = True
+                continue
+            if slot is not None:
+                slot_cap = self.capacity(resource, slot)
+                if slot_cap is not None and resource.slots.get(slot, 0) >= slot_cap:
+                    saturated = True
+                    continue
+            if not resource.breaker.available():
+                if resource.breaker.state is BreakerState.HALF_OPEN:
+                    saturated = True  # its trial permits are busy; one will come back
+                continue
+            (eligible if healthy else fallback).append(resource)
+        panic = not any_healthy and bool(fallback)
+        if panic:
+            eligible = fallback
+        return eligible, saturated, panic
+
+    def _reasons(self, request: Request, exclude: Collection[str], now: float) -> dict[str, str]:
+        """Why each resource is not eligible; computed only when a request is refused."""
+        reasons: dict[str, str] = {}
+        for resource in self._members:
+            rid = resource.spec.id
+            why = None
+            if resource.draining:
+                why = "draining"
+            elif rid in exclude:
+                why = "already tried by this request"
+            elif (served := self.serves(resource, request)) is not None:
+                why = served
+            elif (
+                resource.spec.max_concurrency is not None
+                and resource.in_flight >= resource.spec.max_concurrency
+            ):
+                why = f"at max_concurrency ({resource.spec.max_concurrency})"
+            elif (
+                request.slot is not None
+                and (cap := self.capacity(resource, request.slot)) is not None
+                and resource.slots.get(request.slot, 0) >= cap
+            ):
+                why = f"{request.slot}: all {cap} slots busy"
+            elif not resource.breaker.available():
+                why = f"breaker {resource.breaker.state.value}"
+            elif resource.is_ejected(now):
+                assert resource.ejected_until is not None
+                why = f"ejected for {resource.ejected_until - now:.1f} s more"
+            elif resource.health is Health.UNHEALTHY:
+                why = "unhealthy" + (
+                    f": {resource.health_detail}" if resource.health_detail else ""
+                )
+            if why is not None:
+                reasons[rid] = why
+        return reasons
+
+    def try_lease(
+        self,
+        request: Request,
+        exclude: Collection[str] = (),
+        strategy: Strategy | None = None,
+    ) -> tuple[Lease | None, bool]:
+        """Take a lease now if any resource is eligible; also say whether waiting could help."""
+        now = self.clock.now()
+        eligible, saturated, panic = self._eligible(request, exclude, now)
+        self.panic = panic
+        strategy = strategy or self.strategy
+        while eligible:
+            best = min(self.tier(r, request) for r in eligible) if len(eligible) > 1 else None
+            tier = (
+                eligible if best is None else [r for r in eligible if self.tier(r, request) == best]
+            )
+            resource = strategy.select(tier, request)
+            permit = resource.breaker.acquire()
+            if permit is not None:
+                if panic:
+                    self.counters["panic_leases"] += 1
+                return self._open_lease(resource, permit, request, now), saturated
+            eligible = [r for r in eligible if r is not resource]
+        return None, saturated
+
+    def _open_lease(self, resource: Resource, permit: Any, request: Request, now: float) -> Lease:
+        resource.metrics.in_flight += 1
+        if request.slot is not None:
+            resource.slots[request.slot] = resource.slots.get(request.slot, 0) + 1
+        self.counters["leases"] += 1
+        return Lease(self, resource, permit, request, now)
+
+    async def acquire(
+        self,
+        request: Request | None = None,
+        *,
+        exclude: Collection[str] = (),
+        strategy: Strategy | None = None,
+        timeout: float | None = None,
+    ) -> Lease:
+        """Take a lease, waiting up to ``timeout`` (default ``queue_timeout``) while the
+        eligible resources are all busy. Raises ``NoResourceAvailable`` with every reason."""
+        request = request or Request()
+        lease, saturated = self.try_lease(request, exclude, strategy)
+        if lease is not None:
+            return lease
+        wait = self.queue_timeout if timeout is None else timeout
+        if request.deadline is not None:
+            wait = min(wait, max(0.0, request.deadline - self.clock.now()))
+        if not saturated or wait <= 0 or self._waiting >= self.max_waiting:
+            self.counters["no_resource"] += 1
+            detail = "wait queue full" if saturated and wait > 0 else None
+            raise NoResourceAvailable(
+                self.name, self._reasons(request, exclude, self.clock.now()), detail
+            )
+        self.counters["queued"] += 1
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(wait):
+                while True:
+                    freed = self._freed
+                    await freed.wait()
+                    lease, saturated = self.try_lease(request, exclude, strategy)
+                    if lease is not None:
+                        return lease
+                    if not saturated:
+                        break
+        except TimeoutError:
+            self.counters["queue_timeouts"] += 1
+            raise NoResourceAvailable(
+                self.name,
+                self._reasons(request, exclude, self.clock.now()),
+                f"waited {wait:.1f} s for a free slot",
+            ) from None
+        finally:
+            self._waiting -= 1
+        self.counters["no_resource"] += 1
+        raise NoResourceAvailable(self.name, self._reasons(request, exclude, self.clock.now()))
+
+    @asynccontextmanager
+    async def lease(
+        self,
+        request: Request | None = None,
+        *,
+        exclude: Collection[str] = (),
+        strategy: Strategy | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """``async with hub.lease(request) as lease:`` - the outcome is recorded on exit:
+        success if the block ends normally, else the exception's ``classify`` result."""
+        lease = await self.acquire(request, exclude=exclude, strategy=strategy, timeout=timeout)
+        try:
+            yield lease
+        except BaseException as exc:
+            lease.fail(self.classify(exc))
+            raise
+        else:
+            lease.succeed()
+
+    def finish(self, lease: Lease, failure: FailureClass | None) -> None:
+        """Record a lease's outcome (called once, by the lease)."""
+        resource = lease.resource
+        now = self.clock.now()
+        duration = now - lease.started
+        metrics = resource.metrics
+        metrics.in_flight -= 1
+        slot = lease.request.slot
+        if slot is not None:
+            left = resource.slots.get(slot, 1) - 1
+            if left > 0:
+                resource.slots[slot] = left
+            else:
+                resource.slots.pop(slot, None)
+        metrics.record(duration, failure, now)
+        if failure is None:
+            outcome = CallOutcome.SUCCESS
+        elif failure.resource_fault:
+            outcome = CallOutcome.FAILURE
+        else:
+            outcome = CallOutcome.IGNORED
+        resource.breaker.record(lease.permit, outcome, duration)
+        self.outlier.observe(resource, failure, now, self._members)
+        if resource.draining and metrics.in_flight == 0:
+            event = self._drained.pop(resource.spec.id, None)
+            if event is not None:
+                event.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiting:
+            self._freed.set()
+            self._freed = asyncio.Event()
+
+    # -- failover -------------------------------------------------------------------------------
+    def deadline_for(self, request: Request) -> float:
+        return (
+            request.deadline
+            if request.deadline is not None
+            else self.clock.now() + self.request_timeout
+        )
+
+    async def call(
+        self,
+        operation: Callable[[Lease], Awaitable[T]],
+        request: Request | None = None,
+        *,
+        retries: int | None = None,
+        strategy: Strategy | None = None,
+    ) -> T:
+        """Run ``operation`` on a leased resource, failing over to untried resources on
+        retryable failures, within the request's deadline and at most ``retries`` times."""
+        request = request or Request()
+        deadline = self.deadline_for(request)
+        budget = self.retries if retries is None else retries
+        tried: list[str] = []
+        last_error: BaseException | None = None
+        for attempt in range(budget + 1):
+            remaining = deadline - self.clock.now()
+            if remaining <= 0:
+                break
+            try:
+                lease = await self.acquire(
+                    request, exclude=tried, strategy=strategy, timeout=remaining
+                )
+            except NoResourceAvailable:
+                if last_error is not None:
+                    raise last_error from None
+                raise
+            tried.append(lease.resource.spec.id)
+            try:
+                async with asyncio.timeout(remaining):
+                    result = await operation(lease)
+            except BaseException as exc:
+                failure = self.classify(exc)
+                lease.fail(failure)
+                out_of_time = self.clock.now() >= deadline
+                if isinstance(exc, TimeoutError) and out_of_time:
+                    raise RequestTimeout(
+                        f"hub {self.name!r}: no answer within the request deadline "
+                        f"(tried {', '.join(tried)})"
+                    ) from exc
+                if not failure.retryable or attempt == budget or out_of_time:
+                    raise
+                last_error = exc
+                self.counters["failovers"] += 1
+                continue
+            lease.succeed()
+            return result
+        if last_error is not None:
+            raise last_error
+        raise RequestTimeout(f"hub {self.name!r}: the request deadline passed before any attempt")
+
+    # -- status ---------------------------------------------------------------------------------
+    def _breaker_listener(self, resource: Resource) -> Callable[[BreakerTransition], None]:
+        def listener(event: BreakerTransition) -> None:
+            if event.new is BreakerState.OPEN:
+                resource.breaker_opens += 1
+            self._wake()
+
+        return listener
+
+    def resource_status(self, resource: Resource, now: float) -> ResourceStatus:
+        ejected = resource.is_ejected(now)
+        return ResourceStatus(
+            id=resource.spec.id,
+            endpoint=resource.spec.endpoint,
+            health=resource.health.value,
+            health_detail=resource.health_detail,
+            breaker=resource.breaker.state.value,
+            breaker_opens=resource.breaker_opens,
+            in_flight=resource.in_flight,
+            ejected=ejected,
+            ejected_for_s=round(resource.ejected_until - now, 3)
+            if ejected and resource.ejected_until
+            else 0.0,
+            ejections=resource.ejections_total,
+            draining=resource.draining,
+            weight=resource.spec.weight,
+            labels=sorted(resource.spec.labels),
+            metrics=resource.metrics.snapshot(now),
+            details=self.describe(resource),
+        )
+
+    def status(self) -> HubStatus:
+        now = self.clock.now()
+        return HubStatus(
+            name=self.name,
+            kind=self.kind,
+            strategy=self.strategy_name,
+            panic=self.panic,
+            waiting=self._waiting,
+            counters=dict(self.counters),
+            discovery_errors=dict(self.discovery_errors),
+            resources=[self.resource_status(r, now) for r in self._members],
+        )
+
+    def members(self) -> Iterable[Resource]:
+        return iter(self._members)

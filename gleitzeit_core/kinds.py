@@ -1,0 +1,46 @@
+"""What a plugin registers for a hub kind or a protocol provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+__all__ = ["HubKind", "ProviderKind"]
+
+
+@attrs.frozen(kw_only=True)
+class HubKind:
+    """A kind of hub (``"ollama"``, ``"docker"``).
+
+    ``factory`` (a class or a lazy ``"module:attribute"``) is called with the hub's name and
+    the common settings as keyword arguments (see ``ResourceHub.__init__``) plus
+    ``settings``: the kind-specific keys of the hub's table structured into ``settings_class``.
+    ``resource_options`` likewise checks the kind-specific keys of each configured resource.
+    ``default_config`` returns the table of a hub to create when the config names none.
+    """
+
+    factory: Any
+    settings_class: Any = None
+    resource_options: Any = None
+    default_probe: str | None = "tcp"
+    default_discovery: tuple[str, ...] = ("static",)
+    default_scheme: str = "http"
+    default_port: int | None = None
+    default_config: Callable[[], Mapping[str, Any]] | None = None
+    description: str = ""
+    install_hint: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ProviderKind:
+    """A protocol provider (``"llm/v1"``) and the hub kind it runs on.
+
+    ``factory`` is called as ``factory(hub=..., runtime=..., options=...)`` and returns an
+    object with a ``methods`` mapping (see ``gleitzeit_core.provider``).
+    """
+
+    factory: Any
+    hub_kind: str | None
+    description: str = ""

@@ -1,0 +1,52 @@
+"""A lease: one call's hold on one resource, from selection until its outcome is recorded."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .outcomes import FailureClass
+
+if TYPE_CHECKING:
+    from .hub import ResourceHub
+    from .request import Request
+    from .resources import Resource
+
+__all__ = ["Lease"]
+
+
+class Lease:
+    """Counts the call in flight until ``succeed()`` or ``fail()`` records how it ended.
+
+    Both are idempotent: the first outcome wins, so a provider may record a precise failure
+    class itself and still let the hub's context manager run its fallback.
+    """
+
+    __slots__ = ("_done", "hub", "permit", "request", "resource", "started")
+
+    def __init__(
+        self, hub: ResourceHub, resource: Resource, permit: Any, request: Request, started: float
+    ) -> None:
+        self.hub = hub
+        self.resource = resource
+        self.permit = permit
+        self.request = request
+        self.started = started
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def succeed(self) -> None:
+        if not self._done:
+            self._done = True
+            self.hub.finish(self, None)
+
+    def fail(self, failure: FailureClass) -> None:
+        if not self._done:
+            self._done = True
+            self.hub.finish(self, failure)
+
+    def __repr__(self) -> str:
+        state = "done" if self._done else "active"
+        return f"<Lease {self.resource.spec.id} {state}>"

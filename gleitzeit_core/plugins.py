@@ -1,0 +1,278 @@
+"""Finding and loading plugins: entry points, allow- and deny-lists, and the load report.
+
+Entry points are read once per process. Each plugin is imported and asked for its
+registrations on its own, so one that fails is reported (name, distribution, version, error)
+and skipped while the rest load; with ``GLEITZEIT_STRICT_PLUGINS=1`` the first failure is
+fatal. A disabled plugin is never imported. The core's built-ins are a plugin like any other,
+registered first.
+
+Environment: ``GLEITZEIT_LOAD_PLUGINS=a,b`` loads only those (empty: none),
+``GLEITZEIT_DISABLED_PLUGINS=a,b`` skips those, ``GLEITZEIT_STRICT_PLUGINS=1`` makes errors fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import PluginLoadError
+from .registry import Registries
+
+__all__ = ["BUILTIN", "PluginManager", "PluginRecord", "entry_points_snapshot"]
+
+GROUP = "gleitzeit"
+LIGHT_GROUPS = {
+    "gleitzeit.strategies": "strategies",
+    "gleitzeit.breakers": "breakers",
+    "gleitzeit.probes": "probes",
+}
+BUILTIN = "builtin"
+_REGISTER_HOOKS = {
+    "gleitzeit_register_hubs": "hubs",
+    "gleitzeit_register_discoverers": "discoverers",
+    "gleitzeit_register_probes": "probes",
+    "gleitzeit_register_strategies": "strategies",
+    "gleitzeit_register_breakers": "breakers",
+    "gleitzeit_register_providers": "providers",
+}
+
+
+@attrs.define
+class PluginRecord:
+    """One line of ``gleitzeit plugins list``."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str | None
+    status: str  # "loaded", "disabled" or "error"
+    error: str | None = None
+    registered: dict[str, list[str]] = attrs.field(factory=dict)
+    commands: list[str] = attrs.field(factory=list)
+
+
+_SNAPSHOT: list[Any] | None = None
+
+
+def entry_points_snapshot() -> list[Any]:
+    """Every entry point of our groups, read from the installed distributions once."""
+    global _SNAPSHOT
+    if _SNAPSHOT is None:
+        import importlib_metadata
+
+        groups = {GROUP, *LIGHT_GROUPS}
+        _SNAPSHOT = [ep for ep in importlib_metadata.entry_points() if ep.group in groups]
+    return list(_SNAPSHOT)
+
+
+def _names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _short(distribution: str | None) -> str | None:
+    if distribution is None:
+        return None
+    name = distribution.lower().replace("_", "-")
+    return name.removeprefix("gleitzeit-")
+
+
+class PluginManager:
+    """Loads plugins and keeps what they registered, per kind, and a record per plugin."""
+
+    def __init__(
+        self,
+        *,
+        disabled: Iterable[str] = (),
+        allow: Iterable[str] | None = None,
+        strict: bool = False,
+        autoload: bool = True,
+    ) -> None:
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.registries = Registries()
+        self.records: dict[str, PluginRecord] = {}
+        self.disabled = {name.lower() for name in disabled}
+        self.allow = None if allow is None else {name.lower() for name in allow}
+        self.strict = strict
+        self.autoload = autoload
+        self._loaded = False
+
+    @classmethod
+    def from_env(
+        cls, disabled: Iterable[str] = (), environ: Mapping[str, str] | None = None
+    ) -> PluginManager:
+        """A manager configured by the ``GLEITZEIT_*`` variables plus extra deny-list names."""
+        env = os.environ if environ is None else environ
+        deny = [*(_names(env.get("GLEITZEIT_DISABLED_PLUGINS")) or []), *disabled]
+        strict = env.get("GLEITZEIT_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
+        return cls(disabled=deny, allow=_names(env.get("GLEITZEIT_LOAD_PLUGINS")), strict=strict)
+
+    # -- loading --------------------------------------------------------------------------------
+    def load(self) -> PluginManager:
+        """Register the built-ins, then every enabled installed plugin. Idempotent."""
+        if self._loaded:
+            return self
+        self._loaded = True
+        from . import builtins
+
+        self.add(builtins, BUILTIN, distribution="gleitzeit-core", version=_core_version())
+        if self.autoload:
+            self._load_entry_points()
+        return self
+
+    def is_enabled(self, *names: str | None) -> bool:
+        wanted = {n.lower() for n in names if n}
+        if wanted & self.disabled:
+            return False
+        return self.allow is None or bool(wanted & self.allow)
+
+    def _load_entry_points(self) -> None:
+        snapshot = entry_points_snapshot()
+        claims: dict[str, list[Any]] = {}
+        for ep in snapshot:
+            if ep.group == GROUP:
+                claims.setdefault(ep.name, []).append(ep)
+        for name, eps in sorted(claims.items()):
+            first = eps[0]
+            dist = first.dist.name if first.dist else None
+            version = first.dist.version if first.dist else None
+            if len(eps) > 1:
+                owners = ", ".join(sorted(e.dist.name for e in eps if e.dist))
+                self._fail(name, dist, version, first.value, f"plugin name claimed by {owners}")
+                continue
+            if not self.is_enabled(name, dist):
+                self.records[name] = PluginRecord(name, dist, version, first.value, "disabled")
+                continue
+            try:
+                module = first.load()
+            except Exception as exc:  # a broken plugin is reported, never fatal by default
+                self._fail(name, dist, version, first.value, _format(exc))
+                continue
+            self.add(module, name, distribution=dist, version=version)
+        for ep in snapshot:
+            kind = LIGHT_GROUPS.get(ep.group)
+            if kind is None:
+                continue
+            dist = ep.dist.name if ep.dist else None
+            owner = _short(dist) or ep.name
+            record = self.records.get(owner)
+            if record is None:
+                status = "loaded" if self.is_enabled(owner, dist) else "disabled"
+                version = ep.dist.version if ep.dist else None
+                record = PluginRecord(owner, dist, version, None, status)
+                self.records[owner] = record
+            if record.status != "loaded":
+                continue
+            self.registries.of(kind).add(ep.name, ep.value, plugin=owner)
+            record.registered = self.registries.registered_by(owner)
+
+    def add(
+        self,
+        plugin: ModuleType | object,
+        name: str,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> PluginRecord:
+        """Register a plugin object or module and collect what it registers."""
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # e.g. a hook implementation that matches no spec
+            return self._fail(name, distribution, version, module, _format(exc))
+        record = PluginRecord(name, distribution, version, module, "loaded")
+        self.records[name] = record
+        for hook_name, kind in _REGISTER_HOOKS.items():
+            registry = self.registries.of(kind)
+
+            def register(
+                item_name: str, target: Any, *, hint: str | None = None, _r: Any = registry
+            ) -> None:
+                _r.add(item_name, target, plugin=name, hint=hint)
+
+            try:
+                self._call_one(name, hook_name, register=register)
+            except Exception as exc:
+                self.registries.remove_plugin(name)
+                self.pm.unregister(name=name)
+                return self._fail(
+                    name, distribution, version, module, f"{hook_name}: {_format(exc)}"
+                )
+        record.registered = self.registries.registered_by(name)
+        return record
+
+    def _call_one(self, plugin_name: str, hook_name: str, **kwargs: Any) -> list[Any]:
+        results = []
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if impl.plugin_name == plugin_name:
+                results.append(impl.function(**{arg: kwargs[arg] for arg in impl.argnames}))
+        return results
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a hook on every plugin separately; a plugin that raises is reported, not fatal."""
+        results: list[tuple[str, Any]] = []
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            try:
+                value = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                record = self.records.get(impl.plugin_name)
+                message = f"{hook_name}: {_format(exc)}"
+                if record is not None:
+                    record.status, record.error = "error", message
+                if self.strict:
+                    raise PluginLoadError(
+                        impl.plugin_name,
+                        record.distribution if record else None,
+                        record.version if record else None,
+                        message,
+                    ) from exc
+                print(
+                    f"gleitzeit: plugin {impl.plugin_name!r} failed in {message}", file=sys.stderr
+                )
+                continue
+            results.append((impl.plugin_name, value))
+        return results
+
+    def _fail(
+        self, name: str, dist: str | None, version: str | None, module: str | None, error: str
+    ) -> PluginRecord:
+        record = PluginRecord(name, dist, version, module, "error", error)
+        self.records[name] = record
+        if self.strict:
+            raise PluginLoadError(name, dist, version, error)
+        dist_text = f" ({dist} {version})" if dist else ""
+        print(
+            f"gleitzeit: plugin {name!r}{dist_text} failed to load and was skipped: {error} "
+            f"(disable it with `gleitzeit plugins disable {name}`)",
+            file=sys.stderr,
+        )
+        return record
+
+    def conflicts(self) -> dict[str, dict[str, list[str]]]:
+        """Names claimed by more than one plugin, per kind."""
+        return {r.kind: dict(r.conflicts) for r in self.registries.all() if r.conflicts}
+
+    def report(self) -> list[PluginRecord]:
+        for name, record in self.records.items():
+            if record.status == "loaded":
+                record.registered = self.registries.registered_by(name)
+        return sorted(self.records.values(), key=lambda r: (r.name != BUILTIN, r.name))
+
+
+def _format(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _core_version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,148 @@
+"""The runtime: plugins -> registries -> hubs -> providers, and ``execute(method, params)``.
+
+::
+
+    async with Runtime.from_config("gleitzeit.toml") as rt:
+        reply = await rt.execute("llm/chat", {"model": "llama3.2", "messages": [...]})
+
+``from_config`` loads the plugins and checks the whole config before anything starts, so a bad
+config fails at once with every problem listed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from .clock import Clock
+from .config import GleitzeitConfig, load_config, read_user_config
+from .errors import ProviderUnavailable, UnknownMethod
+from .features import FeatureFlags
+from .hub import ResourceHub
+from .plugins import PluginManager
+from .status import RuntimeStatus
+from .wiring import FIRST_PARTY, build_hubs, build_providers
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: GleitzeitConfig | None = None,
+        plugins: PluginManager | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config or GleitzeitConfig()
+        if plugins is None:
+            plugins = PluginManager.from_env(disabled=self.config.plugins.disabled)
+        self.plugins = plugins.load()
+        self.registries = self.plugins.registries
+        self.features = FeatureFlags(self.config.features, random.Random())
+        self.hubs: dict[str, ResourceHub] = build_hubs(self.config, self.registries, clock=clock)
+        self.providers: dict[str, Any] = build_providers(
+            self.config, self.hubs, self.registries, self
+        )
+        self.paths: dict[str, dict[str, int]] = {}
+        self._started = False
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any] | GleitzeitConfig | None = None,
+        *,
+        plugins: PluginManager | None = None,
+        clock: Clock | None = None,
+    ) -> Runtime:
+        """Build a runtime from a TOML path, a dict, a config object, or ``GLEITZEIT_CONFIG``."""
+        config = source if isinstance(source, GleitzeitConfig) else load_config(source)
+        if plugins is None:
+            disabled = [*config.plugins.disabled, *read_user_config().disabled]
+            plugins = PluginManager.from_env(disabled=disabled)
+        return cls(config, plugins, clock=clock)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> Runtime:
+        if self._started:
+            return self
+        self._started = True
+        for hub in self.hubs.values():
+            await hub.start()
+        for provider in self.providers.values():
+            await provider.start()
+        for _, result in self.plugins.call_each("gleitzeit_startup", runtime=self):
+            if inspect.isawaitable(result):
+                await result
+        return self
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for _, result in self.plugins.call_each("gleitzeit_shutdown", runtime=self):
+            if inspect.isawaitable(result):
+                await result
+        for provider in self.providers.values():
+            await provider.stop()
+        for hub in self.hubs.values():
+            await hub.stop()
+
+    async def __aenter__(self) -> Runtime:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- execution ------------------------------------------------------------------------------
+    def methods(self) -> dict[str, Any]:
+        """Every method name mapped to the provider that serves it."""
+        found: dict[str, Any] = {}
+        for provider in self.providers.values():
+            for name in provider.methods():
+                found[name] = provider
+        return found
+
+    def provider_for(self, method: str) -> Any:
+        methods = self.methods()
+        provider = methods.get(method)
+        if provider is not None:
+            return provider
+        prefix = method.split("/", 1)[0]
+        for protocol in self.registries.providers.names():
+            if protocol.split("/", 1)[0] == prefix and protocol not in self.providers:
+                kind = self.registries.providers.get(protocol)
+                raise ProviderUnavailable(protocol, kind.hub_kind)
+        error = UnknownMethod(method, list(methods))
+        for protocol, dist in FIRST_PARTY["provider"].items():
+            if protocol.split("/", 1)[0] == prefix:
+                error.args = (f"{error.args[0]}; `pip install {dist}` provides {prefix}/*",)
+        raise error
+
+    async def execute(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Validate ``params`` and run ``method`` on the provider that offers it."""
+        provider = self.provider_for(method)
+        return await provider.execute(method, params or {})
+
+    def record_path(self, provider: str, path: str) -> None:
+        """Count which path (``hub`` or ``legacy``) served a call, for dual-mode rollouts."""
+        served = self.paths.setdefault(provider, {})
+        served[path] = served.get(path, 0) + 1
+
+    def status(self) -> RuntimeStatus:
+        from . import __version__
+
+        return RuntimeStatus(
+            version=__version__,
+            hubs=[hub.status() for hub in self.hubs.values()],
+            providers={proto: p.hub.name for proto, p in self.providers.items()},
+            paths={k: dict(v) for k, v in self.paths.items()},
+            plugins={r.name: r.status for r in self.plugins.report()},
+        )

@@ -1,0 +1,60 @@
+"""The status shape every hub reports: attrs classes that cattrs turns into JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import cattrs
+
+from .metrics import MetricsSnapshot
+
+__all__ = ["HubStatus", "ResourceStatus", "RuntimeStatus", "to_json"]
+
+
+@attrs.frozen
+class ResourceStatus:
+    id: str
+    endpoint: str
+    health: str
+    health_detail: str
+    breaker: str
+    breaker_opens: int
+    in_flight: int
+    ejected: bool
+    ejected_for_s: float
+    ejections: int
+    draining: bool
+    weight: float
+    labels: list[str]
+    metrics: MetricsSnapshot
+    details: dict[str, Any]
+
+
+@attrs.frozen
+class HubStatus:
+    name: str
+    kind: str
+    strategy: str
+    panic: bool  # nothing healthy was left, so the hub routed to every resource
+    waiting: int
+    counters: dict[str, int]
+    discovery_errors: dict[str, str]
+    resources: list[ResourceStatus]
+
+
+@attrs.frozen
+class RuntimeStatus:
+    version: str
+    hubs: list[HubStatus]
+    providers: dict[str, str]  # protocol -> hub name
+    paths: dict[str, dict[str, int]]  # provider -> {served path -> calls} (dual-mode rollout)
+    plugins: dict[str, str]  # plugin name -> status
+
+
+_json = cattrs.Converter()
+
+
+def to_json(status: Any) -> Any:
+    """Plain JSON-ready data (dicts, lists, numbers, strings) for any status object."""
+    return _json.unstructure(status)

@@ -1,0 +1,287 @@
+"""Strict cattrs structuring with one readable error per problem, each naming its key path.
+
+TOML already gives exact types, so the converter accepts only those: no ``"1.5"`` for a float, no
+``true`` for an integer, no string for a list. Every problem becomes one line such as
+``hubs.llm.health.interval: expected a number of seconds > 0, got "fast"``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+
+from .clock import Clock
+from .errors import ConfigError
+
+__all__ = ["build_component", "converter", "describe_type", "structure"]
+
+T = TypeVar("T")
+
+converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+
+def _shown(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def describe_type(tp: Any) -> str:
+    """``float`` -> "a number", ``list[str]`` -> "a list of strings", and so on."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [describe_type(a) for a in args if a is not type(None)]
+        return " or ".join(inner)
+    if origin in (list, tuple, Sequence, frozenset, set):
+        item = describe_type(args[0]) if args else "values"
+        return f"a list of {_plural(item)}"
+    if origin in (dict, Mapping):
+        return "a table"
+    return {
+        float: "a number",
+        int: "an integer",
+        str: "a string",
+        bool: "true or false",
+    }.get(tp, "a table" if attrs.has(tp) else getattr(tp, "__name__", str(tp)))
+
+
+def _plural(description: str) -> str:
+    for article in ("a ", "an "):
+        if description.startswith(article):
+            noun = description[len(article) :]
+            return noun + ("" if noun.endswith("s") else "s")
+    return description
+
+
+def _strict(kind: type, expected: str) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {expected}, got {_shown(value)}")
+        if kind is float and isinstance(value, int):
+            return float(value)
+        if not isinstance(value, kind):
+            raise TypeError(f"expected {expected}, got {_shown(value)}")
+        return value
+
+    return hook
+
+
+converter.register_structure_hook(float, _strict(float, "a number"))
+converter.register_structure_hook(int, _strict(int, "an integer"))
+converter.register_structure_hook(str, _strict(str, "a string"))
+converter.register_structure_hook(bool, _strict(bool, "true or false"))
+converter.register_structure_hook(Any, lambda value, _: value)
+# injected collaborators pass through untouched
+converter.register_structure_hook(random.Random, lambda value, _: value)
+converter.register_structure_hook(Clock, lambda value, _: value)
+
+
+def _is_sequence_type(tp: Any) -> bool:
+    return typing.get_origin(tp) in (list, tuple, Sequence, frozenset, set)
+
+
+def _sequence_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    item = typing.get_args(tp)[0] if typing.get_args(tp) else Any
+    origin = typing.get_origin(tp)
+    make = {list: list, tuple: tuple, frozenset: frozenset, set: set}.get(origin, list)
+
+    def hook(value: Any, _: Any) -> Any:
+        if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence | set):
+            raise TypeError(f"expected {describe_type(tp)}, got {_shown(value)}")
+        errors: list[Exception] = []
+        out = []
+        for index, element in enumerate(value):
+            try:
+                out.append(converter.structure(element, item))
+            except Exception as exc:
+                exc.__notes__ = [*getattr(exc, "__notes__", []), _index_note(index, item)]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
+        return make(out)
+
+    return hook
+
+
+def _index_note(index: int, item: Any) -> IterableValidationNote:
+    return IterableValidationNote(f"Structuring @ index {index}", index, item)
+
+
+def _mapping_check(tp: Any) -> Callable[[Any, Any], Any]:
+    key_t, value_t = ((*typing.get_args(tp), Any, Any))[:2]
+
+    def hook(value: Any, _: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a table, got {_shown(value)}")
+        errors: list[Exception] = []
+        out = {}
+        for key, element in value.items():
+            try:
+                out[converter.structure(key, key_t)] = converter.structure(element, value_t)
+            except Exception as exc:
+                exc.__notes__ = [
+                    *getattr(exc, "__notes__", []),
+                    IterableValidationNote(f"Structuring @ key {key!r}", key, value_t),
+                ]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
+        return out
+
+    return hook
+
+
+converter.register_structure_hook_factory(_is_sequence_type, _sequence_hook)
+
+
+def _is_mapping_type(tp: Any) -> bool:
+    origin: Any = typing.get_origin(tp)
+    return origin is dict or origin is Mapping
+
+
+converter.register_structure_hook_factory(_is_mapping_type, _mapping_check)
+
+
+def structure(raw: Any, cls: type[T], *, path: str = "", source: str | None = None) -> T:
+    """Structure ``raw`` into ``cls`` or raise one ``ConfigError`` listing every problem."""
+    try:
+        return converter.structure(raw, cls)
+    except Exception as exc:
+        problems = problems_of(exc, _split(path), raw, cls)
+        raise ConfigError(problems, source=source) from None
+
+
+def _split(path: str) -> list[str | int]:
+    return [part for part in path.split(".") if part] if path else []
+
+
+def _join(parts: Sequence[str | int]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _lookup(raw: Any, parts: Sequence[str | int]) -> Any:
+    value = raw
+    for part in parts:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return value
+
+
+_MISSING = object()
+
+
+def problems_of(
+    exc: BaseException,
+    prefix: list[str | int],
+    raw: Any,
+    cls: Any,
+    rel: list[str | int] | None = None,
+) -> list[str]:
+    """Flatten cattrs' exception tree into ``path: what was expected, what was found`` lines."""
+    rel = rel or []
+    if isinstance(exc, ForbiddenExtraKeysError):
+        allowed = ", ".join(a.name for a in attrs.fields(exc.cl)) if attrs.has(exc.cl) else ""
+        return [
+            f"{_join([*prefix, *rel, key])}: unknown key"
+            + (f"; expected one of: {allowed}" if allowed else "")
+            for key in sorted(exc.extra_fields)
+        ]
+    if isinstance(exc, ClassValidationError | IterableValidationError):
+        lines: list[str] = []
+        for sub in exc.exceptions:
+            step: list[str | int] = []
+            for note in getattr(sub, "__notes__", []):
+                if isinstance(note, AttributeValidationNote):
+                    step = [note.name]
+                elif isinstance(note, IterableValidationNote):
+                    step = [note.index]
+            owner = exc.cl if isinstance(exc, ClassValidationError) else None
+            lines.extend(problems_of(sub, prefix, raw, owner, [*rel, *step]))
+        return lines
+    field_name = getattr(exc, "field", None)
+    if field_name:  # raised by one of our validators, which already says what it expected
+        return [f"{_join([*prefix, *rel, field_name])}: {exc}"]
+    where = _join([*prefix, *rel])
+    value = _lookup(raw, rel)
+    if isinstance(exc, KeyError):
+        return [f"{where}: missing required key"]
+    expected = _expected_of(cls, rel)
+    if expected and value is not _MISSING:
+        return [f"{where}: expected {expected}, got {_shown(value)}"]
+    return [f"{where}: {exc}"]
+
+
+def _expected_of(owner: Any, rel: Sequence[str | int]) -> str | None:
+    """The friendliest description of what a field takes: its validator's, else its type's."""
+    if not rel or not isinstance(rel[-1], str) or owner is None or not attrs.has(owner):
+        return None
+    field = attrs.fields_dict(owner).get(rel[-1])
+    if field is None:
+        return None
+    described = getattr(field.validator, "expected", None)
+    if described:
+        return str(described)
+    return describe_type(field.type) if field.type is not None else None
+
+
+def build_component(
+    factory: Any,
+    options: Mapping[str, Any],
+    *,
+    path: str,
+    inject: Mapping[str, Any] | None = None,
+    source: str | None = None,
+) -> Any:
+    """Create a strategy, breaker or probe from its config options.
+
+    An attrs class is structured from ``options`` (unknown keys and wrong types are reported
+    with ``path``); any other callable is called with the options as keyword arguments. Values
+    in ``inject`` (the hub's clock, a seeded rng) are passed to parameters of the same name and
+    cannot be set from the config.
+    """
+    inject = dict(inject or {})
+    forbidden = sorted(set(options) & set(inject))
+    if forbidden:
+        raise ConfigError(
+            [f"{path}.{key}: cannot be set from the config" for key in forbidden], source=source
+        )
+    if attrs.has(factory):
+        names = {a.name: a for a in attrs.fields(factory) if a.init}
+        raw = dict(options)
+        raw.update({key: value for key, value in inject.items() if key in names})
+        return structure(raw, factory, path=path, source=source)
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    kwargs = dict(options)
+    for key, value in inject.items():
+        if key in parameters or accepts_any:
+            kwargs[key] = value
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}", source=source) from None

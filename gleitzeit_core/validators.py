@@ -1,0 +1,95 @@
+"""attrs validators whose messages read well in a config error.
+
+A failing validator raises ``ValueError("expected a number of seconds > 0, got 'fast'")``; the
+config loader puts the full key path in front (``hubs.llm.health.interval: expected ...``).
+Plugins use them for the attrs classes that hold their options.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "InvalidValue",
+    "MissingKey",
+    "at_least",
+    "fraction",
+    "in_range",
+    "one_of",
+    "positive",
+    "seconds",
+]
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+
+class InvalidValue(ValueError):
+    """A field's value is out of range; ``field`` names it for the config error's key path."""
+
+    def __init__(self, field: str, expected: str, value: Any) -> None:
+        self.field = field
+        self.expected = expected
+        try:
+            shown = json.dumps(value)
+        except (TypeError, ValueError):
+            shown = repr(value)
+        super().__init__(f"expected {expected}, got {shown}")
+
+
+class MissingKey(KeyError):
+    """A required key is absent; ``field`` names it for the config error's key path."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(field)
+
+    def __str__(self) -> str:
+        return "missing required key"
+
+
+def _described(expected: str, test: Callable[[Any], bool]) -> Validator:
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not test(value):
+            raise InvalidValue(attribute.name, expected, value)
+
+    check.expected = expected  # type: ignore[attr-defined]
+    return check
+
+
+def positive(what: str = "a number") -> Validator:
+    """Value must be a number > 0 (``None`` passes: use it for optional fields)."""
+    return _described(f"{what} > 0", lambda v: _number(v) and v > 0)
+
+
+def seconds(*, allow_zero: bool = False) -> Validator:
+    """A duration in seconds: > 0, or >= 0 when ``allow_zero``."""
+    if allow_zero:
+        return _described("a number of seconds >= 0", lambda v: _number(v) and v >= 0)
+    return _described("a number of seconds > 0", lambda v: _number(v) and v > 0)
+
+
+def at_least(minimum: float, what: str = "an integer") -> Validator:
+    return _described(f"{what} >= {minimum:g}", lambda v: _number(v) and v >= minimum)
+
+
+def in_range(low: float, high: float, what: str = "a number") -> Validator:
+    return _described(
+        f"{what} between {low:g} and {high:g}", lambda v: _number(v) and low <= v <= high
+    )
+
+
+def fraction() -> Validator:
+    """A share between 0 and 1."""
+    return in_range(0.0, 1.0, "a fraction")
+
+
+def one_of(*choices: str) -> Validator:
+    return _described("one of " + ", ".join(repr(c) for c in choices), lambda v: v in choices)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

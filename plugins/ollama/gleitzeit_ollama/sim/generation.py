@@ -1,0 +1,121 @@
+"""Turn a generate/chat request body into the exact tokens the simulator will produce."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from gleitzeit_ollama.sim.config import SimConfig
+from gleitzeit_ollama.sim.models import ModelInfo
+from gleitzeit_ollama.sim.text import count_tokens, json_tokens, text_tokens, thinking_tokens
+from gleitzeit_ollama.sim.wire import JsonObj, SimHTTPError
+
+_THINKING_TOKENS = 8
+
+
+@attrs.frozen
+class Plan:
+    """What a completion will say: optional thinking tokens, then answer tokens."""
+
+    key: str
+    prompt_tokens: int
+    thinking: tuple[str, ...]
+    tokens: tuple[str, ...]
+    done_reason: str
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+    @property
+    def thinking_text(self) -> str:
+        return "".join(self.thinking)
+
+    @property
+    def eval_count(self) -> int:
+        return len(self.thinking) + len(self.tokens)
+
+
+def options_of(body: JsonObj) -> Mapping[str, Any]:
+    options = body.get("options")
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise SimHTTPError(400, "options must be a JSON object")
+    return options
+
+
+def _length(options: Mapping[str, Any], config: SimConfig) -> tuple[int, str]:
+    """Output length and done_reason: num_predict >= 0 caps output ("length")."""
+    num_predict = options.get("num_predict")
+    if isinstance(num_predict, int) and not isinstance(num_predict, bool) and num_predict >= 0:
+        return num_predict, "length"
+    # Unset or negative (-1 = unlimited, -2 = fill context): the model "stops" on its own.
+    return config.max_tokens, "stop"
+
+
+def _wants_thinking(body: JsonObj, info: ModelInfo) -> bool:
+    think = body.get("think")
+    enabled = think is True or (isinstance(think, str) and think not in ("", "false", "none"))
+    # Non-thinking models ignore the flag instead of failing (lenient on purpose).
+    return enabled and "thinking" in info.capabilities
+
+
+def _validate_format(fmt: Any) -> None:
+    if fmt in (None, "", "json") or isinstance(fmt, Mapping):
+        return
+    raise SimHTTPError(400, 'invalid format: expected "json" or a valid JSON schema')
+
+
+def plan_output(
+    key: str, prompt_tokens: int, body: JsonObj, info: ModelInfo, config: SimConfig
+) -> Plan:
+    options = options_of(body)
+    fmt = body.get("format")
+    _validate_format(fmt)
+    n, reason = _length(options, config)
+    # options.seed varies the output like a sampler seed would; temperature is ignored.
+    option_seed = options.get("seed")
+    seed: int | str = config.seed if option_seed is None else f"{config.seed}/{option_seed}"
+    if fmt == "json":
+        tokens = json_tokens(key, n, seed)
+    elif isinstance(fmt, Mapping):
+        tokens = json_tokens(key, n, seed, schema=fmt)
+    else:
+        tokens = text_tokens(key, n, seed)
+    thinking = thinking_tokens(key, _THINKING_TOKENS, seed) if _wants_thinking(body, info) else []
+    return Plan(key, max(prompt_tokens, 1), tuple(thinking), tuple(tokens), reason)
+
+
+def generate_key(body: JsonObj) -> tuple[str, int]:
+    """The prompt drives the output; system/suffix/images only add to the prompt count."""
+    prompt = body.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise SimHTTPError(400, "prompt must be a string")
+    extra = "".join(str(body.get(k) or "") for k in ("system", "suffix"))
+    return prompt, count_tokens(prompt) + count_tokens(extra)
+
+
+def chat_messages(body: JsonObj) -> list[Mapping[str, Any]]:
+    messages = body.get("messages")
+    if messages is None:
+        return []
+    if not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
+        raise SimHTTPError(400, "messages must be a list of objects")
+    for m in messages:
+        if not isinstance(m.get("role"), str):
+            raise SimHTTPError(400, "each message needs a role")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise SimHTTPError(400, "tools must be a list")
+    return messages
+
+
+def chat_key(messages: list[Mapping[str, Any]]) -> tuple[str, int]:
+    """The last user message drives the output, so chat(user: X) == generate(prompt: X)."""
+    contents = [str(m.get("content") or "") for m in messages]
+    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    key = users[-1] if users else (contents[-1] if contents else "")
+    return key, sum(count_tokens(c) for c in contents)

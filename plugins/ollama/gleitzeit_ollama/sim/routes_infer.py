@@ -1,0 +1,220 @@
+"""Inference endpoints: /api/generate, /api/chat, /api/embed, /api/embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from gleitzeit_ollama.sim.generation import (
+    Plan,
+    chat_key,
+    chat_messages,
+    generate_key,
+    options_of,
+    plan_output,
+)
+from gleitzeit_ollama.sim.models import ModelInfo
+from gleitzeit_ollama.sim.state import SimState
+from gleitzeit_ollama.sim.streaming import EndStream, Pacer, make_output
+from gleitzeit_ollama.sim.text import context_ids, count_tokens, embedding, normalize
+from gleitzeit_ollama.sim.wire import (
+    JsonObj,
+    SimHTTPError,
+    json_response,
+    parse_keep_alive,
+    read_json,
+    require_model,
+    rfc3339,
+    want_stream,
+)
+
+# Builds one streamed chunk from (answer token, thinking token).
+ChunkFn = Callable[[str, str], JsonObj]
+
+
+class InferenceRoutes:
+    def __init__(self, state: SimState) -> None:
+        self._state = state
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_post("/api/generate", self.generate)
+        app.router.add_post("/api/chat", self.chat)
+        app.router.add_post("/api/embed", self.embed)
+        app.router.add_post("/api/embeddings", self.embeddings)
+
+    def _model(self, body: JsonObj, verb: str | None) -> tuple[str, ModelInfo, float | None]:
+        model = require_model(body)
+        info = self._state.require(model)
+        if verb and "completion" not in info.capabilities:
+            raise SimHTTPError(400, f'"{model}" does not support {verb}')
+        return model, info, parse_keep_alive(body.get("keep_alive"))
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.monotonic_ns()
+        body = await read_json(request)
+        model, info, keep_alive = self._model(body, "generate")
+        key, prompt_tokens = generate_key(body)
+        if not key and not body.get("images"):
+            return await self._load_or_unload(model, info, keep_alive, {"response": ""})
+        plan = plan_output(key, prompt_tokens, body, info, self._state.config)
+
+        def chunk(token: str, thought: str) -> JsonObj:
+            out: JsonObj = {"model": model, "created_at": rfc3339(), "response": token}
+            if thought:
+                out["thinking"] = thought
+            return out | {"done": False}
+
+        full: JsonObj = {"response": plan.text}
+        if plan.thinking:
+            full["thinking"] = plan.thinking_text
+        tail = {"context": context_ids(key, plan.text)}
+        return await self._complete(
+            request, body, t0, model, info, keep_alive, plan, chunk, full, tail
+        )
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.monotonic_ns()
+        body = await read_json(request)
+        model, info, keep_alive = self._model(body, "chat")
+        messages = chat_messages(body)
+        empty = {"message": {"role": "assistant", "content": ""}}
+        if not messages:
+            return await self._load_or_unload(model, info, keep_alive, empty)
+        key, prompt_tokens = chat_key(messages)
+        plan = plan_output(key, prompt_tokens, body, info, self._state.config)
+
+        def chunk(token: str, thought: str) -> JsonObj:
+            message = {"role": "assistant", "content": token}
+            if thought:
+                message["thinking"] = thought
+            return {"model": model, "created_at": rfc3339(), "message": message, "done": False}
+
+        message = {"role": "assistant", "content": plan.text}
+        if plan.thinking:
+            message["thinking"] = plan.thinking_text
+        full: JsonObj = {"message": message}
+        return await self._complete(
+            request, body, t0, model, info, keep_alive, plan, chunk, full, {}
+        )
+
+    async def _load_or_unload(
+        self, model: str, info: ModelInfo, keep_alive: float | None, empty: JsonObj
+    ) -> web.StreamResponse:
+        """Empty prompt/messages: pre-load the model, or evict it when keep_alive is 0."""
+        registry = self._state.registry
+        if keep_alive == 0:
+            registry.unload(info)
+            reason = "unload"
+        else:
+            await registry.acquire(info, keep_alive)
+            registry.release(info)
+            reason = "load"
+        head = {"model": model, "created_at": rfc3339()}
+        return json_response(head | empty | {"done": True, "done_reason": reason})
+
+    async def _complete(
+        self,
+        request: web.Request,
+        body: JsonObj,
+        t0: int,
+        model: str,
+        info: ModelInfo,
+        keep_alive: float | None,
+        plan: Plan,
+        chunk: ChunkFn,
+        full: JsonObj,
+        tail: JsonObj,
+    ) -> web.StreamResponse:
+        """Run one completion inside a model slot with realistic pacing and timings."""
+        state = self._state
+        out = make_output(request, want_stream(body), state.faults.stream_faults(request.path))
+        async with state.slots.slot(info.name):
+            load_ns = await state.registry.acquire(info, keep_alive)
+            try:
+                t_prompt = time.monotonic_ns()
+                pacer = Pacer(state.config.latency_ms / 1000.0, state.config.tokens_per_s)
+                await pacer.wait_token(0)
+                t_eval = time.monotonic_ns()
+                steps = [("", t) for t in plan.thinking] + [(t, "") for t in plan.tokens]
+                for i, (token, thought) in enumerate(steps):
+                    await pacer.wait_token(i + 1)
+                    await out.emit(chunk(token, thought))
+                now = time.monotonic_ns()
+                timings = {
+                    "done": True,
+                    "done_reason": plan.done_reason,
+                    **tail,
+                    "total_duration": now - t0,
+                    "load_duration": load_ns,
+                    "prompt_eval_count": plan.prompt_tokens,
+                    "prompt_eval_duration": t_eval - t_prompt,
+                    "eval_count": plan.eval_count,
+                    "eval_duration": now - t_eval,
+                }
+                final = chunk("", "") | timings
+                answer = {"model": model, "created_at": rfc3339()} | full | timings
+                return await out.finish(final, answer)
+            except EndStream as ended:
+                return ended.response
+            finally:
+                state.registry.release(info)
+
+    async def embed(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.monotonic_ns()
+        body = await read_json(request)
+        model, info, keep_alive = self._model(body, None)
+        raw = body.get("input")
+        if raw is None:
+            inputs: list[str] = []
+        elif isinstance(raw, str):
+            inputs = [raw]
+        elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            inputs = list(raw)
+        else:
+            raise SimHTTPError(400, "invalid input type")
+        options_of(body)
+        dims = body.get("dimensions")
+        if dims is not None and (not isinstance(dims, int) or dims <= 0):
+            raise SimHTTPError(400, "dimensions must be a positive integer")
+        vectors, load_ns, prompt_tokens = await self._embed(info, keep_alive, inputs, dims)
+        return json_response(
+            {
+                "model": model,
+                "embeddings": vectors,
+                "total_duration": time.monotonic_ns() - t0,
+                "load_duration": load_ns,
+                "prompt_eval_count": prompt_tokens,
+            }
+        )
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        """Legacy single-prompt endpoint: ``{"embedding": [...]}``."""
+        body = await read_json(request)
+        _model, info, keep_alive = self._model(body, None)
+        prompt = body.get("prompt") or ""
+        if not isinstance(prompt, str):
+            raise SimHTTPError(400, "prompt must be a string")
+        options_of(body)
+        vectors, _, _ = await self._embed(info, keep_alive, [prompt] if prompt else [], None)
+        return json_response({"embedding": vectors[0] if vectors else []})
+
+    async def _embed(
+        self, info: ModelInfo, keep_alive: float | None, inputs: list[str], dims: int | None
+    ) -> tuple[list[list[float]], int, int]:
+        state = self._state
+        async with state.slots.slot(info.name):
+            load_ns = await state.registry.acquire(info, keep_alive)
+            try:
+                if inputs:
+                    await asyncio.sleep(state.config.latency_ms / 1000.0)
+                vectors: list[list[Any]] = []
+                for text in inputs:
+                    vec = embedding(text, state.config.embed_dim, state.config.seed)
+                    vectors.append(normalize(vec[:dims]) if dims else vec)
+            finally:
+                state.registry.release(info)
+        return vectors, load_ns, sum(count_tokens(t) for t in inputs)

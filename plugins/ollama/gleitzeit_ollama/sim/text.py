@@ -1,0 +1,157 @@
+"""Deterministic fake model output: text tokens, JSON documents and embeddings.
+
+Everything is a pure function of (seed, input) so two simulators, or a test,
+compute identical output for the same request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+VOCAB: tuple[str, ...] = (
+    "the", "quick", "model", "answers", "with", "a", "steady", "stream", "of", "tokens",
+    "while", "every", "server", "keeps", "its", "queue", "short", "and", "requests", "flow",
+    "through", "pools", "to", "warm", "instances", "that", "hold", "weights", "in", "memory",
+    "so", "latency", "stays", "low", "when", "load", "rises", "then", "balancer", "picks",
+    "one", "free", "slot", "for", "each", "prompt", "before", "timeouts", "trip", "breakers",
+    "over", "time", "as", "probes", "report", "health", "back", "hub", "routes", "work",
+    "across", "many", "hosts", "quietly",
+)  # fmt: skip
+
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+
+
+def _rng(*parts: object) -> random.Random:
+    # sha256 rather than hash(): stable across processes and PYTHONHASHSEED.
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def count_tokens(text: str) -> int:
+    """Rough token count (words and punctuation), used for prompt_eval_count."""
+    return len(_TOKEN_RE.findall(text))
+
+
+def text_tokens(prompt: str, n: int, seed: int | str = 0) -> list[str]:
+    """``n`` tokens of prose derived from ``prompt``; joined they read as one sentence."""
+    rng = _rng("text", seed, prompt)
+    tokens: list[str] = []
+    for i in range(n):
+        word = rng.choice(VOCAB)
+        token = word.capitalize() if i == 0 else " " + word
+        tokens.append(token + "." if i == n - 1 else token)
+    return tokens
+
+
+def thinking_tokens(prompt: str, n: int, seed: int | str = 0) -> list[str]:
+    """Tokens for the ``thinking`` field of thinking-capable models."""
+    return text_tokens("think\x1f" + prompt, n, seed)
+
+
+def generate_text(prompt: str, n: int, seed: int | str = 0) -> str:
+    return "".join(text_tokens(prompt, n, seed))
+
+
+def split_text(text: str, n: int) -> list[str]:
+    """Split ``text`` into ``n`` non-empty pieces of near-equal size (fewer if too short)."""
+    n = max(1, min(n, len(text)))
+    base, extra = divmod(len(text), n)
+    pieces, pos = [], 0
+    for i in range(n):
+        size = base + (1 if i < extra else 0)
+        pieces.append(text[pos : pos + size])
+        pos += size
+    return pieces
+
+
+def json_tokens(
+    prompt: str, n: int, seed: int | str = 0, schema: Mapping[str, Any] | None = None
+) -> list[str]:
+    """A valid JSON document (matching ``schema`` if given) split into ~``n`` chunks."""
+    rng = _rng("json", seed, prompt)
+    words = [rng.choice(VOCAB) for _ in range(max(n, 3))]
+    if schema:
+        doc: Any = _value_for(schema, schema, rng, words, depth=0)
+    else:
+        doc = {"response": " ".join(words[: max(n, 1)])}
+    return split_text(json.dumps(doc), max(n, 1))
+
+
+def _resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, Mapping) else {}
+        return target if isinstance(target, Mapping) else {}
+    for key in ("anyOf", "oneOf", "allOf"):
+        options = node.get(key)
+        if isinstance(options, list) and options:
+            # Prefer a non-null option so the value is informative.
+            for opt in options:
+                if isinstance(opt, Mapping) and opt.get("type") != "null":
+                    return _resolve(opt, root)
+    return node
+
+
+def _value_for(
+    node: Mapping[str, Any],
+    root: Mapping[str, Any],
+    rng: random.Random,
+    words: list[str],
+    depth: int,
+) -> Any:
+    """A value satisfying the common subset of JSON Schema (types, properties, enum, $ref)."""
+    node = _resolve(node, root)
+    if "const" in node:
+        return node["const"]
+    if isinstance(node.get("enum"), list) and node["enum"]:
+        return rng.choice(node["enum"])
+    kind = node.get("type", "object" if "properties" in node else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if depth > 8:  # guard against recursive schemas
+        kind = "null" if kind in ("object", "array") else kind
+    if kind == "object":
+        props = node.get("properties")
+        if not isinstance(props, Mapping):
+            return {}
+        return {k: _value_for(v, root, rng, words, depth + 1) for k, v in props.items()}
+    if kind == "array":
+        items = node.get("items") if isinstance(node.get("items"), Mapping) else {}
+        count = max(int(node.get("minItems", 2)), 1)
+        return [_value_for(items or {}, root, rng, words, depth + 1) for _ in range(count)]
+    if kind == "integer":
+        return rng.randint(0, 100)
+    if kind == "number":
+        return round(rng.uniform(0, 100), 2)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    start = rng.randrange(len(words))
+    return " ".join((words[start:] + words[:start])[:3])
+
+
+def embedding(text: str, dim: int, seed: int | str = 0) -> list[float]:
+    """A unit-length (L2) vector derived from ``text``; equal texts give equal vectors."""
+    rng = _rng("embed", seed, text)
+    vec = [rng.gauss(0.0, 1.0) for _ in range(dim)]
+    return normalize(vec)
+
+
+def normalize(vec: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+    return [x / norm for x in vec]
+
+
+def context_ids(*texts: str) -> list[int]:
+    """Fake token ids for the deprecated ``context`` field (stable, small ints)."""
+    return [zlib.crc32(tok.encode()) % 32000 for t in texts for tok in _TOKEN_RE.findall(t)]
