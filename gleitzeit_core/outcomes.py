@@ -15,6 +15,7 @@ class FailureClass(enum.Enum):
     SERVER_ERROR = "server_error"  # 5xx other than "busy"
     PROTOCOL = "protocol"  # malformed answer, or an error line inside a 200 stream
     OVERLOADED = "overloaded"  # 503 "server busy" / 429: try elsewhere, but the resource is fine
+    MISROUTED = "misrouted"  # this resource cannot serve it (an Ollama 404 for a model it lacks)
     CLIENT_ERROR = "client_error"  # the caller's 4xx: goes back unchanged, nobody's fault here
     CANCELLED = "cancelled"  # the caller went away
 
@@ -26,7 +27,7 @@ class FailureClass(enum.Enum):
     @property
     def retryable(self) -> bool:
         """Whether another resource may succeed where this one failed."""
-        return self in _RESOURCE_FAULTS or self is FailureClass.OVERLOADED
+        return self in _RESOURCE_FAULTS or self in (FailureClass.OVERLOADED, FailureClass.MISROUTED)
 
 
 _RESOURCE_FAULTS = frozenset(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import ollama
 import pytest
-
 from gleitzeit_ollama.sim import OllamaSimulator, SimConfig, SimProcess
 
 LOOPBACK = "127.0.0.1"
@@ -104,3 +105,27 @@ def sim_process_factory() -> Iterator[SimProcessFactory]:
     finally:
         for proc in factory.started:
             proc.kill()
+
+
+Predicate = Callable[[], "bool | Awaitable[bool]"]
+
+
+async def _eventually(predicate: Predicate, timeout: float = 5.0, interval: float = 0.005) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for _ in range(1_000_000):  # bounded; the deadline normally ends it
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() >= deadline:
+            break
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def eventually() -> Callable[..., Awaitable[None]]:
+    """``await eventually(pred, timeout=5.0)``: poll a (sync or async) predicate until true."""
+    return _eventually

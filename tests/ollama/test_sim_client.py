@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import ollama
 import pytest
-
 from gleitzeit_ollama.sim import OllamaSimulator, embedding, generate_text
 
 MAX_TOKENS = 8  # conftest FAST config
@@ -24,8 +23,10 @@ async def test_list_reports_installed_models(ollama_client: ollama.AsyncClient) 
     assert llama.details.format == "gguf"
     assert llama.details.family == "llama"
     assert llama.details.parameter_size == "3.2B"
-    assert llama.size is not None and llama.size > 0
-    assert llama.digest is not None and len(llama.digest) == 64
+    assert llama.size is not None
+    assert llama.size > 0
+    assert llama.digest is not None
+    assert len(llama.digest) == 64
     assert isinstance(llama.modified_at, datetime)
 
 
@@ -35,7 +36,8 @@ async def test_ps_shows_model_after_use(ollama_client: ollama.AsyncClient) -> No
     await ollama_client.generate(model="llama3.2", prompt="warm up")
     (entry,) = (await ollama_client.ps()).models
     assert entry.model == "llama3.2:latest"
-    assert entry.expires_at is not None and entry.expires_at > datetime.now(UTC)
+    assert entry.expires_at is not None
+    assert entry.expires_at > datetime.now(UTC)
     assert entry.context_length == 4096
     assert entry.size_vram == entry.size
 
@@ -44,7 +46,8 @@ async def test_show_capabilities(ollama_client: ollama.AsyncClient) -> None:
     """show() returns template, modelfile, model_info and per-model capabilities."""
     chat_model = await ollama_client.show("llama3.2")
     assert chat_model.capabilities == ["completion"]
-    assert chat_model.modelfile and "FROM llama3.2:latest" in chat_model.modelfile
+    assert chat_model.modelfile
+    assert "FROM llama3.2:latest" in chat_model.modelfile
     assert chat_model.template
     assert chat_model.modelinfo is not None
     assert chat_model.modelinfo["general.architecture"] == "llama"
@@ -59,7 +62,8 @@ async def test_generate_non_streaming(ollama_client: ollama.AsyncClient) -> None
     assert resp.done_reason == "stop"
     assert resp.response == generate_text("Why is the sky blue?", MAX_TOKENS)
     assert resp.eval_count == MAX_TOKENS
-    assert isinstance(resp.total_duration, int) and resp.total_duration > 0
+    assert isinstance(resp.total_duration, int)
+    assert resp.total_duration > 0
     assert resp.context
 
 
@@ -85,7 +89,8 @@ async def test_chat_streaming_and_not(ollama_client: ollama.AsyncClient) -> None
     assert whole.message.content == generate_text("Hi", MAX_TOKENS)
     chunks = [c async for c in await ollama_client.chat("llama3.2", messages, stream=True)]
     assert "".join(c.message.content or "" for c in chunks) == whole.message.content
-    assert chunks[-1].done and chunks[-1].done_reason == "stop"
+    assert chunks[-1].done
+    assert chunks[-1].done_reason == "stop"
 
 
 async def test_chat_accepts_tools_and_json_format(ollama_client: ollama.AsyncClient) -> None:
@@ -118,7 +123,8 @@ async def test_generate_schema_format(ollama_client: ollama.AsyncClient) -> None
     }
     resp = await ollama_client.generate(model="llama3.2", prompt="person", format=schema)
     doc = json.loads(resp.response)
-    assert isinstance(doc["name"], str) and isinstance(doc["age"], int)
+    assert isinstance(doc["name"], str)
+    assert isinstance(doc["age"], int)
 
 
 async def test_num_predict_sets_length(ollama_client: ollama.AsyncClient) -> None:
@@ -154,7 +160,8 @@ async def test_pull_streamed_then_installed(ollama_client: ollama.AsyncClient) -
     assert statuses[0] == "pulling manifest"
     assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
     layer = [u for u in updates if u.digest]
-    assert layer and all(u.status == f"pulling {u.digest[7:19]}" for u in layer)
+    assert layer
+    assert all(u.status == f"pulling {u.digest[7:19]}" for u in layer)
     assert any(u.completed == u.total for u in layer)
     names = {m.model for m in (await ollama_client.list()).models}
     assert "qwen3:0.6b" in names

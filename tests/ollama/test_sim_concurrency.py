@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import aiohttp
-
 from gleitzeit_ollama.sim import BUSY_MESSAGE
 
 
@@ -30,7 +29,9 @@ async def test_num_parallel_caps_running(sim_factory: Any, http: aiohttp.ClientS
     assert stats["requests"]["/api/generate"] == 10
 
 
-async def test_queue_is_fifo_and_observable(sim_factory: Any, http: aiohttp.ClientSession) -> None:
+async def test_queue_is_fifo_and_observable(
+    sim_factory: Any, http: aiohttp.ClientSession, eventually: Any
+) -> None:
     """Waiting requests show up as queued and are served in arrival order."""
     (sim,) = await sim_factory(1, num_parallel=1, tokens_per_s=200.0)
     order: list[int] = []
@@ -40,15 +41,12 @@ async def test_queue_is_fifo_and_observable(sim_factory: Any, http: aiohttp.Clie
         order.append(i)
 
     first = asyncio.create_task(one(0))
-    async with asyncio.timeout(5):
-        while sim.stats()["current"]["overall"] < 1:
-            await asyncio.sleep(0.002)
+    await eventually(lambda: sim.stats()["current"]["overall"] == 1)
     rest = []
     for i in range(1, 4):
         rest.append(asyncio.create_task(one(i)))
-        async with asyncio.timeout(5):  # make arrival order unambiguous
-            while sim.stats()["queued"]["overall"] < i:
-                await asyncio.sleep(0.002)
+        # wait until it is queued so the arrival order is unambiguous
+        await eventually(lambda i=i: sim.stats()["queued"]["overall"] == i)
     assert sim.stats()["queued"]["models"] == {"llama3.2:latest": 3}
     await asyncio.gather(first, *rest)
     assert order == [0, 1, 2, 3]

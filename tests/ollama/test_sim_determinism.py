@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from gleitzeit_ollama.sim import embedding, generate_text, normalize_name, text_tokens
 from gleitzeit_ollama.sim.slots import ModelSlots, QueueFull
 from gleitzeit_ollama.sim.text import json_tokens, split_text
@@ -62,7 +61,8 @@ def test_text_tokens_shape() -> None:
     """Tokens are words with leading spaces, capitalised first, final period; pure function."""
     tokens = text_tokens("hello", 5)
     assert len(tokens) == 5
-    assert tokens[0][0].isupper() and all(t.startswith(" ") for t in tokens[1:])
+    assert tokens[0][0].isupper()
+    assert all(t.startswith(" ") for t in tokens[1:])
     assert tokens[-1].endswith(".")
     assert tokens == text_tokens("hello", 5)
     assert text_tokens("hello", 0) == []
@@ -82,7 +82,8 @@ def test_json_tokens_concatenate_to_valid_json() -> None:
         "$defs": {"Person": {"type": "object", "properties": {"ok": {"type": "boolean"}}}},
     }
     doc = json.loads("".join(json_tokens("p", 6, schema=schema)))
-    assert isinstance(doc["tags"], list) and all(isinstance(t, str) for t in doc["tags"])
+    assert isinstance(doc["tags"], list)
+    assert all(isinstance(t, str) for t in doc["tags"])
     assert isinstance(doc["owner"]["ok"], bool)
     assert doc["kind"] in ("a", "b")
     assert isinstance(doc["score"], float)
@@ -141,7 +142,8 @@ async def test_slots_fifo_cancellation_safe() -> None:
     slots.release()
     async with asyncio.timeout(1):
         await second
-    assert slots.running == 1 and slots.queued == 0
+    assert slots.running == 1
+    assert slots.queued == 0
     slots.release()
     assert slots.running == 0
 
@@ -152,4 +154,5 @@ async def test_slot_wait_times_out() -> None:
     await slots.acquire(1.0)
     with pytest.raises(TimeoutError):
         await slots.acquire(0.05)
-    assert slots.queued == 0 and slots.running == 1
+    assert slots.queued == 0
+    assert slots.running == 1

@@ -9,7 +9,6 @@ from typing import Any
 import aiohttp
 import ollama
 import pytest
-
 from gleitzeit_ollama.sim import BUSY_MESSAGE, OllamaSimulator
 
 GEN = {"model": "llama3.2", "prompt": "fault me"}
@@ -25,7 +24,8 @@ async def test_fault_endpoint_roundtrip(sim: OllamaSimulator, http: aiohttp.Clie
     """POST merges fields, GET reads them back, DELETE clears; unknown fields are a 400."""
     await set_faults(http, sim, slow_ms=5)
     merged = await set_faults(http, sim, busy=True, paths=["/api/chat"])
-    assert merged["slow_ms"] == 5 and merged["busy"] is True
+    assert merged["slow_ms"] == 5
+    assert merged["busy"] is True
     assert merged["paths"] == ["/api/chat"]
     async with http.get(f"{sim.url}/_sim/faults") as resp:
         assert await resp.json() == merged
@@ -36,7 +36,8 @@ async def test_fault_endpoint_roundtrip(sim: OllamaSimulator, http: aiohttp.Clie
         assert resp.status == 400
     async with http.delete(f"{sim.url}/_sim/faults") as resp:
         cleared = await resp.json()
-    assert cleared["busy"] is False and cleared["paths"] is None
+    assert cleared["busy"] is False
+    assert cleared["paths"] is None
 
 
 async def test_error_rate_is_seeded(sim_factory: Any, http: aiohttp.ClientSession) -> None:
@@ -86,14 +87,14 @@ async def test_hang_released_by_clearing(sim: OllamaSimulator, http: aiohttp.Cli
     resp.release()
 
 
-async def test_hang_released_by_stop(sim_factory: Any, http: aiohttp.ClientSession) -> None:
+async def test_hang_released_by_stop(
+    sim_factory: Any, http: aiohttp.ClientSession, eventually: Any
+) -> None:
     """stop() releases hung requests promptly (the client sees the connection drop)."""
     (sim,) = await sim_factory(1)
     sim.set_faults(hang=True, hang_probes=True)
     task = asyncio.create_task(http.get(f"{sim.url}/api/tags"))
-    async with asyncio.timeout(5):
-        while not sim.stats()["requests"].get("/api/tags"):
-            await asyncio.sleep(0.01)
+    await eventually(lambda: sim.stats()["requests"].get("/api/tags"))
     async with asyncio.timeout(3):
         await sim.stop()
     with pytest.raises(aiohttp.ClientError):
@@ -102,7 +103,7 @@ async def test_hang_released_by_stop(sim_factory: Any, http: aiohttp.ClientSessi
 
 
 async def test_hang_gives_up_when_client_times_out(
-    sim: OllamaSimulator, http: aiohttp.ClientSession
+    sim: OllamaSimulator, http: aiohttp.ClientSession, eventually: Any
 ) -> None:
     """A hung request ends when the client gives up; nothing stays in flight."""
     sim.set_faults(hang=True)
@@ -110,9 +111,7 @@ async def test_hang_gives_up_when_client_times_out(
     with pytest.raises(asyncio.TimeoutError):
         async with http.post(f"{sim.url}/api/generate", json=GEN, timeout=timeout) as resp:
             await resp.read()
-    async with asyncio.timeout(5):
-        while sim.state.active:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: not sim.state.active)
 
 
 async def test_slow_adds_latency(sim: OllamaSimulator, http: aiohttp.ClientSession) -> None:
@@ -150,11 +149,15 @@ async def test_reset_after_chunks(sim: OllamaSimulator, http: aiohttp.ClientSess
     """reset_after=N aborts the TCP connection after N chunks; the client sees a broken stream."""
     sim.set_faults(reset_after=2)
     received: list[bytes] = []
-    with pytest.raises(aiohttp.ClientError):
+
+    async def read_stream() -> None:
         async with http.post(f"{sim.url}/api/generate", json=GEN) as resp:
             assert resp.status == 200
             async for line in resp.content:
                 received.append(line)
+
+    with pytest.raises(aiohttp.ClientError):
+        await read_stream()
     assert len(received) <= 2
     assert sim.stats()["current"]["overall"] == 0
 

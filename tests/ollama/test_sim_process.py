@@ -13,7 +13,6 @@ import aiohttp
 import click
 import pytest
 from click.testing import CliRunner
-
 from gleitzeit_ollama.sim import SimConfig, SimProcess
 from gleitzeit_ollama.sim.cli import config_from_options, config_to_args, main, sim_command
 
@@ -48,7 +47,8 @@ async def test_kill_and_restart_same_port(
         await _tags(http, proc.url)
     port = proc.port
     await proc.arestart()
-    assert proc.port == port and proc.pid != first_pid
+    assert proc.port == port
+    assert proc.pid != first_pid
     assert await _tags(http, proc.url) == ["llama3.2:latest"]
     await proc.aterminate()
     assert proc.returncode == 0  # SIGTERM is a clean exit
@@ -66,7 +66,8 @@ async def test_context_manager_reaps_child(http: aiohttp.ClientSession) -> None:
             assert (await resp.json())["eval_count"] == 3
         async with http.get(f"{proc.url}/_sim/stats") as resp:
             assert (await resp.json())["name"] == "child"
-    assert pid is not None and _gone(pid)
+    assert pid is not None
+    assert _gone(pid)
 
 
 def test_start_failure_reports_and_reaps() -> None:
@@ -100,7 +101,8 @@ def test_module_entry_point_prints_ready_line_and_exits_on_sigterm() -> None:
 
 def test_click_commands() -> None:
     """``sim_command`` is a click group named sim with an ``ollama`` subcommand."""
-    assert isinstance(sim_command, click.Group) and sim_command.name == "sim"
+    assert isinstance(sim_command, click.Group)
+    assert sim_command.name == "sim"
     assert "ollama" in sim_command.commands
     result = CliRunner().invoke(sim_command, ["ollama", "--help"])
     assert result.exit_code == 0

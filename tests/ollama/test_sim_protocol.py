@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
-
 from gleitzeit_ollama.sim import OllamaSimulator
 
 TIMING_FIELDS = (
@@ -96,7 +94,9 @@ async def test_cold_then_warm_load_duration(
     assert cold["total_duration"] >= cold["load_duration"]
 
 
-async def test_keep_alive_expiry(sim_factory: Any, http: aiohttp.ClientSession) -> None:
+async def test_keep_alive_expiry(
+    sim_factory: Any, http: aiohttp.ClientSession, eventually: Any
+) -> None:
     """A model leaves /api/ps once its keep-alive (0.2 s) has passed without use."""
     (sim,) = await sim_factory(1, keep_alive=0.2)
     async with http.post(
@@ -108,9 +108,11 @@ async def test_keep_alive_expiry(sim_factory: Any, http: aiohttp.ClientSession) 
     expires = datetime.fromisoformat(entry["expires_at"])
     assert expires > datetime.now(UTC)
     assert entry["name"] == "llama3.2:latest"
-    async with asyncio.timeout(5):
-        while await ps_names(http, sim):
-            await asyncio.sleep(0.05)
+
+    async def gone() -> bool:
+        return await ps_names(http, sim) == []
+
+    await eventually(gone, timeout=5.0)
 
 
 async def test_request_keep_alive_overrides(
@@ -138,7 +140,8 @@ async def test_load_and_unload_requests(sim: OllamaSimulator, http: aiohttp.Clie
     url = f"{sim.url}/api/generate"
     async with http.post(url, json={"model": "llama3.2"}) as resp:
         loaded = await resp.json()
-    assert loaded["done"] is True and loaded["done_reason"] == "load"
+    assert loaded["done"] is True
+    assert loaded["done_reason"] == "load"
     assert await ps_names(http, sim) == ["llama3.2:latest"]
     async with http.post(url, json={"model": "llama3.2", "keep_alive": 0}) as resp:
         assert (await resp.json())["done_reason"] == "unload"
@@ -176,7 +179,8 @@ async def test_bad_requests(
         assert resp.status == status
         assert resp.content_type == "application/json"
         payload = await resp.json()
-    assert isinstance(payload["error"], str) and payload["error"]
+    assert isinstance(payload["error"], str)
+    assert payload["error"]
     if error is not None:
         assert payload["error"] == error
 
@@ -211,7 +215,7 @@ async def test_embed_empty_and_dimensions(
 
 
 async def test_stream_stops_on_client_disconnect(
-    sim_factory: Any, http: aiohttp.ClientSession
+    sim_factory: Any, http: aiohttp.ClientSession, eventually: Any
 ) -> None:
     """Closing the connection mid-stream frees the model slot promptly."""
     (sim,) = await sim_factory(1, tokens_per_s=20.0, max_tokens=200)
@@ -219,6 +223,4 @@ async def test_stream_stops_on_client_disconnect(
     await resp.content.readline()
     assert sim.stats()["current"]["overall"] == 1
     resp.close()  # drops the connection
-    async with asyncio.timeout(5):
-        while sim.stats()["current"]["overall"]:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: sim.stats()["current"]["overall"] == 0, timeout=5.0)

@@ -36,9 +36,23 @@ import time
 import traceback
 from typing import Any
 
+try:  # on the host this is a package; in the container both sources form one script
+    from .runner_hygiene import (
+        drop_sysv_ipc,
+        oom_count,
+        set_dumpable,
+        spared_pids,
+        sweep,
+        wait_child,
+        wipe,
+    )
+except ImportError:
+    pass
+
+__all__ = ["PROTO", "Channel", "main", "run_job"]
+
 PROTO = 1
 _WAKE: list[int] = []  # read end of the SIGCHLD wakeup pipe (set up in main)
-_OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
 
 
 class Channel:
@@ -82,149 +96,6 @@ class Channel:
             self.fill()
 
 
-def oom_count() -> int:
-    for path in _OOM_FILES:
-        try:
-            with open(path) as fh:
-                for line in fh:
-                    if line.startswith("oom_kill "):
-                        return int(line.split()[1])
-        except OSError:
-            continue
-    return -1
-
-
-def _ppid_state(pid: int) -> tuple[int, str]:
-    with open(f"/proc/{pid}/stat") as fh:
-        stat = fh.read()
-    rest = stat[stat.rindex(")") + 2 :].split()
-    return int(rest[1]), rest[0]
-
-
-def _spared(once: bool) -> set[int]:
-    """PID 1, ourselves, and (when we are an exec'd helper) the container's main process."""
-    spare = {1, os.getpid()}
-    if once:
-        try:
-            with open("/proc/1/cmdline", "rb") as fh:
-                is_init = os.path.basename(fh.read().split(b"\0")[0]) in (
-                    b"docker-init",
-                    b"tini",
-                    b"tini-static",
-                    b"dumb-init",
-                )
-        except OSError:
-            is_init = False
-        if is_init:  # the main process is init's first child: the lowest pid under PID 1
-            kids = []
-            for name in os.listdir("/proc"):
-                if name.isdigit() and int(name) not in spare:
-                    try:
-                        if _ppid_state(int(name))[0] == 1:
-                            kids.append(int(name))
-                    except (OSError, ValueError, IndexError):
-                        pass
-            spare.update(sorted(kids)[:1])
-    return spare
-
-
-def reap_children() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def sweep(spare: set[int]) -> bool:
-    """SIGKILL every other live process (daemons, fork bombs); True once none is left."""
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
-        victims = []
-        for name in os.listdir("/proc"):
-            if name.isdigit() and int(name) not in spare:
-                try:
-                    if _ppid_state(int(name))[1] not in "ZX":
-                        victims.append(int(name))
-                except (OSError, ValueError, IndexError):
-                    pass
-        if not victims:
-            return True
-        for pid in victims:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        reap_children()
-        time.sleep(0.002)
-    return False
-
-
-def _force_writable(func: Any, path: str, exc: Any) -> None:
-    os.chmod(os.path.dirname(path) or "/", 0o700)
-    if os.path.isdir(path) and not os.path.islink(path):
-        os.chmod(path, 0o700)
-    func(path)
-
-
-def wipe(dirs: list[str]) -> bool:
-    ok = True
-    for top in dirs:
-        try:
-            entries = os.listdir(top)
-        except OSError:
-            continue
-        for name in entries:
-            path = os.path.join(top, name)
-            try:
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, onerror=_force_writable)
-                else:
-                    os.unlink(path)
-            except OSError:
-                ok = False
-    return ok
-
-
-def drop_sysv_ipc() -> bool:
-    """Remove System V shm segments, semaphores and queues a run may have left."""
-    found = []
-    for kind in ("shm", "sem", "msg"):
-        try:
-            with open(f"/proc/sysvipc/{kind}") as fh:
-                found += [(kind, int(line.split()[1])) for line in list(fh)[1:] if line.strip()]
-        except (OSError, ValueError, IndexError):
-            pass
-    if not found:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-    except (ImportError, OSError):
-        return False
-    ok = True
-    for kind, ident in found:  # IPC_RMID == 0
-        if kind == "sem":
-            rc = libc.semctl(ident, 0, 0)
-        else:
-            rc = getattr(libc, kind + "ctl")(ident, 0, None)
-        ok = ok and rc == 0
-    return ok
-
-
-def _set_dumpable(flag: int) -> None:
-    """Non-dumpable: same-uid code can neither ptrace us nor open /proc/<runner>/fd."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(4, flag, 0, 0, 0)  # PR_SET_DUMPABLE
-    except (ImportError, OSError, AttributeError):
-        pass
-
-
 def write_files(jobdir: str, files: dict[str, str]) -> None:
     for name, b64 in files.items():
         path = os.path.normpath(os.path.join(jobdir, name))
@@ -245,7 +116,7 @@ def child(job: dict[str, Any], jobdir: str, out_w: int, err_w: int, res_w: int) 
     os.setsid()
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    _set_dumpable(1)
+    set_dumpable(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
@@ -336,7 +207,7 @@ def run_job(job: dict[str, Any], chan: Channel, cfg: dict[str, Any]) -> dict[str
         os.close(w)
     readers = {pipes[0][0]: 0, pipes[1][0]: 1, pipes[2][0]: 2}
     kept, totals, status, exited_at = [b"", b"", b""], [0, 0, 0], None, 0.0
-    spare = _spared(bool(cfg.get("once")))
+    spare = spared_pids(bool(cfg.get("once")))
     reap = bool(cfg.get("reap"))
     while readers or status is None:
         watch = list(readers) + _WAKE + ([chan.rfd] if not chan.eof else [])
@@ -366,9 +237,9 @@ def run_job(job: dict[str, Any], chan: Channel, cfg: dict[str, Any]) -> dict[str
             if len(kept[index]) < cap:
                 kept[index] += chunk[: cap - len(kept[index])]
         if status is None:
-            done, raw = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status, exited_at = raw, time.monotonic()
+            status = wait_child(pid)
+            if status is not None:
+                exited_at = time.monotonic()
                 if readers:  # pipes still held open by leftover processes: end them
                     _kill(pid, spare, reap)
         elif readers and time.monotonic() - exited_at > 0.5:
@@ -425,7 +296,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     _WAKE.append(wake_r)
     if cfg["reap"]:
-        _set_dumpable(0)
+        set_dumpable(0)
     if cfg.get("once"):
         job = chan.read()
         if job is not None and job.get("op") == "run":

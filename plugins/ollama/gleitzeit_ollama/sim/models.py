@@ -233,6 +233,10 @@ class ModelRegistry:
         if entry.refs == 0:
             del self._loaded[info.name]
 
+    def unload_all(self) -> None:
+        """Forget every loaded model (a restarted server starts cold)."""
+        self._loaded.clear()
+
     def loaded_names(self) -> list[str]:
         self._expire()
         return sorted(self._loaded)

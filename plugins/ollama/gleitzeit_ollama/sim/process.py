@@ -103,7 +103,8 @@ class SimProcess:
             raise RuntimeError("SimProcess already running")
         self._cleanup_handles()
         port = self._port if self._port is not None else self._requested_port
-        self._log = tempfile.TemporaryFile()
+        # Outlives this call (read on failure, closed on reap), hence no `with`.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._proc = subprocess.Popen(
             self.args(port), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
@@ -61,7 +61,7 @@ def _middleware(state: SimState) -> Any:
             except SimHTTPError as exc:
                 return error_response(exc.status, exc.message)
         state.stats.count(request.path)
-        state.active[id(request)] = request
+        state.begin(request)
         try:
             await _apply_request_faults(state, request)
             return await handler(request)
@@ -75,7 +75,7 @@ def _middleware(state: SimState) -> Any:
         except SimStopping:
             abort_connection(request)
         finally:
-            state.active.pop(id(request), None)
+            state.end(request)
 
     return sim_middleware
 
@@ -153,17 +153,23 @@ class OllamaSimulator:
         return self._port
 
     async def stop(self, grace_s: float = 0.0) -> None:
-        """Stop serving. In-flight requests get ``grace_s`` to finish, then are reset."""
+        """Stop serving. In-flight requests get ``grace_s`` to finish, then are reset.
+
+        ``start()`` may be called again afterwards (e.g. on the same port).
+        """
         runner, self._runner = self._runner, None
         if runner is None:
             return
         self.state.faults.shutdown()  # releases hung requests
-        deadline = time.monotonic() + grace_s
-        while self.state.active and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        if grace_s > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await self.state.idle.wait()
         for request in list(self.state.active.values()):
             reset_transport(request)
         await runner.cleanup()
+        # Like a real restart: models start cold; installed models and stats persist.
+        self.state.registry.unload_all()
 
     def stats(self) -> dict[str, Any]:
         return self.state.snapshot()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,17 @@ class SimState:
         # Requests being handled, so stop() can cut them off like a crash would.
         # Keyed by id(): aiohttp requests are mappings and so not hashable.
         self.active: dict[int, web.Request] = {}
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def begin(self, request: web.Request) -> None:
+        self.active[id(request)] = request
+        self.idle.clear()
+
+    def end(self, request: web.Request) -> None:
+        self.active.pop(id(request), None)
+        if not self.active:
+            self.idle.set()
 
     def require(self, model: str) -> ModelInfo:
         info = self.registry.get(model)

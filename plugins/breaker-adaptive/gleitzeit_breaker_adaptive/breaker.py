@@ -1,0 +1,97 @@
+"""Client-side adaptive throttling (Google SRE book, "Handling Overload") as a breaker.
+
+Over the last ``window`` seconds the breaker counts *requests* (every call attempted through
+``acquire``, including those it refused itself) and *accepts* (calls the backend answered: a
+success, or an ignored outcome such as the caller's own 4xx). Each attempt is refused locally
+with probability ``max(0, (requests - k * accepts) / (requests + 1))``, computed from the counts
+before that attempt. A healthy backend (accepts == requests) is never throttled; a failing one
+is throttled more the longer it fails, yet always gets a share of traffic, which is how the
+breaker notices that it healed. There is no OPEN state: the state stays CLOSED unless an
+operator forces it open or disables it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+from gleitzeit_core import BaseBreaker, CallOutcome, Permit
+from gleitzeit_core.validators import at_least, seconds
+
+from .counts import RollingCounts
+
+__all__ = ["AdaptiveThrottlingBreaker"]
+
+_FAILURE = CallOutcome.FAILURE
+
+
+# on_setattr=NO_OP: options are validated once, at construction; without it attrs would route
+# every write through a Python-level __setattr__.
+@attrs.define(kw_only=True, eq=False, on_setattr=attrs.setters.NO_OP)
+class AdaptiveThrottlingBreaker(BaseBreaker):
+    """Refuses calls at random, more often the more the backend has been failing lately."""
+
+    window: float = attrs.field(default=120.0, validator=seconds())
+    buckets: int = attrs.field(default=120, validator=at_least(1))
+    # k < 1 would throttle a backend that answers everything.
+    k: float = attrs.field(default=2.0, validator=at_least(1.0, "a multiplier"))
+    rng: random.Random = attrs.field(factory=random.Random, repr=False)
+
+    # Built after validation (in __attrs_post_init__), so bad options read as config errors.
+    _counts: RollingCounts = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._counts = RollingCounts(self.window / self.buckets, self.buckets, self.clock.now())
+
+    # -- read-only views ------------------------------------------------------------------------
+    @property
+    def rejection_probability(self) -> float:
+        """The chance that the next attempt is refused locally (admin states aside)."""
+        self._counts.roll(self.clock.now())
+        return self._probability()
+
+    @property
+    def requests(self) -> int:
+        """Attempts counted in the window right now (admitted or refused)."""
+        self._counts.roll(self.clock.now())
+        return self._counts.requests
+
+    @property
+    def accepts(self) -> int:
+        """Calls the backend answered, counted in the window right now."""
+        self._counts.roll(self.clock.now())
+        return self._counts.accepts
+
+    # -- BaseBreaker hooks ----------------------------------------------------------------------
+    def _available(self) -> bool:
+        # Never draws from the rng: peeking must not change which later attempts are refused.
+        self._counts.roll(self.clock.now())
+        return self._probability() < 1.0
+
+    def _acquire(self) -> Permit | None:
+        counts = self._counts
+        counts.roll(self.clock.now())
+        requests = counts.requests
+        p = (requests - self.k * counts.accepts) / (requests + 1)
+        counts.add_request()
+        # Draw only when throttling: a healthy backend costs no randomness at all.
+        if p > 0.0 and self.rng.random() < p:
+            return None
+        return self._permit(trial=False)
+
+    def _record(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
+        if outcome is _FAILURE or permit.generation != self._generation:
+            return  # a failure is a request without an accept; stale permits predate a reset
+        counts = self._counts
+        counts.roll(self.clock.now())
+        counts.add_accept()
+
+    def _clear(self) -> None:
+        self._counts.clear(self.clock.now())
+
+    # -- internals ------------------------------------------------------------------------------
+    def _probability(self) -> float:
+        counts = self._counts
+        p = (counts.requests - self.k * counts.accepts) / (counts.requests + 1)
+        return p if p > 0.0 else 0.0

@@ -1,0 +1,238 @@
+"""Host side of the in-container runner protocol (see ``runner_main`` for the wire format).
+
+The runner is the container's own command (``python3 -u -c <source> <cfg>``). The host
+attaches to the container's stdin/stdout *before* starting it (so the ``hello`` line cannot
+be missed), with ``OpenStdin`` + ``StdinOnce``: if the host goes away, the runner reads EOF
+and the container exits by itself. Without a TTY, the engine multiplexes stdout/stderr into
+8-byte-header frames; aiodocker splits those into ``Message(stream, data)`` chunks, and
+``_Frames`` reassembles stream 1 into JSON lines (stream 2 is kept as a short diagnostic
+tail). ``put_archive`` cannot be used for files: the engine refuses it on a read-only root
+filesystem even for a path on a tmpfs mount, so files travel inside the ``run`` message.
+
+The same one-shot program serves the warm ``docker exec`` path (``exec`` with stdin) and
+the fresh-container path, so all three paths produce identical results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+from aiodocker.stream import Message, Stream
+
+from .engine import Engine
+from .errors import DockerLayerError, RunnerError
+from .profiles import Profile
+
+__all__ = [
+    "PROTO",
+    "WIPE_DIRS",
+    "RunOutcome",
+    "RunnerConnection",
+    "keepalive_command",
+    "runner_command",
+    "runner_source",
+]
+
+PROTO = 1
+WIPE_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
+_FUTURE = "from __future__ import annotations"
+
+
+@functools.cache
+def runner_source() -> str:
+    """``runner_hygiene`` + ``runner_main`` as one script for ``python3 -c``."""
+    here = Path(__file__).parent
+    lines = [_FUTURE]
+    for name in ("runner_hygiene.py", "runner_main.py"):
+        text = (here / name).read_text(encoding="utf-8")
+        lines += [line for line in text.splitlines() if line.strip() != _FUTURE]
+    return "\n".join(lines) + "\n"
+
+
+def runner_command(profile: Profile, *, once: bool, reap: bool = True) -> list[str]:
+    """Container (or exec) command that starts the runner."""
+    cfg = {"once": once, "reap": reap, "wipe": list(WIPE_DIRS) if reap else [], "workdir": "/tmp"}
+    return [profile.python, "-u", "-c", runner_source(), json.dumps(cfg)]
+
+
+def keepalive_command(profile: Profile) -> list[str]:
+    """Main process of a container used only through ``docker exec``."""
+    return [profile.python, "-c", "import signal\nwhile True:\n    signal.pause()"]
+
+
+class _Frames:
+    """Reassemble demultiplexed stdout chunks into JSON messages; keep a stderr tail."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.scanned = 0
+        self.stderr_tail = bytearray()
+
+    def feed(self, message: Message) -> list[dict[str, Any]]:
+        if message.stream == 2:
+            self.stderr_tail += message.data
+            del self.stderr_tail[:-4096]
+            return []
+        self.buf += message.data
+        out = []
+        while (end := self.buf.find(b"\n", self.scanned)) >= 0:
+            line = bytes(self.buf[:end])
+            del self.buf[: end + 1]
+            self.scanned = 0
+            with contextlib.suppress(ValueError):
+                obj = json.loads(line)
+                if isinstance(obj, dict):
+                    out.append(obj)
+        self.scanned = len(self.buf)
+        return out
+
+
+@attrs.frozen
+class RunOutcome:
+    """What happened to one ``run`` request on the host side."""
+
+    reply: dict[str, Any] | None  # the runner's "done" message, if any
+    timed_out: bool = False  # the host's deadline passed and it sent "kill"
+    responsive: bool = True  # False: the runner did not answer (container must go)
+    detail: str = ""  # why there is no reply
+
+
+class RunnerConnection:
+    """One open protocol stream (container attach or exec) with a background reader."""
+
+    def __init__(self, engine: Engine, container_id: str, stream: Stream) -> None:
+        self.engine = engine
+        self.container_id = container_id
+        self.hello: dict[str, Any] = {}
+        self._stream = stream
+        self._frames = _Frames()
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._ids = itertools.count(1)
+        self._reader: asyncio.Task[None] | None = None
+        self._eof = False
+        self._failure = ""
+
+    @classmethod
+    async def attach(cls, engine: Engine, container_id: str) -> RunnerConnection:
+        """Hijack the container's stdio (call before ``start`` to see the hello line)."""
+        stream = engine.container(container_id).attach(stdin=True, stdout=True, stderr=True)
+        conn = cls(engine, container_id, stream)
+        await conn._open("attach")
+        return conn
+
+    @classmethod
+    async def exec(cls, engine: Engine, container_id: str, profile: Profile) -> RunnerConnection:
+        """Start a one-shot runner with ``docker exec`` (stdin attached)."""
+        cmd = runner_command(profile, once=True)
+        handle = await engine.call(
+            "exec create",
+            lambda: engine.container(container_id).exec(
+                cmd, stdin=True, user=profile.user, workdir="/tmp"
+            ),
+        )
+        conn = cls(engine, container_id, handle.start(detach=False))
+        await conn._open("exec start")
+        return conn
+
+    async def _open(self, what: str) -> None:
+        await self.engine.call(what, self._stream.__aenter__)
+        self._reader = asyncio.create_task(self._read_loop(), name=f"runner-{self.short_id}")
+
+    @property
+    def short_id(self) -> str:
+        return self.container_id[:12]
+
+    @property
+    def alive(self) -> bool:
+        return not self._eof
+
+    @property
+    def stderr_tail(self) -> str:
+        return self._frames.stderr_tail.decode("utf-8", "replace")
+
+    async def _read_loop(self) -> None:
+        try:
+            while (message := await self._stream.read_out()) is not None:
+                for obj in self._frames.feed(message):
+                    self._queue.put_nowait(obj)
+        except Exception as exc:  # noqa: BLE001 - any stream failure ends the connection
+            self._failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._eof = True
+            self._queue.put_nowait(None)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._eof:
+            raise RunnerError(self._gone())
+        line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        try:
+            await self.engine.call("runner write", lambda: self._stream.write_in(line))
+        except (DockerLayerError, RuntimeError) as exc:
+            raise RunnerError(f"cannot write to the runner in {self.short_id}: {exc}") from exc
+
+    def _gone(self) -> str:
+        why = f" ({self._failure})" if self._failure else ""
+        tail = self.stderr_tail.strip()
+        return f"runner in container {self.short_id} exited{why}" + (
+            f"; its stderr: {tail[-500:]}" if tail else ""
+        )
+
+    async def expect(self, op: str, ident: int | None, timeout: float) -> dict[str, Any]:
+        """Next message with this ``op`` and ``id``; TimeoutError or RunnerError otherwise."""
+        async with asyncio.timeout(timeout):
+            while True:
+                obj = await self._queue.get()
+                if obj is None:
+                    self._queue.put_nowait(None)  # keep EOF visible to later callers
+                    raise RunnerError(self._gone())
+                if obj.get("op") == op and obj.get("id") == ident:
+                    return obj
+
+    async def wait_hello(self, timeout: float) -> dict[str, Any]:
+        self.hello = await self.expect("hello", None, timeout)
+        if self.hello.get("proto") != PROTO:
+            raise RunnerError(f"runner speaks protocol {self.hello.get('proto')}, want {PROTO}")
+        return self.hello
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        ident = next(self._ids)
+        try:
+            await self.send({"op": "ping", "id": ident})
+            await self.expect("pong", ident, timeout)
+        except (TimeoutError, RunnerError):
+            return False
+        return True
+
+    async def run(self, request: dict[str, Any], timeout: float, kill_grace: float) -> RunOutcome:
+        """Send a run; at ``timeout`` ask the runner to kill it; give up after ``kill_grace``."""
+        ident = next(self._ids)
+        try:
+            await self.send({**request, "op": "run", "id": ident})
+            return RunOutcome(await self.expect("done", ident, timeout))
+        except RunnerError as exc:
+            return RunOutcome(None, responsive=False, detail=str(exc))
+        except TimeoutError:
+            pass
+        try:
+            await self.send({"op": "kill", "id": ident})
+            reply = await self.expect("done", ident, kill_grace)
+        except (TimeoutError, RunnerError) as exc:
+            detail = f"runner in {self.short_id} did not answer a kill within {kill_grace:g} s"
+            return RunOutcome(None, timed_out=True, responsive=False, detail=f"{detail} ({exc})")
+        # A run that finished on its own just before the kill arrived still counts as done.
+        return RunOutcome(reply, timed_out=bool(reply.get("killed")))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._stream.close(), 2.0)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader

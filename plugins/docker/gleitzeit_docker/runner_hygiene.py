@@ -1,0 +1,188 @@
+"""In-container hygiene for the runner (stdlib only, Python >= 3.8).
+
+Shipped into the container together with ``runner_main`` (the host concatenates the two
+sources into one ``python3 -c`` script). Between two runs in a reused container it kills
+every leftover process, wipes the writable directories and drops System V IPC objects, so
+that nothing one run leaves behind is visible to the next. These functions are only ever
+called inside a sandbox container: ``runner_main`` refuses to enable them elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from typing import Any
+
+__all__ = [
+    "REAPED",
+    "drop_sysv_ipc",
+    "oom_count",
+    "reap_children",
+    "set_dumpable",
+    "spared_pids",
+    "sweep",
+    "wait_child",
+    "wipe",
+]
+
+_OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
+_INITS = (b"docker-init", b"tini", b"tini-static", b"dumb-init")
+REAPED: dict[int, int] = {}  # exit statuses of our children reaped during a sweep
+
+
+def oom_count() -> int:
+    """The memory cgroup's OOM-kill counter (cgroup v1 or v2); -1 if unreadable."""
+    for path in _OOM_FILES:
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    if line.startswith("oom_kill "):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return -1
+
+
+def _ppid_state(pid: int) -> tuple[int, str]:
+    with open(f"/proc/{pid}/stat") as fh:
+        stat = fh.read()
+    rest = stat[stat.rindex(")") + 2 :].split()
+    return int(rest[1]), rest[0]
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def spared_pids(once: bool) -> set[int]:
+    """PID 1, ourselves, and (when we are an exec'd helper) the container's main process."""
+    spare = {1, os.getpid()}
+    if not once:
+        return spare
+    try:
+        with open("/proc/1/cmdline", "rb") as fh:
+            is_init = os.path.basename(fh.read().split(b"\0")[0]) in _INITS
+    except OSError:
+        is_init = False
+    if is_init:  # the main process is init's first child: the lowest pid under PID 1
+        kids = []
+        for pid in _pids():
+            try:
+                if pid not in spare and _ppid_state(pid)[0] == 1:
+                    kids.append(pid)
+            except (OSError, ValueError, IndexError):
+                pass
+        spare.update(sorted(kids)[:1])
+    return spare
+
+
+def reap_children() -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        REAPED[pid] = status
+
+
+def wait_child(pid: int) -> int | None:
+    """Non-blocking wait for ``pid``; its status once it has ended, else None."""
+    if pid in REAPED:
+        return REAPED.pop(pid)
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return REAPED.pop(pid, 0)
+    return status if done else None
+
+
+def sweep(spare: set[int]) -> bool:
+    """SIGKILL every other live process (daemons, fork bombs); True once none is left."""
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        victims = []
+        for pid in _pids():
+            try:
+                if pid not in spare and _ppid_state(pid)[1] not in "ZX":
+                    victims.append(pid)
+            except (OSError, ValueError, IndexError):
+                pass
+        if not victims:
+            return True
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        reap_children()
+        time.sleep(0.002)
+    return False
+
+
+def _force_writable(func: Any, path: str, exc: Any) -> None:
+    os.chmod(os.path.dirname(path) or "/", 0o700)  # a run may have chmod'ed things to 0
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, 0o700)
+    func(path)
+
+
+def wipe(dirs: list[str]) -> bool:
+    """Remove everything inside ``dirs`` (not the directories themselves)."""
+    ok = True
+    for top in dirs:
+        try:
+            entries = os.listdir(top)
+        except OSError:
+            continue
+        for name in entries:
+            path = os.path.join(top, name)
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, onerror=_force_writable)
+                else:
+                    os.unlink(path)
+            except OSError:
+                ok = False
+    return ok
+
+
+def drop_sysv_ipc() -> bool:
+    """Remove System V shm segments, semaphores and queues a run may have left."""
+    found = []
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as fh:
+                found += [(kind, int(line.split()[1])) for line in list(fh)[1:] if line.strip()]
+        except (OSError, ValueError, IndexError):
+            pass
+    if not found:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return False
+    ok = True
+    for kind, ident in found:  # IPC_RMID == 0
+        rc = (
+            libc.semctl(ident, 0, 0)
+            if kind == "sem"
+            else getattr(libc, kind + "ctl")(ident, 0, None)
+        )
+        ok = ok and rc == 0
+    return ok
+
+
+def set_dumpable(flag: int) -> None:
+    """Non-dumpable: same-uid code can neither ptrace us nor open /proc/<runner>/fd."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, flag, 0, 0, 0)  # PR_SET_DUMPABLE
+    except (ImportError, OSError, AttributeError):
+        pass
