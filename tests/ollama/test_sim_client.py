@@ -221,3 +221,18 @@ async def test_version_endpoint(sim: OllamaSimulator, ollama_client: ollama.Asyn
     resp = await ollama_client._client.get("/api/version")
     assert resp.status_code == 200
     assert resp.json() == {"version": sim.config.version}
+
+
+async def test_thinking_and_images(ollama_client: ollama.AsyncClient) -> None:
+    """think=True fills message.thinking on thinking models; images are accepted on vision ones."""
+    await ollama_client.pull("qwen3")
+    resp = await ollama_client.chat(
+        model="qwen3", messages=[{"role": "user", "content": "hm"}], think=True
+    )
+    assert resp.message.thinking
+    assert resp.message.content == generate_text("hm", MAX_TOKENS)
+    plain = await ollama_client.chat(model="llama3.2", messages=[{"role": "user", "content": "x"}])
+    assert plain.message.thinking is None  # non-thinking models ignore think
+    await ollama_client.pull("llava")
+    seen = await ollama_client.generate(model="llava", prompt="what is this", images=[b"\x89PNG"])
+    assert seen.response == generate_text("what is this", MAX_TOKENS)

@@ -206,3 +206,33 @@ async def test_stats_count_requests_per_endpoint(
     assert stats["name"] == "sim-0"
     assert stats["loaded"] == ["llama3.2:latest"]
     assert stats["started_at"].endswith("Z")
+
+
+async def test_in_process_restart_same_port(
+    sim: OllamaSimulator, http: aiohttp.ClientSession
+) -> None:
+    """stop() then start() on the same port serves again, with models cold (not loaded)."""
+    async with http.post(f"{sim.url}/api/generate", json=GEN | {"stream": False}) as resp:
+        assert resp.status == 200
+    port = sim.port
+    await sim.stop()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with http.get(f"{sim.url}/api/version") as resp:
+            await resp.read()
+    assert await sim.start(port=port) == port
+    async with http.get(f"{sim.url}/api/ps") as resp:
+        assert (await resp.json())["models"] == []
+
+
+async def test_graceful_stop_lets_stream_finish(
+    sim_factory: Any, http: aiohttp.ClientSession, eventually: Any
+) -> None:
+    """stop(grace_s) lets an in-flight stream complete before shutting down."""
+    (sim,) = await sim_factory(1, tokens_per_s=100.0, max_tokens=10)
+    resp = await http.post(f"{sim.url}/api/generate", json=GEN)
+    await eventually(lambda: sim.stats()["current"]["overall"] == 1)
+    await sim.stop(grace_s=5.0)
+    lines = [json.loads(x) for x in (await resp.read()).splitlines()]
+    resp.release()
+    assert lines[-1]["done"] is True
+    assert len(lines) == 11

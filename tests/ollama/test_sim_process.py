@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 import aiohttp
@@ -131,3 +132,39 @@ def test_config_args_roundtrip() -> None:
     assert result.exit_code == 0, result.output
     again = config_from_options(parsed)
     assert again == config
+
+
+def _exited(pid: int) -> bool:
+    """True once ``pid`` is gone or a zombie (an orphan's zombie may wait for init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_orphaned_child_exits() -> None:
+    """If the owner of a SimProcess dies hard, the simulator child exits on its own."""
+    code = (
+        "from gleitzeit_ollama.sim import SimProcess, SimConfig\n"
+        "p = SimProcess(SimConfig(load_ms=1)).start()\n"
+        "print(p.pid, flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert owner.stdout is not None
+        child_pid = int(owner.stdout.readline())
+        assert not _exited(child_pid)
+        owner.kill()
+        owner.wait(timeout=10)
+        deadline = time.monotonic() + 10  # the child polls its parent every 0.5 s
+        while not _exited(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _exited(child_pid)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(timeout=10)
+        if owner.stdout is not None:
+            owner.stdout.close()

@@ -224,3 +224,12 @@ async def test_stream_stops_on_client_disconnect(
     assert sim.stats()["current"]["overall"] == 1
     resp.close()  # drops the connection
     await eventually(lambda: sim.stats()["current"]["overall"] == 0, timeout=5.0)
+
+
+async def test_unknown_route_is_plain_404(
+    sim: OllamaSimulator, http: aiohttp.ClientSession
+) -> None:
+    """Unknown paths answer 404 with Gin's plain text, like Ollama."""
+    async with http.get(f"{sim.url}/api/nope") as resp:
+        assert resp.status == 404
+        assert await resp.text() == "404 page not found"

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from gleitzeit_core import BaseBreaker, BreakerState, CallOutcome, Permit
-from gleitzeit_core.validators import at_least, seconds
+from gleitzeit_core.validators import InvalidValue, at_least, seconds
 
 __all__ = ["ConsecutiveFailuresBreaker"]
 
@@ -29,11 +29,11 @@ _SUCCESS = CallOutcome.SUCCESS
 _FAILURE = CallOutcome.FAILURE
 
 
-def _not_below_open_for(instance: Any, _: attrs.Attribute[Any], value: Any) -> None:
+def _not_below_open_for(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     # attrs runs validators after every field is set, so open_for is already there.
     if value < instance.open_for:
-        msg = f"expected a number of seconds >= open_for ({instance.open_for!r}), got {value!r}"
-        raise ValueError(msg)
+        expected = f"a number of seconds >= open_for ({instance.open_for:g})"
+        raise InvalidValue(attribute.name, expected, value)
 
 
 # on_setattr=NO_OP: options are validated once, at construction; without it attrs would route

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from gleitzeit_core import BaseBreaker, BreakerState, CallOutcome, Permit
-from gleitzeit_core.validators import at_least, in_range, one_of, positive, seconds
+from gleitzeit_core.validators import InvalidValue, at_least, one_of, seconds
 
 from .windows import CountWindow, OutcomeWindow, TimeWindow
 
@@ -34,18 +34,23 @@ _FAILURE = CallOutcome.FAILURE
 _IGNORED = CallOutcome.IGNORED
 
 
-def _percentage() -> list[Any]:
-    return [positive("a percentage"), in_range(0, 100, "a percentage")]
+_PERCENTAGE = "a percentage > 0 and <= 100"
 
 
-def _fits_count_window(instance: Any, _: attrs.Attribute[Any], value: Any) -> None:
+def _percentage(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 100
+    if not ok:
+        raise InvalidValue(attribute.name, _PERCENTAGE, value)
+
+
+_percentage.expected = _PERCENTAGE  # type: ignore[attr-defined]  # read by config errors
+
+
+def _fits_count_window(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     # A count window never holds more than window_size calls: a larger minimum could never trip.
     if instance.window_type == "count" and value > instance.window_size:
-        msg = (
-            f"expected an integer <= window_size ({instance.window_size}) for a count window, "
-            f"got {value!r}; lower minimum_calls or raise window_size"
-        )
-        raise ValueError(msg)
+        expected = f"an integer <= window_size ({instance.window_size}) for a count window"
+        raise InvalidValue(attribute.name, expected, value)
 
 
 def _exceeds(count: int, calls: int, threshold: float) -> bool:
@@ -62,8 +67,8 @@ class SlidingWindowBreaker(BaseBreaker):
     window_type: str = attrs.field(default="count", validator=one_of("count", "time"))
     window_size: int = attrs.field(default=100, validator=at_least(1))
     minimum_calls: int = attrs.field(default=10, validator=[at_least(1), _fits_count_window])
-    failure_rate_threshold: float = attrs.field(default=50.0, validator=_percentage())
-    slow_call_rate_threshold: float = attrs.field(default=100.0, validator=_percentage())
+    failure_rate_threshold: float = attrs.field(default=50.0, validator=_percentage)
+    slow_call_rate_threshold: float = attrs.field(default=100.0, validator=_percentage)
     slow_call_duration: float = attrs.field(default=60.0, validator=seconds())
     open_for: float = attrs.field(default=30.0, validator=seconds())
     half_open_permits: int = attrs.field(default=5, validator=at_least(1))

@@ -191,13 +191,17 @@ def _engine_failure(exc: Exception, started: float, cid: str | None, path: str) 
 
 async def _oom_killed(engine: Engine, container_id: str) -> bool:
     """Did the engine record an OOM kill (runner itself killed)?"""
+    try:  # let the container finish exiting first: OOMKilled is recorded on exit
+        await engine.call(
+            "container wait", lambda: engine.container(container_id).wait(), timeout=2.0
+        )
+    except (EngineUnavailable, EngineTimeout, EngineAPIError):
+        pass
     try:
         state = (await engine.inspect(container_id)).get("State", {})
     except (EngineUnavailable, EngineTimeout, EngineAPIError):
         return False
-    return bool(state.get("OOMKilled")) or (
-        state.get("ExitCode") == 137 and not state.get("Running")
-    )
+    return bool(state.get("OOMKilled"))
 
 
 async def execute_on_runner(

@@ -1,4 +1,26 @@
-"""Run-time switchable faults: what to break, where, and the waiting/drawing that needs."""
+"""Run-time switchable faults: what to break, where, and the waiting/drawing that needs.
+
+JSON accepted by ``POST /_sim/faults`` (fields merge into the current faults;
+``DELETE`` resets all; ``GET`` reads them)::
+
+    {
+      "error_rate": 0.0,         # 0..1: share of targeted requests that fail ...
+      "error_status": 500,       # ... with this HTTP status
+      "error_message": "...",    # ... and {"error": error_message}
+      "seed": 0,                 # RNG seed; every POST restarts the RNG from it
+      "hang": false,             # targeted requests are held open (released on change/stop)
+      "hang_probes": false,      # also hold /, /api/version, /api/tags, /api/ps
+      "slow_ms": 0,              # extra delay before a targeted request is handled
+      "error_line_after": null,  # N: stream sends N chunks, then an {"error"} line (200)
+      "reset_after": null,       # N: TCP reset after N chunks; 0 = before any response
+      "busy": false,             # targeted requests get 503 "server busy ..."
+      "probes_down": false,      # probes get their connection reset (fail fast, no reply)
+      "paths": null              # targets; null = generate, chat, embed, embeddings
+    }
+
+Non-streamed requests hit by ``error_line_after`` answer HTTP 500 instead (as Ollama
+does when a runner fails before a non-streamed answer is complete).
+"""
 
 from __future__ import annotations
 

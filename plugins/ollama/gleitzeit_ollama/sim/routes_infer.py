@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from gleitzeit_ollama.sim.generation import (
@@ -34,6 +35,21 @@ from gleitzeit_ollama.sim.wire import (
 
 # Builds one streamed chunk from (answer token, thinking token).
 ChunkFn = Callable[[str, str], JsonObj]
+
+
+@attrs.frozen
+class Job:
+    """One generate/chat completion: what to say and how to shape its chunks."""
+
+    t0: int  # request arrival (monotonic ns), for total_duration
+    model: str  # as the client spelled it, echoed back like Ollama does
+    info: ModelInfo
+    keep_alive: float | None
+    stream: bool
+    plan: Plan
+    chunk: ChunkFn
+    full: JsonObj  # body fields of the non-streamed answer
+    tail: JsonObj = attrs.field(factory=dict)  # extra final-chunk fields (context)
 
 
 class InferenceRoutes:
@@ -72,9 +88,8 @@ class InferenceRoutes:
         if plan.thinking:
             full["thinking"] = plan.thinking_text
         tail = {"context": context_ids(key, plan.text)}
-        return await self._complete(
-            request, body, t0, model, info, keep_alive, plan, chunk, full, tail
-        )
+        job = Job(t0, model, info, keep_alive, want_stream(body), plan, chunk, full, tail)
+        return await self._complete(request, job)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         t0 = time.monotonic_ns()
@@ -97,9 +112,8 @@ class InferenceRoutes:
         if plan.thinking:
             message["thinking"] = plan.thinking_text
         full: JsonObj = {"message": message}
-        return await self._complete(
-            request, body, t0, model, info, keep_alive, plan, chunk, full, {}
-        )
+        job = Job(t0, model, info, keep_alive, want_stream(body), plan, chunk, full)
+        return await self._complete(request, job)
 
     async def _load_or_unload(
         self, model: str, info: ModelInfo, keep_alive: float | None, empty: JsonObj
@@ -116,24 +130,12 @@ class InferenceRoutes:
         head = {"model": model, "created_at": rfc3339()}
         return json_response(head | empty | {"done": True, "done_reason": reason})
 
-    async def _complete(
-        self,
-        request: web.Request,
-        body: JsonObj,
-        t0: int,
-        model: str,
-        info: ModelInfo,
-        keep_alive: float | None,
-        plan: Plan,
-        chunk: ChunkFn,
-        full: JsonObj,
-        tail: JsonObj,
-    ) -> web.StreamResponse:
+    async def _complete(self, request: web.Request, job: Job) -> web.StreamResponse:
         """Run one completion inside a model slot with realistic pacing and timings."""
-        state = self._state
-        out = make_output(request, want_stream(body), state.faults.stream_faults(request.path))
-        async with state.slots.slot(info.name):
-            load_ns = await state.registry.acquire(info, keep_alive)
+        state, plan = self._state, job.plan
+        out = make_output(request, job.stream, state.faults.stream_faults(request.path))
+        async with state.slots.slot(job.info.name):
+            load_ns = await state.registry.acquire(job.info, job.keep_alive)
             try:
                 t_prompt = time.monotonic_ns()
                 pacer = Pacer(state.config.latency_ms / 1000.0, state.config.tokens_per_s)
@@ -142,26 +144,26 @@ class InferenceRoutes:
                 steps = [("", t) for t in plan.thinking] + [(t, "") for t in plan.tokens]
                 for i, (token, thought) in enumerate(steps):
                     await pacer.wait_token(i + 1)
-                    await out.emit(chunk(token, thought))
+                    await out.emit(job.chunk(token, thought))
                 now = time.monotonic_ns()
                 timings = {
                     "done": True,
                     "done_reason": plan.done_reason,
-                    **tail,
-                    "total_duration": now - t0,
+                    **job.tail,
+                    "total_duration": now - job.t0,
                     "load_duration": load_ns,
                     "prompt_eval_count": plan.prompt_tokens,
                     "prompt_eval_duration": t_eval - t_prompt,
                     "eval_count": plan.eval_count,
                     "eval_duration": now - t_eval,
                 }
-                final = chunk("", "") | timings
-                answer = {"model": model, "created_at": rfc3339()} | full | timings
+                final = job.chunk("", "") | timings
+                answer = {"model": job.model, "created_at": rfc3339()} | job.full | timings
                 return await out.finish(final, answer)
             except EndStream as ended:
                 return ended.response
             finally:
-                state.registry.release(info)
+                state.registry.release(job.info)
 
     async def embed(self, request: web.Request) -> web.StreamResponse:
         t0 = time.monotonic_ns()

@@ -72,6 +72,9 @@ def _middleware(state: SimState) -> Any:
         except QueueFull:
             state.stats.rejected_503 += 1
             return error_response(503, BUSY_MESSAGE)
+        except web.HTTPNotFound:
+            # Gin's plain-text answer for unknown routes.
+            return web.Response(status=404, text="404 page not found")
         except SimStopping:
             abort_connection(request)
         finally:
@@ -160,6 +163,8 @@ class OllamaSimulator:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        for site in list(runner.sites):
+            await site.stop()  # no new connections from here on
         self.state.faults.shutdown()  # releases hung requests
         if grace_s > 0:
             with contextlib.suppress(TimeoutError):

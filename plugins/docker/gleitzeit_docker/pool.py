@@ -1,0 +1,447 @@
+"""``WarmPool``: warm sandbox containers, keyed by their full effective config.
+
+- Keyed by ``Profile.pool_key()`` (a hash of the whole container config), never by image.
+- Exclusive checkout: a container serves one execution at a time.
+- Bounded: at most ``max_size`` containers in total (alive, starting or being deleted);
+  waiting is bounded by ``acquire_timeout`` and the error states the pool's occupancy.
+- Idle containers of another key are evicted (oldest first) when the pool is full.
+- Health-checked before reuse (runner ping, or ``State.Running`` in exec mode); containers
+  whose run timed out, failed a check, or broke are discarded, never handed out again.
+- A reaper removes idle-expired (``idle_ttl``) and too-old (``max_lifetime``) containers and
+  tops each known key up to ``min_idle``; ``max_uses`` retires a container after N runs.
+- Several engines: a new container goes to the reachable engine with the fewest containers.
+
+State changes happen synchronously between awaits (one event loop), so no lock is needed;
+waiters sleep on an ``asyncio.Event`` that is replaced and set on every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from .engine import Engine
+from .errors import (
+    EngineUnavailable,
+    ImageMissing,
+    PoolClosed,
+    PoolTimeout,
+)
+from .execution import ExecutionResult, Job, execute_on_exec, execute_on_runner, info
+from .profiles import Profile
+from .runner import RunnerConnection, keepalive_command, runner_command
+
+__all__ = ["PoolConfig", "PooledContainer", "WarmPool"]
+
+log = logging.getLogger(__name__)
+_ENGINE_COOLDOWN = 5.0  # seconds an unreachable engine is skipped for new containers
+
+
+def _ge(minimum: float) -> Any:
+    return attrs.validators.and_(
+        attrs.validators.instance_of((int, float)), attrs.validators.ge(minimum)
+    )
+
+
+@attrs.frozen(kw_only=True)
+class PoolConfig:
+    mode: Literal["runner", "exec"] = attrs.field(
+        default="runner", validator=attrs.validators.in_(("runner", "exec"))
+    )
+    min_idle: int = attrs.field(default=0, validator=_ge(0))  # per known pool key
+    max_size: int = attrs.field(default=8, validator=_ge(1))  # all keys, all engines
+    idle_ttl: float = attrs.field(default=300.0, validator=_ge(0))
+    max_uses: int = attrs.field(default=100, validator=_ge(1))
+    max_lifetime: float = attrs.field(default=3600.0, validator=_ge(0))
+    acquire_timeout: float = attrs.field(default=30.0, validator=_ge(0))
+    reap_interval: float = attrs.field(default=5.0, validator=_ge(0.01))
+    start_timeout: float = attrs.field(default=20.0, validator=_ge(0.1))
+    health_timeout: float = attrs.field(default=2.0, validator=_ge(0.01))
+    kill_grace: float = attrs.field(default=2.0, validator=_ge(0.01))
+
+
+@attrs.define(eq=False)
+class PooledContainer:
+    """One warm container, owned by the pool; ``broken`` stops it from being reused."""
+
+    engine: Engine
+    container_id: str
+    profile: Profile
+    key: str
+    conn: RunnerConnection | None = None
+    created_at: float = attrs.field(factory=time.monotonic)
+    last_used: float = attrs.field(factory=time.monotonic)
+    uses: int = 0
+    broken: bool = False
+
+    @property
+    def short_id(self) -> str:
+        return self.container_id[:12]
+
+
+class WarmPool:
+    def __init__(
+        self,
+        engines: Engine | Sequence[Engine],
+        *,
+        hub_id: str = "gleitzeit",
+        config: PoolConfig | None = None,
+    ) -> None:
+        self.engines = [engines] if isinstance(engines, Engine) else list(engines)
+        if not self.engines:
+            raise ValueError("WarmPool needs at least one Engine")
+        self.hub_id = hub_id
+        self.config = config or PoolConfig()
+        self.pool_id = secrets.token_hex(6)  # label: close() finds even half-created ones
+        self.peak_size = 0
+        self._idle: dict[str, list[PooledContainer]] = {}
+        self._busy: set[PooledContainer] = set()
+        self._profiles: dict[str, Profile] = {}
+        self._starting: Counter[str] = Counter()
+        self._size = 0  # slots in use: alive + starting + being deleted
+        self._per_engine: Counter[int] = Counter()  # index into self.engines
+        self._down_until: dict[int, float] = {}
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _notify(self) -> None:
+        old, self._changed = self._changed, asyncio.Event()
+        old.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _take_slot(self, key: str) -> None:
+        self._size += 1
+        self.peak_size = max(self.peak_size, self._size)
+        self._starting[key] += 1
+
+    def _retire(self, pc: PooledContainer, reason: str) -> None:
+        """Forget ``pc`` and delete it in the background; its slot frees once it is gone."""
+        self._busy.discard(pc)
+        log.debug("retiring container %s: %s", pc.short_id, reason)
+        self._spawn(self._destroy(pc))
+
+    async def _destroy(self, pc: PooledContainer) -> None:
+        try:
+            if pc.conn is not None:
+                await pc.conn.close()
+            await pc.engine.delete(pc.container_id)
+        except Exception as exc:  # noqa: BLE001 - the label sweep in close() catches leftovers
+            log.warning("could not delete container %s: %s", pc.short_id, exc)
+        finally:
+            self._size -= 1
+            self._per_engine[self.engines.index(pc.engine)] -= 1
+            self._notify()
+
+    def stats(self) -> dict[str, Any]:
+        idle = sum(len(v) for v in self._idle.values())
+        keys = set(self._idle) | set(self._starting) | {pc.key for pc in self._busy}
+        return {
+            "size": self._size,
+            "max_size": self.config.max_size,
+            "peak_size": self.peak_size,
+            "busy": len(self._busy),
+            "idle": idle,
+            "starting": sum(self._starting.values()),
+            "by_key": {
+                k: {
+                    "idle": len(self._idle.get(k, [])),
+                    "busy": sum(1 for pc in self._busy if pc.key == k),
+                    "starting": self._starting[k],
+                }
+                for k in keys
+            },
+            "by_engine": {e.name: self._per_engine[i] for i, e in enumerate(self.engines)},
+        }
+
+    # -- acquire / release -------------------------------------------------------------
+
+    async def acquire(self, profile: Profile) -> PooledContainer:
+        """Exclusive checkout of a healthy container for ``profile`` (create one if needed)."""
+        key = profile.pool_key()
+        self._profiles.setdefault(key, profile)
+        self._ensure_reaper()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.config.acquire_timeout
+        while True:
+            if self._closed:
+                raise PoolClosed(f"pool {self.pool_id} of hub {self.hub_id!r} is closed")
+            idle = self._idle.get(key)
+            if idle:
+                pc = idle.pop()  # most recently used: the others may expire
+                self._busy.add(pc)
+                if await self._healthy(pc):
+                    return pc
+                self._retire(pc, "failed its health check")
+                continue
+            if self._size < self.config.max_size:
+                self._take_slot(key)
+                return await self._create_for_caller(profile, key)
+            victim = self._oldest_idle()
+            if victim is not None:
+                self._retire(victim, "evicted for another pool key")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise PoolTimeout(self._timeout_message(profile, loop.time() - started))
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+
+    def _oldest_idle(self) -> PooledContainer | None:
+        candidates = [pc for idle in self._idle.values() for pc in idle]
+        if not candidates:
+            return None
+        victim = min(candidates, key=lambda pc: pc.last_used)
+        self._idle[victim.key].remove(victim)
+        return victim
+
+    def _timeout_message(self, profile: Profile, waited: float) -> str:
+        s = self.stats()
+        return (
+            f"timed out after {waited:.1f} s waiting for a container for profile "
+            f"{profile.name!r} (pool key {profile.pool_key()}): the pool is full with "
+            f"{s['size']}/{s['max_size']} containers ({s['busy']} busy, {s['idle']} idle, "
+            f"{s['starting']} starting); raise max_size or acquire_timeout, or retry later"
+        )
+
+    async def _create_for_caller(self, profile: Profile, key: str) -> PooledContainer:
+        task = self._spawn(self._make(profile, key))
+        try:
+            pc: PooledContainer = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The caller gave up; the container, once made, goes to the idle list instead.
+            task.add_done_callback(lambda t: self._adopt(t))
+            raise
+        if self._closed:
+            self._retire(pc, "pool closed")
+            raise PoolClosed(f"pool {self.pool_id} of hub {self.hub_id!r} is closed")
+        return pc
+
+    def _adopt(self, task: asyncio.Task[PooledContainer]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self.release(task.result())
+
+    async def _make(self, profile: Profile, key: str) -> PooledContainer:
+        """Create + start on the least-loaded reachable engine; owns the slot's accounting."""
+        try:
+            pc = await self._create_on_some_engine(profile, key)
+        except BaseException:
+            self._size -= 1
+            self._notify()
+            raise
+        finally:
+            self._starting[key] -= 1
+            if self._starting[key] <= 0:
+                del self._starting[key]
+        self._busy.add(pc)
+        return pc
+
+    async def _create_on_some_engine(self, profile: Profile, key: str) -> PooledContainer:
+        now = time.monotonic()
+        order = sorted(
+            range(len(self.engines)),
+            key=lambda i: (self._down_until.get(i, 0) > now, self._per_engine[i], i),
+        )
+        errors: list[Exception] = []
+        for index in order:
+            engine = self.engines[index]
+            self._per_engine[index] += 1
+            try:
+                return await self._create(engine, profile, key)
+            except (EngineUnavailable, ImageMissing) as exc:
+                self._per_engine[index] -= 1
+                if isinstance(exc, EngineUnavailable):
+                    self._down_until[index] = time.monotonic() + _ENGINE_COOLDOWN
+                errors.append(exc)
+            except BaseException:
+                self._per_engine[index] -= 1
+                raise
+        missing = [e for e in errors if isinstance(e, ImageMissing)]
+        raise (missing or errors)[0]
+
+    async def _create(self, engine: Engine, profile: Profile, key: str) -> PooledContainer:
+        runner = self.config.mode == "runner"
+        if not engine.version_info:
+            await engine.ping()  # fail fast on an engine that accepts but never answers
+        labels = engine.labels(
+            self.hub_id, pool_key=key, pool=self.pool_id, profile=profile.name, mode=self.config.mode
+        )
+        cmd = runner_command(profile, once=False) if runner else keepalive_command(profile)
+        cid = await engine.create(profile.container_config(labels, cmd, stdin=runner))
+        pc = PooledContainer(engine=engine, container_id=cid, profile=profile, key=key)
+        try:
+            if runner:
+                pc.conn = await RunnerConnection.attach(engine, cid)
+            await engine.start(cid)
+            if pc.conn is not None:
+                await pc.conn.wait_hello(self.config.start_timeout)
+        except BaseException:
+            if pc.conn is not None:
+                await pc.conn.close()
+            with contextlib.suppress(Exception):
+                await engine.delete(cid)
+            raise
+        return pc
+
+    async def _healthy(self, pc: PooledContainer) -> bool:
+        if time.monotonic() - pc.created_at > self.config.max_lifetime:
+            return False
+        if pc.conn is not None:
+            return pc.conn.alive and await pc.conn.ping(self.config.health_timeout)
+        try:
+            state = (await pc.engine.inspect(pc.container_id)).get("State", {})
+        except Exception:  # noqa: BLE001 - any failure means "do not use it"
+            return False
+        return bool(state.get("Running"))
+
+    def release(self, pc: PooledContainer) -> None:
+        """Give ``pc`` back: reused if healthy and within limits, otherwise deleted."""
+        if pc not in self._busy:
+            return  # already retired (e.g. by close())
+        pc.uses += 1
+        pc.last_used = time.monotonic()
+        why = (
+            "pool closed" if self._closed
+            else "broken or timed out" if pc.broken
+            else "runner gone" if pc.conn is not None and not pc.conn.alive
+            else "max_uses reached" if pc.uses >= self.config.max_uses
+            else "max_lifetime reached" if pc.last_used - pc.created_at > self.config.max_lifetime
+            else ""
+        )  # fmt: skip
+        if why:
+            self._retire(pc, why)
+            return
+        self._busy.discard(pc)
+        self._idle.setdefault(pc.key, []).append(pc)
+        self._notify()
+
+    @contextlib.asynccontextmanager
+    async def checkout(self, profile: Profile) -> AsyncIterator[PooledContainer]:
+        """``async with pool.checkout(p) as pc``; an exception inside marks ``pc`` broken."""
+        pc = await self.acquire(profile)
+        try:
+            yield pc
+        except BaseException:
+            pc.broken = True
+            raise
+        finally:
+            self.release(pc)
+
+    async def execute(self, profile: Profile, job: Job) -> ExecutionResult:
+        """Run ``job`` on a pooled container (see ``execution`` for the result)."""
+        try:
+            pc = await self.acquire(profile)
+        except EngineUnavailable as exc:
+            return ExecutionResult(success=False, error=str(exc), path=self.config.mode)
+        pc.broken = True  # until proven otherwise (also covers cancellation)
+        try:
+            if pc.conn is not None:
+                result = await execute_on_runner(
+                    pc.conn, profile, job, kill_grace=self.config.kill_grace
+                )
+            else:
+                result = await execute_on_exec(
+                    pc.engine, pc.container_id, profile, job, kill_grace=self.config.kill_grace
+                )
+            pc.broken = not result.reusable
+            return result
+        finally:
+            self.release(pc)
+
+    async def info(self, profile: Profile) -> dict[str, Any]:
+        """``execution.info`` with the Python version/platform seen inside a container."""
+        async with self.checkout(profile) as pc:
+            if pc.conn is not None:
+                return info(profile, pc.conn.hello)
+            probe = Job(code="import platform as p\nresult = [p.python_version(), p.platform()]")
+            res = await execute_on_exec(pc.engine, pc.container_id, profile, probe)
+            pc.broken = not res.reusable
+            version, plat = res.result if res.success else (None, None)
+            return info(profile, {"python": version, "platform": plat})
+
+    # -- warm-up, reaping, shutdown ----------------------------------------------------
+
+    async def prewarm(self, profile: Profile, count: int | None = None) -> int:
+        """Register ``profile`` for ``min_idle`` top-ups and start ``count`` idle containers."""
+        key = profile.pool_key()
+        self._profiles.setdefault(key, profile)
+        self._ensure_reaper()
+        want = self.config.min_idle if count is None else count
+        have = len(self._idle.get(key, [])) + self._starting[key]
+        tasks = [self._spawn(self._make_idle(profile, key)) for _ in range(max(0, want - have))]
+        made = await asyncio.gather(*tasks, return_exceptions=True)
+        return sum(1 for m in made if m is True)
+
+    async def _make_idle(self, profile: Profile, key: str) -> bool:
+        if self._closed or self._size >= self.config.max_size:
+            return False
+        self._take_slot(key)
+        try:
+            self.release(await self._make(profile, key))
+        except Exception as exc:  # noqa: BLE001 - a failed top-up is retried next round
+            log.warning("could not pre-start a container for %s: %s", profile.name, exc)
+            return False
+        return True
+
+    def reap_once(self) -> None:
+        """Retire idle containers past ``idle_ttl``/``max_lifetime``; top up ``min_idle``."""
+        now = time.monotonic()
+        for key, idle in self._idle.items():
+            for pc in list(idle):
+                expired = now - pc.last_used > self.config.idle_ttl
+                too_old = now - pc.created_at > self.config.max_lifetime
+                dead = pc.conn is not None and not pc.conn.alive
+                if expired or too_old or dead:
+                    idle.remove(pc)
+                    self._retire(pc, "idle_ttl" if expired else "max_lifetime" if too_old else "dead")
+        for key, profile in self._profiles.items():
+            missing = self.config.min_idle - len(self._idle.get(key, [])) - self._starting[key]
+            for _ in range(max(0, missing)):
+                self._spawn(self._make_idle(profile, key))
+
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None and not self._closed:
+            self._reaper = asyncio.create_task(self._reap_loop(), name=f"pool-reaper-{self.pool_id}")
+
+    async def _reap_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.config.reap_interval)
+            try:
+                self.reap_once()
+            except Exception:  # noqa: BLE001 - keep reaping whatever happened
+                log.exception("pool reaper failed")
+
+    async def close(self) -> None:
+        """Delete every container this pool created (also half-created ones, by label)."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        self._notify()
+        while self._tasks or self._busy or any(self._idle.values()):
+            for pc in [*self._busy, *(pc for idle in self._idle.values() for pc in idle)]:
+                self._retire(pc, "pool closed")
+            self._idle.clear()
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        for engine in self.engines:
+            with contextlib.suppress(Exception):
+                await engine.remove_all(self.hub_id, pool=self.pool_id)
