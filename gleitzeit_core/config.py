@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import attrs
 
 from .errors import ConfigError
 from .health import HealthSettings, OutlierSettings
-from .structuring import converter, structure
+from .structuring import converter, structure, structure_attrs
 from .validators import InvalidValue, MissingKey, at_least, in_range, positive, seconds
 
 __all__ = [
@@ -119,14 +119,13 @@ class HubConfig:
 def _split_extras(cls: type) -> Any:
     """Structure ``cls`` with its declared keys; anything else lands in ``options``."""
     known = {a.name for a in attrs.fields(cls)} - {"options"}
-    inner: Callable[[Any, Any], Any] = converter.gen_structure_attrs_fromdict(cls)
 
     def hook(value: Any, _: Any) -> Any:
         if not isinstance(value, Mapping):
             raise TypeError(f"expected a table, got {value!r}")
         data = {k: v for k, v in value.items() if k in known}
         data["options"] = {k: v for k, v in value.items() if k not in known}
-        return inner(data, cls)
+        return structure_attrs(data, cls)
 
     return hook
 

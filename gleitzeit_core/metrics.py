@@ -18,9 +18,7 @@ __all__ = ["MetricsSnapshot", "ResourceMetrics"]
 
 # Errors that say something about the resource or its answer; a caller's 4xx, a caller
 # hanging up and a request sent where it could not be served do not make a resource look bad.
-_NOT_ERRORS = frozenset(
-    {FailureClass.CLIENT_ERROR, FailureClass.CANCELLED, FailureClass.MISROUTED}
-)
+_NOT_ERRORS = frozenset({FailureClass.CLIENT_ERROR, FailureClass.CANCELLED, FailureClass.MISROUTED})
 
 
 @attrs.frozen

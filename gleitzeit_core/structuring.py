@@ -7,6 +7,7 @@ TOML already gives exact types, so the converter accepts only those: no ``"1.5"`
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
 import random
@@ -27,6 +28,7 @@ from cattrs.errors import (
 
 from .clock import Clock
 from .errors import ConfigError
+from .validators import InvalidValue, MissingKey
 
 __all__ = ["build_component", "converter", "describe_type", "structure"]
 
@@ -91,6 +93,20 @@ converter.register_structure_hook(Any, lambda value, _: value)
 # injected collaborators pass through untouched
 converter.register_structure_hook(random.Random, lambda value, _: value)
 converter.register_structure_hook(Clock, lambda value, _: value)
+
+
+def _is_collaborator(tp: Any) -> bool:
+    """A plain class (a hub, a session) that only ever arrives by injection, never from TOML."""
+    return (
+        inspect.isclass(tp)
+        and not attrs.has(tp)
+        and not issubclass(tp, enum.Enum)
+        and tp.__module__ != "builtins"
+        and typing.get_origin(tp) is None
+    )
+
+
+converter.register_structure_hook_factory(_is_collaborator, lambda _: lambda value, __: value)
 
 
 def _is_sequence_type(tp: Any) -> bool:
@@ -159,6 +175,46 @@ def _is_mapping_type(tp: Any) -> bool:
 converter.register_structure_hook_factory(_is_mapping_type, _mapping_check)
 
 
+def structure_attrs(value: Any, cls: Any) -> Any:
+    """Structure an attrs class field by field, running each field's validator right away, so
+    that a range error is reported even when another field has a type error."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table, got {_shown(value)}")
+    hints = typing.get_type_hints(cls)
+    fields = [a for a in attrs.fields(cls) if a.init]
+    keys = {a.alias: a for a in fields}
+    errors: list[Exception] = []
+    extra = set(value) - set(keys)
+    if extra:
+        errors.append(ForbiddenExtraKeysError("", cls, extra))
+    kwargs: dict[str, Any] = {}
+    for key, field in keys.items():
+        if key not in value:
+            if field.default is attrs.NOTHING:
+                missing = KeyError(key)
+                missing.__notes__ = [AttributeValidationNote(f"missing {key}", key, field.type)]
+                errors.append(missing)
+            continue
+        try:
+            converted = converter.structure(value[key], hints.get(field.name, Any))
+            if field.validator is not None:
+                field.validator(None, field, converted)
+        except Exception as exc:
+            exc.__notes__ = [
+                *getattr(exc, "__notes__", []),
+                AttributeValidationNote(f"Structuring {cls.__name__} @ {key}", key, field.type),
+            ]
+            errors.append(exc)
+            continue
+        kwargs[key] = converted
+    if errors:
+        raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
+    return cls(**kwargs)
+
+
+converter.register_structure_hook_factory(attrs.has, lambda _: structure_attrs)
+
+
 def structure(raw: Any, cls: type[T], *, path: str = "", source: str | None = None) -> T:
     """Structure ``raw`` into ``cls`` or raise one ``ConfigError`` listing every problem."""
     try:
@@ -220,9 +276,12 @@ def problems_of(
             owner = exc.cl if isinstance(exc, ClassValidationError) else None
             lines.extend(problems_of(sub, prefix, raw, owner, [*rel, *step]))
         return lines
-    field_name = getattr(exc, "field", None)
-    if field_name:  # raised by one of our validators, which already says what it expected
-        return [f"{_join([*prefix, *rel, field_name])}: {exc}"]
+    if isinstance(exc, InvalidValue):  # one of our validators: it says what it expected
+        if not rel or rel[-1] != exc.field:
+            rel = [*rel, exc.field]
+        return [f"{_join([*prefix, *rel])}: {exc}"]
+    if isinstance(exc, MissingKey):
+        return [f"{_join([*prefix, *rel, exc.field])}: missing required key"]
     where = _join([*prefix, *rel])
     value = _lookup(raw, rel)
     if isinstance(exc, KeyError):
@@ -243,7 +302,8 @@ def _expected_of(owner: Any, rel: Sequence[str | int]) -> str | None:
     described = getattr(field.validator, "expected", None)
     if described:
         return str(described)
-    return describe_type(field.type) if field.type is not None else None
+    hint = typing.get_type_hints(owner).get(field.name)
+    return describe_type(hint) if hint is not None else None
 
 
 def build_component(

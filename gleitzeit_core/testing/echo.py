@@ -83,7 +83,9 @@ class EchoProvider(ProtocolProvider):
                 await asyncio.sleep(params.delay)
             if params.fail and (not params.fail_on or rid in params.fail_on):
                 failure = FailureClass(params.fail)
-                raise ResourceError(f"told to fail with {failure.value}", failure=failure, resource=rid)
+                raise ResourceError(
+                    f"told to fail with {failure.value}", failure=failure, resource=rid
+                )
             return {"text": params.text, "resource": rid}
 
         result: dict[str, Any] = await self.hub.call(answer, Request())

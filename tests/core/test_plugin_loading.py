@@ -82,7 +82,9 @@ def test_disabled_plugin_is_never_imported(gleitzeit: Run, site: Site, tmp_path:
     """GLEITZEIT_DISABLED_PLUGINS=NAME lists it as disabled and its module is never imported."""
     marker = tmp_path / "marker"
     site.distribution(
-        "gleitzeit-marked", {"gleitzeit": {"marked": "marked_plugin"}}, {"marked_plugin": MARKER_PLUGIN}
+        "gleitzeit-marked",
+        {"gleitzeit": {"marked": "marked_plugin"}},
+        {"marked_plugin": MARKER_PLUGIN},
     )
     env = {"MARKER": str(marker), "GLEITZEIT_DISABLED_PLUGINS": "marked"}
     plugins = listed(gleitzeit("plugins", "list", "--json", env=env))
@@ -98,7 +100,9 @@ def test_allow_list_loads_only_named_plugins(gleitzeit: Run, site: Site, tmp_pat
     """GLEITZEIT_LOAD_PLUGINS loads only the plugins named; the empty string loads none."""
     marker = tmp_path / "marker"
     site.distribution(
-        "gleitzeit-marked", {"gleitzeit": {"marked": "marked_plugin"}}, {"marked_plugin": MARKER_PLUGIN}
+        "gleitzeit-marked",
+        {"gleitzeit": {"marked": "marked_plugin"}},
+        {"marked_plugin": MARKER_PLUGIN},
     )
     env = {"MARKER": str(marker), "GLEITZEIT_LOAD_PLUGINS": ""}
     plugins = listed(gleitzeit("plugins", "list", "--json", env=env))
@@ -114,7 +118,9 @@ def test_disable_persists_and_never_imports(gleitzeit: Run, site: Site, tmp_path
     remembered in the user config until `plugins enable NAME`."""
     marker = tmp_path / "marker"
     site.distribution(
-        "gleitzeit-marked", {"gleitzeit": {"marked": "marked_plugin"}}, {"marked_plugin": MARKER_PLUGIN}
+        "gleitzeit-marked",
+        {"gleitzeit": {"marked": "marked_plugin"}},
+        {"marked_plugin": MARKER_PLUGIN},
     )
     env = {"MARKER": str(marker)}
     result = gleitzeit("plugins", "disable", "marked", env=env)
@@ -132,7 +138,9 @@ def test_help_and_version_do_not_import_plugins(gleitzeit: Run, site: Site, tmp_
     """`--help` and `--version` work without importing any third-party plugin."""
     marker = tmp_path / "marker"
     site.distribution(
-        "gleitzeit-marked", {"gleitzeit": {"marked": "marked_plugin"}}, {"marked_plugin": MARKER_PLUGIN}
+        "gleitzeit-marked",
+        {"gleitzeit": {"marked": "marked_plugin"}},
+        {"marked_plugin": MARKER_PLUGIN},
     )
     env = {"MARKER": str(marker)}
     assert gleitzeit("--help", env=env).returncode == 0
@@ -156,7 +164,8 @@ def test_two_distributions_claiming_one_name_are_reported(gleitzeit: Run, site: 
 def test_duplicate_registered_names_are_conflicts(gleitzeit: Run, site: Site) -> None:
     """Two plugins registering the same strategy name show up as a conflict."""
     site.distribution(
-        "gleitzeit-dup", {"gleitzeit.strategies": {"p2c": "gleitzeit_core.balancing:RandomStrategy"}}
+        "gleitzeit-dup",
+        {"gleitzeit.strategies": {"p2c": "gleitzeit_core.balancing:RandomStrategy"}},
     )
     result = gleitzeit("plugins", "list", "--json")
     conflicts = json.loads(result.stdout)["conflicts"]

@@ -14,8 +14,14 @@ import aiohttp
 import click
 import pytest
 from click.testing import CliRunner
-from gleitzeit_ollama.sim import SimConfig, SimProcess
-from gleitzeit_ollama.sim.cli import config_from_options, config_to_args, main, sim_command
+from gleitzeit_ollama.sim import FaultSpec, SimConfig, SimProcess
+from gleitzeit_ollama.sim.cli import (
+    config_from_options,
+    config_to_args,
+    main,
+    sim_command,
+    sim_options,
+)
 
 
 def _gone(pid: int) -> bool:
@@ -115,20 +121,24 @@ def test_click_commands() -> None:
 def test_config_args_roundtrip() -> None:
     """config_to_args and the CLI parser agree, faults included."""
     config = SimConfig(
-        models=["a", "b:7b"], latency_ms=3, keep_alive=-1, pullable=["c"], num_parallel=3
+        models=["a", "b:7b"],
+        latency_ms=3,
+        keep_alive=-1,
+        pullable=["c"],
+        num_parallel=3,
+        context_length=8192,
+        hang_max_s=7.5,
     )
-    config.faults = config.faults.from_json({"error_rate": 0.25, "busy": True, "paths": ["/"]})
+    config.faults = FaultSpec.from_json({"error_rate": 0.25, "busy": True, "paths": ["/"]})
     args = config_to_args(config)
     parsed: dict[str, Any] = {}
 
     @click.command()
-    @click.pass_context
-    def capture(ctx: click.Context, **options: Any) -> None:
+    @sim_options
+    def capture(**options: Any) -> None:
         parsed.update(options)
 
-    from gleitzeit_ollama.sim.cli import sim_options
-
-    result = CliRunner().invoke(sim_options(capture), args)
+    result = CliRunner().invoke(capture, args)
     assert result.exit_code == 0, result.output
     again = config_from_options(parsed)
     assert again == config

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+from gleitzeit_sticky import StickyStrategy
+
 from gleitzeit_core import Request
 from gleitzeit_core.testing import FakeCandidate, StrategyContract
-from gleitzeit_sticky import StickyStrategy
 
 
 class TestStickyContract(StrategyContract):

@@ -16,6 +16,7 @@ problems *before* it (``LimitError``, ``JobError``, ``ImageMissing``) are raised
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import posixpath
 import time
@@ -26,7 +27,8 @@ import attrs
 
 from .engine import Engine
 from .errors import EngineAPIError, EngineTimeout, EngineUnavailable, JobError
-from .profiles import Profile, format_size
+from .profile_fields import format_size
+from .profiles import Profile
 from .runner import RunnerConnection, RunOutcome, runner_command
 
 __all__ = [
@@ -191,12 +193,11 @@ def _engine_failure(exc: Exception, started: float, cid: str | None, path: str) 
 
 async def _oom_killed(engine: Engine, container_id: str) -> bool:
     """Did the engine record an OOM kill (runner itself killed)?"""
-    try:  # let the container finish exiting first: OOMKilled is recorded on exit
+    # Let the container finish exiting first: OOMKilled is recorded on exit.
+    with contextlib.suppress(EngineUnavailable, EngineTimeout, EngineAPIError):
         await engine.call(
             "container wait", lambda: engine.container(container_id).wait(), timeout=2.0
         )
-    except (EngineUnavailable, EngineTimeout, EngineAPIError):
-        pass
     try:
         state = (await engine.inspect(container_id)).get("State", {})
     except (EngineUnavailable, EngineTimeout, EngineAPIError):
@@ -272,11 +273,9 @@ async def execute_fresh(
     finally:
         if conn is not None:
             await conn.close()
-        if cid is not None:
-            try:
+        if cid is not None:  # if this fails, remove_all/remove_orphans find it by label
+            with contextlib.suppress(EngineUnavailable, EngineTimeout, EngineAPIError):
                 await engine.delete(cid)
-            except (EngineUnavailable, EngineTimeout, EngineAPIError):
-                pass  # labelled: remove_all/remove_orphans will find it later
     return attrs.evolve(result, reusable=False)
 
 
@@ -289,7 +288,12 @@ def validate(code: str) -> dict[str, Any]:
         error = f"{type(exc).__name__}: {exc.msg}{where}"
         return {"valid": False, "error": error, "line": exc.lineno, "column": exc.offset}
     except (ValueError, RecursionError, MemoryError) as exc:
-        return {"valid": False, "error": f"{type(exc).__name__}: {exc}", "line": None, "column": None}
+        return {
+            "valid": False,
+            "error": f"{type(exc).__name__}: {exc}",
+            "line": None,
+            "column": None,
+        }
     return {"valid": True, "error": None, "line": None, "column": None}
 
 

@@ -28,21 +28,19 @@ from typing import Any, Literal
 
 import attrs
 
+from .containers import ContainerFactory, PooledContainer
 from .engine import Engine
 from .errors import (
     EngineUnavailable,
-    ImageMissing,
     PoolClosed,
     PoolTimeout,
 )
 from .execution import ExecutionResult, Job, execute_on_exec, execute_on_runner, info
 from .profiles import Profile
-from .runner import RunnerConnection, keepalive_command, runner_command
 
 __all__ = ["PoolConfig", "PooledContainer", "WarmPool"]
 
 log = logging.getLogger(__name__)
-_ENGINE_COOLDOWN = 5.0  # seconds an unreachable engine is skipped for new containers
 
 
 def _ge(minimum: float) -> Any:
@@ -68,25 +66,6 @@ class PoolConfig:
     kill_grace: float = attrs.field(default=2.0, validator=_ge(0.01))
 
 
-@attrs.define(eq=False)
-class PooledContainer:
-    """One warm container, owned by the pool; ``broken`` stops it from being reused."""
-
-    engine: Engine
-    container_id: str
-    profile: Profile
-    key: str
-    conn: RunnerConnection | None = None
-    created_at: float = attrs.field(factory=time.monotonic)
-    last_used: float = attrs.field(factory=time.monotonic)
-    uses: int = 0
-    broken: bool = False
-
-    @property
-    def short_id(self) -> str:
-        return self.container_id[:12]
-
-
 class WarmPool:
     def __init__(
         self,
@@ -101,14 +80,20 @@ class WarmPool:
         self.hub_id = hub_id
         self.config = config or PoolConfig()
         self.pool_id = secrets.token_hex(6)  # label: close() finds even half-created ones
+        self.factory = ContainerFactory(
+            self.engines,
+            hub_id=hub_id,
+            pool_id=self.pool_id,
+            mode=self.config.mode,
+            start_timeout=self.config.start_timeout,
+        )
         self.peak_size = 0
         self._idle: dict[str, list[PooledContainer]] = {}
         self._busy: set[PooledContainer] = set()
         self._profiles: dict[str, Profile] = {}
         self._starting: Counter[str] = Counter()
         self._size = 0  # slots in use: alive + starting + being deleted
-        self._per_engine: Counter[int] = Counter()  # index into self.engines
-        self._down_until: dict[int, float] = {}
+        self._deleting = 0
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reaper: asyncio.Task[None] | None = None
@@ -134,19 +119,19 @@ class WarmPool:
     def _retire(self, pc: PooledContainer, reason: str) -> None:
         """Forget ``pc`` and delete it in the background; its slot frees once it is gone."""
         self._busy.discard(pc)
+        if pc.retired:
+            return
+        pc.retired = True
+        self._deleting += 1
         log.debug("retiring container %s: %s", pc.short_id, reason)
         self._spawn(self._destroy(pc))
 
     async def _destroy(self, pc: PooledContainer) -> None:
         try:
-            if pc.conn is not None:
-                await pc.conn.close()
-            await pc.engine.delete(pc.container_id)
-        except Exception as exc:  # noqa: BLE001 - the label sweep in close() catches leftovers
-            log.warning("could not delete container %s: %s", pc.short_id, exc)
+            await self.factory.destroy(pc)
         finally:
             self._size -= 1
-            self._per_engine[self.engines.index(pc.engine)] -= 1
+            self._deleting -= 1
             self._notify()
 
     def stats(self) -> dict[str, Any]:
@@ -167,7 +152,7 @@ class WarmPool:
                 }
                 for k in keys
             },
-            "by_engine": {e.name: self._per_engine[i] for i, e in enumerate(self.engines)},
+            "by_engine": self.factory.by_engine(),
         }
 
     # -- acquire / release -------------------------------------------------------------
@@ -187,14 +172,22 @@ class WarmPool:
             if idle:
                 pc = idle.pop()  # most recently used: the others may expire
                 self._busy.add(pc)
-                if await self._healthy(pc):
+                try:
+                    healthy = time.monotonic() - pc.created_at <= self.config.max_lifetime
+                    healthy = healthy and await self.factory.healthy(
+                        pc, timeout=self.config.health_timeout
+                    )
+                except BaseException:  # cancelled mid-check: do not leak it as busy
+                    self._retire(pc, "health check interrupted")
+                    raise
+                if healthy:
                     return pc
                 self._retire(pc, "failed its health check")
                 continue
             if self._size < self.config.max_size:
                 self._take_slot(key)
                 return await self._create_for_caller(profile, key)
-            victim = self._oldest_idle()
+            victim = None if self._deleting else self._oldest_idle()
             if victim is not None:
                 self._retire(victim, "evicted for another pool key")
             remaining = deadline - loop.time()
@@ -240,9 +233,9 @@ class WarmPool:
             self.release(task.result())
 
     async def _make(self, profile: Profile, key: str) -> PooledContainer:
-        """Create + start on the least-loaded reachable engine; owns the slot's accounting."""
+        """Create one container (see ``ContainerFactory``); owns the slot's accounting."""
         try:
-            pc = await self._create_on_some_engine(profile, key)
+            pc = await self.factory.create(profile, key)
         except BaseException:
             self._size -= 1
             self._notify()
@@ -253,64 +246,6 @@ class WarmPool:
                 del self._starting[key]
         self._busy.add(pc)
         return pc
-
-    async def _create_on_some_engine(self, profile: Profile, key: str) -> PooledContainer:
-        now = time.monotonic()
-        order = sorted(
-            range(len(self.engines)),
-            key=lambda i: (self._down_until.get(i, 0) > now, self._per_engine[i], i),
-        )
-        errors: list[Exception] = []
-        for index in order:
-            engine = self.engines[index]
-            self._per_engine[index] += 1
-            try:
-                return await self._create(engine, profile, key)
-            except (EngineUnavailable, ImageMissing) as exc:
-                self._per_engine[index] -= 1
-                if isinstance(exc, EngineUnavailable):
-                    self._down_until[index] = time.monotonic() + _ENGINE_COOLDOWN
-                errors.append(exc)
-            except BaseException:
-                self._per_engine[index] -= 1
-                raise
-        missing = [e for e in errors if isinstance(e, ImageMissing)]
-        raise (missing or errors)[0]
-
-    async def _create(self, engine: Engine, profile: Profile, key: str) -> PooledContainer:
-        runner = self.config.mode == "runner"
-        if not engine.version_info:
-            await engine.ping()  # fail fast on an engine that accepts but never answers
-        labels = engine.labels(
-            self.hub_id, pool_key=key, pool=self.pool_id, profile=profile.name, mode=self.config.mode
-        )
-        cmd = runner_command(profile, once=False) if runner else keepalive_command(profile)
-        cid = await engine.create(profile.container_config(labels, cmd, stdin=runner))
-        pc = PooledContainer(engine=engine, container_id=cid, profile=profile, key=key)
-        try:
-            if runner:
-                pc.conn = await RunnerConnection.attach(engine, cid)
-            await engine.start(cid)
-            if pc.conn is not None:
-                await pc.conn.wait_hello(self.config.start_timeout)
-        except BaseException:
-            if pc.conn is not None:
-                await pc.conn.close()
-            with contextlib.suppress(Exception):
-                await engine.delete(cid)
-            raise
-        return pc
-
-    async def _healthy(self, pc: PooledContainer) -> bool:
-        if time.monotonic() - pc.created_at > self.config.max_lifetime:
-            return False
-        if pc.conn is not None:
-            return pc.conn.alive and await pc.conn.ping(self.config.health_timeout)
-        try:
-            state = (await pc.engine.inspect(pc.container_id)).get("State", {})
-        except Exception:  # noqa: BLE001 - any failure means "do not use it"
-            return False
-        return bool(state.get("Running"))
 
     def release(self, pc: PooledContainer) -> None:
         """Give ``pc`` back: reused if healthy and within limits, otherwise deleted."""
@@ -386,17 +321,18 @@ class WarmPool:
         self._ensure_reaper()
         want = self.config.min_idle if count is None else count
         have = len(self._idle.get(key, [])) + self._starting[key]
-        tasks = [self._spawn(self._make_idle(profile, key)) for _ in range(max(0, want - have))]
+        tasks = [self._spawn(self._make_idle(profile, key, want)) for _ in range(want - have)]
         made = await asyncio.gather(*tasks, return_exceptions=True)
         return sum(1 for m in made if m is True)
 
-    async def _make_idle(self, profile: Profile, key: str) -> bool:
-        if self._closed or self._size >= self.config.max_size:
+    async def _make_idle(self, profile: Profile, key: str, target: int) -> bool:
+        have = len(self._idle.get(key, [])) + self._starting[key]
+        if self._closed or self._size >= self.config.max_size or have >= target:
             return False
         self._take_slot(key)
         try:
             self.release(await self._make(profile, key))
-        except Exception as exc:  # noqa: BLE001 - a failed top-up is retried next round
+        except Exception as exc:  # a failed top-up is retried next round
             log.warning("could not pre-start a container for %s: %s", profile.name, exc)
             return False
         return True
@@ -404,29 +340,33 @@ class WarmPool:
     def reap_once(self) -> None:
         """Retire idle containers past ``idle_ttl``/``max_lifetime``; top up ``min_idle``."""
         now = time.monotonic()
-        for key, idle in self._idle.items():
+        for idle in self._idle.values():
             for pc in list(idle):
                 expired = now - pc.last_used > self.config.idle_ttl
                 too_old = now - pc.created_at > self.config.max_lifetime
                 dead = pc.conn is not None and not pc.conn.alive
                 if expired or too_old or dead:
                     idle.remove(pc)
-                    self._retire(pc, "idle_ttl" if expired else "max_lifetime" if too_old else "dead")
+                    self._retire(
+                        pc, "idle_ttl" if expired else "max_lifetime" if too_old else "dead"
+                    )
         for key, profile in self._profiles.items():
             missing = self.config.min_idle - len(self._idle.get(key, [])) - self._starting[key]
             for _ in range(max(0, missing)):
-                self._spawn(self._make_idle(profile, key))
+                self._spawn(self._make_idle(profile, key, self.config.min_idle))
 
     def _ensure_reaper(self) -> None:
         if self._reaper is None and not self._closed:
-            self._reaper = asyncio.create_task(self._reap_loop(), name=f"pool-reaper-{self.pool_id}")
+            self._reaper = asyncio.create_task(
+                self._reap_loop(), name=f"pool-reaper-{self.pool_id}"
+            )
 
     async def _reap_loop(self) -> None:
         while not self._closed:
             await asyncio.sleep(self.config.reap_interval)
             try:
                 self.reap_once()
-            except Exception:  # noqa: BLE001 - keep reaping whatever happened
+            except Exception:  # keep reaping whatever happened
                 log.exception("pool reaper failed")
 
     async def close(self) -> None:
@@ -442,6 +382,4 @@ class WarmPool:
                 self._retire(pc, "pool closed")
             self._idle.clear()
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        for engine in self.engines:
-            with contextlib.suppress(Exception):
-                await engine.remove_all(self.hub_id, pool=self.pool_id)
+        await self.factory.remove_leftovers()

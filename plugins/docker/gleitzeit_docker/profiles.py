@@ -14,13 +14,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from .errors import LimitError, ProfileError
+from .profile_fields import (
+    Mount,
+    format_size,
+    parse_cpus,
+    parse_size,
+    positive,
+    to_env,
+    to_fsize,
+    to_memory,
+    to_mounts,
+    to_output_limit,
+    to_result_limit,
+    to_shm_size,
+    to_timeout,
+    to_tmp_size,
+)
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -29,115 +44,11 @@ __all__ = [
     "Mount",
     "Profile",
     "ProfileSet",
-    "format_size",
     "load_profiles",
-    "parse_cpus",
-    "parse_size",
 ]
 
 DEFAULT_IMAGE = "python:3.11-slim"
 DEFAULT_DATASCIENCE_IMAGE = "gleitzeit/datascience:latest"
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Mount targets that would hide or expose kernel/engine interfaces inside the sandbox.
-_FORBIDDEN_TARGETS = ("/", "/proc", "/sys", "/dev", "/tmp")
-
-
-def parse_size(value: int | str, what: str = "size") -> int:
-    """Parse ``"256m"``, ``"1g"``, ``"512k"``, ``"1.5g"`` or an int (bytes) into bytes."""
-    if isinstance(value, bool):
-        raise ProfileError(f"{what}: expected a size such as '256m', got {value!r}")
-    if isinstance(value, int):
-        if value <= 0:
-            raise ProfileError(f"{what}: must be positive, got {value}")
-        return value
-    match = _SIZE_RE.match(str(value))
-    if match is None:
-        raise ProfileError(
-            f"{what}: cannot parse {value!r} as a size; use bytes or a number with a "
-            "k/m/g suffix, e.g. '256m' or '1g'"
-        )
-    size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    if size <= 0:
-        raise ProfileError(f"{what}: must be positive, got {value!r}")
-    return size
-
-
-def format_size(size: int) -> str:
-    """Render bytes the way Docker users write them: 268435456 -> '256m'."""
-    for unit in ("t", "g", "m", "k"):
-        if size >= _UNITS[unit] and size % _UNITS[unit] == 0:
-            return f"{size // _UNITS[unit]}{unit}"
-    return f"{size}b"
-
-
-def parse_cpus(value: float | int | str, what: str = "cpus") -> float:
-    """Parse a CPU count such as ``1``, ``0.5`` or ``"1.5"`` (Docker's ``--cpus``)."""
-    if isinstance(value, bool):
-        raise ProfileError(f"{what}: expected a number of CPUs such as 0.5, got {value!r}")
-    try:
-        cpus = float(value)
-    except (TypeError, ValueError):
-        raise ProfileError(
-            f"{what}: cannot parse {value!r} as a CPU count; use a number such as 0.5 or 2"
-        ) from None
-    if not 0.01 <= cpus <= 1024:
-        raise ProfileError(f"{what}: must be between 0.01 and 1024, got {value!r}")
-    return cpus
-
-
-def _positive(kind: type[int] | type[float], minimum: float = 0) -> Any:
-    def check(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ProfileError(f"{attr.name}: expected a number, got {value!r}")
-        if kind is int and not isinstance(value, int):
-            raise ProfileError(f"{attr.name}: expected an integer, got {value!r}")
-        if value <= minimum:
-            raise ProfileError(f"{attr.name}: must be greater than {minimum}, got {value!r}")
-
-    return check
-
-
-@attrs.frozen(kw_only=True)
-class Mount:
-    """A host path made visible in the container; read-only unless ``read_only=False``."""
-
-    source: str
-    target: str
-    read_only: bool = True
-
-    def __attrs_post_init__(self) -> None:
-        if not (self.source.startswith("/") and self.target.startswith("/")):
-            raise ProfileError(f"mount {self.source}:{self.target}: paths must be absolute")
-        target = self.target.rstrip("/") or "/"
-        if any(target == t or (t != "/" and target.startswith(t + "/")) for t in _FORBIDDEN_TARGETS):
-            raise ProfileError(f"mount target {self.target!r} is reserved inside the sandbox")
-        if self.source.rstrip("/") in ("", "/") or self.source.endswith("docker.sock"):
-            raise ProfileError(f"mount source {self.source!r} would expose the host; refused")
-
-    @classmethod
-    def parse(cls, spec: str | Mapping[str, Any]) -> Mount:
-        """``"/data:/data"``, ``"/data:/data:rw"`` or ``{"source", "target", "read_only"}``."""
-        if isinstance(spec, Mapping):
-            return cls(**dict(spec))
-        parts = spec.split(":")
-        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-            raise ProfileError(f"mount {spec!r}: expected 'SOURCE:TARGET[:ro|rw]'")
-        return cls(source=parts[0], target=parts[1], read_only=parts[2:] != ["rw"])
-
-
-def _env(value: Mapping[str, str] | Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    items = value.items() if isinstance(value, Mapping) else value
-    out = tuple(sorted((str(k), str(v)) for k, v in items))
-    for key, _ in out:
-        if not _ENV_KEY_RE.match(key):
-            raise ProfileError(f"env: invalid variable name {key!r}")
-    return out
-
-
-def _mounts(value: Sequence[Mount | str | Mapping[str, Any]]) -> tuple[Mount, ...]:
-    return tuple(m if isinstance(m, Mount) else Mount.parse(m) for m in value)
 
 
 @attrs.frozen(kw_only=True)
@@ -146,26 +57,22 @@ class Profile:
 
     name: str
     image: str = DEFAULT_IMAGE
-    memory: int = attrs.field(default=256 << 20, converter=lambda v: parse_size(v, "memory"))
+    memory: int = attrs.field(default=256 << 20, converter=to_memory)
     cpus: float = attrs.field(default=1.0, converter=parse_cpus)
-    pids_limit: int = attrs.field(default=64, validator=_positive(int, 7))
-    timeout: float = attrs.field(default=60.0, converter=float, validator=_positive(float))
-    output_limit: int = attrs.field(
-        default=64 << 10, converter=lambda v: parse_size(v, "output_limit")
-    )
-    result_limit: int = attrs.field(
-        default=1 << 20, converter=lambda v: parse_size(v, "result_limit")
-    )
-    tmp_size: int = attrs.field(default=64 << 20, converter=lambda v: parse_size(v, "tmp_size"))
-    shm_size: int = attrs.field(default=16 << 20, converter=lambda v: parse_size(v, "shm_size"))
-    fsize: int = attrs.field(default=64 << 20, converter=lambda v: parse_size(v, "fsize"))
-    nofile: int = attrs.field(default=256, validator=_positive(int, 15))
+    pids_limit: int = attrs.field(default=64, validator=positive(int, 7))
+    timeout: float = attrs.field(default=60.0, converter=to_timeout, validator=positive(float))
+    output_limit: int = attrs.field(default=64 << 10, converter=to_output_limit)
+    result_limit: int = attrs.field(default=1 << 20, converter=to_result_limit)
+    tmp_size: int = attrs.field(default=64 << 20, converter=to_tmp_size)
+    shm_size: int = attrs.field(default=16 << 20, converter=to_shm_size)
+    fsize: int = attrs.field(default=64 << 20, converter=to_fsize)
+    nofile: int = attrs.field(default=256, validator=positive(int, 15))
     user: str = "65534:65534"
     network: str = "none"
     # Set only by ``load_profiles`` when the config says ``allow_trusted = True``.
     network_approved: bool = False
-    mounts: tuple[Mount, ...] = attrs.field(default=(), converter=_mounts)
-    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env)
+    mounts: tuple[Mount, ...] = attrs.field(default=(), converter=to_mounts)
+    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=to_env)
     python: str = "python3"
     init: bool = True
 
@@ -203,7 +110,7 @@ class Profile:
     ) -> Profile:
         """Return a tighter copy; raise ``LimitError`` if anything asks for more."""
         changes: dict[str, Any] = {}
-        wanted = {
+        wanted: dict[str, float | None] = {
             "memory": None if memory is None else parse_size(memory, "memory"),
             "cpus": None if cpus is None else parse_cpus(cpus),
             "pids_limit": pids_limit,
@@ -215,10 +122,11 @@ class Profile:
                 continue
             allowed = getattr(self, field)
             if value > allowed:
-                show = format_size if field in ("memory", "output_limit") else str
+                sized = field in ("memory", "output_limit")
+                want, have = (format_size(int(v)) if sized else f"{v:g}" for v in (value, allowed))
                 raise LimitError(
-                    f"request asks for {field} {show(value)} but profile {self.name!r} allows "
-                    f"at most {show(allowed)}; requests may only tighten a profile's limits"
+                    f"request asks for {field} {want} but profile {self.name!r} allows "
+                    f"at most {have}; requests may only tighten a profile's limits"
                 )
             changes[field] = value
         return attrs.evolve(self, **changes) if changes else self
@@ -238,7 +146,7 @@ class Profile:
             "PidsLimit": self.pids_limit,
             "Memory": self.memory,
             "MemorySwap": self.memory,  # equal to Memory: no swap on top of the limit
-            "NanoCpus": int(round(self.cpus * 1e9)),
+            "NanoCpus": round(self.cpus * 1e9),
             "Init": self.init,
             "IpcMode": "private",
             "Ulimits": [
@@ -249,7 +157,9 @@ class Profile:
             "LogConfig": {"Type": "none", "Config": {}},
             "RestartPolicy": {"Name": "no"},
             "AutoRemove": False,  # the pool decides when a container goes
-            "Binds": [f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in self.mounts],
+            "Binds": [
+                f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in self.mounts
+            ],
         }
         env = [f"{k}={v}" for k, v in self.env]
         base_env = ["HOME=/tmp", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"]

@@ -162,7 +162,7 @@ class RunnerConnection:
             while (message := await self._stream.read_out()) is not None:
                 for obj in self._frames.feed(message):
                     self._queue.put_nowait(obj)
-        except Exception as exc:  # noqa: BLE001 - any stream failure ends the connection
+        except Exception as exc:  # any stream failure ends the connection
             self._failure = f"{type(exc).__name__}: {exc}"
         finally:
             self._eof = True

@@ -9,6 +9,7 @@ called inside a sandbox container: ``runner_main`` refuses to enable them elsewh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -114,10 +115,8 @@ def sweep(spare: set[int]) -> bool:
         if not victims:
             return True
         for pid in victims:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
         reap_children()
         time.sleep(0.002)
     return False

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
 import io
 import json
 import os
@@ -36,7 +37,8 @@ import time
 import traceback
 from typing import Any
 
-try:  # on the host this is a package; in the container both sources form one script
+# On the host this is a package module; in the container both sources form one script.
+with contextlib.suppress(ImportError):
     from .runner_hygiene import (
         drop_sysv_ipc,
         oom_count,
@@ -46,8 +48,6 @@ try:  # on the host this is a package; in the container both sources form one sc
         wait_child,
         wipe,
     )
-except ImportError:
-    pass
 
 __all__ = ["PROTO", "Channel", "main", "run_job"]
 
@@ -108,7 +108,7 @@ def write_files(jobdir: str, files: dict[str, str]) -> None:
 
 def _text_stream(fd: int) -> io.TextIOWrapper:
     raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(raw, "utf-8", "backslashreplace", write_through=True)  # type: ignore[arg-type]
+    return io.TextIOWrapper(raw, "utf-8", "backslashreplace", write_through=True)
 
 
 def child(job: dict[str, Any], jobdir: str, out_w: int, err_w: int, res_w: int) -> int:
@@ -145,22 +145,20 @@ def child(job: dict[str, Any], jobdir: str, out_w: int, err_w: int, res_w: int) 
             scope["__file__"] = os.path.join(jobdir, filename)
         else:
             source = job.get("code") or ""
-        exec(compile(source, filename, "exec"), scope)  # noqa: S102 - this is the sandbox
+        exec(compile(source, filename, "exec"), scope)  # this is the sandbox
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             exit_code = exc.code or 0
         else:
             print(exc.code, file=sys.stderr)
             exit_code = 1
-    except BaseException as exc:  # noqa: BLE001 - report whatever the user code raised
+    except BaseException as exc:  # report whatever the user code raised
         tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
         traceback.print_exception(type(exc), exc, tb)
         exit_code = 1
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
-        except (OSError, ValueError):
-            pass
     if "result" in scope:
         limit = int(job.get("result_limit", 1 << 20))
         try:
@@ -271,10 +269,8 @@ def run_job(job: dict[str, Any], chan: Channel, cfg: dict[str, Any]) -> dict[str
 
 
 def _kill(pid: int, spare: set[int], reap: bool) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
     if reap:
         sweep(spare)
 

@@ -1,0 +1,144 @@
+"""Making, checking and deleting the warm containers of a pool, across several engines.
+
+``ContainerFactory`` places each new container on the reachable engine that currently holds
+the fewest of this pool's containers; an engine that was unreachable is skipped for a few
+seconds. A runner-mode container is attached *before* it starts and counts as made only
+once its runner has said hello; an exec-mode container just runs a keep-alive process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Literal
+
+import attrs
+
+from .engine import Engine
+from .errors import EngineUnavailable, ImageMissing
+from .profiles import Profile
+from .runner import RunnerConnection, keepalive_command, runner_command
+
+__all__ = ["ContainerFactory", "PooledContainer"]
+
+log = logging.getLogger(__name__)
+ENGINE_COOLDOWN = 5.0  # seconds an unreachable engine is skipped for new containers
+
+
+@attrs.define(eq=False)
+class PooledContainer:
+    """One warm container owned by a pool; ``broken`` stops it from being reused."""
+
+    engine: Engine
+    container_id: str
+    profile: Profile
+    key: str
+    conn: RunnerConnection | None = None  # runner mode only
+    created_at: float = attrs.field(factory=time.monotonic)
+    last_used: float = attrs.field(factory=time.monotonic)
+    uses: int = 0
+    broken: bool = False
+    retired: bool = False
+
+    @property
+    def short_id(self) -> str:
+        return self.container_id[:12]
+
+
+class ContainerFactory:
+    def __init__(
+        self,
+        engines: Sequence[Engine],
+        *,
+        hub_id: str,
+        pool_id: str,
+        mode: Literal["runner", "exec"],
+        start_timeout: float,
+    ) -> None:
+        self.engines = list(engines)
+        self.hub_id = hub_id
+        self.pool_id = pool_id
+        self.mode = mode
+        self.start_timeout = start_timeout
+        self._count: Counter[int] = Counter()  # containers per engine (index)
+        self._down_until: dict[int, float] = {}
+
+    def by_engine(self) -> dict[str, int]:
+        return {e.name: self._count[i] for i, e in enumerate(self.engines)}
+
+    async def create(self, profile: Profile, key: str) -> PooledContainer:
+        """Create + start on the least-loaded reachable engine, failing over to the others."""
+        now = time.monotonic()
+        order = sorted(
+            range(len(self.engines)),
+            key=lambda i: (self._down_until.get(i, 0) > now, self._count[i], i),
+        )
+        errors: list[Exception] = []
+        for index in order:
+            self._count[index] += 1
+            try:
+                return await self._create(self.engines[index], profile, key)
+            except (EngineUnavailable, ImageMissing) as exc:
+                self._count[index] -= 1
+                if isinstance(exc, EngineUnavailable):
+                    self._down_until[index] = time.monotonic() + ENGINE_COOLDOWN
+                errors.append(exc)
+            except BaseException:
+                self._count[index] -= 1
+                raise
+        # Prefer "image missing" (actionable) over "engine down" when both happened.
+        missing = [e for e in errors if isinstance(e, ImageMissing)]
+        raise (missing or errors)[0]
+
+    async def _create(self, engine: Engine, profile: Profile, key: str) -> PooledContainer:
+        runner = self.mode == "runner"
+        if not engine.version_info:
+            await engine.ping()  # fail fast on an engine that accepts but never answers
+        labels = engine.labels(
+            self.hub_id, pool_key=key, pool=self.pool_id, profile=profile.name, mode=self.mode
+        )
+        cmd = runner_command(profile, once=False) if runner else keepalive_command(profile)
+        cid = await engine.create(profile.container_config(labels, cmd, stdin=runner))
+        pc = PooledContainer(engine=engine, container_id=cid, profile=profile, key=key)
+        try:
+            if runner:
+                pc.conn = await RunnerConnection.attach(engine, cid)
+            await engine.start(cid)
+            if pc.conn is not None:
+                await pc.conn.wait_hello(self.start_timeout)
+        except BaseException:
+            if pc.conn is not None:
+                await pc.conn.close()
+            with contextlib.suppress(Exception):
+                await engine.delete(cid)
+            raise
+        return pc
+
+    async def destroy(self, pc: PooledContainer) -> None:
+        try:
+            if pc.conn is not None:
+                await pc.conn.close()
+            await pc.engine.delete(pc.container_id)
+        except Exception as exc:  # the label sweep in WarmPool.close() catches leftovers
+            log.warning("could not delete container %s: %s", pc.short_id, exc)
+        finally:
+            self._count[self.engines.index(pc.engine)] -= 1
+
+    async def healthy(self, pc: PooledContainer, *, timeout: float) -> bool:
+        """Runner answers a ping (runner mode) or the container is running (exec mode)."""
+        if pc.conn is not None:
+            return pc.conn.alive and await pc.conn.ping(timeout)
+        try:
+            state = (await pc.engine.inspect(pc.container_id)).get("State", {})
+        except Exception:  # any failure means "do not use it"
+            return False
+        return bool(state.get("Running"))
+
+    async def remove_leftovers(self) -> None:
+        """Delete by label whatever this pool may have left (e.g. a lost create response)."""
+        for engine in self.engines:
+            with contextlib.suppress(Exception):
+                await engine.remove_all(self.hub_id, pool=self.pool_id)

@@ -1,0 +1,182 @@
+"""Config loading: strict types, one problem per line with its key path, exit code 2 in the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gleitzeit_core import ConfigError, UnknownNameError
+from gleitzeit_core.config import load_config
+from gleitzeit_core.plugins import PluginManager
+from gleitzeit_core.runtime import Runtime
+from gleitzeit_core.testing import echo
+
+from .conftest import Run, Site
+
+ECHO_DIST = {"gleitzeit": {"echo": "gleitzeit_core.testing.echo"}}
+ONLY_ECHO = {"GLEITZEIT_LOAD_PLUGINS": "echo"}
+
+
+def echo_manager() -> PluginManager:
+    manager = PluginManager(autoload=False)
+    manager.load()
+    manager.add(echo, "echo")
+    return manager
+
+
+def test_every_problem_is_reported_with_its_key_path() -> None:
+    """Several mistakes in one config give one line each, naming the full key path."""
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            {
+                "hubs": {
+                    "llm": {
+                        "kind": "echo",
+                        "health": {"interval": "fast", "bogus": 1},
+                        "retries": -1,
+                        "resources": [{"url": "echo://a", "labels": "gpu"}],
+                    }
+                },
+                "gateway": {"port": 70000},
+                "nonsense": {},
+            }
+        )
+    problems = info.value.problems
+    assert 'hubs.llm.health.interval: expected a number of seconds > 0, got "fast"' in problems
+    assert any(p.startswith("hubs.llm.health.bogus: unknown key") for p in problems)
+    assert "hubs.llm.retries: expected an integer >= 0, got -1" in problems
+    assert 'hubs.llm.resources[0].labels: expected a list of strings, got "gpu"' in problems
+    assert "gateway.port: expected a port between 0 and 65535, got 70000" in problems
+    assert any(p.startswith("nonsense: unknown section") for p in problems)
+    assert len(problems) == 6
+
+
+def test_types_are_strict() -> None:
+    """A boolean is not an integer and a string is not a number, even if Python would cast it."""
+    with pytest.raises(ConfigError) as info:
+        load_config({"hubs": {"a": {"kind": "echo", "retries": True, "request_timeout": "5"}}})
+    assert sorted(info.value.problems) == [
+        'hubs.a.request_timeout: expected a number of seconds > 0, got "5"',
+        "hubs.a.retries: expected an integer >= 0, got true",
+    ]
+
+
+def test_unknown_strategy_lists_the_installed_ones() -> None:
+    """A strategy name nobody registered fails with the names that are installed."""
+    config = load_config(
+        {"hubs": {"a": {"kind": "echo", "strategy": "fastest", "resources": [{"url": "echo://x"}]}}}
+    )
+    with pytest.raises(ConfigError) as info:
+        Runtime(config, echo_manager())
+    message = str(info.value)
+    assert "hubs.a.strategy: unknown strategy 'fastest'" in message
+    assert "p2c" in message
+    assert "round_robin" in message
+
+
+def test_unknown_breaker_names_the_pip_command() -> None:
+    """A first-party breaker that is not installed comes with the pip command that adds it."""
+    config = load_config(
+        {"hubs": {"a": {"kind": "echo", "breaker": {"kind": "window"}, "resources": []}}}
+    )
+    manager = PluginManager(allow=["breaker-consecutive"])
+    manager.load()
+    manager.add(echo, "echo")
+    with pytest.raises(UnknownNameError) as info:
+        manager.registries.breakers.get("window")
+    assert "installed breakers" in str(info.value)
+    with pytest.raises(ConfigError, match="pip install gleitzeit-breaker-window"):
+        Runtime(config, manager)
+
+
+def test_strategy_options_are_checked() -> None:
+    """Options of a strategy chosen by table are structured strictly into its class."""
+    config = load_config(
+        {"hubs": {"a": {"kind": "echo", "strategy": {"kind": "consistent_hash", "replicas": "x"}}}}
+    )
+    with pytest.raises(ConfigError, match="hubs.a.strategy.replicas"):
+        Runtime(config, echo_manager())
+
+
+def test_unknown_hub_kind_lists_installed_kinds() -> None:
+    """A hub kind no plugin provides is named with the installed kinds and a pip hint."""
+    config = load_config({"hubs": {"a": {"kind": "ollama2"}}})
+    with pytest.raises(ConfigError, match="hubs.a.kind: unknown hub kind 'ollama2'.*echo"):
+        Runtime(config, echo_manager())
+
+
+def test_toml_file_is_read(tmp_path: Path) -> None:
+    """A TOML file is read from its path and keeps kind-specific keys for the hub kind."""
+    path = tmp_path / "g.toml"
+    path.write_text(
+        '[hubs.e]\nkind = "echo"\nstrategy = "round_robin"\n'
+        '[[hubs.e.resources]]\nurl = "echo://a"\nweight = 2.0\n',
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    assert config.hubs["e"].strategy.kind == "round_robin"
+    assert config.hubs["e"].resources[0].weight == 2.0
+    assert config.source == str(path)
+
+
+def write_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('[hubs.e]\nkind = "echo"\nretries = "two"\n', "hubs.e.retries: expected an integer"),
+        ('[hubs.e]\nkind = "echo"\nspeed = 3\n', "hubs.e.speed: unknown key"),
+        ('[hubs.e]\nkind = "echo"\nstrategy = "fastest"\n', "hubs.e.strategy: unknown strategy"),
+        ("[hubs.e\n", "not valid TOML"),
+    ],
+)
+def test_run_exits_2_with_a_one_line_message(
+    gleitzeit: Run, site: Site, tmp_path: Path, toml: str, expected: str
+) -> None:
+    """`gleitzeit run` with a bad config exits 2 with the problem on one line, no traceback."""
+    site.distribution("gleitzeit-echo", ECHO_DIST)
+    result = gleitzeit(
+        "run",
+        "echo/say",
+        "--params",
+        '{"text": "hi"}',
+        "--config",
+        write_config(tmp_path, toml),
+        env=ONLY_ECHO,
+    )
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_run_prints_the_json_result(gleitzeit: Run, site: Site, tmp_path: Path) -> None:
+    """`gleitzeit run METHOD --params JSON` prints the provider's JSON result."""
+    site.distribution("gleitzeit-echo", ECHO_DIST)
+    config = write_config(
+        tmp_path, '[hubs.e]\nkind = "echo"\n[[hubs.e.resources]]\nurl = "echo://a"\n'
+    )
+    result = gleitzeit(
+        "run", "echo/say", "--params", '{"text": "hello"}', "--config", config, env=ONLY_ECHO
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"text": "hello"' in result.stdout
+    assert '"resource": "a"' in result.stdout
+
+
+def test_run_with_bad_params_names_the_field(gleitzeit: Run, site: Site, tmp_path: Path) -> None:
+    """Wrong parameters fail with a message naming the field, exit 1."""
+    site.distribution("gleitzeit-echo", ECHO_DIST)
+    config = write_config(
+        tmp_path, '[hubs.e]\nkind = "echo"\n[[hubs.e.resources]]\nurl = "echo://a"\n'
+    )
+    result = gleitzeit(
+        "run", "echo/say", "--params", '{"text": 5}', "--config", config, env=ONLY_ECHO
+    )
+    assert result.returncode == 1
+    assert "params.text: expected a string, got 5" in result.stderr
