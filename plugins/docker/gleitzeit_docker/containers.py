@@ -1,19 +1,24 @@
-"""Making, checking and deleting the warm containers of a pool, across several engines.
+"""The containers a pool owns: making, checking and deleting them, and their bookkeeping.
 
 ``ContainerFactory`` places each new container on the reachable engine that currently holds
 the fewest of this pool's containers; an engine that was unreachable is skipped for a few
 seconds. A runner-mode container is attached *before* it starts and counts as made only
 once its runner has said hello; an exec-mode container just runs a keep-alive process.
+
+``Inventory`` knows which containers are idle, busy, starting or being deleted. Its state
+changes only synchronously between awaits (one event loop), so it needs no lock; waiters
+sleep on ``changed``, an ``asyncio.Event`` that is replaced and set on every change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal
 
 import attrs
 
@@ -22,7 +27,7 @@ from .errors import EngineUnavailable, ImageMissing
 from .profiles import Profile
 from .runner import RunnerConnection, keepalive_command, runner_command
 
-__all__ = ["ContainerFactory", "PooledContainer"]
+__all__ = ["ContainerFactory", "Inventory", "PooledContainer"]
 
 log = logging.getLogger(__name__)
 ENGINE_COOLDOWN = 5.0  # seconds an unreachable engine is skipped for new containers
@@ -142,3 +147,121 @@ class ContainerFactory:
         for engine in self.engines:
             with contextlib.suppress(Exception):
                 await engine.remove_all(self.hub_id, pool=self.pool_id)
+
+
+class Inventory:
+    """Idle/busy/starting/deleting containers of one pool, bounded by ``max_size``."""
+
+    def __init__(self, factory: ContainerFactory, max_size: int) -> None:
+        self.factory = factory
+        self.max_size = max_size
+        self.idle: dict[str, list[PooledContainer]] = {}
+        self.busy: set[PooledContainer] = set()
+        self.starting: Counter[str] = Counter()
+        self.size = 0  # slots in use: alive + starting + being deleted
+        self.peak_size = 0
+        self.deleting = 0
+        self.changed = asyncio.Event()
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def notify(self) -> None:
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A background task that ``WarmPool.close`` waits for."""
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def idle_count(self, key: str) -> int:
+        return len(self.idle.get(key, []))
+
+    def take_slot(self, key: str) -> None:
+        self.size += 1
+        self.peak_size = max(self.peak_size, self.size)
+        self.starting[key] += 1
+
+    async def make(self, profile: Profile, key: str) -> PooledContainer:
+        """Fill a slot taken with ``take_slot``; the slot is given back if this fails."""
+        try:
+            pc = await self.factory.create(profile, key)
+        except BaseException:
+            self.size -= 1
+            self.notify()
+            raise
+        finally:
+            self.starting[key] -= 1
+            if self.starting[key] <= 0:
+                del self.starting[key]
+        self.busy.add(pc)
+        return pc
+
+    def park(self, pc: PooledContainer) -> None:
+        """Busy -> idle."""
+        self.busy.discard(pc)
+        self.idle.setdefault(pc.key, []).append(pc)
+        self.notify()
+
+    def pop_idle(self, key: str) -> PooledContainer | None:
+        """Idle -> busy, most recently used first (so the others can expire)."""
+        idle = self.idle.get(key)
+        if not idle:
+            return None
+        pc = idle.pop()
+        self.busy.add(pc)
+        return pc
+
+    def take_oldest_idle(self) -> PooledContainer | None:
+        candidates = [pc for idle in self.idle.values() for pc in idle]
+        if not candidates:
+            return None
+        victim = min(candidates, key=lambda pc: pc.last_used)
+        self.idle[victim.key].remove(victim)
+        return victim
+
+    def retire(self, pc: PooledContainer, reason: str) -> None:
+        """Forget ``pc`` and delete it in the background; its slot frees once it is gone."""
+        self.busy.discard(pc)
+        if pc.key in self.idle and pc in self.idle[pc.key]:
+            self.idle[pc.key].remove(pc)
+        if pc.retired:
+            return
+        pc.retired = True
+        self.deleting += 1
+        log.debug("retiring container %s: %s", pc.short_id, reason)
+        self.spawn(self._destroy(pc))
+
+    async def _destroy(self, pc: PooledContainer) -> None:
+        try:
+            await self.factory.destroy(pc)
+        finally:
+            self.size -= 1
+            self.deleting -= 1
+            self.notify()
+
+    def all_containers(self) -> list[PooledContainer]:
+        return [*self.busy, *(pc for idle in self.idle.values() for pc in idle)]
+
+    def stats(self) -> dict[str, Any]:
+        keys = set(self.idle) | set(self.starting) | {pc.key for pc in self.busy}
+        by_key = {
+            k: {
+                "idle": self.idle_count(k),
+                "busy": sum(1 for pc in self.busy if pc.key == k),
+                "starting": self.starting[k],
+            }
+            for k in keys
+        }
+        return {
+            "size": self.size,
+            "max_size": self.max_size,
+            "peak_size": self.peak_size,
+            "busy": len(self.busy),
+            "idle": sum(len(v) for v in self.idle.values()),
+            "starting": sum(self.starting.values()),
+            "deleting": self.deleting,
+            "by_key": by_key,
+            "by_engine": self.factory.by_engine(),
+        }

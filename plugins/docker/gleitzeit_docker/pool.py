@@ -4,15 +4,12 @@
 - Exclusive checkout: a container serves one execution at a time.
 - Bounded: at most ``max_size`` containers in total (alive, starting or being deleted);
   waiting is bounded by ``acquire_timeout`` and the error states the pool's occupancy.
-- Idle containers of another key are evicted (oldest first) when the pool is full.
+- When the pool is full, the least recently used idle container of another key is evicted.
 - Health-checked before reuse (runner ping, or ``State.Running`` in exec mode); containers
   whose run timed out, failed a check, or broke are discarded, never handed out again.
 - A reaper removes idle-expired (``idle_ttl``) and too-old (``max_lifetime``) containers and
   tops each known key up to ``min_idle``; ``max_uses`` retires a container after N runs.
 - Several engines: a new container goes to the reachable engine with the fewest containers.
-
-State changes happen synchronously between awaits (one event loop), so no lock is needed;
-waiters sleep on an ``asyncio.Event`` that is replaced and set on every change.
 """
 
 from __future__ import annotations
@@ -22,19 +19,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 import attrs
 
-from .containers import ContainerFactory, PooledContainer
+from .containers import ContainerFactory, Inventory, PooledContainer
 from .engine import Engine
-from .errors import (
-    EngineUnavailable,
-    PoolClosed,
-    PoolTimeout,
-)
+from .errors import EngineUnavailable, PoolClosed, PoolTimeout
 from .execution import ExecutionResult, Job, execute_on_exec, execute_on_runner, info
 from .profiles import Profile
 
@@ -87,124 +79,65 @@ class WarmPool:
             mode=self.config.mode,
             start_timeout=self.config.start_timeout,
         )
-        self.peak_size = 0
-        self._idle: dict[str, list[PooledContainer]] = {}
-        self._busy: set[PooledContainer] = set()
-        self._profiles: dict[str, Profile] = {}
-        self._starting: Counter[str] = Counter()
-        self._size = 0  # slots in use: alive + starting + being deleted
-        self._deleting = 0
-        self._changed = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._inv = Inventory(self.factory, self.config.max_size)
+        self._profiles: dict[str, Profile] = {}  # every key seen: min_idle applies to each
         self._reaper: asyncio.Task[None] | None = None
         self._closed = False
 
-    # -- bookkeeping -------------------------------------------------------------------
-
-    def _notify(self) -> None:
-        old, self._changed = self._changed, asyncio.Event()
-        old.set()
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _take_slot(self, key: str) -> None:
-        self._size += 1
-        self.peak_size = max(self.peak_size, self._size)
-        self._starting[key] += 1
-
-    def _retire(self, pc: PooledContainer, reason: str) -> None:
-        """Forget ``pc`` and delete it in the background; its slot frees once it is gone."""
-        self._busy.discard(pc)
-        if pc.retired:
-            return
-        pc.retired = True
-        self._deleting += 1
-        log.debug("retiring container %s: %s", pc.short_id, reason)
-        self._spawn(self._destroy(pc))
-
-    async def _destroy(self, pc: PooledContainer) -> None:
-        try:
-            await self.factory.destroy(pc)
-        finally:
-            self._size -= 1
-            self._deleting -= 1
-            self._notify()
-
     def stats(self) -> dict[str, Any]:
-        idle = sum(len(v) for v in self._idle.values())
-        keys = set(self._idle) | set(self._starting) | {pc.key for pc in self._busy}
-        return {
-            "size": self._size,
-            "max_size": self.config.max_size,
-            "peak_size": self.peak_size,
-            "busy": len(self._busy),
-            "idle": idle,
-            "starting": sum(self._starting.values()),
-            "by_key": {
-                k: {
-                    "idle": len(self._idle.get(k, [])),
-                    "busy": sum(1 for pc in self._busy if pc.key == k),
-                    "starting": self._starting[k],
-                }
-                for k in keys
-            },
-            "by_engine": self.factory.by_engine(),
-        }
+        """Occupancy: size/max_size/peak_size, busy, idle, starting, by_key, by_engine."""
+        return self._inv.stats()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolClosed(f"pool {self.pool_id} of hub {self.hub_id!r} is closed")
+
+    def _register(self, profile: Profile) -> str:
+        key = profile.pool_key()
+        self._profiles.setdefault(key, profile)
+        if self._reaper is None and not self._closed:
+            self._reaper = asyncio.create_task(self._reap_loop(), name=f"reaper-{self.pool_id}")
+        return key
 
     # -- acquire / release -------------------------------------------------------------
 
     async def acquire(self, profile: Profile) -> PooledContainer:
         """Exclusive checkout of a healthy container for ``profile`` (create one if needed)."""
-        key = profile.pool_key()
-        self._profiles.setdefault(key, profile)
-        self._ensure_reaper()
+        key = self._register(profile)
+        inv = self._inv
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = started + self.config.acquire_timeout
         while True:
-            if self._closed:
-                raise PoolClosed(f"pool {self.pool_id} of hub {self.hub_id!r} is closed")
-            idle = self._idle.get(key)
-            if idle:
-                pc = idle.pop()  # most recently used: the others may expire
-                self._busy.add(pc)
+            self._check_open()
+            pc = inv.pop_idle(key)
+            if pc is not None:
                 try:
-                    healthy = time.monotonic() - pc.created_at <= self.config.max_lifetime
-                    healthy = healthy and await self.factory.healthy(
-                        pc, timeout=self.config.health_timeout
-                    )
+                    healthy = await self._healthy(pc)
                 except BaseException:  # cancelled mid-check: do not leak it as busy
-                    self._retire(pc, "health check interrupted")
+                    inv.retire(pc, "health check interrupted")
                     raise
                 if healthy:
                     return pc
-                self._retire(pc, "failed its health check")
+                inv.retire(pc, "failed its health check")
                 continue
-            if self._size < self.config.max_size:
-                self._take_slot(key)
+            if inv.size < self.config.max_size:
+                inv.take_slot(key)
                 return await self._create_for_caller(profile, key)
-            victim = None if self._deleting else self._oldest_idle()
-            if victim is not None:
-                self._retire(victim, "evicted for another pool key")
-            remaining = deadline - loop.time()
+            victim = None if inv.deleting else inv.take_oldest_idle()
+            if victim is not None:  # its slot frees once the deletion is done
+                inv.retire(victim, "evicted for another pool key")
+            remaining = started + self.config.acquire_timeout - loop.time()
             if remaining <= 0:
                 raise PoolTimeout(self._timeout_message(profile, loop.time() - started))
-            changed = self._changed
+            changed = inv.changed
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
 
-    def _oldest_idle(self) -> PooledContainer | None:
-        candidates = [pc for idle in self._idle.values() for pc in idle]
-        if not candidates:
-            return None
-        victim = min(candidates, key=lambda pc: pc.last_used)
-        self._idle[victim.key].remove(victim)
-        return victim
+    async def _healthy(self, pc: PooledContainer) -> bool:
+        if time.monotonic() - pc.created_at > self.config.max_lifetime:
+            return False
+        return await self.factory.healthy(pc, timeout=self.config.health_timeout)
 
     def _timeout_message(self, profile: Profile, waited: float) -> str:
         s = self.stats()
@@ -216,43 +149,32 @@ class WarmPool:
         )
 
     async def _create_for_caller(self, profile: Profile, key: str) -> PooledContainer:
-        task = self._spawn(self._make(profile, key))
+        task = self._inv.spawn(self._inv.make(profile, key))
         try:
             pc: PooledContainer = await asyncio.shield(task)
         except asyncio.CancelledError:
             # The caller gave up; the container, once made, goes to the idle list instead.
-            task.add_done_callback(lambda t: self._adopt(t))
+            task.add_done_callback(self._adopt)
             raise
         if self._closed:
-            self._retire(pc, "pool closed")
-            raise PoolClosed(f"pool {self.pool_id} of hub {self.hub_id!r} is closed")
+            self._inv.retire(pc, "pool closed")
+            self._check_open()
         return pc
 
     def _adopt(self, task: asyncio.Task[PooledContainer]) -> None:
         if not task.cancelled() and task.exception() is None:
-            self.release(task.result())
-
-    async def _make(self, profile: Profile, key: str) -> PooledContainer:
-        """Create one container (see ``ContainerFactory``); owns the slot's accounting."""
-        try:
-            pc = await self.factory.create(profile, key)
-        except BaseException:
-            self._size -= 1
-            self._notify()
-            raise
-        finally:
-            self._starting[key] -= 1
-            if self._starting[key] <= 0:
-                del self._starting[key]
-        self._busy.add(pc)
-        return pc
+            self._give_back(task.result(), used=False)
 
     def release(self, pc: PooledContainer) -> None:
         """Give ``pc`` back: reused if healthy and within limits, otherwise deleted."""
-        if pc not in self._busy:
+        self._give_back(pc, used=True)
+
+    def _give_back(self, pc: PooledContainer, *, used: bool) -> None:
+        if pc not in self._inv.busy:
             return  # already retired (e.g. by close())
-        pc.uses += 1
-        pc.last_used = time.monotonic()
+        if used:
+            pc.uses += 1
+            pc.last_used = time.monotonic()
         why = (
             "pool closed" if self._closed
             else "broken or timed out" if pc.broken
@@ -262,11 +184,9 @@ class WarmPool:
             else ""
         )  # fmt: skip
         if why:
-            self._retire(pc, why)
-            return
-        self._busy.discard(pc)
-        self._idle.setdefault(pc.key, []).append(pc)
-        self._notify()
+            self._inv.retire(pc, why)
+        else:
+            self._inv.park(pc)
 
     @contextlib.asynccontextmanager
     async def checkout(self, profile: Profile) -> AsyncIterator[PooledContainer]:
@@ -279,6 +199,8 @@ class WarmPool:
             raise
         finally:
             self.release(pc)
+
+    # -- running jobs --------------------------------------------------------------------
 
     async def execute(self, profile: Profile, job: Job) -> ExecutionResult:
         """Run ``job`` on a pooled container (see ``execution`` for the result)."""
@@ -315,24 +237,23 @@ class WarmPool:
     # -- warm-up, reaping, shutdown ----------------------------------------------------
 
     async def prewarm(self, profile: Profile, count: int | None = None) -> int:
-        """Register ``profile`` for ``min_idle`` top-ups and start ``count`` idle containers."""
-        key = profile.pool_key()
-        self._profiles.setdefault(key, profile)
-        self._ensure_reaper()
+        """Register ``profile`` for ``min_idle`` top-ups; start up to ``count`` idle ones."""
+        key = self._register(profile)
         want = self.config.min_idle if count is None else count
-        have = len(self._idle.get(key, [])) + self._starting[key]
-        tasks = [self._spawn(self._make_idle(profile, key, want)) for _ in range(want - have)]
+        have = self._inv.idle_count(key) + self._inv.starting[key]
+        tasks = [self._inv.spawn(self._make_idle(profile, key, want)) for _ in range(want - have)]
         made = await asyncio.gather(*tasks, return_exceptions=True)
         return sum(1 for m in made if m is True)
 
     async def _make_idle(self, profile: Profile, key: str, target: int) -> bool:
-        have = len(self._idle.get(key, [])) + self._starting[key]
-        if self._closed or self._size >= self.config.max_size or have >= target:
+        inv = self._inv
+        have = inv.idle_count(key) + inv.starting[key]
+        if self._closed or inv.size >= self.config.max_size or have >= target:
             return False
-        self._take_slot(key)
+        inv.take_slot(key)
         try:
-            self.release(await self._make(profile, key))
-        except Exception as exc:  # a failed top-up is retried next round
+            self._give_back(await inv.make(profile, key), used=False)
+        except Exception as exc:  # a failed top-up is retried on the next reaper round
             log.warning("could not pre-start a container for %s: %s", profile.name, exc)
             return False
         return True
@@ -340,26 +261,16 @@ class WarmPool:
     def reap_once(self) -> None:
         """Retire idle containers past ``idle_ttl``/``max_lifetime``; top up ``min_idle``."""
         now = time.monotonic()
-        for idle in self._idle.values():
+        for idle in list(self._inv.idle.values()):
             for pc in list(idle):
                 expired = now - pc.last_used > self.config.idle_ttl
                 too_old = now - pc.created_at > self.config.max_lifetime
-                dead = pc.conn is not None and not pc.conn.alive
-                if expired or too_old or dead:
-                    idle.remove(pc)
-                    self._retire(
-                        pc, "idle_ttl" if expired else "max_lifetime" if too_old else "dead"
-                    )
+                if expired or too_old or (pc.conn is not None and not pc.conn.alive):
+                    self._inv.retire(pc, "idle_ttl" if expired else "too old or dead")
         for key, profile in self._profiles.items():
-            missing = self.config.min_idle - len(self._idle.get(key, [])) - self._starting[key]
+            missing = self.config.min_idle - self._inv.idle_count(key) - self._inv.starting[key]
             for _ in range(max(0, missing)):
-                self._spawn(self._make_idle(profile, key, self.config.min_idle))
-
-    def _ensure_reaper(self) -> None:
-        if self._reaper is None and not self._closed:
-            self._reaper = asyncio.create_task(
-                self._reap_loop(), name=f"pool-reaper-{self.pool_id}"
-            )
+                self._inv.spawn(self._make_idle(profile, key, self.config.min_idle))
 
     async def _reap_loop(self) -> None:
         while not self._closed:
@@ -376,10 +287,10 @@ class WarmPool:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        self._notify()
-        while self._tasks or self._busy or any(self._idle.values()):
-            for pc in [*self._busy, *(pc for idle in self._idle.values() for pc in idle)]:
-                self._retire(pc, "pool closed")
-            self._idle.clear()
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        inv = self._inv
+        inv.notify()  # waiting acquirers wake up and raise PoolClosed
+        while inv.tasks or inv.all_containers():
+            for pc in inv.all_containers():
+                inv.retire(pc, "pool closed")
+            await asyncio.gather(*list(inv.tasks), return_exceptions=True)
         await self.factory.remove_leftovers()

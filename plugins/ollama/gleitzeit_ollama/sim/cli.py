@@ -67,7 +67,8 @@ def sim_options(func: F) -> F:
         click.option("--host", default="127.0.0.1", show_default=True, help="Bind address."),
         click.option("--port", type=int, default=0, help="Port (0 = pick a free one)."),
         click.option("--keep-alive", default=None, help="Seconds or duration like 5m; <0 forever."),
-        click.option("--exit-with-parent", is_flag=True, hidden=True),
+        # Set by SimProcess: exit when this pid is no longer our parent (no orphans).
+        click.option("--parent-pid", type=int, default=None, hidden=True),
     ]
     for flag, _field, typ, help_text in _CONFIG_OPTIONS:
         opts.append(click.option(flag, type=typ, default=None, help=help_text))
@@ -124,8 +125,8 @@ def config_to_args(config: SimConfig) -> list[str]:
     return args
 
 
-async def serve(config: SimConfig, host: str, port: int, *, exit_with_parent: bool) -> None:
-    """Run until SIGTERM/SIGINT (or the parent dies); prints the ready line."""
+async def serve(config: SimConfig, host: str, port: int, *, parent_pid: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT or until ``parent_pid`` is gone; prints the ready line."""
     sim = OllamaSimulator(config)
     await sim.start(host, port)
     stop = asyncio.Event()
@@ -133,14 +134,13 @@ async def serve(config: SimConfig, host: str, port: int, *, exit_with_parent: bo
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"listening on {sim.url}", flush=True)
-    parent = os.getppid()
     try:
         while not stop.is_set():
             # Wake up now and then so an orphaned child notices and exits.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await stop.wait()
-            if exit_with_parent and os.getppid() != parent:
+            if parent_pid is not None and os.getppid() != parent_pid:
                 break
     finally:
         await sim.stop()
@@ -156,7 +156,7 @@ def run(options: dict[str, Any]) -> None:
             config,
             options["host"],
             options["port"],
-            exit_with_parent=bool(options.get("exit_with_parent")),
+            parent_pid=options.get("parent_pid"),
         )
     )
 

@@ -36,7 +36,7 @@ def _reap(proc: subprocess.Popen[bytes], timeout: float) -> None:
 
 @atexit.register
 def _kill_leftovers() -> None:
-    # Last line of defence; children also exit on their own when we die (--exit-with-parent).
+    # Last line of defence; children also exit on their own when we die (--parent-pid).
     for sim in list(_LIVE):
         sim.kill()
 
@@ -93,7 +93,7 @@ class SimProcess:
 
     def args(self, port: int) -> list[str]:
         base = [sys.executable, "-m", "gleitzeit_ollama.sim"]
-        where = ["--host", self.host, "--port", str(port), "--exit-with-parent"]
+        where = ["--host", self.host, "--port", str(port), "--parent-pid", str(os.getpid())]
         return base + where + config_to_args(self.config) + self.extra_args
 
     # -- lifecycle ---------------------------------------------------------------

@@ -1,0 +1,225 @@
+"""The core gateway over real loopback sockets: execute, status, health, auth, body limits and
+malformed input (never a 5xx, never a crash)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gleitzeit_core.gateway import build_app
+from gleitzeit_core.plugins import PluginManager
+from gleitzeit_core.runtime import Runtime
+from gleitzeit_core.testing import echo
+
+Gateway = Callable[..., Any]
+
+
+def echo_runtime(**gateway: Any) -> Runtime:
+    manager = PluginManager(autoload=False)
+    manager.load()
+    manager.add(echo, "echo")
+    config = {
+        "hubs": {
+            "e": {
+                "kind": "echo",
+                "health": {"interval": 0.05},
+                "resources": [{"url": "echo://a"}, {"url": "echo://b"}],
+            }
+        },
+        "gateway": gateway,
+    }
+    return Runtime.from_config(config, plugins=manager)
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    """Start gateways on 127.0.0.1:<free port>; yields a factory returning (url, runtime)."""
+    runners: list[tuple[web.AppRunner, Runtime]] = []
+
+    async def start(**options: Any) -> tuple[str, Runtime]:
+        runtime = echo_runtime(**options)
+        await runtime.start()
+        runner = web.AppRunner(build_app(runtime), handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        runners.append((runner, runtime))
+        return f"http://127.0.0.1:{port}", runtime
+
+    yield start
+    for runner, runtime in runners:
+        await runner.cleanup()
+        await runtime.stop()
+
+
+async def test_execute_runs_a_provider_method(gateway: Gateway) -> None:
+    """POST /gleitzeit/execute runs any provider method and returns its JSON result."""
+    url, _ = await gateway()
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(
+            f"{url}/gleitzeit/execute", json={"method": "echo/say", "params": {"text": "hi"}}
+        )
+        assert reply.status == 200
+        body = await reply.json()
+    assert body["result"]["text"] == "hi"
+    assert body["result"]["resource"] in {"a", "b"}
+
+
+async def test_execute_streams_ndjson(gateway: Gateway) -> None:
+    """A streaming method answers with one JSON line per chunk."""
+    url, _ = await gateway()
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(
+            f"{url}/gleitzeit/execute",
+            json={"method": "echo/stream", "params": {"text": "one two three"}},
+        )
+        assert reply.headers["Content-Type"] == "application/x-ndjson"
+        lines = [json.loads(line) for line in (await reply.text()).splitlines()]
+    assert [line["word"] for line in lines] == ["one", "two", "three"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"", 400, "empty"),
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "expected a JSON object"),
+        (b'{"params": {}}', 400, "method"),
+        (b'{"method": "echo/say", "params": []}', 400, "params"),
+        (b'{"method": "echo/say", "params": {"text": 3}}', 400, "params.text"),
+        (b'{"method": "echo/say", "params": {}}', 400, "params.text: missing required key"),
+        (b'{"method": "echo/say", "extra": 1}', 400, "extra"),
+        (b'{"method": "nope/none"}', 404, "unknown method"),
+    ],
+)
+async def test_bad_requests_get_4xx_json_errors(
+    gateway: Gateway, body: bytes, status: int, fragment: str
+) -> None:
+    """Malformed or wrong requests get a 4xx with a JSON error that names the problem."""
+    url, _ = await gateway()
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(
+            f"{url}/gleitzeit/execute", data=body, headers={"Content-Type": "application/json"}
+        )
+        assert reply.status == status
+        error = (await reply.json())["error"]
+    assert fragment in error
+
+
+async def test_status_reports_hubs_resources_and_counts(gateway: Gateway) -> None:
+    """GET /gleitzeit/status shows each hub's resources with health, breaker and counts."""
+    url, _ = await gateway()
+    async with aiohttp.ClientSession() as http:
+        for _ in range(4):
+            await http.post(
+                f"{url}/gleitzeit/execute", json={"method": "echo/say", "params": {"text": "x"}}
+            )
+        status = await (await http.get(f"{url}/gleitzeit/status")).json()
+    hub = status["hubs"][0]
+    assert hub["name"] == "e"
+    assert hub["kind"] == "echo"
+    assert {r["id"] for r in hub["resources"]} == {"a", "b"}
+    assert sum(r["metrics"]["requests"] for r in hub["resources"]) == 4
+    for resource in hub["resources"]:
+        assert resource["breaker"] == "closed"
+        assert set(resource["metrics"]) >= {"p50_ms", "p95_ms", "p99_ms", "error_rate", "in_flight"}
+    assert status["providers"] == {"echo/v1": "e"}
+
+
+async def test_health_turns_503_when_a_hub_has_nothing_healthy(gateway: Gateway) -> None:
+    """GET /gleitzeit/health is 200 while a hub has a healthy resource, 503 when none."""
+    url, runtime = await gateway()
+    hub = runtime.hubs["e"]
+    async with aiohttp.ClientSession() as http:
+        assert (await http.get(f"{url}/gleitzeit/health")).status == 200
+        hub.down.update({"a", "b"})
+        for _ in range(100):
+            reply = await http.get(f"{url}/gleitzeit/health")
+            if reply.status == 503:
+                break
+            await asyncio.sleep(0.05)
+        assert reply.status == 503
+        assert (await reply.json())["status"] == "degraded"
+
+
+async def test_token_is_required_when_configured(gateway: Gateway) -> None:
+    """With a token configured, requests without the right bearer token get 401."""
+    url, _ = await gateway(token="s3cret")
+    request = {"method": "echo/say", "params": {"text": "hi"}}
+    async with aiohttp.ClientSession() as http:
+        assert (await http.post(f"{url}/gleitzeit/execute", json=request)).status == 401
+        wrong = {"Authorization": "Bearer nope"}
+        reply = await http.post(f"{url}/gleitzeit/execute", json=request, headers=wrong)
+        assert reply.status == 401
+        assert "token" in (await reply.json())["error"]
+        right = {"Authorization": "Bearer s3cret"}
+        assert (await http.post(f"{url}/gleitzeit/execute", json=request, headers=right)).status == 200
+        assert (await http.get(f"{url}/gleitzeit/health")).status == 200
+
+
+async def test_body_size_is_limited(gateway: Gateway) -> None:
+    """A body over the limit gets 413 with a JSON error, and the server keeps serving."""
+    url, _ = await gateway(max_body_bytes=1024)
+    big = {"method": "echo/say", "params": {"text": "x" * 5000}}
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(f"{url}/gleitzeit/execute", json=big)
+        assert reply.status == 413
+        assert "error" in await reply.json()
+        small = {"method": "echo/say", "params": {"text": "ok"}}
+        assert (await http.post(f"{url}/gleitzeit/execute", json=small)).status == 200
+
+
+async def test_no_resource_is_503_and_failures_are_not_5xx_crashes(gateway: Gateway) -> None:
+    """Provider failures map to meaningful statuses (502/503/504), never a crash."""
+    url, _ = await gateway()
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(
+            f"{url}/gleitzeit/execute",
+            json={"method": "echo/say", "params": {"text": "x", "fail": "connection"}},
+        )
+        assert reply.status == 502
+        assert "told to fail" in (await reply.json())["error"]
+        ok = {"method": "echo/say", "params": {"text": "still here"}}
+        assert (await http.post(f"{url}/gleitzeit/execute", json=ok)).status == 200
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+bodies = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {"method": st.sampled_from(["echo/say", "echo/stream", "x/y", ""]) | json_values},
+        optional={"params": json_values, "id": json_values},
+    ).map(lambda v: json.dumps(v).encode()),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=st.lists(bodies, min_size=5, max_size=5))
+async def test_malformed_bodies_never_get_a_5xx(gateway: Gateway, batch: list[bytes]) -> None:
+    """Whatever bytes a client posts, the gateway answers with a status below 500 and JSON,
+    and stays up."""
+    url, _ = await gateway()
+    async with aiohttp.ClientSession() as http:
+        for body in batch:
+            reply = await http.post(f"{url}/gleitzeit/execute", data=body)
+            text = await reply.text()
+            assert reply.status < 500, text
+            if reply.status != 200:
+                assert "error" in json.loads(text)
+        assert (await http.get(f"{url}/gleitzeit/health")).status == 200
