@@ -61,6 +61,7 @@ from .outcomes import CallOutcome, FailureClass
 from .registry import Register
 from .request import Request
 from .resources import Candidate, Health, Resource, ResourceSpec
+from .runtime import Runtime
 
 __version__ = "0.1.0"
 
@@ -109,6 +110,7 @@ __all__ = [
     "ResourceError",
     "ResourceMetrics",
     "ResourceSpec",
+    "Runtime",
     "RoundRobinStrategy",
     "Strategy",
     "SystemClock",

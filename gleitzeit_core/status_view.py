@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -106,14 +107,19 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+def _console() -> Console:
+    # piped output has no terminal width; a table cut to 80 columns would hide its numbers
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 def show_status(data: Any, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or _console()
     for table in status_tables(data):
         console.print(table)
 
 
 def watch_status(url: str, interval: float, token: str | None) -> None:
-    console = Console()
+    console = _console()
     with Live(console=console, refresh_per_second=4) as live:
         while True:
             try:
@@ -124,7 +130,7 @@ def watch_status(url: str, interval: float, token: str | None) -> None:
 
 
 def plugins_table(records: list[Any], conflicts: dict[str, dict[str, list[str]]]) -> None:
-    console = Console()
+    console = _console()
     table = Table(title="gleitzeit plugins", title_justify="left")
     for column in ("name", "distribution", "version", "status", "registered", "error"):
         table.add_column(column)

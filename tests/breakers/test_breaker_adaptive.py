@@ -70,7 +70,9 @@ class TestContractShortWindow(BreakerContract):
 # -- reference model --------------------------------------------------------------------------
 class Model:
     """The SRE formula over a plain event list: every request and accept is kept with its
-    bucket number and the window is recounted on every read.
+    bucket number and the window is recounted on every read. A refused attempt is a request
+    when refused; an admitted call becomes a request (and an accept unless it failed) when it
+    finishes.
 
     A ticket is the episode it was issued in; the episode grows with every operator action,
     and an outcome only counts if its ticket is of the current episode.
@@ -109,14 +111,16 @@ class Model:
         if self.admin is not None:
             return self.episode if self.admin is DISABLED else None
         p = self.probability(now)
-        self.events.append((self.bucket(now), "request"))
         if p > 0 and self.rng.random() < p:
+            self.events.append((self.bucket(now), "request"))
             return None
         return self.episode
 
     def record(self, ticket: int, outcome: CallOutcome, now: float) -> None:
-        if self.admin is None and ticket == self.episode and outcome is not FAILURE:
-            self.events.append((self.bucket(now), "accept"))
+        if self.admin is None and ticket == self.episode:
+            self.events.append((self.bucket(now), "request"))
+            if outcome is not FAILURE:
+                self.events.append((self.bucket(now), "accept"))
 
     def operator(self, action: str) -> None:
         old = self.visible()
@@ -354,6 +358,19 @@ def test_closed_permits_are_shared(clock: ManualClock) -> None:
     """Admitting calls allocates nothing: the same permit object is reused."""
     breaker = AdaptiveThrottlingBreaker(clock=clock)
     assert breaker.acquire() is breaker.acquire()
+
+
+def test_calls_in_flight_are_not_rejections(clock: ManualClock) -> None:
+    """Many concurrent long calls to a healthy backend are all admitted: an admitted call is
+    counted when it finishes, not while it is in flight."""
+    breaker = AdaptiveThrottlingBreaker(clock=clock, rng=ConstantRandom(ALWAYS_REFUSE))
+    in_flight = [breaker.acquire() for _ in range(50)]
+    assert None not in in_flight
+    clock.advance(60.0)
+    for permit in in_flight:
+        breaker.record(permit, SUCCESS, 60.0)
+    assert (breaker.requests, breaker.accepts) == (50, 50)
+    assert breaker.rejection_probability == 0.0
 
 
 @pytest.mark.parametrize(

@@ -162,6 +162,7 @@ def test_orphaned_child_exits() -> None:
         "import time; time.sleep(60)\n"
     )
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    child_pid: int | None = None
     try:
         assert owner.stdout is not None
         child_pid = int(owner.stdout.readline())
@@ -178,3 +179,5 @@ def test_orphaned_child_exits() -> None:
             owner.wait(timeout=10)
         if owner.stdout is not None:
             owner.stdout.close()
+        if child_pid is not None and not _exited(child_pid):
+            os.kill(child_pid, signal.SIGKILL)  # never leave the orphan behind on failure

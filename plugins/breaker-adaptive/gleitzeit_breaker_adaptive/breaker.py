@@ -4,10 +4,15 @@ Over the last ``window`` seconds the breaker counts *requests* (every call attem
 ``acquire``, including those it refused itself) and *accepts* (calls the backend answered: a
 success, or an ignored outcome such as the caller's own 4xx). Each attempt is refused locally
 with probability ``max(0, (requests - k * accepts) / (requests + 1))``, computed from the counts
-before that attempt. A healthy backend (accepts == requests) is never throttled; a failing one
-is throttled more the longer it fails, yet always gets a share of traffic, which is how the
-breaker notices that it healed. There is no OPEN state: the state stays CLOSED unless an
-operator forces it open or disables it.
+before that attempt. A healthy backend (accepts == requests) is never throttled; one that
+accepts less than 1/k of the attempts is throttled more the longer it fails, yet always gets a
+share of traffic, which is how the breaker notices that it healed. There is no OPEN state: the
+state stays CLOSED unless an operator forces it open or disables it.
+
+A refused attempt is counted when it is refused; an admitted one when its outcome is recorded
+(as a request, plus an accept unless it failed). Counting admitted calls up front, as the book's
+short RPCs allow, would make calls still in flight look like rejections: four concurrent
+minute-long LLM calls to a healthy server would see p = 1/2, 2/3, 3/4 before any had finished.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ class AdaptiveThrottlingBreaker(BaseBreaker):
 
     @property
     def requests(self) -> int:
-        """Attempts counted in the window right now (admitted or refused)."""
+        """Attempts counted in the window right now (refused, or admitted and finished)."""
         self._counts.roll(self.clock.now())
         return self._counts.requests
 
@@ -74,18 +79,21 @@ class AdaptiveThrottlingBreaker(BaseBreaker):
         counts.roll(self.clock.now())
         requests = counts.requests
         p = (requests - self.k * counts.accepts) / (requests + 1)
-        counts.add_request()
         # Draw only when throttling: a healthy backend costs no randomness at all.
         if p > 0.0 and self.rng.random() < p:
+            counts.add_request()
             return None
-        return self._permit(trial=False)
+        return self._permit(trial=False)  # counted when its outcome arrives
 
     def _record(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
-        if outcome is _FAILURE or permit.generation != self._generation:
-            return  # a failure is a request without an accept; stale permits predate a reset
+        if permit.generation != self._generation:
+            return  # admitted before a reset (or while disabled): not part of these counts
         counts = self._counts
         counts.roll(self.clock.now())
-        counts.add_accept()
+        if outcome is _FAILURE:
+            counts.add_request()
+        else:
+            counts.add_accepted()
 
     def _clear(self) -> None:
         self._counts.clear(self.clock.now())

@@ -45,11 +45,16 @@ class RollingCounts:
         self._head = bucket
 
     def add_request(self) -> None:
+        """Count a request the backend did not accept (it failed, or was never sent)."""
         self._requests[self._head % self._buckets] += 1
         self.requests += 1
 
-    def add_accept(self) -> None:
-        self._accepts[self._head % self._buckets] += 1
+    def add_accepted(self) -> None:
+        """Count a request the backend accepted: one request and one accept."""
+        i = self._head % self._buckets
+        self._requests[i] += 1
+        self._accepts[i] += 1
+        self.requests += 1
         self.accepts += 1
 
     def clear(self, now: float) -> None:

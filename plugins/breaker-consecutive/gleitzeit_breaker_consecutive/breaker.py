@@ -30,8 +30,9 @@ _FAILURE = CallOutcome.FAILURE
 
 
 def _not_below_open_for(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    # attrs runs validators after every field is set, so open_for is already there.
-    if value < instance.open_for:
+    # attrs runs validators after every field is set, so open_for is already there; the core's
+    # config loader also calls validators field by field without an instance: skip then.
+    if instance is not None and value < instance.open_for:
         expected = f"a number of seconds >= open_for ({instance.open_for:g})"
         raise InvalidValue(attribute.name, expected, value)
 
@@ -122,7 +123,7 @@ class ConsecutiveFailuresBreaker(BaseBreaker):
                 self._open_duration = 0.0  # a close forgets the backoff
                 self._transition(_CLOSED, f"{self._trial_successes} trial call(s) succeeded")
         elif outcome is _FAILURE:
-            longer = min(self._open_duration * self.backoff, self.max_open_for)
+            longer = self._open_duration * self.backoff
             self._open(longer, "a trial call failed")
         # IGNORED: the slot is free again and nothing was learnt.
 
