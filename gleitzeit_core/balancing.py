@@ -4,6 +4,11 @@ A strategy picks one candidate among those a hub found eligible. It never sees i
 resources, so it cannot return one. Randomness comes from a ``random.Random`` the caller can
 seed, so every choice is reproducible in tests.
 
+A strategy whose choice only ever compares a few uniformly drawn candidates (``p2c`` compares
+two) says so in ``sampling``; a large hub then hands it that many eligible resources drawn at
+random instead of scanning all of them, which is the same distribution at a fraction of the
+cost.
+
 Each class states the distribution property it promises in ``guarantees`` (checked by
 ``gleitzeit_core.testing.StrategyContract``): ``"cycle"`` (N stable candidates are all chosen
 in N picks), ``"weights"`` (shares converge to the weights), ``"sticky"`` (a key keeps its
@@ -63,6 +68,7 @@ class RandomStrategy:
 
     name: ClassVar[str] = "random"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 1
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
@@ -200,6 +206,7 @@ class PowerOfTwoChoicesStrategy:
 
     name: ClassVar[str] = "p2c"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 2
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
@@ -266,6 +273,7 @@ class PeakEwmaStrategy:
 
     name: ClassVar[str] = "peak_ewma"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 2
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:

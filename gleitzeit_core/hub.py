@@ -34,6 +34,10 @@ from .status import HubStatus, ResourceStatus
 
 __all__ = ["Discoverer", "ResourceHub"]
 
+# Above this many members, strategies that only compare a few random candidates (p2c) get a
+# uniform sample of eligible ones instead of a scan of the whole hub.
+_SAMPLE_ABOVE = 16
+
 T = TypeVar("T")
 
 
@@ -91,6 +95,8 @@ class ResourceHub:
         self._waiting = 0
         self._drained: dict[str, asyncio.Event] = {}
         self._started = False
+        # a subclass that ranks resources in tiers needs the full scan to see every tier
+        self._tiered = type(self).tier is not ResourceHub.tier
         self.panic = False
         self.counters: dict[str, int] = {
             "leases": 0,
@@ -286,6 +292,40 @@ class ResourceHub:
             eligible = fallback
         return eligible, saturated, panic
 
+    def _sample(
+        self, size: int, request: Request, exclude: Collection[str], now: float
+    ) -> list[Resource] | None:
+        """``size`` distinct healthy eligible resources drawn uniformly, or None if a few
+        draws do not find them (then the caller scans everything)."""
+        members = self._members
+        count = len(members)
+        random_ = self.rng.random
+        slot = request.slot
+        found: list[Resource] = []
+        for _ in range(4 * size):
+            resource = members[int(random_() * count)]
+            if (
+                resource in found
+                or resource.draining
+                or resource.health is Health.UNHEALTHY
+                or (resource.ejected_until is not None and now < resource.ejected_until)
+                or resource.spec.id in exclude
+            ):
+                continue
+            cap = resource.spec.max_concurrency
+            if cap is not None and resource.metrics.in_flight >= cap:
+                continue
+            if slot is not None:
+                slot_cap = self.capacity(resource, slot)
+                if slot_cap is not None and resource.slots.get(slot, 0) >= slot_cap:
+                    continue
+            if self.serves(resource, request) is not None or not resource.breaker.available():
+                continue
+            found.append(resource)
+            if len(found) == size:
+                return found
+        return None
+
     def _reasons(self, request: Request, exclude: Collection[str], now: float) -> dict[str, str]:
         """Why each resource is not eligible; computed only when a request is refused."""
         reasons: dict[str, str] = {}
@@ -330,14 +370,24 @@ class ResourceHub:
     ) -> tuple[Lease | None, bool]:
         """Take a lease now if any resource is eligible; also say whether waiting could help."""
         now = self.clock.now()
+        strategy = strategy or self.strategy
+        sampling = getattr(strategy, "sampling", 0)
+        if sampling and len(self._members) > _SAMPLE_ABOVE and not self._tiered:
+            sample = self._sample(sampling, request, exclude, now)
+            if sample is not None:
+                resource = strategy.select(sample, request)
+                permit = resource.breaker.acquire()
+                if permit is not None:
+                    self.panic = False
+                    return self._open_lease(resource, permit, request, now), False
         eligible, saturated, panic = self._eligible(request, exclude, now)
         self.panic = panic
-        strategy = strategy or self.strategy
         while eligible:
-            best = min(self.tier(r, request) for r in eligible) if len(eligible) > 1 else None
-            tier = (
-                eligible if best is None else [r for r in eligible if self.tier(r, request) == best]
-            )
+            tier = eligible
+            if self._tiered and len(eligible) > 1:
+                ranks = [self.tier(r, request) for r in eligible]
+                best = min(ranks)
+                tier = [r for r, rank in zip(eligible, ranks, strict=True) if rank == best]
             resource = strategy.select(tier, request)
             permit = resource.breaker.acquire()
             if permit is not None:

@@ -273,3 +273,31 @@ async def test_cancelled_caller_releases_the_lease() -> None:
     assert resource.in_flight == 0
     assert resource.metrics.failures == {FailureClass.CANCELLED: 1}
     assert resource.consecutive_failures == 0
+
+
+async def test_large_hub_sampling_only_picks_eligible_resources() -> None:
+    """In a big hub, the sampled fast path of p2c never returns an ineligible resource and
+    still finds the few eligible ones when most are unhealthy."""
+    hub = make_hub(*[f"r{i:03d}" for i in range(200)])
+    bad = {f"r{i:03d}" for i in range(200) if i % 10}
+    for rid in bad:
+        hub.get(rid).health = Health.UNHEALTHY
+    chosen = set()
+    for _ in range(300):
+        lease = await hub.acquire()
+        assert lease.resource.id not in bad
+        chosen.add(lease.resource.id)
+        lease.succeed()
+    assert len(chosen) == 20
+    assert not hub.status().panic
+
+
+async def test_large_hub_spreads_load_like_p2c() -> None:
+    """With every resource eligible, sampled p2c keeps the load spread: no resource gets
+    more than a few calls in flight while 200 are open."""
+    hub = make_hub(*[f"r{i:03d}" for i in range(100)])
+    leases = [await hub.acquire() for _ in range(200)]
+    loads = [r.in_flight for r in hub.resources]
+    assert max(loads) <= 4
+    for lease in leases:
+        lease.succeed()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -233,3 +234,20 @@ async def test_unknown_route_is_plain_404(
     async with http.get(f"{sim.url}/api/nope") as resp:
         assert resp.status == 404
         assert await resp.text() == "404 page not found"
+
+
+async def test_chunks_arrive_paced(sim_factory: Any, http: aiohttp.ClientSession) -> None:
+    """Chunks are flushed one by one at tokens_per_s, not buffered until the end."""
+    (sim,) = await sim_factory(1, tokens_per_s=50.0, max_tokens=10, load_ms=0)
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+    async with http.post(
+        f"{sim.url}/api/generate", json={"model": "llama3.2", "prompt": "pace"}
+    ) as resp:
+        start = loop.time()
+        async for _line in resp.content:
+            arrivals.append(loop.time() - start)
+    assert len(arrivals) == 11
+    # 10 tokens at 50/s take ~0.2 s; the first must arrive well before the last.
+    assert arrivals[-1] - arrivals[0] >= 0.15
+    assert arrivals[0] < arrivals[-1] / 2

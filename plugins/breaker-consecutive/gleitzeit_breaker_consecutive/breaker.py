@@ -123,7 +123,7 @@ class ConsecutiveFailuresBreaker(BaseBreaker):
                 self._open_duration = 0.0  # a close forgets the backoff
                 self._transition(_CLOSED, f"{self._trial_successes} trial call(s) succeeded")
         elif outcome is _FAILURE:
-            longer = self._open_duration * self.backoff
+            longer = min(self._open_duration * self.backoff, self.max_open_for)
             self._open(longer, "a trial call failed")
         # IGNORED: the slot is free again and nothing was learnt.
 

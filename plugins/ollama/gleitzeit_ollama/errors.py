@@ -1,0 +1,43 @@
+"""Errors of Ollama calls. All are ``ResourceError``s (so ``ConnectionError``s) carrying the
+``FailureClass`` the hub acts on, the upstream ``status`` and Ollama's ``error`` text as
+``body``; each also subclasses the built-in a caller would catch for its case."""
+
+from __future__ import annotations
+
+from gleitzeit_core import FailureClass, ResourceError
+
+__all__ = ["ModelNotFound", "OllamaError", "StreamFailed", "StreamStalled"]
+
+
+class OllamaError(ResourceError):
+    """An Ollama instance answered with an error, or not at all."""
+
+
+class ModelNotFound(OllamaError, LookupError):
+    """An instance does not have the model (Ollama's 404): the hub tries one that has it."""
+
+    def __init__(self, model: str, *, resource: str | None, body: object = None) -> None:
+        self.model = model
+        super().__init__(
+            f"model {model!r} not found, try pulling it first (or set auto_pull = true)",
+            failure=FailureClass.MISROUTED,
+            resource=resource,
+            status=404,
+            body=body,
+        )
+
+
+class StreamFailed(OllamaError):
+    """A stream broke after it started: an ``{"error": ...}`` line, a reset, or a bad line."""
+
+
+class StreamStalled(OllamaError, TimeoutError):
+    """No byte arrived for ``stall_timeout`` seconds in the middle of a stream."""
+
+    def __init__(self, seconds: float, *, resource: str | None) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"stream stalled: nothing arrived for {seconds:g} s (stall_timeout)",
+            failure=FailureClass.TIMEOUT,
+            resource=resource,
+        )

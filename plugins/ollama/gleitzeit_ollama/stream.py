@@ -1,0 +1,200 @@
+"""``ChunkStream``: the caller's async iterator over one streamed Ollama answer.
+
+It yields the chunks exactly as Ollama sent them and holds the hub's lease until the answer is
+over, so the per-model slot stays taken while tokens flow. How it ends is recorded once:
+
+* the final chunk (``done: true``; ``status: success`` for a pull) -> success;
+* an ``{"error": ...}`` line (Ollama sends those with status 200), a reset or a truncated
+  body -> ``StreamFailed`` (PROTOCOL/CONNECTION), counted against the instance;
+* no byte for ``stall_timeout`` -> ``StreamStalled`` (TIMEOUT); the request deadline -> the
+  core's ``RequestTimeout``;
+* the caller stops early (``aclose()``, ``async with`` exit, dropping the iterator) or is
+  cancelled -> the upstream response is closed at once and the lease records CANCELLED.
+
+There is no failover here: once the first chunk has reached the caller, a failure is the
+caller's to see (the hub fails over only before that, while opening the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+from gleitzeit_core import Clock, FailureClass, RequestTimeout
+from gleitzeit_core.lease import Lease
+
+from gleitzeit_ollama.client import JSON, NdjsonReader, transport_error
+from gleitzeit_ollama.errors import OllamaError, StreamFailed, StreamStalled
+
+__all__ = ["ChunkStream", "is_done", "is_pull_success"]
+
+_DRAIN_SECONDS = 1.0  # after the final chunk: how long to wait for the body's end
+
+
+def is_done(chunk: JSON) -> bool:
+    return chunk.get("done") is True
+
+
+def is_pull_success(chunk: JSON) -> bool:
+    return chunk.get("status") == "success"
+
+
+class ChunkStream:
+    """``async for chunk in stream`` (or ``async with stream``); ``instance`` and ``attempts``
+    say which instance is answering and after how many tries."""
+
+    def __init__(
+        self,
+        *,
+        response: aiohttp.ClientResponse,
+        reader: NdjsonReader,
+        first: JSON | None,
+        resource: str,
+        clock: Clock,
+        deadline: float,
+        stall_timeout: float,
+        connect_timeout: float,
+        lease: Lease | None = None,
+        attempts: int = 1,
+        final: Callable[[JSON], bool] = is_done,
+        on_final: Callable[[JSON], None] | None = None,
+    ) -> None:
+        self.instance = resource
+        self.attempts = attempts
+        self._response: aiohttp.ClientResponse | None = response
+        self._reader = reader
+        self._pending = first
+        self._clock = clock
+        self._deadline = deadline
+        self._stall = stall_timeout
+        self._connect_timeout = connect_timeout
+        self._lease = lease
+        self._final = final
+        self._on_final = on_final
+        self._finished = False  # the final chunk went out
+
+    # -- iteration ------------------------------------------------------------------------------
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> JSON:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            return self._deliver(pending)
+        if self._finished or self._response is None:
+            await self._drain()
+            raise StopAsyncIteration
+        remaining = self._deadline - self._clock.now()
+        timeout = min(self._stall, remaining)
+        try:
+            line = await self._reader.line(max(timeout, 0.0))
+        except TimeoutError:
+            if remaining <= self._stall:
+                self._close(FailureClass.TIMEOUT)
+                raise RequestTimeout(
+                    f"{self.instance}: the request deadline passed in the middle of the stream"
+                ) from None
+            self._fail(StreamStalled(self._stall, resource=self.instance))
+        except asyncio.CancelledError:
+            self._close(FailureClass.CANCELLED)
+            raise
+        except (aiohttp.ClientError, OSError) as exc:
+            error = transport_error(exc, self.instance, self._connect_timeout)
+            self._fail(StreamFailed(f"stream broke: {error}", failure=error.failure))
+        if line is None:
+            self._fail(
+                StreamFailed(
+                    "the stream ended before its final chunk",
+                    failure=FailureClass.PROTOCOL,
+                    resource=self.instance,
+                )
+            )
+        try:
+            chunk = json.loads(line)
+        except ValueError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            shown = line[:200].decode("utf-8", "replace")
+            self._fail(
+                StreamFailed(
+                    f"stream line is not a JSON object: {shown!r}",
+                    failure=FailureClass.PROTOCOL,
+                    resource=self.instance,
+                )
+            )
+        return self._deliver(chunk)
+
+    def _deliver(self, chunk: JSON) -> JSON:
+        if "error" in chunk:
+            self._fail(
+                StreamFailed(
+                    f"error in the stream: {chunk['error']}",
+                    failure=FailureClass.PROTOCOL,
+                    resource=self.instance,
+                    status=200,
+                    body=chunk["error"],
+                )
+            )
+        if self._final(chunk):
+            self._finished = True
+            if self._on_final is not None:
+                self._on_final(chunk)
+            if self._lease is not None:
+                self._lease.succeed()
+        return chunk
+
+    def _fail(self, error: OllamaError) -> Any:
+        """Record ``error`` on the lease, close the upstream answer, raise it."""
+        self._close(error.failure)
+        raise error
+
+    def _close(self, failure: FailureClass) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response.close()
+        if self._lease is not None:
+            self._lease.fail(failure)  # no-op when the final chunk already recorded success
+
+    async def _drain(self) -> None:
+        """After the final chunk: let the body end so the connection returns to the pool."""
+        response, self._response = self._response, None
+        if response is None:
+            return
+        try:
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                while await response.content.readany():
+                    pass
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            response.close()
+        else:
+            response.release()
+
+    # -- ending early ---------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Stop: close the upstream answer now; an unfinished call counts as CANCELLED."""
+        if self._finished:
+            await self._drain()
+        self._close(FailureClass.CANCELLED)
+
+    async def __aenter__(self) -> ChunkStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # A caller that breaks out of ``async for`` and drops the stream: release at once.
+        with contextlib.suppress(Exception):
+            if getattr(self, "_response", None) is not None:
+                self._close(FailureClass.CANCELLED)

@@ -1,0 +1,179 @@
+"""Health: the built-in probes over real sockets, the probe/threshold state machine, and
+passive outlier ejection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import hypothesis.strategies as st
+from aiohttp import web
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from gleitzeit_core import (
+    FailureClass,
+    Health,
+    HealthSettings,
+    HttpProbe,
+    OutlierDetector,
+    OutlierSettings,
+    ProbeResult,
+    Resource,
+    ResourceSpec,
+    TcpProbe,
+)
+from gleitzeit_core.health import HealthMonitor
+from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core.testing import ProbeContract
+from gleitzeit_core.testing.probe_contract import unused_endpoint
+
+
+@asynccontextmanager
+async def http_server(status: int = 200) -> AsyncIterator[str]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=status, text="ok")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+class TestTcpProbe(ProbeContract):
+    def make_probe(self) -> TcpProbe:
+        return TcpProbe(timeout=1.0)
+
+    @asynccontextmanager
+    async def healthy_target(self) -> AsyncIterator[ResourceSpec]:
+        async with http_server() as url:
+            yield ResourceSpec(id="live", endpoint=url)
+
+
+class TestHttpProbe(ProbeContract):
+    def make_probe(self) -> HttpProbe:
+        return HttpProbe(timeout=1.0, path="/health")
+
+    @asynccontextmanager
+    async def healthy_target(self) -> AsyncIterator[ResourceSpec]:
+        async with http_server() as url:
+            yield ResourceSpec(id="live", endpoint=url)
+
+
+async def test_http_probe_fails_on_a_bad_status() -> None:
+    """An HTTP probe reports a 500 as unhealthy, naming the status."""
+    probe = HttpProbe(timeout=1.0)
+    async with http_server(status=500) as url:
+        result = await probe.probe(Resource(ResourceSpec(id="x", endpoint=url)))
+    await probe.close()
+    assert not result.ok
+    assert "HTTP 500" in result.detail
+
+
+async def test_monitor_marks_dead_resource_unhealthy_and_back() -> None:
+    """Probing on an interval marks a dead endpoint unhealthy after the threshold, and a
+    revived one healthy again; the hub then routes around it."""
+    hub = ResourceHub(
+        "h", health=HealthSettings(interval=0.05, timeout=0.5, unhealthy_threshold=2)
+    )
+    hub.set_probe(TcpProbe(timeout=0.5))
+    async with http_server() as live_url:
+        hub.add(ResourceSpec(id="live", endpoint=live_url))
+        hub.add(ResourceSpec(id="dead", endpoint=unused_endpoint()))
+        await hub.start()
+        try:
+            for _ in range(100):
+                if hub.get("dead").health is Health.UNHEALTHY:
+                    break
+                await asyncio.sleep(0.05)
+            assert hub.get("dead").health is Health.UNHEALTHY
+            assert hub.get("live").health is Health.HEALTHY
+            assert "ConnectionRefused" in hub.get("dead").health_detail
+            for _ in range(10):
+                lease = await hub.acquire()
+                assert lease.resource.id == "live"
+                lease.succeed()
+        finally:
+            await hub.stop()
+
+
+class HealthMachine(RuleBasedStateMachine):
+    """The probe-threshold state machine against a small reference model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings = HealthSettings(unhealthy_threshold=3, healthy_threshold=2)
+        self.monitor = HealthMonitor(_NeverProbe(), self.settings)
+        self.resource = Resource(ResourceSpec(id="r"))
+        self.model = "unknown"
+        self.fails = 0
+        self.oks = 0
+
+    @rule(ok=st.booleans())
+    def probe(self, ok: bool) -> None:
+        self.monitor.apply(self.resource, ProbeResult(ok, 0.0 if ok else None, "" if ok else "x"))
+        if ok:
+            self.oks += 1
+            self.fails = 0
+            needed = 1 if self.model == "unknown" else self.settings.healthy_threshold
+            if self.model != "healthy" and self.oks >= needed:
+                self.model = "healthy"
+        else:
+            self.fails += 1
+            self.oks = 0
+            if self.fails >= self.settings.unhealthy_threshold:
+                self.model = "unhealthy"
+
+    @invariant()
+    def agrees(self) -> None:
+        assert self.resource.health.value == self.model
+
+
+TestHealthMachine = HealthMachine.TestCase
+
+
+class _NeverProbe:
+    async def probe(self, resource: Resource) -> ProbeResult:  # pragma: no cover - unused
+        raise AssertionError("not called")
+
+
+def test_ejection_time_grows_and_is_capped() -> None:
+    """Each ejection in a row lasts base x n seconds, up to the cap."""
+    detector = OutlierDetector(
+        OutlierSettings(consecutive_failures=1, base_ejection=10, max_ejection=25)
+    )
+    resource = Resource(ResourceSpec(id="r"))
+    others = [resource, Resource(ResourceSpec(id="o1")), Resource(ResourceSpec(id="o2"))]
+    now = 100.0
+    durations = []
+    for _ in range(4):
+        assert detector.observe(resource, FailureClass.TIMEOUT, now, others)
+        assert resource.ejected_until is not None
+        durations.append(resource.ejected_until - now)
+        now = resource.ejected_until + 0.001  # fails again right after coming back
+    assert durations == [10, 20, 25, 25]
+
+
+def test_at_most_a_share_of_the_hub_is_ejected() -> None:
+    """No more than max_ejected_share of a hub is ejected at once (at least one may be)."""
+    detector = OutlierDetector(OutlierSettings(consecutive_failures=1, max_ejected_share=0.5))
+    pool = [Resource(ResourceSpec(id=f"r{i}")) for i in range(4)]
+    ejected = [detector.observe(r, FailureClass.CONNECTION, 0.0, pool) for r in pool]
+    assert ejected == [True, True, False, False]
+    single = [Resource(ResourceSpec(id="only"))]
+    assert detector.observe(single[0], FailureClass.CONNECTION, 0.0, single)
+
+
+def test_success_resets_the_failure_run() -> None:
+    """A success between failures resets the consecutive count, so no ejection happens."""
+    detector = OutlierDetector(OutlierSettings(consecutive_failures=3))
+    resource = Resource(ResourceSpec(id="r"))
+    pool = [resource, Resource(ResourceSpec(id="o"))]
+    for failure in [FailureClass.SERVER_ERROR, FailureClass.SERVER_ERROR, None] * 5:
+        assert not detector.observe(resource, failure, 0.0, pool)

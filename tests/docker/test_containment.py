@@ -1,0 +1,228 @@
+"""Containment: what untrusted code inside the sandbox cannot do, and what cannot leak."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from gleitzeit_docker.execution import Job
+from gleitzeit_docker.pool import WarmPool
+from gleitzeit_docker.profiles import Profile
+
+pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def test_only_loopback_and_no_way_to_the_host(pool: WarmPool, sandboxed: Profile) -> None:
+    """The container has only `lo`, and a port the host listens on at 127.0.0.1 is
+    unreachable from inside (the container's loopback is its own)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    try:
+        # The listener really accepts connections on the host side.
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
+        code = (
+            "import os, socket\n"
+            "dev = [l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]]\n"
+            "try:\n"
+            "    socket.create_connection(('127.0.0.1', args), timeout=2).close()\n"
+            "    outcome = 'connected'\n"
+            "except OSError as e:\n"
+            "    outcome = type(e).__name__\n"
+            "result = {'net': sorted(os.listdir('/sys/class/net')), 'dev': dev, 'tcp': outcome}\n"
+        )
+        res = await pool.execute(sandboxed, Job(code=code, args=port))
+    finally:
+        listener.close()
+    assert res.success, res.stderr
+    assert res.result == {"net": ["lo"], "dev": ["lo"], "tcp": "ConnectionRefusedError"}
+
+
+async def test_identity_capabilities_and_read_only_root(pool: WarmPool, sandboxed: Profile) -> None:
+    """uid/gid 65534, no effective capabilities, no_new_privs, read-only root, /tmp writable
+    but not executable."""
+    code = (
+        "import os\n"
+        "status = dict(l.split(':\\t', 1) for l in open('/proc/self/status').read().splitlines()"
+        " if ':\\t' in l)\n"
+        "def attempt(path):\n"
+        "    try:\n"
+        "        open(path, 'w').write('x')\n"
+        "        return 'written'\n"
+        "    except OSError as e:\n"
+        "        return e.strerror\n"
+        "open('/tmp/run.sh', 'w').write('#!/bin/sh\\necho hi\\n')\n"
+        "os.chmod('/tmp/run.sh', 0o755)\n"
+        "try:\n"
+        "    os.execv('/tmp/run.sh', ['/tmp/run.sh'])\n"
+        "except OSError as e:\n"
+        "    noexec = e.strerror\n"
+        "result = {'uid': os.getuid(), 'gid': os.getgid(), 'euid': os.geteuid(),\n"
+        "          'cap_eff': status['CapEff'].strip(), 'cap_bnd': status['CapBnd'].strip(),\n"
+        "          'nnp': status['NoNewPrivs'].strip(), 'etc': attempt('/etc/x'),\n"
+        "          'usr': attempt('/usr/x'), 'tmp': attempt('/tmp/x'), 'noexec': noexec}\n"
+    )
+    res = await pool.execute(sandboxed, Job(code=code))
+    assert res.success, res.stderr
+    out = res.result
+    assert (out["uid"], out["gid"], out["euid"]) == (65534, 65534, 65534)
+    assert out["cap_eff"] == "0000000000000000"
+    assert out["cap_bnd"] == "0000000000000000"
+    assert out["nnp"] == "1"
+    assert out["etc"] == out["usr"] == "Read-only file system"
+    assert out["tmp"] == "written"
+    assert out["noexec"] == "Permission denied"
+
+
+async def test_limits_are_visible_in_the_cgroup(pool: WarmPool, sandboxed: Profile) -> None:
+    """Memory, pids and CPU quota limits are set on the container's cgroup."""
+    code = (
+        "def read(*paths):\n"
+        "    for p in paths:\n"
+        "        try:\n"
+        "            return open(p).read().split()\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "result = {'mem': read('/sys/fs/cgroup/memory/memory.limit_in_bytes', "
+        "'/sys/fs/cgroup/memory.max'),\n"
+        "          'pids': read('/sys/fs/cgroup/pids/pids.max', '/sys/fs/cgroup/pids.max'),\n"
+        "          'quota': read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us', '/sys/fs/cgroup/cpu.max')}\n"
+    )
+    res = await pool.execute(sandboxed, Job(code=code))
+    assert res.success, res.stderr
+    assert res.result["mem"][0] == str(256 << 20)
+    assert res.result["pids"][0] == "64"
+    assert res.result["quota"][0] == "100000"  # 1.0 CPU of a 100 ms period
+
+
+async def test_fork_bomb_is_stopped_by_the_pids_limit(
+    make_pool: Callable[..., WarmPool], sandboxed: Profile
+) -> None:
+    """fork() fails with EAGAIN before 64 processes; a real fork bomb only burns its own
+    timeout; the container is cleaned (no stray processes) and the pool keeps serving."""
+    pool = make_pool(max_size=1)
+    counting = (
+        "import os, time\n"
+        "forked, err = 0, None\n"
+        "for _ in range(500):\n"
+        "    try:\n"
+        "        pid = os.fork()\n"
+        "    except OSError as e:\n"
+        "        err = e.errno\n"
+        "        break\n"
+        "    if pid == 0:\n"
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "    forked += 1\n"
+        "result = {'forked': forked, 'errno': err}\n"
+    )
+    res = await pool.execute(sandboxed, Job(code=counting))
+    assert res.success, res.stderr
+    assert res.result["errno"] == 11  # EAGAIN
+    assert 40 < res.result["forked"] < 64
+    # The sleeping children were swept: the next run in the same container sees none.
+    ps = "import os\nresult = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())"
+    after = await pool.execute(sandboxed, Job(code=ps))
+    assert after.container_id == res.container_id
+    assert len(after.result) == 3  # init, the runner, this run
+
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    started = time.perf_counter()
+    res = await pool.execute(sandboxed, Job(code=bomb, timeout=3))
+    assert res.error == "timeout after 3 s"
+    assert time.perf_counter() - started < 6
+    res = await pool.execute(sandboxed, Job(code="result = 'still serving'"))
+    assert (res.success, res.result) == (True, "still serving")
+
+
+async def test_memory_bomb_reports_the_memory_limit(pool: WarmPool, sandboxed: Profile) -> None:
+    """Allocating past 256m is OOM-killed and reported as a memory-limit error."""
+    res = await pool.execute(sandboxed, Job(code="blob = bytearray(512 << 20)\nprint('never')"))
+    assert res.success is False
+    assert res.error == "memory limit exceeded (256m)"
+    assert res.exit_code == 137
+    assert "never" not in res.stdout
+    res = await pool.execute(sandboxed, Job(code="result = 1"))
+    assert res.success
+
+
+async def test_infinite_loop_ends_at_its_timeout(pool: WarmPool, sandboxed: Profile) -> None:
+    """`while True: pass` is killed from outside at its timeout; output so far survives."""
+    started = time.perf_counter()
+    res = await pool.execute(sandboxed, Job(code="print('started')\nwhile True:\n    pass", timeout=1.5))
+    elapsed = time.perf_counter() - started
+    assert res.success is False
+    assert res.error == "timeout after 1.5 s"
+    assert res.stdout == "started\n"
+    assert 1.4 < elapsed < 3.0
+
+
+async def test_huge_output_is_truncated(pool: WarmPool, sandboxed: Profile) -> None:
+    """Megabytes of stdout/stderr are capped at 64 KiB each with truncated=True."""
+    code = "import sys\nprint('x' * 3_000_000)\nsys.stderr.write('e' * 500_000)\nresult = 'done'"
+    res = await pool.execute(sandboxed, Job(code=code))
+    assert res.success is True
+    assert res.truncated is True
+    assert len(res.stdout) == len(res.stderr) == 64 * 1024
+    assert res.result == "done"
+    res = await pool.execute(sandboxed, Job(code="print('y' * 5000)", output_limit=1024))
+    assert (len(res.stdout), res.truncated) == (1024, True)
+
+
+async def test_no_state_leaks_between_runs(
+    make_pool: Callable[..., WarmPool], sandboxed: Profile
+) -> None:
+    """A reused container shows run 2 nothing of run 1: globals, module state, env,
+    files in /tmp and /dev/shm, background processes, System V shared memory."""
+    pool = make_pool(max_size=1)
+    first = (
+        "import ctypes, json, os, subprocess\n"
+        "LEAK = 'secret'\n"
+        "json.LEAK = 'secret'\n"
+        "os.environ['LEAK'] = 'secret'\n"
+        "open('/tmp/leak.txt', 'w').write('secret')\n"
+        "open('/dev/shm/leak', 'w').write('secret')\n"
+        "os.makedirs('/tmp/locked/deeper')\n"
+        "os.chmod('/tmp/locked', 0)\n"
+        "subprocess.Popen(['python3', '-c', 'import time; time.sleep(60)'],\n"
+        "                 start_new_session=True, stdout=subprocess.DEVNULL)\n"
+        "shm = ctypes.CDLL(None).shmget(0x1234, 4096, 0o1000 | 0o600)\n"
+        "result = {'shm': shm}\n"
+    )
+    second = (
+        "import json, os\n"
+        "procs = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "shm = open('/proc/sysvipc/shm').read().splitlines()[1:]\n"
+        "result = {'global': 'LEAK' in globals(), 'module': hasattr(json, 'LEAK'),\n"
+        "          'env': 'LEAK' in os.environ, 'tmp': sorted(os.listdir('/tmp')),\n"
+        "          'cwd': os.path.basename(os.getcwd()), 'shm_files': os.listdir('/dev/shm'),\n"
+        "          'procs': len(procs), 'sysv': shm}\n"
+    )
+    one = await pool.execute(sandboxed, Job(code=first))
+    assert one.success, one.stderr
+    assert one.result["shm"] >= 0
+    two = await pool.execute(sandboxed, Job(code=second))
+    assert two.success, two.stderr
+    assert two.container_id == one.container_id  # really the same, reused container
+    out = two.result
+    assert (out["global"], out["module"], out["env"]) == (False, False, False)
+    assert out["tmp"] == [out["cwd"]]  # only this run's own fresh directory
+    assert out["shm_files"] == []
+    assert out["procs"] == 3  # init, the runner, this run: the sleeper is gone
+    assert out["sysv"] == []
+
+
+async def test_timeouts_and_ooms_do_not_block_other_runs(pool: WarmPool, sandboxed: Profile) -> None:
+    """A hanging run and normal runs side by side: the normal ones finish promptly."""
+    hang = asyncio.ensure_future(pool.execute(sandboxed, Job(code="while True: pass", timeout=3)))
+    started = time.perf_counter()
+    quick = await asyncio.gather(*(pool.execute(sandboxed, Job(code=f"result={i}")) for i in range(4)))
+    assert [r.result for r in quick] == [0, 1, 2, 3]
+    assert time.perf_counter() - started < 2.5
+    assert (await hang).error == "timeout after 3 s"

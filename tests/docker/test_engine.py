@@ -1,0 +1,160 @@
+"""Engine: fast failure when the engine is gone, image errors, labels and orphan removal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gleitzeit_docker.engine import LABEL_HUB, LABEL_POOL_KEY, LABEL_RUN, Engine
+from gleitzeit_docker.errors import EngineUnavailable, ImageMissing
+from gleitzeit_docker.execution import Job, execute_fresh
+from gleitzeit_docker.pool import PoolConfig, WarmPool
+from gleitzeit_docker.profiles import Profile
+
+from .conftest import HUB_ID, IMAGE
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short temp dir: unix socket paths are limited to ~107 bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="gz-") as d:
+        yield Path(d)
+
+
+async def test_missing_socket_fails_fast(short_tmp: Path) -> None:
+    """A socket path nobody listens on gives EngineUnavailable (a ConnectionError) in < 3 s."""
+    engine = Engine(f"unix://{short_tmp}/nobody.sock")
+    started = time.perf_counter()
+    with pytest.raises(EngineUnavailable, match="engine unavailable") as caught:
+        await engine.ping()
+    assert time.perf_counter() - started < 3.0
+    assert isinstance(caught.value, ConnectionError)
+    assert "nobody.sock" in str(caught.value)
+    await engine.close()
+
+
+async def test_socket_that_refuses_or_never_answers_fails_fast(short_tmp: Path) -> None:
+    """A bound-but-not-listening socket, and one that accepts but never answers: < 3 s."""
+    refusing = socket.socket(socket.AF_UNIX)
+    refusing.bind(str(short_tmp / "refuse.sock"))  # bound, never listen(): ECONNREFUSED
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(short_tmp / "silent.sock"))
+    silent.listen(8)  # connects succeed, nobody ever answers
+    try:
+        for name in ("refuse.sock", "silent.sock"):
+            engine = Engine(f"unix://{short_tmp}/{name}", ping_timeout=1.5)
+            started = time.perf_counter()
+            with pytest.raises(EngineUnavailable):
+                await engine.ping()
+            assert time.perf_counter() - started < 3.0, name
+            await engine.close()
+    finally:
+        refusing.close()
+        silent.close()
+
+
+async def test_execution_on_a_dead_engine_reports_it(short_tmp: Path, sandboxed: Profile) -> None:
+    """Pool and fresh paths turn a dead engine into a fast 'engine unavailable' result."""
+    engine = Engine(f"unix://{short_tmp}/gone.sock")
+    pool = WarmPool(engine, hub_id=HUB_ID, config=PoolConfig(acquire_timeout=5))
+    try:
+        started = time.perf_counter()
+        pooled = await pool.execute(sandboxed, Job(code="print(1)"))
+        fresh = await execute_fresh(engine, sandboxed, Job(code="print(1)"), hub_id=HUB_ID)
+        assert time.perf_counter() - started < 3.0
+        for res in (pooled, fresh):
+            assert res.success is False
+            assert res.error is not None
+            assert res.error.startswith("engine unavailable")
+    finally:
+        await pool.close()
+        await engine.close()
+
+
+@pytest.mark.docker
+async def test_ping_and_image_checks(engine: Engine) -> None:
+    """ping() reports the engine version; a missing image raises ImageMissing with help."""
+    version = await engine.ping()
+    assert version["ApiVersion"]
+    assert await engine.image_exists(IMAGE) is True
+    assert await engine.image_exists("gleitzeit-test/absent:0") is False
+    with pytest.raises(ImageMissing) as caught:
+        await engine.require_image("gleitzeit-test/absent:0")
+    message = str(caught.value)
+    assert "gleitzeit-test/absent:0" in message
+    assert "docker pull" in message
+    assert "bash .ci/docker-engine.sh image" in message
+    assert isinstance(caught.value, LookupError)
+
+
+@pytest.mark.docker
+async def test_missing_image_with_no_registry(engine: Engine, sandboxed: Profile) -> None:
+    """Pulling from a registry nobody serves (on loopback) and running a missing image
+    both end in ImageMissing naming the image."""
+    with socket.socket() as probe:  # a loopback port that is certainly closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    name = f"127.0.0.1:{port}/gleitzeit/absent:1"
+    events: list[object] = []
+    with pytest.raises(ImageMissing, match="could not pull") as caught:
+        await engine.pull(name, events.append, timeout=30)
+    assert name in str(caught.value)
+    absent = Profile(name="absent", image="gleitzeit-test/absent:0")
+    with pytest.raises(ImageMissing, match="gleitzeit-test/absent:0"):
+        await execute_fresh(engine, absent, Job(code="1"), hub_id=HUB_ID)
+
+
+@pytest.mark.docker
+async def test_remove_orphans_only_touches_other_runs(engine: Engine, sandboxed: Profile) -> None:
+    """Containers of this hub from another run id are removed; this run's stay."""
+    hub = f"{HUB_ID}-orphans"
+    crashed = Engine(engine.url, run_id="crashed-earlier-run")
+    ids: list[str] = []
+    try:
+        for eng in (crashed, crashed, engine):
+            labels = eng.labels(hub, pool_key=sandboxed.pool_key())
+            ids.append(await eng.create(sandboxed.container_config(labels, ["true"])))
+        listed = await engine.list_containers({LABEL_HUB: hub})
+        assert {c["Id"] for c in listed} == set(ids)
+        assert all(c["Labels"][LABEL_POOL_KEY] == sandboxed.pool_key() for c in listed)
+        removed = await engine.remove_orphans(hub)
+        assert sorted(removed) == sorted(ids[:2])
+        left = await engine.list_containers({LABEL_HUB: hub})
+        assert [c["Id"] for c in left] == [ids[2]]
+        assert left[0]["Labels"][LABEL_RUN] == engine.run_id
+        assert await engine.remove_all(hub) == [ids[2]]
+        assert await engine.list_containers({LABEL_HUB: hub}) == []
+    finally:
+        with contextlib.suppress(Exception):
+            await engine.remove_all(hub)
+        await crashed.close()
+
+
+@pytest.mark.docker
+async def test_calls_are_bounded_by_timeouts(engine: Engine) -> None:
+    """Even a long-running engine call (wait on a running container) ends at its budget."""
+    from gleitzeit_docker.errors import EngineTimeout
+
+    sandboxed = Profile(name="t", image=IMAGE)
+    cid = await engine.create(
+        sandboxed.container_config(engine.labels(HUB_ID), ["python3", "-c", "input()"])
+    )
+    try:
+        await engine.start(cid)
+        started = time.perf_counter()
+        with pytest.raises(EngineTimeout, match="did not finish within 0.5 s"):
+            await engine.call("wait", lambda: engine.container(cid).wait(), timeout=0.5)
+        assert time.perf_counter() - started < 2.0
+    finally:
+        await engine.delete(cid)
+    await asyncio.sleep(0)
