@@ -107,6 +107,7 @@ class ResourceHub:
             "panic_leases": 0,
         }
         self.discovery_errors: dict[str, str] = {}
+        self._observers: list[Callable[[Lease, FailureClass | None, float], None]] = []
 
     # -- membership ---------------------------------------------------------------------------
     @property
@@ -218,12 +219,10 @@ class ResourceHub:
     # -- hooks for plugin hubs ------------------------------------------------------------------
     def serves(self, resource: Resource, request: Request) -> str | None:
         """Why ``resource`` cannot serve ``request`` (``None``: it can). Labels and capabilities."""
-        missing = request.labels - resource.spec.labels
-        if missing:
-            return f"lacks labels {sorted(missing)}"
-        lacking = request.capabilities - resource.spec.capabilities
-        if lacking:
-            return f"lacks capabilities {sorted(lacking)}"
+        if request.labels and not request.labels <= resource.spec.labels:
+            return f"lacks labels {sorted(request.labels - resource.spec.labels)}"
+        if request.capabilities and not request.capabilities <= resource.spec.capabilities:
+            return f"lacks capabilities {sorted(request.capabilities - resource.spec.capabilities)}"
         return None
 
     def tier(self, resource: Resource, request: Request) -> int:
@@ -494,11 +493,18 @@ class ResourceHub:
             outcome = CallOutcome.IGNORED
         resource.breaker.record(lease.permit, outcome, duration)
         self.outlier.observe(resource, failure, now, self._members)
+        for callback in self._observers:
+            callback(lease, failure, duration)
         if resource.draining and metrics.in_flight == 0:
             event = self._drained.pop(resource.spec.id, None)
             if event is not None:
                 event.set()
         self._wake()
+
+    def observe(self, callback: Callable[[Lease, FailureClass | None, float], None]) -> None:
+        """Call ``callback(lease, failure, duration)`` after every finished lease (exporters
+        such as the Prometheus plugin build histograms from it)."""
+        self._observers.append(callback)
 
     def _wake(self) -> None:
         if self._waiting:

@@ -149,6 +149,7 @@ class SlidingWindowBreaker(BaseBreaker):
             return  # issued before the last state change: says nothing about this episode
         if permit.trial:
             self._record_trial(outcome, duration)
+            return
         if outcome is _IGNORED:
             return
         window = self._window

@@ -122,11 +122,14 @@ def sweep(spare: set[int]) -> bool:
     return False
 
 
-def _force_writable(func: Any, path: str, exc: Any) -> None:
-    os.chmod(os.path.dirname(path) or "/", 0o700)  # a run may have chmod'ed things to 0
-    if os.path.isdir(path) and not os.path.islink(path):
+def _unlock(path: str) -> None:
+    """Make a directory tree removable again (a run may have chmod'ed parts of it to 0)."""
+    with contextlib.suppress(OSError):
         os.chmod(path, 0o700)
-    func(path)
+    with contextlib.suppress(OSError), os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                _unlock(entry.path)
 
 
 def wipe(dirs: list[str]) -> bool:
@@ -141,7 +144,8 @@ def wipe(dirs: list[str]) -> bool:
             path = os.path.join(top, name)
             try:
                 if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, onerror=_force_writable)
+                    _unlock(path)
+                    shutil.rmtree(path)
                 else:
                     os.unlink(path)
             except OSError:

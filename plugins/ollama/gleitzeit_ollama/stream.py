@@ -22,13 +22,13 @@ import contextlib
 import json
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import NoReturn
 
 import aiohttp
 from gleitzeit_core import Clock, FailureClass, RequestTimeout
 from gleitzeit_core.lease import Lease
 
-from gleitzeit_ollama.client import JSON, NdjsonReader, transport_error
+from gleitzeit_ollama.client import JSON, NdjsonReader
 from gleitzeit_ollama.errors import OllamaError, StreamFailed, StreamStalled
 
 __all__ = ["ChunkStream", "is_done", "is_pull_success"]
@@ -105,8 +105,13 @@ class ChunkStream:
             self._close(FailureClass.CANCELLED)
             raise
         except (aiohttp.ClientError, OSError) as exc:
-            error = transport_error(exc, self.instance, self._connect_timeout)
-            self._fail(StreamFailed(f"stream broke: {error}", failure=error.failure))
+            self._fail(
+                StreamFailed(
+                    f"the stream broke: {type(exc).__name__}: {exc}",
+                    failure=FailureClass.CONNECTION,
+                    resource=self.instance,
+                )
+            )
         if line is None:
             self._fail(
                 StreamFailed(
@@ -149,7 +154,7 @@ class ChunkStream:
                 self._lease.succeed()
         return chunk
 
-    def _fail(self, error: OllamaError) -> Any:
+    def _fail(self, error: OllamaError) -> NoReturn:
         """Record ``error`` on the lease, close the upstream answer, raise it."""
         self._close(error.failure)
         raise error

@@ -1,0 +1,1 @@
+"""Prometheus exposition of Gleitzeit's hubs, resources, breakers and latencies."""

@@ -1,0 +1,115 @@
+"""Metrics read from the runtime's status at scrape time, plus latency histograms fed by the
+hubs' lease observers. Each runtime has its own registry, so two gateways in one process
+(tests do that) never collide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gleitzeit_core import BreakerState, FailureClass
+from gleitzeit_core.lease import Lease
+from gleitzeit_core.status import to_json
+
+__all__ = ["Exporter"]
+
+# LLM calls take from milliseconds (embeddings) to minutes (long generations)
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_STATES = [state.value for state in BreakerState]
+
+
+class StatusCollector(Collector):
+    """Counters and gauges straight from ``runtime.status()``: no second set of books."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Any]:
+        status = to_json(self.runtime.status())
+        labels = ["hub", "resource"]
+        requests = CounterMetricFamily("gleitzeit_requests", "Calls finished", labels=labels)
+        failures = CounterMetricFamily(
+            "gleitzeit_failures", "Calls failed, by failure class", labels=[*labels, "class"]
+        )
+        in_flight = GaugeMetricFamily("gleitzeit_in_flight", "Calls in flight", labels=labels)
+        healthy = GaugeMetricFamily(
+            "gleitzeit_resource_healthy", "1 unless probes marked it unhealthy", labels=labels
+        )
+        ejected = GaugeMetricFamily(
+            "gleitzeit_resource_ejected", "1 while ejected for failing calls", labels=labels
+        )
+        ejections = CounterMetricFamily(
+            "gleitzeit_ejections", "Times the resource was ejected", labels=labels
+        )
+        breaker = GaugeMetricFamily(
+            "gleitzeit_breaker_state",
+            "1 for the breaker's current state",
+            labels=[*labels, "state"],
+        )
+        opens = CounterMetricFamily(
+            "gleitzeit_breaker_opens", "Times the breaker opened", labels=labels
+        )
+        failovers = CounterMetricFamily(
+            "gleitzeit_failovers", "Calls moved to another resource", labels=["hub"]
+        )
+        panic = GaugeMetricFamily(
+            "gleitzeit_hub_panic", "1 while routing to unhealthy resources", labels=["hub"]
+        )
+        for hub in status["hubs"]:
+            failovers.add_metric([hub["name"]], hub["counters"].get("failovers", 0))
+            panic.add_metric([hub["name"]], 1.0 if hub["panic"] else 0.0)
+            for res in hub["resources"]:
+                key = [hub["name"], res["id"]]
+                metrics = res["metrics"]
+                requests.add_metric(key, metrics["requests"])
+                for failure in FailureClass:
+                    failures.add_metric(
+                        [*key, failure.value], metrics["failures"].get(failure.value, 0)
+                    )
+                in_flight.add_metric(key, res["in_flight"])
+                healthy.add_metric(key, 0.0 if res["health"] == "unhealthy" else 1.0)
+                ejected.add_metric(key, 1.0 if res["ejected"] else 0.0)
+                ejections.add_metric(key, res["ejections"])
+                opens.add_metric(key, res["breaker_opens"])
+                for state in _STATES:
+                    breaker.add_metric([*key, state], 1.0 if res["breaker"] == state else 0.0)
+        yield from (
+            requests,
+            failures,
+            in_flight,
+            healthy,
+            ejected,
+            ejections,
+            breaker,
+            opens,
+            failovers,
+            panic,
+        )
+
+
+class Exporter:
+    def __init__(self, runtime: Any) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StatusCollector(runtime))
+        self.latency = Histogram(
+            "gleitzeit_request_duration_seconds",
+            "Duration of finished calls",
+            ["hub", "resource", "outcome"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        for hub in runtime.hubs.values():
+            hub.observe(self._observe)
+
+    def _observe(self, lease: Lease, failure: FailureClass | None, duration: float) -> None:
+        outcome = "success" if failure is None else failure.value
+        self.latency.labels(lease.hub.name, lease.resource.id, outcome).observe(duration)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

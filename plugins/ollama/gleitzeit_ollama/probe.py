@@ -1,0 +1,131 @@
+"""The ``ollama`` probe: liveness from ``/api/version``, models from ``/api/ps`` and ``/api/tags``.
+
+Each probe asks, at the same time and each with the probe's timeout, ``GET /api/version``
+(liveness and latency), ``GET /api/ps`` (loaded models and when they expire; every probe) and,
+every ``tags_interval`` seconds, ``GET /api/tags`` (installed models). Only the version decides
+health; the model lists update ``resource.attributes`` whenever they answer. It never raises:
+a failure is ``ProbeResult(False, detail=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from gleitzeit_core import ProbeResult, Resource
+
+from gleitzeit_ollama.models import LOADED, TAGS_AT, VERSION, record_ps, record_tags
+
+__all__ = ["OllamaProbe", "check_instance"]
+
+_DEFAULT_TAGS_INTERVAL = 60.0
+
+
+class _BadAnswer(Exception):
+    pass
+
+
+async def _get_json(
+    session: aiohttp.ClientSession, url: str, timeout: float
+) -> tuple[float, dict[str, Any]]:
+    started = time.monotonic()
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        if response.status != 200:
+            raise _BadAnswer(f"HTTP {response.status} from {url}")
+        data = await response.json(content_type=None)
+    if not isinstance(data, dict):
+        raise _BadAnswer(f"{url} did not answer with a JSON object")
+    return time.monotonic() - started, data
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def check_instance(
+    session: aiohttp.ClientSession, resource: Resource, *, timeout: float, tags: bool
+) -> ProbeResult:
+    """Probe one instance and record its models; never raises (except on cancellation)."""
+    base = resource.endpoint.rstrip("/")
+    calls = [_get_json(session, base + "/api/version", timeout)]
+    calls.append(_get_json(session, base + "/api/ps", timeout))
+    if tags:
+        calls.append(_get_json(session, base + "/api/tags", timeout))
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    version = results[0]
+    if isinstance(version, BaseException):
+        if isinstance(version, asyncio.CancelledError):
+            raise version
+        resource.attributes[LOADED] = {}  # whatever it had loaded is not to be counted on
+        return ProbeResult(False, None, _describe(version, timeout))
+    latency, answer = version
+    resource.attributes[VERSION] = answer.get("version")
+    notes = []
+    ps = results[1]
+    if isinstance(ps, BaseException):
+        notes.append(f"/api/ps: {_describe(ps, timeout)}")
+    else:
+        record_ps(resource, ps[1], time.time())
+    if tags:
+        listing = results[2]
+        if isinstance(listing, BaseException):
+            notes.append(f"/api/tags: {_describe(listing, timeout)}")
+        else:
+            record_tags(resource, listing[1], time.monotonic())
+    return ProbeResult(True, latency, "; ".join(notes))
+
+
+class OllamaProbe:
+    """Registered as ``ollama``; built by the core with the health ``timeout`` and the hub.
+
+    Uses the hub's session when the hub has one open (no extra connections), else its own,
+    closed by ``close()``.
+    """
+
+    name = "ollama"
+
+    def __init__(self, *, timeout: float = 2.0, hub: Any = None) -> None:
+        if not timeout > 0:
+            raise ValueError(f"probe timeout must be > 0, got {timeout!r}")
+        self.timeout = timeout
+        self.hub = hub
+        self._own: aiohttp.ClientSession | None = None
+
+    @property
+    def tags_interval(self) -> float:
+        settings = getattr(self.hub, "settings", None)
+        return float(getattr(settings, "tags_interval", _DEFAULT_TAGS_INTERVAL))
+
+    def _session(self) -> aiohttp.ClientSession:
+        shared = getattr(self.hub, "open_session", None)
+        if shared is not None:
+            session: aiohttp.ClientSession | None = shared()
+            if session is not None:
+                return session
+        if self._own is None or self._own.closed:
+            self._own = aiohttp.ClientSession()
+        return self._own
+
+    def tags_due(self, resource: Resource) -> bool:
+        last = resource.attributes.get(TAGS_AT)
+        return last is None or time.monotonic() - last >= self.tags_interval
+
+    async def probe(self, resource: Resource) -> ProbeResult:
+        try:
+            return await check_instance(
+                self._session(), resource, timeout=self.timeout, tags=self.tags_due(resource)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a probe reports, it never raises
+            return ProbeResult(False, None, f"probe failed: {_describe(exc, self.timeout)}")
+
+    async def close(self) -> None:
+        own, self._own = self._own, None
+        if own is not None:
+            await own.close()
