@@ -19,7 +19,6 @@ the request deadline, connections under ``connect_timeout``, streams under ``sta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import time
@@ -335,6 +334,8 @@ class OllamaHub(ResourceHub):
             try:
                 await self._raise_for_status(resource, response, path, model)
                 raw = await response.read()
+            except OllamaError:
+                raise
             except (aiohttp.ClientError, OSError) as exc:
                 raise transport_error(exc, resource.id, self.settings.connect_timeout) from exc
             finally:
@@ -437,10 +438,11 @@ class OllamaHub(ResourceHub):
                     status=200,
                     body=first["error"],
                 )
+        except OllamaError:
+            response.close()
+            raise
         except (aiohttp.ClientError, OSError) as exc:
             response.close()
-            if isinstance(exc, OllamaError):
-                raise
             raise transport_error(exc, resource.id, self.settings.connect_timeout) from exc
         except BaseException:
             response.close()
@@ -480,6 +482,3 @@ def _inventory(resource: Resource) -> str:
     more = len(names) - _SHOWN_MODELS
     return f"has {shown}" + (f" and {more} more" if more > 0 else "")
 
-
-with contextlib.suppress(ImportError):  # keep the import graph honest for type checkers
-    pass
