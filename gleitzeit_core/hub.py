@@ -36,7 +36,7 @@ __all__ = ["Discoverer", "ResourceHub"]
 
 # Above this many members, strategies that only compare a few random candidates (p2c) get a
 # uniform sample of eligible ones instead of a scan of the whole hub.
-_SAMPLE_ABOVE = 16
+_SAMPLE_ABOVE = 4
 
 T = TypeVar("T")
 

@@ -211,7 +211,7 @@ class TestAgainstModel(ConsecutiveMachine.TestCase):
     """State, every admission decision and every transition match the reference model for any
     sequence of concurrent calls, out-of-order outcomes, waits and operator actions."""
 
-    settings = settings(max_examples=2000, stateful_step_count=60, deadline=None)
+    settings = settings(max_examples=150, database=None, stateful_step_count=60, deadline=None)
 
 
 # -- edge cases -------------------------------------------------------------------------------

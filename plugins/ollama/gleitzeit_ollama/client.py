@@ -26,8 +26,8 @@ import json
 from typing import Any
 
 import aiohttp
-from gleitzeit_core import FailureClass
 
+from gleitzeit_core import FailureClass
 from gleitzeit_ollama.errors import ModelNotFound, OllamaError
 from gleitzeit_ollama.settings import OllamaSettings
 
@@ -124,9 +124,9 @@ async def error_from_response(
     if isinstance(decoded, dict) and "error" in decoded:
         message = decoded["error"]
     failure = failure_for_status(status)
-    if status == 404 and model is not None and "not found" in str(message).lower():
-        if "model" in str(message).lower() or model in str(message):
-            return ModelNotFound(model, resource=resource, body=message)
+    lowered = str(message).lower()
+    if status == 404 and model is not None and "not found" in lowered and "model" in lowered:
+        return ModelNotFound(model, resource=resource, body=message)
     text = f"HTTP {status} from {path}" + (f": {message}" if message else "")
     return OllamaError(text, failure=failure, resource=resource, status=status, body=message)
 

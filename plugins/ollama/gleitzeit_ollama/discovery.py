@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from gleitzeit_core import ResourceSpec
 
+from gleitzeit_core import ResourceSpec
 from gleitzeit_ollama.settings import OllamaSettings
 
 __all__ = ["EnvDiscoverer", "ScanDiscoverer", "endpoint_of", "make_env", "make_scan"]
@@ -128,7 +128,8 @@ class ScanDiscoverer:
         finally:
             if borrowed is None:
                 await session.close()
-        return [spec_for(e, "scan", self.settings) for e, ok in zip(endpoints, answers) if ok]
+        found = zip(endpoints, answers, strict=True)
+        return [spec_for(endpoint, "scan", self.settings) for endpoint, ok in found if ok]
 
     async def _answers(self, session: aiohttp.ClientSession, endpoint: str) -> bool:
         timeout = aiohttp.ClientTimeout(total=self.settings.scan_timeout)

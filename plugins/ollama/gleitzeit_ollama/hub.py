@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection
 from typing import Any, ClassVar
 
 import aiohttp
+
 from gleitzeit_core import (
     FailureClass,
     Health,
@@ -36,7 +37,6 @@ from gleitzeit_core import (
 )
 from gleitzeit_core.hub import ResourceHub
 from gleitzeit_core.lease import Lease
-
 from gleitzeit_ollama.client import (
     JSON,
     NdjsonReader,
@@ -200,8 +200,7 @@ class OllamaHub(ResourceHub):
         return NoResourceAvailable(
             self.name,
             reasons,
-            f"no instance has model {model!r}; pull it with llm/pull_model "
-            f"or set auto_pull = true",
+            f"no instance has model {model!r}; pull it with llm/pull_model or set auto_pull = true",
         )
 
     async def ensure_model(self, model: str) -> None:
@@ -481,4 +480,3 @@ def _inventory(resource: Resource) -> str:
     shown = ", ".join(names[:_SHOWN_MODELS])
     more = len(names) - _SHOWN_MODELS
     return f"has {shown}" + (f" and {more} more" if more > 0 else "")
-

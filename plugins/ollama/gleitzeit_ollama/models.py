@@ -102,7 +102,7 @@ def _go_duration(text: str) -> float:
 
 
 def parse_expires_at(text: Any) -> float | None:
-    """Epoch seconds of an ``/api/ps`` ``expires_at`` (``inf`` for "forever"; None if unreadable)."""
+    """Epoch seconds of an ``/api/ps`` ``expires_at`` (``inf``: forever; None: unreadable)."""
     if not isinstance(text, str) or not text:
         return None
     try:

@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 import aiohttp
-from gleitzeit_core import ProbeResult, Resource
 
+from gleitzeit_core import ProbeResult, Resource
 from gleitzeit_ollama.models import LOADED, TAGS_AT, VERSION, record_ps, record_tags
 
 __all__ = ["OllamaProbe", "check_instance"]

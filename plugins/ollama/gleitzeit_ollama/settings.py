@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from gleitzeit_core.validators import InvalidValue, at_least, in_range, seconds
 
+from gleitzeit_core.validators import InvalidValue, at_least, in_range, seconds
 from gleitzeit_ollama.models import parse_keep_alive
 
 __all__ = ["OllamaResourceOptions", "OllamaSettings", "keep_alive_value"]

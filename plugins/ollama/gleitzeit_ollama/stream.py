@@ -25,9 +25,9 @@ from types import TracebackType
 from typing import NoReturn
 
 import aiohttp
+
 from gleitzeit_core import Clock, FailureClass, RequestTimeout
 from gleitzeit_core.lease import Lease
-
 from gleitzeit_ollama.client import JSON, NdjsonReader
 from gleitzeit_ollama.errors import OllamaError, StreamFailed, StreamStalled
 

@@ -1,0 +1,211 @@
+"""The ``llm/v1`` provider: LLM methods over an ``OllamaHub``.
+
+=================  ==================================================================
+method             does
+=================  ==================================================================
+llm/generate       ``/api/generate`` (prompt, system, images, format, sampling, ...)
+llm/chat           ``/api/chat`` (messages with role/content/images, tools)
+llm/vision         ``/api/generate`` with images (base64, data: URIs or file paths)
+llm/embed          ``/api/embed`` (``input``: a string or a list of strings)
+llm/list_models    every model once, with the instances that have it installed/loaded
+llm/pull_model     ``/api/pull`` on one instance; ``stream=true`` returns the progress
+=================  ==================================================================
+
+Non-streamed results are Ollama's JSON plus ``"gleitzeit": {"instance", "attempts"}``;
+``stream=true`` returns an async iterator (``ChunkStream``) of the chunks exactly as Ollama
+sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gleitzeit_core import InvalidParams, Request
+from gleitzeit_core.provider import Method, ProtocolProvider
+from gleitzeit_ollama.client import JSON
+from gleitzeit_ollama.hub import OllamaHub
+from gleitzeit_ollama.models import (
+    installed_models,
+    loaded_models,
+    model_details,
+    normalize_model,
+    parse_keep_alive,
+)
+from gleitzeit_ollama.params import (
+    ChatParams,
+    EmbedParams,
+    GenerateParams,
+    ListModelsParams,
+    PullModelParams,
+    VisionParams,
+    chat_body,
+    embed_body,
+    generate_body,
+    message_dict,
+)
+from gleitzeit_ollama.stream import ChunkStream
+
+__all__ = ["LlmProvider", "load_images"]
+
+_DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
+_MAX_PATH = 4096
+
+
+def _image(value: str) -> str | None:
+    """base64 of one image given as base64, a data: URI or a file path (None: none of them)."""
+    match = _DATA_URI.match(value)
+    if match is not None:
+        value = value[match.end() :]
+    elif len(value) <= _MAX_PATH and "\n" not in value:
+        path = Path(value).expanduser()
+        try:
+            if path.is_file():
+                return base64.b64encode(path.read_bytes()).decode("ascii")
+        except OSError:
+            pass  # not a readable path: maybe base64 after all
+    compact = "".join(value.split())
+    try:
+        base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return compact or None
+
+
+async def load_images(method: str, field: str, values: Sequence[str] | None) -> list[str] | None:
+    """Every image as base64, or ``InvalidParams`` naming each one that is not an image."""
+    if not values:
+        return None
+    converted = await asyncio.to_thread(lambda: [_image(v) for v in values])  # file reads
+    problems = [
+        f"{field}[{i}]: expected base64 data, a data: URI or the path of an existing file"
+        for i, image in enumerate(converted)
+        if image is None
+    ]
+    if problems:
+        raise InvalidParams(method, problems)
+    return [image for image in converted if image is not None]
+
+
+class LlmProvider(ProtocolProvider):
+    protocol = "llm/v1"
+
+    def __init__(
+        self, hub: OllamaHub, runtime: Any = None, options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(hub, runtime, options)
+        self.hub: OllamaHub = hub
+        self._methods = {
+            m.name: m
+            for m in (
+                Method("llm/generate", self.generate, GenerateParams, "Complete a prompt."),
+                Method("llm/chat", self.chat, ChatParams, "Answer a conversation."),
+                Method("llm/vision", self.vision, VisionParams, "Describe images."),
+                Method("llm/embed", self.embed, EmbedParams, "Embed text(s)."),
+                Method("llm/list_models", self.list_models, ListModelsParams, "Models, merged."),
+                Method("llm/pull_model", self.pull_model, PullModelParams, "Pull a model."),
+            )
+        }
+
+    def methods(self) -> Mapping[str, Method]:
+        return self._methods
+
+    # -- shared path ----------------------------------------------------------------------------
+    async def _run(
+        self, path: str, body: JSON, model_name: str, stream: bool, timeout: float | None
+    ) -> JSON | ChunkStream:
+        hub = self.hub
+        model = normalize_model(model_name)
+        await hub.ensure_model(model)
+        seconds = hub.request_timeout if timeout is None else timeout
+        request = Request(
+            slot=model, attributes={"model": model}, deadline=hub.clock.now() + seconds
+        )
+        keep_alive = parse_keep_alive(body.get("keep_alive"))
+        if stream:
+            return await hub.open_stream(path, body, request, model=model, keep_alive=keep_alive)
+        return await hub.call_json(path, body, request, model=model, keep_alive=keep_alive)
+
+    @property
+    def _keep_alive(self) -> Any:
+        return self.hub.settings.default_keep_alive
+
+    # -- methods --------------------------------------------------------------------------------
+    async def generate(self, params: GenerateParams) -> JSON | ChunkStream:
+        images = await load_images("llm/generate", "params.images", params.images)
+        body = generate_body(params, images=images, keep_alive=self._keep_alive)
+        return await self._run("/api/generate", body, params.model, params.stream, params.timeout)
+
+    async def vision(self, params: VisionParams) -> JSON | ChunkStream:
+        images = await load_images("llm/vision", "params.images", params.images)
+        body = generate_body(params, images=images, keep_alive=self._keep_alive)
+        return await self._run("/api/generate", body, params.model, params.stream, params.timeout)
+
+    async def chat(self, params: ChatParams) -> JSON | ChunkStream:
+        messages = []
+        for index, message in enumerate(params.messages):
+            images = await load_images(
+                "llm/chat", f"params.messages[{index}].images", message.images
+            )
+            messages.append(message_dict(message, images))
+        body = chat_body(params, messages=messages, keep_alive=self._keep_alive)
+        return await self._run("/api/chat", body, params.model, params.stream, params.timeout)
+
+    async def embed(self, params: EmbedParams) -> JSON:
+        body = embed_body(params, keep_alive=self._keep_alive)
+        result = await self._run("/api/embed", body, params.model, False, params.timeout)
+        assert isinstance(result, dict)  # not streamed
+        return result
+
+    async def list_models(self, params: ListModelsParams) -> JSON:
+        """Each model once, with the instances that have it installed and loaded."""
+        if params.refresh:
+            await self.hub.refresh_models()
+        merged: dict[str, JSON] = {}
+        instances: dict[str, JSON] = {}
+        for resource in self.hub.resources:
+            installed = installed_models(resource)
+            loaded = loaded_models(resource)
+            details = model_details(resource)
+            instances[resource.id] = {
+                "endpoint": resource.endpoint,
+                "health": resource.health.value,
+                "models_known": installed is not None,
+            }
+            for name in sorted((installed or frozenset()) | loaded.keys()):
+                entry = merged.get(name)
+                if entry is None:
+                    entry = merged[name] = {"name": name, "model": name}
+                    entry.update({k: v for k, v in details.get(name, {}).items() if k not in entry})
+                    entry["installed_on"], entry["loaded_on"] = [], []
+                if installed is not None and name in installed:
+                    entry["installed_on"].append(resource.id)
+                if name in loaded:
+                    entry["loaded_on"].append(resource.id)
+        return {"models": [merged[name] for name in sorted(merged)], "instances": instances}
+
+    async def pull_model(self, params: PullModelParams) -> JSON | ChunkStream:
+        hub = self.hub
+        if params.instance is not None and params.instance not in hub:
+            known = ", ".join(r.id for r in hub.resources) or "none"
+            raise InvalidParams(
+                "llm/pull_model",
+                [f"params.instance: no instance {params.instance!r}; instances: {known}"],
+            )
+        resource = hub.pull_target(params.instance)
+        model = normalize_model(params.model)
+        stream = await hub.open_pull(model, resource, insecure=params.insecure)
+        if params.stream:
+            return stream
+        last: JSON = {}
+        events = 0
+        async with stream:
+            async for chunk in stream:
+                last = chunk
+                events += 1
+        return {**last, "gleitzeit": {"instance": resource.id, "attempts": 1, "events": events}}
