@@ -136,6 +136,11 @@ class Model:
             self.transitions.append((old, new))
 
 
+OUTCOMES = st.sampled_from([SUCCESS, FAILURE, FAILURE, IGNORED])
+DURATIONS = st.sampled_from([0.0, 0.5, 30.0])
+ADVANCES = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 5.0]) | st.floats(0.0, 15.0)
+
+
 class AdaptiveMachine(RuleBasedStateMachine):
     """Drives the breaker and the model with the same random calls, outcomes and waits, each
     with its own rng seeded alike, so every admission decision can be compared."""
@@ -160,37 +165,50 @@ class AdaptiveMachine(RuleBasedStateMachine):
         self.breaker.subscribe(lambda e: self.seen.append((e.old, e.new)))
         self.model = Model(seed, **options)
 
+    def _acquire_one(self) -> bool:
+        ticket = self.model.acquire(self.clock.now())
+        permit = self.breaker.acquire()
+        assert (permit is not None) == (ticket is not None)
+        if permit is None or ticket is None:
+            return False
+        assert not permit.trial
+        self.outstanding.append((permit, ticket))
+        return True
+
+    def _finish_one(self, index: int, outcome: CallOutcome, duration: float) -> None:
+        permit, ticket = self.outstanding.pop(index)
+        self.model.record(ticket, outcome, self.clock.now())
+        self.breaker.record(permit, outcome, duration)
+
     @rule(count=st.integers(1, 6))
     def acquire(self, count: int) -> None:
         """Several callers ask at once; their calls stay outstanding until `finish`."""
         for _ in range(count):
-            ticket = self.model.acquire(self.clock.now())
-            permit = self.breaker.acquire()
-            assert (permit is not None) == (ticket is not None)
-            if permit is not None and ticket is not None:
-                assert not permit.trial
-                self.outstanding.append((permit, ticket))
+            self._acquire_one()
 
     @precondition(lambda self: self.outstanding)
-    @rule(
-        pick=st.integers(0, 1_000),
-        outcome=st.sampled_from([SUCCESS, FAILURE, IGNORED]),
-        duration=st.sampled_from([0.0, 0.5, 30.0]),
-    )
+    @rule(pick=st.integers(0, 1_000), outcome=OUTCOMES, duration=DURATIONS)
     def finish(self, pick: int, outcome: CallOutcome, duration: float) -> None:
         """An outstanding call (any of them, so calls end out of order) reports its outcome."""
-        permit, ticket = self.outstanding.pop(pick % len(self.outstanding))
-        self.model.record(ticket, outcome, self.clock.now())
-        self.breaker.record(permit, outcome, duration)
+        self._finish_one(pick % len(self.outstanding), outcome, duration)
 
-    @rule(seconds=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 5.0]) | st.floats(0.0, 15.0))
+    @rule(outcomes=st.lists(OUTCOMES, min_size=1, max_size=6), duration=DURATIONS)
+    def calls(self, outcomes: list[CallOutcome], duration: float) -> None:
+        """Back-to-back calls, each finished before the next one asks."""
+        for outcome in outcomes:
+            if self._acquire_one():
+                self._finish_one(len(self.outstanding) - 1, outcome, duration)
+
+    @rule(seconds=ADVANCES)
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
-    # An operator acts on roughly one step in ten, so most runs stay in the automatic states.
-    @rule(action=st.sampled_from(["reset", "force_open", "disable"]), roll=st.integers(0, 9))
+    # An operator acts on about one step in twenty, so most runs stay in the automatic states.
+    @rule(
+        action=st.sampled_from(["reset", "reset", "force_open", "disable"]), roll=st.integers(0, 19)
+    )
     def operator(self, action: str, roll: int) -> None:
-        if roll != 7:
+        if roll != 13:
             return
         self.model.operator(action)
         getattr(self.breaker, action)()
@@ -407,7 +425,9 @@ def test_config_table_structures_through_the_core(clock: ManualClock) -> None:
 def test_plugin_registers_a_lazy_reference() -> None:
     """The hook registers ``adaptive`` as a "module:attribute" string naming the class."""
     registered: list[tuple[str, object]] = []
-    plugin.gleitzeit_register_breakers(register=lambda name, target: registered.append((name, target)))
+    plugin.gleitzeit_register_breakers(
+        register=lambda name, target: registered.append((name, target))
+    )
     assert len(registered) == 1
     name, target = registered[0]
     assert name == "adaptive"

@@ -138,6 +138,11 @@ class Model:
             self.transitions.append((old, new))
 
 
+OUTCOMES = st.sampled_from([SUCCESS, FAILURE, FAILURE, IGNORED])
+DURATIONS = st.sampled_from([0.0, 0.5, 30.0])
+ADVANCES = st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0, 10.0]) | st.floats(0.0, 60.0)
+
+
 class ConsecutiveMachine(RuleBasedStateMachine):
     """Drives the breaker and the model with the same random calls, outcomes and waits."""
 
@@ -161,39 +166,52 @@ class ConsecutiveMachine(RuleBasedStateMachine):
         self.breaker.subscribe(lambda e: self.seen.append((e.old, e.new)))
         self.model = Model(**options)
 
-    @rule(count=st.integers(1, 4))
-    def acquire(self, count: int) -> None:
-        """Several callers ask at once; their calls stay outstanding until `finish`."""
-        for _ in range(count):
-            self.model.tick(self.clock.now())
-            ticket = self.model.acquire()
-            permit = self.breaker.acquire()
-            assert (permit is not None) == (ticket is not None)
-            if permit is not None and ticket is not None:
-                assert permit.trial == ticket[1]
-                self.outstanding.append((permit, ticket))
+    def _acquire_one(self) -> bool:
+        self.model.tick(self.clock.now())
+        ticket = self.model.acquire()
+        permit = self.breaker.acquire()
+        assert (permit is not None) == (ticket is not None)
+        if permit is None or ticket is None:
+            return False
+        assert permit.trial == ticket[1]
+        self.outstanding.append((permit, ticket))
+        return True
 
-    @precondition(lambda self: self.outstanding)
-    @rule(
-        pick=st.integers(0, 1_000),
-        outcome=st.sampled_from([SUCCESS, FAILURE, IGNORED]),
-        duration=st.sampled_from([0.0, 0.5, 30.0]),
-    )
-    def finish(self, pick: int, outcome: CallOutcome, duration: float) -> None:
-        """An outstanding call (any of them, so calls end out of order) reports its outcome."""
-        permit, ticket = self.outstanding.pop(pick % len(self.outstanding))
+    def _finish_one(self, index: int, outcome: CallOutcome, duration: float) -> None:
+        permit, ticket = self.outstanding.pop(index)
         self.model.tick(self.clock.now())
         self.model.record(ticket, outcome, self.clock.now())
         self.breaker.record(permit, outcome, duration)
 
-    @rule(seconds=st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0, 10.0]) | st.floats(0.0, 60.0))
+    @rule(count=st.integers(1, 4))
+    def acquire(self, count: int) -> None:
+        """Several callers ask at once; their calls stay outstanding until `finish`."""
+        for _ in range(count):
+            self._acquire_one()
+
+    @precondition(lambda self: self.outstanding)
+    @rule(pick=st.integers(0, 1_000), outcome=OUTCOMES, duration=DURATIONS)
+    def finish(self, pick: int, outcome: CallOutcome, duration: float) -> None:
+        """An outstanding call (any of them, so calls end out of order) reports its outcome."""
+        self._finish_one(pick % len(self.outstanding), outcome, duration)
+
+    @rule(outcomes=st.lists(OUTCOMES, min_size=1, max_size=6), duration=DURATIONS)
+    def calls(self, outcomes: list[CallOutcome], duration: float) -> None:
+        """Back-to-back calls, each finished before the next one asks."""
+        for outcome in outcomes:
+            if self._acquire_one():
+                self._finish_one(len(self.outstanding) - 1, outcome, duration)
+
+    @rule(seconds=ADVANCES)
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
 
-    # An operator acts on roughly one step in ten, so most runs stay in the automatic states.
-    @rule(action=st.sampled_from(["reset", "force_open", "disable"]), roll=st.integers(0, 9))
+    # An operator acts on about one step in twenty, so most runs stay in the automatic states.
+    @rule(
+        action=st.sampled_from(["reset", "reset", "force_open", "disable"]), roll=st.integers(0, 19)
+    )
     def operator(self, action: str, roll: int) -> None:
-        if roll != 7:
+        if roll != 13:
             return
         self.model.tick(self.clock.now())
         self.model.operator(action)
@@ -211,7 +229,7 @@ class TestAgainstModel(ConsecutiveMachine.TestCase):
     """State, every admission decision and every transition match the reference model for any
     sequence of concurrent calls, out-of-order outcomes, waits and operator actions."""
 
-    settings = settings(max_examples=150, database=None, stateful_step_count=60, deadline=None)
+    settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
 
 
 # -- edge cases -------------------------------------------------------------------------------
@@ -459,7 +477,9 @@ def test_config_table_structures_through_the_core(clock: ManualClock) -> None:
 def test_plugin_registers_a_lazy_reference() -> None:
     """The hook registers ``consecutive`` as a "module:attribute" string naming the class."""
     registered: list[tuple[str, object]] = []
-    plugin.gleitzeit_register_breakers(register=lambda name, target: registered.append((name, target)))
+    plugin.gleitzeit_register_breakers(
+        register=lambda name, target: registered.append((name, target))
+    )
     assert len(registered) == 1
     name, target = registered[0]
     assert name == "consecutive"

@@ -20,12 +20,12 @@ import functools
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
-
 from gleitzeit_docker.engine import Engine
 from gleitzeit_docker.pool import PoolConfig, WarmPool
 from gleitzeit_docker.profiles import Profile, load_profiles
@@ -96,9 +96,9 @@ def hub_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def profiles() -> Iterator[dict[str, Profile]]:
+def profiles() -> dict[str, Profile]:
     """The built-in profiles with the test image."""
-    yield dict(load_profiles({"default_image": IMAGE}).profiles)
+    return dict(load_profiles({"default_image": IMAGE}).profiles)
 
 
 @pytest.fixture(scope="session")
@@ -125,12 +125,13 @@ async def pool(engine: Engine) -> AsyncIterator[WarmPool]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def make_pool(engine: Engine) -> AsyncIterator[object]:
-    """Factory for private pools (closed at the end of the test)."""
+async def make_pool(engine: Engine) -> AsyncIterator[Callable[..., WarmPool]]:
+    """Factory for private pools: ``make_pool([engines], **PoolConfig fields)``; all are
+    closed at the end of the test."""
     made: list[WarmPool] = []
 
-    def factory(engines: Engine | list[Engine] | None = None, **config: object) -> WarmPool:
-        new = WarmPool(engines or engine, hub_id=HUB_ID, config=PoolConfig(**config))  # type: ignore[arg-type]
+    def factory(engines: Engine | list[Engine] | None = None, **config: Any) -> WarmPool:
+        new = WarmPool(engines or engine, hub_id=HUB_ID, config=PoolConfig(**config))
         made.append(new)
         return new
 

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-
 from gleitzeit_docker.execution import Job
 from gleitzeit_docker.pool import WarmPool
 from gleitzeit_docker.profiles import Profile
@@ -92,7 +91,8 @@ async def test_limits_are_visible_in_the_cgroup(pool: WarmPool, sandboxed: Profi
         "result = {'mem': read('/sys/fs/cgroup/memory/memory.limit_in_bytes', "
         "'/sys/fs/cgroup/memory.max'),\n"
         "          'pids': read('/sys/fs/cgroup/pids/pids.max', '/sys/fs/cgroup/pids.max'),\n"
-        "          'quota': read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us', '/sys/fs/cgroup/cpu.max')}\n"
+        "          'quota': read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us',\n"
+        "                        '/sys/fs/cgroup/cpu.max')}\n"
     )
     res = await pool.execute(sandboxed, Job(code=code))
     assert res.success, res.stderr
@@ -132,7 +132,9 @@ async def test_fork_bomb_is_stopped_by_the_pids_limit(
     assert after.container_id == res.container_id
     assert len(after.result) == 3  # init, the runner, this run
 
-    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    bomb = (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
     started = time.perf_counter()
     res = await pool.execute(sandboxed, Job(code=bomb, timeout=3))
     assert res.error == "timeout after 3 s"
@@ -155,7 +157,9 @@ async def test_memory_bomb_reports_the_memory_limit(pool: WarmPool, sandboxed: P
 async def test_infinite_loop_ends_at_its_timeout(pool: WarmPool, sandboxed: Profile) -> None:
     """`while True: pass` is killed from outside at its timeout; output so far survives."""
     started = time.perf_counter()
-    res = await pool.execute(sandboxed, Job(code="print('started')\nwhile True:\n    pass", timeout=1.5))
+    res = await pool.execute(
+        sandboxed, Job(code="print('started')\nwhile True:\n    pass", timeout=1.5)
+    )
     elapsed = time.perf_counter() - started
     assert res.success is False
     assert res.error == "timeout after 1.5 s"
@@ -218,11 +222,15 @@ async def test_no_state_leaks_between_runs(
     assert out["sysv"] == []
 
 
-async def test_timeouts_and_ooms_do_not_block_other_runs(pool: WarmPool, sandboxed: Profile) -> None:
+async def test_timeouts_and_ooms_do_not_block_other_runs(
+    pool: WarmPool, sandboxed: Profile
+) -> None:
     """A hanging run and normal runs side by side: the normal ones finish promptly."""
     hang = asyncio.ensure_future(pool.execute(sandboxed, Job(code="while True: pass", timeout=3)))
     started = time.perf_counter()
-    quick = await asyncio.gather(*(pool.execute(sandboxed, Job(code=f"result={i}")) for i in range(4)))
+    quick = await asyncio.gather(
+        *(pool.execute(sandboxed, Job(code=f"result={i}")) for i in range(4))
+    )
     assert [r.result for r in quick] == [0, 1, 2, 3]
     assert time.perf_counter() - started < 2.5
     assert (await hang).error == "timeout after 3 s"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from gleitzeit_docker.engine import LABEL_HUB, LABEL_POOL_KEY, LABEL_RUN, Engine
-from gleitzeit_docker.errors import EngineUnavailable, ImageMissing
+from gleitzeit_docker.errors import EngineTimeout, EngineUnavailable, ImageMissing
 from gleitzeit_docker.execution import Job, execute_fresh
 from gleitzeit_docker.pool import PoolConfig, WarmPool
 from gleitzeit_docker.profiles import Profile
@@ -25,8 +24,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     """A short temp dir: unix socket paths are limited to ~107 bytes."""
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="gz-") as d:
         yield Path(d)
 
@@ -143,8 +140,6 @@ async def test_remove_orphans_only_touches_other_runs(engine: Engine, sandboxed:
 @pytest.mark.docker
 async def test_calls_are_bounded_by_timeouts(engine: Engine) -> None:
     """Even a long-running engine call (wait on a running container) ends at its budget."""
-    from gleitzeit_docker.errors import EngineTimeout
-
     sandboxed = Profile(name="t", image=IMAGE)
     cid = await engine.create(
         sandboxed.container_config(engine.labels(HUB_ID), ["python3", "-c", "input()"])
@@ -152,9 +147,8 @@ async def test_calls_are_bounded_by_timeouts(engine: Engine) -> None:
     try:
         await engine.start(cid)
         started = time.perf_counter()
-        with pytest.raises(EngineTimeout, match="did not finish within 0.5 s"):
+        with pytest.raises(EngineTimeout, match=r"did not finish within 0\.5 s"):
             await engine.call("wait", lambda: engine.container(cid).wait(), timeout=0.5)
         assert time.perf_counter() - started < 2.0
     finally:
         await engine.delete(cid)
-    await asyncio.sleep(0)

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-
 from gleitzeit_docker.engine import Engine
 from gleitzeit_docker.execution import ExecutionResult, Job, execute_fresh
 from gleitzeit_docker.pool import WarmPool
@@ -21,7 +20,9 @@ BINARY = bytes(range(256)) * 64 + b"\x00\xff\r\n\x1a"
 
 async def test_stdout_stderr_exit_code_and_result(pool: WarmPool, sandboxed: Profile) -> None:
     """stdout, stderr, exit code 0 and a JSON result come back exactly."""
-    code = "import sys\nprint('hello')\nprint('oops', file=sys.stderr)\nresult = {'n': [1, 2.5, None]}"
+    code = (
+        "import sys\nprint('hello')\nprint('oops', file=sys.stderr)\nresult = {'n': [1, 2.5, None]}"
+    )
     res = await pool.execute(sandboxed, Job(code=code))
     assert res.success is True, res.error
     assert (res.stdout, res.stderr, res.exit_code) == ("hello\n", "oops\n", 0)
@@ -69,7 +70,9 @@ async def test_args_and_files_arrive_intact(pool: WarmPool, sandboxed: Profile) 
     assert res.result["cwd_files"] == ["blob.bin", "sub"]
 
 
-async def test_file_mode_runs_a_copied_file_with_helpers(pool: WarmPool, sandboxed: Profile) -> None:
+async def test_file_mode_runs_a_copied_file_with_helpers(
+    pool: WarmPool, sandboxed: Profile
+) -> None:
     """`file` runs a script from `files` as __main__; sibling modules are importable."""
     files = {
         "main.py": "import helper\nif __name__ == '__main__':\n    result = helper.double(args)\n",
@@ -95,7 +98,9 @@ async def test_non_json_result_becomes_a_repr(pool: WarmPool, sandboxed: Profile
 
 async def test_sixteen_concurrent_executions(pool: WarmPool, sandboxed: Profile) -> None:
     """16 executions at once all return their own correct result."""
-    jobs = [Job(code="import time\ntime.sleep(0.2)\nresult = args * args", args=i) for i in range(16)]
+    jobs = [
+        Job(code="import time\ntime.sleep(0.2)\nresult = args * args", args=i) for i in range(16)
+    ]
     results = await asyncio.gather(*(pool.execute(sandboxed, j) for j in jobs))
     assert [r.result for r in results] == [i * i for i in range(16)]
     assert all(r.success for r in results)

@@ -9,9 +9,8 @@ from collections.abc import Callable
 
 import attrs
 import pytest
-
 from gleitzeit_docker.engine import LABEL_HUB, LABEL_POOL, Engine
-from gleitzeit_docker.errors import PoolClosed, PoolTimeout
+from gleitzeit_docker.errors import PoolClosed, PoolTimeout, RunnerError
 from gleitzeit_docker.execution import Job
 from gleitzeit_docker.pool import WarmPool
 from gleitzeit_docker.profiles import Profile
@@ -230,3 +229,23 @@ async def test_exec_mode_pool_runs_jobs(
     assert (one.result, two.result) == (1, False)
     assert one.container_id == two.container_id
     assert (await pool.info(sandboxed))["python_version"].startswith("3.")
+
+
+async def test_runner_unavailable_falls_back_to_exec(
+    make_pool: Callable[..., WarmPool], sandboxed: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the runner cannot start, the key falls back to docker exec (or, with fallback off,
+    the error names the container and shows the runner's stderr)."""
+    import gleitzeit_docker.containers as containers
+
+    def broken(profile: Profile, *, once: bool) -> list[str]:
+        return [profile.python, "-c", "import sys\nsys.stderr.write('no runner here')\nsys.exit(3)"]
+
+    monkeypatch.setattr(containers, "runner_command", broken)
+    strict = make_pool(fallback=False)
+    with pytest.raises(RunnerError, match="no runner here"):
+        await strict.execute(sandboxed, Job(code="result = 1"))
+    assert strict.stats()["size"] == 0  # the failed container was deleted
+    lenient = make_pool()
+    res = await lenient.execute(sandboxed, Job(code="result = 'via exec'"))
+    assert (res.success, res.result, res.path) == (True, "via exec", "exec")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import pytest
-
 from gleitzeit_docker.errors import JobError, LimitError, ProfileError
 from gleitzeit_docker.execution import Job, info, validate
 from gleitzeit_docker.profile_fields import Mount, format_size, parse_cpus, parse_size
@@ -23,10 +24,10 @@ def test_parse_size_accepts_docker_style_sizes(text: str | int, expected: int) -
 
 
 @pytest.mark.parametrize("bad", ["12x", "", "-5m", "m", True, 0])
-def test_parse_size_rejects_garbage_with_a_clear_error(bad: object) -> None:
+def test_parse_size_rejects_garbage_with_a_clear_error(bad: Any) -> None:
     """Unparseable sizes raise ProfileError naming the field and an example."""
     with pytest.raises(ProfileError, match="memory"):
-        parse_size(bad, "memory")  # type: ignore[arg-type]
+        parse_size(bad, "memory")
 
 
 def test_parse_cpus_and_format_size() -> None:
@@ -114,8 +115,8 @@ def test_requests_may_tighten_but_never_loosen() -> None:
     assert (tight.timeout, tight.output_limit) == (5.0, 1024)
     for kwargs in ({"memory": "1g"}, {"cpus": 2}, {"pids_limit": 65}, {"timeout": 61}):
         with pytest.raises(LimitError, match="may only tighten"):
-            base.restrict(**kwargs)  # type: ignore[arg-type]
-    with pytest.raises(LimitError, match="memory 1g .* at most 256m"):
+            base.restrict(**kwargs)
+    with pytest.raises(LimitError, match=r"memory 1g .* at most 256m"):
         base.restrict(memory="1g")
 
 

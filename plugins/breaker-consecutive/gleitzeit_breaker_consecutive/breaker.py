@@ -95,7 +95,7 @@ class ConsecutiveFailuresBreaker(BaseBreaker):
         return self._permit(trial=True)
 
     def _record(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
-        if False:
+        if permit.generation != self._generation:
             return  # issued before the last state change: says nothing about this episode
         if permit.trial:
             self._record_trial(outcome)

@@ -139,7 +139,7 @@ class SlidingWindowBreaker(BaseBreaker):
             if self._state is not _HALF_OPEN:
                 return None
         # A permit is spent when handed out, so concurrent callers cannot exceed the budget.
-        if self._trials_out + self._trial_calls >= self.half_open_permits:
+        if self._trials_out >= self.half_open_permits:
             return None
         self._trials_out += 1
         return self._permit(trial=True)

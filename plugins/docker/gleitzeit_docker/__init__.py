@@ -2,12 +2,14 @@
 
 The engine-facing layer is split into small modules, each with an explicit ``__all__``:
 
-- ``gleitzeit_docker.errors``: the exception types callers catch.
-- ``gleitzeit_docker.profiles``: ``Profile`` (one hardened container recipe) and the built-ins.
-- ``gleitzeit_docker.engine``: ``Engine``, one Docker Engine API endpoint with timeouts.
-- ``gleitzeit_docker.runner`` / ``runner_main``: the resident in-container job runner.
-- ``gleitzeit_docker.execution``: run one job (runner, warm exec or fresh container).
-- ``gleitzeit_docker.pool``: ``WarmPool``, warm containers keyed by their full config.
+- ``errors``: the exception types callers catch (each also a built-in: ConnectionError...).
+- ``profile_fields`` / ``profiles``: ``Profile`` (one hardened container recipe), the
+  built-in security levels and their configuration.
+- ``engine``: ``Engine``, one Docker Engine API endpoint, every call under a timeout.
+- ``runner`` (host side) with ``runner_main`` / ``runner_child`` / ``runner_hygiene`` (the
+  stdlib-only program that lives inside each warm container).
+- ``execution``: run one job (resident runner, warm exec or fresh container).
+- ``containers`` / ``pool``: ``WarmPool``, warm containers keyed by their full config.
 
-This module deliberately imports nothing so that importing the package stays cheap.
+This module deliberately imports nothing, so importing the package stays cheap.
 """

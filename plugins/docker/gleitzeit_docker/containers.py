@@ -4,6 +4,8 @@
 the fewest of this pool's containers; an engine that was unreachable is skipped for a few
 seconds. A runner-mode container is attached *before* it starts and counts as made only
 once its runner has said hello; an exec-mode container just runs a keep-alive process.
+If the runner cannot start for a pool key (``RunnerError``), that key falls back to exec
+mode (one ``docker exec`` of the one-shot runner per job) when ``fallback`` is on.
 
 ``Inventory`` knows which containers are idle, busy, starting or being deleted. Its state
 changes only synchronously between awaits (one event loop), so it needs no lock; waiters
@@ -23,7 +25,7 @@ from typing import Any, Literal
 import attrs
 
 from .engine import Engine
-from .errors import EngineUnavailable, ImageMissing
+from .errors import EngineUnavailable, ImageMissing, RunnerError
 from .profiles import Profile
 from .runner import RunnerConnection, keepalive_command, runner_command
 
@@ -31,6 +33,7 @@ __all__ = ["ContainerFactory", "Inventory", "PooledContainer"]
 
 log = logging.getLogger(__name__)
 ENGINE_COOLDOWN = 5.0  # seconds an unreachable engine is skipped for new containers
+PING_AFTER_IDLE = 5.0  # seconds idle after which reuse needs a ping round trip
 
 
 @attrs.define(eq=False)
@@ -62,11 +65,14 @@ class ContainerFactory:
         pool_id: str,
         mode: Literal["runner", "exec"],
         start_timeout: float,
+        fallback: bool = True,
     ) -> None:
         self.engines = list(engines)
         self.hub_id = hub_id
         self.pool_id = pool_id
         self.mode = mode
+        self.fallback = fallback
+        self.modes: dict[str, str] = {}  # pool key -> mode, after a fallback
         self.start_timeout = start_timeout
         self._count: Counter[int] = Counter()  # containers per engine (index)
         self._down_until: dict[int, float] = {}
@@ -99,11 +105,24 @@ class ContainerFactory:
         raise (missing or errors)[0]
 
     async def _create(self, engine: Engine, profile: Profile, key: str) -> PooledContainer:
-        runner = self.mode == "runner"
+        mode = self.modes.get(key, self.mode)
+        try:
+            return await self._create_as(engine, profile, key, mode)
+        except RunnerError as exc:
+            if mode != "runner" or not self.fallback:
+                raise
+            log.warning("runner unavailable for %s (%s); falling back to docker exec", key, exc)
+            self.modes[key] = "exec"
+            return await self._create_as(engine, profile, key, "exec")
+
+    async def _create_as(
+        self, engine: Engine, profile: Profile, key: str, mode: str
+    ) -> PooledContainer:
+        runner = mode == "runner"
         if not engine.version_info:
             await engine.ping()  # fail fast on an engine that accepts but never answers
         labels = engine.labels(
-            self.hub_id, pool_key=key, pool=self.pool_id, profile=profile.name, mode=self.mode
+            self.hub_id, pool_key=key, pool=self.pool_id, profile=profile.name, mode=mode
         )
         cmd = runner_command(profile, once=False) if runner else keepalive_command(profile)
         cid = await engine.create(profile.container_config(labels, cmd, stdin=runner))
@@ -135,7 +154,11 @@ class ContainerFactory:
     async def healthy(self, pc: PooledContainer, *, timeout: float) -> bool:
         """Runner answers a ping (runner mode) or the container is running (exec mode)."""
         if pc.conn is not None:
-            return pc.conn.alive and await pc.conn.ping(timeout)
+            if not await pc.conn.ready(timeout):
+                return False
+            # Recently active runners proved themselves; ping only those idle for a while.
+            idle_for = time.monotonic() - pc.conn.last_activity
+            return idle_for < PING_AFTER_IDLE or await pc.conn.ping(timeout)
         try:
             state = (await pc.engine.inspect(pc.container_id)).get("State", {})
         except Exception:  # any failure means "do not use it"

@@ -98,6 +98,7 @@ class Engine:
         self.version_info: dict[str, Any] = {}
         self._docker: aiodocker.Docker | None = None
         self._connector: aiohttp.BaseConnector | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"Engine({self.url!r})"
@@ -105,6 +106,8 @@ class Engine:
     @property
     def docker(self) -> aiodocker.Docker:
         """The underlying aiodocker client (created on first use, inside the event loop)."""
+        if self._closed:
+            raise EngineUnavailable(f"engine {self.url}: this Engine object was closed")
         if self._docker is None:
             # sock_connect bounds only the connect; streams (attach/exec) stay open-ended.
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout)
@@ -133,6 +136,8 @@ class Engine:
         return self.docker.containers.container(container_id)
 
     async def close(self) -> None:
+        """Close the client; the Engine cannot be used afterwards."""
+        self._closed = True
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
@@ -158,7 +163,9 @@ class Engine:
                 + _IMAGE_HELP.format(image=image),
                 image,
             )
-        return EngineAPIError(f"{what} failed on {self.url}: [{exc.status}] {message}", exc.status)
+        return EngineAPIError(
+            f"{what} failed on {self.url}: [{exc.status}] {message}", exc.status, message
+        )
 
     async def call(
         self,
@@ -234,8 +241,9 @@ class Engine:
             await self.call("pull", consume, timeout=timeout)
         except EngineAPIError as exc:
             raise ImageMissing(
-                f"could not pull image {image!r} on engine {self.url}: {exc}; if no registry "
-                "is reachable, " + _IMAGE_HELP.format(image=image),
+                f"could not pull image {image!r} on engine {self.url} ({exc.detail}); if no "
+                "registry is reachable, load it with `docker load` on the engine host or, for "
+                "the local CI image, build it with `bash .ci/docker-engine.sh image`",
                 image,
             ) from exc
 

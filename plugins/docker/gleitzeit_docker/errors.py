@@ -36,9 +36,10 @@ class EngineTimeout(DockerLayerError, TimeoutError):
 class EngineAPIError(DockerLayerError, RuntimeError):
     """The engine answered with an error status (other than "no such image")."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, detail: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail or message  # the engine's own words
 
 
 class ImageMissing(DockerLayerError, LookupError):

@@ -43,6 +43,8 @@ def _ge(minimum: float) -> Any:
 
 @attrs.frozen(kw_only=True)
 class PoolConfig:
+    """Pool knobs. Times in seconds; ``max_size`` counts every container of the pool."""
+
     mode: Literal["runner", "exec"] = attrs.field(
         default="runner", validator=attrs.validators.in_(("runner", "exec"))
     )
@@ -56,9 +58,12 @@ class PoolConfig:
     start_timeout: float = attrs.field(default=20.0, validator=_ge(0.1))
     health_timeout: float = attrs.field(default=2.0, validator=_ge(0.01))
     kill_grace: float = attrs.field(default=2.0, validator=_ge(0.01))
+    fallback: bool = True  # runner cannot start for a key -> use docker exec for that key
 
 
 class WarmPool:
+    """Warm containers on one or more engines; see the module docstring for the rules."""
+
     def __init__(
         self,
         engines: Engine | Sequence[Engine],
@@ -78,6 +83,7 @@ class WarmPool:
             pool_id=self.pool_id,
             mode=self.config.mode,
             start_timeout=self.config.start_timeout,
+            fallback=self.config.fallback,
         )
         self._inv = Inventory(self.factory, self.config.max_size)
         self._profiles: dict[str, Profile] = {}  # every key seen: min_idle applies to each
@@ -282,6 +288,8 @@ class WarmPool:
 
     async def close(self) -> None:
         """Delete every container this pool created (also half-created ones, by label)."""
+        if self._closed and not self._inv.tasks and not self._inv.all_containers():
+            return  # already closed
         self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import itertools
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,10 @@ _FUTURE = "from __future__ import annotations"
 
 @functools.cache
 def runner_source() -> str:
-    """``runner_hygiene`` + ``runner_main`` as one script for ``python3 -c``."""
+    """``runner_hygiene`` + ``runner_child`` + ``runner_main`` as one ``python3 -c`` script."""
     here = Path(__file__).parent
     lines = [_FUTURE]
-    for name in ("runner_hygiene.py", "runner_main.py"):
+    for name in ("runner_hygiene.py", "runner_child.py", "runner_main.py"):
         text = (here / name).read_text(encoding="utf-8")
         lines += [line for line in text.splitlines() if line.strip() != _FUTURE]
     return "\n".join(lines) + "\n"
@@ -118,6 +119,10 @@ class RunnerConnection:
         self._reader: asyncio.Task[None] | None = None
         self._eof = False
         self._failure = ""
+        self._last_run: int | None = None  # id of the last run sent
+        self._cleaned: tuple[int | None, bool] = (None, True)  # last "cleaned" (id, clean)
+        self._cleaned_event = asyncio.Event()
+        self.last_activity = time.monotonic()
 
     @classmethod
     async def attach(cls, engine: Engine, container_id: str) -> RunnerConnection:
@@ -161,12 +166,17 @@ class RunnerConnection:
         try:
             while (message := await self._stream.read_out()) is not None:
                 for obj in self._frames.feed(message):
-                    self._queue.put_nowait(obj)
+                    if obj.get("op") == "cleaned":  # state, not a reply: keep it aside
+                        self._cleaned = (obj.get("id"), obj.get("clean") is True)
+                        self._cleaned_event.set()
+                    else:
+                        self._queue.put_nowait(obj)
         except Exception as exc:  # any stream failure ends the connection
             self._failure = f"{type(exc).__name__}: {exc}"
         finally:
             self._eof = True
             self._queue.put_nowait(None)
+            self._cleaned_event.set()
 
     async def send(self, message: dict[str, Any]) -> None:
         if self._eof:
@@ -196,23 +206,45 @@ class RunnerConnection:
                     return obj
 
     async def wait_hello(self, timeout: float) -> dict[str, Any]:
-        self.hello = await self.expect("hello", None, timeout)
+        try:
+            self.hello = await self.expect("hello", None, timeout)
+        except TimeoutError:
+            tail = self.stderr_tail.strip()[-500:]
+            raise RunnerError(
+                f"runner in container {self.short_id} did not start within {timeout:g} s"
+                + (f"; its stderr: {tail}" if tail else "")
+            ) from None
         if self.hello.get("proto") != PROTO:
             raise RunnerError(f"runner speaks protocol {self.hello.get('proto')}, want {PROTO}")
         return self.hello
+
+    async def ready(self, timeout: float = 2.0) -> bool:
+        """True once the runner confirmed a clean state after the last run (no round trip
+        when the "cleaned" message has already arrived, as it usually has)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.alive and self._cleaned[0] != self._last_run:
+                    self._cleaned_event.clear()
+                    await self._cleaned_event.wait()
+        except TimeoutError:
+            return False
+        return self.alive and self._cleaned[1]
 
     async def ping(self, timeout: float = 2.0) -> bool:
         ident = next(self._ids)
         try:
             await self.send({"op": "ping", "id": ident})
-            await self.expect("pong", ident, timeout)
+            pong = await self.expect("pong", ident, timeout)
         except (TimeoutError, RunnerError):
             return False
-        return True
+        self.last_activity = time.monotonic()
+        return pong.get("clean") is not False  # False: cleanup after the last run failed
 
     async def run(self, request: dict[str, Any], timeout: float, kill_grace: float) -> RunOutcome:
         """Send a run; at ``timeout`` ask the runner to kill it; give up after ``kill_grace``."""
         ident = next(self._ids)
+        self._last_run = ident
+        self.last_activity = time.monotonic()
         try:
             await self.send({**request, "op": "run", "id": ident})
             return RunOutcome(await self.expect("done", ident, timeout))

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import time
-from typing import Any
 
 __all__ = [
     "REAPED",

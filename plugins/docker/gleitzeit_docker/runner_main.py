@@ -5,9 +5,10 @@ runner answers on its (original) stdout. The runner moves the protocol channel t
 file descriptors first, so nothing that prints can corrupt it.
 
   runner -> host  {"op": "hello", "python", "platform", "pid", "proto"}   (resident mode)
-  host -> runner  {"op": "ping", "id"}                 -> {"op": "pong", "id"}
+  host -> runner  {"op": "ping", "id"}        -> {"op": "pong", "id", "busy", "clean"}
   host -> runner  {"op": "run", "id", "code" | "file", "args", "files", "output_limit",
                    "result_limit"}                     -> {"op": "done", "id", ...}
+  runner -> host  {"op": "cleaned", "id", "clean"}    (resident mode, after each "done")
   host -> runner  {"op": "kill", "id"}   (while a run is going: SIGKILL it, answer "done")
   host -> runner  {"op": "exit"}         (or EOF on stdin: stop)
 
@@ -21,15 +22,11 @@ only honoured inside a container) and ``wipe`` (directories whose contents are r
 
 from __future__ import annotations
 
-import base64
-import builtins
 import contextlib
-import io
 import json
 import os
 import platform
 import select
-import shutil
 import signal
 import sys
 import tempfile
@@ -39,6 +36,7 @@ from typing import Any
 
 # On the host this is a package module; in the container both sources form one script.
 with contextlib.suppress(ImportError):
+    from .runner_child import child, write_files
     from .runner_hygiene import (
         drop_sysv_ipc,
         oom_count,
@@ -96,89 +94,6 @@ class Channel:
             self.fill()
 
 
-def write_files(jobdir: str, files: dict[str, str]) -> None:
-    for name, b64 in files.items():
-        path = os.path.normpath(os.path.join(jobdir, name))
-        if not path.startswith(jobdir + os.sep):
-            raise ValueError(f"file name escapes the job directory: {name!r}")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.write(base64.b64decode(b64))
-
-
-def _text_stream(fd: int) -> io.TextIOWrapper:
-    raw = io.FileIO(fd, "w", closefd=False)
-    return io.TextIOWrapper(raw, "utf-8", "backslashreplace", write_through=True)
-
-
-def child(job: dict[str, Any], jobdir: str, out_w: int, err_w: int, res_w: int) -> int:
-    """Runs in the forked child: execute the user's code, return its exit code."""
-    os.setsid()
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    set_dumpable(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(out_w, 1)
-    os.dup2(err_w, 2)
-    os.closerange(3, res_w)
-    os.closerange(res_w + 1, 1 << 16)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # what a normal Python process has
-    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the child
-    # Unbuffered like ``python -u``: output printed before a timeout kill is not lost.
-    sys.stdout = _text_stream(1)
-    sys.stderr = _text_stream(2)
-    os.chdir(jobdir)
-    filename = job.get("file") or "<code>"
-    sys.argv = [filename]
-    sys.path.insert(0, jobdir)
-    scope: dict[str, Any] = {
-        "__name__": "__main__",
-        "__builtins__": builtins,
-        "args": job.get("args"),
-    }
-    exit_code = 0
-    try:
-        if job.get("file"):
-            with open(filename, encoding="utf-8") as fh:
-                source = fh.read()
-            scope["__file__"] = os.path.join(jobdir, filename)
-        else:
-            source = job.get("code") or ""
-        exec(compile(source, filename, "exec"), scope)  # this is the sandbox
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            exit_code = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-            exit_code = 1
-    except BaseException as exc:  # report whatever the user code raised
-        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-        traceback.print_exception(type(exc), exc, tb)
-        exit_code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    if "result" in scope:
-        limit = int(job.get("result_limit", 1 << 20))
-        try:
-            payload = json.dumps({"result": scope["result"]}, allow_nan=False)
-        except (TypeError, ValueError, RecursionError) as exc:
-            text = repr(scope["result"])[:limit]
-            note = (
-                f"result is not JSON-serialisable ({type(exc).__name__}: {exc}); returned its repr"
-            )
-            payload = json.dumps({"result": text, "note": note})
-        if len(payload) > limit:
-            payload = json.dumps(
-                {"note": f"result too large ({len(payload)} > {limit} bytes); dropped"}
-            )
-        data = payload.encode()
-        while data:
-            data = data[os.write(res_w, data) :]
-    return exit_code
-
-
 def run_job(job: dict[str, Any], chan: Channel, cfg: dict[str, Any]) -> dict[str, Any]:
     """Fork, collect capped output until the child is gone, clean up, build the reply."""
     started = time.monotonic()
@@ -189,7 +104,7 @@ def run_job(job: dict[str, Any], chan: Channel, cfg: dict[str, Any]) -> dict[str
     try:
         write_files(jobdir, job.get("files") or {})
     except (ValueError, OSError) as exc:
-        reply.update(exit_code=None, error=f"could not write files: {exc}", clean=True)
+        reply.update(exit_code=None, error=f"could not write files: {exc}")
         return reply
     pipes = [os.pipe() for _ in range(3)]
     pid = os.fork()
@@ -258,14 +173,16 @@ def run_job(job: dict[str, Any], chan: Channel, cfg: dict[str, Any]) -> dict[str
         res = {"note": "result could not be decoded"}
     reply["has_result"] = "result" in res
     reply["result"], reply["result_note"] = res.get("result"), res.get("note")
-    clean = True
-    if reap:
-        clean = sweep(spare) and wipe(list(cfg.get("wipe", []))) and drop_sysv_ipc()
-    else:
-        shutil.rmtree(jobdir, ignore_errors=True)
-    reply["clean"] = clean
     reply["runner_ms"] = round((time.monotonic() - started) * 1000, 3)
     return reply
+
+
+def cleanup(cfg: dict[str, Any]) -> bool:
+    """After a run: no other process, empty writable dirs, no SysV IPC. True if all held."""
+    if not cfg.get("reap"):
+        return True  # fresh path (the container is deleted) or not in a container
+    spare = spared_pids(bool(cfg.get("once")))
+    return sweep(spare) and wipe(list(cfg.get("wipe", []))) and drop_sysv_ipc()
 
 
 def _kill(pid: int, spare: set[int], reap: bool) -> None:
@@ -273,6 +190,17 @@ def _kill(pid: int, spare: set[int], reap: bool) -> None:
         os.killpg(pid, signal.SIGKILL)
     if reap:
         sweep(spare)
+
+
+def _warm_up() -> None:
+    """Pay one-time costs (first compile() ~1-9 ms, json, traceback) once in the parent, so
+    every forked child inherits them warm instead of paying them per run."""
+    scope: dict[str, Any] = {}
+    try:
+        exec(compile("result = [x for x in range(3)]\n1 / 0", "<warm-up>", "exec"), scope)
+    except ZeroDivisionError as exc:
+        traceback.format_exception(type(exc), exc, exc.__traceback__)
+    json.loads(json.dumps({"result": scope.get("result")}, allow_nan=False))
 
 
 def main(argv: list[str]) -> int:
@@ -294,10 +222,14 @@ def main(argv: list[str]) -> int:
     if cfg["reap"]:
         set_dumpable(0)
     if cfg.get("once"):
+        # Clean *before* answering: the host may exec the next helper right after.
         job = chan.read()
         if job is not None and job.get("op") == "run":
-            chan.send(run_job(job, chan, cfg))
+            reply = run_job(job, chan, cfg)
+            reply["clean"] = cleanup(cfg)
+            chan.send(reply)
         return 0
+    _warm_up()
     chan.send(
         {
             "op": "hello",
@@ -308,14 +240,24 @@ def main(argv: list[str]) -> int:
             "platform": platform.platform(),
         }
     )
+    clean = True
     while True:
         msg = chan.read()
         if msg is None or msg.get("op") == "exit":
             return 0
         if msg.get("op") == "ping":
-            chan.send({"op": "pong", "id": msg.get("id"), "busy": False})
+            chan.send({"op": "pong", "id": msg.get("id"), "busy": False, "clean": clean})
+        elif msg.get("op") == "run" and not clean:
+            error = "runner could not clean up after the previous run; discard this container"
+            chan.send({"op": "done", "id": msg.get("id"), "error": error, "clean": False})
+            chan.send({"op": "cleaned", "id": msg.get("id"), "clean": False})
         elif msg.get("op") == "run":
-            chan.send(run_job(msg, chan, cfg))
+            # Answer first, clean up afterwards: cleaning is off the caller's critical path,
+            # and the next request is only read once it is done. "cleaned" tells the host
+            # whether the container may serve again; a failed cleanup also blocks later runs.
+            chan.send({**run_job(msg, chan, cfg), "clean": True})
+            clean = cleanup(cfg)
+            chan.send({"op": "cleaned", "id": msg.get("id"), "clean": clean})
 
 
 if __name__ == "__main__":

@@ -19,34 +19,18 @@ the request deadline, connections under ``connect_timeout``, streams under ``sta
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any, ClassVar
 
 import aiohttp
 
-from gleitzeit_core import (
-    FailureClass,
-    Health,
-    NoResourceAvailable,
-    Request,
-    RequestTimeout,
-    Resource,
-)
+from gleitzeit_core import FailureClass, NoResourceAvailable, Request, Resource
 from gleitzeit_core.hub import ResourceHub
-from gleitzeit_core.lease import Lease
-from gleitzeit_ollama.client import (
-    JSON,
-    NdjsonReader,
-    error_from_response,
-    make_session,
-    parse_object,
-    post,
-    transport_error,
-)
-from gleitzeit_ollama.errors import ModelNotFound, OllamaError, StreamFailed
+from gleitzeit_ollama import calls, pulling
+from gleitzeit_ollama.client import JSON, make_session
+from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.models import (
     DEFAULT_KEEP_ALIVE,
     TAGS_AT,
@@ -56,14 +40,11 @@ from gleitzeit_ollama.models import (
     is_hot,
     loaded_models,
     parse_keep_alive,
-    record_absent,
-    record_installed,
-    record_used,
     seed_installed,
 )
 from gleitzeit_ollama.probe import check_instance
 from gleitzeit_ollama.settings import OllamaSettings
-from gleitzeit_ollama.stream import ChunkStream, is_pull_success
+from gleitzeit_ollama.stream import ChunkStream
 
 __all__ = ["OllamaHub"]
 
@@ -81,7 +62,8 @@ class OllamaHub(ResourceHub):
         self._background: set[asyncio.Task[Any]] = set()
         self._live = False  # started and done with the first inventory
         default = parse_keep_alive(self.settings.default_keep_alive)
-        self._default_keep_alive = DEFAULT_KEEP_ALIVE if default is None else default
+        # what a call without keep_alive leaves its model loaded for (Ollama's default: 5m)
+        self.default_keep_alive = DEFAULT_KEEP_ALIVE if default is None else default
 
     # -- session and lifecycle ------------------------------------------------------------------
     @property
@@ -97,11 +79,23 @@ class OllamaHub(ResourceHub):
         return session if session is not None and not session.closed else None
 
     async def start(self) -> None:
+        """Open the session, discover, read every instance's models, then start probing.
+
+        Probes are held back until the first inventory is in, so the two do not fetch the
+        same ``/api/tags`` twice and routing knows the models from the first call on.
+        """
         if self._started:
             return
         _ = self.session
-        await super().start()
-        await self.refresh_models()
+        monitor, self.monitor = self.monitor, None
+        try:
+            await super().start()
+            await self.refresh_models()
+        finally:
+            self.monitor = monitor
+        if monitor is not None:
+            for resource in self._members:
+                monitor.watch(resource)
         self._live = True
 
     async def stop(self) -> None:
@@ -225,92 +219,19 @@ class OllamaHub(ResourceHub):
             task.exception()  # retrieved here; the waiting callers get it through the shield
 
     async def _auto_pull(self, model: str) -> None:
-        stream = await self.open_pull(model, self.pull_target(None))
-        async with stream:
-            async for _ in stream:
-                pass
+        await pulling.auto_pull(self, model)
 
     def pull_target(self, instance: str | None) -> Resource:
         """The named instance, or one healthy instance chosen by the hub's strategy."""
-        if instance is not None:
-            return self.get(instance)
-        now = self.clock.now()
-        healthy = [
-            r
-            for r in self._members
-            if not r.draining
-            and r.health is not Health.UNHEALTHY
-            and not r.is_ejected(now)
-            and r.breaker.available()
-        ]
-        if not healthy:
-            raise NoResourceAvailable(
-                self.name, self._reasons(Request(), (), now), "no healthy instance to pull onto"
-            )
-        return self.strategy.select(healthy, Request())
+        return pulling.pull_target(self, instance)
 
     async def open_pull(
         self, model: str, resource: Resource, *, insecure: bool | None = None
     ) -> ChunkStream:
-        """Start ``POST /api/pull`` on ``resource``; iterate the result for Ollama's progress
-        lines. Bounded by ``pull_timeout`` as a whole."""
-        body: JSON = {"model": model, "stream": True}
-        if insecure is not None:
-            body["insecure"] = insecure
-        timeout = self.settings.pull_timeout
-        deadline = self.clock.now() + timeout
-        async with asyncio.timeout(timeout):
-            response = await self._post(resource, "/api/pull", json.dumps(body).encode())
-            try:
-                if response.status != 200:
-                    raise await error_from_response(
-                        response, resource=resource.id, path="/api/pull", model=None
-                    )
-            except BaseException:
-                response.close()
-                raise
-        name = model
-
-        def installed(_: JSON) -> None:
-            record_installed(resource, name)
-
-        return ChunkStream(
-            response=response,
-            reader=NdjsonReader(response.content),
-            first=None,
-            resource=resource.id,
-            clock=self.clock,
-            deadline=deadline,
-            stall_timeout=timeout,
-            connect_timeout=self.settings.connect_timeout,
-            final=is_pull_success,
-            on_final=installed,
-        )
+        """``POST /api/pull`` on ``resource``; iterate the result for Ollama's progress."""
+        return await pulling.open_pull(self, model, resource, insecure=insecure)
 
     # -- calls ----------------------------------------------------------------------------------
-    async def _post(self, resource: Resource, path: str, payload: bytes) -> aiohttp.ClientResponse:
-        return await post(
-            self.session,
-            resource.endpoint.rstrip("/") + path,
-            payload,
-            resource=resource.id,
-            connect_timeout=self.settings.connect_timeout,
-        )
-
-    async def _raise_for_status(
-        self, resource: Resource, response: aiohttp.ClientResponse, path: str, model: str | None
-    ) -> None:
-        if response.status == 200:
-            return
-        error = await error_from_response(response, resource=resource.id, path=path, model=model)
-        if isinstance(error, ModelNotFound):
-            record_absent(resource, error.model)
-        raise error
-
-    def _used(self, resource: Resource, model: str | None, keep_alive: float | None) -> None:
-        if model is not None:
-            record_used(resource, model, keep_alive, self._default_keep_alive, time.time())
-
     async def call_json(
         self,
         path: str,
@@ -322,37 +243,7 @@ class OllamaHub(ResourceHub):
     ) -> JSON:
         """POST ``body`` (not streamed) with failover; Ollama's JSON answer plus a
         ``gleitzeit`` key naming the instance that served it and the attempts it took."""
-        payload = json.dumps(body).encode()
-        attempts = 0
-
-        async def attempt(lease: Lease) -> JSON:
-            nonlocal attempts
-            attempts += 1
-            resource = lease.resource
-            response = await self._post(resource, path, payload)
-            try:
-                await self._raise_for_status(resource, response, path, model)
-                raw = await response.read()
-            except OllamaError:
-                raise
-            except (aiohttp.ClientError, OSError) as exc:
-                raise transport_error(exc, resource.id, self.settings.connect_timeout) from exc
-            finally:
-                response.release()
-            answer = parse_object(raw, resource=resource.id, what=f"the answer of {path}")
-            if "error" in answer:
-                raise OllamaError(
-                    f"error from {path}: {answer['error']}",
-                    failure=FailureClass.PROTOCOL,
-                    resource=resource.id,
-                    status=200,
-                    body=answer["error"],
-                )
-            self._used(resource, model, keep_alive)
-            answer["gleitzeit"] = {"instance": resource.id, "attempts": attempts}
-            return answer
-
-        return await self.call(attempt, request)
+        return await calls.call_json(self, path, body, request, model=model, keep_alive=keep_alive)
 
     async def open_stream(
         self,
@@ -363,111 +254,11 @@ class OllamaHub(ResourceHub):
         model: str | None = None,
         keep_alive: float | None = None,
     ) -> ChunkStream:
-        """POST ``body`` as a stream: fail over (to untried instances, within the deadline)
-        until one answers with a first chunk, then hand the stream to the caller.
-
-        The same loop as the core's ``call``, except that the lease stays open while the
-        caller iterates (``call`` would end it when the first chunk arrives).
-        """
-        payload = json.dumps(body).encode()
-        deadline = self.deadline_for(request)
-        tried: list[str] = []
-        last_error: BaseException | None = None
-        for attempt in range(self.retries + 1):
-            remaining = deadline - self.clock.now()
-            if remaining <= 0:
-                break
-            try:
-                lease = await self.acquire(request, exclude=tried, timeout=remaining)
-            except NoResourceAvailable:
-                if last_error is not None:
-                    raise last_error from None
-                raise
-            tried.append(lease.resource.id)
-            try:
-                async with asyncio.timeout(remaining):
-                    return await self._first_chunk(
-                        lease, path, payload, deadline, attempt + 1, model, keep_alive
-                    )
-            except BaseException as exc:
-                failure = self.classify(exc)
-                lease.fail(failure)
-                out_of_time = self.clock.now() >= deadline
-                if isinstance(exc, TimeoutError) and out_of_time:
-                    raise RequestTimeout(
-                        f"hub {self.name!r}: no first chunk within the request deadline "
-                        f"(tried {', '.join(tried)})"
-                    ) from exc
-                if not failure.retryable or attempt == self.retries or out_of_time:
-                    raise
-                last_error = exc
-                self.counters["failovers"] += 1
-        if last_error is not None:
-            raise last_error
-        raise RequestTimeout(f"hub {self.name!r}: the request deadline passed before any attempt")
-
-    async def _first_chunk(
-        self,
-        lease: Lease,
-        path: str,
-        payload: bytes,
-        deadline: float,
-        attempts: int,
-        model: str | None,
-        keep_alive: float | None,
-    ) -> ChunkStream:
-        resource = lease.resource
-        response = await self._post(resource, path, payload)
-        try:
-            await self._raise_for_status(resource, response, path, model)
-            reader = NdjsonReader(response.content)
-            line = await reader.line(None)  # bounded by the caller's deadline
-            if line is None:
-                raise StreamFailed(
-                    f"{path} answered with an empty stream",
-                    failure=FailureClass.PROTOCOL,
-                    resource=resource.id,
-                )
-            first = parse_object(line, resource=resource.id, what=f"the first line of {path}")
-            if "error" in first:
-                raise StreamFailed(
-                    f"error in the stream: {first['error']}",
-                    failure=FailureClass.PROTOCOL,
-                    resource=resource.id,
-                    status=200,
-                    body=first["error"],
-                )
-        except OllamaError:
-            response.close()
-            raise
-        except (aiohttp.ClientError, OSError) as exc:
-            response.close()
-            raise transport_error(exc, resource.id, self.settings.connect_timeout) from exc
-        except BaseException:
-            response.close()
-            raise
-        return ChunkStream(
-            response=response,
-            reader=reader,
-            first=first,
-            resource=resource.id,
-            clock=self.clock,
-            deadline=deadline,
-            stall_timeout=self.settings.stall_timeout,
-            connect_timeout=self.settings.connect_timeout,
-            lease=lease,
-            attempts=attempts,
-            on_final=_on_final(self, resource, model, keep_alive),
+        """POST ``body`` as a stream with failover until a first chunk; the caller iterates
+        the returned ``ChunkStream``, which holds the lease until the answer ends."""
+        return await calls.open_stream(
+            self, path, body, request, model=model, keep_alive=keep_alive
         )
-
-
-def _on_final(
-    hub: OllamaHub, resource: Resource, model: str | None, keep_alive: float | None
-) -> Callable[[JSON], None]:
-    def done(_: JSON) -> None:
-        hub._used(resource, model, keep_alive)
-
-    return done
 
 
 def _inventory(resource: Resource) -> str:

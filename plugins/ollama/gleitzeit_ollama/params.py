@@ -7,8 +7,9 @@ them - under ``options`` (``max_tokens`` becomes ``options.num_predict``) - whil
 ``keep_alive``, ``system`` and ``think`` stay at the top level.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here on purpose: the core resolves the field types
+# with ``typing.get_type_hints`` on every call it validates, and real annotations make that
+# about 3x cheaper than string ones (it is on the path of every request).
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,7 +44,7 @@ _OPTION_FIELDS = (
 
 
 def _check(expected: str, test: Any) -> Any:
-    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    def check(_: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
         if value is not None and not test(value):
             raise InvalidValue(attribute.name, expected, value)
 

@@ -2,23 +2,37 @@
 
 Each probe asks, at the same time and each with the probe's timeout, ``GET /api/version``
 (liveness and latency), ``GET /api/ps`` (loaded models and when they expire; every probe) and,
-every ``tags_interval`` seconds, ``GET /api/tags`` (installed models). Only the version decides
+every ``tags_interval`` seconds, ``GET /api/tags`` (installed models). The version decides
 health; the model lists update ``resource.attributes`` whenever they answer. It never raises:
 a failure is ``ProbeResult(False, detail=...)``.
+
+One more step while the hub has the instance *ejected* (its requests kept failing): a
+successful probe ends an ejection early, and ``/api/version`` answers even when every model
+runner is broken. So an ejected instance must also serve a load-only ``/api/generate`` (no
+prompt) for a model it has loaded - instant for a loaded model, and sent with the keep_alive it
+has left, so it neither loads anything nor changes when the model leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
 import aiohttp
 
 from gleitzeit_core import ProbeResult, Resource
-from gleitzeit_ollama.models import LOADED, TAGS_AT, VERSION, record_ps, record_tags
+from gleitzeit_ollama.models import (
+    LOADED,
+    TAGS_AT,
+    VERSION,
+    loaded_models,
+    record_ps,
+    record_tags,
+)
 
-__all__ = ["OllamaProbe", "check_instance"]
+__all__ = ["OllamaProbe", "check_instance", "serves_a_loaded_model"]
 
 _DEFAULT_TAGS_INTERVAL = 60.0
 
@@ -80,6 +94,31 @@ async def check_instance(
     return ProbeResult(True, latency, "; ".join(notes))
 
 
+async def serves_a_loaded_model(
+    session: aiohttp.ClientSession, resource: Resource, *, timeout: float
+) -> str | None:
+    """Ask for a load-only generate of the loaded model that stays longest; ``None`` if it
+    worked (or nothing is loaded, so there is nothing cheap to try), else what went wrong."""
+    now = time.time()
+    loaded = {m: at for m, at in loaded_models(resource).items() if at > now}
+    if not loaded:
+        return None
+    model, until = max(loaded.items(), key=lambda item: item[1])
+    keep_alive: float | int = -1 if math.isinf(until) else max(1, round(until - now))
+    body = {"model": model, "keep_alive": keep_alive, "stream": False}
+    url = resource.endpoint.rstrip("/") + "/api/generate"
+    try:
+        async with session.post(
+            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            if response.status == 200:
+                return None
+            text = (await response.text())[:200]
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return f"ejected, and a load-only generate of {model} failed: {_describe(exc, timeout)}"
+    return f"ejected, and a load-only generate of {model} got HTTP {response.status}: {text}"
+
+
 class OllamaProbe:
     """Registered as ``ollama``; built by the core with the health ``timeout`` and the hub.
 
@@ -115,11 +154,23 @@ class OllamaProbe:
         last = resource.attributes.get(TAGS_AT)
         return last is None or time.monotonic() - last >= self.tags_interval
 
+    def _ejected(self, resource: Resource) -> bool:
+        clock = getattr(self.hub, "clock", None)
+        return resource.is_ejected(clock.now() if clock is not None else time.monotonic())
+
     async def probe(self, resource: Resource) -> ProbeResult:
         try:
-            return await check_instance(
-                self._session(), resource, timeout=self.timeout, tags=self.tags_due(resource)
+            session = self._session()
+            started = time.monotonic()
+            result = await check_instance(
+                session, resource, timeout=self.timeout, tags=self.tags_due(resource)
             )
+            if result.ok and self._ejected(resource):
+                left = max(0.05, self.timeout - (time.monotonic() - started))
+                problem = await serves_a_loaded_model(session, resource, timeout=left)
+                if problem is not None:
+                    return ProbeResult(False, result.latency, problem)
+            return result
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a probe reports, it never raises

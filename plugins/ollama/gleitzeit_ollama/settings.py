@@ -17,7 +17,8 @@ __all__ = ["OllamaResourceOptions", "OllamaSettings", "keep_alive_value"]
 
 
 def keep_alive_value(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    """An Ollama ``keep_alive``: a duration string ("5m", "1h30m", "-1") or seconds."""
+    """An Ollama ``keep_alive``: a duration string ("5m", "1h30m", "-1s") or seconds (< 0:
+    keep the model loaded forever, 0: unload it after the answer)."""
     if value is None:
         return
     try:

@@ -27,6 +27,7 @@ from gleitzeit_core import (
     BUILTIN_STRATEGIES,
     Candidate,
     EmptyPool,
+    LeastLoadedStrategy,
     Request,
     Strategy,
 )
@@ -74,7 +75,8 @@ class ModelAwareStrategy:
 
     @_within.default
     def _make_within(self) -> Strategy:
-        strategy: Strategy = _INNER[self.inner](rng=self.rng)
+        # an unknown name is refused by the validator, which attrs runs after the defaults
+        strategy: Strategy = _INNER.get(self.inner, LeastLoadedStrategy)(rng=self.rng)
         return strategy
 
     def select(self, candidates: Sequence[C], request: Request) -> C:

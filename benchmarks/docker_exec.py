@@ -1,0 +1,135 @@
+"""Latency of the three Docker execution paths, side by side in one run.
+
+    DOCKER_HOST=unix:///tmp/ci-docker/docker.sock \\
+        .venv/bin/python benchmarks/docker_exec.py [--quick] [--runs N] [--json PATH]
+
+Paths (same trivial job, same hardened ``sandboxed`` profile):
+
+- fresh:  create + attach + start + run + delete a container per job
+          (``execute_fresh``; "fresh" is until the result is in hand, "fresh+rm" also
+          waits for the delete, which a caller could leave to the background);
+- exec:   ``docker exec`` of the one-shot runner in a warm container (``WarmPool``, exec mode);
+- runner: the resident runner of a warm container forks per job (``WarmPool``, runner mode).
+
+The paths are interleaved (rotating order) after a warm-up, so drift in engine load hits
+all of them alike. Target: the runner is at least 15x faster than a fresh container at p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from gleitzeit_docker.engine import Engine
+from gleitzeit_docker.execution import ExecutionResult, Job, execute_fresh
+from gleitzeit_docker.pool import PoolConfig, WarmPool
+from gleitzeit_docker.profiles import load_profiles
+
+TARGET_RATIO = 15.0
+JOB = Job(code="result = sum(range(1000))")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Linear-interpolated percentile (statistics' inclusive method)."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+
+
+async def measure(runs: int, warmup: int, image: str) -> dict[str, list[float]]:
+    engine = Engine()
+    await engine.ping()
+    await engine.require_image(image)
+    profile = load_profiles({"default_image": image}).get("sandboxed")
+    hub = f"gz-bench-{uuid.uuid4().hex[:8]}"
+    runner_pool = WarmPool(engine, hub_id=hub, config=PoolConfig(mode="runner", max_size=1))
+    exec_pool = WarmPool(engine, hub_id=hub, config=PoolConfig(mode="exec", max_size=1))
+    times: dict[str, list[float]] = {"fresh": [], "fresh+rm": [], "exec": [], "runner": []}
+
+    async def fresh() -> ExecutionResult:
+        return await execute_fresh(engine, profile, JOB, hub_id=hub)
+
+    async def warm_exec() -> ExecutionResult:
+        return await exec_pool.execute(profile, JOB)
+
+    async def runner() -> ExecutionResult:
+        return await runner_pool.execute(profile, JOB)
+
+    paths = [("fresh", fresh), ("exec", warm_exec), ("runner", runner)]
+    try:
+        for i in range(warmup + runs):
+            rotation = paths[i % 3 :] + paths[: i % 3]
+            for name, call in rotation:
+                started = time.perf_counter()
+                res = await call()
+                elapsed = (time.perf_counter() - started) * 1000
+                if not res.success or res.result != 499500:
+                    raise SystemExit(f"{name} run failed: {res.error} {res.stderr}")
+                if i < warmup:
+                    continue
+                if name == "fresh":
+                    times["fresh"].append(res.duration_ms)  # until the result is in hand
+                    times["fresh+rm"].append(elapsed)
+                else:
+                    times[name].append(elapsed)
+    finally:
+        await runner_pool.close()
+        await exec_pool.close()
+        await engine.remove_all(hub)
+        await engine.close()
+    return times
+
+
+def report(times: dict[str, list[float]], runs: int) -> dict[str, float]:
+    figures = {name: (percentile(v, 50), percentile(v, 95)) for name, v in times.items()}
+    print(f"\nDocker execution paths, {runs} runs each after warm-up (ms)\n")
+    print(f"{'path':<10}{'p50':>10}{'p95':>10}{'min':>10}{'max':>10}")
+    for name, values in times.items():
+        p50, p95 = figures[name]
+        print(f"{name:<10}{p50:>10.1f}{p95:>10.1f}{min(values):>10.1f}{max(values):>10.1f}")
+    runner_p50 = figures["runner"][0]
+    ratio = figures["fresh"][0] / runner_p50
+    print(f"\nfresh/runner p50:    {ratio:6.1f}x  (target >= {TARGET_RATIO:g}x: "
+          f"{'met' if ratio >= TARGET_RATIO else 'NOT met'})")  # fmt: skip
+    print(f"fresh+rm/runner p50: {figures['fresh+rm'][0] / runner_p50:6.1f}x")
+    print(f"exec/runner p50:     {figures['exec'][0] / runner_p50:6.1f}x")
+    return {
+        "docker_fresh_p50_ms": round(figures["fresh"][0], 2),
+        "docker_fresh_p95_ms": round(figures["fresh"][1], 2),
+        "docker_fresh_with_delete_p50_ms": round(figures["fresh+rm"][0], 2),
+        "docker_exec_p50_ms": round(figures["exec"][0], 2),
+        "docker_exec_p95_ms": round(figures["exec"][1], 2),
+        "docker_runner_p50_ms": round(runner_p50, 2),
+        "docker_runner_p95_ms": round(figures["runner"][1], 2),
+        "docker_runner_vs_fresh_p50_ratio": round(ratio, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 runs per path, 2 warm-up")
+    parser.add_argument("--runs", type=int, default=30, help="measured runs per path")
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--image", default=os.environ.get("GLEITZEIT_TEST_IMAGE", "localpython:3"))
+    opts = parser.parse_args()
+    runs, warmup = (10, 2) if opts.quick else (opts.runs, 3)
+    if not os.environ.get("DOCKER_HOST"):
+        print("note: DOCKER_HOST is not set; using the default socket", file=sys.stderr)
+    times = asyncio.run(measure(runs, warmup, opts.image))
+    figures = report(times, runs)
+    if opts.json:
+        opts.json.parent.mkdir(parents=True, exist_ok=True)
+        opts.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"\nwrote {opts.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Calls to Ollama with failover: plain JSON answers and streams.
+
+``call_json`` runs through the core's ``hub.call`` (select, lease, classify, fail over to an
+untried instance within the deadline). ``open_stream`` is the same loop written out, because
+the lease of a stream must outlive the first chunk: it fails over only until an instance has
+produced its first chunk, then hands the caller a ``ChunkStream`` that holds the lease until
+the answer ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from gleitzeit_core import FailureClass, NoResourceAvailable, Request, RequestTimeout, Resource
+from gleitzeit_core.lease import Lease
+from gleitzeit_ollama.client import (
+    JSON,
+    NdjsonReader,
+    error_from_response,
+    parse_object,
+    post,
+    transport_error,
+)
+from gleitzeit_ollama.errors import ModelNotFound, OllamaError, StreamFailed
+from gleitzeit_ollama.models import record_absent, record_used
+from gleitzeit_ollama.stream import ChunkStream
+
+if TYPE_CHECKING:
+    from gleitzeit_ollama.hub import OllamaHub
+
+__all__ = ["call_json", "open_stream", "post_to"]
+
+
+async def post_to(
+    hub: OllamaHub, resource: Resource, path: str, payload: bytes
+) -> aiohttp.ClientResponse:
+    return await post(
+        hub.session,
+        resource.endpoint.rstrip("/") + path,
+        payload,
+        resource=resource.id,
+        connect_timeout=hub.settings.connect_timeout,
+    )
+
+
+async def raise_for_status(
+    resource: Resource, response: aiohttp.ClientResponse, path: str, model: str | None
+) -> None:
+    """Non-200 -> the matching ``OllamaError``; a 404 for the model marks it absent there."""
+    if response.status == 200:
+        return
+    error = await error_from_response(response, resource=resource.id, path=path, model=model)
+    if isinstance(error, ModelNotFound):
+        record_absent(resource, error.model)
+    raise error
+
+
+def _used(hub: OllamaHub, resource: Resource, model: str | None, keep_alive: float | None) -> None:
+    if model is not None:
+        record_used(resource, model, keep_alive, hub.default_keep_alive, time.time())
+
+
+async def call_json(
+    hub: OllamaHub,
+    path: str,
+    body: JSON,
+    request: Request,
+    *,
+    model: str | None = None,
+    keep_alive: float | None = None,
+) -> JSON:
+    """POST ``body`` (not streamed) with failover; Ollama's JSON answer plus a ``gleitzeit``
+    key naming the instance that served it and the attempts it took."""
+    payload = json.dumps(body).encode()
+    attempts = 0
+
+    async def attempt(lease: Lease) -> JSON:
+        nonlocal attempts
+        attempts += 1
+        resource = lease.resource
+        response = await post_to(hub, resource, path, payload)
+        try:
+            await raise_for_status(resource, response, path, model)
+            raw = await response.read()
+        except OllamaError:
+            raise
+        except (aiohttp.ClientError, OSError) as exc:
+            raise transport_error(exc, resource.id, hub.settings.connect_timeout) from exc
+        finally:
+            response.release()  # back to the pool when fully read, else closed
+        answer = parse_object(raw, resource=resource.id, what=f"the answer of {path}")
+        if "error" in answer:
+            raise OllamaError(
+                f"error from {path}: {answer['error']}",
+                failure=FailureClass.PROTOCOL,
+                resource=resource.id,
+                status=200,
+                body=answer["error"],
+            )
+        _used(hub, resource, model, keep_alive)
+        answer["gleitzeit"] = {"instance": resource.id, "attempts": attempts}
+        return answer
+
+    return await hub.call(attempt, request)
+
+
+async def open_stream(
+    hub: OllamaHub,
+    path: str,
+    body: JSON,
+    request: Request,
+    *,
+    model: str | None = None,
+    keep_alive: float | None = None,
+) -> ChunkStream:
+    """POST ``body`` as a stream, failing over (never to an instance already tried, within
+    the deadline) until one answers with a first chunk; then the caller iterates."""
+    payload = json.dumps(body).encode()
+    deadline = hub.deadline_for(request)
+    tried: list[str] = []
+    last_error: BaseException | None = None
+    for attempt in range(hub.retries + 1):
+        remaining = deadline - hub.clock.now()
+        if remaining <= 0:
+            break
+        try:
+            lease = await hub.acquire(request, exclude=tried, timeout=remaining)
+        except NoResourceAvailable:
+            if last_error is not None:
+                raise last_error from None
+            raise
+        tried.append(lease.resource.id)
+        try:
+            async with asyncio.timeout(remaining):
+                return await _first_chunk(
+                    hub, lease, path, payload, deadline, attempt + 1, model, keep_alive
+                )
+        except BaseException as exc:
+            failure = hub.classify(exc)
+            lease.fail(failure)
+            out_of_time = hub.clock.now() >= deadline
+            if isinstance(exc, TimeoutError) and out_of_time:
+                raise RequestTimeout(
+                    f"hub {hub.name!r}: no first chunk within the request deadline "
+                    f"(tried {', '.join(tried)})"
+                ) from exc
+            if not failure.retryable or attempt == hub.retries or out_of_time:
+                raise
+            last_error = exc
+            hub.counters["failovers"] += 1
+    if last_error is not None:
+        raise last_error
+    raise RequestTimeout(f"hub {hub.name!r}: the request deadline passed before any attempt")
+
+
+async def _first_chunk(
+    hub: OllamaHub,
+    lease: Lease,
+    path: str,
+    payload: bytes,
+    deadline: float,
+    attempts: int,
+    model: str | None,
+    keep_alive: float | None,
+) -> ChunkStream:
+    resource = lease.resource
+    response = await post_to(hub, resource, path, payload)
+    try:
+        await raise_for_status(resource, response, path, model)
+        reader = NdjsonReader(response.content)
+        line = await reader.line(None)  # bounded by the deadline around this call
+        if line is None:
+            raise StreamFailed(
+                f"{path} answered with an empty stream",
+                failure=FailureClass.PROTOCOL,
+                resource=resource.id,
+            )
+        first = parse_object(line, resource=resource.id, what=f"the first line of {path}")
+        if "error" in first:
+            raise StreamFailed(
+                f"error in the stream: {first['error']}",
+                failure=FailureClass.PROTOCOL,
+                resource=resource.id,
+                status=200,
+                body=first["error"],
+            )
+    except OllamaError:
+        response.close()
+        raise
+    except (aiohttp.ClientError, OSError) as exc:
+        response.close()
+        raise transport_error(exc, resource.id, hub.settings.connect_timeout) from exc
+    except BaseException:
+        response.close()
+        raise
+
+    def done(_: JSON) -> None:
+        _used(hub, resource, model, keep_alive)
+
+    return ChunkStream(
+        response=response,
+        reader=reader,
+        first=first,
+        resource=resource.id,
+        clock=hub.clock,
+        deadline=deadline,
+        stall_timeout=hub.settings.stall_timeout,
+        connect_timeout=hub.settings.connect_timeout,
+        lease=lease,
+        attempts=attempts,
+        on_final=done,
+    )

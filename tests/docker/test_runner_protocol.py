@@ -1,0 +1,108 @@
+"""The runner's wire protocol, driven directly over pipes on the host (no engine needed).
+
+The runner is started with ``reap: false``: its process sweep and directory wipe are for
+sandbox containers only and must never run on a host (or in a CI container).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+import pytest
+from gleitzeit_docker.runner import runner_source
+
+
+class Pipe:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        self.proc = proc
+        self.stdin: IO[bytes] = proc.stdin
+        self.stdout: IO[bytes] = proc.stdout
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.stdin.write(json.dumps(msg).encode() + b"\n")
+        self.stdin.flush()
+
+    def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        ready, _, _ = select.select([self.stdout], [], [], timeout)
+        assert ready, "the runner did not answer in time"
+        line = self.stdout.readline()
+        assert line, "the runner closed its output"
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+
+@pytest.fixture
+def runner() -> Iterator[Pipe]:
+    cfg = json.dumps({"once": False, "reap": False})
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-c", runner_source(), cfg],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    yield Pipe(proc)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
+    for stream in (proc.stdin, proc.stdout):
+        assert stream is not None
+        stream.close()
+
+
+def test_hello_run_ping_kill_and_eof(runner: Pipe) -> None:
+    """hello, then run -> done + cleaned, ping -> pong, kill ends a run, EOF stops it."""
+    hello = runner.recv()
+    assert hello["op"] == "hello"
+    assert hello["proto"] == 1
+    runner.send({"op": "run", "id": 1, "code": "print('hi')\nresult = args + 1", "args": 41})
+    done = runner.recv()
+    assert (done["op"], done["id"], done["exit_code"]) == ("done", 1, 0)
+    assert (done["stdout"], done["result"], done["has_result"]) == ("hi\n", 42, True)
+    assert runner.recv() == {"op": "cleaned", "id": 1, "clean": True}
+    runner.send({"op": "ping", "id": 2})
+    assert runner.recv() == {"op": "pong", "id": 2, "busy": False, "clean": True}
+
+    runner.send({"op": "run", "id": 3, "code": "print('spin', flush=True)\nwhile True: pass"})
+    time.sleep(0.3)
+    runner.send({"op": "ping", "id": 4})  # answered while busy
+    assert runner.recv() == {"op": "pong", "id": 4, "busy": True}
+    started = time.monotonic()
+    runner.send({"op": "kill", "id": 3})
+    killed = runner.recv()
+    assert time.monotonic() - started < 1.0
+    assert (killed["id"], killed["killed"], killed["exit_code"], killed["signal"]) == (
+        3,
+        True,
+        137,
+        9,
+    )
+    assert killed["stdout"] == "spin\n"
+    assert runner.recv()["op"] == "cleaned"
+
+    runner.stdin.close()  # EOF: the runner stops (in a container: the container exits)
+    assert runner.proc.wait(5) == 0
+
+
+def test_protocol_channel_is_private(runner: Pipe) -> None:
+    """Code writing straight to file descriptors 1/2, or printing garbage, cannot corrupt
+    the protocol: it lands in the run's captured output."""
+    runner.recv()  # hello
+    code = (
+        "import os\n"
+        "os.write(1, b'raw-out\\n')\n"
+        "os.write(2, b'raw-err\\n')\n"
+        'print(\'{"op": "done"}\')'
+    )
+    runner.send({"op": "run", "id": 7, "code": code})
+    done = runner.recv()
+    assert done["id"] == 7
+    assert done["stdout"] == 'raw-out\n{"op": "done"}\n'
+    assert done["stderr"] == "raw-err\n"
