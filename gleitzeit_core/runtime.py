@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ from .config import GleitzeitConfig, load_config, read_user_config
 from .errors import ProviderUnavailable, UnknownMethod
 from .features import FeatureFlags
 from .hub import ResourceHub
+from .metrics import ResourceMetrics
+from .outcomes import FailureClass
 from .plugins import PluginManager
 from .status import RuntimeStatus
 from .wiring import FIRST_PARTY, build_hubs, build_providers
@@ -47,7 +50,7 @@ class Runtime:
         self.providers: dict[str, Any] = build_providers(
             self.config, self.hubs, self.registries, self
         )
-        self.paths: dict[str, dict[str, int]] = {}
+        self.paths: dict[str, dict[str, ResourceMetrics]] = {}
         self._started = False
 
     @classmethod
@@ -131,18 +134,28 @@ class Runtime:
         provider = self.provider_for(method)
         return await provider.execute(method, params or {})
 
-    def record_path(self, provider: str, path: str) -> None:
-        """Count which path (``hub`` or ``legacy``) served a call, for dual-mode rollouts."""
+    def record_path(
+        self, provider: str, path: str, duration: float, failure: FailureClass | None = None
+    ) -> None:
+        """Account one call by the path that served it (``hub`` or ``legacy``), so the error
+        rate and latency of both can be compared during a dual-mode rollout."""
         served = self.paths.setdefault(provider, {})
-        served[path] = served.get(path, 0) + 1
+        metrics = served.get(path)
+        if metrics is None:
+            metrics = served[path] = ResourceMetrics(window=1024)
+        metrics.record(duration, failure, time.monotonic())
 
     def status(self) -> RuntimeStatus:
         from . import __version__
 
+        now = time.monotonic()
         return RuntimeStatus(
             version=__version__,
             hubs=[hub.status() for hub in self.hubs.values()],
             providers={proto: p.hub.name for proto, p in self.providers.items()},
-            paths={k: dict(v) for k, v in self.paths.items()},
+            paths={
+                provider: {path: m.snapshot(now) for path, m in served.items()}
+                for provider, served in self.paths.items()
+            },
             plugins={r.name: r.status for r in self.plugins.report()},
         )

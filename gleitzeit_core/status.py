@@ -48,7 +48,8 @@ class RuntimeStatus:
     version: str
     hubs: list[HubStatus]
     providers: dict[str, str]  # protocol -> hub name
-    paths: dict[str, dict[str, int]]  # provider -> {served path -> calls} (dual-mode rollout)
+    # provider -> served path ("hub" or "legacy") -> its numbers, for dual-mode rollouts
+    paths: dict[str, dict[str, MetricsSnapshot]]
     plugins: dict[str, str]  # plugin name -> status
 
 

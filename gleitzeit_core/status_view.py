@@ -92,11 +92,19 @@ def status_tables(data: Any) -> list[Table]:
         tables.append(table)
     paths = data.get("paths") or {}
     if paths:
-        table = Table(title="served paths (dual mode)", title_justify="left")
-        table.add_column("provider")
-        table.add_column("calls by path")
+        table = Table(title="served paths (dual-mode rollout)", title_justify="left")
+        for column in ("provider", "path", "calls", "error %", "p50 ms", "p99 ms"):
+            table.add_column(column, justify="left" if column in ("provider", "path") else "right")
         for provider, served in paths.items():
-            table.add_row(provider, ", ".join(f"{k}: {v}" for k, v in served.items()))
+            for path, numbers in served.items():
+                table.add_row(
+                    provider,
+                    path,
+                    str(numbers["requests"]),
+                    f"{100 * numbers['error_rate']:.2f}",
+                    _ms(numbers["p50_ms"]),
+                    _ms(numbers["p99_ms"]),
+                )
         tables.append(table)
     return tables
 
