@@ -8,12 +8,12 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
+from gleitzeit_breaker_consecutive import plugin
+from gleitzeit_breaker_consecutive.breaker import ConsecutiveFailuresBreaker
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from gleitzeit_breaker_consecutive import plugin
-from gleitzeit_breaker_consecutive.breaker import ConsecutiveFailuresBreaker
 from gleitzeit_core import BreakerState, CallOutcome, ConfigError, ManualClock, Permit
 from gleitzeit_core.registry import resolve_reference
 from gleitzeit_core.structuring import build_component
@@ -229,7 +229,7 @@ class TestAgainstModel(ConsecutiveMachine.TestCase):
     """State, every admission decision and every transition match the reference model for any
     sequence of concurrent calls, out-of-order outcomes, waits and operator actions."""
 
-    settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+    settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
 
 
 # -- edge cases -------------------------------------------------------------------------------

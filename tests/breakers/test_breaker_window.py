@@ -9,12 +9,13 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from gleitzeit_breaker_window import plugin
+from gleitzeit_breaker_window.breaker import SlidingWindowBreaker
+from gleitzeit_breaker_window.windows import CountWindow, TimeWindow
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from gleitzeit_breaker_window import plugin
-from gleitzeit_breaker_window.breaker import SlidingWindowBreaker
 from gleitzeit_core import BreakerState, CallOutcome, ConfigError, ManualClock, Permit
 from gleitzeit_core.registry import resolve_reference
 from gleitzeit_core.structuring import build_component
@@ -262,7 +263,40 @@ class TestAgainstModel(WindowMachine.TestCase):
     reference model for any sequence of concurrent calls, out-of-order outcomes, call
     durations, waits and operator actions, for count and time windows alike."""
 
-    settings = settings(max_examples=150, database=None, stateful_step_count=60, deadline=None)
+    settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
+
+
+# -- the windows on their own ----------------------------------------------------------------
+WINDOW_OPS = st.lists(
+    st.tuples(st.booleans(), st.booleans())  # record a call: (failed, slow)
+    | st.sampled_from([0.5, 1.0, 1.0, 2.0, 3.0])
+    | st.floats(0.0, 12.0),  # or wait
+    max_size=80,
+)
+
+
+@given(size=st.integers(1, 6), ops=WINDOW_OPS)
+def test_windows_match_a_naive_list(size: int, ops: list[Any]) -> None:
+    """After any mix of records and waits, both windows' running totals equal a recount of a
+    plain list of every call (the last `size` of them; those of the last `size` seconds)."""
+    clock = ManualClock()
+    count, timed = CountWindow(size), TimeWindow(size, clock)
+    calls: list[tuple[int, bool, bool]] = []
+    for op in ops:
+        if isinstance(op, tuple):
+            failed, slow = op
+            count.add(failed, slow)
+            timed.add(failed, slow)
+            calls.append((math.floor(clock.now()), failed, slow))
+        else:
+            clock.advance(op)
+            timed.expire()
+        recent = calls[-size:]
+        live = [c for c in calls if c[0] > math.floor(clock.now()) - size]
+        for window, expected in ((count, recent), (timed, live)):
+            assert window.calls == len(expected)
+            assert window.failures == sum(c[1] for c in expected)
+            assert window.slow == sum(c[2] for c in expected)
 
 
 # -- edge cases -------------------------------------------------------------------------------
@@ -389,7 +423,8 @@ def test_slow_call_rate_opens(clock: ManualClock, log: Any) -> None:
 
 
 def test_default_slow_call_threshold_needs_every_call_slow(clock: ManualClock) -> None:
-    """With the default slow-call threshold (100 %) one fast call among slow ones keeps it closed."""
+    """With the default slow-call threshold (100 %) one fast call among slow ones keeps it
+    closed."""
     breaker = SlidingWindowBreaker(clock=clock, window_size=10, minimum_calls=10)
     _call(breaker, SUCCESS, 9, duration=61.0)
     _call(breaker, SUCCESS, 1, duration=1.0)

@@ -53,34 +53,31 @@ class AdaptiveThrottlingBreaker(BaseBreaker):
     @property
     def rejection_probability(self) -> float:
         """The chance that the next attempt is refused locally (admin states aside)."""
-        self._counts.roll(self.clock.now())
-        return self._probability()
+        counts = self._roll()
+        p = (counts.requests - self.k * counts.accepts) / (counts.requests + 1)
+        return p if p > 0.0 else 0.0
 
     @property
     def requests(self) -> int:
         """Attempts counted in the window right now (refused, or admitted and finished)."""
-        self._counts.roll(self.clock.now())
-        return self._counts.requests
+        return self._roll().requests
 
     @property
     def accepts(self) -> int:
         """Calls the backend answered, counted in the window right now."""
-        self._counts.roll(self.clock.now())
-        return self._counts.accepts
+        return self._roll().accepts
 
     # -- BaseBreaker hooks ----------------------------------------------------------------------
     def _available(self) -> bool:
         # Never draws from the rng: peeking must not change which later attempts are refused.
-        self._counts.roll(self.clock.now())
-        return self._probability() < 1.0
+        return self.rejection_probability < 1.0
 
     def _acquire(self) -> Permit | None:
-        counts = self._counts
-        counts.roll(self.clock.now())
+        counts = self._roll()
         requests = counts.requests
-        p = (requests - self.k * counts.accepts) / (requests + 1)
+        excess = requests - self.k * counts.accepts
         # Draw only when throttling: a healthy backend costs no randomness at all.
-        if p > 0.0 and self.rng.random() < p:
+        if excess > 0.0 and self.rng.random() < excess / (requests + 1):
             counts.add_request()
             return None
         return self._permit(trial=False)  # counted when its outcome arrives
@@ -88,8 +85,7 @@ class AdaptiveThrottlingBreaker(BaseBreaker):
     def _record(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
         if permit.generation != self._generation:
             return  # admitted before a reset (or while disabled): not part of these counts
-        counts = self._counts
-        counts.roll(self.clock.now())
+        counts = self._roll()
         if outcome is _FAILURE:
             counts.add_request()
         else:
@@ -99,7 +95,10 @@ class AdaptiveThrottlingBreaker(BaseBreaker):
         self._counts.clear(self.clock.now())
 
     # -- internals ------------------------------------------------------------------------------
-    def _probability(self) -> float:
+    def _roll(self) -> RollingCounts:
+        """The counts, with the window brought up to the clock's now."""
         counts = self._counts
-        p = (counts.requests - self.k * counts.accepts) / (counts.requests + 1)
-        return p if p > 0.0 else 0.0
+        now = self.clock.now()
+        if now >= counts.edge:
+            counts.roll(now)
+        return counts

@@ -12,22 +12,30 @@ __all__ = ["RollingCounts"]
 class RollingCounts:
     """Totals of the last ``buckets`` buckets of ``width`` seconds, ending with the current one.
 
-    A count goes into the bucket ``floor(now / width)``; callers ``roll(now)`` before counting
-    or reading so the window ends at ``now``.
+    A count goes into bucket ``floor(now / width)``. Callers bring the window up to ``now``
+    before counting or reading: ``if now >= counts.edge: counts.roll(now)`` (the comparison is
+    the whole cost while the current bucket lasts).
     """
 
-    __slots__ = ("_accepts", "_buckets", "_head", "_requests", "_width", "accepts", "requests")
+    __slots__ = (
+        "_accepts",
+        "_buckets",
+        "_head",
+        "_index",
+        "_requests",
+        "_width",
+        "accepts",
+        "edge",
+        "requests",
+    )
 
     def __init__(self, width: float, buckets: int, now: float) -> None:
         self._width = width
         self._buckets = buckets
-        self._requests = [0] * buckets
-        self._accepts = [0] * buckets
-        self._head = int(now // width)  # number of the newest bucket
-        self.requests = 0
-        self.accepts = 0
+        self.clear(now)
 
     def roll(self, now: float) -> None:
+        """Drop the buckets that ``now`` pushed out of the window."""
         bucket = int(now // self._width)
         head = self._head
         if bucket <= head:
@@ -42,16 +50,16 @@ class RollingCounts:
             self.requests -= requests[i]
             self.accepts -= accepts[i]
             requests[i] = accepts[i] = 0
-        self._head = bucket
+        self._move_head(bucket)
 
     def add_request(self) -> None:
         """Count a request the backend did not accept (it failed, or was never sent)."""
-        self._requests[self._head % self._buckets] += 1
+        self._requests[self._index] += 1
         self.requests += 1
 
     def add_accepted(self) -> None:
         """Count a request the backend accepted: one request and one accept."""
-        i = self._head % self._buckets
+        i = self._index
         self._requests[i] += 1
         self._accepts[i] += 1
         self.requests += 1
@@ -60,6 +68,11 @@ class RollingCounts:
     def clear(self, now: float) -> None:
         self._requests = [0] * self._buckets
         self._accepts = [0] * self._buckets
-        self._head = int(now // self._width)
         self.requests = 0
         self.accepts = 0
+        self._move_head(int(now // self._width))
+
+    def _move_head(self, bucket: int) -> None:
+        self._head = bucket  # number of the newest bucket
+        self._index = bucket % self._buckets
+        self.edge = (bucket + 1) * self._width  # where the next bucket starts

@@ -102,6 +102,7 @@ class ConsecutiveFailuresBreaker(BaseBreaker):
         elif outcome is _FAILURE:
             self._failed += 1
             if self._failed >= self.failures:
+                # Opening from closed starts from open_for again: a close forgets the backoff.
                 self._open(self.open_for, f"{self._failed} consecutive failures")
         elif outcome is _SUCCESS:
             self._failed = 0
@@ -120,7 +121,6 @@ class ConsecutiveFailuresBreaker(BaseBreaker):
             self._trial_successes += 1
             if self._trial_successes >= self.successes_to_close:
                 self._failed = 0
-                self._open_duration = 0.0  # a close forgets the backoff
                 self._transition(_CLOSED, f"{self._trial_successes} trial call(s) succeeded")
         elif outcome is _FAILURE:
             longer = min(self._open_duration * self.backoff, self.max_open_for)

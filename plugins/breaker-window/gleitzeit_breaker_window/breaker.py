@@ -32,8 +32,6 @@ _OPEN = BreakerState.OPEN
 _HALF_OPEN = BreakerState.HALF_OPEN
 _FAILURE = CallOutcome.FAILURE
 _IGNORED = CallOutcome.IGNORED
-
-
 _PERCENTAGE = "a percentage > 0 and <= 100"
 
 
@@ -126,9 +124,7 @@ class SlidingWindowBreaker(BaseBreaker):
         state = self._state
         if state is _CLOSED:
             return True
-        return (
-            state is _HALF_OPEN and self._trials_out + self._trial_calls < self.half_open_permits
-        )
+        return state is _HALF_OPEN and self._trials_out + self._trial_calls < self.half_open_permits
 
     def _acquire(self) -> Permit | None:
         state = self._state
@@ -139,7 +135,7 @@ class SlidingWindowBreaker(BaseBreaker):
             if self._state is not _HALF_OPEN:
                 return None
         # A permit is spent when handed out, so concurrent callers cannot exceed the budget.
-        if self._trials_out >= self.half_open_permits:
+        if self._trials_out + self._trial_calls >= self.half_open_permits:
             return None
         self._trials_out += 1
         return self._permit(trial=True)
@@ -157,9 +153,10 @@ class SlidingWindowBreaker(BaseBreaker):
         calls = window.calls
         if calls < self.minimum_calls:
             return
-        if _exceeds(window.failures, calls, self.failure_rate_threshold):
+        # rate >= threshold, written without a division (and inline: this runs on every call)
+        if window.failures * 100 >= self.failure_rate_threshold * calls:
             self._open(f"failure rate {100.0 * window.failures / calls:.1f}%", calls)
-        elif _exceeds(window.slow, calls, self.slow_call_rate_threshold):
+        elif window.slow * 100 >= self.slow_call_rate_threshold * calls:
             self._open(f"slow-call rate {100.0 * window.slow / calls:.1f}%", calls)
 
     def _clear(self) -> None:
@@ -185,7 +182,7 @@ class SlidingWindowBreaker(BaseBreaker):
         elif _exceeds(self._trial_slow, calls, self.slow_call_rate_threshold):
             self._open(f"{self._trial_slow} of {calls} trial calls were slow", calls)
         else:
-            self._window.clear()
+            # The closed window starts empty: _open cleared it and nothing counted since.
             self._transition(_CLOSED, f"{calls} trial calls below both thresholds")
 
     def _open(self, why: str, calls: int) -> None:

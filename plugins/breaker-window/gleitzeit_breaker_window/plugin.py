@@ -1,4 +1,4 @@
-"""Hook implementation: registers the ``window`` breaker by reference, so startup imports nothing."""
+"""Hook implementation: registers the ``window`` breaker by reference (imports nothing)."""
 
 from __future__ import annotations
 

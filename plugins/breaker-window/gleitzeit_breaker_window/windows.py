@@ -48,19 +48,23 @@ class CountWindow:
 
     def add(self, failed: bool, slow: bool) -> None:
         i = self._next
-        if self.calls == self._size:  # full: the oldest call leaves as this one arrives
-            old = self._codes[i]
+        codes = self._codes
+        old = codes[i]  # the call this one replaces; 0 (nothing to subtract) until full
+        if old:
             if old & _FAILED:
                 self.failures -= 1
             if old & _SLOW:
                 self.slow -= 1
-        else:
-            self.calls += 1
-        self._codes[i] = (_FAILED if failed else 0) | (_SLOW if slow else 0)
+        code = 0
         if failed:
+            code = _FAILED
             self.failures += 1
         if slow:
+            code |= _SLOW
             self.slow += 1
+        codes[i] = code
+        if self.calls < self._size:
+            self.calls += 1
         i += 1
         self._next = 0 if i == self._size else i
 
@@ -80,24 +84,30 @@ class TimeWindow:
     current second and the ``size - 1`` before it.
     """
 
-    __slots__ = ("_calls", "_clock", "_failures", "_head", "_size", "_slow", "calls", "failures", "slow")
+    __slots__ = (
+        "_calls",
+        "_clock",
+        "_edge",
+        "_failures",
+        "_head",
+        "_index",
+        "_size",
+        "_slow",
+        "calls",
+        "failures",
+        "slow",
+    )
 
     def __init__(self, size: int, clock: Clock) -> None:
         self._size = size
         self._clock = clock
-        self._calls = [0] * size
-        self._failures = [0] * size
-        self._slow = [0] * size
-        self._head = math.floor(clock.now())  # the newest second the buckets describe
-        self.calls = 0
-        self.failures = 0
-        self.slow = 0
+        self.clear()
 
     def add(self, failed: bool, slow: bool) -> None:
-        second = math.floor(self._clock.now())
-        if second > self._head:
-            self._roll(second)
-        i = self._head % self._size
+        now = self._clock.now()
+        if now >= self._edge:  # a new second began: one float comparison on the common path
+            self._roll(math.floor(now))
+        i = self._index
         self._calls[i] += 1
         self.calls += 1
         if failed:
@@ -108,24 +118,29 @@ class TimeWindow:
             self.slow += 1
 
     def expire(self) -> None:
-        second = math.floor(self._clock.now())
-        if second > self._head:
-            self._roll(second)
+        now = self._clock.now()
+        if now >= self._edge:
+            self._roll(math.floor(now))
 
     def clear(self) -> None:
         size = self._size
         self._calls = [0] * size
         self._failures = [0] * size
         self._slow = [0] * size
-        self._head = math.floor(self._clock.now())
         self.calls = self.failures = self.slow = 0
+        self._move_head(math.floor(self._clock.now()))
+
+    def _move_head(self, second: int) -> None:
+        self._head = second  # the newest second the buckets describe
+        self._index = second % self._size
+        self._edge = float(second + 1)
 
     def _roll(self, second: int) -> None:
         # Each bucket is emptied at most once per pass, so a roll costs at most `size` steps and
         # amortises to O(1) per second of clock time.
         if second - self._head >= self._size:
             self.clear()
-            self._head = second
+            self._move_head(second)
             return
         calls, failures, slow, size = self._calls, self._failures, self._slow, self._size
         for s in range(self._head + 1, second + 1):
@@ -134,4 +149,4 @@ class TimeWindow:
             self.failures -= failures[i]
             self.slow -= slow[i]
             calls[i] = failures[i] = slow[i] = 0
-        self._head = second
+        self._move_head(second)

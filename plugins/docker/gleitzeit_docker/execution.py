@@ -117,6 +117,9 @@ class ExecutionResult:
     path: str = ""  # "runner", "exec" or "fresh"
     note: str | None = None  # e.g. why ``result`` is a repr string
     reusable: bool = False  # may the container serve another job?
+    # Set when the *engine* failed, not the job: "unavailable", "timeout" or "error". A hub
+    # counts that against the engine and may run the job elsewhere (not in ``as_dict``).
+    engine_failure: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         keys = ("success", "stdout", "stderr", "exit_code", "result", "error")
@@ -186,13 +189,24 @@ def build_result(
 def _engine_failure(exc: Exception, started: float, cid: str | None, path: str) -> ExecutionResult:
     error = str(exc) if isinstance(exc, EngineUnavailable) else f"engine error: {exc}"
     duration = round((time.perf_counter() - started) * 1000, 3)
+    kind = (
+        "unavailable" if isinstance(exc, EngineUnavailable)
+        else "timeout" if isinstance(exc, EngineTimeout)
+        else "error"
+    )  # fmt: skip
     return ExecutionResult(
-        success=False, error=error, duration_ms=duration, container_id=cid, path=path
+        success=False,
+        error=error,
+        duration_ms=duration,
+        container_id=cid,
+        path=path,
+        engine_failure=kind,
     )
 
 
 async def _oom_killed(engine: Engine, container_id: str) -> bool:
-    """Did the engine record an OOM kill (runner itself killed)?"""
+    """Did the engine record an OOM kill (runner itself killed)? ``EngineUnavailable`` if
+    the engine is gone: then the engine, not the job, is why the runner vanished."""
     # Let the container finish exiting first: OOMKilled is recorded on exit.
     with contextlib.suppress(EngineUnavailable, EngineTimeout, EngineAPIError):
         await engine.call(
@@ -200,7 +214,7 @@ async def _oom_killed(engine: Engine, container_id: str) -> bool:
         )
     try:
         state = (await engine.inspect(container_id)).get("State", {})
-    except (EngineUnavailable, EngineTimeout, EngineAPIError):
+    except (EngineTimeout, EngineAPIError):
         return False
     return bool(state.get("OOMKilled"))
 
@@ -215,9 +229,9 @@ async def execute_on_runner(
     cid = conn.container_id
     try:
         outcome = await conn.run(request, profile.timeout, kill_grace)
+        oom = outcome.reply is None and not conn.alive and await _oom_killed(conn.engine, cid)
     except (EngineUnavailable, EngineTimeout, EngineAPIError) as exc:
         return _engine_failure(exc, started, cid, "runner")
-    oom = outcome.reply is None and not conn.alive and await _oom_killed(conn.engine, cid)
     return build_result(
         outcome, profile, started=started, container_id=cid, path="runner", oom_killed=oom
     )

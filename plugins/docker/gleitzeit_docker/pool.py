@@ -213,7 +213,9 @@ class WarmPool:
         try:
             pc = await self.acquire(profile)
         except EngineUnavailable as exc:
-            return ExecutionResult(success=False, error=str(exc), path=self.config.mode)
+            return ExecutionResult(
+                success=False, error=str(exc), path=self.config.mode, engine_failure="unavailable"
+            )
         pc.broken = True  # until proven otherwise (also covers cancellation)
         try:
             if pc.conn is not None:

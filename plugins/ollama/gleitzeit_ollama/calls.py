@@ -27,7 +27,7 @@ from gleitzeit_ollama.client import (
     transport_error,
 )
 from gleitzeit_ollama.errors import ModelNotFound, OllamaError, StreamFailed
-from gleitzeit_ollama.models import record_absent, record_used
+from gleitzeit_ollama.models import loaded_models, record_absent, record_used
 from gleitzeit_ollama.stream import ChunkStream
 
 if TYPE_CHECKING:
@@ -39,13 +39,19 @@ __all__ = ["call_json", "open_stream", "post_to"]
 async def post_to(
     hub: OllamaHub, resource: Resource, path: str, payload: bytes
 ) -> aiohttp.ClientResponse:
-    return await post(
-        hub.session,
-        resource.endpoint.rstrip("/") + path,
-        payload,
-        resource=resource.id,
-        connect_timeout=hub.settings.connect_timeout,
-    )
+    try:
+        return await post(
+            hub.session,
+            resource.endpoint.rstrip("/") + path,
+            payload,
+            resource=resource.id,
+            connect_timeout=hub.settings.connect_timeout,
+        )
+    except OllamaError as exc:
+        if exc.failure is FailureClass.CONNECTION:
+            # unreachable (crashed, restarting): whatever it had loaded is gone or moot
+            loaded_models(resource).clear()
+        raise
 
 
 async def raise_for_status(
@@ -100,7 +106,7 @@ async def call_json(
                 failure=FailureClass.PROTOCOL,
                 resource=resource.id,
                 status=200,
-                body=answer["error"],
+                body=answer,
             )
         _used(hub, resource, model, keep_alive)
         answer["gleitzeit"] = {"instance": resource.id, "attempts": attempts}
@@ -187,7 +193,7 @@ async def _first_chunk(
                 failure=FailureClass.PROTOCOL,
                 resource=resource.id,
                 status=200,
-                body=first["error"],
+                body=first,
             )
     except OllamaError:
         response.close()

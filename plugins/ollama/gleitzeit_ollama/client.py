@@ -110,25 +110,28 @@ def failure_for_status(status: int) -> FailureClass:
 async def error_from_response(
     response: aiohttp.ClientResponse, *, resource: str, path: str, model: str | None
 ) -> OllamaError:
-    """Read a non-200 answer and describe it; Ollama's ``error`` text becomes ``body``."""
+    """Read a non-200 answer and describe it; ``body`` is Ollama's answer unchanged (the
+    ``{"error": ...}`` object, or the text when it was not JSON)."""
     status = response.status
     try:
         raw = await response.content.read(_MAX_ERROR_BODY)
     except (aiohttp.ClientError, OSError):
         raw = b""
-    message: Any = raw.decode("utf-8", "replace").strip()
+    body: Any = raw.decode("utf-8", "replace").strip()
+    message: Any = body
     try:
         decoded = json.loads(raw) if raw else None
     except ValueError:
         decoded = None
-    if isinstance(decoded, dict) and "error" in decoded:
-        message = decoded["error"]
+    if isinstance(decoded, dict):
+        body = decoded  # Ollama's answer as it came: {"error": "..."}
+        message = decoded.get("error", body)
     failure = failure_for_status(status)
     lowered = str(message).lower()
     if status == 404 and model is not None and "not found" in lowered and "model" in lowered:
-        return ModelNotFound(model, resource=resource, body=message)
+        return ModelNotFound(model, resource=resource, body=body)
     text = f"HTTP {status} from {path}" + (f": {message}" if message else "")
-    return OllamaError(text, failure=failure, resource=resource, status=status, body=message)
+    return OllamaError(text, failure=failure, resource=resource, status=status, body=body)
 
 
 def parse_object(raw: bytes | str, *, resource: str, what: str) -> JSON:

@@ -1,6 +1,6 @@
 """Errors of Ollama calls. All are ``ResourceError``s (so ``ConnectionError``s) carrying the
-``FailureClass`` the hub acts on, the upstream ``status`` and Ollama's ``error`` text as
-``body``; each also subclasses the built-in a caller would catch for its case."""
+``FailureClass`` the hub acts on, the upstream ``status`` and Ollama's answer as ``body``
+(its ``{"error": ...}`` object); each also subclasses the built-in a caller would catch."""
 
 from __future__ import annotations
 

@@ -95,7 +95,8 @@ async def auto_pull(hub: OllamaHub, model: str) -> None:
             async for _ in stream:
                 pass
     except OllamaError as exc:
-        reason = exc.body if exc.body else str(exc)
+        body = exc.body
+        reason = body.get("error", body) if isinstance(body, dict) else body or str(exc)
         raise OllamaError(
             f"auto_pull of {model!r} failed: {reason}",
             failure=exc.failure,

@@ -143,7 +143,7 @@ class ChunkStream:
                     failure=FailureClass.PROTOCOL,
                     resource=self.instance,
                     status=200,
-                    body=chunk["error"],
+                    body=chunk,
                 )
             )
         if self._final(chunk):

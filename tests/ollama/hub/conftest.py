@@ -23,7 +23,13 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Only this plugin, no user config, no OLLAMA_HOST(S) leaking in from the machine."""
     monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", "ollama")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in ("OLLAMA_HOST", "OLLAMA_HOSTS", "GLEITZEIT_CONFIG", "GLEITZEIT_DISABLED_PLUGINS"):
+    for name in (
+        "OLLAMA_HOST",
+        "OLLAMA_HOSTS",
+        "GLEITZEIT_CONFIG",
+        "GLEITZEIT_DISABLED_PLUGINS",
+        "GLEITZEIT_GATEWAY_TOKEN",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

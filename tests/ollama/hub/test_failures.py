@@ -101,7 +101,7 @@ async def test_busy_instance_is_skipped_without_opening_its_breaker(
     sims = await sim_factory(2, models=[MODEL])
     for sim in sims:
         await preload(http, sim)
-    hub, provider = await hub_factory(sims, breaker_failures=1, strategy=None)
+    hub, provider = await hub_factory(sims, breaker_failures=1, strategy=RoundRobinStrategy())
     await set_faults(http, sims[0], busy=True)
     for _ in range(10):
         reply = await provider.execute("llm/generate", GEN)
@@ -150,7 +150,7 @@ async def test_client_error_goes_back_unchanged(
     with pytest.raises(ResourceError) as info:
         await provider.execute("llm/generate", GEN)
     assert info.value.status == 400
-    assert info.value.body == "bad thing"
+    assert info.value.body == {"error": "bad thing"}
     assert sum([await generate_count(http, sim) for sim in sims]) == 1
     for resource in hub.resources:
         assert CallOutcome.FAILURE not in resource.breaker.outcomes  # type: ignore[attr-defined]
@@ -191,7 +191,7 @@ async def test_error_line_before_the_first_chunk_fails_over(
     sims = await sim_factory(2, models=[MODEL])
     for sim in sims:
         await preload(http, sim)
-    hub, provider = await hub_factory(sims, strategy=None)
+    hub, provider = await hub_factory(sims, strategy=RoundRobinStrategy())
     await set_faults(http, sims[0], error_line_after=0)
     await set_faults(http, sims[1], error_line_after=None)
     for _ in range(3):
@@ -200,7 +200,7 @@ async def test_error_line_before_the_first_chunk_fails_over(
         chunks = [chunk async for chunk in stream]
         assert chunks[-1]["done"] is True
         assert stream.instance == "s1"
-    assert "protocol" in hub.get("s0").metrics.snapshot(0.0).failures
+    assert hub.get("s0").metrics.snapshot(0.0).failures == {"protocol": 3}
 
 
 async def test_mid_stream_error_line_reaches_the_caller_and_is_counted(
@@ -258,10 +258,11 @@ async def test_stalled_stream_is_detected(sim_factory: SimFactory, hub_factory: 
         [sim], settings=OllamaSettings(stall_timeout=0.2), request_timeout=30.0
     )
     stream = await provider.execute("llm/chat", CHAT)
+    first = await anext(stream)  # read while the stream was opened
+    assert first["done"] is False
     started = time.monotonic()
     with pytest.raises(StreamStalled) as info:
-        async for _ in stream:
-            pass
+        await anext(stream)  # the next token would take 0.5 s: longer than stall_timeout
     assert time.monotonic() - started < 2.0
     assert isinstance(info.value, TimeoutError)
     assert hub.get("s0").metrics.snapshot(0.0).failures == {"timeout": 1}
@@ -312,11 +313,12 @@ async def test_cancelled_call_releases_its_lease(
     sim.config.latency_ms = 0.0
     sim.config.tokens_per_s = 5.0
 
+    received: list[dict[str, object]] = []
+
     async def read_all() -> None:
         stream = await provider.execute("llm/chat", CHAT)
         async with stream:
-            async for _ in stream:
-                pass
+            received.extend([chunk async for chunk in stream])
 
     task = asyncio.create_task(read_all())
     await asyncio.sleep(0.5)
@@ -326,3 +328,42 @@ async def test_cancelled_call_releases_its_lease(
     assert resource.in_flight == 0
     assert resource.metrics.snapshot(0.0).failures == {"cancelled": 2}
     await eventually(idle, timeout=2.0)
+
+
+async def test_instance_killed_mid_stream(
+    sim_factory: SimFactory,
+    sim_process_factory: Any,
+    hub_factory: HubFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    """An instance process killed hard while streaming: the caller's iterator raises a
+    ResourceError (CONNECTION, counted against it), and the next calls fail over to the
+    surviving instance with no error reaching the caller."""
+    doomed = await asyncio.to_thread(
+        sim_process_factory, models=[MODEL], tokens_per_s=20.0, max_tokens=100
+    )
+    (survivor,) = await sim_factory(1, models=[MODEL])
+    async with http.post(
+        f"{doomed.url}/api/generate", json={"model": MODEL, "keep_alive": "1h"}
+    ) as response:
+        assert response.status == 200  # hot there, so the stream goes to it
+    hub, provider = await hub_factory([doomed, survivor], probe=False)
+    stream = await provider.execute("llm/chat", CHAT)
+    assert stream.instance == "s0"
+    await anext(stream)
+    await asyncio.to_thread(doomed.kill)
+
+    async def rest() -> None:
+        async for _ in stream:  # chunks already in flight may still arrive first
+            continue
+
+    with pytest.raises(StreamFailed) as info:
+        await rest()
+    assert info.value.failure.value in {"connection", "protocol"}
+    for _ in range(3):
+        reply = await provider.execute("llm/generate", GEN)
+        assert reply["gleitzeit"]["instance"] == "s1"
+    s0 = hub.get("s0")
+    failures = s0.metrics.snapshot(0.0).failures
+    assert set(failures) <= {"connection", "protocol"}
+    assert hub.describe(s0)["loaded"] == {}  # unreachable: nothing hot there any more

@@ -8,12 +8,18 @@ import subprocess
 import sys
 
 import aiohttp
+import pytest
+from aiohttp import web
 from gleitzeit_ollama.hub import OllamaHub
 
+from gleitzeit_core.gateway import build_app
+from gleitzeit_core.runtime import Runtime
 from gleitzeit_core.status import to_json
 from tests.ollama.conftest import SimFactory
 from tests.ollama.hub.conftest import RuntimeFactory
 from tests.ollama.hub.support import MODEL, MODEL_TAG, preload
+
+CHAT = [{"role": "user", "content": "through the gateway"}]
 
 
 async def test_status_shows_models_and_per_model_slots(
@@ -94,3 +100,53 @@ def test_plugin_module_imports_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     ).stdout
     assert out.strip() == "['gleitzeit_ollama', 'gleitzeit_ollama.plugin']"
+
+
+async def test_gateway_executes_and_streams_llm_calls(
+    sim_factory: SimFactory, runtime_factory: RuntimeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Through the core gateway, llm/chat answers as JSON, a streamed chat arrives as NDJSON
+    ending with the done chunk, and /gleitzeit/status carries the per-model details."""
+    (sim,) = await sim_factory(1, models=[MODEL])
+    runtime = await runtime_factory([sim])
+    runner = web.AppRunner(build_app(runtime))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        call = {"method": "llm/chat", "params": {"model": MODEL, "messages": CHAT}}
+        async with http.post(f"{base}/gleitzeit/execute", json=call) as response:
+            assert response.status == 200
+            result = (await response.json())["result"]
+        assert result["message"]["role"] == "assistant"
+        call["params"] = {**call["params"], "stream": True}
+        async with http.post(f"{base}/gleitzeit/execute", json=call) as response:
+            lines = [json.loads(line) async for line in response.content if line.strip()]
+        assert lines[-1]["done"] is True
+        assert all("error" not in line for line in lines)
+        async with http.get(f"{base}/gleitzeit/status") as response:
+            status = await response.json()
+        details = status["hubs"][0]["resources"][0]["details"]
+        assert MODEL_TAG in details["loaded"]
+    finally:
+        await runner.cleanup()
+
+
+def test_config_errors_name_the_key() -> None:
+    """Wrong Ollama-specific keys in a config are reported with their key path."""
+    from gleitzeit_core import ConfigError
+
+    bad_hub = {"hubs": {"llm": {"kind": "ollama", "stall_timeout": -1, "auto_pul": True}}}
+    with pytest.raises(ConfigError) as info:
+        Runtime.from_config(bad_hub)
+    text = str(info.value)
+    assert "hubs.llm.stall_timeout: expected a number of seconds > 0" in text
+    assert "hubs.llm.auto_pul: unknown key" in text
+    resource = {"url": "http://127.0.0.1:1", "num_parallel": 0, "modells": ["x"]}
+    bad_resource = {"hubs": {"llm": {"kind": "ollama", "resources": [resource]}}}
+    with pytest.raises(ConfigError) as info:
+        Runtime.from_config(bad_resource)
+    text = str(info.value)
+    assert "hubs.llm.resources[0].num_parallel: expected an integer between 1 and 1024" in text
+    assert "hubs.llm.resources[0].modells: unknown key" in text

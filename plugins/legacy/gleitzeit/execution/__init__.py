@@ -1,0 +1,1 @@
+"""Old import path ``gleitzeit.execution`` (served by the gleitzeit-legacy shim)."""

@@ -1,0 +1,1 @@
+"""Old import path ``gleitzeit.orchestration`` (served by the gleitzeit-legacy shim)."""

@@ -1,0 +1,1 @@
+"""Old import path ``gleitzeit.providers`` (served by the gleitzeit-legacy shim)."""

@@ -1,0 +1,181 @@
+"""The runtime behind one old object, and the dual-mode bookkeeping.
+
+Each old class translates its constructor arguments into a config dict and gets a
+``Backend``: a ``Runtime`` built from that dict (or one the caller passes in and keeps), started
+on first use, plus the two things every call needs - which path it takes
+(``FeatureFlags.hub_enabled_for(protocol, key)``) and recording how it went on that path
+(``Runtime.record_path``), so ``runtime.status().paths`` compares hub and legacy.
+
+``[features]`` and ``[plugins]`` of ``$GLEITZEIT_CONFIG`` apply to these runtimes too, so an
+operator rolls the hub path out (``rollout_percent``) without touching old code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gleitzeit_core import (
+    FailureClass,
+    InvalidParams,
+    NoResourceAvailable,
+    ResourceError,
+    Runtime,
+    UnknownMethod,
+)
+from gleitzeit_core.config import read_user_config
+from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core.plugins import PluginManager
+
+__all__ = ["HUB", "LEGACY", "Backend", "failure_of", "overlay_from_env_config"]
+
+log = logging.getLogger("gleitzeit.legacy")
+
+HUB = "hub"
+LEGACY = "legacy"
+
+
+def failure_of(exc: BaseException) -> FailureClass:
+    """How a failed call through the old API counts in the path metrics."""
+    if isinstance(exc, ResourceError):
+        return exc.failure
+    if isinstance(exc, asyncio.CancelledError):
+        return FailureClass.CANCELLED
+    if isinstance(exc, TimeoutError):
+        return FailureClass.TIMEOUT
+    if isinstance(exc, NoResourceAvailable):
+        return FailureClass.OVERLOADED
+    if isinstance(exc, InvalidParams | UnknownMethod | ValueError | TypeError | KeyError):
+        return FailureClass.CLIENT_ERROR
+    if isinstance(exc, ConnectionError | OSError):
+        return FailureClass.CONNECTION
+    return FailureClass.SERVER_ERROR
+
+
+def overlay_from_env_config() -> dict[str, Any]:
+    """``[features]`` and ``[plugins]`` of ``$GLEITZEIT_CONFIG`` (nothing else of it)."""
+    value = os.environ.get("GLEITZEIT_CONFIG")
+    if not value:
+        return {}
+    try:
+        raw = tomllib.loads(Path(value).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        log.warning("gleitzeit legacy: ignoring GLEITZEIT_CONFIG=%s (%s)", value, exc)
+        return {}
+    return {key: raw[key] for key in ("features", "plugins") if isinstance(raw.get(key), dict)}
+
+
+class Backend:
+    """A runtime for one old object: built from a translated config, started lazily."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        hub: str,
+        protocol: str,
+        runtime: Runtime | None = None,
+        features: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.hub_name = hub
+        self.owned = runtime is None
+        self.dropped: list[str] = []  # what the installed plugins could not honour
+        if runtime is None:
+            runtime = self._build(dict(config), features)
+        elif hub not in runtime.hubs:
+            known = ", ".join(sorted(runtime.hubs)) or "none"
+            raise ValueError(f"the runtime has no hub {hub!r}; its hubs: {known}")
+        self.runtime = runtime
+        self._starting: asyncio.Task[None] | None = None
+        self._started = False
+
+    def _build(self, config: dict[str, Any], features: Mapping[str, Any] | None) -> Runtime:
+        overlay = overlay_from_env_config()
+        for key, value in overlay.items():
+            config.setdefault(key, value)
+        if features is not None:
+            config["features"] = dict(features)
+        plugins_table = config.get("plugins")
+        disabled = list(plugins_table.get("disabled", [])) if isinstance(plugins_table, dict) else []
+        manager = PluginManager.from_env(disabled=[*disabled, *read_user_config().disabled]).load()
+        for hub_table in config.get("hubs", {}).values():
+            breaker = hub_table.get("breaker")
+            if isinstance(breaker, dict) and breaker.get("kind") not in manager.registries.breakers:
+                hub_table.pop("breaker")
+                message = (
+                    f"circuit breaker {breaker.get('kind')!r} is not installed, so the old "
+                    "circuit_breaker_config is not applied; `pip install "
+                    f"gleitzeit-breaker-{breaker.get('kind')}` to honour it"
+                )
+                self.dropped.append(message)
+                log.warning("gleitzeit legacy: %s", message)
+        return Runtime.from_config(config, plugins=manager)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def hub(self) -> ResourceHub:
+        return self.runtime.hubs[self.hub_name]
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        """Start the runtime once (concurrent callers wait for the same start)."""
+        if self._started:
+            return
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        try:
+            if self.owned:
+                await self.runtime.start()
+            self._started = True
+        finally:
+            if not self._started:
+                self._starting = None
+
+    async def stop(self) -> None:
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done():
+            await asyncio.gather(starting, return_exceptions=True)
+        if self._started and self.owned:
+            await self.runtime.stop()
+        self._started = False
+
+    # -- dual mode ------------------------------------------------------------------------------
+    def path_for(self, key: str | None) -> str:
+        """``"hub"`` or ``"legacy"`` for one call, by the runtime's feature flags."""
+        return HUB if self.runtime.features.hub_enabled_for(self.protocol, key) else LEGACY
+
+    def record(self, path: str, duration: float, failure: FailureClass | None) -> None:
+        self.runtime.record_path(self.protocol, path, duration, failure)
+
+    def path_status(self) -> dict[str, Any]:
+        """``runtime.status().paths`` of this protocol, as plain data."""
+        from gleitzeit_core.status import to_json
+
+        paths = self.runtime.status().paths.get(self.protocol, {})
+        result: dict[str, Any] = to_json(paths)
+        return result
+
+
+class Timer:
+    """Monotonic stopwatch for path metrics."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
