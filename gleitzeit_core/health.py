@@ -71,6 +71,9 @@ class OutlierSettings:
     base_ejection: float = attrs.field(default=30.0, validator=seconds())
     max_ejection: float = attrs.field(default=300.0, validator=seconds())
     max_ejected_share: float = attrs.field(default=0.5, validator=fraction())
+    # a successful active probe ends an ejection early (Envoy's default); turn it off when the
+    # probe only proves liveness and cannot tell that requests would succeed
+    uneject_on_probe: bool = True
     enabled: bool = True
 
 
@@ -149,8 +152,10 @@ class HealthMonitor:
         *,
         rng: random.Random | None = None,
         on_change: Callable[[Resource, Health], None] | None = None,
+        uneject: bool = True,
     ) -> None:
         self.probe = probe
+        self.uneject = uneject
         self.settings = settings
         self.rng = rng or random.Random()
         self.on_change = on_change
@@ -206,7 +211,7 @@ class HealthMonitor:
             needed = 1 if before is Health.UNKNOWN else settings.healthy_threshold
             if before is not Health.HEALTHY and resource.probe_successes >= needed:
                 resource.health = Health.HEALTHY
-            if resource.health is Health.HEALTHY:
+            if resource.health is Health.HEALTHY and self.uneject:
                 resource.ejected_until = None
         else:
             resource.probe_failures += 1

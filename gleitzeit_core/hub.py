@@ -79,9 +79,9 @@ class ResourceHub:
         self.breaker_factory = breaker_factory or (lambda: PassThroughBreaker(clock=self.clock))
         self.health_settings = health or HealthSettings()
         self.outlier = OutlierDetector(outlier or OutlierSettings())
-        self.monitor = (
-            HealthMonitor(probe, self.health_settings, rng=self.rng) if probe is not None else None
-        )
+        self.monitor: HealthMonitor | None = None
+        if probe is not None:
+            self.set_probe(probe)
         self.discoverers = list(discoverers)
         self.request_timeout = request_timeout
         self.retries = retries
@@ -172,7 +172,12 @@ class ResourceHub:
 
     def set_probe(self, probe: Probe) -> None:
         """Probe resources with ``probe`` (before ``start``)."""
-        self.monitor = HealthMonitor(probe, self.health_settings, rng=self.rng)
+        self.monitor = HealthMonitor(
+            probe,
+            self.health_settings,
+            rng=self.rng,
+            uneject=self.outlier.settings.uneject_on_probe,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -519,16 +524,20 @@ class ResourceHub:
             else self.clock.now() + self.request_timeout
         )
 
-    async def call(
+    async def open(
         self,
         operation: Callable[[Lease], Awaitable[T]],
         request: Request | None = None,
         *,
         retries: int | None = None,
         strategy: Strategy | None = None,
-    ) -> T:
+    ) -> tuple[T, Lease]:
         """Run ``operation`` on a leased resource, failing over to untried resources on
-        retryable failures, within the request's deadline and at most ``retries`` times."""
+        retryable failures, within the request's deadline and at most ``retries`` times.
+
+        On success the lease stays open and is returned with the result: the caller records
+        the outcome later (a stream holds its slot until its last chunk, and may still fail).
+        """
         request = request or Request()
         deadline = self.deadline_for(request)
         budget = self.retries if retries is None else retries
@@ -564,11 +573,24 @@ class ResourceHub:
                 last_error = exc
                 self.counters["failovers"] += 1
                 continue
-            lease.succeed()
-            return result
+            return result, lease
         if last_error is not None:
             raise last_error
         raise RequestTimeout(f"hub {self.name!r}: the request deadline passed before any attempt")
+
+    async def call(
+        self,
+        operation: Callable[[Lease], Awaitable[T]],
+        request: Request | None = None,
+        *,
+        retries: int | None = None,
+        strategy: Strategy | None = None,
+    ) -> T:
+        """``open`` for calls that are complete when ``operation`` returns: the lease is
+        recorded as a success at once."""
+        result, lease = await self.open(operation, request, retries=retries, strategy=strategy)
+        lease.succeed()
+        return result
 
     # -- status ---------------------------------------------------------------------------------
     def _breaker_listener(self, resource: Resource) -> Callable[[BreakerTransition], None]:

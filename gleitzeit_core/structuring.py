@@ -8,6 +8,7 @@ TOML already gives exact types, so the converter accepts only those: no ``"1.5"`
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import json
 import random
@@ -175,14 +176,51 @@ def _is_mapping_type(tp: Any) -> bool:
 converter.register_structure_hook_factory(_is_mapping_type, _mapping_check)
 
 
+@functools.cache
+def _layout(cls: Any) -> tuple[dict[str, Any], dict[str, attrs.Attribute[Any]]]:
+    """Resolved type hints and init fields by their keyword, computed once per class
+    (resolving string annotations costs far more than structuring a small request)."""
+    hints = typing.get_type_hints(cls)
+    return hints, {a.alias: a for a in attrs.fields(cls) if a.init}
+
+
+def _is_union(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin not in (typing.Union, types.UnionType):
+        return False
+    members = [a for a in typing.get_args(tp) if a is not type(None)]
+    # Optional[X] stays with cattrs' own handling; real unions of several types come here
+    return len(members) > 1
+
+
+def _union_hook(tp: Any) -> Callable[[Any, Any], Any]:
+    members = typing.get_args(tp)
+    expected = describe_type(tp)
+
+    def hook(value: Any, _: Any) -> Any:
+        if value is None and type(None) in members:
+            return None
+        for member in members:
+            if member is type(None):
+                continue
+            try:
+                return converter.structure(value, member)
+            except Exception:
+                continue
+        raise TypeError(f"expected {expected}, got {_shown(value)}")
+
+    return hook
+
+
+converter.register_structure_hook_factory(_is_union, _union_hook)
+
+
 def structure_attrs(value: Any, cls: Any) -> Any:
     """Structure an attrs class field by field, running each field's validator right away, so
     that a range error is reported even when another field has a type error."""
     if not isinstance(value, Mapping):
         raise TypeError(f"expected a table, got {_shown(value)}")
-    hints = typing.get_type_hints(cls)
-    fields = [a for a in attrs.fields(cls) if a.init]
-    keys = {a.alias: a for a in fields}
+    hints, keys = _layout(cls)
     errors: list[Exception] = []
     extra = set(value) - set(keys)
     if extra:
@@ -302,7 +340,7 @@ def _expected_of(owner: Any, rel: Sequence[str | int]) -> str | None:
     described = getattr(field.validator, "expected", None)
     if described:
         return str(described)
-    hint = typing.get_type_hints(owner).get(field.name)
+    hint = _layout(owner)[0].get(field.name)
     return describe_type(hint) if hint is not None else None
 
 

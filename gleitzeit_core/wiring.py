@@ -102,29 +102,59 @@ def _breaker_factory(
 def build_hub(
     name: str, config: HubConfig, registries: Registries, *, clock: Clock | None = None
 ) -> ResourceHub:
+    """Build one hub; every problem of its table is collected and raised as one error."""
     clock = clock or SystemClock()
     rng = random.Random(config.seed)
+    problems: list[str] = []
+
+    def attempt(step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except (ConfigError, DuplicateNameError) as exc:
+            problems.extend(getattr(exc, "problems", [str(exc)]))
+            return None
+
     kind: HubKind = _lookup(registries, "hubs", config.kind, f"hubs.{name}.kind")
-    factory = _load(kind.factory)
     settings = None
     if kind.settings_class is not None:
-        settings = structure(config.options, _load(kind.settings_class), path=f"hubs.{name}")
+        settings = attempt(
+            lambda: structure(config.options, _load(kind.settings_class), path=f"hubs.{name}")
+        )
     elif config.options:
-        raise ConfigError([f"hubs.{name}.{key}: unknown key" for key in sorted(config.options)])
-    strategy_cls = _lookup(registries, "strategies", config.strategy.kind, f"hubs.{name}.strategy")
-    strategy = build_component(
-        strategy_cls,
-        config.strategy.options,
-        path=f"hubs.{name}.strategy",
-        inject={"rng": rng, "clock": clock},
+        problems.extend(f"hubs.{name}.{key}: unknown key" for key in sorted(config.options))
+    strategy = attempt(
+        lambda: build_component(
+            _lookup(registries, "strategies", config.strategy.kind, f"hubs.{name}.strategy"),
+            config.strategy.options,
+            path=f"hubs.{name}.strategy",
+            inject={"rng": rng, "clock": clock},
+        )
     )
-    breaker_factory = _breaker_factory(registries, name, config, clock, rng)
-    specs = [resource_spec(name, i, item, kind) for i, item in enumerate(config.resources)]
-    discoverers = []
+    breaker_factory = attempt(lambda: _breaker_factory(registries, name, config, clock, rng))
+    specs: list[ResourceSpec] = []
+    for index, item in enumerate(config.resources):
+        try:
+            specs.append(resource_spec(name, index, item, kind))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    makers = []
     for source in config.discovery if config.discovery is not None else kind.default_discovery:
-        make = _lookup(registries, "discoverers", source, f"hubs.{name}.discovery")
-        discoverers.append(make(specs=specs, config=config, settings=settings, hub_name=name))
-    hub: ResourceHub = factory(
+        try:
+            makers.append(_lookup(registries, "discoverers", source, f"hubs.{name}.discovery"))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    probe_name = config.health.probe or kind.default_probe
+    probe_cls = None
+    if probe_name is not None and config.health.enabled:
+        probe_cls = attempt(
+            lambda: _lookup(registries, "probes", probe_name, f"hubs.{name}.health.probe")
+        )
+    if problems:
+        raise ConfigError(problems)
+    discoverers = [
+        make(specs=specs, config=config, settings=settings, hub_name=name) for make in makers
+    ]
+    hub: ResourceHub = _load(kind.factory)(
         name,
         strategy=strategy,
         strategy_name=config.strategy.kind,
@@ -140,9 +170,7 @@ def build_hub(
         rng=rng,
         settings=settings,
     )
-    probe_name = config.health.probe or kind.default_probe
-    if probe_name is not None and config.health.enabled:
-        probe_cls = _lookup(registries, "probes", probe_name, f"hubs.{name}.health.probe")
+    if probe_cls is not None:
         probe = build_component(
             probe_cls,
             {},

@@ -301,3 +301,43 @@ async def test_large_hub_spreads_load_like_p2c() -> None:
     assert max(loads) <= 4
     for lease in leases:
         lease.succeed()
+
+
+async def test_open_keeps_the_lease_for_the_caller() -> None:
+    """hub.open fails over like call, but hands back the lease still open (for streams)."""
+    hub = make_hub("a", "b", retries=3)
+    tried: list[str] = []
+
+    async def first_fails(lease):  # type: ignore[no-untyped-def]
+        tried.append(lease.resource.id)
+        if len(tried) == 1:
+            raise ResourceError("down", failure=FailureClass.CONNECTION)
+        return "stream"
+
+    result, lease = await hub.open(first_fails)
+    assert result == "stream"
+    assert not lease.done
+    assert lease.resource.in_flight == 1
+    lease.fail(FailureClass.PROTOCOL)
+    assert lease.resource.in_flight == 0
+    assert lease.resource.metrics.failures == {FailureClass.PROTOCOL: 1}
+
+
+async def test_probe_can_be_told_not_to_end_ejections() -> None:
+    """With uneject_on_probe off, a passing probe does not end an ejection early."""
+    from gleitzeit_core import ProbeResult
+
+    hub = make_hub(
+        "a", "b", outlier=OutlierSettings(consecutive_failures=1, uneject_on_probe=False)
+    )
+
+    class Up:
+        async def probe(self, resource):  # type: ignore[no-untyped-def]
+            return ProbeResult(True, 0.0)
+
+    hub.set_probe(Up())
+    lease = await hub.acquire(exclude=["b"])
+    lease.fail(FailureClass.SERVER_ERROR)
+    assert hub.monitor is not None
+    await hub.monitor.check(hub.get("a"))
+    assert hub.get("a").is_ejected(hub.clock.now())

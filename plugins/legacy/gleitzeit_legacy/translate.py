@@ -334,3 +334,92 @@ def bare_key(name: str) -> str:
     """A hub name usable as a bare TOML key."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
     return cleaned if cleaned and _BARE_KEY.match(cleaned) else "hub"
+
+
+# -- Docker ---------------------------------------------------------------------------------------
+# The old execution modes (PythonDockerProvider) and what each became. Images are the old ones;
+# the network stays off (datascience had a bridge network; ask for one per call if needed).
+OLD_MODES: dict[str, dict[str, Any]] = {
+    "sandboxed": {"image": "python:3.11-slim", "memory": "512m", "cpus": 1.0, "timeout": 60.0},
+    "datascience": {
+        "image": "gleitzeit/datascience:latest",
+        "memory": "2g",
+        "cpus": 2.0,
+        "timeout": 120.0,
+    },
+    "minimal": {"image": "python:3.11-alpine", "memory": "256m", "cpus": 0.5, "timeout": 30.0},
+}
+MODE_ALIASES = {
+    "docker-sandbox": "sandboxed",
+    "docker-datascience": "datascience",
+    "sandbox": "sandboxed",
+    "specialized": "datascience",
+}
+_POOL_KEYS = ("max_containers", "idle_timeout", "reuse_containers")
+
+
+def mode_name(mode: str) -> str:
+    """An old execution mode (or a draft alias) as a profile name; ``local`` stays ``local``."""
+    name = str(getattr(mode, "value", mode)).strip().lower()
+    name = MODE_ALIASES.get(name, name)
+    if name not in (*OLD_MODES, "local"):
+        known = ", ".join(["local", *OLD_MODES])
+        raise ValueError(f"unknown execution mode {mode!r}; known modes: {known}")
+    return name
+
+
+def docker_pool_table(
+    pool_config: Mapping[str, Any] | None, path: str, report: Report
+) -> dict[str, Any]:
+    """The old ``ContainerPool`` settings as the Docker hub's ``pool`` table."""
+    given = dict(pool_config or {})
+    pool: dict[str, Any] = {}
+    size = _integer(given.get("max_containers", 10), join(path, "max_containers"), minimum=1)
+    pool["max_size"] = size
+    idle = _number(given.get("idle_timeout", 300), join(path, "idle_timeout"))
+    pool["idle_ttl"] = idle
+    if not _truth(given.get("reuse_containers", True), join(path, "reuse_containers")):
+        pool["max_uses"] = 1
+    if "max_containers" in given:
+        report.change(
+            join(path, "max_containers"),
+            f"became pool.max_size = {size}: a hard cap per engine (the old pool created "
+            "untracked extra containers after waiting 30 s)",
+        )
+    if "idle_timeout" in given:
+        report.change(join(path, "idle_timeout"), "became pool.idle_ttl (seconds)")
+    if "reuse_containers" in given:
+        report.change(
+            join(path, "reuse_containers"),
+            "became pool.max_uses = 1" if "max_uses" in pool else "kept (reuse is the default)",
+        )
+    for key in given:
+        if key not in _POOL_KEYS:
+            report.drop(join(path, key), "unknown container pool key")
+    return pool
+
+
+def docker_hub_table(
+    *,
+    pool_config: Mapping[str, Any] | None = None,
+    default_mode: str = "sandboxed",
+    images: Mapping[str, str] | None = None,
+    path: str = "",
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """A ``[hubs.NAME]`` table of kind ``docker`` reproducing the old modes' limits."""
+    report = report if report is not None else Report()
+    profiles: dict[str, dict[str, Any]] = {}
+    for mode, preset in OLD_MODES.items():
+        fields = dict(preset)
+        if images and images.get(mode):
+            fields["image"] = images[mode]
+        profiles[mode] = fields
+    default = mode_name(default_mode)
+    table: dict[str, Any] = {
+        "kind": "docker",
+        "pool": docker_pool_table(pool_config, join(path, "pool_config"), report),
+        "profiles": profiles,
+        "default_profile": default if default != "local" else "sandboxed",
+    }
+    return table

@@ -1,22 +1,20 @@
 """Calls to Ollama with failover: plain JSON answers and streams.
 
 ``call_json`` runs through the core's ``hub.call`` (select, lease, classify, fail over to an
-untried instance within the deadline). ``open_stream`` is the same loop written out, because
-the lease of a stream must outlive the first chunk: it fails over only until an instance has
-produced its first chunk, then hands the caller a ``ChunkStream`` that holds the lease until
-the answer ends.
+untried instance within the deadline). ``open_stream`` uses ``hub.open``, the same loop with
+the lease left open: it fails over only until an instance has produced its first chunk, then
+hands the caller a ``ChunkStream`` that holds the lease until the answer ends.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from gleitzeit_core import FailureClass, NoResourceAvailable, Request, RequestTimeout, Resource
+from gleitzeit_core import FailureClass, Request, Resource
 from gleitzeit_core.lease import Lease
 from gleitzeit_ollama.client import (
     JSON,
@@ -128,40 +126,16 @@ async def open_stream(
     the deadline) until one answers with a first chunk; then the caller iterates."""
     payload = json.dumps(body).encode()
     deadline = hub.deadline_for(request)
-    tried: list[str] = []
-    last_error: BaseException | None = None
-    for attempt in range(hub.retries + 1):
-        remaining = deadline - hub.clock.now()
-        if remaining <= 0:
-            break
-        try:
-            lease = await hub.acquire(request, exclude=tried, timeout=remaining)
-        except NoResourceAvailable:
-            if last_error is not None:
-                raise last_error from None
-            raise
-        tried.append(lease.resource.id)
-        try:
-            async with asyncio.timeout(remaining):
-                return await _first_chunk(
-                    hub, lease, path, payload, deadline, attempt + 1, model, keep_alive
-                )
-        except BaseException as exc:
-            failure = hub.classify(exc)
-            lease.fail(failure)
-            out_of_time = hub.clock.now() >= deadline
-            if isinstance(exc, TimeoutError) and out_of_time:
-                raise RequestTimeout(
-                    f"hub {hub.name!r}: no first chunk within the request deadline "
-                    f"(tried {', '.join(tried)})"
-                ) from exc
-            if not failure.retryable or attempt == hub.retries or out_of_time:
-                raise
-            last_error = exc
-            hub.counters["failovers"] += 1
-    if last_error is not None:
-        raise last_error
-    raise RequestTimeout(f"hub {hub.name!r}: the request deadline passed before any attempt")
+    attempts = 0
+
+    async def attempt(lease: Lease) -> ChunkStream:
+        nonlocal attempts
+        attempts += 1
+        return await _first_chunk(hub, lease, path, payload, deadline, attempts, model, keep_alive)
+
+    # the core's failover loop, keeping the lease open: the stream holds it to the end
+    stream, _ = await hub.open(attempt, request)
+    return stream
 
 
 async def _first_chunk(
