@@ -82,8 +82,10 @@ class Backend:
         protocol: str,
         runtime: Runtime | None = None,
         features: Mapping[str, Any] | None = None,
+        require_kinds: tuple[str, ...] = (),
     ) -> None:
         self.protocol = protocol
+        self.require_kinds = require_kinds
         self.hub_name = hub
         self.owned = runtime is None
         self.dropped: list[str] = []  # what the installed plugins could not honour
@@ -105,6 +107,12 @@ class Backend:
         plugins_table = config.get("plugins")
         disabled = list(plugins_table.get("disabled", [])) if isinstance(plugins_table, dict) else []
         manager = PluginManager.from_env(disabled=[*disabled, *read_user_config().disabled]).load()
+        for kind in self.require_kinds:
+            if kind not in manager.registries.hubs:
+                raise ImportError(
+                    f"the legacy shim needs the hub kind {kind!r}, which no enabled plugin "
+                    f"provides; `pip install gleitzeit-{kind}` (or enable the plugin {kind!r})"
+                )
         for hub_table in config.get("hubs", {}).values():
             breaker = hub_table.get("breaker")
             if isinstance(breaker, dict) and breaker.get("kind") not in manager.registries.breakers:

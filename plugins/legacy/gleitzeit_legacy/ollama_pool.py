@@ -95,6 +95,7 @@ def make_ollama_backend(
         protocol="llm/v1",
         runtime=runtime,
         features=features,
+        require_kinds=("ollama",),
     )
     if backend.owned:
         for item in table["resources"]:
