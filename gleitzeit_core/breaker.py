@@ -56,6 +56,8 @@ class Permit:
 
     ``generation`` is the breaker's state epoch when the permit was issued: an outcome that
     arrives after the breaker moved on (say, a slow success after it opened) can be told apart.
+    Closed-state permits are shared within a generation and carry ``issued_at=0.0``; only
+    half-open trial permits record when they were issued.
     """
 
     trial: bool
@@ -64,6 +66,8 @@ class Permit:
 
 
 BreakerListener = Callable[[BreakerTransition], None]
+
+_DISABLED = BreakerState.DISABLED
 
 
 @runtime_checkable
@@ -103,6 +107,13 @@ class BaseBreaker:
     Subclasses keep their automatic state in ``self._state`` (CLOSED, OPEN or HALF_OPEN), change
     it only through ``_transition`` and implement ``_available``, ``_acquire``, ``_record`` and
     ``_clear``.
+
+    Two attrs details matter for a breaker's speed and its config: declare the subclass with
+    ``@attrs.define(kw_only=True, eq=False, on_setattr=attrs.setters.NO_OP)`` (otherwise a
+    validated field gives every counter write a generated ``__setattr__``), and note that the
+    config loader runs each field's validator on its own with ``instance=None`` before building
+    the object, so a validator comparing two fields must return early when ``instance`` is None
+    (it runs again, with the instance, when the class is built).
     """
 
     clock: Clock = attrs.field(factory=SystemClock, repr=False)
@@ -120,24 +131,23 @@ class BaseBreaker:
         self._tick()
         return self._state
 
+    # The three methods below run on every call: the admin check is one attribute read in the
+    # common case, and module constants spare the enum attribute lookups.
     def available(self) -> bool:
-        if self._admin is BreakerState.DISABLED:
-            return True
-        if self._admin is BreakerState.FORCED_OPEN:
-            return False
-        return self._available()
+        admin = self._admin
+        if admin is None:
+            return self._available()
+        return admin is _DISABLED
 
     def acquire(self) -> Permit | None:
-        if self._admin is BreakerState.DISABLED:
-            return self._permit(trial=False)
-        if self._admin is BreakerState.FORCED_OPEN:
-            return None
-        return self._acquire()
+        admin = self._admin
+        if admin is None:
+            return self._acquire()
+        return self._permit(trial=False) if admin is _DISABLED else None
 
     def record(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
-        if self._admin is not None:
-            return
-        self._record(permit, outcome, max(0.0, duration))
+        if self._admin is None:
+            self._record(permit, outcome, duration if duration > 0.0 else 0.0)
 
     def force_open(self) -> None:
         self._set_admin(BreakerState.FORCED_OPEN, "forced open by an operator")

@@ -384,6 +384,8 @@ class ResourceHub:
                 if permit is not None:
                     self.panic = False
                     return self._open_lease(resource, permit, request, now), False
+                # refused: the full scan must not ask the same breaker twice for one lease
+                exclude = {*exclude, resource.spec.id}
         eligible, saturated, panic = self._eligible(request, exclude, now)
         self.panic = panic
         while eligible:

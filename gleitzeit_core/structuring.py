@@ -296,7 +296,7 @@ def problems_of(
     """Flatten cattrs' exception tree into ``path: what was expected, what was found`` lines."""
     rel = rel or []
     if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = ", ".join(a.name for a in attrs.fields(exc.cl)) if attrs.has(exc.cl) else ""
+        allowed = ", ".join(_settable(exc.cl)) if attrs.has(exc.cl) else ""
         return [
             f"{_join([*prefix, *rel, key])}: unknown key"
             + (f"; expected one of: {allowed}" if allowed else "")
@@ -328,6 +328,15 @@ def problems_of(
     if expected and value is not _MISSING:
         return [f"{where}: expected {expected}, got {_shown(value)}"]
     return [f"{where}: {exc}"]
+
+
+# collaborators the runtime injects; a config can never set them
+_INJECTED = frozenset({"clock", "rng", "hub", "runtime"})
+
+
+def _settable(cls: Any) -> list[str]:
+    """The keys a config may give for ``cls``: init fields that are not injected."""
+    return [name for name in _layout(cls)[1] if name not in _INJECTED]
 
 
 def _expected_of(owner: Any, rel: Sequence[str | int]) -> str | None:

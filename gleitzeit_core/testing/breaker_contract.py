@@ -130,6 +130,66 @@ class BreakerContract:
             assert successes < self.max_calls_to_trip, "successes never closed the breaker"
         assert breaker.available()
 
+    def _trip_and_wait(self, breaker: Breaker, clock: ManualClock) -> None:
+        """Trip the breaker, then move time on until it would admit a trial call."""
+        self._trip(breaker)
+        waited = 0.0
+        while not breaker.available():
+            assert waited < self.max_wait_to_recover, "breaker never admitted a trial call"
+            clock.advance(1.0)
+            waited += 1.0
+
+    def test_half_open_admits_at_most_the_trial_permits(self) -> None:
+        """However many callers arrive at once after the open period, no more than
+        ``max_trial_permits`` trial calls are admitted until some of them return."""
+        if not self.trips or not self.deterministic or self.max_trial_permits is None:
+            return
+        breaker, clock, _ = self._fresh()
+        self._trip_and_wait(breaker, clock)
+        admitted = [p for p in (breaker.acquire() for _ in range(50)) if p is not None]
+        assert 1 <= len(admitted) <= self.max_trial_permits
+        assert all(p.trial for p in admitted)
+        assert not breaker.available()
+
+    def test_ignored_trial_gives_its_permit_back(self) -> None:
+        """A trial call that ends IGNORED (a caller's 4xx) frees its slot for another trial."""
+        if not self.trips or not self.deterministic or self.max_trial_permits is None:
+            return
+        breaker, clock, _ = self._fresh()
+        self._trip_and_wait(breaker, clock)
+        admitted = [p for p in (breaker.acquire() for _ in range(50)) if p is not None]
+        breaker.record(admitted[0], CallOutcome.IGNORED, self.fast_duration)
+        again = breaker.acquire()
+        assert again is not None
+        assert again.trial
+
+    def test_late_success_from_before_the_trip_does_not_close(self) -> None:
+        """A success admitted while closed but reported after the breaker opened is stale:
+        it must not close (or half-close) the breaker."""
+        if not self.trips or not self.deterministic:
+            return
+        breaker, _, _ = self._fresh()
+        early = breaker.acquire()
+        assert early is not None
+        self._trip(breaker)
+        assert breaker.state is BreakerState.OPEN
+        breaker.record(early, CallOutcome.SUCCESS, self.fast_duration)
+        assert _state_of(breaker) is BreakerState.OPEN
+        assert not breaker.available()
+
+    def test_everything_is_admitted_again_after_waiting(self) -> None:
+        """After a failure storm and ``max_wait_to_recover`` seconds, calls are admitted."""
+        if not self.trips:
+            return
+        breaker, clock, _ = self._fresh()
+        self._trip(breaker)
+        clock.advance(self.max_wait_to_recover)
+        permit = breaker.acquire()
+        assert permit is not None
+        if not self.deterministic:
+            # no hard open state: once the window forgot the storm, nothing is refused
+            assert all(breaker.acquire() is not None for _ in range(50))
+
     def test_forced_open_refuses_until_reset(self) -> None:
         """force_open() refuses every call whatever happens, and reset() admits again."""
         breaker, clock, events = self._fresh()

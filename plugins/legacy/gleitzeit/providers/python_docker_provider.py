@@ -1,0 +1,8 @@
+"""Old import path: ``from gleitzeit.providers.python_docker_provider import
+PythonDockerProvider`` (served by the gleitzeit-legacy shim; modes local, sandboxed,
+datascience, minimal - local only when switched on)."""
+
+from gleitzeit_legacy.docker_executor import SecurityLevel
+from gleitzeit_legacy.python_provider import PythonDockerProvider
+
+__all__ = ["PythonDockerProvider", "SecurityLevel"]
