@@ -107,9 +107,13 @@ def main() -> None:
     small = asyncio.run(lease_us(10, 2_000 if args.quick else 20_000))
     share, probes = asyncio.run(health_cpu_share(SIZE, seconds))
     memory = memory_per_resource_kb(SIZE)
-    print(f"lease (select + admit + record), 1,000 resources: {pick:.2f} us  (10 resources: {small:.2f} us)")
-    print(f"health monitor, 1,000 resources at 1 s: {100 * share:.1f} % of one core "
-          f"({probes / seconds:.0f} probes/s)")
+    print(
+        f"lease (select + admit + record), 1,000 resources: {pick:.2f} us  (10 resources: {small:.2f} us)"
+    )
+    print(
+        f"health monitor, 1,000 resources at 1 s: {100 * share:.1f} % of one core "
+        f"({probes / seconds:.0f} probes/s)"
+    )
     print(f"memory per resource: {memory:.1f} KiB (target <= 20)")
     if args.json_path:
         command = "python benchmarks/scale.py" + (" --quick" if args.quick else "")

@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,11 +30,11 @@ from typing import Any
 
 import aiohttp
 import ollama
+from gleitzeit_ollama.sim import SimConfig, SimProcess
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gleitzeit_core.status_view import show_status
-from gleitzeit_ollama.sim import SimConfig, SimProcess
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -55,8 +54,11 @@ def free_port() -> int:
 
 def docker_host() -> str | None:
     """A Docker engine this machine can reach, if any (checked over its unix socket only)."""
-    candidates = [os.environ.get("DOCKER_HOST", ""), "unix:///tmp/ci-docker/docker.sock",
-                  "unix:///var/run/docker.sock"]
+    candidates = [
+        os.environ.get("DOCKER_HOST", ""),
+        "unix:///tmp/ci-docker/docker.sock",
+        "unix:///var/run/docker.sock",
+    ]
     for url in candidates:
         if not url.startswith("unix://"):
             continue
@@ -97,7 +99,12 @@ def write_config(folder: Path, sims: dict[str, SimProcess], port: int, docker: s
         "base_ejection = 2.0",
     ]
     for name, sim in sims.items():
-        lines += ["[[hubs.llm.resources]]", f'id = "{name}"', f'url = "{sim.url}"', "num_parallel = 4"]
+        lines += [
+            "[[hubs.llm.resources]]",
+            f'id = "{name}"',
+            f'url = "{sim.url}"',
+            "num_parallel = 4",
+        ]
     if docker:
         lines += [
             "",
@@ -134,9 +141,12 @@ async def one_request(client: ollama.AsyncClient, i: int) -> str:
         )
         assert reply.message.content
     elif kind == "generate":
-        parts = [chunk.response async for chunk in await client.generate(
-            model="llama3.2", prompt=f"tell me about {i}", stream=True
-        )]
+        parts = [
+            chunk.response
+            async for chunk in await client.generate(
+                model="llama3.2", prompt=f"tell me about {i}", stream=True
+            )
+        ]
         assert "".join(parts)
     else:
         reply = await client.embed(model="nomic-embed-text", input=[f"doc {i}", f"doc {i + 1}"])
@@ -144,7 +154,9 @@ async def one_request(client: ollama.AsyncClient, i: int) -> str:
     return kind
 
 
-async def workload(url: str, sims: dict[str, SimProcess], total: int, concurrency: int) -> dict[str, Any]:
+async def workload(
+    url: str, sims: dict[str, SimProcess], total: int, concurrency: int
+) -> dict[str, Any]:
     client = ollama.AsyncClient(host=url, timeout=60)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
@@ -154,8 +166,12 @@ async def workload(url: str, sims: dict[str, SimProcess], total: int, concurrenc
     events: list[str] = []
     victim = sims["medium"]
     with Progress(
-        TextColumn("[bold]requests"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("{task.description}"), console=console,
+        TextColumn("[bold]requests"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
     ) as progress:
         task = progress.add_task("", total=total)
 
@@ -185,16 +201,22 @@ async def workload(url: str, sims: dict[str, SimProcess], total: int, concurrenc
 
 
 async def python_execute(url: str) -> None:
-    request = {"method": "python/execute",
-               "params": {"code": "import sys\nresult = {'sum': sum(args['xs']), 'python': sys.version.split()[0]}",
-                          "args": {"xs": [1, 2, 3, 4]}}}
+    request = {
+        "method": "python/execute",
+        "params": {
+            "code": "import sys\nresult = {'sum': sum(args['xs']), 'python': sys.version.split()[0]}",
+            "args": {"xs": [1, 2, 3, 4]},
+        },
+    }
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         async with http.post(f"{url}/gleitzeit/execute", json=request) as reply:
             body = await reply.json()
     result = body.get("result", body)
-    console.print(f"python/execute through the gateway: HTTP {reply.status} -> "
-                  f"result={json.dumps(result.get('result'))} success={result.get('success')} "
-                  f"duration={result.get('duration_ms')} ms")
+    console.print(
+        f"python/execute through the gateway: HTTP {reply.status} -> "
+        f"result={json.dumps(result.get('result'))} success={result.get('success')} "
+        f"duration={result.get('duration_ms')} ms"
+    )
 
 
 async def main() -> None:
@@ -204,15 +226,24 @@ async def main() -> None:
     args = parser.parse_args()
 
     sims: dict[str, SimProcess] = {}
-    gateway: subprocess.Popen[bytes] | None = None
+    gateway: asyncio.subprocess.Process | None = None
     with tempfile.TemporaryDirectory(prefix="gleitzeit-demo-") as folder:
         try:
             for name, (models, latency, speed) in SIMULATORS.items():
-                config = SimConfig(models=models, latency_ms=latency, tokens_per_s=speed,
-                                   load_ms=200, num_parallel=4, name=name, max_tokens=12)
+                config = SimConfig(
+                    models=models,
+                    latency_ms=latency,
+                    tokens_per_s=speed,
+                    load_ms=200,
+                    num_parallel=4,
+                    name=name,
+                    max_tokens=12,
+                )
                 sims[name] = await SimProcess(config).astart()
-                console.print(f"simulator [bold]{name}[/] at {sims[name].url}: "
-                              f"{', '.join(models)}, {latency} ms, {speed} tokens/s")
+                console.print(
+                    f"simulator [bold]{name}[/] at {sims[name].url}: "
+                    f"{', '.join(models)}, {latency} ms, {speed} tokens/s"
+                )
             docker = docker_host()
             port = free_port()
             config_path = write_config(Path(folder), sims, port, docker)
@@ -220,7 +251,9 @@ async def main() -> None:
             env.pop("GLEITZEIT_GATEWAY_TOKEN", None)
             gateway = subprocess.Popen(
                 [sys.executable, "-m", "gleitzeit_core", "serve", "--config", str(config_path)],
-                env=env, stdout=subprocess.DEVNULL, stderr=open(Path(folder) / "gateway.log", "wb"),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(Path(folder) / "gateway.log", "wb"),
             )
             url = f"http://127.0.0.1:{port}"
             await wait_healthy(url)
@@ -230,9 +263,11 @@ async def main() -> None:
             outcome = await workload(url, sims, args.requests, args.concurrency)
             elapsed = time.monotonic() - started
 
-            async with aiohttp.ClientSession() as http:
-                async with http.get(f"{url}/gleitzeit/status") as reply:
-                    status = await reply.json()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"{url}/gleitzeit/status") as reply,
+            ):
+                status = await reply.json()
             show_status(status, console)
             llm = next(h for h in status["hubs"] if h["name"] == "llm")
             per_instance = {r["id"]: r["metrics"]["requests"] for r in llm["resources"]}
@@ -246,16 +281,18 @@ async def main() -> None:
             if docker:
                 await python_execute(url)
             else:
-                console.print("No Docker engine is reachable here, so the python/execute step is "
-                              "skipped (start one with `bash .ci/docker-engine.sh start`).")
+                console.print(
+                    "No Docker engine is reachable here, so the python/execute step is "
+                    "skipped (start one with `bash .ci/docker-engine.sh start`)."
+                )
         finally:
-            if gateway is not None:
+            if gateway is not None and gateway.returncode is None:
                 gateway.terminate()
                 try:
-                    gateway.wait(timeout=10)
-                except subprocess.TimeoutExpired:
+                    await asyncio.wait_for(gateway.wait(), 10)
+                except TimeoutError:
                     gateway.kill()
-                    gateway.wait(timeout=10)
+                    await gateway.wait()
             for sim in sims.values():
                 await sim.aterminate()
     if outcome_failed := locals().get("outcome", {}).get("errors"):

@@ -95,14 +95,14 @@ def test_strategy_options_are_checked() -> None:
     config = load_config(
         {"hubs": {"a": {"kind": "echo", "strategy": {"kind": "consistent_hash", "replicas": "x"}}}}
     )
-    with pytest.raises(ConfigError, match="hubs.a.strategy.replicas"):
+    with pytest.raises(ConfigError, match=r"hubs\.a\.strategy\.replicas"):
         Runtime(config, echo_manager())
 
 
 def test_unknown_hub_kind_lists_installed_kinds() -> None:
     """A hub kind no plugin provides is named with the installed kinds and a pip hint."""
     config = load_config({"hubs": {"a": {"kind": "ollama2"}}})
-    with pytest.raises(ConfigError, match="hubs.a.kind: unknown hub kind 'ollama2'.*echo"):
+    with pytest.raises(ConfigError, match=r"hubs\.a\.kind: unknown hub kind 'ollama2'.*echo"):
         Runtime(config, echo_manager())
 
 

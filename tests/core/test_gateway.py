@@ -162,7 +162,9 @@ async def test_token_is_required_when_configured(gateway: Gateway) -> None:
         assert reply.status == 401
         assert "token" in (await reply.json())["error"]
         right = {"Authorization": "Bearer s3cret"}
-        assert (await http.post(f"{url}/gleitzeit/execute", json=request, headers=right)).status == 200
+        assert (
+            await http.post(f"{url}/gleitzeit/execute", json=request, headers=right)
+        ).status == 200
         assert (await http.get(f"{url}/gleitzeit/health")).status == 200
 
 
@@ -194,7 +196,9 @@ async def test_no_resource_is_503_and_failures_are_not_5xx_crashes(gateway: Gate
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 bodies = st.one_of(

@@ -79,9 +79,7 @@ async def test_http_probe_fails_on_a_bad_status() -> None:
 async def test_monitor_marks_dead_resource_unhealthy_and_back() -> None:
     """Probing on an interval marks a dead endpoint unhealthy after the threshold, and a
     revived one healthy again; the hub then routes around it."""
-    hub = ResourceHub(
-        "h", health=HealthSettings(interval=0.05, timeout=0.5, unhealthy_threshold=2)
-    )
+    hub = ResourceHub("h", health=HealthSettings(interval=0.05, timeout=0.5, unhealthy_threshold=2))
     hub.set_probe(TcpProbe(timeout=0.5))
     async with http_server() as live_url:
         hub.add(ResourceSpec(id="live", endpoint=live_url))

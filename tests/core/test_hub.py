@@ -144,7 +144,7 @@ async def test_waiting_is_bounded_and_says_so() -> None:
     hub = ResourceHub("test")
     hub.add(ResourceSpec(id="a", max_concurrency=1))
     held = await hub.acquire()
-    with pytest.raises(NoResourceAvailable, match="waited 0.1 s"):
+    with pytest.raises(NoResourceAvailable, match=r"waited 0\.1 s"):
         await hub.acquire(timeout=0.1)
     held.succeed()
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import aiohttp
+import gleitzeit_prometheus.plugin
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-import gleitzeit_prometheus.plugin
 from gleitzeit_core.gateway import build_app
 from gleitzeit_core.plugins import PluginManager
 from gleitzeit_core.runtime import Runtime

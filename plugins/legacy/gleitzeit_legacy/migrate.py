@@ -31,7 +31,6 @@ import attrs
 
 from .toml_out import dumps
 from .translate import (
-    OLD_MODES,
     Report,
     bare_key,
     docker_hub_table,
@@ -325,7 +324,6 @@ class _Builder:
         if "max_containers" in entry:
             pool.setdefault("max_containers", entry["max_containers"])
         mode = entry.get("default_mode", "sandboxed")
-        images: dict[str, str] = {}
         image = docker.get("image") or entry.get("default_image")
         table = docker_hub_table(
             pool_config=pool, default_mode=str(mode), path=path, report=report
@@ -336,7 +334,6 @@ class _Builder:
             table["default_image"] = str(image)
             for profile in table["profiles"].values():
                 profile.pop("image", None)
-            images = {m: str(image) for m in OLD_MODES}
             where = "docker_config.image" if docker.get("image") else "default_image"
             report.change(join(path, where), f"became default_image = {image!r} (every profile)")
         if "default_mode" in entry:
@@ -351,7 +348,7 @@ class _Builder:
             else:
                 report.change(join(path, "default_mode"), f"became default_profile = {chosen!r}")
         report.change(
-            join(path, "execution_modes") if "execution_modes" in entry else path,
+            path or "<provider>",
             "the old modes' limits are kept as profiles (sandboxed 512m/1 CPU/60 s, minimal "
             "256m/0.5/30 s, datascience 2g/2/120 s); every profile is hardened and has no "
             "network (datascience had a bridge network)",
@@ -364,7 +361,6 @@ class _Builder:
                     mode_key = mode_name(str(mode_key))
                     if mode_key in table["profiles"]:
                         table["profiles"][mode_key]["image"] = str(mode_image)
-                        images[mode_key] = str(mode_image)
                         report.change(
                             join(join(path, "docker_config.images"), str(mode_key)),
                             f"became profiles.{mode_key}.image",
@@ -408,7 +404,6 @@ class _Builder:
             if key not in _PYTHON_KEYS:
                 report.drop(join(path, key), "unknown key of a python_docker provider")
         self.sources[hub] = path
-        _ = images
 
 
 def _enabled(entry: Mapping[str, Any], path: str, report: Report) -> bool:
@@ -485,7 +480,7 @@ def _apply_env(builder: _Builder, environ: Mapping[str, str]) -> list[str]:
             elif setting == "health_check_interval":
                 table.setdefault("health", {})["interval"] = applied["health"]["interval"]
             else:
-                table["retries"] = 0 if applied["retries"] == 0 else max(table.get("retries", 2), 1)
+                table["retries"] = 0 if applied["retries"] == 0 else (table.get("retries") or 2)
             message = probe.changed[0][1] if probe.changed else f"became {setting}"
             report.change(f"${key}", message)
     python = {k: environ[k] for k in used if k in _ENV_KNOWN and not k.startswith("GLEITZEIT_OLLAMA_")}

@@ -1,0 +1,60 @@
+"""``gleitzeit migrate-config OLD.(yaml|json) [-o NEW.toml]``.
+
+Reads an old config (and the old ``GLEITZEIT_OLLAMA_*``/``GLEITZEIT_PYTHON_*``/
+``GLEITZEIT_DOCKER_*`` environment variables, unless ``--no-env``), writes the new TOML config
+(to ``-o`` or standard output) and prints a report of every key: kept, changed (how) or
+dropped (why). The written file is checked with the core's config loader first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["migrate_config_command"]
+
+
+@click.command("migrate-config")
+@click.argument("old", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Write the new TOML config here (default: standard output).",
+)
+@click.option("--no-env", is_flag=True, help="Ignore the old GLEITZEIT_* environment variables.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def migrate_config_command(old: Path, output: Path | None, no_env: bool, force: bool) -> None:
+    """Migrate an old provider config (YAML or JSON) to the new TOML config."""
+    from gleitzeit_core.config import ConfigError, load_config
+    from gleitzeit_legacy.migrate import load_old, migrate
+
+    try:
+        data = load_old(old)
+        migration = migrate(data, environ={} if no_env else os.environ, source=str(old))
+    except (OSError, ValueError) as exc:
+        click.echo(f"gleitzeit: migrate-config: {exc}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # a YAML syntax error, say
+        click.echo(f"gleitzeit: migrate-config: cannot read {old}: {exc}", err=True)
+        sys.exit(2)
+    text = migration.to_toml()
+    import tomllib
+
+    try:
+        load_config(tomllib.loads(text))
+    except (ConfigError, tomllib.TOMLDecodeError) as exc:  # a bug here, not the user's
+        click.echo(f"gleitzeit: migrate-config: the migrated config is invalid: {exc}", err=True)
+        sys.exit(1)
+    report = "\n".join(migration.report_lines())
+    if output is None:
+        click.echo(text, nl=False)
+        click.echo(report, err=True)
+        return
+    if output.exists() and not force:
+        click.echo(f"gleitzeit: migrate-config: {output} exists (use --force)", err=True)
+        sys.exit(2)
+    output.write_text(text, encoding="utf-8")
+    click.echo(report)
+    click.echo(f"wrote {output}; check it with `gleitzeit run --config {output} ...`")
