@@ -108,7 +108,8 @@ def main() -> None:
     share, probes = asyncio.run(health_cpu_share(SIZE, seconds))
     memory = memory_per_resource_kb(SIZE)
     print(
-        f"lease (select + admit + record), 1,000 resources: {pick:.2f} us  (10 resources: {small:.2f} us)"
+        f"lease (select + admit + record), 1,000 resources: {pick:.2f} us "
+        f"(10 resources: {small:.2f} us)"
     )
     print(
         f"health monitor, 1,000 resources at 1 s: {100 * share:.1f} % of one core "

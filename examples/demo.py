@@ -200,17 +200,18 @@ async def workload(
     return {"done": dict(done), "errors": errors, "events": events}
 
 
+CODE = """import sys
+result = {'sum': sum(args['xs']), 'python': sys.version.split()[0]}
+"""
+
+
 async def python_execute(url: str) -> None:
-    request = {
-        "method": "python/execute",
-        "params": {
-            "code": "import sys\nresult = {'sum': sum(args['xs']), 'python': sys.version.split()[0]}",
-            "args": {"xs": [1, 2, 3, 4]},
-        },
-    }
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-        async with http.post(f"{url}/gleitzeit/execute", json=request) as reply:
-            body = await reply.json()
+    request = {"method": "python/execute", "params": {"code": CODE, "args": {"xs": [1, 2, 3, 4]}}}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http,
+        http.post(f"{url}/gleitzeit/execute", json=request) as reply,
+    ):
+        body = await reply.json()
     result = body.get("result", body)
     console.print(
         f"python/execute through the gateway: HTTP {reply.status} -> "
@@ -249,11 +250,11 @@ async def main() -> None:
             config_path = write_config(Path(folder), sims, port, docker)
             env = {**os.environ, "GLEITZEIT_CONFIG": str(config_path)}
             env.pop("GLEITZEIT_GATEWAY_TOKEN", None)
-            gateway = subprocess.Popen(
-                [sys.executable, "-m", "gleitzeit_core", "serve", "--config", str(config_path)],
+            gateway = await asyncio.create_subprocess_exec(
+                *[sys.executable, "-m", "gleitzeit_core", "serve", "--config", str(config_path)],
                 env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=open(Path(folder) / "gateway.log", "wb"),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
             )
             url = f"http://127.0.0.1:{port}"
             await wait_healthy(url)

@@ -105,7 +105,9 @@ class Backend:
         if features is not None:
             config["features"] = dict(features)
         plugins_table = config.get("plugins")
-        disabled = list(plugins_table.get("disabled", [])) if isinstance(plugins_table, dict) else []
+        disabled = (
+            list(plugins_table.get("disabled", [])) if isinstance(plugins_table, dict) else []
+        )
         manager = PluginManager.from_env(disabled=[*disabled, *read_user_config().disabled]).load()
         for kind in self.require_kinds:
             if kind not in manager.registries.hubs:

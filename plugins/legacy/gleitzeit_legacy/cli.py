@@ -20,7 +20,10 @@ __all__ = ["migrate_config_command"]
 @click.command("migrate-config")
 @click.argument("old", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Write the new TOML config here (default: standard output).",
 )
 @click.option("--no-env", is_flag=True, help="Ignore the old GLEITZEIT_* environment variables.")

@@ -160,7 +160,9 @@ class DockerShim:
             self.shared = False
         self._backends[key] = self.primary
 
-    def _table(self, path: str, image: str, network: str, env: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    def _table(
+        self, path: str, image: str, network: str, env: tuple[tuple[str, str], ...]
+    ) -> dict[str, Any]:
         profile: dict[str, Any] = {
             "image": image,
             "memory": _MEMORY_CEILING,
@@ -246,14 +248,20 @@ class DockerShim:
             return
         results = await asyncio.gather(*(monitor.check(r) for r in hub.resources))
         if not any(r.ok for r in results):
-            details = "; ".join(f"{r.id}: {x.detail}" for r, x in zip(hub.resources, results, strict=True))
+            details = "; ".join(
+                f"{r.id}: {x.detail}" for r, x in zip(hub.resources, results, strict=True)
+            )
             raise ConnectionError(f"no Docker engine answers ({details})")
 
     def engine_url(self) -> str:
         hub = self.primary.hub
         if hub.resources:
             return hub.resources[0].endpoint
-        return self.engines[0] if self.engines else os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        return (
+            self.engines[0]
+            if self.engines
+            else os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        )
 
     def pool_counts(self) -> dict[str, Any]:
         """Containers per image over every runtime: ``{total, busy, idle}``."""
@@ -496,7 +504,10 @@ class DockerExecutor:
         )
 
     async def execute_file(
-        self, file_path: str | os.PathLike[str], args: Mapping[str, Any] | None = None, **kwargs: Any
+        self,
+        file_path: str | os.PathLike[str],
+        args: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         """Run a file from the host, with ``args`` as variables in front of it."""
         code = await asyncio.to_thread(Path(file_path).read_text, encoding="utf-8")

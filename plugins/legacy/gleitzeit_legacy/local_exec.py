@@ -98,18 +98,34 @@ async def run_local(
     try:
         ast.parse(code)
     except SyntaxError as exc:
-        return {**base, "success": False, "stdout": "", "stderr": "", "exit_code": None,
-                "error": f"SyntaxError: {exc}"}
+        return {
+            **base,
+            "success": False,
+            "stdout": "",
+            "stderr": "",
+            "exit_code": None,
+            "error": f"SyntaxError: {exc}",
+        }
     if allowed_modules:
         bad = disallowed_imports(code, allowed_modules)
         if bad:
-            return {**base, "success": False, "stdout": "", "stderr": "", "exit_code": None,
-                    "error": f"imports not in allowed_local_modules: {', '.join(bad)}"}
+            return {
+                **base,
+                "success": False,
+                "stdout": "",
+                "stderr": "",
+                "exit_code": None,
+                "error": f"imports not in allowed_local_modules: {', '.join(bad)}",
+            }
     payload = json.dumps({"code": code, "args": dict(args or {})}, default=repr).encode()
     with tempfile.TemporaryDirectory(prefix="gleitzeit-local-") as workdir:
         result_path = Path(workdir) / "result.json"
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-c", _CHILD, str(result_path),
+            sys.executable,
+            "-I",
+            "-c",
+            _CHILD,
+            str(result_path),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -122,8 +138,14 @@ async def run_local(
         except TimeoutError:
             _kill(process)
             stdout, stderr = await process.communicate()
-            return {**base, "success": False, "stdout": _text(stdout), "stderr": _text(stderr),
-                    "exit_code": process.returncode, "error": f"timeout after {timeout:g} s"}
+            return {
+                **base,
+                "success": False,
+                "stdout": _text(stdout),
+                "stderr": _text(stderr),
+                "exit_code": process.returncode,
+                "error": f"timeout after {timeout:g} s",
+            }
         except BaseException:
             _kill(process)
             await process.wait()

@@ -64,16 +64,42 @@ _POOL_TYPES = {"ollama_pool", "ollama-pool", "ollamapool", "ollama_pool_provider
 _SINGLE_TYPES = {"ollama", "ollama_provider"}
 _PYTHON_TYPES = {"python_docker", "python-docker", "python", "docker", "python_docker_provider"}
 _POOL_KEYS = {
-    "type", "provider_id", "instances", "load_balancing", "load_balancing_config",
-    "circuit_breaker", "circuit_breaker_config", "timeout", "enabled", "auto_discover",
+    "type",
+    "provider_id",
+    "instances",
+    "load_balancing",
+    "load_balancing_config",
+    "circuit_breaker",
+    "circuit_breaker_config",
+    "timeout",
+    "enabled",
+    "auto_discover",
 }
 _SINGLE_KEYS = {
-    "type", "provider_id", "endpoint", "ollama_url", "url", "timeout", "enabled",
-    "default_models", "default_model", "auto_discover", "max_instances", "enable_sharing",
+    "type",
+    "provider_id",
+    "endpoint",
+    "ollama_url",
+    "url",
+    "timeout",
+    "enabled",
+    "default_models",
+    "default_model",
+    "auto_discover",
+    "max_instances",
+    "enable_sharing",
 }
 _PYTHON_KEYS = {
-    "type", "provider_id", "docker_config", "pool_config", "default_mode",
-    "allowed_local_modules", "enabled", "container_config", "max_containers", "enable_local",
+    "type",
+    "provider_id",
+    "docker_config",
+    "pool_config",
+    "default_mode",
+    "allowed_local_modules",
+    "enabled",
+    "container_config",
+    "max_containers",
+    "enable_local",
     "default_image",
 }
 _TOP_LEVEL_REASONS = {
@@ -325,13 +351,12 @@ class _Builder:
             pool.setdefault("max_containers", entry["max_containers"])
         mode = entry.get("default_mode", "sandboxed")
         image = docker.get("image") or entry.get("default_image")
-        table = docker_hub_table(
-            pool_config=pool, default_mode=str(mode), path=path, report=report
-        )
+        table = docker_hub_table(pool_config=pool, default_mode=str(mode), path=path, report=report)
         if "max_containers" in entry:
             report.change(join(path, "max_containers"), "became pool.max_size")
         if image:
             table["default_image"] = str(image)
+            table["datascience_image"] = str(image)
             for profile in table["profiles"].values():
                 profile.pop("image", None)
             where = "docker_config.image" if docker.get("image") else "default_image"
@@ -438,7 +463,9 @@ def _apply_env(builder: _Builder, environ: Mapping[str, str]) -> list[str]:
         hub = builder.providers.get("llm/v1", {}).get("hub")
         if "GLEITZEIT_OLLAMA_INSTANCES" in ollama:
             instances = []
-            for index, item in enumerate(p for p in ollama["GLEITZEIT_OLLAMA_INSTANCES"].split(",") if p.strip()):
+            for index, item in enumerate(
+                p for p in ollama["GLEITZEIT_OLLAMA_INSTANCES"].split(",") if p.strip()
+            ):
                 text = item.strip()
                 ident, sep, rest = text.partition(":")
                 if sep and not rest.startswith("//") and ident not in ("http", "https"):
@@ -483,7 +510,9 @@ def _apply_env(builder: _Builder, environ: Mapping[str, str]) -> list[str]:
                 table["retries"] = 0 if applied["retries"] == 0 else (table.get("retries") or 2)
             message = probe.changed[0][1] if probe.changed else f"became {setting}"
             report.change(f"${key}", message)
-    python = {k: environ[k] for k in used if k in _ENV_KNOWN and not k.startswith("GLEITZEIT_OLLAMA_")}
+    python = {
+        k: environ[k] for k in used if k in _ENV_KNOWN and not k.startswith("GLEITZEIT_OLLAMA_")
+    }
     if python:
         hub = builder.providers.get("python/v1", {}).get("hub")
         if hub is None:
@@ -503,6 +532,7 @@ def _apply_env(builder: _Builder, environ: Mapping[str, str]) -> list[str]:
                 report.change("$GLEITZEIT_PYTHON_MODE", f"became default_profile = {mode!r}")
         if "GLEITZEIT_DOCKER_IMAGE" in python:
             table["default_image"] = python["GLEITZEIT_DOCKER_IMAGE"]
+            table["datascience_image"] = python["GLEITZEIT_DOCKER_IMAGE"]
             for profile in table.get("profiles", {}).values():
                 profile.pop("image", None)
             report.change("$GLEITZEIT_DOCKER_IMAGE", "became default_image (every profile)")

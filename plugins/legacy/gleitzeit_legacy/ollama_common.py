@@ -196,9 +196,7 @@ def select_legacy(
     if strategy is LoadBalancingStrategy.MODEL_AFFINITY:
         if model:
             wanted = normalize_model(model)
-            warm = [
-                i for i in instances if wanted in {normalize_model(m) for m in i.models_loaded}
-            ]
+            warm = [i for i in instances if wanted in {normalize_model(m) for m in i.models_loaded}]
             if warm:
                 return _least_loaded(warm)
         return _least_loaded(instances)

@@ -361,7 +361,9 @@ class OllamaPoolManager:
         if model:
             name = normalize_model(model)
             return Request(
-                slot=name, labels=frozenset(tags or ()), attributes={"model": name},
+                slot=name,
+                labels=frozenset(tags or ()),
+                attributes={"model": name},
                 deadline=deadline,
             )
         return Request(labels=frozenset(tags or ()), deadline=deadline)

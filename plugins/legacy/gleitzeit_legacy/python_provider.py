@@ -83,7 +83,11 @@ class PythonDockerProvider(HubProviderAdapter):
         images = dict(self.docker_config.get("images") or {})
         default_image = self.docker_config.get("image")
         self.execution_modes: dict[str, dict[str, Any]] = {
-            "local": {"enabled": bool(local), "trusted": True, "description": _DESCRIPTIONS["local"]}
+            "local": {
+                "enabled": bool(local),
+                "trusted": True,
+                "description": _DESCRIPTIONS["local"],
+            }
         }
         for mode, preset in OLD_MODES.items():
             self.execution_modes[mode] = {

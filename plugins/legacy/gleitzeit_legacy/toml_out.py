@@ -15,7 +15,15 @@ from typing import Any
 __all__ = ["dumps"]
 
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
 
 
 def _key(name: str) -> str:
@@ -67,8 +75,10 @@ def _is_table_list(value: Any) -> bool:
 
 def _inline(value: Mapping[str, Any]) -> bool:
     """Small flat tables (a breaker, a strategy) read best inline."""
-    return bool(value) and "kind" in value and all(
-        not isinstance(v, Mapping) and not _is_table_list(v) for v in value.values()
+    return (
+        bool(value)
+        and "kind" in value
+        and all(not isinstance(v, Mapping) and not _is_table_list(v) for v in value.values())
     )
 
 

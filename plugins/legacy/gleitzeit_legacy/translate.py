@@ -84,9 +84,11 @@ class Report:
 
     def paths(self) -> set[str]:
         """Every old key path this report accounts for."""
-        return {p for p, _ in self.carried} | {p for p, _ in self.changed} | {
-            p for p, _ in self.dropped
-        }
+        return (
+            {p for p, _ in self.carried}
+            | {p for p, _ in self.changed}
+            | {p for p, _ in self.dropped}
+        )
 
 
 def join(path: str, key: str | int) -> str:
