@@ -87,7 +87,7 @@ def _copy_image() -> None:
     if shared == SOCKET or _docker(shared, "image", "inspect", IMAGE).returncode != 0:
         return
     save = subprocess.Popen(["docker", "-H", shared, "save", IMAGE], stdout=subprocess.PIPE)
-    load = subprocess.run(
+    subprocess.run(
         ["docker", "-H", SOCKET, "load"], stdin=save.stdout, capture_output=True, timeout=120
     )
     save.wait(timeout=120)
@@ -264,7 +264,8 @@ async def test_engine_stop_and_restart_under_load() -> None:
         await runtime.stop()
         runtime = None
         left = _docker(SOCKET, "ps", "-aq", "--filter", f"label=gleitzeit.hub={hub_label}")
-        assert left.returncode == 0 and left.stdout.strip() == b""
+        assert left.returncode == 0, left.stderr
+        assert left.stdout.strip() == b""
     finally:
         if runtime is not None:
             await runtime.stop()

@@ -1,22 +1,16 @@
 """``DockerHub``: Docker engines as hub resources, each with its own pool of warm containers.
 
-* A **resource** is one engine (``unix:///var/run/docker.sock``, ``tcp://host:2375``): the
-  strategy spreads requests over engines, and breakers, probes and outlier ejection judge
-  each engine. Inside an engine, a ``WarmPool`` holds the containers; a lease on an engine
-  becomes an exclusive checkout of one of its containers. The hub caps leases per engine at
-  the pool's ``max_size`` (the ``capacity`` hook), so when every container is busy requests
-  wait in the hub's queue (``queue_timeout``), not inside an engine.
-* **Failures are sorted by whose fault they are.** The user's code failing, timing out or
-  running out of memory is a normal result (``success: false``); the engine being
-  unreachable (``CONNECTION``), too slow (``TIMEOUT``) or erroring (``SERVER_ERROR``) counts
-  against the engine and the request fails over to another one; a missing image
-  (``MISROUTED``) tries another engine without blaming this one; a full pool is
-  ``OVERLOADED``. A request that finds an engine unreachable also triggers a probe of it
-  (at most one a second), so the status turns unhealthy within a few requests.
-* **Labels.** Every container carries ``gleitzeit.hub=<hub_id>`` (``hub_id`` setting, by
-  default ``<hub name>@<hostname>``) and ``gleitzeit.run=<this process run>``. ``start``
-  removes containers of this hub id left by runs that are gone (a crashed process); those of
-  a process still alive on this host are spared. ``stop`` removes every container it created.
+* A **resource** is an engine: the strategy spreads requests over engines; probes, breakers
+  and outlier ejection judge each one. A lease on an engine becomes an exclusive checkout of
+  one of its pool's containers; leases per engine are capped at the pool's ``max_size`` (the
+  ``capacity`` hook), so waiting happens in the hub's queue, not inside an engine.
+* **Whose fault**: the code failing, timing out or running out of memory is a normal result;
+  an engine unreachable, too slow or erroring counts against it and fails over; a missing
+  image tries elsewhere without blaming it; a full pool is ``OVERLOADED``. A request that
+  finds an engine unreachable triggers a probe of it (at most one a second).
+* **Labels**: ``gleitzeit.hub=<hub_id>`` (default ``<hub name>@<hostname>``) and
+  ``gleitzeit.run``; ``start`` removes containers of runs that are gone, ``stop`` every
+  container this hub created. The plugin's README has the whole story.
 """
 
 from __future__ import annotations
@@ -160,11 +154,20 @@ class DockerHub(ResourceHub):
         self._live = True
 
     async def _prepare(self, resource: Resource) -> None:
+        """Orphan cleanup, then ``min_idle``; run again when an engine down at start is back
+        (see ``_health_changed``)."""
         try:
+            await self.engine_for(resource).ping()  # a hung engine must not stall start()
             removed = await self.remove_orphans(resource)
-        except Exception as exc:  # an engine that is down now is reported by its probe
+        except Exception as exc:
             self.cleanup_errors[resource.id] = str(exc)
-            log.warning("hub %s: orphan cleanup on %s failed: %s", self.name, resource.id, exc)
+            down = isinstance(exc, EngineUnavailable | EngineTimeout)
+            log.log(
+                logging.INFO if down else logging.WARNING,
+                "hub %s: no orphan cleanup on %s: %s", self.name, resource.id, exc,
+            )  # fmt: skip
+            if down:
+                return  # its probe reports it; min_idle waits until it is back
         else:
             self.orphans_removed[resource.id] = len(removed)
             self.cleanup_errors.pop(resource.id, None)
@@ -229,10 +232,14 @@ class DockerHub(ResourceHub):
         self.monitor.on_change = self._health_changed
 
     def _health_changed(self, resource: Resource, before: Health) -> None:
-        """Drop dead idle containers at once; when an engine is back, top up min_idle."""
+        """Drop dead idle containers at once; when an engine is back, top up min_idle (and
+        remove orphans, if that failed at start)."""
         pool = self.pools.get(resource.id)
-        if pool is not None and self._live:
-            pool.reap_once()
+        if pool is None or not self._live:
+            return
+        pool.reap_once()
+        if resource.health is Health.HEALTHY and resource.id in self.cleanup_errors:
+            self._spawn(self._prepare(resource))
 
     def _suspect(self, resource: Resource) -> None:
         """A request found the engine unreachable: probe it now (rate-limited)."""

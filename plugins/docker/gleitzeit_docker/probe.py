@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,7 +49,11 @@ async def ping(url: str) -> int:
 
 
 def _plain(url: str) -> bool:
-    return url.startswith(("unix://", "tcp://", "http://"))
+    """Plain HTTP on the socket (a ``tcp://`` engine speaks TLS when DOCKER_TLS_VERIFY=1,
+    as the engine layer assumes too)."""
+    if url.startswith("tcp://"):
+        return os.environ.get("DOCKER_TLS_VERIFY") != "1"
+    return url.startswith(("unix://", "http://"))
 
 
 class DockerProbe:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -195,14 +196,18 @@ def default_hub_id(name: str) -> str:
     return f"{name}@{socket.gethostname()}"
 
 
+_RUN_TAIL = re.compile(r"(\d+)-[0-9a-f]{8}")  # PID-TOKEN after "HOST-" (engine.RUN_ID)
+
+
 def run_is_alive(run: str) -> bool:
     """Whether ``run`` (``HOST-PID-TOKEN``, the engine layer's ``RUN_ID``) names another
     process that is still alive on this host; its containers are not orphans."""
     prefix = socket.gethostname() + "-"
-    if not run.startswith(prefix):
+    match = _RUN_TAIL.fullmatch(run[len(prefix) :]) if run.startswith(prefix) else None
+    if match is None:  # another host (also "vm-2" when we are "vm"), or not a run id
         return False
-    pid_text = run[len(prefix) :].split("-", 1)[0]
-    if not pid_text.isdigit() or int(pid_text) in (0, os.getpid()):
+    pid_text = match.group(1)
+    if int(pid_text) in (0, os.getpid()):
         return False
     try:
         os.kill(int(pid_text), 0)

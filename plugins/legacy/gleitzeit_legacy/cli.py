@@ -30,7 +30,8 @@ __all__ = ["migrate_config_command"]
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def migrate_config_command(old: Path, output: Path | None, no_env: bool, force: bool) -> None:
     """Migrate an old provider config (YAML or JSON) to the new TOML config."""
-    from gleitzeit_core.config import ConfigError, load_config
+    from gleitzeit_core import ConfigError
+    from gleitzeit_core.config import load_config
     from gleitzeit_legacy.migrate import load_old, migrate
 
     try:

@@ -58,7 +58,7 @@ _TIMEOUT_CEILING = 3600.0
 _OUTPUT_CEILING = "4m"
 
 
-class SecurityLevel(str, enum.Enum):
+class SecurityLevel(enum.StrEnum):
     """The old security levels. SANDBOXED, TRUSTED and RESTRICTED all run in the hardened
     ``sandboxed`` profile (TRUSTED/RESTRICTED had no preset and fell back to hardened
     defaults); SPECIALIZED runs in ``datascience``."""
@@ -557,9 +557,11 @@ class DockerExecutor:
 
     async def list_images(self) -> list[str]:
         """Every image tag on the engine."""
-        async with _engine_session(self.shim.engine_url()) as (session, base):
-            async with session.get(f"{base}/images/json") as response:
-                images = await response.json()
+        async with (
+            _engine_session(self.shim.engine_url()) as (session, base),
+            session.get(f"{base}/images/json") as response,
+        ):
+            images = await response.json()
         return sorted(tag for item in images for tag in (item.get("RepoTags") or []))
 
     async def shutdown(self) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,8 @@ class Migration:
             lines.append(f"  changed  {path}: {message}")
         for path, why in self.report.dropped:
             lines.append(f"  dropped  {path}: {why}")
+        for path, message in self.report.notes:
+            lines.append(f"  note     {path}: {message}")
         if not (self.report.carried or self.report.changed or self.report.dropped):
             lines.append("  nothing to migrate")
         return lines
@@ -232,7 +234,7 @@ class _Builder:
         if bound is None:
             self.providers[protocol] = {"hub": hub}
             return
-        self.report.change(
+        self.report.note(
             path,
             f"hub {hub!r} was created, but {protocol} already runs on hub {bound['hub']!r} "
             f"(one hub per protocol); call it via runtime.hubs[{hub!r}] or merge the instances",
@@ -299,7 +301,7 @@ class _Builder:
         url = url_of({"url": entry[url_key]}, join(path, url_key)) if url_key else None
         if url is None:
             url = "http://localhost:11434"
-            report.change(path, f"no endpoint: the default {url} is configured")
+            report.note(path, f"no endpoint: the default {url} is configured")
         else:
             assert url_key is not None
             report.change(join(path, url_key), f"became the hub's one resource, url = {url!r}")
@@ -372,7 +374,7 @@ class _Builder:
                 )
             else:
                 report.change(join(path, "default_mode"), f"became default_profile = {chosen!r}")
-        report.change(
+        report.note(
             path or "<provider>",
             "the old modes' limits are kept as profiles (sandboxed 512m/1 CPU/60 s, minimal "
             "256m/0.5/30 s, datascience 2g/2/120 s); every profile is hardened and has no "
@@ -487,7 +489,7 @@ def _apply_env(builder: _Builder, environ: Mapping[str, str]) -> list[str]:
                 + (" (replacing the file's instances)" if previous is not None else ""),
             )
             hub = name
-        table = builder.hubs.get(hub) if hub else None
+        target = builder.hubs.get(hub) if hub else None
         for key, setting in (
             ("GLEITZEIT_OLLAMA_STRATEGY", "strategy"),
             ("GLEITZEIT_OLLAMA_HEALTH_CHECK_INTERVAL", "health_check_interval"),
@@ -495,7 +497,7 @@ def _apply_env(builder: _Builder, environ: Mapping[str, str]) -> list[str]:
         ):
             if key not in ollama:
                 continue
-            if table is None:
+            if target is None:
                 report.drop(f"${key}", "no Ollama hub to apply it to (set the instances too)")
                 continue
             probe = Report()
@@ -503,11 +505,11 @@ def _apply_env(builder: _Builder, environ: Mapping[str, str]) -> list[str]:
                 instances=[], load_balancing={setting: ollama[key]}, report=probe
             )
             if setting == "strategy":
-                table["strategy"] = applied["strategy"]
+                target["strategy"] = applied["strategy"]
             elif setting == "health_check_interval":
-                table.setdefault("health", {})["interval"] = applied["health"]["interval"]
+                target.setdefault("health", {})["interval"] = applied["health"]["interval"]
             else:
-                table["retries"] = 0 if applied["retries"] == 0 else (table.get("retries") or 2)
+                target["retries"] = 0 if applied["retries"] == 0 else (target.get("retries") or 2)
             message = probe.changed[0][1] if probe.changed else f"became {setting}"
             report.change(f"${key}", message)
     python = {

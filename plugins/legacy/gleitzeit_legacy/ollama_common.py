@@ -19,6 +19,7 @@ from gleitzeit_core import FailureClass, Health, InvalidParams, Resource, Resour
 from gleitzeit_core.hub import ResourceHub
 
 __all__ = [
+    "CallTimeout",
     "InstanceMetrics",
     "InstanceState",
     "LegacyHttp",
@@ -33,7 +34,7 @@ __all__ = [
 _WINDOW = 100  # the old pool kept the last 100 response times
 
 
-class InstanceState(str, enum.Enum):
+class InstanceState(enum.StrEnum):
     """The old instance states (``str`` values, as the old status dicts show them)."""
 
     HEALTHY = "healthy"
@@ -42,7 +43,7 @@ class InstanceState(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
-class LoadBalancingStrategy(str, enum.Enum):
+class LoadBalancingStrategy(enum.StrEnum):
     """The old pool's strategy names; each maps to a hub strategy (docs/migration.md)."""
 
     ROUND_ROBIN = "round_robin"
@@ -249,6 +250,10 @@ def failure_for_status(status: int) -> FailureClass:
     return FailureClass.CLIENT_ERROR
 
 
+class CallTimeout(ResourceError, TimeoutError):
+    """No answer within the call's timeout (``except TimeoutError`` catches it)."""
+
+
 class LegacyHttp:
     """The legacy path's HTTP client: one session per old object, a hard timeout per call."""
 
@@ -283,7 +288,7 @@ class LegacyHttp:
                     raw = await response.read()
                     status = response.status
         except TimeoutError:
-            raise ResourceError(
+            raise CallTimeout(
                 f"no answer from {path} within {timeout:g} s",
                 failure=FailureClass.TIMEOUT,
                 resource=resource,

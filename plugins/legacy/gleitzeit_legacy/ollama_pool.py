@@ -188,6 +188,7 @@ class OllamaPoolManager:
         self._rr = [0]
         self._rng = random.Random()
         self._strategies: dict[str, Strategy] = {}
+        self._measured: dict[int, float] = {}
         self.backend.hub.observe(self._observe)
 
     # -- views ----------------------------------------------------------------------------------
@@ -222,6 +223,7 @@ class OllamaPoolManager:
         return instances.get(rid) if rid is not None else None
 
     def _observe(self, lease: Lease, failure: FailureClass | None, duration: float) -> None:
+        duration = self._measured.pop(id(lease), duration)  # the caller's own number wins
         instance = self.instances.get(lease.resource.id)
         if instance is not None:
             instance.metrics.record(duration, failure)
@@ -358,15 +360,18 @@ class OllamaPoolManager:
     def hub_request(
         self, model: str | None, tags: Iterable[str] | None, deadline: float | None = None
     ) -> Request:
+        # Request.labels has converter=frozenset, which mypy types as Iterable[_T_co]: hence
+        # the ignores (reported as a core typing gap)
+        labels: frozenset[str] = frozenset(str(t) for t in tags or ())
         if model:
             name = normalize_model(model)
             return Request(
                 slot=name,
-                labels=frozenset(tags or ()),
+                labels=labels,  # type: ignore[arg-type]
                 attributes={"model": name},
                 deadline=deadline,
             )
-        return Request(labels=frozenset(tags or ()), deadline=deadline)
+        return Request(labels=labels, deadline=deadline)  # type: ignore[arg-type]
 
     async def get_instance(
         self,
@@ -422,6 +427,7 @@ class OllamaPoolManager:
         duration = timer.elapsed() if seconds is None else float(seconds)
         if seconds is not None:
             lease.started = self.hub.clock.now() - duration  # the caller's own measurement
+            self._measured[id(lease)] = duration
         if failure is None:
             lease.succeed()
         else:

@@ -185,6 +185,8 @@ class LlmShim:
                 last_error = exc
                 continue
             lease.succeed()
+            # as the hub path's answers say: which instance served it, after how many tries
+            answer["gleitzeit"] = {"instance": resource.id, "attempts": len(tried)}
             return answer
         if last_error is not None:
             raise last_error
@@ -536,7 +538,8 @@ class OllamaProvider(_LlmAdapter):
 
     async def health_check(self) -> dict[str, Any]:
         status = await self.pool_manager.get_pool_status()
-        state = next(iter(status["instances"].values()), {}).get("state", "unknown")
+        first: dict[str, Any] = next(iter(status["instances"].values()), {})
+        state = str(first.get("state", "unknown"))
         healthy = state in ("healthy", "degraded", "unknown")
         if self.backend.started and state == "unknown":
             healthy = await self.pool_manager.health_check(next(iter(status["instances"])))

@@ -19,6 +19,12 @@ __all__: list[str] = []
 
 @hookimpl
 def gleitzeit_register_commands(cli: click.Group) -> None:
+    from gleitzeit_legacy.switch import disabled_reason
+
+    # The command line loads plugin commands without reading $GLEITZEIT_CONFIG's [plugins]
+    # disabled (a core gap); the shim honours that list itself.
+    if disabled_reason() is not None:
+        return
     from gleitzeit_legacy.cli import migrate_config_command  # only when commands are wanted
 
     cli.add_command(migrate_config_command)

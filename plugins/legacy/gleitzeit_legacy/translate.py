@@ -72,6 +72,10 @@ class Report:
     carried: list[tuple[str, str]] = attrs.field(factory=list)
     changed: list[tuple[str, str]] = attrs.field(factory=list)
     dropped: list[tuple[str, str]] = attrs.field(factory=list)
+    notes: list[tuple[str, str]] = attrs.field(factory=list)  # about a table, not one key
+
+    def note(self, where: str, message: str) -> None:
+        self.notes.append((where, message))
 
     def carry(self, old: str, new: str) -> None:
         self.carried.append((old, new))
@@ -167,7 +171,7 @@ def ollama_resource(item: Mapping[str, Any], path: str, report: Report) -> dict[
         report.carry(join(path, "id"), "id")
     else:
         resource["id"] = url.split("://", 1)[-1]
-        report.change(path, f"no id: the instance is called {resource['id']!r} (host:port)")
+        report.note(path, f"no id: the instance is called {resource['id']!r} (host:port)")
     resource["url"] = url
     if "url" in item:
         report.carry(join(path, "url"), "url")
@@ -314,9 +318,9 @@ def ollama_hub_table(
             raise ValueError(f"{cb_path}: expected a table, got {breaker_source!r}")
         table["breaker"] = breaker_table(breaker_source or None, cb_path, report)
     for key in lb:
-        if key not in ("strategy", "health_check_interval", "failover", "retry_attempts"):
-            if key != "circuit_breaker":
-                report.drop(join(lb_path, key), "unknown load balancing key")
+        known = ("strategy", "health_check_interval", "failover", "retry_attempts")
+        if key not in known and key != "circuit_breaker":
+            report.drop(join(lb_path, key), "unknown load balancing key")
     request_timeout = _number(60.0 if timeout is None else timeout, join(path, "timeout"))
     if request_timeout <= 0:
         raise ValueError(f"{join(path, 'timeout')}: expected seconds > 0")

@@ -79,3 +79,11 @@ def gleitzeit_register_commands(cli: click.Group) -> None:
     from gleitzeit_ollama.sim.cli import sim_command  # only when a plugin command is asked for
 
     cli.add_command(sim_command)
+
+
+@hookimpl
+def gleitzeit_register_routes(router: Any) -> None:
+    """The Ollama HTTP API on the gateway, over every Ollama hub (``gleitzeit_ollama.routes``)."""
+    from gleitzeit_ollama.routes import register_routes  # only when a gateway is built
+
+    register_routes(router)

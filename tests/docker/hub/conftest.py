@@ -9,7 +9,7 @@ a failed test left under any of them.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +65,13 @@ def _build(config: dict[str, Any]) -> Runtime:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Only this plugin, no user config, no config file from the environment."""
     for key, value in _ENV.items():
         monkeypatch.setenv(key, value)
     for key in _UNSET:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    yield
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -11,7 +11,9 @@ from gleitzeit_core import InvalidParams, Runtime
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
-FORK_BOMB = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+FORK_BOMB = (
+    "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+)
 MEMORY_BOMB = "blob = bytearray(1 << 30)\nprint('never')"
 LOOP = "print('started')\nwhile True:\n    pass"
 FLOOD = "import sys\nprint('x' * 3_000_000)\nsys.stderr.write('e' * 500_000)\nresult = 'done'"
@@ -129,7 +131,9 @@ async def test_requests_may_tighten_a_profile(shared: Runtime) -> None:
     ("field", "value"),
     [("memory", "1g"), ("cpus", 2.0), ("pids", 1000), ("timeout", 600), ("output_limit", "1m")],
 )
-async def test_requests_may_not_loosen_a_profile(shared: Runtime, field: str, value: object) -> None:
+async def test_requests_may_not_loosen_a_profile(
+    shared: Runtime, field: str, value: object
+) -> None:
     """Asking for more than the profile allows is refused with InvalidParams naming the
     field, before anything runs."""
     with pytest.raises(InvalidParams, match=rf"params\.{field}: request asks for") as caught:

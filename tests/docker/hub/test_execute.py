@@ -10,6 +10,8 @@ import pytest
 
 from gleitzeit_core import InvalidParams, Runtime
 
+from .conftest import MakeRuntime, hub_config
+
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="session")]
 
 BINARY = bytes(range(256)) * 16 + b"\x00\xff\r\n"
@@ -67,11 +69,13 @@ async def test_args_and_files_arrive_intact(shared: Runtime) -> None:
     }
 
 
-async def test_sixteen_concurrent_executions(shared: Runtime) -> None:
-    """16 executions at once each get their own container and their own correct result."""
+async def test_sixteen_concurrent_executions(make_runtime: MakeRuntime) -> None:
+    """16 executions at once (a fresh hub whose pool has room for all) each get their own
+    container and their own correct result."""
+    runtime = await make_runtime(hub_config("sixteen"))
     code = "import time\ntime.sleep(0.3)\nresult = args * args"
     results = await asyncio.gather(
-        *(shared.execute("python/execute", {"code": code, "args": i}) for i in range(16))
+        *(runtime.execute("python/execute", {"code": code, "args": i}) for i in range(16))
     )
     assert [r["result"] for r in results] == [i * i for i in range(16)]
     assert all(r["success"] for r in results)

@@ -67,7 +67,9 @@ async def test_run_prints_the_json_result(
     config = hub_config("cli-run")
     path = write_config(tmp_path / "x.toml", config)
     params = json.dumps({"code": "print(1+1)"})
-    code, out, err = await gleitzeit("run", "python/execute", "--params", params, "--config", str(path))
+    code, out, err = await gleitzeit(
+        "run", "python/execute", "--params", params, "--config", str(path)
+    )
     assert code == 0, err
     result = json.loads(out)
     assert (result["success"], result["stdout"], result["exit_code"]) == (True, "2\n", 0)
@@ -79,7 +81,9 @@ async def test_run_refuses_loosening_with_exit_code_one(tmp_path: Path) -> None:
     """A request that asks for more than its profile allows exits 1 naming the field."""
     path = write_config(tmp_path / "x.toml", hub_config("cli-refuse"))
     params = json.dumps({"code": "1", "memory": "8g"})
-    code, out, err = await gleitzeit("run", "python/execute", "--params", params, "--config", str(path))
+    code, out, err = await gleitzeit(
+        "run", "python/execute", "--params", params, "--config", str(path)
+    )
     assert code == 1
     assert out == ""
     assert "params.memory: request asks for memory 8g" in err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -60,9 +59,9 @@ async def test_orphans_of_a_crashed_run_are_removed_at_start(
     config = hub_config("orphans")
     label = config["hubs"]["sandbox"]["hub_id"]
     host = socket.gethostname()
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    alive = subprocess.Popen(["sleep", "60"])
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    alive = await asyncio.create_subprocess_exec("sleep", "60")
     runs = {
         "other-host": "elsewhere-4242-deadbeef",
         "dead-pid": f"{host}-{gone.pid}-deadbeef",
@@ -85,7 +84,7 @@ async def test_orphans_of_a_crashed_run_are_removed_at_start(
         assert [c["Id"] for c in await hub_engine.list_containers(other)] == [made["other-hub"]]
     finally:
         alive.kill()
-        alive.wait()
+        await alive.wait()
         for cid in made.values():
             await hub_engine.delete(cid)
 

@@ -1,0 +1,311 @@
+"""The Ollama HTTP API on the gateway, in front of every Ollama hub of the runtime.
+
+Any Ollama client (the official ``ollama`` package, Open WebUI, LangChain) uses the whole pool
+by pointing at the gateway instead of one server:
+
+=========================  =================================================================
+``GET|HEAD /``              ``Ollama is running``
+``GET|HEAD /api/version``   the lowest Ollama version in the pool, plus ``gleitzeit``: its own
+                            version and each instance's
+``GET|HEAD /api/tags``      installed models of every instance, each once (``routes_merge``)
+``GET /api/ps``             loaded models of every instance, each once, with where and until
+``POST /api/show``          from an instance that has the model
+``POST /api/generate``,     model-aware, with failover; streamed by default as in Ollama, each
+``/api/chat``               chunk passed on as it arrives (``routes_stream``)
+``POST /api/embed``,        model-aware, with failover
+``/api/embeddings``
+``POST /api/pull``          onto one healthy instance, or the one named by the extra field
+                            ``instance`` (its id, or ``hub/id``); progress streamed by default
+=========================  =================================================================
+
+Bodies are forwarded as they came, unknown fields included, after a type check of the fields
+Ollama declares (``routes_body``); only a hub's configured ``default_keep_alive`` is added when
+a call gives none, as the ``llm/v1`` provider does. Non-streamed answers are Ollama's JSON plus
+``"gleitzeit": {"instance", "attempts"}``; every answer from an instance names it in the
+``X-Gleitzeit-Instance`` header.
+
+**Which hub serves a model** (when several Ollama hubs are configured): the hub with the best
+instance for it, ranked 0) healthy with the model loaded, 1) healthy with it installed,
+2) known to have it but unhealthy or ejected, 3) models not known yet (maybe); draining
+instances and those known to lack it do not count. Ties go to the hub configured first. If no
+hub may have the model, the first hub with ``auto_pull = true`` pulls it; otherwise 404
+``model "x" not found, try pulling it first``. Within the hub, its own routing (model-aware
+tiers, per-model slots, the strategy, failover) chooses the instance.
+
+Not served (404): ``/api/create``, ``/api/copy``, ``/api/delete``, ``/api/push``, blobs and the
+OpenAI-compatible ``/v1`` routes - they change one server's state, which the pool cannot do
+faithfully for all of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from gleitzeit_core import GleitzeitError, Health, Request, Resource
+from gleitzeit_core import __version__ as gleitzeit_version
+from gleitzeit_core.gateway import read_json_object
+from gleitzeit_ollama.client import JSON
+from gleitzeit_ollama.hub import OllamaHub
+from gleitzeit_ollama.models import has_model, is_hot
+from gleitzeit_ollama.routes_body import (
+    CHAT,
+    EMBED,
+    EMBEDDINGS,
+    GENERATE,
+    PULL,
+    SHOW,
+    ApiError,
+    Check,
+    check_body,
+    error_response,
+    keep_alive_of,
+    model_of,
+    not_found,
+)
+from gleitzeit_ollama.routes_merge import members, merged_ps, merged_tags, pool_version
+from gleitzeit_ollama.routes_stream import INSTANCE_HEADER, StreamRelay
+
+__all__ = ["OllamaApi", "register_routes"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NOBODY = 4  # rank of a hub on which no instance may have the model
+
+
+def _answers(handler: Handler) -> Handler:
+    """Errors of the request and of the pool become Ollama's ``{"error"}`` with its status;
+    anything else is left to the core's middleware (400/413 bodies, 500 for bugs)."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (ApiError, GleitzeitError) as exc:
+            return error_response(exc)
+
+    return wrapped
+
+
+def _json(data: Any, instance: str | None = None) -> web.Response:
+    response = web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        content_type="application/json",
+        charset="utf-8",
+    )
+    if instance is not None:
+        response.headers[INSTANCE_HEADER] = instance
+    return response
+
+
+def _served_by(answer: JSON) -> str | None:
+    info = answer.get("gleitzeit")
+    instance = info.get("instance") if isinstance(info, dict) else None
+    return instance if isinstance(instance, str) else None
+
+
+def rank(hub: OllamaHub, model: str) -> int:
+    """How well ``hub`` can serve ``model`` (lower is better; ``_NOBODY``: not at all)."""
+    now, wall, margin = hub.clock.now(), time.time(), hub.settings.expiry_margin
+    best = _NOBODY
+    for resource in hub.members():
+        if resource.draining:
+            continue
+        has = has_model(resource, model)
+        if has is False:
+            continue
+        if has is None:
+            best = min(best, 3)
+        elif resource.health is Health.UNHEALTHY or resource.is_ejected(now):
+            best = min(best, 2)
+        elif is_hot(resource, model, wall, margin):
+            return 0
+        else:
+            best = min(best, 1)
+    return best
+
+
+class OllamaApi:
+    """The handlers, over the runtime's Ollama hubs (``(name, hub)`` in config order)."""
+
+    def __init__(self, hubs: Sequence[tuple[str, OllamaHub]]) -> None:
+        self.hubs = list(hubs)
+        self._only = self.hubs[0][1] if len(self.hubs) == 1 else None
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        head = self.head
+        return [
+            ("GET", "/", self.root),
+            ("HEAD", "/", head),
+            ("GET", "/api/version", self.version),
+            ("HEAD", "/api/version", head),
+            ("GET", "/api/tags", _answers(self.tags)),
+            ("HEAD", "/api/tags", head),
+            ("GET", "/api/ps", _answers(self.ps)),
+            ("POST", "/api/show", _answers(self.show)),
+            ("POST", "/api/generate", _answers(self.generate)),
+            ("POST", "/api/chat", _answers(self.chat)),
+            ("POST", "/api/embed", _answers(self.embed)),
+            ("POST", "/api/embeddings", _answers(self.embeddings)),
+            ("POST", "/api/pull", _answers(self.pull)),
+        ]
+
+    # -- routing --------------------------------------------------------------------------------
+    def choose(self, model: str) -> OllamaHub | None:
+        """The hub to serve ``model`` (see the module docstring), or None."""
+        if self._only is not None:
+            return self._only if self._only.has_anywhere(model) else None
+        best, chosen = _NOBODY, None
+        for _, hub in self.hubs:
+            score = rank(hub, model)
+            if score < best:
+                best, chosen = score, hub
+                if score == 0:
+                    break
+        return chosen
+
+    async def hub_for(self, model: str, shown: str) -> OllamaHub:
+        hub = self.choose(model)
+        if hub is not None:
+            return hub
+        for _, candidate in self.hubs:
+            if candidate.settings.auto_pull:
+                await candidate.ensure_model(model)
+                return candidate
+        if any(has_model(r, model) for _, h in self.hubs for r in h.members()):
+            raise ApiError(503, f"every instance with model {shown!r} is draining")
+        raise not_found(shown)
+
+    @staticmethod
+    def _request(hub: OllamaHub, model: str, *, slot: bool = True) -> Request:
+        return Request(
+            slot=model if slot else None,
+            attributes={"model": model},
+            deadline=hub.clock.now() + hub.request_timeout,
+        )
+
+    # -- information ----------------------------------------------------------------------------
+    async def root(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="Ollama is running")
+
+    async def head(self, request: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    async def version(self, request: web.Request) -> web.StreamResponse:
+        return _json(pool_version(members(self.hubs), gleitzeit_version))
+
+    async def tags(self, request: web.Request) -> web.StreamResponse:
+        return _json(await merged_tags(members(self.hubs)))
+
+    async def ps(self, request: web.Request) -> web.StreamResponse:
+        return _json(await merged_ps(members(self.hubs)))
+
+    async def show(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request, SHOW)
+        shown, model = model_of(body, legacy_name=True)
+        hub = self.choose(model)
+        if hub is None:
+            raise ApiError(404, f"model '{shown}' not found")
+        # metadata, not inference: no model slot, and the model is not marked as loaded
+        answer = await hub.call_json("/api/show", body, self._request(hub, model, slot=False))
+        return _json(answer, _served_by(answer))
+
+    # -- inference ------------------------------------------------------------------------------
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        return await self._infer(request, "/api/generate", GENERATE, streams=True)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._infer(request, "/api/chat", CHAT, streams=True)
+
+    async def embed(self, request: web.Request) -> web.StreamResponse:
+        return await self._infer(request, "/api/embed", EMBED, streams=False)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._infer(request, "/api/embeddings", EMBEDDINGS, streams=False)
+
+    async def _infer(
+        self, request: web.Request, path: str, spec: Mapping[str, Check], *, streams: bool
+    ) -> web.StreamResponse:
+        body = await _body(request, spec)
+        shown, model = model_of(body)
+        hub = await self.hub_for(model, shown)
+        default = hub.settings.default_keep_alive
+        if default is not None and body.get("keep_alive") is None:
+            body = {**body, "keep_alive": default}
+        keep_alive = keep_alive_of(body)
+        call = self._request(hub, model)
+        if streams and body.get("stream") is not False:  # Ollama streams unless told not to
+            stream = await hub.open_stream(path, body, call, model=model, keep_alive=keep_alive)
+            relay = StreamRelay(
+                hub,
+                path=path,
+                body=body,
+                request=call,
+                model=model,
+                keep_alive=keep_alive,
+                resumable=True,
+            )
+            return await relay.respond(request, stream)
+        answer = await hub.call_json(path, body, call, model=model, keep_alive=keep_alive)
+        return _json(answer, _served_by(answer))
+
+    # -- provisioning ---------------------------------------------------------------------------
+    def _pull_target(self, model: str, instance: str | None) -> tuple[OllamaHub, Resource]:
+        if instance is not None:
+            for name, hub in self.hubs:
+                rid = instance.removeprefix(f"{name}/")
+                if rid in hub:
+                    return hub, hub.get(rid)
+            known = ", ".join(label for label, _, _ in members(self.hubs)) or "none"
+            raise ApiError(400, f'instance: no instance "{instance}"; instances: {known}')
+        hub = self.choose(model) or self.hubs[0][1]
+        return hub, hub.pull_target(None)
+
+    def _label(self, hub: OllamaHub, resource: Resource) -> str:
+        return f"{hub.name}/{resource.id}" if len(self.hubs) > 1 else resource.id
+
+    async def pull(self, request: web.Request) -> web.StreamResponse:
+        body = await _body(request, PULL)
+        _, model = model_of(body, legacy_name=True)
+        instance = body.get("instance")
+        hub, resource = self._pull_target(model, instance if isinstance(instance, str) else None)
+        insecure = body.get("insecure")
+        stream = await hub.open_pull(
+            model, resource, insecure=insecure if isinstance(insecure, bool) else None
+        )
+        if body.get("stream") is not False:
+            relay = StreamRelay(
+                hub,
+                path="/api/pull",
+                body=body,
+                request=Request(),
+                model=None,
+                keep_alive=None,
+                resumable=False,
+            )
+            return await relay.respond(request, stream)
+        last: JSON = {}
+        async with stream:
+            async for chunk in stream:
+                last = chunk
+        label = self._label(hub, resource)
+        return _json({**last, "gleitzeit": {"instance": label}}, label)
+
+
+async def _body(request: web.Request, spec: Mapping[str, Check]) -> JSON:
+    body = await read_json_object(request)
+    check_body(body, spec)
+    return body
+
+
+def register_routes(router: Any) -> None:
+    """Add the Ollama API to the gateway when the runtime has at least one Ollama hub."""
+    hubs = [(n, h) for n, h in router.runtime.hubs.items() if isinstance(h, OllamaHub)]
+    if not hubs:
+        return
+    for method, path, handler in OllamaApi(hubs).routes():
+        router.add(method, path, handler)

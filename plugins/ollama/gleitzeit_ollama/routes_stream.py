@@ -1,0 +1,195 @@
+"""Streaming answers of the gateway: chunks pass through as they arrive, one NDJSON line each.
+
+Every chunk is written (and so flushed to the socket) the moment the instance sends it; nothing
+is buffered. The response ends with the instance's final chunk, or with an ``{"error": ...}``
+line when the stream fails after it started (the status has gone out already), as Ollama does.
+
+A client that goes away cancels the handler: the upstream answer is closed at once, which ends
+the request on the instance, and the stream's lease is recorded as cancelled.
+
+**Resuming a broken generate/chat stream.** When the instance fails mid-stream (reset, crash,
+stall, an ``{"error"}`` line: a fault of the instance, not of the request), the relay sends the
+same request to an instance this stream has not tried yet and *replays* it: the new answer's
+first chunks must repeat exactly what the client already has (``response``, ``thinking``,
+``message``), and only then does the relay continue with the chunks after them. The client sees
+one uninterrupted answer. That holds only for deterministic output (a fixed ``seed`` with
+temperature 0, or the simulator): when the replay says anything else, the relay gives up and
+sends the error line instead, so a client never gets a spliced answer. Each resume counts as a
+failover of the hub (``counters["failovers"]``; successful ones also in ``stream_resumes``) and
+draws on the hub's ``retries``, within the request's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from gleitzeit_core import GleitzeitError, NoResourceAvailable, Request
+from gleitzeit_ollama.calls import _first_chunk
+from gleitzeit_ollama.client import JSON
+from gleitzeit_ollama.errors import OllamaError
+from gleitzeit_ollama.hub import OllamaHub
+from gleitzeit_ollama.routes_body import error_message
+from gleitzeit_ollama.stream import ChunkStream
+
+__all__ = ["INSTANCE_HEADER", "NDJSON", "StreamRelay", "encode"]
+
+NDJSON = "application/x-ndjson"
+INSTANCE_HEADER = "X-Gleitzeit-Instance"
+_SEPARATORS = (",", ":")
+
+Signature = tuple[Any, Any, Any]
+
+
+def encode(chunk: JSON) -> bytes:
+    return json.dumps(chunk, separators=_SEPARATORS).encode() + b"\n"
+
+
+def _signature(chunk: JSON) -> Signature:
+    """What a replayed chunk must repeat: the text, never timings or timestamps."""
+    return chunk.get("response"), chunk.get("thinking"), chunk.get("message")
+
+
+class StreamRelay:
+    """Relays one streamed answer to one client; ``resumable`` for generate and chat."""
+
+    def __init__(
+        self,
+        hub: OllamaHub,
+        *,
+        path: str,
+        body: JSON,
+        request: Request,
+        model: str | None,
+        keep_alive: float | None,
+        resumable: bool,
+    ) -> None:
+        self.hub = hub
+        self.path = path
+        self.body = body
+        self.request = request
+        self.model = model
+        self.keep_alive = keep_alive
+        self._delivered: list[Signature] | None = [] if resumable else None
+        self._budget = hub.retries
+        self._tried: list[str] = []
+
+    async def respond(self, client: web.Request, stream: ChunkStream) -> web.StreamResponse:
+        """Send ``stream`` (opened, its first chunk in hand) and whatever resumes it."""
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": NDJSON, INSTANCE_HEADER: stream.instance}
+        )
+        current: ChunkStream | None = stream
+        self._tried.append(stream.instance)
+        try:
+            await response.prepare(client)
+            failure = await self._pump(response, stream)
+            while failure is not None:
+                current = None
+                current = await self._resume(failure)
+                if current is None:
+                    await response.write(encode({"error": error_message(failure)}))
+                    break
+                failure = await self._pump(response, current)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away while we wrote; aiohttp logs the disconnect
+        finally:
+            if current is not None:
+                await current.aclose()  # no-op after the final chunk; else cancels upstream
+        return response
+
+    async def _pump(self, response: web.StreamResponse, stream: ChunkStream) -> Exception | None:
+        """Write every chunk as it arrives; ``None`` when the stream ended with its final
+        chunk, else why it failed (the client's own disconnects propagate)."""
+        delivered = self._delivered
+        try:
+            async for chunk in stream:
+                await response.write(encode(chunk))
+                if delivered is not None:
+                    delivered.append(_signature(chunk))
+        except GleitzeitError as exc:  # before ConnectionError: OllamaError is one too
+            return exc
+        except ConnectionError:
+            raise
+        except Exception as exc:  # a bug must end this stream with an error line, not hang it
+            print(f"gleitzeit gateway: {self.path} stream: {exc!r}", file=sys.stderr)
+            return exc
+        return None
+
+    def _can_resume(self, failure: Exception) -> bool:
+        return (
+            self._delivered is not None
+            and isinstance(failure, OllamaError)
+            and failure.failure.resource_fault
+        )
+
+    async def _resume(self, failure: Exception) -> ChunkStream | None:
+        """A stream on another instance positioned right after what the client already has,
+        or ``None`` (not resumable, nobody left, out of time, or the replay differed)."""
+        if not self._can_resume(failure):
+            return None
+        hub = self.hub
+        deadline = hub.deadline_for(self.request)
+        payload = json.dumps(self.body).encode()
+        while self._budget > 0:
+            remaining = deadline - hub.clock.now()
+            if remaining <= 0:
+                return None
+            self._budget -= 1
+            try:
+                lease = await hub.acquire(self.request, exclude=self._tried, timeout=remaining)
+            except NoResourceAvailable:
+                return None
+            self._tried.append(lease.resource.id)
+            hub.counters["failovers"] += 1
+            try:
+                async with asyncio.timeout(remaining):
+                    stream = await _first_chunk(
+                        hub,
+                        lease,
+                        self.path,
+                        payload,
+                        deadline,
+                        len(self._tried),
+                        self.model,
+                        self.keep_alive,
+                    )
+            except BaseException as exc:
+                lease.fail(hub.classify(exc))
+                if isinstance(exc, OllamaError) and exc.failure.retryable:
+                    continue
+                if isinstance(exc, Exception):
+                    return None
+                raise
+            try:
+                matched = await self._replay(stream)
+            except BaseException:
+                await stream.aclose()
+                raise
+            if matched:
+                hub.counters["stream_resumes"] = hub.counters.get("stream_resumes", 0) + 1
+                return stream
+            await stream.aclose()
+            if matched is False:
+                return None  # the output is not deterministic: no other instance will match
+        return None
+
+    async def _replay(self, stream: ChunkStream) -> bool | None:
+        """Read as many chunks as were delivered and compare: True if they all repeat what
+        the client has, False if one differs, None if the replay itself failed."""
+        delivered = self._delivered or []
+        try:
+            for expected in delivered:
+                chunk = await anext(stream)
+                if chunk.get("done") is True or _signature(chunk) != expected:
+                    return False
+        except StopAsyncIteration:
+            return False
+        except GleitzeitError:
+            return None
+        return True

@@ -1,0 +1,217 @@
+"""Fixtures for the gateway tests: simulators, runtimes over them and gateways on loopback.
+
+Gateways run in the test's event loop (``build_app`` + ``AppRunner(handler_cancellation=True)``
+on 127.0.0.1 port 0) with only the Ollama plugin loaded, and are torn down with everything
+they started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from aiohttp import web
+from gleitzeit_ollama import plugin as ollama_plugin
+from gleitzeit_ollama.sim import OllamaSimulator
+
+from gleitzeit_core.gateway import build_app
+from gleitzeit_core.plugins import PluginManager
+from gleitzeit_core.runtime import Runtime
+from tests.ollama.conftest import SimFactory, SimProcessFactory
+
+LOOPBACK = "127.0.0.1"
+# Models of the three-simulator pool: llama3.2 everywhere, the others on some instances only.
+POOL_MODELS = (
+    ["llama3.2", "nomic-embed-text"],
+    ["llama3.2", "qwen2.5"],
+    ["llama3.2", "nomic-embed-text"],
+)
+PULLABLE = ["phi3"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No user config, token or OLLAMA_HOST(S) leaking in from the machine; child processes
+    (``gleitzeit serve``) load only the Ollama plugin."""
+    monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", "ollama")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in (
+        "OLLAMA_HOST",
+        "OLLAMA_HOSTS",
+        "GLEITZEIT_CONFIG",
+        "GLEITZEIT_DISABLED_PLUGINS",
+        "GLEITZEIT_GATEWAY_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def hub_table(urls: Sequence[str], **overrides: Any) -> dict[str, Any]:
+    """An ``ollama`` hub over ``urls`` (ids ``s0``, ``s1``, ...) with fast probes."""
+    table: dict[str, Any] = {
+        "kind": "ollama",
+        "discovery": ["static"],
+        "seed": 7,
+        "health": {"interval": 0.2, "timeout": 1.0},
+        "resources": [{"id": f"s{i}", "url": url} for i, url in enumerate(urls)],
+    }
+    table.update(overrides)
+    return table
+
+
+@attrs.define
+class Gateway:
+    url: str
+    runtime: Runtime
+
+    def hub(self, name: str = "llm") -> Any:
+        return self.runtime.hubs[name]
+
+    def in_flight(self) -> int:
+        return sum(r.in_flight for hub in self.runtime.hubs.values() for r in hub.resources)
+
+    async def status(self) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{self.url}/gleitzeit/status") as reply,
+        ):
+            assert reply.status == 200
+            data: dict[str, Any] = await reply.json()
+            return data
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def gateway_factory() -> AsyncIterator[GatewayFactory]:
+    """``await gateway_factory(config, token=None, max_body_bytes=None)`` -> a started runtime
+    and its gateway on 127.0.0.1:<free port>; ``config`` is a whole config dict."""
+    started: list[tuple[web.AppRunner, Runtime]] = []
+
+    async def start(
+        config: dict[str, Any], *, token: str | None = None, max_body_bytes: int | None = None
+    ) -> Gateway:
+        manager = PluginManager(autoload=False)
+        manager.load()
+        manager.add(ollama_plugin, "ollama")
+        runtime = Runtime.from_config(config, plugins=manager)
+        await runtime.start()
+        app = build_app(runtime, token=token, max_body_bytes=max_body_bytes)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await runner.setup()
+        started.append((runner, runtime))
+        site = web.TCPSite(runner, LOOPBACK, 0)
+        await site.start()
+        return Gateway(f"http://{LOOPBACK}:{runner.addresses[0][1]}", runtime)
+
+    try:
+        yield start
+    finally:
+        for runner, runtime in reversed(started):
+            await runner.cleanup()
+            await runtime.stop()
+
+
+@pytest.fixture
+async def sim_factory() -> AsyncIterator[SimFactory]:
+    """In-process simulators (FAST timings), stopped after the test."""
+    factory = SimFactory()
+    try:
+        yield factory
+    finally:
+        await factory.stop_all()
+
+
+@pytest.fixture
+def sim_process_factory() -> Iterator[SimProcessFactory]:
+    """Simulators as child processes (to kill hard); each is killed and reaped afterwards."""
+    factory = SimProcessFactory()
+    try:
+        yield factory
+    finally:
+        for proc in factory.started:
+            proc.kill()
+
+
+@attrs.define
+class Pool:
+    gateway: Gateway
+    sims: list[OllamaSimulator]
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+
+async def start_pool(
+    sim_factory: SimFactory,
+    gateway_factory: GatewayFactory,
+    models: Sequence[list[str]] = POOL_MODELS,
+    *,
+    sim: dict[str, Any] | None = None,
+    hub: dict[str, Any] | None = None,
+    **gateway: Any,
+) -> Pool:
+    sims = []
+    for i, names in enumerate(models):
+        (one,) = await sim_factory(1, models=names, name=f"s{i}", **(sim or {}))
+        sims.append(one)
+    config = {"hubs": {"llm": hub_table([s.url for s in sims], **(hub or {}))}}
+    return Pool(await gateway_factory(config, **gateway), sims)
+
+
+@pytest.fixture
+async def pool(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> Pool:
+    """Three simulators (``POOL_MODELS``; only ``phi3`` can be pulled) behind one gateway."""
+    return await start_pool(sim_factory, gateway_factory, sim={"pullable": PULLABLE})
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session with a 20 s overall timeout."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        yield session
+
+
+Predicate = Callable[[], "bool | Awaitable[bool]"]
+
+
+async def eventually(predicate: Predicate, timeout: float = 5.0, interval: float = 0.02) -> None:
+    """Poll a (sync or async) predicate until it holds; AssertionError after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() >= deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def sim_stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with http.get(f"{url}/_sim/stats") as reply:
+        assert reply.status == 200
+        data: dict[str, Any] = await reply.json()
+        return data
+
+
+async def set_faults(http: aiohttp.ClientSession, url: str, **spec: Any) -> None:
+    async with http.post(f"{url}/_sim/faults", json=spec) as reply:
+        assert reply.status == 200, await reply.text()
+
+
+async def preload(http: aiohttp.ClientSession, url: str, model: str, keep_alive: str = "1h") -> None:
+    """Load ``model`` on the instance at ``url`` directly, as a warm server would have it."""
+    async with http.post(
+        f"{url}/api/generate", json={"model": model, "keep_alive": keep_alive}
+    ) as reply:
+        assert reply.status == 200, await reply.text()
