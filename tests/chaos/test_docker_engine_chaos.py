@@ -210,10 +210,10 @@ async def test_engine_stop_and_restart_under_load() -> None:
         await _engine("stop")
         stop_took = time.monotonic() - stopping
         load.phase = "down"
-        down = await load.wait_calls("down", 30, timeout=30)
         unhealthy_after = await _until(
             lambda: _engine_status(runtime).health == "unhealthy", 10, "engine unhealthy"
         )
+        await load.wait_calls("down", 30, timeout=30)
         down = load.of("down")
         assert not any(c.success for c in down)
         slowest_down = max(c.duration for c in down)
@@ -229,14 +229,14 @@ async def test_engine_stop_and_restart_under_load() -> None:
         assert pid is not None
         pids.append(pid)
         load.phase = "up"
-        recovered = await _until(
-            lambda: sum(c.success for c in load.of("up")) >= 30, RECOVERY, "recovery"
-        )
         healthy_after = await _until(
             lambda: _engine_status(runtime).health == "healthy", RECOVERY, "engine healthy"
         )
         warm_after = await _until(
             lambda: _engine_status(runtime).details["size"] >= 1, RECOVERY, "containers again"
+        )
+        recovered = await _until(
+            lambda: sum(c.success for c in load.of("up")) >= 30, RECOVERY, "recovery"
         )
         await load.stop()
         up = load.of("up")
@@ -248,10 +248,11 @@ async def test_engine_stop_and_restart_under_load() -> None:
         print(
             f"\nchaos: {len(load.calls)} calls; steady {len(steady)} ok; engine stop took "
             f"{stop_took:.1f} s; down: {len(down)} calls, all failed fast (slowest "
-            f"{slowest_down * 1000:.0f} ms), unhealthy {unhealthy_after:.1f} s after the "
-            f"stop; restart + recovery {time.monotonic() - restarting:.1f} s (30 successes "
-            f"{recovered:.1f} s after the engine answered, healthy after {healthy_after:.1f} "
-            f"s, warm containers after {warm_after:.1f} s); slowest call {slowest:.2f} s; "
+            f"{slowest_down * 1000:.0f} ms), shown unhealthy {unhealthy_after:.1f} s after "
+            f"the stop returned; restart + recovery {time.monotonic() - restarting:.1f} s "
+            f"(after the engine answered: healthy {healthy_after:.1f} s, warm containers "
+            f"{healthy_after + warm_after:.1f} s, 30 successes "
+            f"{healthy_after + warm_after + recovered:.1f} s); slowest call {slowest:.2f} s; "
             f"transition calls: {len(load.of('stopping'))} while stopping, "
             f"{len(load.of('restarting'))} while restarting"
         )

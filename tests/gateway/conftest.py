@@ -209,7 +209,9 @@ async def set_faults(http: aiohttp.ClientSession, url: str, **spec: Any) -> None
         assert reply.status == 200, await reply.text()
 
 
-async def preload(http: aiohttp.ClientSession, url: str, model: str, keep_alive: str = "1h") -> None:
+async def preload(
+    http: aiohttp.ClientSession, url: str, model: str, keep_alive: str = "1h"
+) -> None:
     """Load ``model`` on the instance at ``url`` directly, as a warm server would have it."""
     async with http.post(
         f"{url}/api/generate", json={"model": model, "keep_alive": keep_alive}

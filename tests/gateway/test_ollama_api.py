@@ -114,7 +114,8 @@ async def test_show_comes_from_an_instance_with_the_model(pool: Pool) -> None:
     """``show`` answers from an instance that has the model; a model nobody has is a 404."""
     async with client(pool.url) as ollama_client:
         shown = await ollama_client.show("qwen2.5")
-        assert shown.details is not None and shown.details.family == "qwen2"
+        assert shown.details is not None
+        assert shown.details.family == "qwen2"
         assert shown.capabilities == ["completion"]
         with pytest.raises(ollama.ResponseError) as missing:
             await ollama_client.show("no-such-model")
@@ -130,16 +131,20 @@ async def test_chat_and_generate_answer_what_a_simulator_would(pool: Pool) -> No
         chat = await gateway.chat("llama3.2", messages=CHAT)
         expected_chat = await direct.chat("llama3.2", messages=CHAT)
         assert chat.message.content == expected_chat.message.content
-        assert chat.done and chat.eval_count == expected_chat.eval_count == 8
+        assert chat.done
+        assert chat.eval_count == expected_chat.eval_count == 8
 
         generated = await gateway.generate("llama3.2", "hello there")
         expected = await direct.generate("llama3.2", "hello there")
         assert generated.response == expected.response
         assert generated.done_reason == "stop"
 
-        parts = [part async for part in await gateway.generate("llama3.2", "hello there", stream=True)]
+        parts = [
+            part async for part in await gateway.generate("llama3.2", "hello there", stream=True)
+        ]
         assert len(parts) == 9  # eight tokens, then the final chunk
-        assert all(not p.done for p in parts[:-1]) and parts[-1].done
+        assert all(not p.done for p in parts[:-1])
+        assert parts[-1].done
         assert "".join(p.response for p in parts) == expected.response
 
         chunks = [c async for c in await gateway.chat("llama3.2", messages=CHAT, stream=True)]
@@ -170,7 +175,8 @@ async def test_embed_and_legacy_embeddings(pool: Pool) -> None:
         embedded = await gateway.embed("nomic-embed-text", ["one", "two"])
         expected = await direct.embed("nomic-embed-text", ["one", "two"])
         assert embedded.embeddings == expected.embeddings
-        assert len(embedded.embeddings) == 2 and len(embedded.embeddings[0]) == 384
+        assert len(embedded.embeddings) == 2
+        assert len(embedded.embeddings[0]) == 384
         single = await gateway.embeddings("nomic-embed-text", "one")
         assert list(single.embedding) == expected.embeddings[0]
 
@@ -257,9 +263,7 @@ async def test_bodies_are_forwarded_as_they_came(
             assert reply.status == 200
             assert reply.headers["Content-Type"] == "application/x-ndjson"
             assert [c["response"] for c in await lines(reply)] == ["o", "ok"]
-        async with http.post(
-            f"{gateway.url}/api/generate", json={**odd, "stream": False}
-        ) as reply:
+        async with http.post(f"{gateway.url}/api/generate", json={**odd, "stream": False}) as reply:
             assert (await reply.json())["response"] == "ok"
     finally:
         await runner.cleanup()
@@ -371,10 +375,14 @@ async def test_a_stream_that_fails_after_it_started_ends_in_an_error_line(
     assert [("response" in c) for c in got[:2]] == [True, True]
     assert got[-1] == {"error": "an error was encountered while running the model: unexpected EOF"}
     async with client(pool.url) as ollama_client:
-        seen = []
-        with pytest.raises(ollama.ResponseError, match="unexpected EOF"):
+        seen: list[str] = []
+
+        async def read_all() -> None:
             async for part in await ollama_client.generate("llama3.2", "hello", stream=True):
                 seen.append(part.response)
+
+        with pytest.raises(ollama.ResponseError, match="unexpected EOF"):
+            await read_all()
         assert len(seen) == 2
     assert pool.gateway.in_flight() == 0
 
@@ -395,7 +403,8 @@ async def test_a_broken_stream_resumes_on_another_instance(
     async with client(pool.url) as gateway:
         parts = [p async for p in await gateway.generate("llama3.2", "resume me", stream=True)]
     assert "".join(p.response for p in parts) == expected.response
-    assert [p.done for p in parts].count(True) == 1 and parts[-1].done
+    assert [p.done for p in parts].count(True) == 1
+    assert parts[-1].done
     assert len(parts) == 9
     counters = pool.gateway.hub().counters
     assert counters["stream_resumes"] == 1
@@ -485,7 +494,9 @@ async def test_bodies_over_the_limit_get_413(
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -548,7 +559,14 @@ _bodies = st.one_of(
     _encoded,
     _encoded,
 )
-_POST_ROUTES = ["/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show", "/api/pull"]
+_POST_ROUTES = [
+    "/api/generate",
+    "/api/chat",
+    "/api/embed",
+    "/api/embeddings",
+    "/api/show",
+    "/api/pull",
+]
 
 
 @pytest.fixture
@@ -615,7 +633,9 @@ async def test_gleitzeit_serve_end_to_end(
                     url = line.rsplit(" ", 1)[-1].strip()
         async with client(url) as ollama_client:
             assert [m.model for m in (await ollama_client.list()).models] == ["llama3.2:latest"]
-            parts = [p async for p in await ollama_client.chat("llama3.2", messages=CHAT, stream=True)]
+            parts = [
+                p async for p in await ollama_client.chat("llama3.2", messages=CHAT, stream=True)
+            ]
             assert parts[-1].done
         proc.terminate()
         async with asyncio.timeout(15):

@@ -15,7 +15,7 @@ import pytest
 from gleitzeit_core import InvalidParams, Runtime
 from tests.legacy.conftest import HUB_PREFIX, IMAGE, docker_config, our_containers
 
-pytestmark = [pytest.mark.docker, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 OLD_KEYS = {"success", "stdout", "stderr", "exit_code"}
 
@@ -25,9 +25,11 @@ async def _left(label: str) -> list[Any]:
     return [c for c in await our_containers() if c["Labels"]["gleitzeit.hub"].startswith(prefix)]
 
 
+@pytest.mark.docker
 async def test_old_executor_usage(tmp_path: Path) -> None:
     """Section 2.4: construct with ``pool_config``, ``initialize``, ``execute`` with the old
-    arguments (multi-line ``files`` included - they used to break), ``execute_file`` with
+    arguments (multi-line ``files`` included - they used to break - and ``environment``),
+    ``execute_file`` with
     ``args``, ``batch_execute`` (a failing task becomes an error dict), ``get_pool_status``,
     ``list_images``, ``shutdown`` - which removes every container."""
     from gleitzeit.execution.docker_executor import DockerExecutor, SecurityLevel
@@ -53,6 +55,12 @@ async def test_old_executor_usage(tmp_path: Path) -> None:
         assert result["exit_code"] == 0
         assert result["stdout"] == "2\n"
         assert result["result"] == ["first line", "second 'quoted' \\ line"]
+        env = await executor.execute(
+            "import os\nresult = os.environ['GREETING']",
+            image=IMAGE,
+            environment={"GREETING": "hi"},
+        )
+        assert env["result"] == "hi"
         script = tmp_path / "job.py"
         script.write_text("result = x * 2\n", encoding="utf-8")
         doubled = await executor.execute_file(script, args={"x": 21}, image=IMAGE)
@@ -82,6 +90,7 @@ async def test_old_executor_usage(tmp_path: Path) -> None:
     assert await _left("executor") == []
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("path", ["hub", "legacy"])
 async def test_timeouts_are_enforced(path: str) -> None:
     """An endless loop with ``timeout=1`` comes back within seconds as a failed result (the
@@ -103,6 +112,7 @@ async def test_timeouts_are_enforced(path: str) -> None:
         await executor.shutdown()
 
 
+@pytest.mark.docker
 async def test_host_tmp_is_not_in_the_sandbox() -> None:
     """SANDBOXED used to bind-mount the host's /tmp read-write. A file put in the host's /tmp
     is not visible inside, and nothing outside the private /tmp is writable."""
@@ -131,6 +141,7 @@ async def test_host_tmp_is_not_in_the_sandbox() -> None:
         await executor.shutdown()
 
 
+@pytest.mark.docker
 async def test_containers_are_keyed_by_their_whole_config() -> None:
     """The old pool keyed containers by image only, so a call could get a container made
     with other limits. Calls with the same limits reuse a container; other limits get their
@@ -154,7 +165,7 @@ async def test_containers_are_keyed_by_their_whole_config() -> None:
 
 async def test_container_pool_object() -> None:
     """``ContainerPool`` keeps its old constructor; checking a container out by hand is no
-    longer possible and says what to use instead."""
+    longer possible and says what to use instead. (No engine needed.)"""
     from gleitzeit.execution.docker_executor import ContainerConfig, ContainerPool
 
     pool = ContainerPool(max_containers=3, idle_timeout=60, reuse_containers=False)
@@ -169,6 +180,7 @@ async def test_container_pool_object() -> None:
     assert await pool.cleanup_idle(None) == 0
 
 
+@pytest.mark.docker
 async def test_old_python_provider_usage(tmp_path: Path) -> None:
     """Section 2.5: ``PythonDockerProvider`` with its old arguments; ``python/execute`` in the
     Docker modes with ``args``, ``file`` and per-call limits, the old result keys plus
@@ -251,6 +263,7 @@ async def test_old_python_provider_usage(tmp_path: Path) -> None:
     assert await _left("provider") == []
 
 
+@pytest.mark.docker
 async def test_docker_dual_mode_metrics() -> None:
     """Docker calls are dual-mode too: with ``rollout_percent`` 0 every call takes the legacy
     path, with 100 the hub path, each recorded in the status under ``python/v1``."""
@@ -269,6 +282,7 @@ async def test_docker_dual_mode_metrics() -> None:
             await executor.shutdown()
 
 
+@pytest.mark.docker
 async def test_migrated_python_config_runs_the_same() -> None:
     """A Python Docker provider config and its migrated form give the same output for the
     same code."""

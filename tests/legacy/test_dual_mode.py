@@ -176,3 +176,27 @@ async def test_pool_manager_records_its_path(sims: Sims) -> None:
             assert snapshot.p50_ms == 250.0
         finally:
             await pool.shutdown()
+
+
+async def test_old_objects_on_a_shared_runtime(sims: Sims) -> None:
+    """Given ``runtime=``, an old object runs on that runtime's hub (no runtime of its own),
+    so the runtime's status - the gateway's, say - shows both paths of its calls."""
+    from gleitzeit.providers.ollama_pool_provider import OllamaPoolProvider
+    from gleitzeit_legacy import migrate_provider_config
+
+    from gleitzeit_core import Runtime
+
+    pair = await sims(2)
+    runtime = Runtime.from_config(migrate_provider_config({"instances": instances(pair)}))
+    await runtime.start()
+    provider = OllamaPoolProvider("p", [], runtime=runtime, hub="llm")
+    try:
+        for path in ("hub", "legacy"):
+            await provider.execute_path(path, "llm/generate", {"prompt": "x"})
+        assert provider.runtime is runtime
+        served = runtime.status().paths["llm/v1"]
+        assert {p: s.requests for p, s in served.items()} == {"hub": 1, "legacy": 1}
+    finally:
+        await provider.shutdown()
+        assert runtime.hubs["llm"].resources  # the shared runtime is left running
+        await runtime.stop()

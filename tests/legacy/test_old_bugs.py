@@ -184,7 +184,7 @@ async def test_requests_run_concurrently(sims: Sims) -> None:
     on a 100 ms simulator finish in well under eight times that."""
     from gleitzeit.providers.ollama_pool_provider import OllamaPoolProvider
 
-    pair = await sims(2, latency_ms=100.0)
+    pair = await sims(2, latency_ms=100.0, num_parallel=4)
     provider = OllamaPoolProvider("p", instances(pair))
     try:
         await provider.initialize()

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from gleitzeit_core import (
     BUILTIN_STRATEGIES,
+    BreakerState,
     FailureClass,
     NoResourceAvailable,
     Request,
@@ -37,7 +38,6 @@ from gleitzeit_core import (
     Runtime,
     Strategy,
 )
-from gleitzeit_core.breaker import BreakerState
 from gleitzeit_core.hub import ResourceHub
 from gleitzeit_core.lease import Lease
 

@@ -21,14 +21,10 @@ from gleitzeit_core import ConfigError
 from gleitzeit_core.config import read_user_config, user_config_path
 from gleitzeit_core.plugins import PluginManager
 
-__all__ = ["DISTRIBUTION", "PLUGIN", "LegacyShimDisabled", "disabled_reason", "ensure_enabled"]
+__all__ = ["DISTRIBUTION", "PLUGIN", "disabled_reason", "ensure_enabled"]
 
 PLUGIN = "legacy"
 DISTRIBUTION = "gleitzeit-legacy"
-
-
-class LegacyShimDisabled(ImportError):
-    """Raised when an old ``gleitzeit.*`` module is imported while the shim is switched off."""
 
 
 def _config_file_disabled(environ: Mapping[str, str]) -> list[str]:
@@ -79,11 +75,12 @@ def disabled_reason(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def ensure_enabled(module: str) -> None:
-    """Raise ``LegacyShimDisabled`` (an ``ImportError``) naming why and how to switch it on."""
+    """Raise an ``ImportError`` naming why the shim is off and how to switch it on (a plain
+    one, so the traceback's last line reads ``ImportError: ... the legacy shim is disabled``)."""
     reason = disabled_reason()
     if reason is None:
         return
-    raise LegacyShimDisabled(
+    raise ImportError(
         f"cannot import {module}: the legacy shim is disabled ({reason}). The old gleitzeit.* "
         f"import paths come from the plugin {PLUGIN!r} (distribution {DISTRIBUTION}); enable it "
         f"with `gleitzeit plugins enable {PLUGIN}` and make sure neither "

@@ -70,6 +70,7 @@ from gleitzeit_ollama.routes_body import (
 )
 from gleitzeit_ollama.routes_merge import members, merged_ps, merged_tags, pool_version
 from gleitzeit_ollama.routes_stream import INSTANCE_HEADER, StreamRelay
+from gleitzeit_ollama.stream import is_pull_success
 
 __all__ = ["OllamaApi", "register_routes"]
 
@@ -286,6 +287,7 @@ class OllamaApi:
                 model=None,
                 keep_alive=None,
                 resumable=False,
+                final=is_pull_success,
             )
             return await relay.respond(request, stream)
         last: JSON = {}

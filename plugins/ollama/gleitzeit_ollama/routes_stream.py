@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +35,7 @@ from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.routes_body import error_message
-from gleitzeit_ollama.stream import ChunkStream
+from gleitzeit_ollama.stream import ChunkStream, is_done
 
 __all__ = ["INSTANCE_HEADER", "NDJSON", "StreamRelay", "encode"]
 
@@ -55,7 +56,8 @@ def _signature(chunk: JSON) -> Signature:
 
 
 class StreamRelay:
-    """Relays one streamed answer to one client; ``resumable`` for generate and chat."""
+    """Relays one streamed answer to one client; ``resumable`` for generate and chat;
+    ``final`` tells the last chunk (``done: true``; a pull's ``status: success``)."""
 
     def __init__(
         self,
@@ -67,8 +69,10 @@ class StreamRelay:
         model: str | None,
         keep_alive: float | None,
         resumable: bool,
+        final: Callable[[JSON], bool] = is_done,
     ) -> None:
         self.hub = hub
+        self._final = final
         self.path = path
         self.body = body
         self.request = request
@@ -106,9 +110,12 @@ class StreamRelay:
     async def _pump(self, response: web.StreamResponse, stream: ChunkStream) -> Exception | None:
         """Write every chunk as it arrives; ``None`` when the stream ended with its final
         chunk, else why it failed (the client's own disconnects propagate)."""
-        delivered = self._delivered
+        delivered, final = self._delivered, self._final
         try:
             async for chunk in stream:
+                if final(chunk):  # the end of the response goes out with the last chunk
+                    await response.write_eof(encode(chunk))
+                    continue  # the stream still lets its upstream answer end cleanly
                 await response.write(encode(chunk))
                 if delivered is not None:
                     delivered.append(_signature(chunk))

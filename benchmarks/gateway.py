@@ -1,0 +1,293 @@
+#!/usr/bin/env python
+"""What the gateway adds: the official ``ollama`` client through ``gleitzeit serve`` vs directly
+against the same simulator, in one run, interleaved.
+
+Three processes: one simulator (``python -m gleitzeit_ollama.sim``), the gateway
+(``python -m gleitzeit_core serve --config ...`` over that simulator) and this script, which
+drives the official ``ollama.AsyncClient`` - so client, gateway and simulator do not share an
+event loop. Every process started here is stopped at the end, also on errors and Ctrl-C.
+
+* sequential: non-streamed ``generate``, alternating direct/gateway request by request
+  (p50, p99 of each; the headline is the added p50 in ms, target under 1 ms);
+* concurrency 16: batches of non-streamed ``generate`` from 16 workers, alternating
+  direct/gateway batch by batch (throughput of each; the headline is gateway / direct);
+* also sequential streamed ``generate`` (time to the last chunk), for reference.
+
+    python benchmarks/gateway.py [--quick] [--json PATH]
+
+JSON keys: ``gateway_added_p50_ms``, ``gateway_throughput_ratio``, and every figure under
+``sequential``, ``streamed`` and ``concurrent``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import ollama
+from gleitzeit_ollama.sim import SimConfig, SimProcess
+
+MODEL = "llama3.2"
+TOKENS = 8
+SIM_LATENCY_MS = 1.0  # a fast model: the gateway's share shows, not the model's
+CONCURRENCY = 16
+OPTIONS = {"num_predict": TOKENS}
+
+Call = Callable[[], Awaitable[Any]]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def start_sim() -> SimProcess:
+    config = SimConfig(
+        models=[MODEL],
+        latency_ms=SIM_LATENCY_MS,
+        tokens_per_s=0.0,  # unpaced: the answer follows the latency at once
+        load_ms=0.0,
+        max_tokens=TOKENS,
+        num_parallel=64,
+        max_queue=4096,
+        keep_alive=-1.0,
+        name="bench",
+    )
+    return SimProcess(config, host="127.0.0.1", port=0).start()
+
+
+class Gateway:
+    """``python -m gleitzeit_core serve`` in a child process, over one simulator."""
+
+    def __init__(self, sim_url: str, workdir: Path) -> None:
+        self.config = workdir / "gateway.toml"
+        self.config.write_text(
+            "[hubs.llm]\n"
+            'kind = "ollama"\n'
+            'discovery = ["static"]\n'
+            "request_timeout = 120.0\n"
+            "queue_timeout = 120.0\n"
+            "[hubs.llm.health]\n"
+            "interval = 5.0\n"
+            "[[hubs.llm.resources]]\n"
+            'id = "bench"\n'
+            f'url = "{sim_url}"\n'
+            "num_parallel = 64\n",
+            encoding="utf-8",
+        )
+        self.log = workdir / "gateway.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 30.0) -> Gateway:
+        env = dict(os.environ, GLEITZEIT_LOAD_PLUGINS="ollama", PYTHONUNBUFFERED="1")
+        command = [sys.executable, "-m", "gleitzeit_core", "serve"]
+        command += ["--config", str(self.config), "--port", "0"]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log.read_text(errors="replace").splitlines():
+                if "listening on" in line:
+                    self.url = line.rsplit(" ", 1)[-1].strip()
+                    return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the gateway did not start:\n{self.log.read_text(errors='replace')}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+async def batch(call: Call, total: int, concurrency: int) -> float:
+    """Run ``total`` calls with ``concurrency`` workers; the elapsed seconds."""
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def sequential(calls: dict[str, Call], rounds: int) -> dict[str, list[float]]:
+    """Each call ``rounds`` times, alternating which goes first."""
+    names = list(calls)
+    seen: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names if i % 2 == 0 else names[::-1]:
+            started = time.perf_counter()
+            await calls[name]()
+            seen[name].append(time.perf_counter() - started)
+    return seen
+
+
+def latency_summary(values: list[float]) -> dict[str, float]:
+    return {
+        "requests": len(values),
+        "p50_ms": ms(percentile(values, 0.50)),
+        "p99_ms": ms(percentile(values, 0.99)),
+        "mean_ms": ms(sum(values) / len(values)),
+    }
+
+
+async def measure(sim_url: str, gateway_url: str, quick: bool) -> dict[str, Any]:
+    direct = ollama.AsyncClient(host=sim_url, timeout=120)
+    gateway = ollama.AsyncClient(host=gateway_url, timeout=120)
+    clients = {"direct": direct, "gateway": gateway}
+    try:
+
+        def generate(client: ollama.AsyncClient) -> Call:
+            async def call() -> Any:
+                answer = await client.generate(MODEL, "benchmark me", options=OPTIONS)
+                assert answer.done
+                return answer
+
+            return call
+
+        def streamed(client: ollama.AsyncClient) -> Call:
+            async def call() -> Any:
+                parts = [
+                    p
+                    async for p in await client.generate(
+                        MODEL, "benchmark me", options=OPTIONS, stream=True
+                    )
+                ]
+                assert parts[-1].done
+                return parts
+
+            return call
+
+        plain = {name: generate(c) for name, c in clients.items()}
+        streams = {name: streamed(c) for name, c in clients.items()}
+        for call in [*plain.values(), *streams.values()]:  # connections, caches, model loaded
+            await batch(call, 100, 4)
+
+        seq = await sequential(plain, 300 if quick else 2000)
+        stream_seq = await sequential(streams, 100 if quick else 600)
+
+        spent = dict.fromkeys(plain, 0.0)
+        done = dict.fromkeys(plain, 0)
+        size = 600 if quick else 2400
+        for i in range(4 if quick else 8):
+            names = list(plain) if i % 2 == 0 else list(plain)[::-1]
+            for name in names:
+                spent[name] += await batch(plain[name], size, CONCURRENCY)
+                done[name] += size
+    finally:
+        await direct.close()
+        await gateway.close()
+
+    s = {name: latency_summary(values) for name, values in seq.items()}
+    st = {name: latency_summary(values) for name, values in stream_seq.items()}
+    rps = {name: round(done[name] / spent[name], 1) for name in plain}
+    return {
+        "gateway_added_p50_ms": round(s["gateway"]["p50_ms"] - s["direct"]["p50_ms"], 3),
+        "gateway_added_p99_ms": round(s["gateway"]["p99_ms"] - s["direct"]["p99_ms"], 3),
+        "gateway_throughput_ratio": round(rps["gateway"] / rps["direct"], 4),
+        "sequential": s,
+        "streamed": st
+        | {"added_p50_ms": round(st["gateway"]["p50_ms"] - st["direct"]["p50_ms"], 3)},
+        "concurrent": {
+            "concurrency": CONCURRENCY,
+            "requests": done,
+            "throughput_rps": rps,
+        },
+    }
+
+
+def show(report: dict[str, Any]) -> None:
+    print(
+        f"Official ollama client: direct vs through the gateway, one simulator "
+        f"({SIM_LATENCY_MS:g} ms, {TOKENS} tokens), non-streamed generate"
+    )
+    print(f"{'':28}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+    for name in ("direct", "gateway"):
+        row = report["sequential"][name]
+        rps = report["concurrent"]["throughput_rps"][name]
+        print(f"{'sequential ' + name:28}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}{'':>10}")
+        print(f"{f'concurrency {CONCURRENCY} ' + name:28}{'':>10}{'':>10}{rps:>10.1f}")
+    for name in ("direct", "gateway"):
+        row = report["streamed"][name]
+        print(f"{'streamed ' + name:28}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}")
+    print(
+        f"gateway added p50: {report['gateway_added_p50_ms']:.3f} ms (target < 1 ms); "
+        f"added p99: {report['gateway_added_p99_ms']:.3f} ms; "
+        f"streamed added p50: {report['streamed']['added_p50_ms']:.3f} ms"
+    )
+    print(
+        f"throughput ratio gateway/direct at concurrency {CONCURRENCY}: "
+        f"{report['gateway_throughput_ratio']:.3f}"
+    )
+
+
+async def main(quick: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    sim: SimProcess | None = None
+    gateway: Gateway | None = None
+    with tempfile.TemporaryDirectory(prefix="gleitzeit-bench-") as workdir:
+        try:
+            sim = await asyncio.to_thread(start_sim)
+            gateway = await asyncio.to_thread(Gateway(sim.url, Path(workdir)).start)
+            figures = await measure(sim.url, gateway.url, quick)
+        finally:
+            if gateway is not None:
+                await asyncio.to_thread(gateway.stop)
+            if sim is not None:
+                await asyncio.to_thread(sim.terminate)
+    return figures | {
+        "quick": quick,
+        "seconds": round(time.perf_counter() - started, 1),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "ollama_client": ollama.__version__ if hasattr(ollama, "__version__") else None,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests (about 20 s)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        report = asyncio.run(main(args.quick))
+        show(report)
+        print(f"\n({report['seconds']} s)", file=sys.stderr)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as handle:
+                json.dump(report, handle, indent=2)
+                handle.write("\n")
