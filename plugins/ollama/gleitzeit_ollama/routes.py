@@ -49,7 +49,7 @@ from aiohttp import web
 
 from gleitzeit_core import GleitzeitError, Health, Request, Resource
 from gleitzeit_core import __version__ as gleitzeit_version
-from gleitzeit_core.gateway import read_json_object
+from gleitzeit_core.gateway import json_error, read_json_object
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import has_model, is_hot
@@ -80,7 +80,11 @@ _NOBODY = 4  # rank of a hub on which no instance may have the model
 
 def _answers(handler: Handler) -> Handler:
     """Errors of the request and of the pool become Ollama's ``{"error"}`` with its status;
-    anything else is left to the core's middleware (400/413 bodies, 500 for bugs)."""
+    anything else is left to the core's middleware (400/413 bodies, 500 for bugs).
+
+    A body nested too deeply for Python's JSON decoder (or encoder, forwarding it) raises
+    ``RecursionError``, which the core's ``read_json_object`` does not turn into a 400: that
+    is done here."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -88,6 +92,8 @@ def _answers(handler: Handler) -> Handler:
             return await handler(request)
         except (ApiError, GleitzeitError) as exc:
             return error_response(exc)
+        except RecursionError:
+            return json_error(400, "request body is nested too deeply")
 
     return wrapped
 
