@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +275,7 @@ async def main(quick: bool) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "ollama_client": ollama.__version__ if hasattr(ollama, "__version__") else None,
+        "ollama_client": metadata.version("ollama"),
     }
 
 

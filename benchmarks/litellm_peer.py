@@ -10,14 +10,17 @@ simulator runs in its own process (``SimProcess``), so this process holds the cl
 
 Part 1, overhead: one simulator (10 ms), sequential requests. A bare ``aiohttp`` POST to
 ``/api/chat`` is the reference; each round sends one request per contender in a rotating
-order. The overhead of a contender is its p50 minus the bare client's p50; the CPU time this
-process spends per request is measured too, in separate interleaved blocks.
+order. The overhead of a contender is the median, over the rounds, of its latency minus the
+bare client's in the same round (drift in the machine's load cancels out; the plain difference
+of the p50s is reported too), with a 90 % bootstrap interval for the ratio. The CPU time this
+process spends per request (background threads included) is measured too, in separate
+interleaved blocks: ``litellm_vs_hub_cpu_ratio``, the steadier figure on a busy machine.
 
 Part 2, pool: three simulators answering in 10, 30 and 90 ms, concurrency 12, ``num_parallel``
 8 on each (told to both routers: ``num_parallel`` for ours, ``max_parallel_requests`` for
 LiteLLM). Each round runs one batch per contender, in a rotating order.
 
-Keys: ``litellm_vs_hub_overhead_ratio`` (LiteLLM's added p50 latency over ours, both against the
+Keys: ``litellm_vs_hub_overhead_ratio`` (LiteLLM's added latency over ours, both against the
 bare client; LiteLLM's better strategy against our ``p2c``, the default) and
 ``litellm_vs_hub_p99_ratio`` (LiteLLM's better p99 on the pool over our best strategy's p99).
 Both are > 1 when LiteLLM costs more.
@@ -39,6 +42,7 @@ import json
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import threading
@@ -339,9 +343,10 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
 
     LiteLLM's two strategies take turns (one Router alive at a time); the bare client and the
     hub run in both turns."""
-    rounds = 150 if quick else 600
+    rounds = 300 if quick else 1000
     cpu_rounds, cpu_block = (3, 40) if quick else (8, 100)
     latencies: dict[str, list[float]] = {}
+    paired: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     errors: Counter[str] = Counter()
     connector = aiohttp.TCPConnector(limit=64)
@@ -357,6 +362,7 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
                         for _ in range(20):
                             await guarded(c.call)
                     for r in range(rounds):
+                        this_round: dict[str, float] = {}
                         for c in rotate(contenders, r):
                             started = time.perf_counter()
                             try:
@@ -364,7 +370,11 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
                             except Exception:
                                 errors[c.name] += 1
                                 continue
-                            latencies.setdefault(c.name, []).append(time.perf_counter() - started)
+                            this_round[c.name] = time.perf_counter() - started
+                            latencies.setdefault(c.name, []).append(this_round[c.name])
+                        if "bare" in this_round:  # same round, same moment: drift cancels
+                            for name, elapsed in this_round.items():
+                                paired.setdefault(name, []).append(elapsed - this_round["bare"])
                     # CPU time of this process per request, in blocks (LiteLLM logs in the
                     # background: a short settle inside each block counts that work too)
                     for r in range(cpu_rounds):
@@ -385,8 +395,10 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
             await hub.close()
     figures = {name: distribution(values) for name, values in latencies.items()}
     base = figures["bare"]["p50_ms"]
-    for row in figures.values():
+    for name, row in figures.items():
         row["overhead_p50_ms"] = round(row["p50_ms"] - base, 3)
+        # the median of the per-round differences with the bare request next to it
+        row["overhead_paired_ms"] = ms(statistics.median(paired[name])) if name in paired else None
     cpu_ms = {name: round(statistics.median(v) * 1000, 4) for name, v in cpu.items()}
     return {
         "sim_latency_ms": OVERHEAD_LATENCY_MS,
@@ -394,6 +406,7 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
         "contenders": figures,
         "cpu_ms_per_request": cpu_ms,
         "errors": dict(errors),
+        "_paired": paired,  # raw differences for the interval; not written out
     }
 
 
@@ -472,12 +485,24 @@ async def run(quick: bool) -> dict[str, Any]:
     return {"litellm": peer, "overhead": part1, "pool": part2, "seconds": round(seconds, 1)}
 
 
+def ratio_ci(peer: list[float], hub: list[float], floor: float) -> tuple[float, float]:
+    """90 % bootstrap interval of median(peer) / median(hub) (paired differences, seconds)."""
+    rng = random.Random(0)
+    ratios = sorted(
+        statistics.median(rng.choices(peer, k=len(peer)))
+        / max(statistics.median(rng.choices(hub, k=len(hub))), floor)
+        for _ in range(400)
+    )
+    return round(ratios[20], 2), round(ratios[379], 2)
+
+
 def headline(report: dict[str, Any]) -> dict[str, Any]:
     over = report["overhead"]["contenders"]
+    paired = report["overhead"].pop("_paired")
     peers = {name: row for name, row in over.items() if name.startswith("litellm")}
-    best_peer = min(peers, key=lambda name: peers[name]["overhead_p50_ms"])
-    hub_over = over["hub p2c"]["overhead_p50_ms"]
-    peer_over = peers[best_peer]["overhead_p50_ms"]
+    best_peer = min(peers, key=lambda name: peers[name]["overhead_paired_ms"])
+    hub_over = over["hub p2c"]["overhead_paired_ms"]
+    peer_over = peers[best_peer]["overhead_paired_ms"]
     cpu = report["overhead"]["cpu_ms_per_request"]
     hub_cpu = cpu["hub p2c"] - cpu["bare"]
     peer_cpu = min(cpu[name] for name in peers) - cpu["bare"]
@@ -486,10 +511,12 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
     peer_rows = {name: row for name, row in pool_rows.items() if name.startswith("litellm")}
     best_hub = min(hub_rows, key=lambda name: hub_rows[name]["p99_ms"])
     best_pool_peer = min(peer_rows, key=lambda name: peer_rows[name]["p99_ms"])
-    # a hub overhead at or below the clock's noise floor would make the ratio meaningless
-    floor = 0.01
+    # a hub overhead at or below the clock's resolution would make the ratio meaningless
+    floor_ms = 0.01
+    low, high = ratio_ci(paired[best_peer], paired["hub p2c"], floor_ms / 1000)
     return {
-        "litellm_vs_hub_overhead_ratio": round(peer_over / max(hub_over, floor), 2),
+        "litellm_vs_hub_overhead_ratio": round(peer_over / max(hub_over, floor_ms), 2),
+        "litellm_vs_hub_overhead_ratio_ci90": [low, high],
         "litellm_vs_hub_p99_ratio": round(
             peer_rows[best_pool_peer]["p99_ms"] / hub_rows[best_hub]["p99_ms"], 3
         ),
@@ -497,8 +524,8 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
             peer_rows[best_pool_peer]["p50_ms"] / hub_rows[best_hub]["p50_ms"], 3
         ),
         "litellm_vs_hub_cpu_ratio": round(peer_cpu / max(hub_cpu, 1e-4), 2),
-        "litellm_overhead_p50_ms": peer_over,
-        "hub_overhead_p50_ms": hub_over,
+        "litellm_overhead_ms": peer_over,
+        "hub_overhead_ms": hub_over,
         "litellm_cpu_ms_per_request": round(peer_cpu, 4),
         "hub_cpu_ms_per_request": round(hub_cpu, 4),
         "litellm_pool_p99_ms": peer_rows[best_pool_peer]["p99_ms"],
@@ -517,12 +544,14 @@ def show(report: dict[str, Any], heads: dict[str, Any]) -> None:
     )
     over = report["overhead"]
     print(f"\nPart 1: one simulator at {over['sim_latency_ms']:g} ms, sequential requests")
-    print(f"{'contender':24}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'CPU ms/req':>12}")
+    print(
+        f"{'contender':24}{'p50 ms':>9}{'p99 ms':>9}{'+p50 ms':>9}{'+paired':>9}{'CPU ms/req':>12}"
+    )
     for name, row in over["contenders"].items():
         cpu = over["cpu_ms_per_request"].get(name, float("nan"))
         print(
             f"{name:24}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['overhead_p50_ms']:>9.3f}"
-            f"{cpu:>12.3f}"
+            f"{row['overhead_paired_ms']:>9.3f}{cpu:>12.3f}"
         )
     pool_ = report["pool"]
     print(
@@ -539,6 +568,7 @@ def show(report: dict[str, Any], heads: dict[str, Any]) -> None:
     print()
     for key in (
         "litellm_vs_hub_overhead_ratio",
+        "litellm_vs_hub_overhead_ratio_ci90",
         "litellm_vs_hub_p99_ratio",
         "litellm_vs_hub_cpu_ratio",
     ):

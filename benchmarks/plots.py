@@ -151,12 +151,15 @@ def peer_overhead(results: dict[str, Any], out: Path) -> str | None:
         return None
     over = peer["overhead"]
     names = list(over["contenders"])
-    added = [over["contenders"][n]["overhead_p50_ms"] for n in names]
+    added = [
+        over["contenders"][n].get("overhead_paired_ms", over["contenders"][n]["overhead_p50_ms"])
+        for n in names
+    ]
     cpu = [over["cpu_ms_per_request"].get(n, 0.0) for n in names]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     colors = [color_for(n) for n in names]
     left.bar(names, added, color=colors)
-    left.set_title(f"added p50 latency over a bare client ({over['sim_latency_ms']:g} ms sim)")
+    left.set_title(f"added latency over a bare client ({over['sim_latency_ms']:g} ms sim)")
     left.set_ylabel("ms per request")
     right.bar(names, cpu, color=colors)
     right.set_title("client CPU time per request")

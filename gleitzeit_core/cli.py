@@ -20,7 +20,7 @@ import click
 from . import __version__
 from .errors import ConfigError, GleitzeitError
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "guarded", "main"]
 
 _CONFIG_HELP = "TOML config file (default: $GLEITZEIT_CONFIG)."
 
@@ -31,7 +31,9 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command body, turning our errors into an exit code and a message."""
+    """Run a command body, turning our errors into an exit code and a message: a config
+    error exits 2, any other Gleitzeit error 1, both without a traceback. Plugin commands use
+    it too, so every ``gleitzeit`` command fails the same way."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -62,11 +64,11 @@ class LazyGroup(click.Group):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        from .config import read_user_config
+        from .config import disabled_plugins
         from .plugins import PluginManager
 
         try:
-            disabled = read_user_config().disabled
+            disabled = disabled_plugins(_config_option())
         except ConfigError as exc:
             _fail(str(exc), 2)
         manager = PluginManager.from_env(disabled=disabled).load()
@@ -88,14 +90,23 @@ def plugins() -> None:
     """List, enable and disable plugins."""
 
 
+def _config_option() -> str | None:
+    """The ``--config`` value on the command line, if any (read before click parses it, so
+    plugin commands load with the same deny-list as the command that runs)."""
+    args = sys.argv[1:]
+    for index, arg in enumerate(args):
+        if arg == "--config" and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def _manager(config: str | None) -> Any:
-    from .config import load_config, read_user_config
+    from .config import disabled_plugins
     from .plugins import PluginManager
 
-    disabled = list(read_user_config().disabled)
-    if config is not None:
-        disabled += load_config(config).plugins.disabled
-    return PluginManager.from_env(disabled=disabled).load()
+    return PluginManager.from_env(disabled=disabled_plugins(config)).load()
 
 
 @plugins.command("list")
@@ -109,12 +120,16 @@ def plugins_list(as_json: bool, config: str | None) -> None:
     manager = _manager(config)
     cli_group = click.get_current_context().find_root().command
     if isinstance(cli_group, LazyGroup):
-        before = set(cli_group.commands)
-        for name, _ in manager.call_each("gleitzeit_register_commands", cli=cli_group):
-            record = manager.records.get(name)
+        known = set(cli_group.commands)
+
+        def note_commands(plugin: str, _: Any) -> None:
+            added = set(cli_group.commands) - known
+            known.update(added)
+            record = manager.records.get(plugin)
             if record is not None:
-                record.commands = sorted(set(cli_group.commands) - before)
-                before = set(cli_group.commands)
+                record.commands = sorted(added)
+
+        manager.call_each("gleitzeit_register_commands", cli=cli_group, after=note_commands)
         cli_group._plugins_loaded = True
     records = manager.report()
     if as_json:

@@ -35,6 +35,7 @@ __all__ = [
     "ProviderConfig",
     "ResourceConfig",
     "config_path_from_env",
+    "disabled_plugins",
     "load_config",
     "read_user_config",
     "user_config_path",
@@ -241,3 +242,20 @@ def write_user_disabled(disabled: list[str]) -> Path:
 def _toml_string(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
+
+
+def disabled_plugins(source: str | os.PathLike[str] | None = None) -> list[str]:
+    """Every plugin this process must not load: the user's deny-list plus ``[plugins]
+    disabled`` of the config file (``source``, else ``GLEITZEIT_CONFIG``). Only that table is
+    read here, so a mistake elsewhere in the file cannot stop a broken plugin being switched
+    off."""
+    names = list(read_user_config().disabled)
+    path = Path(source) if source is not None else config_path_from_env()
+    if path is None or not path.exists():
+        return names
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+    section = structure(raw.get("plugins", {}), PluginsConfig, path="plugins", source=str(path))
+    return [*names, *section.disabled]

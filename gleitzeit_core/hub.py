@@ -177,6 +177,7 @@ class ResourceHub:
             self.health_settings,
             rng=self.rng,
             uneject=self.outlier.settings.uneject_on_probe,
+            on_change=self.on_health_change,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -253,6 +254,10 @@ class ResourceHub:
     def describe(self, resource: Resource) -> dict[str, Any]:
         """Kind-specific facts for the status (an Ollama hub lists loaded models)."""
         return {}
+
+    def on_health_change(self, resource: Resource, old: Health) -> None:
+        """Called when a probe moved a resource to another health state."""
+        self._wake()
 
     def on_added(self, resource: Resource) -> None:
         """Called when a resource joins."""
@@ -417,9 +422,12 @@ class ResourceHub:
         exclude: Collection[str] = (),
         strategy: Strategy | None = None,
         timeout: float | None = None,
+        count_refusal: bool = True,
     ) -> Lease:
         """Take a lease, waiting up to ``timeout`` (default ``queue_timeout``) while the
-        eligible resources are all busy. Raises ``NoResourceAvailable`` with every reason."""
+        eligible resources are all busy. Raises ``NoResourceAvailable`` with every reason.
+        ``count_refusal=False`` keeps a refusal out of the ``no_resource`` counter (a failover
+        that finds nobody left is counted as the original failure, not as a refusal)."""
         request = request or Request()
         lease, saturated = self.try_lease(request, exclude, strategy)
         if lease is not None:
@@ -428,7 +436,7 @@ class ResourceHub:
         if request.deadline is not None:
             wait = min(wait, max(0.0, request.deadline - self.clock.now()))
         if not saturated or wait <= 0 or self._waiting >= self.max_waiting:
-            self.counters["no_resource"] += 1
+            self.counters["no_resource"] += count_refusal
             detail = "wait queue full" if saturated and wait > 0 else None
             raise NoResourceAvailable(
                 self.name, self._reasons(request, exclude, self.clock.now()), detail
@@ -454,7 +462,7 @@ class ResourceHub:
             ) from None
         finally:
             self._waiting -= 1
-        self.counters["no_resource"] += 1
+        self.counters["no_resource"] += count_refusal
         raise NoResourceAvailable(self.name, self._reasons(request, exclude, self.clock.now()))
 
     @asynccontextmanager
@@ -477,8 +485,9 @@ class ResourceHub:
         else:
             lease.succeed()
 
-    def finish(self, lease: Lease, failure: FailureClass | None) -> None:
-        """Record a lease's outcome (called once, by the lease)."""
+    def finish(self, lease: Lease, failure: FailureClass | None, *, record: bool = True) -> None:
+        """Record a lease's outcome (called once, by the lease); ``record=False`` only frees
+        its slot and permit."""
         resource = lease.resource
         now = self.clock.now()
         duration = now - lease.started
@@ -491,17 +500,20 @@ class ResourceHub:
                 resource.slots[slot] = left
             else:
                 resource.slots.pop(slot, None)
-        metrics.record(duration, failure, now)
-        if failure is None:
-            outcome = CallOutcome.SUCCESS
-        elif failure.resource_fault:
-            outcome = CallOutcome.FAILURE
+        if not record:
+            resource.breaker.record(lease.permit, CallOutcome.IGNORED, duration)
         else:
-            outcome = CallOutcome.IGNORED
-        resource.breaker.record(lease.permit, outcome, duration)
-        self.outlier.observe(resource, failure, now, self._members)
-        for callback in self._observers:
-            callback(lease, failure, duration)
+            metrics.record(duration, failure, now)
+            if failure is None:
+                outcome = CallOutcome.SUCCESS
+            elif failure.resource_fault:
+                outcome = CallOutcome.FAILURE
+            else:
+                outcome = CallOutcome.IGNORED
+            resource.breaker.record(lease.permit, outcome, duration)
+            self.outlier.observe(resource, failure, now, self._members)
+            for callback in self._observers:
+                callback(lease, failure, duration)
         if resource.draining and metrics.in_flight == 0:
             event = self._drained.pop(resource.spec.id, None)
             if event is not None:
@@ -551,12 +563,18 @@ class ResourceHub:
                 break
             try:
                 lease = await self.acquire(
-                    request, exclude=tried, strategy=strategy, timeout=remaining
+                    request,
+                    exclude=tried,
+                    strategy=strategy,
+                    timeout=remaining,
+                    count_refusal=last_error is None,
                 )
             except NoResourceAvailable:
                 if last_error is not None:
                     raise last_error from None
                 raise
+            if last_error is not None:
+                self.counters["failovers"] += 1  # another resource really took over
             tried.append(lease.resource.spec.id)
             try:
                 async with asyncio.timeout(remaining):
@@ -573,7 +591,6 @@ class ResourceHub:
                 if not failure.retryable or attempt == budget or out_of_time:
                     raise
                 last_error = exc
-                self.counters["failovers"] += 1
                 continue
             return result, lease
         if last_error is not None:

@@ -47,6 +47,13 @@ class Lease:
             self._done = True
             self.hub.finish(self, failure)
 
+    def release(self) -> None:
+        """End the lease without an outcome (the call never happened or its result is
+        unknown): frees the slot and the breaker permit, records nothing in the metrics."""
+        if not self._done:
+            self._done = True
+            self.hub.finish(self, None, record=False)
+
     def __repr__(self) -> str:
         state = "done" if self._done else "active"
         return f"<Lease {self.resource.spec.id} {state}>"

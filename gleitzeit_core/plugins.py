@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -217,8 +217,15 @@ class PluginManager:
                 results.append(impl.function(**{arg: kwargs[arg] for arg in impl.argnames}))
         return results
 
-    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call a hook on every plugin separately; a plugin that raises is reported, not fatal."""
+    def call_each(
+        self,
+        hook_name: str,
+        *,
+        after: Callable[[str, Any], None] | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[str, Any]]:
+        """Call a hook on every plugin separately; a plugin that raises is reported, not fatal.
+        ``after(plugin, result)`` runs right after each plugin's call (to see what it added)."""
         results: list[tuple[str, Any]] = []
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             try:
@@ -240,6 +247,8 @@ class PluginManager:
                 )
                 continue
             results.append((impl.plugin_name, value))
+            if after is not None:
+                after(impl.plugin_name, value)
         return results
 
     def _fail(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 __all__ = ["Request"]
+
+
+def _names(value: Iterable[str] | str) -> frozenset[str]:
+    return frozenset({value}) if isinstance(value, str) else frozenset(value)
 
 
 @attrs.frozen
@@ -23,7 +27,7 @@ class Request:
 
     key: str | None = None
     slot: str | None = None
-    labels: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
-    capabilities: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    labels: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
+    capabilities: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
     attributes: Mapping[str, Any] = attrs.field(factory=dict)
     deadline: float | None = None

@@ -11,6 +11,8 @@ config fails at once with every problem listed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import os
 import random
@@ -52,6 +54,7 @@ class Runtime:
         )
         self.paths: dict[str, dict[str, ResourceMetrics]] = {}
         self._started = False
+        self._starting: asyncio.Future[None] | None = None
 
     @classmethod
     def from_config(
@@ -70,9 +73,14 @@ class Runtime:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> Runtime:
-        if self._started:
-            return self
-        self._started = True
+        """Start hubs and providers; concurrent callers all wait for the same start."""
+        if self._starting is None:
+            self._started = True
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+        return self
+
+    async def _start(self) -> None:
         for hub in self.hubs.values():
             await hub.start()
         for provider in self.providers.values():
@@ -80,12 +88,16 @@ class Runtime:
         for _, result in self.plugins.call_each("gleitzeit_startup", runtime=self):
             if inspect.isawaitable(result):
                 await result
-        return self
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
         for _, result in self.plugins.call_each("gleitzeit_shutdown", runtime=self):
             if inspect.isawaitable(result):
                 await result

@@ -29,7 +29,7 @@ from cattrs.errors import (
 
 from .clock import Clock
 from .errors import ConfigError
-from .validators import InvalidValue, MissingKey
+from .validators import FieldError, MissingKey
 
 __all__ = ["build_component", "converter", "describe_type", "structure"]
 
@@ -314,7 +314,7 @@ def problems_of(
             owner = exc.cl if isinstance(exc, ClassValidationError) else None
             lines.extend(problems_of(sub, prefix, raw, owner, [*rel, *step]))
         return lines
-    if isinstance(exc, InvalidValue):  # one of our validators: it says what it expected
+    if isinstance(exc, FieldError):  # one of our validators: it says what was wrong
         if not rel or rel[-1] != exc.field:
             rel = [*rel, exc.field]
         return [f"{_join([*prefix, *rel])}: {exc}"]

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "FieldError",
     "InvalidValue",
     "MissingKey",
     "at_least",
@@ -27,17 +28,26 @@ __all__ = [
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
 
-class InvalidValue(ValueError):
-    """A field's value is out of range; ``field`` names it for the config error's key path."""
+class FieldError(ValueError):
+    """A problem with one field, in free words (``"must be at least open_for (30.0)"``);
+    ``field`` names it for the config error's key path. Raise it from a validator that
+    compares fields."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class InvalidValue(FieldError):
+    """A field's value is out of range or of the wrong kind."""
 
     def __init__(self, field: str, expected: str, value: Any) -> None:
-        self.field = field
         self.expected = expected
         try:
             shown = json.dumps(value)
         except (TypeError, ValueError):
             shown = repr(value)
-        super().__init__(f"expected {expected}, got {shown}")
+        super().__init__(field, f"expected {expected}, got {shown}")
 
 
 class MissingKey(KeyError):

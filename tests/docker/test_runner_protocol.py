@@ -7,6 +7,7 @@ sandbox containers only and must never run on a host (or in a CI container).
 from __future__ import annotations
 
 import json
+import os
 import select
 import subprocess
 import sys
@@ -25,16 +26,24 @@ class Pipe:
         self.proc = proc
         self.stdin: IO[bytes] = proc.stdin
         self.stdout: IO[bytes] = proc.stdout
+        self.buffer = b""
 
     def send(self, msg: dict[str, Any]) -> None:
         self.stdin.write(json.dumps(msg).encode() + b"\n")
         self.stdin.flush()
 
     def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        ready, _, _ = select.select([self.stdout], [], [], timeout)
-        assert ready, "the runner did not answer in time"
-        line = self.stdout.readline()
-        assert line, "the runner closed its output"
+        # Read raw bytes into our own buffer: a buffered readline() could keep a second line
+        # in Python's buffer where select() cannot see it.
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.stdout], [], [], max(0.0, left))
+            assert ready, "the runner did not answer in time"
+            chunk = os.read(self.stdout.fileno(), 65536)
+            assert chunk, "the runner closed its output"
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
         message: dict[str, Any] = json.loads(line)
         return message
 

@@ -277,7 +277,7 @@ async def test_bodies_are_forwarded_as_they_came(
         ("/api/chat", b"", 400, "empty"),
         ("/api/chat", b"{not json", 400, "not valid JSON"),
         ("/api/chat", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
-        ("/api/generate", b'{"model": "llama3.2", "options": ' + b"[" * 5000, 400, "JSON"),
+        ("/api/generate", b'{"model": "llama3.2", "options": ' + b"[" * 5000, 400, "nested"),
         ("/api/embed", b'{"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 400, "nested too deep"),
         ("/api/generate", b"[1]", 400, "expected a JSON object"),
         ("/api/generate", b'{"prompt": "hi"}', 400, "model is required"),

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
-from gleitzeit_core import FailureClass, Health, Probe, Request, Resource, ResourceError
+from gleitzeit_core import FailureClass, Health, Request, Resource, ResourceError
 from gleitzeit_core.hub import ResourceHub
 from gleitzeit_docker.engine import LABEL_HUB, LABEL_RUN, Engine
 from gleitzeit_docker.errors import (
@@ -105,8 +105,6 @@ class DockerHub(ResourceHub):
         self._suspected: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._live = False
-        if self.monitor is not None:
-            self.monitor.on_change = self._health_changed
 
     # -- engines and their pools ------------------------------------------------------------
     def pool_for(self, resource: Resource) -> WarmPool:
@@ -226,14 +224,10 @@ class DockerHub(ResourceHub):
         failure = failure_of(exc, "")
         return failure.failure if failure is not None else super().classify(exc)
 
-    def set_probe(self, probe: Probe) -> None:
-        super().set_probe(probe)
-        assert self.monitor is not None
-        self.monitor.on_change = self._health_changed
-
-    def _health_changed(self, resource: Resource, before: Health) -> None:
+    def on_health_change(self, resource: Resource, old: Health) -> None:
         """Drop dead idle containers at once; when an engine is back, top up min_idle (and
         remove orphans, if that failed at start)."""
+        super().on_health_change(resource, old)
         pool = self.pools.get(resource.id)
         if pool is None or not self._live:
             return

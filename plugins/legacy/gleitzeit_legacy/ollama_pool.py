@@ -244,7 +244,7 @@ class OllamaPoolManager:
         for queue in self._open.values():
             while queue:
                 lease, _, _ = queue.popleft()
-                lease.fail(FailureClass.CANCELLED)
+                lease.release()
         self._open.clear()
         if self._owns_backend:
             await self.backend.stop()
@@ -367,11 +367,11 @@ class OllamaPoolManager:
             name = normalize_model(model)
             return Request(
                 slot=name,
-                labels=labels,  # type: ignore[arg-type]
+                labels=labels,
                 attributes={"model": name},
                 deadline=deadline,
             )
-        return Request(labels=labels, deadline=deadline)  # type: ignore[arg-type]
+        return Request(labels=labels, deadline=deadline)
 
     async def get_instance(
         self,
@@ -447,7 +447,7 @@ class OllamaPoolManager:
         """Give the slot back; a no-op after ``record_success``/``record_failure``."""
         entry = self._pop(url)
         if entry is not None:
-            entry[0].fail(FailureClass.CANCELLED)
+            entry[0].release()
 
     # -- health and status ----------------------------------------------------------------------
     async def health_check(self, instance_id: str) -> bool:

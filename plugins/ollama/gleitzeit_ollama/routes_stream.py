@@ -81,6 +81,7 @@ class StreamRelay:
         self._delivered: list[Signature] | None = [] if resumable else None
         self._budget = hub.retries
         self._tried: list[str] = []
+        self._ended = False  # the final chunk (and the end of the response) went out
 
     async def respond(self, client: web.Request, stream: ChunkStream) -> web.StreamResponse:
         """Send ``stream`` (opened, its first chunk in hand) and whatever resumes it."""
@@ -92,7 +93,7 @@ class StreamRelay:
         try:
             await response.prepare(client)
             failure = await self._pump(response, stream)
-            while failure is not None:
+            while failure is not None and not self._ended:
                 current = None
                 current = await self._resume(failure)
                 if current is None:
@@ -114,6 +115,7 @@ class StreamRelay:
         try:
             async for chunk in stream:
                 if final(chunk):  # the end of the response goes out with the last chunk
+                    self._ended = True
                     await response.write_eof(encode(chunk))
                     continue  # the stream still lets its upstream answer end cleanly
                 await response.write(encode(chunk))
