@@ -107,6 +107,7 @@ class HubConfig:
     breaker: ComponentRef | None = None
     discovery: list[str] | None = None  # None: the hub kind's default
     request_timeout: float = attrs.field(default=120.0, validator=seconds())
+    attempt_timeout: float | None = attrs.field(default=None, validator=seconds())
     retries: int = attrs.field(default=2, validator=at_least(0))
     queue_timeout: float = attrs.field(default=30.0, validator=seconds(allow_zero=True))
     max_waiting: int = attrs.field(default=1000, validator=at_least(0))

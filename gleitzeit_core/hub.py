@@ -62,6 +62,7 @@ class ResourceHub:
         outlier: OutlierSettings | None = None,
         discoverers: Sequence[Any] = (),
         request_timeout: float = 120.0,
+        attempt_timeout: float | None = None,
         retries: int = 2,
         queue_timeout: float = 30.0,
         max_waiting: int = 1000,
@@ -84,6 +85,7 @@ class ResourceHub:
             self.set_probe(probe)
         self.discoverers = list(discoverers)
         self.request_timeout = request_timeout
+        self.attempt_timeout = attempt_timeout
         self.retries = retries
         self.queue_timeout = queue_timeout
         self.max_waiting = max_waiting
@@ -576,8 +578,13 @@ class ResourceHub:
             if last_error is not None:
                 self.counters["failovers"] += 1  # another resource really took over
             tried.append(lease.resource.spec.id)
+            budget_s = remaining
+            if self.attempt_timeout is not None and attempt < budget:
+                # a hung resource costs one try, not the whole deadline (Envoy's per_try_timeout);
+                # the last try may use whatever time is left
+                budget_s = min(remaining, self.attempt_timeout)
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(budget_s):
                     result = await operation(lease)
             except BaseException as exc:
                 failure = self.classify(exc)

@@ -163,6 +163,7 @@ def build_hub(
         outlier=config.outlier,
         discoverers=discoverers,
         request_timeout=config.request_timeout,
+        attempt_timeout=config.attempt_timeout,
         retries=config.retries,
         queue_timeout=config.queue_timeout,
         max_waiting=config.max_waiting,

@@ -341,3 +341,18 @@ async def test_probe_can_be_told_not_to_end_ejections() -> None:
     assert hub.monitor is not None
     await hub.monitor.check(hub.get("a"))
     assert hub.get("a").is_ejected(hub.clock.now())
+
+
+async def test_attempt_timeout_fails_over_from_a_hung_resource() -> None:
+    """With attempt_timeout set, a resource that never answers costs one try and the request
+    is served by another resource within its deadline."""
+    hub = make_hub("a", "b", request_timeout=5.0, attempt_timeout=0.2, retries=2)
+
+    async def first_hangs(lease):  # type: ignore[no-untyped-def]
+        if lease.resource.id == "a":
+            await asyncio.sleep(30)
+        return lease.resource.id
+
+    for _ in range(5):
+        assert await hub.call(first_hangs) == "b"
+    assert hub.get("a").metrics.failures.get(FailureClass.TIMEOUT, 0) >= 1
