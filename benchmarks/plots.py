@@ -71,6 +71,8 @@ def latency_distributions(results: dict[str, Any], out: Path) -> str | None:
                 linewidth=1.6,
             )
         ax.set_xscale("log")
+        ticks = [10, 20, 30, 50, 90, 150, 300]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.set_xlabel("latency (ms, log)")
         ax.set_ylabel("fraction of requests")
         ax.set_title("10/30/90 ms pool, concurrency 12: hub vs LiteLLM")
@@ -99,9 +101,14 @@ def latency_distributions(results: dict[str, Any], out: Path) -> str | None:
 
 RATIOS = (
     # key, label, target (None: none stated), better ("lower"/"higher")
-    ("hub_vs_raw_latency_ratio", "hub / bare client, p50 latency", 1.05, "lower"),
-    ("hub_vs_raw_throughput_ratio", "hub / bare client, throughput", None, "higher"),
-    ("gateway_throughput_ratio", "gateway / direct, throughput", None, "higher"),
+    ("hub_vs_raw_latency_ratio", "hub / bare client, p50 latency (lower is better)", 1.05, "lower"),
+    (
+        "hub_vs_raw_throughput_ratio",
+        "hub / bare client, throughput (higher is better)",
+        None,
+        "higher",
+    ),
+    ("gateway_throughput_ratio", "gateway / direct, throughput (higher is better)", None, "higher"),
     ("legacy_vs_hub_latency_ratio", "legacy / hub, latency", 1.05, "lower"),
     ("litellm_vs_hub_overhead_ratio", "LiteLLM / hub, added latency", None, "higher"),
     ("litellm_vs_hub_cpu_ratio", "LiteLLM / hub, CPU per request", None, "higher"),
@@ -123,20 +130,28 @@ def overhead_ratios(results: dict[str, Any], out: Path) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(rows) + 1.4))
     ys = list(range(len(rows)))[::-1]
-    colors = [
-        PEER_COLOR if "litellm" in key or "pybreaker" in label else HUB_COLOR
-        for label, _, _, key in rows
-    ]
+    # red: the peer over us (above 1: we cost less); blue: ours over a reference or target
+    colors = [PEER_COLOR if "litellm" in key else HUB_COLOR for _, _, _, key in rows]
     ax.barh(ys, [r[1] for r in rows], color=colors, alpha=0.85)
-    for y, (_, v, target, _) in zip(ys, rows, strict=True):
+    for y, (_, v, target, key) in zip(ys, rows, strict=True):
         ax.text(v, y, f" {v:.3g}", va="center", fontsize=8)
         if target is not None:
             ax.plot([target, target], [y - 0.4, y + 0.4], color="black", linewidth=2)
+        ci = value(results, f"{key}_ci90")
+        if isinstance(ci, list) and len(ci) == 2:
+            ax.errorbar(
+                [v],
+                [y],
+                xerr=[[max(v - ci[0], 0)], [max(ci[1] - v, 0)]],
+                color="black",
+                capsize=3,
+                linewidth=1,
+            )
     ax.set_yticks(ys, [r[0] for r in rows], fontsize=8)
     ax.set_xscale("log")
     ax.axvline(1.0, color=BASE_COLOR, linewidth=0.8)
     ax.set_xlabel("ratio, measured side by side in one run (log; black tick = target)")
-    ax.set_title("Overhead ratios")
+    ax.set_title("Overhead ratios (blue: ours / reference; red: LiteLLM / ours)")
     ax.grid(True, axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     path = out / "overhead_ratios.png"
@@ -217,10 +232,14 @@ def scale_curves(results: dict[str, Any], out: Path) -> str | None:
     if not isinstance(picks, dict):
         return None
     fig, ax = plt.subplots(figsize=(8, 5))
-    for name, by_size in picks.items():
+    palette = plt.get_cmap("tab20").colors
+    for i, (name, by_size) in enumerate(picks.items()):
         sizes = sorted(int(s) for s in by_size)
         ys = [by_size[str(s)] if str(s) in by_size else by_size[s] for s in sizes]
-        style = {"color": BASE_COLOR, "linewidth": 2.5} if name == "random.choice" else {}
+        if name == "random.choice":
+            style: dict[str, Any] = {"color": "black", "linewidth": 2.5, "linestyle": ":"}
+        else:
+            style = {"color": palette[(2 * i) % len(palette)]}
         ax.plot(sizes, ys, marker="o", label=name, **style)
     if isinstance(lease, dict):
         sizes = sorted(int(s) for s in lease)

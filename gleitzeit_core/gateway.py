@@ -123,6 +123,8 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # [[[[...]]]] within the size limit
+        raise web.HTTPBadRequest(text="request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text=f"expected a JSON object, got {type(data).__name__}")
     return data

@@ -547,17 +547,19 @@ class ResourceHub:
         *,
         retries: int | None = None,
         strategy: Strategy | None = None,
+        exclude: Collection[str] = (),
     ) -> tuple[T, Lease]:
         """Run ``operation`` on a leased resource, failing over to untried resources on
         retryable failures, within the request's deadline and at most ``retries`` times.
 
         On success the lease stays open and is returned with the result: the caller records
         the outcome later (a stream holds its slot until its last chunk, and may still fail).
+        ``exclude`` names resources this request already tried elsewhere.
         """
         request = request or Request()
         deadline = self.deadline_for(request)
         budget = self.retries if retries is None else retries
-        tried: list[str] = []
+        tried: list[str] = list(exclude)
         last_error: BaseException | None = None
         for attempt in range(budget + 1):
             remaining = deadline - self.clock.now()
@@ -611,10 +613,13 @@ class ResourceHub:
         *,
         retries: int | None = None,
         strategy: Strategy | None = None,
+        exclude: Collection[str] = (),
     ) -> T:
         """``open`` for calls that are complete when ``operation`` returns: the lease is
         recorded as a success at once."""
-        result, lease = await self.open(operation, request, retries=retries, strategy=strategy)
+        result, lease = await self.open(
+            operation, request, retries=retries, strategy=strategy, exclude=exclude
+        )
         lease.succeed()
         return result
 

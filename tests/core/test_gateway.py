@@ -227,3 +227,13 @@ async def test_malformed_bodies_never_get_a_5xx(gateway: Gateway, batch: list[by
             if reply.status != 200:
                 assert "error" in json.loads(text)
         assert (await http.get(f"{url}/gleitzeit/health")).status == 200
+
+
+async def test_deeply_nested_body_is_a_400(gateway: Gateway) -> None:
+    """A body nested deeper than the JSON parser's recursion limit gets 400, not 500."""
+    url, _ = await gateway()
+    body = b"[" * 100_000 + b"]" * 100_000
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(f"{url}/gleitzeit/execute", data=body)
+        assert reply.status == 400
+        assert "nested too deeply" in (await reply.json())["error"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -121,9 +122,12 @@ async def open_stream(
     *,
     model: str | None = None,
     keep_alive: float | None = None,
+    exclude: Collection[str] = (),
+    retries: int | None = None,
 ) -> ChunkStream:
     """POST ``body`` as a stream, failing over (never to an instance already tried, within
-    the deadline) until one answers with a first chunk; then the caller iterates."""
+    the deadline) until one answers with a first chunk; then the caller iterates.
+    ``exclude`` lists instances that already failed this request (a resumed stream)."""
     payload = json.dumps(body).encode()
     deadline = hub.deadline_for(request)
     attempts = 0
@@ -134,7 +138,7 @@ async def open_stream(
         return await _first_chunk(hub, lease, path, payload, deadline, attempts, model, keep_alive)
 
     # the core's failover loop, keeping the lease open: the stream holds it to the end
-    stream, _ = await hub.open(attempt, request)
+    stream, _ = await hub.open(attempt, request, exclude=exclude, retries=retries)
     return stream
 
 

@@ -21,7 +21,6 @@ draws on the hub's ``retries``, within the request's deadline.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -29,8 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gleitzeit_core import GleitzeitError, NoResourceAvailable, Request
-from gleitzeit_ollama.calls import _first_chunk
+from gleitzeit_core import GleitzeitError, Request
+from gleitzeit_ollama.calls import open_stream
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.hub import OllamaHub
@@ -143,38 +142,30 @@ class StreamRelay:
         if not self._can_resume(failure):
             return None
         hub = self.hub
-        deadline = hub.deadline_for(self.request)
-        payload = json.dumps(self.body).encode()
         while self._budget > 0:
-            remaining = deadline - hub.clock.now()
-            if remaining <= 0:
-                return None
             self._budget -= 1
             try:
-                lease = await hub.acquire(self.request, exclude=self._tried, timeout=remaining)
-            except NoResourceAvailable:
-                return None
-            self._tried.append(lease.resource.id)
-            hub.counters["failovers"] += 1
-            try:
-                async with asyncio.timeout(remaining):
-                    stream = await _first_chunk(
-                        hub,
-                        lease,
-                        self.path,
-                        payload,
-                        deadline,
-                        len(self._tried),
-                        self.model,
-                        self.keep_alive,
-                    )
-            except BaseException as exc:
-                lease.fail(hub.classify(exc))
-                if isinstance(exc, OllamaError) and exc.failure.retryable:
+                # one instance at a time: each candidate's replay must be checked on its own
+                stream = await open_stream(
+                    hub,
+                    self.path,
+                    self.body,
+                    self.request,
+                    model=self.model,
+                    keep_alive=self.keep_alive,
+                    exclude=self._tried,
+                    retries=0,
+                )
+            except OllamaError as exc:
+                if exc.resource is not None:
+                    self._tried.append(exc.resource)
+                if exc.failure.retryable:
                     continue
-                if isinstance(exc, Exception):
-                    return None
-                raise
+                return None
+            except GleitzeitError:
+                return None  # nobody left, or out of time
+            self._tried.append(stream.instance)
+            hub.counters["failovers"] += 1
             try:
                 matched = await self._replay(stream)
             except BaseException:

@@ -177,6 +177,9 @@ class ChunkStream:
                     pass
         except (TimeoutError, aiohttp.ClientError, OSError):
             response.close()
+        except BaseException:  # cancelled while draining: never leave the answer to the GC
+            response.close()
+            raise
         else:
             response.release()
 

@@ -108,8 +108,13 @@ def _value_for(
     words: list[str],
     depth: int,
 ) -> Any:
-    """A value satisfying the common subset of JSON Schema (types, properties, enum, $ref)."""
+    """A value satisfying the common subset of JSON Schema (types, properties, enum, $ref);
+    anything that is not a schema object (``{"a": 5}`` as a property) reads as "any string"."""
+    if not isinstance(node, Mapping):
+        node = {}
     node = _resolve(node, root)
+    if not isinstance(node, Mapping):
+        node = {}
     if "const" in node:
         return node["const"]
     if isinstance(node.get("enum"), list) and node["enum"]:
@@ -126,7 +131,9 @@ def _value_for(
         return {k: _value_for(v, root, rng, words, depth + 1) for k, v in props.items()}
     if kind == "array":
         items = node.get("items") if isinstance(node.get("items"), Mapping) else {}
-        count = max(int(node.get("minItems", 2)), 1)
+        minimum = node.get("minItems", 2)
+        count = max(minimum if isinstance(minimum, int) and not isinstance(minimum, bool) else 2, 1)
+        count = min(count, 16)
         return [_value_for(items or {}, root, rng, words, depth + 1) for _ in range(count)]
     if kind == "integer":
         return rng.randint(0, 100)
