@@ -520,6 +520,50 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def notes(figures: dict[str, Any]) -> list[str]:
+    """Short readings of the nested figures: where startup time goes, the peer's setup."""
+    out: list[str] = []
+    startup = (figures.get("startup_details") or {}).get("value")
+    if isinstance(startup, dict):
+        inside = startup.get("in_process", {})
+        packages = startup.get("importtime", {}).get("top_packages_self_ms", {})
+        top = ", ".join(f"{name} {ms:.1f}" for name, ms in list(packages.items())[:6])
+        out += [
+            "",
+            "### Where startup time goes",
+            "",
+            f"In one process: importing the core {fmt(inside.get('import_core_ms'))} ms, "
+            f"reading entry points {fmt(inside.get('entry_points_ms'))} ms (over "
+            f"{inside.get('distributions', '?')} installed distributions), loading the plugins "
+            f"{fmt(inside.get('load_plugins_ms'))} ms. `python -X importtime`, self time by "
+            f"package (ms): {top}.",
+        ]
+        out += [f"- {note}" for note in startup.get("analysis", [])]
+    peer = (figures.get("litellm_peer_details") or {}).get("value")
+    if isinstance(peer, dict):
+        over = peer["overhead"]["contenders"]
+        pool = peer["pool"]["contenders"]
+        rows = " ".join(
+            f"{name} {row['p50_ms']:.1f}/{row['p99_ms']:.1f} ms;" for name, row in pool.items()
+        )
+        out += [
+            "",
+            "### LiteLLM side by side",
+            "",
+            f"LiteLLM {peer['litellm']['version']} (`ollama_chat/` deployments). Added latency "
+            "per sequential request over a bare aiohttp client: "
+            + ", ".join(
+                f"{n} {r.get('overhead_paired_ms', r['overhead_p50_ms']):.3f} ms"
+                for n, r in over.items()
+                if n != "bare"
+            )
+            + f"; client CPU per request (ms): {peer['overhead']['cpu_ms_per_request']}. "
+            f"Pool 10/30/90 ms, p50/p99: {rows} "
+            f"connections refused by the loopback guard: {len(peer.get('blocked_outbound', []))}.",
+        ]
+    return out
+
+
 def write_report(results: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
     sys.path.insert(0, str(HERE))
     try:
@@ -564,12 +608,16 @@ def write_report(results: dict[str, Any]) -> list[tuple[str, str | None, str | N
             shown = f"missing: {cell(str(figure.get('error', ''))[:160])}"
         else:
             shown = fmt(figure.get("value"))
+            ci = figures.get(f"{key}_ci90", {}).get("value")
+            if isinstance(ci, list) and len(ci) == 2:
+                shown += f" (90 % CI {fmt(ci[0])} to {fmt(ci[1])})"
         if figure.get("carried_over"):
             shown += f" (carried over from {figure['carried_over']})"
         command = figure.get("command") or ""
         lines.append(
             f"| `{key}` | {shown} | {figure.get('target', '')} | {verdict} | `{cell(command)}` |"
         )
+    lines += notes(figures)
     lines += ["", "## Scripts", "", "| script | status | seconds | note |", "|---|---|---:|---|"]
     for name, record in results["scripts"].items():
         note = record.get("error") or record.get("warning") or ""
@@ -615,6 +663,9 @@ def summary_table(results: dict[str, Any]) -> str:
         else:
             shown = fmt(figure.get("value"))
             verdict = {True: "pass", False: "FAIL", None: ""}[figure.get("pass")]
+            ci = results["figures"].get(f"{key}_ci90", {}).get("value")
+            if isinstance(ci, list) and len(ci) == 2:
+                verdict = f"(90% CI {fmt(ci[0])}-{fmt(ci[1])}) {verdict}"
         rows.append(f"{key:<42}{shown:>12}  {figure.get('target', ''):<9}{verdict}")
     return "\n".join(rows)
 

@@ -40,9 +40,9 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 SIMULATORS = {
     # name: (models, latency ms, tokens per second)
-    "fast": (["llama3.2", "nomic-embed-text"], 10, 400),
-    "medium": (["llama3.2", "qwen2.5"], 40, 200),
-    "slow": (["llama3.2", "nomic-embed-text", "qwen2.5"], 120, 100),
+    "fast": (["llama3.2", "nomic-embed-text"], 10, 150),
+    "medium": (["llama3.2", "qwen2.5"], 40, 80),
+    "slow": (["llama3.2", "nomic-embed-text", "qwen2.5"], 120, 40),
 }
 
 
@@ -200,6 +200,25 @@ async def workload(
     return {"done": dict(done), "errors": errors, "events": events}
 
 
+async def readmitted(url: str, name: str, timeout: float = 15.0) -> Any:
+    """The gateway's status once ``name`` is healthy and back in rotation (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{url}/gleitzeit/status") as reply:
+                status = await reply.json()
+            llm = next(h for h in status["hubs"] if h["name"] == "llm")
+            back = next(r for r in llm["resources"] if r["id"] == name)
+            if (back["health"] == "healthy" and not back["ejected"]) or time.monotonic() > deadline:
+                state = "still ejected" if back["ejected"] else "back in rotation"
+                console.print(
+                    f"simulator {name!r} is {state} "
+                    f"(health {back['health']}, breaker {back['breaker']})"
+                )
+                return status
+            await asyncio.sleep(0.3)
+
+
 CODE = """import sys
 result = {'sum': sum(args['xs']), 'python': sys.version.split()[0]}
 """
@@ -222,7 +241,7 @@ async def python_execute(url: str) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description="Gleitzeit demo")
-    parser.add_argument("--requests", type=int, default=240)
+    parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=12)
     args = parser.parse_args()
 
@@ -264,11 +283,7 @@ async def main() -> None:
             outcome = await workload(url, sims, args.requests, args.concurrency)
             elapsed = time.monotonic() - started
 
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(f"{url}/gleitzeit/status") as reply,
-            ):
-                status = await reply.json()
+            status = await readmitted(url, "medium")
             show_status(status, console)
             llm = next(h for h in status["hubs"] if h["name"] == "llm")
             per_instance = {r["id"]: r["metrics"]["requests"] for r in llm["resources"]}

@@ -110,6 +110,8 @@ def status_tables(data: Any) -> list[Table]:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return " ".join(str(k) for k in value) or "-"
     if isinstance(value, list | tuple):
         return " ".join(str(v) for v in value) or "-"
     return str(value)
