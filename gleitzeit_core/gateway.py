@@ -1,7 +1,8 @@
 """The HTTP gateway behind ``gleitzeit serve``.
 
 The core serves only what knows no resource kind: ``POST /gleitzeit/execute`` for any provider
-method, ``GET /gleitzeit/status`` and ``GET /gleitzeit/health``. Plugins add their own routes
+method, ``GET /gleitzeit/status``, ``GET /gleitzeit/health`` and ``POST /gleitzeit/drain``
+(take a resource out without failing a request). Plugins add their own routes
 through ``gleitzeit_register_routes`` (the Ollama plugin serves the Ollama API).
 
 Safe by default: it binds 127.0.0.1; with a token configured, every route but the health check
@@ -168,6 +169,33 @@ async def _execute(request: web.Request) -> web.StreamResponse:
     return web.json_response({"result": result})
 
 
+async def _drain(request: web.Request) -> web.Response:
+    """Take a resource out of rotation without failing a request: no new leases, wait for
+    the calls in flight, then (``remove``: true, the default) remove it from the hub."""
+    runtime = request.app[RUNTIME_KEY]
+    data = await read_json_object(request)
+    hub_name, resource_id = data.get("hub"), data.get("resource")
+    remove, timeout = data.get("remove", True), data.get("timeout", 60.0)
+    if not isinstance(hub_name, str) or hub_name not in runtime.hubs:
+        known = ", ".join(sorted(runtime.hubs)) or "none"
+        return json_error(400, f"hub: expected one of: {known}, got {hub_name!r}")
+    hub = runtime.hubs[hub_name]
+    if not isinstance(resource_id, str) or resource_id not in hub:
+        return json_error(404, f"resource: hub {hub_name!r} has no resource {resource_id!r}")
+    if not isinstance(remove, bool):
+        return json_error(400, "remove: expected true or false")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        return json_error(400, "timeout: expected a number of seconds > 0")
+    try:
+        if remove:
+            await hub.remove(resource_id, drain=True, timeout=float(timeout))
+        else:
+            await hub.drain(resource_id, timeout=float(timeout))
+    except TimeoutError:
+        return json_error(504, f"{resource_id}: calls still in flight after {timeout:g} s")
+    return web.json_response({"hub": hub_name, "resource": resource_id, "removed": remove})
+
+
 async def _status(request: web.Request) -> web.Response:
     return web.json_response(to_json(request.app[RUNTIME_KEY].status()))
 
@@ -200,6 +228,7 @@ def build_app(
     app.router.add_post("/gleitzeit/execute", _execute)
     app.router.add_get("/gleitzeit/status", _status)
     app.router.add_get("/gleitzeit/health", _health)
+    app.router.add_post("/gleitzeit/drain", _drain)
     runtime.plugins.call_each("gleitzeit_register_routes", router=RouteRegistrar(app, runtime))
     return app
 

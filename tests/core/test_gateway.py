@@ -237,3 +237,26 @@ async def test_deeply_nested_body_is_a_400(gateway: Gateway) -> None:
         reply = await http.post(f"{url}/gleitzeit/execute", data=body)
         assert reply.status == 400
         assert "nested too deeply" in (await reply.json())["error"]
+
+
+async def test_drain_removes_a_resource_without_failing_calls(gateway: Gateway) -> None:
+    """POST /gleitzeit/drain waits for the calls in flight on a resource, removes it, and no
+    call fails; traffic then goes to the rest."""
+    url, runtime = await gateway()
+    slow = {"method": "echo/say", "params": {"text": "slow", "delay": 0.3}}
+    async with aiohttp.ClientSession() as http:
+        calls = [
+            asyncio.create_task(http.post(f"{url}/gleitzeit/execute", json=slow)) for _ in range(6)
+        ]
+        await asyncio.sleep(0.1)
+        reply = await http.post(f"{url}/gleitzeit/drain", json={"hub": "e", "resource": "a"})
+        assert reply.status == 200
+        assert all(r.status == 200 for r in await asyncio.gather(*calls))
+        assert "a" not in runtime.hubs["e"]
+        for _ in range(5):
+            ok = await http.post(
+                f"{url}/gleitzeit/execute", json={"method": "echo/say", "params": {"text": "x"}}
+            )
+            assert (await ok.json())["result"]["resource"] == "b"
+        bad = await http.post(f"{url}/gleitzeit/drain", json={"hub": "e", "resource": "zz"})
+        assert bad.status == 404
