@@ -25,5 +25,9 @@ echo "[test] ruff" >&2
 .venv/bin/ruff format --check .
 echo "[test] mypy" >&2
 .venv/bin/mypy
+for package in plugins/*/gleitzeit_*/ plugins/legacy/gleitzeit/ contrib/*/gleitzeit_*/ examples/custom-strategy/gleitzeit_sticky/; do
+  case "$package" in *.egg-info/) continue ;; esac
+  .venv/bin/mypy --strict --no-error-summary "$package"
+done
 echo "[test] pytest" >&2
 .venv/bin/pytest -q -p no:cacheprovider "$@"

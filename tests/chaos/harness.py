@@ -28,7 +28,6 @@ from typing import Any
 import aiohttp
 import attrs
 import ollama
-
 from gleitzeit_ollama.sim import SimConfig, SimProcess
 
 PROBE_INTERVAL = 0.25

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.chaos.harness import PROBE_INTERVAL, run_chaos  # noqa: E402
+from tests.chaos.harness import PROBE_INTERVAL, run_chaos
 
 
 def main() -> None:

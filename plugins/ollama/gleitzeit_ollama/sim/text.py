@@ -102,7 +102,7 @@ def _resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, A
 
 
 def _value_for(
-    node: Mapping[str, Any],
+    node: Any,
     root: Mapping[str, Any],
     rng: random.Random,
     words: list[str],
