@@ -277,7 +277,7 @@ def scale_curves(results: dict[str, Any], out: Path) -> str | None:
 
 
 def breakers(results: dict[str, Any], out: Path) -> str | None:
-    per_call = value(results, "ns_per_call")
+    per_call = value(results, "breakers.ns_per_call") or value(results, "ns_per_call")
     if not isinstance(per_call, dict):
         return None
     fig, ax = plt.subplots(figsize=(8.5, 4))

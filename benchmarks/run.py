@@ -427,6 +427,23 @@ def run_script(
     return record
 
 
+FIGURE_FIELDS = {"value", "command", "unit", "target", "note", "description"}
+# Names that are figures wherever they come from; any other key of a script that writes plain
+# ``{key: value}`` JSON is kept under ``script.key`` (``rounds``, ``platform``, ...).
+FIGURE_PREFIXES = (
+    "hub_vs_raw_",
+    "gateway_",
+    "p2c_",
+    "breaker_",
+    "docker_",
+    "legacy_vs_hub_",
+    "startup_",
+    "chaos_",
+    "scale_",
+    "litellm_",
+)
+
+
 def figures_of(script: Script, record: dict[str, Any], quick: bool) -> dict[str, Any]:
     """The script's figures as ``{key: {"value", "command", "script"}}``: its own command where
     it gives one, else the command the runner ran."""
@@ -434,25 +451,15 @@ def figures_of(script: Script, record: dict[str, Any], quick: bool) -> dict[str,
     for key, item in (record.get("raw") or {}).items():
         if key in METADATA_KEYS:
             continue
-        if (
-            isinstance(item, dict)
-            and "value" in item
-            and set(item)
-            <= {
-                "value",
-                "command",
-                "unit",
-                "target",
-                "note",
-                "description",
-            }
-        ):
+        named = isinstance(item, dict) and "value" in item and set(item) <= FIGURE_FIELDS
+        if named:
             figure = dict(item)
             figure.setdefault("command", record["command"])
         else:
             figure = {"value": item, "command": record["command"]}
         figure["script"] = script.name
-        out[key] = figure
+        keep = named or key in script.keys or key.startswith(FIGURE_PREFIXES)
+        out[key if keep else f"{script.name}.{key}"] = figure
     for key in script.keys:
         if key not in out:
             reason = record.get("error") or f"{script.path} wrote no {key!r}"
@@ -511,7 +518,7 @@ def fmt(v: Any) -> str:
         if abs(v) >= 100:
             return f"{v:,.1f}"
         if abs(v) >= 0.01:
-            return f"{v:.3g}" if abs(v) < 10 else f"{v:.2f}"
+            return f"{v:#.3g}" if abs(v) < 10 else f"{v:.2f}"
         return f"{v:.2e}"
     return str(v)
 
@@ -638,7 +645,7 @@ def write_report(results: dict[str, Any]) -> list[tuple[str, str | None, str | N
         for key, figure in sorted(figures.items())
         if key not in HEADLINE
         and not figure.get("missing")
-        and isinstance(figure.get("value"), int | float | str)
+        and isinstance(figure.get("value"), int | float)
     ]
     if others:
         lines += ["", "## Other figures", "", "| key | value | command |", "|---|---:|---|"]
@@ -761,7 +768,14 @@ def main(argv: list[str] | None = None) -> int:
             remaining = deadline - time.monotonic()
         timeout = min(max(120.0, script.timeout / 2) if args.quick else script.timeout, remaining)
         print(f"[run] {script.name:<16}", end=" ", flush=True)
-        if script.docker and not meta["docker"].get("answers"):
+        install = meta.get("litellm_install", {})
+        if script.name == "litellm_peer" and install.get("needed") and not install.get("ok"):
+            record = {
+                "status": "skipped",
+                "command": shlex.join(["python", *script.command(args.quick)]),
+                "error": f"LiteLLM could not be installed: {install.get('error')}",
+            }
+        elif script.docker and not meta["docker"].get("answers"):
             record = {
                 "status": "skipped",
                 "error": meta["docker"]["status"],
