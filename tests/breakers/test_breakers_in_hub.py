@@ -113,7 +113,7 @@ async def test_breaker_stops_and_resumes_traffic(name: str, sims: list[OllamaSim
     """While one instance answers 500, its breaker takes it out of rotation (the adaptive one
     mostly: it throttles rather than opening), every call still succeeds through the other;
     once it heals and time passes, it gets calls again."""
-    good, flaky = sims
+    _, flaky = sims
     async with runtime_for(BREAKERS[name], sims) as runtime:
         await warm_both(runtime, sims)
         flaky.set_faults(error_rate=1.0, error_status=500)
