@@ -170,32 +170,3 @@ def test_duplicate_registered_names_are_conflicts(gleitzeit: Run, site: Site) ->
     result = gleitzeit("plugins", "list", "--json")
     conflicts = json.loads(result.stdout)["conflicts"]
     assert conflicts["strategies"]["p2c"] == ["builtin", "dup"]
-
-
-async def test_example_strategy_plugin_is_listed_and_selectable(gleitzeit: Run) -> None:
-    """The example distribution in examples/custom-strategy (installed by the test setup) is
-    listed by `plugins list` with its strategy, and a config selects that strategy by name."""
-    from gleitzeit_core.plugins import PluginManager
-    from gleitzeit_core.runtime import Runtime
-    from gleitzeit_core.testing import echo
-
-    listed_plugins = listed(gleitzeit("plugins", "list", "--json"))
-    assert listed_plugins["sticky-strategy"]["registered"] == {"strategies": ["sticky"]}
-    assert listed_plugins["sticky-strategy"]["distribution"] == "gleitzeit-sticky-strategy"
-
-    manager = PluginManager(allow=["sticky-strategy"])
-    manager.load()
-    manager.add(echo, "echo")
-    config = {
-        "hubs": {
-            "e": {
-                "kind": "echo",
-                "strategy": {"kind": "sticky", "max_in_flight": 4},
-                "resources": [{"url": f"echo://r{i}"} for i in range(4)],
-            }
-        }
-    }
-    async with Runtime.from_config(config, plugins=manager) as runtime:
-        assert type(runtime.hubs["e"].strategy).__name__ == "StickyStrategy"
-        served = {(await runtime.execute("echo/say", {"text": "x"}))["resource"] for _ in range(10)}
-    assert len(served) == 1
