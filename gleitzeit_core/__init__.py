@@ -7,61 +7,65 @@ kinds. Everything a plugin may use is exported here; anything else is private.
 
 from __future__ import annotations
 
-from .balancing import (
-    BUILTIN_STRATEGIES,
-    ConsistentHashStrategy,
-    LeastLatencyStrategy,
-    LeastLoadedStrategy,
-    PeakEwmaStrategy,
-    PowerOfTwoChoicesStrategy,
-    PriorityStrategy,
-    RandomStrategy,
-    RoundRobinStrategy,
-    Strategy,
-    WeightedRandomStrategy,
-    WeightedRoundRobinStrategy,
-)
-from .breaker import (
-    BaseBreaker,
-    Breaker,
-    BreakerListener,
-    BreakerState,
-    BreakerTransition,
-    PassThroughBreaker,
-    Permit,
-)
-from .clock import Clock, ManualClock, SystemClock
-from .errors import (
-    BreakerOpen,
-    ConfigError,
-    DuplicateNameError,
-    EmptyPool,
-    GleitzeitError,
-    InvalidParams,
-    NoResourceAvailable,
-    PluginLoadError,
-    RequestTimeout,
-    ResourceError,
-    UnknownMethod,
-    UnknownNameError,
-)
-from .health import (
-    HealthMonitor,
-    HealthSettings,
-    HttpProbe,
-    OutlierDetector,
-    OutlierSettings,
-    Probe,
-    ProbeResult,
-    TcpProbe,
-)
-from .hookspecs import hookimpl, hookspec
-from .metrics import MetricsSnapshot, ResourceMetrics
-from .outcomes import CallOutcome, FailureClass
-from .registry import Register
-from .request import Request
-from .resources import Candidate, Health, Resource, ResourceSpec
-from .runtime import Runtime
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on first use
+    from .balancing import (
+        BUILTIN_STRATEGIES,
+        ConsistentHashStrategy,
+        LeastLatencyStrategy,
+        LeastLoadedStrategy,
+        PeakEwmaStrategy,
+        PowerOfTwoChoicesStrategy,
+        PriorityStrategy,
+        RandomStrategy,
+        RoundRobinStrategy,
+        Strategy,
+        WeightedRandomStrategy,
+        WeightedRoundRobinStrategy,
+    )
+    from .breaker import (
+        BaseBreaker,
+        Breaker,
+        BreakerListener,
+        BreakerState,
+        BreakerTransition,
+        PassThroughBreaker,
+        Permit,
+    )
+    from .clock import Clock, ManualClock, SystemClock
+    from .errors import (
+        BreakerOpen,
+        ConfigError,
+        DuplicateNameError,
+        EmptyPool,
+        GleitzeitError,
+        InvalidParams,
+        NoResourceAvailable,
+        PluginLoadError,
+        RequestTimeout,
+        ResourceError,
+        UnknownMethod,
+        UnknownNameError,
+    )
+    from .health import (
+        HealthMonitor,
+        HealthSettings,
+        HttpProbe,
+        OutlierDetector,
+        OutlierSettings,
+        Probe,
+        ProbeResult,
+        TcpProbe,
+    )
+    from .hookspecs import hookimpl, hookspec
+    from .metrics import MetricsSnapshot, ResourceMetrics
+    from .outcomes import CallOutcome, FailureClass
+    from .registry import Register
+    from .request import Request
+    from .resources import Candidate, Health, Resource, ResourceSpec
+    from .runtime import Runtime
 
 __version__ = "0.1.0"
 
@@ -123,3 +127,76 @@ __all__ = [
     "hookimpl",
     "hookspec",
 ]
+
+_EXPORTS: dict[str, str] = {
+    "BUILTIN_STRATEGIES": "balancing",
+    "BaseBreaker": "breaker",
+    "Breaker": "breaker",
+    "BreakerListener": "breaker",
+    "BreakerOpen": "errors",
+    "BreakerState": "breaker",
+    "BreakerTransition": "breaker",
+    "CallOutcome": "outcomes",
+    "Candidate": "resources",
+    "Clock": "clock",
+    "ConfigError": "errors",
+    "ConsistentHashStrategy": "balancing",
+    "DuplicateNameError": "errors",
+    "EmptyPool": "errors",
+    "FailureClass": "outcomes",
+    "GleitzeitError": "errors",
+    "Health": "resources",
+    "HealthMonitor": "health",
+    "HealthSettings": "health",
+    "HttpProbe": "health",
+    "InvalidParams": "errors",
+    "LeastLatencyStrategy": "balancing",
+    "LeastLoadedStrategy": "balancing",
+    "ManualClock": "clock",
+    "MetricsSnapshot": "metrics",
+    "NoResourceAvailable": "errors",
+    "OutlierDetector": "health",
+    "OutlierSettings": "health",
+    "PassThroughBreaker": "breaker",
+    "PeakEwmaStrategy": "balancing",
+    "Permit": "breaker",
+    "PluginLoadError": "errors",
+    "PowerOfTwoChoicesStrategy": "balancing",
+    "PriorityStrategy": "balancing",
+    "Probe": "health",
+    "ProbeResult": "health",
+    "RandomStrategy": "balancing",
+    "Register": "registry",
+    "Request": "request",
+    "RequestTimeout": "errors",
+    "Resource": "resources",
+    "ResourceError": "errors",
+    "ResourceMetrics": "metrics",
+    "ResourceSpec": "resources",
+    "RoundRobinStrategy": "balancing",
+    "Runtime": "runtime",
+    "Strategy": "balancing",
+    "SystemClock": "clock",
+    "TcpProbe": "health",
+    "UnknownMethod": "errors",
+    "UnknownNameError": "errors",
+    "WeightedRandomStrategy": "balancing",
+    "WeightedRoundRobinStrategy": "balancing",
+    "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module only when the name is first used, so that a plugin
+    module doing ``from gleitzeit_core import hookimpl`` does not pay for the whole core."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gleitzeit_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .balancing import BUILTIN_STRATEGIES
-from .breaker import PassThroughBreaker
-from .health import HttpProbe, TcpProbe
 from .hookspecs import hookimpl
 from .registry import Register
 from .resources import ResourceSpec
@@ -32,23 +29,39 @@ def make_static(*, specs: list[ResourceSpec], **_: Any) -> StaticDiscoverer:
     return StaticDiscoverer(specs)
 
 
+# Registered as "module:attribute" references, like any plugin's: loading the plugins imports
+# none of these modules until a config selects one of the names.
+_STRATEGIES = {
+    "round_robin": "RoundRobinStrategy",
+    "weighted_round_robin": "WeightedRoundRobinStrategy",
+    "random": "RandomStrategy",
+    "weighted_random": "WeightedRandomStrategy",
+    "least_loaded": "LeastLoadedStrategy",
+    "p2c": "PowerOfTwoChoicesStrategy",
+    "least_latency": "LeastLatencyStrategy",
+    "peak_ewma": "PeakEwmaStrategy",
+    "consistent_hash": "ConsistentHashStrategy",
+    "priority": "PriorityStrategy",
+}
+
+
 @hookimpl
 def gleitzeit_register_strategies(register: Register) -> None:
-    for strategy in BUILTIN_STRATEGIES:
-        register(strategy.name, strategy)  # type: ignore[attr-defined]
+    for name, cls in _STRATEGIES.items():
+        register(name, f"gleitzeit_core.balancing:{cls}")
 
 
 @hookimpl
 def gleitzeit_register_breakers(register: Register) -> None:
-    register("none", PassThroughBreaker)
+    register("none", "gleitzeit_core.breaker:PassThroughBreaker")
 
 
 @hookimpl
 def gleitzeit_register_probes(register: Register) -> None:
-    register("tcp", TcpProbe)
-    register("http", HttpProbe)
+    register("tcp", "gleitzeit_core.health:TcpProbe")
+    register("http", "gleitzeit_core.health:HttpProbe")
 
 
 @hookimpl
 def gleitzeit_register_discoverers(register: Register) -> None:
-    register("static", make_static)
+    register("static", "gleitzeit_core.builtins:make_static")

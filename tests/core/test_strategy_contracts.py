@@ -70,3 +70,16 @@ class TestConsistentHash(StrategyContract):
 class TestPriority(StrategyContract):
     def make_strategy(self, rng: random.Random) -> Strategy:
         return PriorityStrategy(rng=rng)
+
+
+def test_builtin_names_match_the_classes() -> None:
+    """The names the built-in plugin registers (as lazy references) are the strategies' own
+    ``name``s, and every built-in strategy is registered."""
+    from gleitzeit_core import BUILTIN_STRATEGIES
+    from gleitzeit_core.plugins import PluginManager
+
+    manager = PluginManager(autoload=False).load()
+    registry = manager.registries.strategies
+    assert set(registry.names()) == {cls.name for cls in BUILTIN_STRATEGIES}  # type: ignore[attr-defined]
+    for cls in BUILTIN_STRATEGIES:
+        assert registry.get(cls.name) is cls  # type: ignore[attr-defined]
