@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -260,3 +262,39 @@ async def test_drain_removes_a_resource_without_failing_calls(gateway: Gateway) 
             assert (await ok.json())["result"]["resource"] == "b"
         bad = await http.post(f"{url}/gleitzeit/drain", json={"hub": "e", "resource": "zz"})
         assert bad.status == 404
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gleitzeit_core",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_status_command_shows_a_running_gateway(gateway: Gateway) -> None:
+    """`gleitzeit status --url URL` prints a table of hubs and resources (and `--json` the
+    raw status); with a token set, it sends it; an unreachable gateway is a clear error."""
+    url, _ = await gateway(token="t0k")
+    code, out, err = await run_cli("status", "--url", url, "--json", "--token", "t0k")
+    assert code == 0, err
+    status = json.loads(out)
+    assert [r["id"] for r in status["hubs"][0]["resources"]] == ["a", "b"]
+    code, out, err = await run_cli("status", "--url", url, "--token", "t0k")
+    assert code == 0, err
+    assert "hub e (echo, p2c)" in out
+    assert "healthy" in out or "unknown" in out
+    code, _, err = await run_cli("status", "--url", url)
+    assert code == 1
+    assert "401" in err
+    code, _, err = await run_cli("status", "--url", "http://127.0.0.1:9")
+    assert code == 1
+    assert "cannot reach a gateway" in err
