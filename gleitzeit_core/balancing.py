@@ -186,14 +186,25 @@ class LeastLoadedStrategy:
         return best
 
 
-def _load(candidate: Candidate) -> float:
-    return candidate.in_flight / candidate.weight
+def _pair(strategy: object, rng: random.Random, candidates: Sequence[C]) -> tuple[C, C | None]:
+    """Two distinct random candidates (both, when there are exactly two; one and ``None``
+    when there is one), for the two-choices strategies."""
+    n = len(candidates)
+    if n > 2:
+        first = int(rng.random() * n)
+        second = int(rng.random() * (n - 1))
+        return candidates[first], candidates[second + 1 if second >= first else second]
+    if n == 2:
+        return candidates[0], candidates[1]
+    if n == 1:
+        return candidates[0], None
+    raise _empty(strategy)
 
 
-def _two_distinct(rng: random.Random, n: int) -> tuple[int, int]:
-    first = int(rng.random() * n)
-    second = int(rng.random() * (n - 1))
-    return first, second + 1 if second >= first else second
+def _cheaper(rng: random.Random, a: C, cost_a: float, b: C, cost_b: float) -> C:
+    if cost_a == cost_b:
+        return a if rng.random() < 0.5 else b  # a tie is broken at random, not by position
+    return a if cost_a < cost_b else b
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -210,20 +221,10 @@ class PowerOfTwoChoicesStrategy:
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
-        n = len(candidates)
-        if n <= 2:
-            if not n:
-                raise _empty(self)
-            if n == 1:
-                return candidates[0]
-            a, b = candidates[0], candidates[1]
-        else:
-            i, j = _two_distinct(self.rng, n)
-            a, b = candidates[i], candidates[j]
-        load_a, load_b = a.in_flight / a.weight, b.in_flight / b.weight
-        if load_a == load_b:
-            return a if self.rng.random() < 0.5 else b
-        return a if load_a < load_b else b
+        a, b = _pair(self, self.rng, candidates)
+        if b is None:
+            return a
+        return _cheaper(self.rng, a, a.in_flight / a.weight, b, b.in_flight / b.weight)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -277,20 +278,10 @@ class PeakEwmaStrategy:
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
-        n = len(candidates)
-        if n <= 2:
-            if not n:
-                raise _empty(self)
-            if n == 1:
-                return candidates[0]
-            a, b = candidates[0], candidates[1]
-        else:
-            i, j = _two_distinct(self.rng, n)
-            a, b = candidates[i], candidates[j]
-        cost_a, cost_b = _peak_cost(a), _peak_cost(b)
-        if cost_a == cost_b:
-            return a if self.rng.random() < 0.5 else b
-        return a if cost_a < cost_b else b
+        a, b = _pair(self, self.rng, candidates)
+        if b is None:
+            return a
+        return _cheaper(self.rng, a, _peak_cost(a), b, _peak_cost(b))
 
 
 def _point(text: str) -> int:
