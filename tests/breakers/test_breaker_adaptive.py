@@ -14,12 +14,14 @@ from gleitzeit_breaker_adaptive.breaker import AdaptiveThrottlingBreaker
 from gleitzeit_breaker_adaptive.counts import RollingCounts
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize
 
 from gleitzeit_core import BreakerState, CallOutcome, ConfigError, ManualClock, Permit
 from gleitzeit_core.registry import resolve_reference
 from gleitzeit_core.structuring import build_component
 from gleitzeit_core.testing import BreakerContract
+
+from .machine import BreakerMachine
 
 CLOSED, FORCED_OPEN, DISABLED = BreakerState.CLOSED, BreakerState.FORCED_OPEN, BreakerState.DISABLED
 SUCCESS, FAILURE, IGNORED = CallOutcome.SUCCESS, CallOutcome.FAILURE, CallOutcome.IGNORED
@@ -142,15 +144,13 @@ DURATIONS = st.sampled_from([0.0, 0.5, 30.0])
 ADVANCES = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 5.0]) | st.floats(0.0, 15.0)
 
 
-class AdaptiveMachine(RuleBasedStateMachine):
+class AdaptiveMachine(BreakerMachine):
     """Drives the breaker and the model with the same random calls, outcomes and waits, each
     with its own rng seeded alike, so every admission decision can be compared."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.clock = ManualClock()
-        self.outstanding: list[tuple[Permit, int]] = []
-        self.seen: list[tuple[BreakerState, BreakerState]] = []
+    OUTCOMES = OUTCOMES
+    DURATIONS = DURATIONS
+    ADVANCES = ADVANCES
 
     @initialize(
         width=st.sampled_from([0.5, 1.0, 2.0]),
@@ -163,59 +163,22 @@ class AdaptiveMachine(RuleBasedStateMachine):
         self.breaker = AdaptiveThrottlingBreaker(
             clock=self.clock, rng=random.Random(seed), **options
         )
-        self.breaker.subscribe(lambda e: self.seen.append((e.old, e.new)))
+        self.watch()
         self.model = Model(seed, **options)
 
-    def _acquire_one(self) -> bool:
-        ticket = self.model.acquire(self.clock.now())
-        permit = self.breaker.acquire()
-        assert (permit is not None) == (ticket is not None)
-        if permit is None or ticket is None:
-            return False
-        assert not permit.trial
-        self.outstanding.append((permit, ticket))
-        return True
+    def model_acquire(self) -> Any:
+        return self.model.acquire(self.clock.now())
 
-    def _finish_one(self, index: int, outcome: CallOutcome, duration: float) -> None:
-        permit, ticket = self.outstanding.pop(index)
+    def model_record(self, ticket: Any, outcome: CallOutcome, duration: float) -> None:
         self.model.record(ticket, outcome, self.clock.now())
-        self.breaker.record(permit, outcome, duration)
 
-    @rule(count=st.integers(1, 6))
-    def acquire(self, count: int) -> None:
-        """Several callers ask at once; their calls stay outstanding until `finish`."""
-        for _ in range(count):
-            self._acquire_one()
-
-    @precondition(lambda self: self.outstanding)
-    @rule(pick=st.integers(0, 1_000), outcome=OUTCOMES, duration=DURATIONS)
-    def finish(self, pick: int, outcome: CallOutcome, duration: float) -> None:
-        """An outstanding call (any of them, so calls end out of order) reports its outcome."""
-        self._finish_one(pick % len(self.outstanding), outcome, duration)
-
-    @rule(outcomes=st.lists(OUTCOMES, min_size=1, max_size=6), duration=DURATIONS)
-    def calls(self, outcomes: list[CallOutcome], duration: float) -> None:
-        """Back-to-back calls, each finished before the next one asks."""
-        for outcome in outcomes:
-            if self._acquire_one():
-                self._finish_one(len(self.outstanding) - 1, outcome, duration)
-
-    @rule(seconds=ADVANCES)
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-    # An operator acts on about one step in twenty, so most runs stay in the automatic states.
-    @rule(
-        action=st.sampled_from(["reset", "reset", "force_open", "disable"]), roll=st.integers(0, 19)
-    )
-    def operator(self, action: str, roll: int) -> None:
-        if roll != 13:
-            return
+    def model_operator(self, action: str) -> None:
         self.model.operator(action)
-        getattr(self.breaker, action)()
 
-    @invariant()
-    def agrees_with_model(self) -> None:
+    def check_permit(self, permit: Permit, ticket: Any) -> None:
+        assert not permit.trial
+
+    def check(self) -> None:
         now = self.clock.now()
         assert self.breaker.state is self.model.visible()
         assert (self.breaker.requests, self.breaker.accepts) == self.model.counts(now)

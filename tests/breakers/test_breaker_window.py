@@ -14,12 +14,14 @@ from gleitzeit_breaker_window.breaker import SlidingWindowBreaker
 from gleitzeit_breaker_window.windows import CountWindow, TimeWindow
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import initialize
 
 from gleitzeit_core import BreakerState, CallOutcome, ConfigError, ManualClock, Permit
 from gleitzeit_core.registry import resolve_reference
 from gleitzeit_core.structuring import build_component
 from gleitzeit_core.testing import BreakerContract
+
+from .machine import BreakerMachine
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 FORCED_OPEN, DISABLED = BreakerState.FORCED_OPEN, BreakerState.DISABLED
@@ -171,15 +173,13 @@ DURATIONS = st.sampled_from([0.0, 0.5, 1.0, 3.0])  # 1.0 is not slow: slower tha
 ADVANCES = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.5, 6.0]) | st.floats(0.0, 20.0)
 
 
-class WindowMachine(RuleBasedStateMachine):
+class WindowMachine(BreakerMachine):
     """Drives the breaker and the model with the same random calls, outcomes, durations and
     waits; several trial calls may be outstanding at once and finish in any order."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.clock = ManualClock()
-        self.outstanding: list[tuple[Permit, tuple[int, bool]]] = []
-        self.seen: list[tuple[BreakerState, BreakerState]] = []
+    OUTCOMES = OUTCOMES
+    DURATIONS = DURATIONS
+    ADVANCES = ADVANCES
 
     @initialize(
         window_type=st.sampled_from(["count", "time"]),
@@ -195,62 +195,25 @@ class WindowMachine(RuleBasedStateMachine):
             options["minimum_calls"] = min(options["minimum_calls"], options["window_size"])
         options["slow_call_duration"] = 1.0
         self.breaker = SlidingWindowBreaker(clock=self.clock, **options)
-        self.breaker.subscribe(lambda e: self.seen.append((e.old, e.new)))
+        self.watch()
         self.model = Model(**options)
 
-    def _acquire_one(self) -> bool:
+    def model_acquire(self) -> Any:
         self.model.tick(self.clock.now())
-        ticket = self.model.acquire()
-        permit = self.breaker.acquire()
-        assert (permit is not None) == (ticket is not None)
-        if permit is None or ticket is None:
-            return False
-        assert permit.trial == ticket[1]
-        self.outstanding.append((permit, ticket))
-        return True
+        return self.model.acquire()
 
-    def _finish_one(self, index: int, outcome: CallOutcome, duration: float) -> None:
-        permit, ticket = self.outstanding.pop(index)
+    def model_record(self, ticket: Any, outcome: CallOutcome, duration: float) -> None:
         self.model.tick(self.clock.now())
         self.model.record(ticket, outcome, duration, self.clock.now())
-        self.breaker.record(permit, outcome, duration)
 
-    @rule(count=st.integers(1, 4))
-    def acquire(self, count: int) -> None:
-        """Several callers ask at once; their calls stay outstanding until `finish`."""
-        for _ in range(count):
-            self._acquire_one()
-
-    @precondition(lambda self: self.outstanding)
-    @rule(pick=st.integers(0, 1_000), outcome=OUTCOMES, duration=DURATIONS)
-    def finish(self, pick: int, outcome: CallOutcome, duration: float) -> None:
-        """An outstanding call (any of them, so calls end out of order) reports its outcome."""
-        self._finish_one(pick % len(self.outstanding), outcome, duration)
-
-    @rule(outcomes=st.lists(OUTCOMES, min_size=1, max_size=6), duration=DURATIONS)
-    def calls(self, outcomes: list[CallOutcome], duration: float) -> None:
-        """Back-to-back calls, each finished before the next one asks."""
-        for outcome in outcomes:
-            if self._acquire_one():
-                self._finish_one(len(self.outstanding) - 1, outcome, duration)
-
-    @rule(seconds=ADVANCES)
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-    # An operator acts on about one step in twenty, so most runs stay in the automatic states.
-    @rule(
-        action=st.sampled_from(["reset", "reset", "force_open", "disable"]), roll=st.integers(0, 19)
-    )
-    def operator(self, action: str, roll: int) -> None:
-        if roll != 13:
-            return
+    def model_operator(self, action: str) -> None:
         self.model.tick(self.clock.now())
         self.model.operator(action)
-        getattr(self.breaker, action)()
 
-    @invariant()
-    def agrees_with_model(self) -> None:
+    def check_permit(self, permit: Permit, ticket: Any) -> None:
+        assert permit.trial == ticket[1]
+
+    def check(self) -> None:
         self.model.tick(self.clock.now())
         assert self.breaker.state is self.model.visible()
         assert self.breaker.available() == self.model.available()
