@@ -16,13 +16,9 @@ whatever a failed test may have left.
 
 from __future__ import annotations
 
-import functools
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -30,58 +26,9 @@ from gleitzeit_docker.engine import Engine
 from gleitzeit_docker.pool import PoolConfig, WarmPool
 from gleitzeit_docker.profiles import Profile, load_profiles
 
-IMAGE = os.environ.get("GLEITZEIT_TEST_IMAGE", "localpython:3")
+from ..docker_engine import IMAGE, require_engine
+
 HUB_ID = f"gz-test-{uuid.uuid4().hex[:8]}"
-_HOW = (
-    "start one with `DOCKER_CI_ROOT=/tmp/ci-docker bash .ci/docker-engine.sh start && "
-    "DOCKER_CI_ROOT=/tmp/ci-docker bash .ci/docker-engine.sh image` and "
-    "`export DOCKER_HOST=unix:///tmp/ci-docker/docker.sock`"
-)
-
-
-def _http_status(host: str, path: str) -> int:
-    """GET ``path`` from the engine with plain sockets (2 s timeout); the HTTP status."""
-    if host.startswith("unix://"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(2.0)
-        sock.connect(host[len("unix://") :])
-    elif host.startswith("tcp://"):
-        name, _, port = host[len("tcp://") :].rpartition(":")
-        sock = socket.create_connection((name, int(port)), timeout=2.0)
-    else:
-        raise OSError(f"the test probe does not support DOCKER_HOST={host!r}")
-    with sock:
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
-        head = sock.recv(64)
-    return int(head.split()[1])
-
-
-@functools.cache
-def engine_problem() -> str | None:
-    """Why the Docker tests cannot run here, or None if they can."""
-    host = os.environ.get("DOCKER_HOST")
-    if not host:
-        return f"DOCKER_HOST is not set; {_HOW}"
-    try:
-        if _http_status(host, "/_ping") != 200:
-            return f"the engine at {host} did not answer /_ping with 200; {_HOW}"
-        if _http_status(host, f"/images/{quote(IMAGE, safe='')}/json") != 200:
-            return (
-                f"image {IMAGE!r} is missing on {host}; build it with "
-                "`DOCKER_CI_ROOT=/tmp/ci-docker bash .ci/docker-engine.sh image`"
-            )
-    except (OSError, ValueError, IndexError) as exc:
-        return f"cannot reach the engine at {host} ({exc}); {_HOW}"
-    return None
-
-
-def require_engine() -> None:
-    problem = engine_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"Docker engine required in CI: {problem}", pytrace=False)
-    pytest.skip(f"no usable Docker engine: {problem} (in CI, with CI set, this fails)")
 
 
 @pytest.fixture(autouse=True)

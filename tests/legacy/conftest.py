@@ -13,23 +13,21 @@ id starting with this session's prefix; the session end checks none is left (and
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import pytest
 from gleitzeit_ollama.sim import OllamaSimulator, SimConfig
 
+from ..docker_engine import IMAGE, engine_problem, require_engine
+
 LOOPBACK = "127.0.0.1"
 MODEL = "llama3.2"
-IMAGE = os.environ.get("GLEITZEIT_TEST_IMAGE", "localpython:3")
 HUB_PREFIX = f"gz-legacy-{uuid.uuid4().hex[:8]}"
 PLUGINS = "ollama,docker,breaker-consecutive,legacy"
 
@@ -118,48 +116,6 @@ def instances(sims: list[OllamaSimulator], **extra: Any) -> list[dict[str, Any]]
 
 
 # -- the Docker engine ----------------------------------------------------------------------
-def _engine_status(host: str, path: str) -> int:
-    """GET ``path`` from the engine over a plain socket (2 s timeout); the HTTP status."""
-    if host.startswith("unix://"):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(2.0)
-        sock.connect(host[len("unix://") :])
-    elif host.startswith("tcp://"):
-        name, _, port = host[len("tcp://") :].rpartition(":")
-        sock = socket.create_connection((name, int(port)), timeout=2.0)
-    else:
-        raise OSError(f"unsupported DOCKER_HOST {host!r}")
-    with sock:
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
-        head = sock.recv(64)
-    return int(head.split()[1])
-
-
-@functools.cache
-def engine_problem() -> str | None:
-    host = os.environ.get("DOCKER_HOST")
-    how = "start the CI engine and export DOCKER_HOST=unix:///tmp/ci-docker/docker.sock"
-    if not host:
-        return f"DOCKER_HOST is not set; {how}"
-    try:
-        if _engine_status(host, "/_ping") != 200:
-            return f"the engine at {host} does not answer /_ping; {how}"
-        if _engine_status(host, f"/images/{quote(IMAGE, safe='')}/json") != 200:
-            return f"image {IMAGE!r} is missing on {host}"
-    except (OSError, ValueError, IndexError) as exc:
-        return f"cannot reach the engine at {host} ({exc}); {how}"
-    return None
-
-
-def require_engine() -> None:
-    problem = engine_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"Docker engine required in CI: {problem}", pytrace=False)
-    pytest.skip(f"no usable Docker engine: {problem} (in CI, with CI set, this fails)")
-
-
 @pytest.fixture(autouse=True)
 def _docker_gate(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("docker") is not None:

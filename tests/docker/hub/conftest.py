@@ -19,7 +19,8 @@ from gleitzeit_docker.engine import LABEL_HUB, Engine
 
 from gleitzeit_core import Runtime
 
-from ..conftest import HUB_ID, IMAGE, require_engine
+from ...docker_engine import IMAGE, require_engine
+from ..conftest import HUB_ID
 
 _USED: set[str] = set()
 _ENV = {"GLEITZEIT_LOAD_PLUGINS": "docker"}
