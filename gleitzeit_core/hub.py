@@ -20,10 +20,12 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeVar
 
+from . import selection
 from .balancing import PowerOfTwoChoicesStrategy, Strategy
 from .breaker import Breaker, BreakerState, BreakerTransition, PassThroughBreaker
 from .clock import Clock, SystemClock
-from .errors import NoResourceAvailable, RequestTimeout, ResourceError
+from .errors import NoResourceAvailable, ResourceError
+from .failover import open_with_failover
 from .health import HealthMonitor, HealthSettings, OutlierDetector, OutlierSettings, Probe
 from .lease import Lease
 from .metrics import ResourceMetrics
@@ -268,111 +270,6 @@ class ResourceHub:
         """Called when a resource leaves."""
 
     # -- leasing --------------------------------------------------------------------------------
-    def _eligible(
-        self, request: Request, exclude: Collection[str], now: float
-    ) -> tuple[list[Resource], bool, bool]:
-        """Resources that may take the request now, whether waiting could help, and panic."""
-        eligible: list[Resource] = []
-        fallback: list[Resource] = []
-        any_healthy = False
-        saturated = False
-        slot = request.slot
-        for resource in self._members:
-            if resource.draining:
-                continue
-            healthy = resource.health is not Health.UNHEALTHY and not resource.is_ejected(now)
-            any_healthy = any_healthy or healthy
-            if resource.spec.id in exclude or self.serves(resource, request) is not None:
-                continue
-            cap = resource.spec.max_concurrency
-            if cap is not None and resource.metrics.in_flight >= cap:
-                saturated = True
-                continue
-            if slot is not None:
-                slot_cap = self.capacity(resource, slot)
-                if slot_cap is not None and resource.slots.get(slot, 0) >= slot_cap:
-                    saturated = True
-                    continue
-            if not resource.breaker.available():
-                if resource.breaker.state is BreakerState.HALF_OPEN:
-                    saturated = True  # its trial permits are busy; one will come back
-                continue
-            (eligible if healthy else fallback).append(resource)
-        panic = not any_healthy and bool(fallback)
-        if panic:
-            eligible = fallback
-        return eligible, saturated, panic
-
-    def _sample(
-        self, size: int, request: Request, exclude: Collection[str], now: float
-    ) -> list[Resource] | None:
-        """``size`` distinct healthy eligible resources drawn uniformly, or None if a few
-        draws do not find them (then the caller scans everything)."""
-        members = self._members
-        count = len(members)
-        random_ = self.rng.random
-        slot = request.slot
-        found: list[Resource] = []
-        for _ in range(4 * size):
-            resource = members[int(random_() * count)]
-            if (
-                resource in found
-                or resource.draining
-                or resource.health is Health.UNHEALTHY
-                or (resource.ejected_until is not None and now < resource.ejected_until)
-                or resource.spec.id in exclude
-            ):
-                continue
-            cap = resource.spec.max_concurrency
-            if cap is not None and resource.metrics.in_flight >= cap:
-                continue
-            if slot is not None:
-                slot_cap = self.capacity(resource, slot)
-                if slot_cap is not None and resource.slots.get(slot, 0) >= slot_cap:
-                    continue
-            if self.serves(resource, request) is not None or not resource.breaker.available():
-                continue
-            found.append(resource)
-            if len(found) == size:
-                return found
-        return None
-
-    def _reasons(self, request: Request, exclude: Collection[str], now: float) -> dict[str, str]:
-        """Why each resource is not eligible; computed only when a request is refused."""
-        reasons: dict[str, str] = {}
-        for resource in self._members:
-            rid = resource.spec.id
-            why = None
-            if resource.draining:
-                why = "draining"
-            elif rid in exclude:
-                why = "already tried by this request"
-            elif (served := self.serves(resource, request)) is not None:
-                why = served
-            elif (
-                resource.spec.max_concurrency is not None
-                and resource.in_flight >= resource.spec.max_concurrency
-            ):
-                why = f"at max_concurrency ({resource.spec.max_concurrency})"
-            elif (
-                request.slot is not None
-                and (cap := self.capacity(resource, request.slot)) is not None
-                and resource.slots.get(request.slot, 0) >= cap
-            ):
-                why = f"{request.slot}: all {cap} slots busy"
-            elif not resource.breaker.available():
-                why = f"breaker {resource.breaker.state.value}"
-            elif resource.is_ejected(now):
-                assert resource.ejected_until is not None
-                why = f"ejected for {resource.ejected_until - now:.1f} s more"
-            elif resource.health is Health.UNHEALTHY:
-                why = "unhealthy" + (
-                    f": {resource.health_detail}" if resource.health_detail else ""
-                )
-            if why is not None:
-                reasons[rid] = why
-        return reasons
-
     def try_lease(
         self,
         request: Request,
@@ -384,7 +281,7 @@ class ResourceHub:
         strategy = strategy or self.strategy
         sampling = getattr(strategy, "sampling", 0)
         if sampling and len(self._members) > _SAMPLE_ABOVE and not self._tiered:
-            sample = self._sample(sampling, request, exclude, now)
+            sample = selection.sample(self, sampling, request, exclude, now)
             if sample is not None:
                 resource = strategy.select(sample, request)
                 permit = resource.breaker.acquire()
@@ -393,7 +290,7 @@ class ResourceHub:
                     return self._open_lease(resource, permit, request, now), False
                 # refused: the full scan must not ask the same breaker twice for one lease
                 exclude = {*exclude, resource.spec.id}
-        eligible, saturated, panic = self._eligible(request, exclude, now)
+        eligible, saturated, panic = selection.eligible(self, request, exclude, now)
         self.panic = panic
         while eligible:
             tier = eligible
@@ -441,7 +338,7 @@ class ResourceHub:
             self.counters["no_resource"] += count_refusal
             detail = "wait queue full" if saturated and wait > 0 else None
             raise NoResourceAvailable(
-                self.name, self._reasons(request, exclude, self.clock.now()), detail
+                self.name, selection.reasons(self, request, exclude, self.clock.now()), detail
             )
         self.counters["queued"] += 1
         self._waiting += 1
@@ -459,13 +356,15 @@ class ResourceHub:
             self.counters["queue_timeouts"] += 1
             raise NoResourceAvailable(
                 self.name,
-                self._reasons(request, exclude, self.clock.now()),
+                selection.reasons(self, request, exclude, self.clock.now()),
                 f"waited {wait:.1f} s for a free slot",
             ) from None
         finally:
             self._waiting -= 1
         self.counters["no_resource"] += count_refusal
-        raise NoResourceAvailable(self.name, self._reasons(request, exclude, self.clock.now()))
+        raise NoResourceAvailable(
+            self.name, selection.reasons(self, request, exclude, self.clock.now())
+        )
 
     @asynccontextmanager
     async def lease(
@@ -556,55 +455,9 @@ class ResourceHub:
         the outcome later (a stream holds its slot until its last chunk, and may still fail).
         ``exclude`` names resources this request already tried elsewhere.
         """
-        request = request or Request()
-        deadline = self.deadline_for(request)
-        budget = self.retries if retries is None else retries
-        tried: list[str] = list(exclude)
-        last_error: BaseException | None = None
-        for attempt in range(budget + 1):
-            remaining = deadline - self.clock.now()
-            if remaining <= 0:
-                break
-            try:
-                lease = await self.acquire(
-                    request,
-                    exclude=tried,
-                    strategy=strategy,
-                    timeout=remaining,
-                    count_refusal=last_error is None,
-                )
-            except NoResourceAvailable:
-                if last_error is not None:
-                    raise last_error from None
-                raise
-            if last_error is not None:
-                self.counters["failovers"] += 1  # another resource really took over
-            tried.append(lease.resource.spec.id)
-            budget_s = remaining
-            if self.attempt_timeout is not None and attempt < budget:
-                # a hung resource costs one try, not the whole deadline (Envoy's per_try_timeout);
-                # the last try may use whatever time is left
-                budget_s = min(remaining, self.attempt_timeout)
-            try:
-                async with asyncio.timeout(budget_s):
-                    result = await operation(lease)
-            except BaseException as exc:
-                failure = self.classify(exc)
-                lease.fail(failure)
-                out_of_time = self.clock.now() >= deadline
-                if isinstance(exc, TimeoutError) and out_of_time:
-                    raise RequestTimeout(
-                        f"hub {self.name!r}: no answer within the request deadline "
-                        f"(tried {', '.join(tried)})"
-                    ) from exc
-                if not failure.retryable or attempt == budget or out_of_time:
-                    raise
-                last_error = exc
-                continue
-            return result, lease
-        if last_error is not None:
-            raise last_error
-        raise RequestTimeout(f"hub {self.name!r}: the request deadline passed before any attempt")
+        return await open_with_failover(
+            self, operation, request, retries=retries, strategy=strategy, exclude=exclude
+        )
 
     async def call(
         self,
