@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 import attrs
@@ -170,20 +170,32 @@ class LeastLoadedStrategy:
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
-        if not candidates:
-            raise _empty(self)
-        best = candidates[0]
-        lowest = best.in_flight
-        ties = 1
-        for candidate in candidates[1:]:
-            load = candidate.in_flight
-            if load < lowest:
-                best, lowest, ties = candidate, load, 1
-            elif load == lowest:
-                ties += 1
-                if self.rng.random() * ties < 1.0:  # reservoir sampling over the ties
-                    best = candidate
-        return best
+        return _lowest(self, self.rng, candidates, _in_flight)
+
+
+def _in_flight(candidate: Candidate) -> float:
+    return candidate.in_flight
+
+
+def _lowest(
+    strategy: object, rng: random.Random, candidates: Sequence[C], key: Callable[[C], float]
+) -> C:
+    """The candidate with the lowest ``key``; ties broken by reservoir sampling, so each tied
+    candidate is equally likely whatever its position."""
+    if not candidates:
+        raise _empty(strategy)
+    best = candidates[0]
+    lowest = key(best)
+    ties = 1
+    for candidate in candidates[1:]:
+        value = key(candidate)
+        if value < lowest:
+            best, lowest, ties = candidate, value, 1
+        elif value == lowest:
+            ties += 1
+            if rng.random() * ties < 1.0:
+                best = candidate
+    return best
 
 
 def _pair(strategy: object, rng: random.Random, candidates: Sequence[C]) -> tuple[C, C | None]:
@@ -236,20 +248,7 @@ class LeastLatencyStrategy:
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
-        if not candidates:
-            raise _empty(self)
-        best = candidates[0]
-        best_key = _latency_key(best)
-        ties = 1
-        for candidate in candidates[1:]:
-            key = _latency_key(candidate)
-            if key < best_key:
-                best, best_key, ties = candidate, key, 1
-            elif key == best_key:
-                ties += 1
-                if self.rng.random() * ties < 1.0:
-                    best = candidate
-        return best
+        return _lowest(self, self.rng, candidates, _latency_key)
 
 
 def _latency_key(candidate: Candidate) -> float:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
@@ -15,11 +12,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize
 
 from gleitzeit_core import BreakerState, CallOutcome, ConfigError, ManualClock, Permit
-from gleitzeit_core.registry import resolve_reference
 from gleitzeit_core.structuring import build_component
 from gleitzeit_core.testing import BreakerContract
 
 from .machine import BreakerMachine
+from .packaging import check_entry_point, check_lazy_plugin_module, check_lazy_reference
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 FORCED_OPEN, DISABLED = BreakerState.FORCED_OPEN, BreakerState.DISABLED
@@ -439,30 +436,14 @@ def test_config_table_structures_through_the_core(clock: ManualClock) -> None:
 
 def test_plugin_registers_a_lazy_reference() -> None:
     """The hook registers ``consecutive`` as a "module:attribute" string naming the class."""
-    registered: list[tuple[str, object]] = []
-    plugin.gleitzeit_register_breakers(
-        register=lambda name, target: registered.append((name, target))
-    )
-    assert len(registered) == 1
-    name, target = registered[0]
-    assert name == "consecutive"
-    assert isinstance(target, str)
-    assert resolve_reference(target) is ConsecutiveFailuresBreaker
+    check_lazy_reference(plugin, "consecutive", ConsecutiveFailuresBreaker)
 
 
 def test_loading_the_plugin_imports_no_breaker_code() -> None:
     """Importing the plugin module (what startup does) leaves the breaker module unimported."""
-    code = (
-        "import sys, gleitzeit_breaker_consecutive.plugin; "
-        "print('gleitzeit_breaker_consecutive.breaker' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    check_lazy_plugin_module("gleitzeit_breaker_consecutive")
 
 
 def test_entry_point_is_installed() -> None:
     """The distribution declares entry point ``breaker-consecutive`` in group ``gleitzeit``."""
-    found = {ep.name: ep for ep in entry_points(group="gleitzeit")}
-    assert found["breaker-consecutive"].value == "gleitzeit_breaker_consecutive.plugin"
-    assert found["breaker-consecutive"].dist is not None
-    assert found["breaker-consecutive"].dist.name == "gleitzeit-breaker-consecutive"
+    check_entry_point("breaker-consecutive", "gleitzeit_breaker_consecutive")

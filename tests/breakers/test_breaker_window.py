@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
@@ -17,11 +14,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize
 
 from gleitzeit_core import BreakerState, CallOutcome, ConfigError, ManualClock, Permit
-from gleitzeit_core.registry import resolve_reference
 from gleitzeit_core.structuring import build_component
 from gleitzeit_core.testing import BreakerContract
 
 from .machine import BreakerMachine
+from .packaging import check_entry_point, check_lazy_plugin_module, check_lazy_reference
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 FORCED_OPEN, DISABLED = BreakerState.FORCED_OPEN, BreakerState.DISABLED
@@ -560,30 +557,14 @@ def test_config_table_structures_through_the_core(clock: ManualClock) -> None:
 
 def test_plugin_registers_a_lazy_reference() -> None:
     """The hook registers ``window`` as a "module:attribute" string naming the class."""
-    registered: list[tuple[str, object]] = []
-    plugin.gleitzeit_register_breakers(
-        register=lambda name, target: registered.append((name, target))
-    )
-    assert len(registered) == 1
-    name, target = registered[0]
-    assert name == "window"
-    assert isinstance(target, str)
-    assert resolve_reference(target) is SlidingWindowBreaker
+    check_lazy_reference(plugin, "window", SlidingWindowBreaker)
 
 
 def test_loading_the_plugin_imports_no_breaker_code() -> None:
     """Importing the plugin module (what startup does) leaves the breaker module unimported."""
-    code = (
-        "import sys, gleitzeit_breaker_window.plugin; "
-        "print('gleitzeit_breaker_window.breaker' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    check_lazy_plugin_module("gleitzeit_breaker_window")
 
 
 def test_entry_point_is_installed() -> None:
     """The distribution declares entry point ``breaker-window`` in group ``gleitzeit``."""
-    found = {ep.name: ep for ep in entry_points(group="gleitzeit")}
-    assert found["breaker-window"].value == "gleitzeit_breaker_window.plugin"
-    assert found["breaker-window"].dist is not None
-    assert found["breaker-window"].dist.name == "gleitzeit-breaker-window"
+    check_entry_point("breaker-window", "gleitzeit_breaker_window")
