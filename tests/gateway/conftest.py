@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures imported from tests.ollama.conftest are parameters here too
 """Fixtures for the gateway tests: simulators, runtimes over them and gateways on loopback.
 
 Gateways run in the test's event loop (``build_app`` + ``AppRunner(handler_cancellation=True)``
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,15 @@ from gleitzeit_ollama.sim import OllamaSimulator
 from gleitzeit_core.gateway import build_app
 from gleitzeit_core.plugins import PluginManager
 from gleitzeit_core.runtime import Runtime
-from tests.ollama.conftest import SimFactory, SimProcessFactory
+
+# The simulator fixtures are the Ollama tests' own; importing them here makes them fixtures of
+# this folder too.
+from tests.ollama.conftest import (  # noqa: F401
+    SimFactory,
+    SimProcessFactory,
+    sim_factory,
+    sim_process_factory,
+)
 
 LOOPBACK = "127.0.0.1"
 # Models of the three-simulator pool: llama3.2 everywhere, the others on some instances only.
@@ -116,27 +125,6 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
         for runner, runtime in reversed(started):
             await runner.cleanup()
             await runtime.stop()
-
-
-@pytest.fixture
-async def sim_factory() -> AsyncIterator[SimFactory]:
-    """In-process simulators (FAST timings), stopped after the test."""
-    factory = SimFactory()
-    try:
-        yield factory
-    finally:
-        await factory.stop_all()
-
-
-@pytest.fixture
-def sim_process_factory() -> Iterator[SimProcessFactory]:
-    """Simulators as child processes (to kill hard); each is killed and reaped afterwards."""
-    factory = SimProcessFactory()
-    try:
-        yield factory
-    finally:
-        for proc in factory.started:
-            proc.kill()
 
 
 @attrs.define
