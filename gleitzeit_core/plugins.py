@@ -56,6 +56,7 @@ class PluginRecord:
     error: str | None = None
     registered: dict[str, list[str]] = attrs.field(factory=dict)
     commands: list[str] = attrs.field(factory=list)
+    hooks: list[str] = attrs.field(factory=list)  # the hook implementations it provides
 
 
 _SNAPSHOT: list[Any] | None = None
@@ -190,6 +191,7 @@ class PluginManager:
         except Exception as exc:  # e.g. a hook implementation that matches no spec
             return self._fail(name, distribution, version, module, _format(exc))
         record = PluginRecord(name, distribution, version, module, "loaded")
+        record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         self.records[name] = record
         for hook_name, kind in _REGISTER_HOOKS.items():
             registry = self.registries.of(kind)

@@ -151,6 +151,8 @@ def plugins_table(records: list[Any], conflicts: dict[str, dict[str, list[str]]]
         )
         if record.commands:
             registered += ("; " if registered else "") + "commands: " + ", ".join(record.commands)
+        if "gleitzeit_register_routes" in record.hooks:
+            registered += ("; " if registered else "") + "gateway routes"
         table.add_row(
             record.name,
             record.distribution or "-",

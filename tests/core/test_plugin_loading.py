@@ -26,6 +26,7 @@ def test_builtins_are_listed(gleitzeit: Run) -> None:
     assert builtin["distribution"] == "gleitzeit-core"
     assert {"p2c", "round_robin", "consistent_hash"} <= set(builtin["registered"]["strategies"])
     assert builtin["registered"]["probes"] == ["http", "tcp"]
+    assert "gleitzeit_register_strategies" in builtin["hooks"]
 
 
 def test_light_strategy_entry_point_is_listed_without_import(
