@@ -37,6 +37,7 @@ __all__ = [
     "config_path_from_env",
     "disabled_plugins",
     "load_config",
+    "plugins_disabled_in",
     "read_user_config",
     "user_config_path",
     "write_user_disabled",
@@ -245,18 +246,23 @@ def _toml_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-def disabled_plugins(source: str | os.PathLike[str] | None = None) -> list[str]:
-    """Every plugin this process must not load: the user's deny-list plus ``[plugins]
-    disabled`` of the config file (``source``, else ``GLEITZEIT_CONFIG``). Only that table is
-    read here, so a mistake elsewhere in the file cannot stop a broken plugin being switched
-    off."""
-    names = list(read_user_config().disabled)
-    path = Path(source) if source is not None else config_path_from_env()
-    if path is None or not path.exists():
-        return names
+def plugins_disabled_in(source: str | os.PathLike[str]) -> list[str]:
+    """``[plugins] disabled`` of one config file. Only that table is read, so a mistake
+    elsewhere in the file cannot stop a broken plugin being switched off."""
+    path = Path(source)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
     section = structure(raw.get("plugins", {}), PluginsConfig, path="plugins", source=str(path))
-    return [*names, *section.disabled]
+    return list(section.disabled)
+
+
+def disabled_plugins(source: str | os.PathLike[str] | None = None) -> list[str]:
+    """Every plugin this process must not load: the user's deny-list plus ``[plugins]
+    disabled`` of the config file (``source``, else ``GLEITZEIT_CONFIG``)."""
+    names = list(read_user_config().disabled)
+    path = Path(source) if source is not None else config_path_from_env()
+    if path is None or not path.exists():
+        return names
+    return [*names, *plugins_disabled_in(path)]

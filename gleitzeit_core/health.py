@@ -160,7 +160,6 @@ class HealthMonitor:
         self.rng = rng or random.Random()
         self.on_change = on_change
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.probes_run = 0
 
     def watch(self, resource: Resource) -> None:
         if resource.id in self._tasks or not self.settings.enabled:
@@ -196,7 +195,6 @@ class HealthMonitor:
             )
         except Exception as exc:  # a buggy probe must not stop the monitor; it reads as a failure
             result = ProbeResult(False, None, f"probe raised {type(exc).__name__}: {exc}")
-        self.probes_run += 1
         self.apply(resource, result)
         return result
 

@@ -34,20 +34,13 @@ from .request import Request
 from .resources import Health, Resource, ResourceSpec
 from .status import HubStatus, ResourceStatus
 
-__all__ = ["Discoverer", "ResourceHub"]
+__all__ = ["ResourceHub"]
 
 # Above this many members, strategies that only compare a few random candidates (p2c) get a
 # uniform sample of eligible ones instead of a scan of the whole hub.
 _SAMPLE_ABOVE = 4
 
 T = TypeVar("T")
-
-
-class Discoverer:
-    """Base for discoverers: ``async discover(hub) -> list[ResourceSpec]``."""
-
-    async def discover(self, hub: ResourceHub) -> list[ResourceSpec]:
-        raise NotImplementedError
 
 
 class ResourceHub:
@@ -521,4 +514,5 @@ class ResourceHub:
         )
 
     def members(self) -> Iterable[Resource]:
+        """The resources, without copying the list."""
         return iter(self._members)

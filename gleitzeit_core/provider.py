@@ -61,7 +61,10 @@ class ProtocolProvider:
         return await self._method(method).handler(validated)
 
     def _method(self, method: str) -> Method:
-        methods = self.methods()
+        # a provider's methods are fixed once it exists: build the table once, not per call
+        methods: dict[str, Method] | None = self.__dict__.get("_method_table")
+        if methods is None:
+            methods = self.__dict__["_method_table"] = dict(self.methods())
         try:
             return methods[method]
         except KeyError:

@@ -52,6 +52,10 @@ class Runtime:
         self.providers: dict[str, Any] = build_providers(
             self.config, self.hubs, self.registries, self
         )
+        # providers and their methods are fixed from here on: look methods up in one table
+        self._by_method: dict[str, Any] = {
+            name: provider for provider in self.providers.values() for name in provider.methods()
+        }
         self.paths: dict[str, dict[str, ResourceMetrics]] = {}
         self._started = False
         self._starting: asyncio.Future[None] | None = None
@@ -119,14 +123,10 @@ class Runtime:
     # -- execution ------------------------------------------------------------------------------
     def methods(self) -> dict[str, Any]:
         """Every method name mapped to the provider that serves it."""
-        found: dict[str, Any] = {}
-        for provider in self.providers.values():
-            for name in provider.methods():
-                found[name] = provider
-        return found
+        return dict(self._by_method)
 
     def provider_for(self, method: str) -> Any:
-        methods = self.methods()
+        methods = self._by_method
         provider = methods.get(method)
         if provider is not None:
             return provider

@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-import json
 import random
 import types
 import typing
@@ -29,20 +28,13 @@ from cattrs.errors import (
 
 from .clock import Clock
 from .errors import ConfigError
-from .validators import FieldError, MissingKey
+from .validators import FieldError, MissingKey, shown
 
 __all__ = ["build_component", "converter", "describe_type", "structure"]
 
 T = TypeVar("T")
 
 converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-
-
-def _shown(value: Any) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def describe_type(tp: Any) -> str:
@@ -76,11 +68,11 @@ def _plural(description: str) -> str:
 def _strict(kind: type, expected: str) -> Callable[[Any, Any], Any]:
     def hook(value: Any, _: Any) -> Any:
         if isinstance(value, bool) and kind is not bool:
-            raise TypeError(f"expected {expected}, got {_shown(value)}")
+            raise TypeError(f"expected {expected}, got {shown(value)}")
         if kind is float and isinstance(value, int):
             return float(value)
         if not isinstance(value, kind):
-            raise TypeError(f"expected {expected}, got {_shown(value)}")
+            raise TypeError(f"expected {expected}, got {shown(value)}")
         return value
 
     return hook
@@ -121,7 +113,7 @@ def _sequence_hook(tp: Any) -> Callable[[Any, Any], Any]:
 
     def hook(value: Any, _: Any) -> Any:
         if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence | set):
-            raise TypeError(f"expected {describe_type(tp)}, got {_shown(value)}")
+            raise TypeError(f"expected {describe_type(tp)}, got {shown(value)}")
         errors: list[Exception] = []
         out = []
         for index, element in enumerate(value):
@@ -146,7 +138,7 @@ def _mapping_check(tp: Any) -> Callable[[Any, Any], Any]:
 
     def hook(value: Any, _: Any) -> Any:
         if not isinstance(value, Mapping):
-            raise TypeError(f"expected a table, got {_shown(value)}")
+            raise TypeError(f"expected a table, got {shown(value)}")
         errors: list[Exception] = []
         out = {}
         for key, element in value.items():
@@ -207,7 +199,7 @@ def _union_hook(tp: Any) -> Callable[[Any, Any], Any]:
                 return converter.structure(value, member)
             except Exception:
                 continue
-        raise TypeError(f"expected {expected}, got {_shown(value)}")
+        raise TypeError(f"expected {expected}, got {shown(value)}")
 
     return hook
 
@@ -219,7 +211,7 @@ def structure_attrs(value: Any, cls: Any) -> Any:
     """Structure an attrs class field by field, running each field's validator right away, so
     that a range error is reported even when another field has a type error."""
     if not isinstance(value, Mapping):
-        raise TypeError(f"expected a table, got {_shown(value)}")
+        raise TypeError(f"expected a table, got {shown(value)}")
     hints, keys = _layout(cls)
     errors: list[Exception] = []
     extra = set(value) - set(keys)
@@ -326,7 +318,7 @@ def problems_of(
         return [f"{where}: missing required key"]
     expected = _expected_of(cls, rel)
     if expected and value is not _MISSING:
-        return [f"{where}: expected {expected}, got {_shown(value)}"]
+        return [f"{where}: expected {expected}, got {shown(value)}"]
     return [f"{where}: {exc}"]
 
 

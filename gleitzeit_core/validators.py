@@ -22,7 +22,9 @@ __all__ = [
     "in_range",
     "one_of",
     "positive",
+    "satisfies",
     "seconds",
+    "shown",
 ]
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
@@ -43,11 +45,7 @@ class InvalidValue(FieldError):
 
     def __init__(self, field: str, expected: str, value: Any) -> None:
         self.expected = expected
-        try:
-            shown = json.dumps(value)
-        except (TypeError, ValueError):
-            shown = repr(value)
-        super().__init__(field, f"expected {expected}, got {shown}")
+        super().__init__(field, f"expected {expected}, got {shown(value)}")
 
 
 class MissingKey(KeyError):
@@ -61,7 +59,18 @@ class MissingKey(KeyError):
         return "missing required key"
 
 
-def _described(expected: str, test: Callable[[Any], bool]) -> Validator:
+def shown(value: Any) -> str:
+    """A value as a config or request error quotes it: JSON where possible."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def satisfies(expected: str, test: Callable[[Any], object]) -> Validator:
+    """A validator passing values for which ``test`` is true (``None`` always passes); a failure
+    reads ``expected <expected>, got <value>``."""
+
     def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None and not test(value):
             raise InvalidValue(attribute.name, expected, value)
@@ -72,22 +81,22 @@ def _described(expected: str, test: Callable[[Any], bool]) -> Validator:
 
 def positive(what: str = "a number") -> Validator:
     """Value must be a number > 0 (``None`` passes: use it for optional fields)."""
-    return _described(f"{what} > 0", lambda v: _number(v) and v > 0)
+    return satisfies(f"{what} > 0", lambda v: _number(v) and v > 0)
 
 
 def seconds(*, allow_zero: bool = False) -> Validator:
     """A duration in seconds: > 0, or >= 0 when ``allow_zero``."""
     if allow_zero:
-        return _described("a number of seconds >= 0", lambda v: _number(v) and v >= 0)
-    return _described("a number of seconds > 0", lambda v: _number(v) and v > 0)
+        return satisfies("a number of seconds >= 0", lambda v: _number(v) and v >= 0)
+    return satisfies("a number of seconds > 0", lambda v: _number(v) and v > 0)
 
 
 def at_least(minimum: float, what: str = "an integer") -> Validator:
-    return _described(f"{what} >= {minimum:g}", lambda v: _number(v) and v >= minimum)
+    return satisfies(f"{what} >= {minimum:g}", lambda v: _number(v) and v >= minimum)
 
 
 def in_range(low: float, high: float, what: str = "a number") -> Validator:
-    return _described(
+    return satisfies(
         f"{what} between {low:g} and {high:g}", lambda v: _number(v) and low <= v <= high
     )
 
@@ -98,7 +107,7 @@ def fraction() -> Validator:
 
 
 def one_of(*choices: str) -> Validator:
-    return _described("one of " + ", ".join(repr(c) for c in choices), lambda v: v in choices)
+    return satisfies("one of " + ", ".join(repr(c) for c in choices), lambda v: v in choices)
 
 
 def _number(value: Any) -> bool:

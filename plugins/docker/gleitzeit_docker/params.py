@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core.validators import InvalidValue, at_least, in_range, positive, seconds
+from gleitzeit_core.validators import InvalidValue, at_least, in_range, positive, satisfies, seconds
 
 __all__ = [
     "MAX_BATCH_CONCURRENCY",
@@ -29,15 +29,6 @@ __all__ = [
 
 MAX_BATCH_TASKS = 1000
 MAX_BATCH_CONCURRENCY = 64
-
-
-def _check(expected: str, test: Any) -> Any:
-    def check(_: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
-        if value is not None and not test(value):
-            raise InvalidValue(attribute.name, expected, value)
-
-    check.expected = expected  # type: ignore[attr-defined]
-    return check
 
 
 def _is_size(value: Any) -> bool:
@@ -58,7 +49,7 @@ def _is_file(value: Any) -> bool:
     return False
 
 
-_size = _check('a size such as "128m" or a number of bytes', _is_size)
+_size = satisfies('a size such as "128m" or a number of bytes', _is_size)
 
 
 def _is_files(value: Any) -> bool:
@@ -67,10 +58,10 @@ def _is_files(value: Any) -> bool:
     )
 
 
-_files = _check(
+_files = satisfies(
     'a table of relative paths to text, or to { base64 = "..." } for binary content', _is_files
 )
-_name = _check("a non-empty string", lambda v: isinstance(v, str) and v.strip())
+_name = satisfies("a non-empty string", lambda v: isinstance(v, str) and v.strip())
 
 
 def file_contents(files: Mapping[str, Any]) -> dict[str, str | bytes]:

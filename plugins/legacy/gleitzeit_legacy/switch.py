@@ -13,12 +13,10 @@ light), so the check costs next to nothing.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 
 from gleitzeit_core import ConfigError
-from gleitzeit_core.config import read_user_config, user_config_path
+from gleitzeit_core.config import plugins_disabled_in, read_user_config, user_config_path
 from gleitzeit_core.plugins import PluginManager
 
 __all__ = ["DISTRIBUTION", "PLUGIN", "disabled_reason", "ensure_enabled"]
@@ -34,14 +32,9 @@ def _config_file_disabled(environ: Mapping[str, str]) -> list[str]:
     if not value:
         return []
     try:
-        raw = tomllib.loads(Path(value).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return plugins_disabled_in(value)
+    except (OSError, UnicodeDecodeError, ConfigError):
         return []
-    plugins = raw.get("plugins")
-    names = plugins.get("disabled") if isinstance(plugins, dict) else None
-    if not isinstance(names, list):
-        return []
-    return [name for name in names if isinstance(name, str)]
 
 
 def _user_disabled() -> list[str]:

@@ -15,7 +15,14 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core.validators import InvalidValue, at_least, fraction, in_range, one_of, seconds
+from gleitzeit_core.validators import (
+    at_least,
+    fraction,
+    in_range,
+    one_of,
+    satisfies,
+    seconds,
+)
 from gleitzeit_ollama.settings import keep_alive_value
 
 __all__ = [
@@ -43,33 +50,24 @@ _OPTION_FIELDS = (
 )
 
 
-def _check(expected: str, test: Any) -> Any:
-    def check(_: Any, attribute: "attrs.Attribute[Any]", value: Any) -> None:
-        if value is not None and not test(value):
-            raise InvalidValue(attribute.name, expected, value)
-
-    check.expected = expected  # type: ignore[attr-defined]
-    return check
-
-
 def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-_model = _check('a model name such as "llama3.2"', lambda v: isinstance(v, str) and v.strip())
-_stop = _check("a string or a list of strings", lambda v: isinstance(v, str) or _is_str_list(v))
-_format = _check(
+_model = satisfies('a model name such as "llama3.2"', lambda v: isinstance(v, str) and v.strip())
+_stop = satisfies("a string or a list of strings", lambda v: isinstance(v, str) or _is_str_list(v))
+_format = satisfies(
     '"json" or a JSON schema (a table)', lambda v: v in ("", "json") or isinstance(v, Mapping)
 )
-_think = _check(
+_think = satisfies(
     "true, false or one of " + ", ".join(_THINK_LEVELS),
     lambda v: isinstance(v, bool) or v in _THINK_LEVELS,
 )
-_input = _check(
+_input = satisfies(
     "a string or a non-empty list of strings",
     lambda v: isinstance(v, str) or (_is_str_list(v) and len(v) > 0),
 )
-_images = _check("a non-empty list of images", lambda v: _is_str_list(v) and len(v) > 0)
+_images = satisfies("a non-empty list of images", lambda v: _is_str_list(v) and len(v) > 0)
 
 
 @attrs.frozen(kw_only=True)

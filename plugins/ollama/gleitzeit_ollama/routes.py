@@ -82,9 +82,8 @@ def _answers(handler: Handler) -> Handler:
     """Errors of the request and of the pool become Ollama's ``{"error"}`` with its status;
     anything else is left to the core's middleware (400/413 bodies, 500 for bugs).
 
-    A body nested too deeply for Python's JSON decoder (or encoder, forwarding it) raises
-    ``RecursionError``, which the core's ``read_json_object`` does not turn into a 400: that
-    is done here."""
+    The core answers a body too deeply nested to decode; one that decodes but is too deep to
+    encode again when forwarded raises ``RecursionError`` here, and is a 400 too."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
