@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         PassThroughBreaker,
         Permit,
     )
+    from .caller import Caller, PermissionDenied, acting_as, current_caller
     from .clock import Clock, ManualClock, SystemClock
     from .errors import (
         BreakerOpen,
@@ -78,6 +79,7 @@ __all__ = [
     "BreakerState",
     "BreakerTransition",
     "CallOutcome",
+    "Caller",
     "Candidate",
     "Clock",
     "ConfigError",
@@ -100,6 +102,7 @@ __all__ = [
     "OutlierSettings",
     "PassThroughBreaker",
     "PeakEwmaStrategy",
+    "PermissionDenied",
     "Permit",
     "PluginLoadError",
     "PowerOfTwoChoicesStrategy",
@@ -124,6 +127,8 @@ __all__ = [
     "WeightedRandomStrategy",
     "WeightedRoundRobinStrategy",
     "__version__",
+    "acting_as",
+    "current_caller",
     "hookimpl",
     "hookspec",
 ]
@@ -137,6 +142,7 @@ _EXPORTS: dict[str, str] = {
     "BreakerState": "breaker",
     "BreakerTransition": "breaker",
     "CallOutcome": "outcomes",
+    "Caller": "caller",
     "Candidate": "resources",
     "Clock": "clock",
     "ConfigError": "errors",
@@ -160,6 +166,7 @@ _EXPORTS: dict[str, str] = {
     "PassThroughBreaker": "breaker",
     "PeakEwmaStrategy": "balancing",
     "Permit": "breaker",
+    "PermissionDenied": "caller",
     "PluginLoadError": "errors",
     "PowerOfTwoChoicesStrategy": "balancing",
     "PriorityStrategy": "balancing",
@@ -182,6 +189,8 @@ _EXPORTS: dict[str, str] = {
     "UnknownNameError": "errors",
     "WeightedRandomStrategy": "balancing",
     "WeightedRoundRobinStrategy": "balancing",
+    "acting_as": "caller",
+    "current_caller": "caller",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
 }

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .caller import PermissionDenied
 from .errors import (
     ConfigError,
     GleitzeitError,
@@ -60,6 +61,8 @@ def status_for(exc: BaseException) -> int:
     """The HTTP status that best describes an error raised while serving a request."""
     if isinstance(exc, InvalidParams | ConfigError):
         return 400
+    if isinstance(exc, PermissionDenied):
+        return 403
     if isinstance(exc, UnknownMethod):
         return 404
     if isinstance(exc, ProviderUnavailable | NoResourceAvailable):
