@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import tomli_w
 
 from .errors import ConfigError
 from .health import HealthSettings, OutlierSettings
@@ -233,17 +234,12 @@ def write_user_disabled(disabled: list[str]) -> Path:
     """Persist the user's deny-list of plugins (atomically)."""
     path = user_config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = ", ".join(_toml_string(name) for name in sorted(set(disabled)))
-    text = f"# Written by `gleitzeit plugins enable|disable`.\n[plugins]\ndisabled = [{names}]\n"
+    document = {"plugins": {"disabled": sorted(set(disabled))}}
+    text = "# Written by `gleitzeit plugins enable|disable`.\n" + tomli_w.dumps(document)
     tmp = path.with_suffix(".toml.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
-
-
-def _toml_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
 
 
 def plugins_disabled_in(source: str | os.PathLike[str]) -> list[str]:

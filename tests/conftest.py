@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, settings
 
 # A shared 2-core CI machine can stall any single example for a moment; a generous deadline
 # keeps hypothesis about properties, not about the machine's load.
-settings.register_profile("gleitzeit", deadline=2_000, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("gleitzeit")
+_COMMON = {"deadline": 2_000, "suppress_health_check": [HealthCheck.too_slow]}
+
+# CI: derandomized with a fixed example budget, so a run is repeatable and a red run is a real
+# regression; a failure found while exploring becomes an @example and is then checked here too.
+settings.register_profile("ci", derandomize=True, max_examples=100, print_blob=True, **_COMMON)
+# Development: random seeds and the example database, so each run explores new inputs.
+settings.register_profile("dev", **_COMMON)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import tomli_w
 
-from .toml_out import dumps
 from .translate import (
     Report,
     bare_key,
@@ -127,7 +127,8 @@ class Migration:
             f"Migrated by `gleitzeit migrate-config` from {self.source}.\n"
             "See docs/migration.md for what each old key became."
         )
-        return dumps(self.config, header=header)
+        comments = "".join(f"# {line}\n" for line in header.splitlines())
+        return comments + tomli_w.dumps(self.config)
 
     def report_lines(self) -> list[str]:
         lines = [f"migrated {self.source}:"]
