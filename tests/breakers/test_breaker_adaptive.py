@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from gleitzeit_breaker_adaptive import plugin
 from gleitzeit_breaker_adaptive.breaker import AdaptiveThrottlingBreaker
-from gleitzeit_breaker_adaptive.counts import RollingCounts
-from hypothesis import given, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize
 
@@ -190,38 +189,6 @@ class TestAgainstModel(AdaptiveMachine.TestCase):
     concurrent calls, out-of-order outcomes, waits and operator actions."""
 
     settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
-
-
-# -- the rolling counts on their own ---------------------------------------------------------
-COUNT_OPS = st.lists(
-    st.booleans()  # count a request: accepted or not
-    | st.sampled_from([0.25, 0.5, 1.0, 2.0])
-    | st.floats(0.0, 12.0),  # or wait
-    max_size=80,
-)
-
-
-@given(width=st.sampled_from([0.5, 1.0, 2.0]), buckets=st.integers(1, 6), ops=COUNT_OPS)
-def test_rolling_counts_match_a_naive_list(width: float, buckets: int, ops: list[Any]) -> None:
-    """After any mix of counts and waits the running totals equal a recount of a plain list of
-    every count whose bucket is among the last `buckets`."""
-    clock = ManualClock()
-    counts = RollingCounts(width, buckets, clock.now())
-    events: list[tuple[int, bool]] = []
-    for op in ops:
-        if isinstance(op, bool):
-            counts.roll(clock.now())
-            if op:
-                counts.add_accepted()
-            else:
-                counts.add_request()
-            events.append((int(clock.now() // width), op))
-        else:
-            clock.advance(op)
-            counts.roll(clock.now())
-        oldest = int(clock.now() // width) - buckets + 1
-        live = [accepted for bucket, accepted in events if bucket >= oldest]
-        assert (counts.requests, counts.accepts) == (len(live), sum(live))
 
 
 # -- edge cases -------------------------------------------------------------------------------

@@ -21,14 +21,15 @@ import random
 
 import attrs
 
-from gleitzeit_core import BaseBreaker, CallOutcome, Permit
+from gleitzeit_core import BaseBreaker, BucketRing, CallOutcome, Permit
 from gleitzeit_core.validators import at_least, seconds
-
-from .counts import RollingCounts
 
 __all__ = ["AdaptiveThrottlingBreaker"]
 
 _FAILURE = CallOutcome.FAILURE
+# the ring's two counters
+_REQUESTS = 0
+_ACCEPTS = 1
 
 
 # on_setattr=NO_OP: options are validated once, at construction; without it attrs would route
@@ -44,58 +45,57 @@ class AdaptiveThrottlingBreaker(BaseBreaker):
     rng: random.Random = attrs.field(factory=random.Random, repr=False)
 
     # Built after validation (in __attrs_post_init__), so bad options read as config errors.
-    _counts: RollingCounts = attrs.field(init=False, repr=False)
+    _counts: BucketRing = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._counts = RollingCounts(self.window / self.buckets, self.buckets, self.clock.now())
+        self._counts = BucketRing(self.window / self.buckets, self.buckets, 2, self.clock.now())
 
     # -- read-only views ------------------------------------------------------------------------
     @property
     def rejection_probability(self) -> float:
         """The chance that the next attempt is refused locally (admin states aside)."""
-        counts = self._roll()
-        p = (counts.requests - self.k * counts.accepts) / (counts.requests + 1)
+        requests, accepts = self._roll().totals
+        p = (requests - self.k * accepts) / (requests + 1)
         return p if p > 0.0 else 0.0
 
     @property
     def requests(self) -> int:
         """Attempts counted in the window right now (refused, or admitted and finished)."""
-        return self._roll().requests
+        return self._roll().totals[_REQUESTS]
 
     @property
     def accepts(self) -> int:
         """Calls the backend answered, counted in the window right now."""
-        return self._roll().accepts
+        return self._roll().totals[_ACCEPTS]
 
-    # -- BaseBreaker hooks ----------------------------------------------------------------------
-    def _available(self) -> bool:
+    # -- BaseBreaker template methods ----------------------------------------------------------
+    def admits(self) -> bool:
         # Never draws from the rng: peeking must not change which later attempts are refused.
         return self.rejection_probability < 1.0
 
-    def _acquire(self) -> Permit | None:
+    def admit(self) -> Permit | None:
         counts = self._roll()
-        requests = counts.requests
-        excess = requests - self.k * counts.accepts
+        requests, accepts = counts.totals
+        excess = requests - self.k * accepts
         # Draw only when throttling: a healthy backend costs no randomness at all.
         if excess > 0.0 and self.rng.random() < excess / (requests + 1):
-            counts.add_request()
+            counts.add(_REQUESTS)
             return None
-        return self._permit(trial=False)  # counted when its outcome arrives
+        return self.issue_permit(trial=False)  # counted when its outcome arrives
 
-    def _record(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
-        if permit.generation != self._generation:
+    def judge(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
+        if not self.is_current(permit):
             return  # admitted before a reset (or while disabled): not part of these counts
         counts = self._roll()
-        if outcome is _FAILURE:
-            counts.add_request()
-        else:
-            counts.add_accepted()
+        counts.add(_REQUESTS)
+        if outcome is not _FAILURE:
+            counts.add(_ACCEPTS)
 
-    def _clear(self) -> None:
+    def forget(self) -> None:
         self._counts.clear(self.clock.now())
 
     # -- internals ------------------------------------------------------------------------------
-    def _roll(self) -> RollingCounts:
+    def _roll(self) -> BucketRing:
         """The counts, with the window brought up to the clock's now."""
         counts = self._counts
         now = self.clock.now()

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core import BaseBreaker, BreakerState, CallOutcome, Permit
+from gleitzeit_core import BreakerState, CallOutcome, GatedBreaker
 from gleitzeit_core.validators import InvalidValue, at_least, one_of, seconds
 
 from .windows import CountWindow, OutcomeWindow, TimeWindow
@@ -28,8 +28,6 @@ from .windows import CountWindow, OutcomeWindow, TimeWindow
 __all__ = ["SlidingWindowBreaker"]
 
 _CLOSED = BreakerState.CLOSED
-_OPEN = BreakerState.OPEN
-_HALF_OPEN = BreakerState.HALF_OPEN
 _FAILURE = CallOutcome.FAILURE
 _IGNORED = CallOutcome.IGNORED
 _PERCENTAGE = "a percentage > 0 and <= 100"
@@ -62,8 +60,10 @@ def _exceeds(count: int, calls: int, threshold: float) -> bool:
 # on_setattr=NO_OP: options are validated once, at construction; without it attrs would route
 # every write to the counters below through a Python-level __setattr__ (~8x slower).
 @attrs.define(kw_only=True, eq=False, on_setattr=attrs.setters.NO_OP)
-class SlidingWindowBreaker(BaseBreaker):
+class SlidingWindowBreaker(GatedBreaker):
     """Opens on a high failure or slow-call rate; see the module docstring for the cycle."""
+
+    TRIALS_PER_EPISODE = True  # a fixed batch of trials is judged as a window of its own
 
     window_type: str = attrs.field(default="count", validator=one_of("count", "time"))
     window_size: int = attrs.field(default=100, validator=at_least(1))
@@ -76,9 +76,6 @@ class SlidingWindowBreaker(BaseBreaker):
 
     # Built after validation (in __attrs_post_init__), so a bad window_size reads as a config error.
     _window: OutcomeWindow = attrs.field(init=False, repr=False)
-    _open_until: float = attrs.field(init=False, default=0.0)
-    _trials_out: int = attrs.field(init=False, default=0)  # trial calls not yet returned
-    _trial_calls: int = attrs.field(init=False, default=0)  # trial calls counted this episode
     _trial_failures: int = attrs.field(init=False, default=0)
     _trial_slow: int = attrs.field(init=False, default=0)
 
@@ -109,43 +106,8 @@ class SlidingWindowBreaker(BaseBreaker):
         window.expire()
         return 100.0 * window.slow / window.calls if window.calls else 0.0
 
-    # -- BaseBreaker hooks ----------------------------------------------------------------------
-    def _tick(self) -> None:
-        if self._state is _OPEN and self.clock.now() >= self._open_until:
-            self._trials_out = self._trial_calls = self._trial_failures = self._trial_slow = 0
-            self._transition(
-                _HALF_OPEN,
-                f"open for {self.open_for:g} s; admitting {self.half_open_permits} trial call(s)",
-            )
-
-    def _available(self) -> bool:
-        if self._state is _OPEN:
-            self._tick()
-        state = self._state
-        if state is _CLOSED:
-            return True
-        return state is _HALF_OPEN and self._trials_out + self._trial_calls < self.half_open_permits
-
-    def _acquire(self) -> Permit | None:
-        state = self._state
-        if state is _CLOSED:
-            return self._permit(trial=False)
-        if state is _OPEN:
-            self._tick()
-            if self._state is not _HALF_OPEN:
-                return None
-        # A permit is spent when handed out, so concurrent callers cannot exceed the budget.
-        if self._trials_out + self._trial_calls >= self.half_open_permits:
-            return None
-        self._trials_out += 1
-        return self._permit(trial=True)
-
-    def _record(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
-        if permit.generation != self._generation:
-            return  # issued before the last state change: says nothing about this episode
-        if permit.trial:
-            self._record_trial(outcome, duration)
-            return
+    # -- GatedBreaker hooks -------------------------------------------------------------------
+    def judge_call(self, outcome: CallOutcome, duration: float) -> None:
         if outcome is _IGNORED:
             return
         window = self._window
@@ -159,22 +121,12 @@ class SlidingWindowBreaker(BaseBreaker):
         elif window.slow * 100 >= self.slow_call_rate_threshold * calls:
             self._open(f"slow-call rate {100.0 * window.slow / calls:.1f}%", calls)
 
-    def _clear(self) -> None:
-        self._window.clear()
-        self._open_until = 0.0
-        self._trials_out = self._trial_calls = self._trial_failures = self._trial_slow = 0
-
-    # -- internals ------------------------------------------------------------------------------
-    def _record_trial(self, outcome: CallOutcome, duration: float) -> None:
-        self._trials_out -= 1
-        if outcome is _IGNORED:
-            return  # the permit goes back to the budget; nothing was learnt
-        self._trial_calls += 1
+    def judge_trial(self, outcome: CallOutcome, duration: float) -> None:
         if outcome is _FAILURE:
             self._trial_failures += 1
         if duration > self.slow_call_duration:
             self._trial_slow += 1
-        calls = self._trial_calls
+        calls = self.trials_done
         if calls < self.half_open_permits:
             return  # decided only once every permitted trial has returned
         if _exceeds(self._trial_failures, calls, self.failure_rate_threshold):
@@ -182,10 +134,22 @@ class SlidingWindowBreaker(BaseBreaker):
         elif _exceeds(self._trial_slow, calls, self.slow_call_rate_threshold):
             self._open(f"{self._trial_slow} of {calls} trial calls were slow", calls)
         else:
-            # The closed window starts empty: _open cleared it and nothing counted since.
-            self._transition(_CLOSED, f"{calls} trial calls below both thresholds")
+            # The closed window starts empty: on_open cleared it and nothing counted since.
+            self.transition(_CLOSED, f"{calls} trial calls below both thresholds")
 
-    def _open(self, why: str, calls: int) -> None:
+    def on_open(self) -> None:
         self._window.clear()
-        self._open_until = self.clock.now() + self.open_for
-        self._transition(_OPEN, f"{why} over {calls} calls; open for {self.open_for:g} s")
+        self._trial_failures = self._trial_slow = 0
+
+    def half_open_reason(self) -> str:
+        permits = self.half_open_permits
+        return f"open for {self.open_duration:g} s; admitting {permits} trial call(s)"
+
+    def forget(self) -> None:
+        super().forget()
+        self._window.clear()
+        self._trial_failures = self._trial_slow = 0
+
+    # -- internals ------------------------------------------------------------------------------
+    def _open(self, why: str, calls: int) -> None:
+        self.trip(self.open_for, f"{why} over {calls} calls")

@@ -6,10 +6,9 @@ so reading a rate never walks the window.
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
-from gleitzeit_core import Clock
+from gleitzeit_core import BucketRing, Clock
 
 __all__ = ["CountWindow", "OutcomeWindow", "TimeWindow"]
 
@@ -20,9 +19,14 @@ _SLOW = 2
 class OutcomeWindow(Protocol):
     """Running totals over the calls currently inside the window."""
 
-    calls: int
-    failures: int
-    slow: int
+    @property
+    def calls(self) -> int: ...
+
+    @property
+    def failures(self) -> int: ...
+
+    @property
+    def slow(self) -> int: ...
 
     def add(self, failed: bool, slow: bool) -> None: ...
 
@@ -78,75 +82,46 @@ class CountWindow:
 
 
 class TimeWindow:
-    """The calls recorded in the last ``size`` seconds, in one-second buckets.
+    """The calls recorded in the last ``size`` seconds, in one-second buckets of the core's
+    ``BucketRing`` (counters: calls, failures, slow calls).
 
     A call belongs to the bucket of the whole second it was recorded in; the window holds the
     current second and the ``size - 1`` before it.
     """
 
-    __slots__ = (
-        "_calls",
-        "_clock",
-        "_edge",
-        "_failures",
-        "_head",
-        "_index",
-        "_size",
-        "_slow",
-        "calls",
-        "failures",
-        "slow",
-    )
+    __slots__ = ("_clock", "_ring")
 
     def __init__(self, size: int, clock: Clock) -> None:
-        self._size = size
         self._clock = clock
-        self.clear()
+        self._ring = BucketRing(1.0, size, 3, clock.now())
+
+    @property
+    def calls(self) -> int:
+        return self._ring.totals[0]
+
+    @property
+    def failures(self) -> int:
+        return self._ring.totals[1]
+
+    @property
+    def slow(self) -> int:
+        return self._ring.totals[2]
 
     def add(self, failed: bool, slow: bool) -> None:
+        ring = self._ring
         now = self._clock.now()
-        if now >= self._edge:  # a new second began: one float comparison on the common path
-            self._roll(math.floor(now))
-        i = self._index
-        self._calls[i] += 1
-        self.calls += 1
+        if now >= ring.edge:  # a new second began: one float comparison on the common path
+            ring.roll(now)
+        ring.add(0)
         if failed:
-            self._failures[i] += 1
-            self.failures += 1
+            ring.add(1)
         if slow:
-            self._slow[i] += 1
-            self.slow += 1
+            ring.add(2)
 
     def expire(self) -> None:
         now = self._clock.now()
-        if now >= self._edge:
-            self._roll(math.floor(now))
+        if now >= self._ring.edge:
+            self._ring.roll(now)
 
     def clear(self) -> None:
-        size = self._size
-        self._calls = [0] * size
-        self._failures = [0] * size
-        self._slow = [0] * size
-        self.calls = self.failures = self.slow = 0
-        self._move_head(math.floor(self._clock.now()))
-
-    def _move_head(self, second: int) -> None:
-        self._head = second  # the newest second the buckets describe
-        self._index = second % self._size
-        self._edge = float(second + 1)
-
-    def _roll(self, second: int) -> None:
-        # Each bucket is emptied at most once per pass, so a roll costs at most `size` steps and
-        # amortises to O(1) per second of clock time.
-        if second - self._head >= self._size:
-            self.clear()
-            self._move_head(second)
-            return
-        calls, failures, slow, size = self._calls, self._failures, self._slow, self._size
-        for s in range(self._head + 1, second + 1):
-            i = s % size
-            self.calls -= calls[i]
-            self.failures -= failures[i]
-            self.slow -= slow[i]
-            calls[i] = failures[i] = slow[i] = 0
-        self._move_head(second)
+        self._ring.clear(self._clock.now())

@@ -85,17 +85,17 @@ class RecordingBreaker(BaseBreaker):
     outcomes: list[CallOutcome] = attrs.field(factory=list)
     _streak: int = 0
 
-    def _available(self) -> bool:
-        return self._state is not BreakerState.OPEN
+    def admits(self) -> bool:
+        return self.automatic_state is not BreakerState.OPEN
 
-    def _acquire(self) -> Permit | None:
-        return self._permit(trial=False) if self._available() else None
+    def admit(self) -> Permit | None:
+        return self.issue_permit(trial=False) if self.admits() else None
 
-    def _record(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
+    def judge(self, permit: Permit, outcome: CallOutcome, duration: float) -> None:
         self.outcomes.append(outcome)
         if outcome is CallOutcome.FAILURE:
             self._streak += 1
             if self._streak >= self.failures:
-                self._transition(BreakerState.OPEN, f"{self._streak} failures in a row")
+                self.transition(BreakerState.OPEN, f"{self._streak} failures in a row")
         elif outcome is CallOutcome.SUCCESS:
             self._streak = 0
