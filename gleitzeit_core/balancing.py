@@ -49,7 +49,23 @@ C = TypeVar("C", bound=Candidate)
 
 @runtime_checkable
 class Strategy(Protocol):
-    """Chooses one of the candidates; raises ``EmptyPool`` when there are none."""
+    """Chooses one of the candidates; raises ``EmptyPool`` when there are none.
+
+    ``name`` is the name it is registered and shown under; ``guarantees`` what
+    ``StrategyContract`` checks beyond the basics (``"cycle"``, ``"weights"``, ``"sticky"``);
+    ``sampling`` how many uniformly drawn eligible candidates are enough for it to choose well
+    (p2c needs 2, random 1), so a large hub can skip the full scan; 0 means it must see every
+    eligible candidate.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def guarantees(self) -> frozenset[str]: ...
+
+    @property
+    def sampling(self) -> int: ...
 
     def select(self, candidates: Sequence[C], request: Request) -> C: ...
 
@@ -58,8 +74,8 @@ def _rng_field() -> random.Random:
     return attrs.field(factory=random.Random, repr=False, eq=False)
 
 
-def _empty(strategy: object) -> EmptyPool:
-    return EmptyPool(getattr(strategy, "name", type(strategy).__name__))
+def _empty(strategy: Strategy) -> EmptyPool:
+    return EmptyPool(strategy.name)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -83,6 +99,7 @@ class WeightedRandomStrategy:
 
     name: ClassVar[str] = "weighted_random"
     guarantees: ClassVar[frozenset[str]] = frozenset({"weights"})
+    sampling: ClassVar[int] = 0
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
@@ -107,6 +124,7 @@ class RoundRobinStrategy:
 
     name: ClassVar[str] = "round_robin"
     guarantees: ClassVar[frozenset[str]] = frozenset({"cycle"})
+    sampling: ClassVar[int] = 0
     rng: random.Random = _rng_field()
     _last: str | None = attrs.field(init=False, default=None)
 
@@ -134,6 +152,7 @@ class WeightedRoundRobinStrategy:
 
     name: ClassVar[str] = "weighted_round_robin"
     guarantees: ClassVar[frozenset[str]] = frozenset({"weights"})
+    sampling: ClassVar[int] = 0
     rng: random.Random = _rng_field()
     _current: dict[str, float] = attrs.field(init=False, factory=dict)
 
@@ -167,6 +186,7 @@ class LeastLoadedStrategy:
 
     name: ClassVar[str] = "least_loaded"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 0
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
@@ -178,7 +198,7 @@ def _in_flight(candidate: Candidate) -> float:
 
 
 def _lowest(
-    strategy: object, rng: random.Random, candidates: Sequence[C], key: Callable[[C], float]
+    strategy: Strategy, rng: random.Random, candidates: Sequence[C], key: Callable[[C], float]
 ) -> C:
     """The candidate with the lowest ``key``; ties broken by reservoir sampling, so each tied
     candidate is equally likely whatever its position."""
@@ -198,7 +218,7 @@ def _lowest(
     return best
 
 
-def _pair(strategy: object, rng: random.Random, candidates: Sequence[C]) -> tuple[C, C | None]:
+def _pair(strategy: Strategy, rng: random.Random, candidates: Sequence[C]) -> tuple[C, C | None]:
     """Two distinct random candidates (both, when there are exactly two; one and ``None``
     when there is one), for the two-choices strategies."""
     n = len(candidates)
@@ -245,6 +265,7 @@ class LeastLatencyStrategy:
 
     name: ClassVar[str] = "least_latency"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 0
     rng: random.Random = _rng_field()
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
@@ -299,6 +320,7 @@ class ConsistentHashStrategy:
 
     name: ClassVar[str] = "consistent_hash"
     guarantees: ClassVar[frozenset[str]] = frozenset({"sticky"})
+    sampling: ClassVar[int] = 0
     rng: random.Random = _rng_field()
     replicas: int = attrs.field(default=64, validator=attrs.validators.ge(1))
     _points: list[int] = attrs.field(init=False, factory=list)
@@ -344,6 +366,7 @@ class PriorityStrategy:
 
     name: ClassVar[str] = "priority"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 0
     rng: random.Random = _rng_field()
     _within: PowerOfTwoChoicesStrategy = attrs.field(init=False)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeVar
 
@@ -71,7 +71,7 @@ class ResourceHub:
         self.rng = rng or random.Random()
         self.clock = clock or SystemClock()
         self.strategy: Strategy = strategy or PowerOfTwoChoicesStrategy(rng=self.rng)
-        self.strategy_name: str = strategy_name or str(getattr(self.strategy, "name", "custom"))
+        self.strategy_name: str = strategy_name or self.strategy.name
         self.breaker_factory = breaker_factory or (lambda: PassThroughBreaker(clock=self.clock))
         self.health_settings = health or HealthSettings()
         self.outlier = OutlierDetector(outlier or OutlierSettings())
@@ -92,6 +92,7 @@ class ResourceHub:
         self._waiting = 0
         self._drained: dict[str, asyncio.Event] = {}
         self._started = False
+        self._probing = False  # probes start once on_start has run
         # a subclass that ranks resources in tiers needs the full scan to see every tier
         self._tiered = type(self).tier is not ResourceHub.tier
         self.panic = False
@@ -138,7 +139,7 @@ class ResourceHub:
         self._resources[spec.id] = resource
         self._members.append(resource)
         self.on_added(resource)
-        if self._started and self.monitor is not None:
+        if self._probing and self.monitor is not None:
             self.monitor.watch(resource)
         self._wake()
         return resource
@@ -179,11 +180,13 @@ class ResourceHub:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Discover resources and start probing them."""
+        """Discover resources, run ``on_start``, then start probing them."""
         if self._started:
             return
         self._started = True
         await self.discover()
+        await self.on_start()
+        self._probing = True
         if self.monitor is not None:
             for resource in self._members:
                 self.monitor.watch(resource)
@@ -206,11 +209,13 @@ class ResourceHub:
         return found
 
     async def stop(self) -> None:
-        """Stop probing and wake everyone waiting; subclasses close their sessions after this."""
-        self._started = False
+        """Stop probing, wake everyone waiting, then run ``on_stop`` (also when the hub was
+        never started: it may have opened sessions on first use)."""
+        self._started = self._probing = False
         if self.monitor is not None:
             await self.monitor.stop()
         self._wake()
+        await self.on_stop()
 
     async def __aenter__(self) -> ResourceHub:
         await self.start()
@@ -256,6 +261,14 @@ class ResourceHub:
         """Called when a probe moved a resource to another health state."""
         self._wake()
 
+    async def on_start(self) -> None:
+        """Called by ``start`` after discovery and before probing begins (read inventories,
+        open sessions, pre-start containers)."""
+
+    async def on_stop(self) -> None:
+        """Called by ``stop`` once probing has stopped (cancel background work, close
+        sessions)."""
+
     def on_added(self, resource: Resource) -> None:
         """Called when a resource joins."""
 
@@ -272,7 +285,7 @@ class ResourceHub:
         """Take a lease now if any resource is eligible; also say whether waiting could help."""
         now = self.clock.now()
         strategy = strategy or self.strategy
-        sampling = getattr(strategy, "sampling", 0)
+        sampling = strategy.sampling
         if sampling and len(self._members) > _SAMPLE_ABOVE and not self._tiered:
             sample = selection.sample(self, sampling, request, exclude, now)
             if sample is not None:
@@ -513,6 +526,12 @@ class ResourceHub:
             resources=[self.resource_status(r, now) for r in self._members],
         )
 
-    def members(self) -> Iterable[Resource]:
-        """The resources, without copying the list."""
-        return iter(self._members)
+    def members(self) -> Sequence[Resource]:
+        """The resources, without copying them (read-only: change them with ``add`` and
+        ``remove``)."""
+        return self._members
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` ran and ``stop`` has not."""
+        return self._started

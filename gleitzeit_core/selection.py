@@ -23,6 +23,37 @@ if TYPE_CHECKING:
 __all__ = ["eligible", "reasons", "sample"]
 
 
+# Why a resource cannot take a request (health and ejection aside), cheapest checks first.
+# Codes, not messages, so the hot paths build no strings; ``reasons`` words them.
+_OK, _DRAINING, _TRIED, _NOT_SERVED, _AT_CAP, _SLOT_FULL, _BREAKER = range(7)
+
+
+def _blocker(
+    hub: ResourceHub, resource: Resource, request: Request, exclude: Collection[str]
+) -> int:
+    if resource.draining:
+        return _DRAINING
+    if resource.spec.id in exclude:
+        return _TRIED
+    if hub.serves(resource, request) is not None:
+        return _NOT_SERVED
+    cap = resource.spec.max_concurrency
+    if cap is not None and resource.metrics.in_flight >= cap:
+        return _AT_CAP
+    slot = request.slot
+    if slot is not None:
+        slot_cap = hub.capacity(resource, slot)
+        if slot_cap is not None and resource.slots.get(slot, 0) >= slot_cap:
+            return _SLOT_FULL
+    if not resource.breaker.available():
+        return _BREAKER
+    return _OK
+
+
+def _healthy(resource: Resource, now: float) -> bool:
+    return resource.health is not Health.UNHEALTHY and not resource.is_ejected(now)
+
+
 def eligible(
     hub: ResourceHub, request: Request, exclude: Collection[str], now: float
 ) -> tuple[list[Resource], bool, bool]:
@@ -31,25 +62,16 @@ def eligible(
     fallback: list[Resource] = []
     any_healthy = False
     saturated = False
-    slot = request.slot
-    for resource in hub._members:
+    for resource in hub.members():
         if resource.draining:
             continue
-        healthy = resource.health is not Health.UNHEALTHY and not resource.is_ejected(now)
+        healthy = _healthy(resource, now)
         any_healthy = any_healthy or healthy
-        if resource.spec.id in exclude or hub.serves(resource, request) is not None:
-            continue
-        cap = resource.spec.max_concurrency
-        if cap is not None and resource.metrics.in_flight >= cap:
-            saturated = True
-            continue
-        if slot is not None:
-            slot_cap = hub.capacity(resource, slot)
-            if slot_cap is not None and resource.slots.get(slot, 0) >= slot_cap:
+        blocked = _blocker(hub, resource, request, exclude)
+        if blocked:
+            if blocked in (_AT_CAP, _SLOT_FULL):
                 saturated = True
-                continue
-        if not resource.breaker.available():
-            if resource.breaker.state is BreakerState.HALF_OPEN:
+            elif blocked == _BREAKER and resource.breaker.state is BreakerState.HALF_OPEN:
                 saturated = True  # its trial permits are busy; one will come back
             continue
         (eligible if healthy else fallback).append(resource)
@@ -64,29 +86,15 @@ def sample(
 ) -> list[Resource] | None:
     """``size`` distinct healthy eligible resources drawn uniformly, or None if a few
     draws do not find them (then the caller scans everything)."""
-    members = hub._members
+    members = hub.members()
     count = len(members)
     random_ = hub.rng.random
-    slot = request.slot
     found: list[Resource] = []
     for _ in range(4 * size):
         resource = members[int(random_() * count)]
-        if (
-            resource in found
-            or resource.draining
-            or resource.health is Health.UNHEALTHY
-            or (resource.ejected_until is not None and now < resource.ejected_until)
-            or resource.spec.id in exclude
-        ):
+        if resource in found or not _healthy(resource, now):
             continue
-        cap = resource.spec.max_concurrency
-        if cap is not None and resource.metrics.in_flight >= cap:
-            continue
-        if slot is not None:
-            slot_cap = hub.capacity(resource, slot)
-            if slot_cap is not None and resource.slots.get(slot, 0) >= slot_cap:
-                continue
-        if hub.serves(resource, request) is not None or not resource.breaker.available():
+        if _blocker(hub, resource, request, exclude):
             continue
         found.append(resource)
         if len(found) == size:
@@ -99,33 +107,32 @@ def reasons(
 ) -> dict[str, str]:
     """Why each resource is not eligible; computed only when a request is refused."""
     found: dict[str, str] = {}
-    for resource in hub._members:
-        rid = resource.spec.id
-        why = None
-        if resource.draining:
-            why = "draining"
-        elif rid in exclude:
-            why = "already tried by this request"
-        elif (served := hub.serves(resource, request)) is not None:
-            why = served
-        elif (
-            resource.spec.max_concurrency is not None
-            and resource.in_flight >= resource.spec.max_concurrency
-        ):
-            why = f"at max_concurrency ({resource.spec.max_concurrency})"
-        elif (
-            request.slot is not None
-            and (cap := hub.capacity(resource, request.slot)) is not None
-            and resource.slots.get(request.slot, 0) >= cap
-        ):
-            why = f"{request.slot}: all {cap} slots busy"
-        elif not resource.breaker.available():
-            why = f"breaker {resource.breaker.state.value}"
-        elif resource.is_ejected(now):
-            assert resource.ejected_until is not None
-            why = f"ejected for {resource.ejected_until - now:.1f} s more"
-        elif resource.health is Health.UNHEALTHY:
-            why = "unhealthy" + (f": {resource.health_detail}" if resource.health_detail else "")
+    for resource in hub.members():
+        why = _describe(hub, resource, request, _blocker(hub, resource, request, exclude), now)
         if why is not None:
-            found[rid] = why
+            found[resource.spec.id] = why
     return found
+
+
+def _describe(
+    hub: ResourceHub, resource: Resource, request: Request, blocked: int, now: float
+) -> str | None:
+    if blocked == _DRAINING:
+        return "draining"
+    if blocked == _TRIED:
+        return "already tried by this request"
+    if blocked == _NOT_SERVED:
+        return hub.serves(resource, request)
+    if blocked == _AT_CAP:
+        return f"at max_concurrency ({resource.spec.max_concurrency})"
+    if blocked == _SLOT_FULL:
+        assert request.slot is not None
+        return f"{request.slot}: all {hub.capacity(resource, request.slot)} slots busy"
+    if blocked == _BREAKER:
+        return f"breaker {resource.breaker.state.value}"
+    if resource.is_ejected(now):
+        assert resource.ejected_until is not None
+        return f"ejected for {resource.ejected_until - now:.1f} s more"
+    if resource.health is Health.UNHEALTHY:
+        return "unhealthy" + (f": {resource.health_detail}" if resource.health_detail else "")
+    return None

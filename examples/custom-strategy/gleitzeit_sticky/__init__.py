@@ -24,6 +24,7 @@ C = TypeVar("C", bound=Candidate)
 class StickyStrategy:
     name: ClassVar[str] = "sticky"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 0  # sees every candidate: its choice depends on all of them
     rng: random.Random = attrs.field(factory=random.Random, repr=False)
     #: move on anyway once the current resource has this many calls in flight
     max_in_flight: int = attrs.field(default=8, validator=attrs.validators.ge(1))

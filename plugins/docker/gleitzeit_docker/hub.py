@@ -143,12 +143,9 @@ class DockerHub(ResourceHub):
         task.add_done_callback(self._background.discard)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Discover the engines, remove orphans of crashed runs, pre-start ``min_idle``."""
-        if self._started:
-            return
-        await super().start()
-        await asyncio.gather(*(self._prepare(r) for r in self._members))
+    async def on_start(self) -> None:
+        """Remove orphans of crashed runs on every engine, pre-start ``min_idle``."""
+        await asyncio.gather(*(self._prepare(r) for r in self.members()))
         self._live = True
 
     async def _prepare(self, resource: Resource) -> None:

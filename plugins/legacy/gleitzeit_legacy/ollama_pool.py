@@ -75,6 +75,8 @@ class _First:
     """Takes the one candidate left after every other resource was excluded."""
 
     name = "legacy_choice"
+    guarantees: frozenset[str] = frozenset()
+    sampling = 0
 
     def select(self, candidates: Sequence[C], request: Request) -> C:
         return candidates[0]

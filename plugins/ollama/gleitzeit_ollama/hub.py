@@ -78,33 +78,18 @@ class OllamaHub(ResourceHub):
         session = self._session
         return session if session is not None and not session.closed else None
 
-    async def start(self) -> None:
-        """Open the session, discover, read every instance's models, then start probing.
-
-        Probes are held back until the first inventory is in, so the two do not fetch the
-        same ``/api/tags`` twice and routing knows the models from the first call on.
-        """
-        if self._started:
-            return
-        _ = self.session
-        monitor, self.monitor = self.monitor, None
-        try:
-            await super().start()
-            await self.refresh_models()
-        finally:
-            self.monitor = monitor
-        if monitor is not None:
-            for resource in self._members:
-                monitor.watch(resource)
+    async def on_start(self) -> None:
+        """Read every instance's models before probing starts, so the two do not fetch the
+        same ``/api/tags`` twice and routing knows the models from the first call on."""
+        await self.refresh_models()
         self._live = True
 
-    async def stop(self) -> None:
+    async def on_stop(self) -> None:
         self._live = False
         tasks = [*self._background, *self._pulls.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await super().stop()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -117,7 +102,7 @@ class OllamaHub(ResourceHub):
     async def refresh_models(self, resources: Collection[Resource] | None = None) -> None:
         """Read ``/api/version``, ``/api/ps`` and ``/api/tags`` of each instance now (bounded
         by the health timeout); an instance that does not answer keeps what was known."""
-        targets = list(self._members if resources is None else resources)
+        targets = list(self.members() if resources is None else resources)
         if not targets:
             return
         timeout = self.health_settings.timeout
@@ -187,10 +172,10 @@ class OllamaHub(ResourceHub):
     # -- models nobody has ----------------------------------------------------------------------
     def has_anywhere(self, model: str) -> bool:
         """Whether some instance (not draining) has, or may have, ``model``."""
-        return any(not r.draining and has_model(r, model) is not False for r in self._members)
+        return any(not r.draining and has_model(r, model) is not False for r in self.members())
 
     def missing_model(self, model: str) -> NoResourceAvailable:
-        reasons = {r.id: _inventory(r) for r in self._members}
+        reasons = {r.id: _inventory(r) for r in self.members()}
         return NoResourceAvailable(
             self.name,
             reasons,

@@ -69,6 +69,7 @@ class ModelAwareStrategy:
 
     name: ClassVar[str] = "model_aware"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 0  # sees every candidate: its choice depends on all of them
     rng: random.Random = attrs.field(factory=random.Random, repr=False, eq=False)
     inner: str = attrs.field(default="least_loaded", validator=one_of(*_INNER_CHOICES))
     _within: Strategy = attrs.field(init=False, repr=False)
