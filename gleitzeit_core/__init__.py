@@ -67,7 +67,14 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
     from .outcomes import CallOutcome, FailureClass
     from .registry import Register
     from .request import Request
-    from .resources import Candidate, Health, Resource, ResourceSpec
+    from .resources import (
+        Candidate,
+        Health,
+        Resource,
+        ResourceSpec,
+        public_endpoint,
+        resource_id_for,
+    )
     from .runtime import Runtime
 
 __version__ = "0.1.0"
@@ -135,6 +142,8 @@ __all__ = [
     "current_caller",
     "hookimpl",
     "hookspec",
+    "public_endpoint",
+    "resource_id_for",
 ]
 
 _EXPORTS: dict[str, str] = {
@@ -197,6 +206,8 @@ _EXPORTS: dict[str, str] = {
     "WeightedRoundRobinStrategy": "balancing",
     "acting_as": "caller",
     "current_caller": "caller",
+    "public_endpoint": "resources",
+    "resource_id_for": "resources",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
 }

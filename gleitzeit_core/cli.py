@@ -207,9 +207,17 @@ def run(method: str, params: str, config: str | None) -> None:
 @click.option("--config", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 11500).")
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Serve a non-loopback address without any API key (warns on every start).",
+)
 @guarded
-def serve(config: str | None, host: str | None, port: int | None) -> None:
-    """Serve the gateway: /gleitzeit/* plus the routes plugins add (the Ollama API)."""
+def serve(config: str | None, host: str | None, port: int | None, insecure_no_auth: bool) -> None:
+    """Serve the gateway: /gleitzeit/* plus the routes plugins add (the Ollama API).
+
+    Without a key ([gateway] token or [gateway.keys.NAME]) it binds only loopback addresses;
+    see docs/security.md."""
     from .gateway import serve as serve_gateway
     from .runtime import Runtime
 
@@ -233,7 +241,14 @@ def serve(config: str | None, host: str | None, port: int | None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve_gateway(runtime, host=host, port=port, ready=ready, stop=stop)
+        await serve_gateway(
+            runtime,
+            host=host,
+            port=port,
+            ready=ready,
+            stop=stop,
+            insecure_no_auth=insecure_no_auth,
+        )
 
     asyncio.run(go())
 

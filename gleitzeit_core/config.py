@@ -23,6 +23,7 @@ import tomli_w
 
 from .errors import ConfigError
 from .health import HealthSettings, OutlierSettings
+from .keys import KeyConfig
 from .structuring import converter, structure, structure_attrs
 from .validators import InvalidValue, MissingKey, at_least, in_range, positive, seconds
 
@@ -84,8 +85,15 @@ class GatewayConfig:
     port: int = attrs.field(default=11500, validator=in_range(0, 65535, "a port"))
     token: str | None = None
     token_env: str = "GLEITZEIT_GATEWAY_TOKEN"
-    max_body_bytes: int = attrs.field(default=32 * 1024 * 1024, validator=at_least(1))
+    keys: dict[str, KeyConfig] = attrs.field(factory=dict)  # see gleitzeit_core.keys
+    origins: list[str] = attrs.field(factory=list)  # besides loopback pages; globs
+    hosts: list[str] = attrs.field(factory=list)  # Host names besides localhost and IPs; globs
+    max_body_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=at_least(1))
     request_timeout: float = attrs.field(default=300.0, validator=seconds())
+    header_timeout: float = attrs.field(default=10.0, validator=seconds())
+    body_timeout: float = attrs.field(default=60.0, validator=seconds())
+    max_connections: int = attrs.field(default=256, validator=at_least(1))
+    max_batch: int = attrs.field(default=64, validator=at_least(1))  # tasks of one */batch
 
 
 @attrs.frozen(kw_only=True)

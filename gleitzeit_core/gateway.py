@@ -5,17 +5,18 @@ method, ``GET /gleitzeit/status``, ``GET /gleitzeit/health`` and ``POST /gleitze
 (take a resource out without failing a request). Plugins add their own routes
 through ``gleitzeit_register_routes`` (the Ollama plugin serves the Ollama API).
 
-Safe by default: it binds 127.0.0.1; with a token configured, every route but the health check
-needs ``Authorization: Bearer <token>``; bodies are size-limited; anything a client sends that
-is wrong gets a 4xx with a JSON error, and nothing it sends can crash the server. A client that
-disconnects cancels its handler, and with it the upstream request.
+Safe by default (docs/security.md): it binds 127.0.0.1 and refuses a wider bind without a key;
+foreign web pages and rebound Host names are refused (``guard``); with keys configured
+(``keys``) every route but the health check needs one, and each request runs as that key's
+``Caller`` within its scopes and limits; bodies are size- and time-limited; anything a client
+sends that is wrong gets a 4xx with a JSON error, and nothing it sends can crash the server. A
+client that disconnects cancels its handler, and with it the upstream request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .caller import PermissionDenied
+from .caller import PermissionDenied, acting_as, current_caller
 from .errors import (
     ConfigError,
     GleitzeitError,
@@ -35,22 +36,33 @@ from .errors import (
     ResourceError,
     UnknownMethod,
 )
+from .guard import ConnectionGuard, GuardedSite, OriginPolicy, is_loopback_host
+from .keys import KeyRing
 from .resources import Health
 from .status import to_json
 
 __all__ = [
+    "COOKIE_NAME",
+    "KEYS_KEY",
     "RUNTIME_KEY",
     "RouteRegistrar",
     "build_app",
+    "check_bind",
     "json_error",
     "read_json_object",
     "serve",
+    "start_gateway",
     "status_for",
     "stream_ndjson",
 ]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RUNTIME_KEY: web.AppKey[Any] = web.AppKey("gleitzeit_runtime", object)
+KEYS_KEY: web.AppKey[KeyRing] = web.AppKey("gleitzeit_keys", KeyRing)
+ROUTE_TIMEOUTS_KEY: web.AppKey[dict[Any, float]] = web.AppKey("gleitzeit_route_timeouts", dict)
+BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("gleitzeit_body_timeout", float)
+COOKIE_NAME = "gleitzeit_key"
+_KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -82,22 +94,110 @@ class RouteRegistrar:
         self.app = app
         self.runtime = runtime
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
-        self.app.router.add_route(method, path, handler)
+    def add(
+        self, method: str, path: str, handler: Handler, *, timeout: float | None = None
+    ) -> None:
+        """Serve ``handler``; ``timeout`` replaces ``[gateway] request_timeout`` for a route
+        that legitimately runs longer (a model pull)."""
+        route = self.app.router.add_route(method, path, handler)
+        if timeout is not None:
+            self.app[ROUTE_TIMEOUTS_KEY][route] = timeout
 
 
-def _auth_middleware(token: str | None) -> Any:
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is None or request.path == "/gleitzeit/health":
-            return await handler(request)
-        given = request.headers.get("Authorization", "")
+def _presented_token(request: web.Request) -> str | None:
+    """The key a request carries: ``Authorization: Bearer``, else the ``gleitzeit_key``
+    cookie (the dashboard's login; SameSite=Strict, and the Origin check applies to it)."""
+    given = request.headers.get("Authorization")
+    if given is not None:
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
-            return json_error(401, "missing or wrong bearer token")
-        return await handler(request)
+        return value.strip() if scheme.lower() == "bearer" else ""
+    if "Cookie" in request.headers:
+        return request.cookies.get(COOKIE_NAME)
+    return None
 
-    return auth
+
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _guard_middleware(
+    ring: KeyRing,
+    policy: OriginPolicy,
+    connections: ConnectionGuard | None,
+    timeouts: dict[Any, float],
+    default_timeout: float,
+) -> Any:
+    """Every check before a handler runs, in the order an attacker meets them: Host, Origin,
+    body type, key, limits; then the handler runs as the key's caller, within its time."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        protocol = request.protocol
+        if connections is not None:
+            connections.request_started(protocol)
+        try:
+            return await _guarded(request, handler)
+        finally:
+            if connections is not None:
+                connections.request_finished(protocol)
+
+    async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        headers = request.headers
+        host = headers.get("Host")
+        if host is not None and not policy.host_allowed(host):
+            return json_error(
+                403,
+                f"Host {host!r} is not allowed; add it to [gateway] hosts if this gateway is "
+                "reached by that name",
+            )
+        origin = headers.get("Origin")
+        if origin is not None and not policy.origin_allowed(origin):
+            return json_error(
+                403,
+                f"Origin {origin!r} is not allowed; add it to [gateway] origins or "
+                "GLEITZEIT_ORIGINS to let that page use the gateway",
+            )
+        if request.method in _UNSAFE_METHODS and request.body_exists:
+            problem = policy.body_type_problem(request)
+            if problem is not None:
+                return json_error(415, problem)
+        if request.path == "/gleitzeit/health":
+            return await handler(request)
+        key = ring.lookup(_presented_token(request))
+        if key is None:
+            return json_error(
+                401,
+                "missing or unknown API key; send Authorization: Bearer <token>",
+                scope="key",
+            )
+        refused = ring.admit(key)
+        if refused is not None:
+            limit, wait = refused
+            busy = json_error(
+                429,
+                f"key {key.caller.name!r} is over its {limit}; retry after {wait:.1f} s",
+                scope=limit,
+            )
+            busy.headers["Retry-After"] = ring.retry_header(wait)
+            return busy
+        seconds = timeouts.get(request.match_info.route, default_timeout)
+        try:
+            with acting_as(key.caller):
+                async with asyncio.timeout(seconds) as deadline:
+                    response = await handler(request)
+            if response.status == 403:  # a plugin route that answered PermissionDenied itself
+                key.counters.denied += 1
+            return response
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            return json_error(504, f"request took longer than the gateway's {seconds:g} s")
+        except PermissionDenied:
+            key.counters.denied += 1
+            raise
+        finally:
+            ring.release(key)
+
+    return guard
 
 
 @web.middleware
@@ -109,6 +209,8 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         reason = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
         return json_error(exc.status, reason or "request failed")
+    except PermissionDenied as exc:
+        return json_error(403, str(exc), scope=exc.scope, key=exc.caller)
     except GleitzeitError as exc:
         return json_error(status_for(exc), str(exc))
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -119,8 +221,16 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
-    body = await request.read()  # raises 413 past client_max_size
+    """The request body as a JSON object, or a 400 that says what is wrong with it; a body
+    that does not arrive within ``[gateway] body_timeout`` is a 408."""
+    seconds = request.app.get(BODY_TIMEOUT_KEY, 60.0)
+    try:
+        async with asyncio.timeout(seconds):
+            body = await request.read()  # raises 413 past client_max_size
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"request body not received within {seconds:g} s"
+        ) from None
     if not body:
         raise web.HTTPBadRequest(text="request body is empty; expected a JSON object")
     try:
@@ -166,6 +276,15 @@ async def _execute(request: web.Request) -> web.StreamResponse:
     unknown = sorted(set(data) - {"method", "params", "id"})
     if unknown:
         return json_error(400, f"unknown field(s): {', '.join(unknown)}")
+    caller = current_caller()
+    if caller is not None:
+        caller.check_method(method)
+    tasks = params.get("tasks")
+    limit = runtime.config.gateway.max_batch
+    if method.endswith("/batch") and isinstance(tasks, list) and len(tasks) > limit:
+        return json_error(
+            400, f"params.tasks: {len(tasks)} tasks, more than [gateway] max_batch ({limit})"
+        )
     result = await runtime.execute(method, params)
     if hasattr(result, "__aiter__"):
         return await stream_ndjson(request, result)
@@ -176,6 +295,9 @@ async def _drain(request: web.Request) -> web.Response:
     """Take a resource out of rotation without failing a request: no new leases, wait for
     the calls in flight, then (``remove``: true, the default) remove it from the hub."""
     runtime = request.app[RUNTIME_KEY]
+    caller = current_caller()
+    if caller is not None:
+        caller.check_admin("POST /gleitzeit/drain")
     data = await read_json_object(request)
     hub_name, resource_id = data.get("hub"), data.get("resource")
     remove, timeout = data.get("remove", True), data.get("timeout", 60.0)
@@ -218,22 +340,85 @@ async def _health(request: web.Request) -> web.Response:
 
 
 def build_app(
-    runtime: Any, *, token: str | None = None, max_body_bytes: int | None = None
+    runtime: Any,
+    *,
+    token: str | None = None,
+    max_body_bytes: int | None = None,
+    host: str | None = None,
+    connections: ConnectionGuard | None = None,
 ) -> web.Application:
+    """The gateway's application. ``host`` is the bound address (a Host it accepts);
+    ``connections`` is the guard of a :class:`GuardedSite` serving it, if any."""
     gateway = runtime.config.gateway
-    if token is None:
-        token = gateway.token or os.environ.get(gateway.token_env) or None
+    ring = KeyRing.from_config(gateway, token=token, counters=runtime.callers)
+    extra = os.environ.get("GLEITZEIT_ORIGINS", "")
+    origins = [*gateway.origins, *(o for o in extra.split(",") if o.strip())]
+    policy = OriginPolicy(origins=origins, hosts=gateway.hosts, bound=host or gateway.host)
+    timeouts: dict[Any, float] = {}
     app = web.Application(
-        middlewares=[_error_middleware, _auth_middleware(token)],
+        middlewares=[
+            _error_middleware,
+            _guard_middleware(ring, policy, connections, timeouts, gateway.request_timeout),
+        ],
         client_max_size=max_body_bytes or gateway.max_body_bytes,
     )
     app[RUNTIME_KEY] = runtime
+    app[KEYS_KEY] = ring
+    app[ROUTE_TIMEOUTS_KEY] = timeouts
+    app[BODY_TIMEOUT_KEY] = gateway.body_timeout
     app.router.add_post("/gleitzeit/execute", _execute)
     app.router.add_get("/gleitzeit/status", _status)
     app.router.add_get("/gleitzeit/health", _health)
     app.router.add_post("/gleitzeit/drain", _drain)
     runtime.plugins.call_each("gleitzeit_register_routes", router=RouteRegistrar(app, runtime))
     return app
+
+
+def check_bind(host: str, ring: KeyRing, *, insecure_no_auth: bool = False) -> str | None:
+    """Refuse to serve an open gateway beyond loopback; the warning to print when the
+    operator insists (``--insecure-no-auth``), else None."""
+    if is_loopback_host(host) or not ring.open:
+        return None
+    if not insecure_no_auth:
+        raise ConfigError(
+            f"gateway: refusing to bind {host!r} without an API key; anyone who can reach it "
+            "could use every model, sandbox and admin route. Configure [gateway] token or "
+            "[gateway.keys.NAME], bind 127.0.0.1, or pass --insecure-no-auth"
+        )
+    return (
+        f"WARNING: gleitzeit gateway on {host!r} with NO authentication (--insecure-no-auth): "
+        "anyone who can reach this address may use every model, sandbox and admin route"
+    )
+
+
+async def start_gateway(
+    runtime: Any,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    insecure_no_auth: bool = False,
+) -> web.AppRunner:
+    """Serve the gateway of a started runtime on ``host:port`` with every limit of
+    ``[gateway]``; returns the runner (``runner.addresses``; ``await runner.cleanup()``)."""
+    gateway = runtime.config.gateway
+    connections = ConnectionGuard(
+        max_connections=gateway.max_connections, header_timeout=gateway.header_timeout
+    )
+    app = build_app(runtime, token=token, host=host, connections=connections)
+    warning = check_bind(host, app[KEYS_KEY], insecure_no_auth=insecure_no_auth)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, keepalive_timeout=_KEEPALIVE
+    )
+    await runner.setup()
+    try:
+        await GuardedSite(runner, host, port, connections).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 async def serve(
@@ -243,17 +428,16 @@ async def serve(
     port: int | None = None,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    insecure_no_auth: bool = False,
 ) -> None:
     """Run the gateway until ``stop`` is set (or forever), with the runtime started."""
     gateway = runtime.config.gateway
     host = host or gateway.host
     port = gateway.port if port is None else port
+    # refuse an open non-loopback bind before starting anything
+    check_bind(host, KeyRing.from_config(gateway), insecure_no_auth=insecure_no_auth)
     async with runtime:
-        app = build_app(runtime)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        runner = await start_gateway(runtime, host, port, insecure_no_auth=insecure_no_auth)
         try:
             bound = _bound_port(runner) or port
             if ready is not None:

@@ -31,7 +31,7 @@ from .lease import Lease
 from .metrics import ResourceMetrics
 from .outcomes import CallOutcome, FailureClass
 from .request import Request
-from .resources import Health, Resource, ResourceSpec
+from .resources import Health, Resource, ResourceSpec, public_endpoint
 from .status import HubStatus, ResourceStatus
 
 __all__ = ["ResourceHub"]
@@ -495,7 +495,7 @@ class ResourceHub:
         ejected = resource.is_ejected(now)
         return ResourceStatus(
             id=resource.spec.id,
-            endpoint=resource.spec.endpoint,
+            endpoint=public_endpoint(resource.spec.endpoint),
             health=resource.health.value,
             health_detail=resource.health_detail,
             breaker=resource.breaker.state.value,

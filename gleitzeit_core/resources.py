@@ -11,7 +11,22 @@ import attrs
 from .breaker import Breaker, PassThroughBreaker
 from .metrics import ResourceMetrics
 
-__all__ = ["Candidate", "Health", "Resource", "ResourceSpec"]
+__all__ = ["Candidate", "Health", "Resource", "ResourceSpec", "public_endpoint", "resource_id_for"]
+
+
+def public_endpoint(endpoint: str) -> str:
+    """``endpoint`` without ``user:password@``: what ids, status and logs may show."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        scheme, rest = "", endpoint
+    authority, slash, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def resource_id_for(endpoint: str) -> str:
+    """The id of a resource known only by its URL: ``host:port[/path]``, never credentials."""
+    return public_endpoint(endpoint).split("://", 1)[-1].rstrip("/")
 
 
 def _frozen_strings(value: Any) -> frozenset[str]:

@@ -20,11 +20,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from .clock import Clock
 from .config import GleitzeitConfig, load_config, read_user_config
 from .errors import ProviderUnavailable, UnknownMethod
 from .features import FeatureFlags
 from .hub import ResourceHub
+from .keys import CallerCounters
 from .metrics import ResourceMetrics
 from .outcomes import FailureClass
 from .plugins import PluginManager
@@ -57,6 +60,8 @@ class Runtime:
             name: provider for provider in self.providers.values() for name in provider.methods()
         }
         self.paths: dict[str, dict[str, ResourceMetrics]] = {}
+        # per gateway key: filled by the gateway's KeyRing, shown in status() and metrics
+        self.callers: dict[str, CallerCounters] = {}
         self._started = False
         self._starting: asyncio.Future[None] | None = None
 
@@ -170,4 +175,5 @@ class Runtime:
                 for provider, served in self.paths.items()
             },
             plugins={r.name: r.status for r in self.plugins.report()},
+            callers={name: attrs.asdict(c) for name, c in sorted(self.callers.items())},
         )

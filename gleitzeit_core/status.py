@@ -51,6 +51,8 @@ class RuntimeStatus:
     # provider -> served path ("hub" or "legacy") -> its numbers, for dual-mode rollouts
     paths: dict[str, dict[str, MetricsSnapshot]]
     plugins: dict[str, str]  # plugin name -> status
+    # gateway key name (never its token) -> its request counters (gleitzeit_core.keys)
+    callers: dict[str, Any] = attrs.field(factory=dict)
 
 
 _json = cattrs.Converter()

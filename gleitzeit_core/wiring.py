@@ -21,7 +21,7 @@ from .errors import ConfigError, DuplicateNameError, UnknownNameError
 from .hub import ResourceHub
 from .kinds import HubKind, ProviderKind
 from .registry import Registries
-from .resources import ResourceSpec
+from .resources import ResourceSpec, resource_id_for
 from .structuring import build_component, structure
 
 __all__ = ["FIRST_PARTY", "build_hubs", "build_providers", "resource_spec"]
@@ -65,7 +65,7 @@ def resource_spec(hub: str, index: int, item: ResourceConfig, kind: HubKind) -> 
             raise ConfigError([f"{path}.{key}: unknown key" for key in sorted(item.options)])
         options_class = _load(kind.resource_options)
         options = attrs.asdict(structure(item.options, options_class, path=path))
-    rid = item.id or endpoint.split("://", 1)[-1].rstrip("/")
+    rid = item.id or resource_id_for(endpoint)
     return ResourceSpec(
         id=rid,
         endpoint=endpoint,

@@ -15,7 +15,14 @@ from typing import Any
 
 import aiohttp
 
-from gleitzeit_core import FailureClass, Health, InvalidParams, Resource, ResourceError
+from gleitzeit_core import (
+    FailureClass,
+    Health,
+    InvalidParams,
+    Resource,
+    ResourceError,
+    current_caller,
+)
 from gleitzeit_core.hub import ResourceHub
 
 __all__ = [
@@ -213,15 +220,18 @@ def select_legacy(
 
 
 def encode_images(method: str, images: Sequence[Any]) -> list[str]:
-    """Images as base64: ``data:`` URIs are stripped, file paths read, base64 kept."""
+    """Images as base64: ``data:`` URIs are stripped, file paths read, base64 kept. File paths
+    are the old API's, for in-process code only: a request made for a gateway client
+    (``current_caller()`` set) never reads a host file, whether or not it exists."""
     encoded: list[str] = []
     problems: list[str] = []
+    files_allowed = current_caller() is None
     for index, image in enumerate(images):
         if isinstance(image, bytes):
             encoded.append(base64.b64encode(image).decode("ascii"))
         elif isinstance(image, str) and image.startswith("data:"):
             encoded.append(image.split(",", 1)[1] if "," in image else image)
-        elif isinstance(image, str) and len(image) < 4096 and "\n" not in image:
+        elif files_allowed and isinstance(image, str) and len(image) < 4096 and "\n" not in image:
             path = Path(image).expanduser()
             try:
                 is_file = path.is_file()

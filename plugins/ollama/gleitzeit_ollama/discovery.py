@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from gleitzeit_core import ResourceSpec
+from gleitzeit_core import ResourceSpec, resource_id_for
 from gleitzeit_ollama.settings import OllamaSettings
 
 __all__ = ["EnvDiscoverer", "ScanDiscoverer", "endpoint_of", "make_env", "make_scan"]
@@ -44,6 +44,7 @@ def endpoint_of(value: str) -> str:
         port = 443 if scheme == "https" else 80
     hostport, slash, path = rest.partition("/")
     path = (slash + path).rstrip("/")
+    userinfo, at, hostport = hostport.rpartition("@")  # kept in the URL, never in the id
     host = hostport
     if hostport.startswith("["):  # [v6]:port
         close = hostport.find("]")
@@ -59,7 +60,7 @@ def endpoint_of(value: str) -> str:
     if any(c.isspace() for c in host):
         raise ValueError(f"{value!r}: spaces in the host name")
     shown = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{shown}:{port}{path}"
+    return f"{scheme}://{userinfo}{at}{shown}:{port}{path}"
 
 
 def _port(text: str, value: str) -> int:
@@ -69,9 +70,8 @@ def _port(text: str, value: str) -> int:
 
 
 def spec_for(endpoint: str, label: str, settings: OllamaSettings) -> ResourceSpec:
-    rid = endpoint.split("://", 1)[-1].rstrip("/")
     return ResourceSpec(
-        id=rid,
+        id=resource_id_for(endpoint),
         endpoint=endpoint,
         labels=frozenset({label}),
         options={"num_parallel": settings.default_num_parallel},

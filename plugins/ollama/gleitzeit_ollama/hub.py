@@ -29,6 +29,7 @@ import aiohttp
 from gleitzeit_core import FailureClass, NoResourceAvailable, Request, Resource
 from gleitzeit_core.hub import ResourceHub
 from gleitzeit_ollama import calls, pulling
+from gleitzeit_ollama.access import may_auto_pull
 from gleitzeit_ollama.client import JSON, make_session
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.models import (
@@ -187,7 +188,7 @@ class OllamaHub(ResourceHub):
         ``NoResourceAvailable`` listing the models of every instance."""
         if self.has_anywhere(model):
             return
-        if not self.settings.auto_pull:
+        if not self.settings.auto_pull or not may_auto_pull():
             raise self.missing_model(model)
         task = self._pulls.get(model)
         if task is None:

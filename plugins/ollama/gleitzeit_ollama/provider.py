@@ -5,7 +5,8 @@ method             does
 =================  ==================================================================
 llm/generate       ``/api/generate`` (prompt, system, images, format, sampling, ...)
 llm/chat           ``/api/chat`` (messages with role/content/images, tools)
-llm/vision         ``/api/generate`` with images (base64, data: URIs or file paths)
+llm/vision         ``/api/generate`` with images (base64 or data: URIs; in-process callers
+                   also files under the hub's ``image_dirs``)
 llm/embed          ``/api/embed`` (``input``: a string or a list of strings)
 llm/list_models    every model once, with the instances that have it installed/loaded
 llm/pull_model     ``/api/pull`` on one instance; ``stream=true`` returns the progress
@@ -26,8 +27,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gleitzeit_core import InvalidParams, Request
+from gleitzeit_core import InvalidParams, Request, current_caller, public_endpoint
 from gleitzeit_core.provider import Method, ProtocolProvider
+from gleitzeit_ollama.access import check_model, check_pull
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import (
@@ -51,24 +53,45 @@ from gleitzeit_ollama.params import (
 )
 from gleitzeit_ollama.stream import ChunkStream
 
-__all__ = ["LlmProvider", "load_images"]
+__all__ = ["ImageFiles", "LlmProvider", "load_images"]
 
 _DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 _MAX_PATH = 4096
 
 
-def _image(value: str) -> str | None:
-    """base64 of one image given as base64, a data: URI or a file path (None: none of them)."""
+class ImageFiles:
+    """Image files an in-process caller may name: only under ``dirs`` (symlinks resolved),
+    at most ``max_bytes`` each. Gateway clients never get one (see ``LlmProvider``)."""
+
+    def __init__(self, dirs: Sequence[str], max_bytes: int) -> None:
+        self.dirs = [Path(d).expanduser().resolve() for d in dirs]
+        self.max_bytes = max_bytes
+
+    def read(self, value: str) -> bytes | None:
+        """The file's bytes, or None for anything else (missing, outside, too big alike)."""
+        if not self.dirs or len(value) > _MAX_PATH or "\n" in value or "\0" in value:
+            return None
+        try:
+            path = Path(value).expanduser().resolve(strict=True)
+            if not any(path.is_relative_to(d) for d in self.dirs) or not path.is_file():
+                return None
+            with path.open("rb") as file:
+                data = file.read(self.max_bytes + 1)
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+            return None
+        return data if len(data) <= self.max_bytes else None
+
+
+def _image(value: str, files: ImageFiles | None) -> str | None:
+    """base64 of one image given as base64, a data: URI or (``files``) an allowed file path;
+    None when it is none of them."""
     match = _DATA_URI.match(value)
     if match is not None:
         value = value[match.end() :]
-    elif len(value) <= _MAX_PATH and "\n" not in value:
-        path = Path(value).expanduser()
-        try:
-            if path.is_file():
-                return base64.b64encode(path.read_bytes()).decode("ascii")
-        except OSError:
-            pass  # not a readable path: maybe base64 after all
+    elif files is not None:
+        data = files.read(value)
+        if data is not None:
+            return base64.b64encode(data).decode("ascii")
     compact = "".join(value.split())
     try:
         base64.b64decode(compact, validate=True)
@@ -77,16 +100,23 @@ def _image(value: str) -> str | None:
     return compact or None
 
 
-async def load_images(method: str, field: str, values: Sequence[str] | None) -> list[str] | None:
-    """Every image as base64, or ``InvalidParams`` naming each one that is not an image."""
+async def load_images(
+    method: str, field: str, values: Sequence[str] | None, files: ImageFiles | None = None
+) -> list[str] | None:
+    """Every image as base64, or ``InvalidParams`` naming each one that is not an image. A
+    path is read only through ``files``; the error does not say whether a path exists."""
     if not values:
         return None
-    converted = await asyncio.to_thread(lambda: [_image(v) for v in values])  # file reads
-    problems = [
-        f"{field}[{i}]: expected base64 data, a data: URI or the path of an existing file"
-        for i, image in enumerate(converted)
-        if image is None
-    ]
+    if files is None:
+        converted = [_image(v, None) for v in values]
+        expected = "expected base64 data or a data: URI"
+    else:
+        converted = await asyncio.to_thread(lambda: [_image(v, files) for v in values])
+        expected = (
+            "expected base64 data, a data: URI or the path of a file under the hub's "
+            f"image_dirs (at most {files.max_bytes} bytes)"
+        )
+    problems = [f"{field}[{i}]: {expected}" for i, image in enumerate(converted) if image is None]
     if problems:
         raise InvalidParams(method, problems)
     return [image for image in converted if image is not None]
@@ -100,6 +130,7 @@ class LlmProvider(ProtocolProvider):
     ) -> None:
         super().__init__(hub, runtime, options)
         self.hub: OllamaHub = hub
+        self._files: ImageFiles | None = None  # from the hub's settings, on first use
         self._methods = {
             m.name: m
             for m in (
@@ -116,13 +147,28 @@ class LlmProvider(ProtocolProvider):
         return self._methods
 
     # -- shared path ----------------------------------------------------------------------------
+    def _image_files(self) -> ImageFiles | None:
+        """Files are for in-process callers; a gateway client never names a host file."""
+        if current_caller() is not None or not self.hub.settings.image_dirs:
+            return None
+        if self._files is None:
+            settings = self.hub.settings
+            self._files = ImageFiles(settings.image_dirs, settings.image_max_bytes)
+        return self._files
+
+    async def _images(self, method: str, field: str, values: Sequence[str] | None) -> Any:
+        return await load_images(method, field, values, self._image_files())
+
     async def _run(
         self, path: str, body: JSON, model_name: str, stream: bool, timeout: float | None
     ) -> JSON | ChunkStream:
         hub = self.hub
         model = normalize_model(model_name)
+        check_model(model)
         await hub.ensure_model(model)
         seconds = hub.request_timeout if timeout is None else timeout
+        if current_caller() is not None:  # a client may shorten the hub's limit, not extend it
+            seconds = min(seconds, hub.request_timeout)
         request = Request(
             slot=model, attributes={"model": model}, deadline=hub.clock.now() + seconds
         )
@@ -137,19 +183,19 @@ class LlmProvider(ProtocolProvider):
 
     # -- methods --------------------------------------------------------------------------------
     async def generate(self, params: GenerateParams) -> JSON | ChunkStream:
-        images = await load_images("llm/generate", "params.images", params.images)
+        images = await self._images("llm/generate", "params.images", params.images)
         body = generate_body(params, images=images, keep_alive=self._keep_alive)
         return await self._run("/api/generate", body, params.model, params.stream, params.timeout)
 
     async def vision(self, params: VisionParams) -> JSON | ChunkStream:
-        images = await load_images("llm/vision", "params.images", params.images)
+        images = await self._images("llm/vision", "params.images", params.images)
         body = generate_body(params, images=images, keep_alive=self._keep_alive)
         return await self._run("/api/generate", body, params.model, params.stream, params.timeout)
 
     async def chat(self, params: ChatParams) -> JSON | ChunkStream:
         messages = []
         for index, message in enumerate(params.messages):
-            images = await load_images(
+            images = await self._images(
                 "llm/chat", f"params.messages[{index}].images", message.images
             )
             messages.append(message_dict(message, images))
@@ -173,7 +219,7 @@ class LlmProvider(ProtocolProvider):
             loaded = loaded_models(resource)
             details = model_details(resource)
             instances[resource.id] = {
-                "endpoint": resource.endpoint,
+                "endpoint": public_endpoint(resource.endpoint),
                 "health": resource.health.value,
                 "models_known": installed is not None,
             }
@@ -199,6 +245,7 @@ class LlmProvider(ProtocolProvider):
             )
         resource = hub.pull_target(params.instance)
         model = normalize_model(params.model)
+        check_pull(model, what="llm/pull_model")
         stream = await hub.open_pull(model, resource, insecure=params.insecure)
         if params.stream:
             return stream

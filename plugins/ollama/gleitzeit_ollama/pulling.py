@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 from gleitzeit_core import Health, NoResourceAvailable, Request, Resource
+from gleitzeit_ollama.access import check_registry, pull_insecure
 from gleitzeit_ollama.calls import post_to
 from gleitzeit_ollama.client import JSON, NdjsonReader, error_from_response
 from gleitzeit_ollama.errors import OllamaError
@@ -52,7 +53,11 @@ async def open_pull(
     hub: OllamaHub, model: str, resource: Resource, *, insecure: bool | None = None
 ) -> ChunkStream:
     """Start ``POST /api/pull`` on ``resource``; iterating yields Ollama's progress lines up
-    to ``{"status": "success"}``, after which the model counts as installed there."""
+    to ``{"status": "success"}``, after which the model counts as installed there. The
+    registry must be on the hub's ``pull_registries``; ``insecure`` passes only where the hub
+    allows it (``pull_insecure``)."""
+    check_registry(model, hub.settings)
+    insecure = pull_insecure(insecure, hub.settings)
     body: JSON = {"model": model, "stream": True}
     if insecure is not None:
         body["insecure"] = insecure

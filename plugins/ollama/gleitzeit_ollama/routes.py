@@ -15,7 +15,8 @@ by pointing at the gateway instead of one server:
 ``POST /api/embed``,        model-aware, with failover
 ``/api/embeddings``
 ``POST /api/pull``          onto one healthy instance, or the one named by the extra field
-                            ``instance`` (its id, or ``hub/id``); progress streamed by default
+                            ``instance`` (its id, or ``hub/id``); progress streamed by default;
+                            admin keys only, registries on ``pull_registries`` only
 =========================  =================================================================
 
 Bodies are forwarded as they came, unknown fields included, after a type check of the fields
@@ -31,6 +32,10 @@ instances and those known to lack it do not count. Ties go to the hub configured
 hub may have the model, the first hub with ``auto_pull = true`` pulls it; otherwise 404
 ``model "x" not found, try pulling it first``. Within the hub, its own routing (model-aware
 tiers, per-model slots, the strategy, failover) chooses the instance.
+
+With gateway keys, each route needs its ``llm/*`` method in the key's ``methods`` (chat and
+generate their own, embed for both embedding routes, list_models for tags, ps and show) and
+the model in its ``models``; ``auto_pull`` runs only for admin keys (``access``).
 
 Not served (404): ``/api/create``, ``/api/copy``, ``/api/delete``, ``/api/push``, blobs and the
 OpenAI-compatible ``/v1`` routes - they change one server's state, which the pool cannot do
@@ -50,6 +55,7 @@ from aiohttp import web
 from gleitzeit_core import GleitzeitError, Health, Request, Resource
 from gleitzeit_core import __version__ as gleitzeit_version
 from gleitzeit_core.gateway import json_error, read_json_object
+from gleitzeit_ollama.access import check_method, check_model, check_pull, may_auto_pull
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import has_model, is_hot
@@ -78,9 +84,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NOBODY = 4  # rank of a hub on which no instance may have the model
 
 
-def _answers(handler: Handler) -> Handler:
+def _answers(handler: Handler, method: str) -> Handler:
     """Errors of the request and of the pool become Ollama's ``{"error"}`` with its status;
-    anything else is left to the core's middleware (400/413 bodies, 500 for bugs).
+    anything else is left to the core's middleware (400/413 bodies, 500 for bugs). The
+    caller's key must allow ``method`` (the ``llm/*`` method the route stands for).
 
     The core answers a body too deeply nested to decode; one that decodes but is too deep to
     encode again when forwarded raises ``RecursionError`` here, and is a 400 too."""
@@ -88,6 +95,7 @@ def _answers(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
+            check_method(method)
             return await handler(request)
         except (ApiError, GleitzeitError) as exc:
             return error_response(exc)
@@ -143,21 +151,23 @@ class OllamaApi:
         self._only = self.hubs[0][1] if len(self.hubs) == 1 else None
 
     def routes(self) -> list[tuple[str, str, Handler]]:
+        """Each route with the ``llm/*`` method a key's ``methods`` must allow for it."""
         head = self.head
+        listing = "llm/list_models"
         return [
             ("GET", "/", self.root),
             ("HEAD", "/", head),
             ("GET", "/api/version", self.version),
             ("HEAD", "/api/version", head),
-            ("GET", "/api/tags", _answers(self.tags)),
+            ("GET", "/api/tags", _answers(self.tags, listing)),
             ("HEAD", "/api/tags", head),
-            ("GET", "/api/ps", _answers(self.ps)),
-            ("POST", "/api/show", _answers(self.show)),
-            ("POST", "/api/generate", _answers(self.generate)),
-            ("POST", "/api/chat", _answers(self.chat)),
-            ("POST", "/api/embed", _answers(self.embed)),
-            ("POST", "/api/embeddings", _answers(self.embeddings)),
-            ("POST", "/api/pull", _answers(self.pull)),
+            ("GET", "/api/ps", _answers(self.ps, listing)),
+            ("POST", "/api/show", _answers(self.show, listing)),
+            ("POST", "/api/generate", _answers(self.generate, "llm/generate")),
+            ("POST", "/api/chat", _answers(self.chat, "llm/chat")),
+            ("POST", "/api/embed", _answers(self.embed, "llm/embed")),
+            ("POST", "/api/embeddings", _answers(self.embeddings, "llm/embed")),
+            ("POST", "/api/pull", _answers(self.pull, "llm/pull_model")),
         ]
 
     # -- routing --------------------------------------------------------------------------------
@@ -179,7 +189,7 @@ class OllamaApi:
         if hub is not None:
             return hub
         for _, candidate in self.hubs:
-            if candidate.settings.auto_pull:
+            if candidate.settings.auto_pull and may_auto_pull():
                 await candidate.ensure_model(model)
                 return candidate
         if any(has_model(r, model) for _, h in self.hubs for r in h.members()):
@@ -213,6 +223,7 @@ class OllamaApi:
     async def show(self, request: web.Request) -> web.StreamResponse:
         body = await _body(request, SHOW)
         shown, model = model_of(body, legacy_name=True)
+        check_model(model)
         hub = self.choose(model)
         if hub is None:
             raise ApiError(404, f"model '{shown}' not found")
@@ -238,6 +249,7 @@ class OllamaApi:
     ) -> web.StreamResponse:
         body = await _body(request, spec)
         shown, model = model_of(body)
+        check_model(model)
         hub = await self.hub_for(model, shown)
         default = hub.settings.default_keep_alive
         if default is not None and body.get("keep_alive") is None:
@@ -279,6 +291,7 @@ class OllamaApi:
         _, model = model_of(body, legacy_name=True)
         instance = body.get("instance")
         hub, resource = self._pull_target(model, instance if isinstance(instance, str) else None)
+        check_pull(model, what="POST /api/pull")
         insecure = body.get("insecure")
         stream = await hub.open_pull(
             model, resource, insecure=insecure if isinstance(insecure, bool) else None
@@ -314,5 +327,10 @@ def register_routes(router: Any) -> None:
     hubs = [(n, h) for n, h in router.runtime.hubs.items() if isinstance(h, OllamaHub)]
     if not hubs:
         return
+    # a pull may run for the longest pull_timeout, past the gateway's request_timeout
+    pull_time = max(hub.settings.pull_timeout for _, hub in hubs)
     for method, path, handler in OllamaApi(hubs).routes():
-        router.add(method, path, handler)
+        if path == "/api/pull":
+            router.add(method, path, handler, timeout=pull_time)
+        else:
+            router.add(method, path, handler)

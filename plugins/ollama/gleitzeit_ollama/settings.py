@@ -60,6 +60,17 @@ class OllamaSettings:
     scan_host: str = "127.0.0.1"
     scan_ports: list[int] = attrs.field(factory=lambda: list(range(11434, 11440)), validator=_ports)
     scan_timeout: float = attrs.field(default=0.5, validator=seconds())
+    # Registries a pull (auto_pull, /api/pull, llm/pull_model) may fetch from; a model name's
+    # host part, registry.ollama.ai when it has none.
+    pull_registries: list[str] = attrs.field(
+        factory=lambda: ["registry.ollama.ai", "hf.co", "huggingface.co"]
+    )
+    # Pass a pull's "insecure" (no TLS verification) on to Ollama; dropped otherwise.
+    pull_insecure: bool = False
+    # Directories whose image files in-process (library) callers may name in "images"; gateway
+    # clients may never name a file. Empty: no file paths at all.
+    image_dirs: list[str] = attrs.field(factory=list)
+    image_max_bytes: int = attrs.field(default=20 * 1024 * 1024, validator=at_least(1))
 
 
 @attrs.frozen(kw_only=True)

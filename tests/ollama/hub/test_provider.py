@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from gleitzeit_ollama.params import ChatParams, GenerateParams, generate_body
-from gleitzeit_ollama.provider import LlmProvider, load_images
+from gleitzeit_ollama.provider import ImageFiles, LlmProvider, load_images
 from gleitzeit_ollama.stream import ChunkStream
 
 from gleitzeit_core import InvalidParams
@@ -150,25 +150,26 @@ async def test_non_stream_result_is_ollamas_json_plus_a_small_gleitzeit_key(
 
 
 async def test_images_are_sent_as_base64_from_any_form(tmp_path: Path) -> None:
-    """Images given as base64, a data: URI or a file path all become the same base64; anything
-    else is an InvalidParams naming the image's index."""
+    """Images given as base64, a data: URI or (with allowed directories) a file path all
+    become the same base64; anything else is an InvalidParams naming the image's index."""
     data = bytes(range(64))
     encoded = base64.b64encode(data).decode()
     path = tmp_path / "cat.png"
     path.write_bytes(data)
+    files = ImageFiles([str(tmp_path)], 1024)
     forms = [encoded, f"data:image/png;base64,{encoded}", str(path)]
-    assert await load_images("llm/vision", "params.images", forms) == [encoded] * 3
+    assert await load_images("llm/vision", "params.images", forms, files) == [encoded] * 3
     with pytest.raises(InvalidParams, match=r"params\.images\[1\]"):
-        await load_images("llm/vision", "params.images", [encoded, "/no/such/file.png"])
+        await load_images("llm/vision", "params.images", [encoded, "/no/such/file.png"], files)
 
 
 async def test_vision_and_chat_images_reach_the_instance(
     sim_factory: SimFactory, runtime_factory: RuntimeFactory, tmp_path: Path
 ) -> None:
-    """llm/vision answers for an image file; chat messages carry images too; a vision call
-    without images is refused."""
+    """llm/vision answers for an image file under the hub's image_dirs; chat messages carry
+    images too; a vision call without images is refused."""
     (sim,) = await sim_factory(1, models=["llava"])
-    runtime = await runtime_factory([sim])
+    runtime = await runtime_factory([sim], image_dirs=[str(tmp_path)])
     path = tmp_path / "img.png"
     path.write_bytes(b"\x89PNG fake image")
     reply = await runtime.execute(

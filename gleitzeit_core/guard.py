@@ -1,0 +1,274 @@
+"""The gateway's defences that come before any key: browsers, Host names and connections.
+
+* **Origin** (what a web page in the operator's browser can do): a request that carries an
+  ``Origin`` header is served only if the page is on a loopback host (``localhost``,
+  ``127.0.0.0/8``, ``[::1]``, any port, http or https; Ollama's default) or matches
+  ``[gateway] origins`` / ``GLEITZEIT_ORIGINS`` (comma-separated; globs, ``*`` allows all).
+  Clients that are not browsers send no Origin and are not affected.
+* **Host** (DNS rebinding: a page whose name was re-pointed at 127.0.0.1): the ``Host`` header
+  must be an IP literal, ``localhost`` or the bound address, or match ``[gateway] hosts``. A
+  rebinding page always has a name of its own, so an IP literal is never one.
+* **Content type**: a page can send a cross-site POST without a CORS preflight only as
+  ``text/plain``, ``multipart/form-data`` or ``application/x-www-form-urlencoded``; those are
+  refused (415), every other type (``application/json``, none, the ``application/octet-stream``
+  of a raw-bytes client) needs a preflight, which the gateway never grants. The form type is
+  what ``curl -d`` sends, so it is accepted from a request with neither an Origin nor a
+  cookie, i.e. not from a browser.
+* **Connections**: at most ``max_connections`` open at once (more are answered 503 and
+  closed), and a connection must finish sending a request's headers within ``header_timeout``
+  of its first byte (slowloris), else it is closed. aiohttp has no header timeout of its own,
+  so :class:`GuardedSite` wraps each connection's protocol to keep the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ipaddress
+import json
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+__all__ = ["ConnectionGuard", "GuardedSite", "OriginPolicy", "is_loopback_host"]
+
+# the Content-Types a page may POST cross-site without a preflight (the Fetch standard's
+# CORS-safelisted request headers)
+_SIMPLE_TYPES = frozenset({"text/plain", "multipart/form-data"})
+_FORM = "application/x-www-form-urlencoded"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and loopback IP literals (the only binds safe without a key)."""
+    if not host:
+        return False
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_patterns(values: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    exact, globs = set(), []
+    for value in values:
+        value = value.strip().lower().rstrip("/")
+        if not value:
+            continue
+        if any(c in value for c in "*?["):
+            globs.append(value)
+        else:
+            exact.add(value)
+    return frozenset(exact), tuple(globs)
+
+
+class OriginPolicy:
+    """Which ``Origin`` and ``Host`` headers and body types a request may carry."""
+
+    def __init__(
+        self,
+        *,
+        origins: Iterable[str] = (),
+        hosts: Iterable[str] = (),
+        bound: str | None = None,
+    ) -> None:
+        self._origins, self._origin_globs = _split_patterns(origins)
+        names = ["localhost", *hosts]
+        if bound and bound not in ("0.0.0.0", "::", ""):
+            names.append(bound.strip("[]"))
+        self._hosts, self._host_globs = _split_patterns(names)
+        self._seen_hosts: dict[str, bool] = {}  # a gateway sees few distinct Host values
+
+    # -- Origin ------------------------------------------------------------------------------------
+    def origin_allowed(self, origin: str) -> bool:
+        value = origin.strip().lower().rstrip("/")
+        if value in self._origins:
+            return True
+        if any(fnmatch.fnmatchcase(value, g) for g in self._origin_globs):
+            return True
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            return False
+        return parts.scheme in ("http", "https") and is_loopback_host(parts.hostname)
+
+    # -- Host --------------------------------------------------------------------------------------
+    def host_allowed(self, host: str) -> bool:
+        known = self._seen_hosts.get(host)
+        if known is not None:
+            return known
+        allowed = self._check_host(host)
+        if len(self._seen_hosts) < 1024:  # bounded: a client can send any number of names
+            self._seen_hosts[host] = allowed
+        return allowed
+
+    def _check_host(self, host: str) -> bool:
+        name = host.strip().lower()
+        if name.startswith("["):  # [v6] or [v6]:port
+            name = name[1 : name.find("]")] if "]" in name else name
+        elif name.count(":") == 1:
+            name = name.partition(":")[0]
+        name = name.rstrip(".")
+        if _is_ip(name) or name in self._hosts:
+            return True
+        return any(fnmatch.fnmatchcase(name, g) for g in self._host_globs)
+
+    # -- body type ---------------------------------------------------------------------------------
+    @staticmethod
+    def body_type_problem(request: web.Request) -> str | None:
+        """Why this request's body may not be read as JSON (None: it may)."""
+        given = request.headers.get("Content-Type")
+        if not given:
+            return None
+        media = given.partition(";")[0].strip().lower()
+        if media == _FORM:
+            headers = request.headers
+            if "Origin" not in headers and "Cookie" not in headers:
+                return None
+        elif media not in _SIMPLE_TYPES:
+            return None
+        return f"Content-Type {media!r} is not accepted; send the body as application/json"
+
+
+class ConnectionGuard:
+    """Open connections and their header clocks (see the module docstring)."""
+
+    def __init__(self, *, max_connections: int, header_timeout: float) -> None:
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.open: dict[Any, _GuardedProtocol] = {}  # aiohttp's protocol -> its wrapper
+        self.refused = 0  # connections answered 503 because max_connections were open
+        self.timed_out = 0  # connections closed for slow headers
+
+    def request_started(self, protocol: Any) -> None:
+        wrapper = self.open.get(protocol)
+        if wrapper is not None:
+            wrapper.headers_done()
+
+    def request_finished(self, protocol: Any) -> None:
+        wrapper = self.open.get(protocol)
+        if wrapper is not None:
+            wrapper.idle()
+
+
+_BUSY = json.dumps({"error": "too many open connections; retry later"}).encode()
+_BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+    + str(len(_BUSY)).encode()
+    + b"\r\n\r\n"
+    + _BUSY
+)
+
+
+class _GuardedProtocol(asyncio.Protocol):
+    """aiohttp's protocol for one connection, plus the connection cap and the header clock."""
+
+    def __init__(self, inner: Any, guard: ConnectionGuard) -> None:
+        self.inner = inner
+        self.guard = guard
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiting_first_byte = False
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        guard = self.guard
+        if len(guard.open) >= guard.max_connections:
+            self.refused = True
+            guard.refused += 1
+            transport.write(_BUSY_RESPONSE)
+            transport.close()
+            return
+        guard.open[self.inner] = self
+        self._arm()
+        self.inner.connection_made(transport)
+
+    def _arm(self) -> None:
+        self.waiting_first_byte = False
+        if self.timer is None:
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(self.guard.header_timeout, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self.timer = None
+        self.guard.timed_out += 1
+        if self.transport is not None:
+            self.transport.abort()
+
+    def headers_done(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def idle(self) -> None:
+        """A response is done: the next request's clock starts with its first byte."""
+        self.headers_done()
+        self.waiting_first_byte = True
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if self.waiting_first_byte:
+            self._arm()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self.refused:
+            return None
+        result: bool | None = self.inner.eof_received()
+        return result
+
+    def pause_writing(self) -> None:
+        if not self.refused:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if not self.refused:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.headers_done()
+        if self.refused:
+            return
+        self.guard.open.pop(self.inner, None)
+        self.inner.connection_lost(exc)
+
+
+class GuardedSite(web.BaseSite):
+    """A TCP site whose connections go through a :class:`ConnectionGuard`."""
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard
+    ) -> None:
+        super().__init__(runner)
+        self.host, self.port, self.guard = host, port, guard
+
+    @property
+    def name(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        guard = self.guard
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _GuardedProtocol(server(), guard), self.host, self.port
+        )

@@ -1,0 +1,229 @@
+"""API keys of the gateway: which token is which caller, and how much each may ask for.
+
+``[gateway.keys.NAME]`` tables become :class:`KeyConfig`; a :class:`KeyRing` built from the
+gateway config turns a presented token into a :class:`~gleitzeit_core.caller.Caller` and admits
+or refuses each request by the key's ``requests_per_minute`` and ``max_concurrent``. The
+single ``[gateway] token`` (or ``GLEITZEIT_GATEWAY_TOKEN``) is an admin key named ``admin``.
+With no key at all the ring has an anonymous caller instead (see docs/security.md), so a
+gateway on loopback works with no configuration, as before.
+
+Tokens are never kept, compared or shown as given: the ring keeps SHA-256 digests and looks a
+presented token up by its digest, so any bytes (non-ASCII included) are a plain miss, and the
+time a lookup takes says nothing useful about a real token. Counters are keyed by the key's
+name, which is what status and metrics show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .caller import Caller
+from .errors import ConfigError
+from .validators import FieldError, at_least, satisfies
+
+__all__ = ["ANONYMOUS", "CallerCounters", "KeyConfig", "KeyRing", "token_digest"]
+
+ANONYMOUS = "local"  # the caller's name on a gateway without keys
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def token_digest(token: str | bytes) -> bytes:
+    """SHA-256 of a token's bytes; header text that is not valid UTF-8 keeps its raw bytes."""
+    raw = token if isinstance(token, bytes) else token.encode("utf-8", "surrogateescape")
+    return hashlib.sha256(raw).digest()
+
+
+@attrs.frozen(kw_only=True)
+class KeyConfig:
+    """``[gateway.keys.NAME]``: one client's token (exactly one of ``token``, ``token_env`` or
+    ``token_sha256``) and scopes. ``methods``/``models`` are globs; ``profiles`` names the
+    sandbox profiles it may choose (unset: the hub's defaults for untrusted clients)."""
+
+    token: str | None = attrs.field(default=None, validator=satisfies("a non-empty token", bool))
+    token_env: str | None = attrs.field(
+        default=None, validator=satisfies("an environment variable name", bool)
+    )
+    token_sha256: str | None = attrs.field(
+        default=None,
+        validator=satisfies("64 hex digits (sha256 of the token)", _HEX64.match),
+    )
+    methods: list[str] = attrs.field(factory=lambda: ["*"])
+    models: list[str] = attrs.field(factory=lambda: ["*"])
+    profiles: list[str] | None = None
+    admin: bool = False
+    max_concurrent: int | None = attrs.field(default=None, validator=at_least(1))
+    requests_per_minute: int | None = attrs.field(default=None, validator=at_least(1))
+
+    def __attrs_post_init__(self) -> None:
+        given = [self.token, self.token_env, self.token_sha256]
+        if sum(value is not None for value in given) != 1:
+            raise FieldError("token", "give exactly one of token, token_env or token_sha256")
+
+    def digest(self, name: str, environ: Mapping[str, str]) -> bytes:
+        if self.token_sha256 is not None:
+            return bytes.fromhex(self.token_sha256)
+        if self.token_env is not None:
+            value = environ.get(self.token_env)
+            if not value:
+                raise ConfigError(
+                    f"gateway.keys.{name}.token_env: environment variable {self.token_env} "
+                    "is not set or empty; set it or give token/token_sha256"
+                )
+            return token_digest(value)
+        assert self.token is not None
+        return token_digest(self.token)
+
+    def caller(self, name: str) -> Caller:
+        profiles = tuple(self.profiles) if self.profiles is not None else None
+        return Caller(
+            name=name,
+            admin=self.admin,
+            methods=tuple(self.methods),
+            models=tuple(self.models),
+            profiles=profiles,
+        )
+
+
+@attrs.define
+class CallerCounters:
+    """What one key did since the gateway started (for status and metrics)."""
+
+    requests: int = 0  # admitted
+    in_flight: int = 0
+    rate_limited: int = 0  # 429: requests_per_minute
+    concurrency_limited: int = 0  # 429: max_concurrent
+    denied: int = 0  # 403: outside its scopes
+
+
+@attrs.define
+class _Key:
+    caller: Caller
+    max_concurrent: int | None
+    rate: float | None  # tokens per second; bucket size is one minute's worth
+    capacity: float
+    tokens: float
+    stamp: float
+    counters: CallerCounters
+
+    def retry_after(self, now: float) -> float | None:
+        """Take one request from the bucket; seconds to wait when it is empty."""
+        if self.rate is None:
+            return None
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return None
+        return (1.0 - self.tokens) / self.rate
+
+
+class KeyRing:
+    """Tokens -> callers, with each key's limits and counters.
+
+    Limits are a token bucket per key (``requests_per_minute`` tokens, refilled evenly, so a
+    quiet key may burst one minute's worth) and a count of requests in flight. Both are in this
+    process only: several gateway processes each allow the full amount.
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, KeyConfig],
+        *,
+        anonymous: Caller | None = None,
+        environ: Mapping[str, str] | None = None,
+        counters: dict[str, CallerCounters] | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.clock = clock
+        self.counters: dict[str, CallerCounters] = {} if counters is None else counters
+        self.anonymous = anonymous
+        self._by_digest: dict[bytes, _Key] = {}
+        self._anonymous_key = self._entry(anonymous, None) if anonymous else None
+        for name, config in keys.items():
+            digest = config.digest(name, env)
+            if digest in self._by_digest:
+                other = self._by_digest[digest].caller.name
+                raise ConfigError(f"gateway.keys.{name}: same token as key {other!r}")
+            key = self._entry(config.caller(name), config)
+            self._by_digest[digest] = key
+
+    def _entry(self, caller: Caller, config: KeyConfig | None) -> _Key:
+        per_minute = config.requests_per_minute if config else None
+        counters = self.counters.setdefault(caller.name, CallerCounters())
+        return _Key(
+            caller=caller,
+            max_concurrent=config.max_concurrent if config else None,
+            rate=per_minute / 60.0 if per_minute else None,
+            capacity=float(per_minute or 0),
+            tokens=float(per_minute or 0),
+            stamp=self.clock(),
+            counters=counters,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        gateway: Any,
+        *,
+        token: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        counters: dict[str, CallerCounters] | None = None,
+    ) -> KeyRing:
+        """The keys of a ``GatewayConfig``: ``keys`` plus the single ``token`` (else
+        ``token_env``'s variable) as an admin key named ``admin``. No key at all: an anonymous
+        admin caller named ``local`` (the gateway decides whether it may serve without keys)."""
+        env = os.environ if environ is None else environ
+        keys: dict[str, KeyConfig] = dict(getattr(gateway, "keys", None) or {})
+        single = token or gateway.token or env.get(gateway.token_env) or None
+        if single is not None:
+            if "admin" in keys:
+                raise ConfigError(
+                    "gateway.keys.admin: the name is taken by [gateway] token; rename the key"
+                )
+            keys["admin"] = KeyConfig(token=single, admin=True)
+        anonymous = None if keys else Caller(name=ANONYMOUS, admin=True)
+        return cls(keys, anonymous=anonymous, environ=env, counters=counters)
+
+    @property
+    def open(self) -> bool:
+        """True when no key is configured and every request is the anonymous caller."""
+        return self._anonymous_key is not None
+
+    def lookup(self, token: str | None) -> _Key | None:
+        """The key a presented token belongs to (the anonymous one on an open ring)."""
+        if self._anonymous_key is not None:
+            return self._anonymous_key
+        if not token:
+            return None
+        return self._by_digest.get(token_digest(token))
+
+    def admit(self, key: _Key) -> tuple[str, float] | None:
+        """Count a request in, or say which limit refuses it and when to retry."""
+        counters = key.counters
+        if key.max_concurrent is not None and counters.in_flight >= key.max_concurrent:
+            counters.concurrency_limited += 1
+            return "max_concurrent", 1.0
+        wait = key.retry_after(self.clock())
+        if wait is not None:
+            counters.rate_limited += 1
+            return "requests_per_minute", wait
+        counters.requests += 1
+        counters.in_flight += 1
+        return None
+
+    @staticmethod
+    def release(key: _Key) -> None:
+        key.counters.in_flight -= 1
+
+    @staticmethod
+    def retry_header(seconds: float) -> str:
+        return str(max(1, math.ceil(seconds)))
