@@ -97,6 +97,8 @@ class InfoRoutes:
         model = require_model(body, legacy_name=True)
         name = normalize_name(model)
         state = self._state
+        if body.get("insecure") is True:
+            state.stats.insecure_pulls += 1
         out = make_output(request, want_stream(body), state.faults.stream_faults(request.path))
         try:
             await out.emit({"status": "pulling manifest"})

@@ -64,6 +64,7 @@ class SimState:
             "loaded": self.registry.loaded_names(),
             "installed": [m.name for m in self.registry.installed()],
             "rejected_503": self.stats.rejected_503,
+            "insecure_pulls": self.stats.insecure_pulls,
             "faults": self.faults.spec.to_json(),
         }
 

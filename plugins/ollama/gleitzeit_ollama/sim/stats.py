@@ -14,6 +14,7 @@ class RequestStats:
         self.started_at = rfc3339()
         self.requests: collections.Counter[str] = collections.Counter()
         self.rejected_503 = 0
+        self.insecure_pulls = 0  # pulls asked to skip TLS verification (a gateway must not)
 
     def count(self, path: str) -> None:
         self.requests[path] += 1
@@ -21,3 +22,4 @@ class RequestStats:
     def reset(self) -> None:
         self.requests.clear()
         self.rejected_503 = 0
+        self.insecure_pulls = 0
