@@ -25,14 +25,25 @@ def test_serve_refuses_an_open_non_loopback_bind(tmp_path: Path) -> None:
     config = tmp_path / "g.toml"
     config.write_text('[hubs.llm]\nkind = "ollama"\ndiscovery = []\n')
     done = subprocess.run(
-        [sys.executable, "-m", "gleitzeit_core", "serve", "--config", str(config)]
-        + ["--host", "0.0.0.0", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "gleitzeit_core",
+            "serve",
+            "--config",
+            str(config),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode != 0
-    assert "--insecure-no-auth" in done.stderr and "without an API key" in done.stderr
+    assert "--insecure-no-auth" in done.stderr
+    assert "without an API key" in done.stderr
 
 
 def test_check_bind_allows_loopback_keys_or_an_explicit_insecure_flag() -> None:
@@ -47,7 +58,8 @@ def test_check_bind_allows_loopback_keys_or_an_explicit_insecure_flag() -> None:
             check_bind(host, open_ring)
         assert check_bind(host, keyed) is None
         warning = check_bind(host, open_ring, insecure_no_auth=True)
-        assert warning is not None and "NO authentication" in warning
+        assert warning is not None
+        assert "NO authentication" in warning
 
 
 class _Gateway:
@@ -73,5 +85,6 @@ async def test_resource_ids_and_status_never_carry_credentials(
         assert reply.status == 200  # calls still go to the instance, credentials and all
     async with http.get(f"{served.url}/gleitzeit/status") as reply:
         text = await reply.text()
-    assert "hunter2" not in text and "bob" not in text
+    assert "hunter2" not in text
+    assert "bob" not in text
     assert [r["id"] for r in json.loads(text)["hubs"][0]["resources"]] == [sim]

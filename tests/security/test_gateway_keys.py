@@ -43,7 +43,9 @@ async def test_a_key_outside_its_methods_gets_403_naming_the_scope(
         async with http.post(f"{served.url}{path}", json=body, headers=key) as reply:
             assert reply.status == 403, path
             text = await reply.text()
-            assert "methods" in text and "chat" in text and CHAT_TOKEN not in text
+            assert "methods" in text
+            assert "chat" in text
+            assert CHAT_TOKEN not in text
     stats = await served.sim_stats()
     assert "/api/generate" not in stats["requests"]
 
@@ -156,7 +158,8 @@ async def test_status_is_readable_with_any_key_and_counts_per_key_name(
         text = await reply.text()
     callers = json.loads(text)["callers"]
     assert set(callers) == {"ops", "chat"}
-    assert callers["chat"]["requests"] == 3 and callers["chat"]["denied"] == 1
+    assert callers["chat"]["requests"] == 3
+    assert callers["chat"]["denied"] == 1
     assert callers["chat"]["in_flight"] == 1  # this status request itself
     for secret in [CHAT_TOKEN, ADMIN_TOKEN, KEYS["chat"]["token_sha256"]]:
         assert secret not in text
@@ -176,7 +179,8 @@ async def test_requests_per_minute_answers_429_with_retry_after(
             retry = reply.headers.get("Retry-After")
             body = await reply.json()
     assert statuses == [200, 200, 200, 429]
-    assert retry is not None and 1 <= int(retry) <= 60
+    assert retry is not None
+    assert 1 <= int(retry) <= 60
     assert body["scope"] == "requests_per_minute"
     async with http.get(f"{served.url}/api/tags", headers=bearer(ADMIN_TOKEN)) as reply:
         assert reply.status == 200

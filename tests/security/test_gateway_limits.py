@@ -94,7 +94,8 @@ async def test_idle_connections_beyond_the_cap_are_refused_not_the_server(
     raw = await raw_exchange(
         served.port, b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
-    assert status_of(raw) == 503 and b"too many open connections" in raw
+    assert status_of(raw) == 503
+    assert b"too many open connections" in raw
     for _, writer in idle:
         writer.close()
         await writer.wait_closed()
@@ -209,7 +210,8 @@ async def test_pulls_reach_only_allowed_registries_and_never_skip_tls(
     async with http.post(f"{served.url}/api/pull", json=body) as reply:
         assert reply.status == 200
     stats = await served.sim_stats()
-    assert stats["requests"]["/api/pull"] == 1 and stats["insecure_pulls"] == 0
+    assert stats["requests"]["/api/pull"] == 1
+    assert stats["insecure_pulls"] == 0
 
 
 async def test_insecure_passes_where_the_operator_allows_it(
