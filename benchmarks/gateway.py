@@ -11,12 +11,20 @@ event loop. Every process started here is stopped at the end, also on errors and
   (p50, p99 of each; the headline is the added p50 in ms, target under 1 ms);
 * concurrency 16: batches of non-streamed ``generate`` from 16 workers, alternating
   direct/gateway batch by batch (throughput of each; the headline is gateway / direct);
-* also sequential streamed ``generate`` (time to the last chunk), for reference.
+* also sequential streamed ``generate`` (time to the last chunk), for reference;
+* the security checks (``checks``): what the guard middleware (Host, Origin, body type, key
+  lookup, limits, ``acting_as`` and the request's deadline) costs per request, once without
+  keys (the anonymous local caller) and once with keys (bearer token, Origin header, a
+  rate-limited key), against the bare handler - in-process, so the microseconds are the
+  checks' and not the network's (headline ``gateway_checks_added_us``, target under 20);
+  and for reference the same three gateways in this process over loopback HTTP, interleaved
+  request by request (``checks.http``: p50 of each and what the checks add).
 
     python benchmarks/gateway.py [--quick] [--json PATH]
 
-JSON keys: ``gateway_added_p50_ms``, ``gateway_throughput_ratio``, and every figure under
-``sequential``, ``streamed`` and ``concurrent``.
+JSON keys: ``gateway_added_p50_ms``, ``gateway_throughput_ratio``,
+``gateway_checks_added_us``, and every figure under ``sequential``, ``streamed``,
+``concurrent`` and ``checks``.
 """
 
 from __future__ import annotations
@@ -254,6 +262,185 @@ def show(report: dict[str, Any]) -> None:
         f"throughput ratio gateway/direct at concurrency {CONCURRENCY}: "
         f"{report['gateway_throughput_ratio']:.3f}"
     )
+    inner, http = report["checks"]["in_process"], report["checks"]["http"]
+    print("\nSecurity checks per request (p50, us)      bare    no keys   keys")
+    print(
+        f"{'guard middleware, in-process':40}{inner['bare_us']:>8.2f}{inner['open_us']:>10.2f}"
+        f"{inner['keys_us']:>8.2f}"
+    )
+    print(
+        f"{'GET /api/version over loopback HTTP':40}{http['bare_p50_us']:>8.1f}"
+        f"{http['open_p50_us']:>10.1f}{http['keys_p50_us']:>8.1f}"
+    )
+    print(
+        f"checks added: {report['gateway_checks_added_us']:.2f} us (target < 20 us; "
+        f"no keys {inner['open_added_us']:.2f}, keys {inner['keys_added_us']:.2f}); over HTTP "
+        f"(guarded connections included) CPU no keys {http['open_added_cpu_us']:+.1f}, keys "
+        f"{http['keys_added_cpu_us']:+.1f} us; wall p50 no keys "
+        f"{http['open_added_p50_us']:+.1f}, keys {http['keys_added_p50_us']:+.1f} us"
+    )
+
+
+# -- the security checks ------------------------------------------------------------------------
+CHECK_KEYS = {
+    "ops": {"token": "bench-admin-token", "admin": True},
+    "team": {"token": "bench-team-token", "methods": ["llm/*"], "requests_per_minute": 10**9},
+}
+KEYED_HEADERS = {
+    "Host": "127.0.0.1:11500",
+    "Origin": "http://localhost:3000",
+    "Authorization": "Bearer bench-team-token",
+}
+
+
+def _checks_runtime(keys: bool) -> Any:
+    from gleitzeit_ollama import plugin as ollama_plugin
+
+    from gleitzeit_core.plugins import PluginManager
+    from gleitzeit_core.runtime import Runtime
+
+    manager = PluginManager(autoload=False)
+    manager.load()
+    manager.add(ollama_plugin, "ollama")
+    config: dict[str, Any] = {"hubs": {"llm": {"kind": "ollama", "discovery": []}}}
+    if keys:
+        config["gateway"] = {"keys": CHECK_KEYS}
+    return Runtime.from_config(config, plugins=manager)
+
+
+async def _in_process(rounds: int) -> dict[str, float]:
+    """Microseconds of CPU per request of the guard middleware around a handler that answers
+    at once, minus the handler alone, for an open and a keyed gateway (interleaved)."""
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from gleitzeit_core.gateway import build_app
+
+    answer = web.Response(text="ok")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return answer
+
+    guards = {
+        "open": build_app(_checks_runtime(False)).middlewares[-1],
+        "keys": build_app(_checks_runtime(True)).middlewares[-1],
+    }
+    requests = {
+        "bare": make_mocked_request("GET", "/api/version", headers={"Host": "127.0.0.1"}),
+        "open": make_mocked_request("GET", "/api/version", headers={"Host": "127.0.0.1"}),
+        "keys": make_mocked_request("POST", "/api/chat", headers=KEYED_HEADERS),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in requests}
+    batch = 200
+    order = list(requests)
+    for round_ in range(rounds // batch):
+        # alternate the order, and count this thread's CPU time: on a shared machine the
+        # wall clock also counts other processes' time slices
+        for name in order if round_ % 2 else reversed(order):
+            request, guard = requests[name], guards.get(name)
+            began = time.thread_time()
+            # a loop cycle per request, as in a server: it also runs the deadline sweeps
+            if guard is None:
+                for _ in range(batch):
+                    await handler(request)
+                    await asyncio.sleep(0)
+            else:
+                for _ in range(batch):
+                    await guard(request, handler)
+                    await asyncio.sleep(0)
+            samples[name].append((time.thread_time() - began) / batch * 1e6)
+    p50 = {name: percentile(values, 0.5) for name, values in samples.items()}
+    return {
+        "bare_us": round(p50["bare"], 2),
+        "open_us": round(p50["open"], 2),
+        "keys_us": round(p50["keys"], 2),
+        "open_added_us": round(p50["open"] - p50["bare"], 2),
+        "keys_added_us": round(p50["keys"] - p50["bare"], 2),
+    }
+
+
+async def _http_checks(rounds: int) -> dict[str, float]:
+    """p50 of ``GET /api/version`` over loopback keep-alive connections to a gateway without
+    the guard, one without keys and one with keys (this process serves all three)."""
+    from aiohttp import web
+
+    from gleitzeit_core.gateway import (
+        ROUTE_TIMEOUTS_KEY,
+        RouteRegistrar,
+        _error_middleware,
+        start_gateway,
+    )
+
+    # "bare": the gateway as it was before the checks: the error middleware, the token
+    # middleware (with no token it only passed the request on), handler cancellation and a
+    # plain TCP site
+    @web.middleware
+    async def no_token(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    bare_runtime = _checks_runtime(False)
+    bare = web.Application(middlewares=[_error_middleware, no_token])
+    bare[ROUTE_TIMEOUTS_KEY] = {}
+    bare_runtime.plugins.call_each(
+        "gleitzeit_register_routes", router=RouteRegistrar(bare, bare_runtime)
+    )
+    bare_runner = web.AppRunner(bare, access_log=None, handler_cancellation=True)
+    await bare_runner.setup()
+    await web.TCPSite(bare_runner, "127.0.0.1", 0).start()
+    runners = {"bare": bare_runner}
+    runners["open"] = await start_gateway(_checks_runtime(False), "127.0.0.1", 0)
+    runners["keys"] = await start_gateway(_checks_runtime(True), "127.0.0.1", 0)
+    headers = {
+        "bare": b"",
+        "open": b"",
+        "keys": b"Origin: http://localhost:3000\r\nAuthorization: Bearer bench-team-token\r\n",
+    }
+    streams = {}
+    try:
+        for name, runner in runners.items():
+            port = runner.addresses[0][1]
+            streams[name] = await asyncio.open_connection("127.0.0.1", port)
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        cpu: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(rounds):
+            for name, (reader, writer) in streams.items():
+                request = b"GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers[name]
+                began, began_cpu = time.perf_counter(), time.thread_time()
+                writer.write(request + b"\r\n")
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                samples[name].append((time.perf_counter() - began) * 1e6)
+                cpu[name].append((time.thread_time() - began_cpu) * 1e6)
+                if b" 200 " not in head.split(b"\r\n", 1)[0]:
+                    raise RuntimeError(f"{name}: {head!r}")
+    finally:
+        for _, writer in streams.values():
+            writer.close()
+        for runner in runners.values():
+            await runner.cleanup()
+    p50 = {name: percentile(values, 0.5) for name, values in samples.items()}
+    # client and server share this thread: the difference in its CPU time is the server's
+    cpu_mean = {name: sum(values) / len(values) for name, values in cpu.items()}
+    return {
+        "open_added_cpu_us": round(cpu_mean["open"] - cpu_mean["bare"], 1),
+        "keys_added_cpu_us": round(cpu_mean["keys"] - cpu_mean["bare"], 1),
+        "bare_p50_us": round(p50["bare"], 1),
+        "open_p50_us": round(p50["open"], 1),
+        "keys_p50_us": round(p50["keys"], 1),
+        "open_added_p50_us": round(p50["open"] - p50["bare"], 1),
+        "keys_added_p50_us": round(p50["keys"] - p50["bare"], 1),
+    }
+
+
+async def measure_checks(quick: bool) -> dict[str, Any]:
+    in_process = await _in_process(20_000 if quick else 200_000)
+    http = await _http_checks(1000 if quick else 5000)
+    return {
+        "gateway_checks_added_us": max(in_process["open_added_us"], in_process["keys_added_us"]),
+        "checks": {"in_process": in_process, "http": http},
+    }
 
 
 async def main(quick: bool) -> dict[str, Any]:
@@ -265,6 +452,7 @@ async def main(quick: bool) -> dict[str, Any]:
             sim = await asyncio.to_thread(start_sim)
             gateway = await asyncio.to_thread(Gateway(sim.url, Path(workdir)).start)
             figures = await measure(sim.url, gateway.url, quick)
+            figures |= await measure_checks(quick)
         finally:
             if gateway is not None:
                 await asyncio.to_thread(gateway.stop)

@@ -74,6 +74,7 @@ class Target:
 TARGETS = {
     "hub_vs_raw_latency_ratio": Target("<=", 1.05),
     "gateway_added_p50_ms": Target("<", 1),
+    "gateway_checks_added_us": Target("<", 20),
     "p2c_pick_vs_random_choice_ratio_1000": Target("<=", 4),
     "breaker_vs_pybreaker_ratio": Target("<", 1),
     "breaker_vs_pybreaker_ratio_consecutive": Target("<", 1),
@@ -93,6 +94,7 @@ HEADLINE = (
     "hub_vs_raw_throughput_ratio",
     "gateway_added_p50_ms",
     "gateway_throughput_ratio",
+    "gateway_checks_added_us",
     "p2c_pick_vs_random_choice_ratio_1000",
     "breaker_vs_pybreaker_ratio",
     "breaker_vs_pybreaker_ratio_consecutive",
@@ -167,7 +169,7 @@ SCRIPTS = (
     Script(
         "gateway",
         "benchmarks/gateway.py",
-        ("gateway_added_p50_ms", "gateway_throughput_ratio"),
+        ("gateway_added_p50_ms", "gateway_throughput_ratio", "gateway_checks_added_us"),
         600,
     ),
     Script(

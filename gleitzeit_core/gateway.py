@@ -36,7 +36,7 @@ from .errors import (
     ResourceError,
     UnknownMethod,
 )
-from .guard import ConnectionGuard, GuardedSite, OriginPolicy, is_loopback_host
+from .guard import ConnectionGuard, Deadlines, GuardedSite, OriginPolicy, is_loopback_host
 from .keys import KeyRing
 from .resources import Health
 from .status import to_json
@@ -61,6 +61,7 @@ RUNTIME_KEY: web.AppKey[Any] = web.AppKey("gleitzeit_runtime", object)
 KEYS_KEY: web.AppKey[KeyRing] = web.AppKey("gleitzeit_keys", KeyRing)
 ROUTE_TIMEOUTS_KEY: web.AppKey[dict[Any, float]] = web.AppKey("gleitzeit_route_timeouts", dict)
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("gleitzeit_body_timeout", float)
+DEADLINES_KEY: web.AppKey[Deadlines] = web.AppKey("gleitzeit_deadlines", Deadlines)
 COOKIE_NAME = "gleitzeit_key"
 _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
 
@@ -125,6 +126,7 @@ def _guard_middleware(
     connections: ConnectionGuard | None,
     timeouts: dict[Any, float],
     default_timeout: float,
+    deadlines: Deadlines,
 ) -> Any:
     """Every check before a handler runs, in the order an attacker meets them: Host, Origin,
     body type, key, limits; then the handler runs as the key's caller, within its time."""
@@ -180,21 +182,22 @@ def _guard_middleware(
             busy.headers["Retry-After"] = ring.retry_header(wait)
             return busy
         seconds = timeouts.get(request.match_info.route, default_timeout)
+        deadline = deadlines.enter(seconds)
         try:
             with acting_as(key.caller):
-                async with asyncio.timeout(seconds) as deadline:
-                    response = await handler(request)
+                response = await handler(request)
             if response.status == 403:  # a plugin route that answered PermissionDenied itself
                 key.counters.denied += 1
             return response
-        except TimeoutError:
-            if not deadline.expired():
-                raise
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise  # the client went away, or the server stops
             return json_error(504, f"request took longer than the gateway's {seconds:g} s")
         except PermissionDenied:
             key.counters.denied += 1
             raise
         finally:
+            deadlines.leave(deadline)
             ring.release(key)
 
     return guard
@@ -224,13 +227,18 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it; a body
     that does not arrive within ``[gateway] body_timeout`` is a 408."""
     seconds = request.app.get(BODY_TIMEOUT_KEY, 60.0)
+    deadlines = request.app.get(DEADLINES_KEY) or Deadlines()
+    deadline = deadlines.enter(seconds)
     try:
-        async with asyncio.timeout(seconds):
-            body = await request.read()  # raises 413 past client_max_size
-    except TimeoutError:
+        body = await request.read()  # raises 413 past client_max_size
+    except asyncio.CancelledError:
+        if not deadline.expired:
+            raise
         raise web.HTTPRequestTimeout(
             text=f"request body not received within {seconds:g} s"
         ) from None
+    finally:
+        deadlines.leave(deadline)
     if not body:
         raise web.HTTPBadRequest(text="request body is empty; expected a JSON object")
     try:
@@ -355,10 +363,13 @@ def build_app(
     origins = [*gateway.origins, *(o for o in extra.split(",") if o.strip())]
     policy = OriginPolicy(origins=origins, hosts=gateway.hosts, bound=host or gateway.host)
     timeouts: dict[Any, float] = {}
+    deadlines = Deadlines()
     app = web.Application(
         middlewares=[
             _error_middleware,
-            _guard_middleware(ring, policy, connections, timeouts, gateway.request_timeout),
+            _guard_middleware(
+                ring, policy, connections, timeouts, gateway.request_timeout, deadlines
+            ),
         ],
         client_max_size=max_body_bytes or gateway.max_body_bytes,
     )
@@ -366,6 +377,14 @@ def build_app(
     app[KEYS_KEY] = ring
     app[ROUTE_TIMEOUTS_KEY] = timeouts
     app[BODY_TIMEOUT_KEY] = gateway.body_timeout
+    app[DEADLINES_KEY] = deadlines
+
+    async def stop_sweeping(_: web.Application) -> None:
+        deadlines.close()
+        if connections is not None:
+            connections.close()
+
+    app.on_cleanup.append(stop_sweeping)
     app.router.add_post("/gleitzeit/execute", _execute)
     app.router.add_get("/gleitzeit/status", _status)
     app.router.add_get("/gleitzeit/health", _health)
