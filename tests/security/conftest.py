@@ -39,9 +39,10 @@ KEYS: dict[str, Any] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No user config, token, origins or Ollama hosts leaking in from the machine."""
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No user config, token, origins or Ollama hosts leaking in from the machine; only the
+    Ollama plugin. Not autouse: the sandbox tests in this folder load other plugins."""
     monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", "ollama")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     for name in (
@@ -79,7 +80,7 @@ ServeFactory = Callable[..., Awaitable[Served]]
 
 
 @pytest.fixture
-async def serve_gateway(sim_factory: SimFactory) -> AsyncIterator[ServeFactory]:
+async def serve_gateway(sim_factory: SimFactory, isolated: None) -> AsyncIterator[ServeFactory]:
     """``await serve_gateway(gateway={...}, hub={...}, sim={...}, userinfo=None)`` -> a
     started runtime over one simulator (hub ``llm``, instance ``s0``) behind
     ``start_gateway`` on 127.0.0.1:<free port>."""

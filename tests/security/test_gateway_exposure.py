@@ -19,6 +19,7 @@ from gleitzeit_core.keys import KeyConfig, KeyRing
 from tests.security.conftest import CHAT, ServeFactory
 
 
+@pytest.mark.usefixtures("isolated")
 def test_serve_refuses_an_open_non_loopback_bind(tmp_path: Path) -> None:
     """``gleitzeit serve --host 0.0.0.0`` with no key exits with a message naming the fix,
     before binding anything."""

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from gleitzeit_legacy.ollama_common import encode_images
 from gleitzeit_ollama import plugin as ollama_plugin
 from gleitzeit_ollama.sim import OllamaSimulator
 
-from gleitzeit_core import InvalidParams
+from gleitzeit_core import Caller, InvalidParams, acting_as
 from gleitzeit_core.plugins import PluginManager
 from gleitzeit_core.runtime import Runtime
 from tests.security.conftest import ServeFactory, SimFactory
@@ -68,7 +69,7 @@ async def test_chat_images_on_the_ollama_route_are_never_paths(
 
 
 @pytest.fixture
-async def library_runtime(sim_factory: SimFactory, tmp_path: Path) -> Runtime:
+async def library_runtime(sim_factory: SimFactory, tmp_path: Path, isolated: None) -> Runtime:
     (sim,) = await sim_factory(1, models=["llava"], name="s0")
     assert isinstance(sim, OllamaSimulator)
     allowed = tmp_path / "allowed"
@@ -119,3 +120,15 @@ async def test_library_callers_read_files_only_under_image_dirs(
                 )
             messages.add(str(refused.value))
         assert len(messages) == 1
+
+
+def test_the_legacy_shim_reads_no_file_for_a_gateway_caller(tmp_path: Path) -> None:
+    """The pre-hub API's image paths are read for in-process code only: under a gateway
+    caller the path is passed on as text, never as the file's contents."""
+    secret = tmp_path / "secret.env"
+    secret.write_bytes(SECRET)
+    leaked = base64.b64encode(SECRET).decode()
+    assert encode_images("llm/vision", [str(secret)]) == [leaked]  # in-process: as before
+    with acting_as(Caller(name="client")):
+        encoded = encode_images("llm/vision", [str(secret)])
+    assert leaked not in encoded
