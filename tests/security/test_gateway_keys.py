@@ -199,7 +199,7 @@ async def test_max_concurrent_holds_one_key_to_its_share(
         http.post(f"{served.url}/api/chat", json=CHAT, headers=bearer("one-token"))
     )
     try:
-        for _ in range(500):  # until the held request is in flight
+        for _ in range(3000):  # until the held request is in flight (30 s at most)
             if served.runtime.callers["one"].in_flight == 1:
                 break
             await asyncio.sleep(0.01)

@@ -90,7 +90,12 @@ async def test_idle_connections_beyond_the_cap_are_refused_not_the_server(
     503 and closed; when they go, a plain client is served again."""
     served = await serve_gateway(gateway={"max_connections": 4, "header_timeout": 30.0})
     idle = [await asyncio.open_connection(LOOPBACK, served.port) for _ in range(4)]
-    await asyncio.sleep(0.1)
+    for reader, writer in idle:  # one answered request each: all four are surely open
+        writer.write(b"GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b" 200 " in head.split(b"\r\n")[0]
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if b"Length" in line)
+        await reader.readexactly(length)
     raw = await raw_exchange(
         served.port, b"GET /api/tags HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
