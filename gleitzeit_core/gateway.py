@@ -192,6 +192,10 @@ def _guard_middleware(
         except asyncio.CancelledError:
             if not deadline.expired:
                 raise  # the client went away, or the server stops
+            if request.writer.output_size:  # a stream already under way: no 504 can follow
+                transport = request.transport
+                if transport is not None:
+                    transport.abort()
             return json_error(504, f"request took longer than the gateway's {seconds:g} s")
         except PermissionDenied:
             key.counters.denied += 1

@@ -256,3 +256,27 @@ async def test_auto_pull_runs_only_for_admin_keys(
     ) as reply:
         assert reply.status == 200
     assert (await served.sim_stats())["requests"]["/api/pull"] == 1
+
+
+async def test_a_stream_past_request_timeout_is_cut_and_the_gateway_goes_on(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """A streamed answer still running at ``request_timeout`` (a slow model, 5 tokens a
+    second) has its connection closed, so the client sees the stream end early instead of
+    waiting forever; the gateway serves the next request."""
+    served = await serve_gateway(
+        gateway={"request_timeout": 1.0}, sim={"tokens_per_s": 5.0, "max_tokens": 100}
+    )
+    async with http.post(f"{served.url}/api/chat", json={**CHAT, "stream": True}) as reply:
+        assert reply.status == 200
+        lines = []
+        try:
+            async with asyncio.timeout(20):
+                async for line in reply.content:
+                    lines.append(line)
+        except aiohttp.ClientPayloadError:
+            pass  # the cut shows as a broken chunked body
+    assert lines  # some chunks came before the limit
+    assert b'"done":true' not in lines[-1].replace(b" ", b"")
+    async with http.get(f"{served.url}/api/tags") as reply:
+        assert reply.status == 200
