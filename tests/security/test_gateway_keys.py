@@ -10,6 +10,7 @@ import json
 import aiohttp
 import pytest
 
+from gleitzeit_core.config import load_config
 from gleitzeit_core.errors import ConfigError
 from gleitzeit_core.keys import KeyConfig, KeyRing
 from tests.security.conftest import (
@@ -220,8 +221,8 @@ async def test_max_concurrent_holds_one_key_to_its_share(
 
 
 def test_key_config_errors_name_the_key() -> None:
-    """A key needs exactly one token source; an unset token_env and two keys with one token
-    are config errors naming the key."""
+    """A key needs exactly one token source; an unset token_env, two keys with one token and
+    wrong values are config errors naming the key's path."""
     with pytest.raises(ValueError, match="exactly one"):
         KeyConfig(token="a", token_env="B")
     with pytest.raises(ValueError, match="exactly one"):
@@ -230,6 +231,11 @@ def test_key_config_errors_name_the_key() -> None:
         KeyRing({"x": KeyConfig(token_env="NOPE_UNSET")}, environ={})
     with pytest.raises(ConfigError, match="same token"):
         KeyRing({"a": KeyConfig(token="t"), "b": KeyConfig(token="t")})
+    bad = {"keys": {"x": {"token_sha256": "zz", "max_concurrent": 0}}}
+    with pytest.raises(ConfigError) as refused:
+        load_config({"gateway": bad})
+    assert "gateway.keys.x.token_sha256: expected 64 hex digits" in str(refused.value)
+    assert "gateway.keys.x.max_concurrent: expected an integer >= 1" in str(refused.value)
 
 
 async def test_token_env_and_the_single_token_are_keys(
