@@ -55,7 +55,8 @@ async def test_a_key_outside_its_models_gets_403(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
     """The ``chat`` key may use llama3.2 (also as llama3.2:latest) but not llava, on the
-    Ollama routes and through execute; /api/show of another model is refused too."""
+    Ollama routes and through execute; /api/show of another model is refused too, and the
+    model listings show it only llama3.2."""
     served = await serve_gateway(gateway={"keys": KEYS})
     key = bearer(CHAT_TOKEN)
     latest = {**CHAT, "model": "llama3.2:latest"}
@@ -70,12 +71,23 @@ async def test_a_key_outside_its_models_gets_403(
         async with http.post(f"{served.url}{path}", json=body, headers=key) as reply:
             assert reply.status == 403, path
             assert "models" in (await reply.json())["error"]
+    async with http.post(f"{served.url}/api/chat", json=other, headers=key) as reply:
+        assert (await reply.json())["scope"] == "models"
     async with http.post(
         f"{served.url}/gleitzeit/execute",
         json={"method": "llm/chat", "params": other},
         headers=bearer(ADMIN_TOKEN),
     ) as reply:
         assert reply.status == 200
+    # listings show the key only its own models; the admin key sees them all
+    async with http.get(f"{served.url}/api/tags", headers=key) as reply:
+        assert [m["model"] for m in (await reply.json())["models"]] == ["llama3.2:latest"]
+    listing = {"method": "llm/list_models", "params": {}}
+    async with http.post(f"{served.url}/gleitzeit/execute", json=listing, headers=key) as reply:
+        names = [m["name"] for m in (await reply.json())["result"]["models"]]
+        assert names == ["llama3.2:latest"]
+    async with http.get(f"{served.url}/api/tags", headers=bearer(ADMIN_TOKEN)) as reply:
+        assert len((await reply.json())["models"]) == 3
 
 
 async def test_pool_changing_routes_need_an_admin_key(

@@ -9,6 +9,8 @@ models and admin; the hub's settings decide which registries a pull may reach an
 from __future__ import annotations
 
 from gleitzeit_core import Caller, PermissionDenied, current_caller
+from gleitzeit_ollama.client import JSON
+from gleitzeit_ollama.models import normalize_model
 from gleitzeit_ollama.settings import OllamaSettings
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "may_auto_pull",
     "pull_insecure",
     "registry_of",
+    "visible",
 ]
 
 DEFAULT_REGISTRY = "registry.ollama.ai"
@@ -41,6 +44,22 @@ def check_model(model: str) -> None:
     caller = current_caller()
     if caller is not None and not _may_use(caller, model):
         caller.check_model(model)
+
+
+def visible(answer: JSON) -> JSON:
+    """A merged ``/api/tags`` or ``/api/ps`` answer with only the models the caller may use:
+    a key does not learn what else the pool holds."""
+    caller = current_caller()
+    models = answer.get("models")
+    if caller is None or caller.models == ("*",) or not isinstance(models, list):
+        return answer
+    kept = [
+        entry
+        for entry in models
+        if isinstance(entry, dict)
+        and _may_use(caller, normalize_model(str(entry.get("model") or entry.get("name") or "")))
+    ]
+    return {**answer, "models": kept}
 
 
 def may_auto_pull() -> bool:

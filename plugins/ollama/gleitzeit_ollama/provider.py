@@ -29,7 +29,7 @@ from typing import Any
 
 from gleitzeit_core import InvalidParams, Request, current_caller, public_endpoint
 from gleitzeit_core.provider import Method, ProtocolProvider
-from gleitzeit_ollama.access import check_model, check_pull
+from gleitzeit_ollama.access import check_model, check_pull, visible
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import (
@@ -233,7 +233,8 @@ class LlmProvider(ProtocolProvider):
                     entry["installed_on"].append(resource.id)
                 if name in loaded:
                     entry["loaded_on"].append(resource.id)
-        return {"models": [merged[name] for name in sorted(merged)], "instances": instances}
+        listed = {"models": [merged[name] for name in sorted(merged)], "instances": instances}
+        return visible(listed)
 
     async def pull_model(self, params: PullModelParams) -> JSON | ChunkStream:
         hub = self.hub

@@ -55,7 +55,13 @@ from aiohttp import web
 from gleitzeit_core import GleitzeitError, Health, Request, Resource
 from gleitzeit_core import __version__ as gleitzeit_version
 from gleitzeit_core.gateway import json_error, read_json_object
-from gleitzeit_ollama.access import check_method, check_model, check_pull, may_auto_pull
+from gleitzeit_ollama.access import (
+    check_method,
+    check_model,
+    check_pull,
+    may_auto_pull,
+    visible,
+)
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import has_model, is_hot
@@ -215,10 +221,10 @@ class OllamaApi:
         return _json(pool_version(members(self.hubs), gleitzeit_version))
 
     async def tags(self, request: web.Request) -> web.StreamResponse:
-        return _json(await merged_tags(members(self.hubs)))
+        return _json(visible(await merged_tags(members(self.hubs))))
 
     async def ps(self, request: web.Request) -> web.StreamResponse:
-        return _json(await merged_ps(members(self.hubs)))
+        return _json(visible(await merged_ps(members(self.hubs))))
 
     async def show(self, request: web.Request) -> web.StreamResponse:
         body = await _body(request, SHOW)

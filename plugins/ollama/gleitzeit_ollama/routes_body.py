@@ -17,7 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gleitzeit_core import FailureClass, GleitzeitError, InvalidParams, NoResourceAvailable
+from gleitzeit_core import (
+    FailureClass,
+    GleitzeitError,
+    InvalidParams,
+    NoResourceAvailable,
+    PermissionDenied,
+)
 from gleitzeit_core.gateway import json_error, status_for
 from gleitzeit_ollama.errors import ModelNotFound, OllamaError
 from gleitzeit_ollama.models import normalize_model, parse_keep_alive
@@ -286,6 +292,8 @@ def error_status(exc: BaseException) -> int:
 def error_response(exc: BaseException) -> web.Response:
     if isinstance(exc, ApiError):
         return json_error(exc.status, exc.message)
+    if isinstance(exc, PermissionDenied):  # name the missing scope, as the core's routes do
+        return json_error(403, str(exc), scope=exc.scope, key=exc.caller)
     if isinstance(exc, ModelNotFound):
         body = exc.body
         if isinstance(body, dict) and isinstance(body.get("error"), str):
