@@ -324,7 +324,13 @@ class DockerHub(ResourceHubBase):
                 return self._views[instance_id]
             await self.start()
             self._slots[instance_id] = slot
-            check = await self._run(instance_id, "pass", slot.timeout)
+            try:
+                check = await self._run(instance_id, "pass", slot.timeout)
+            except InvalidParams:
+                del self._slots[instance_id]
+                raise
+            except Exception as exc:  # the engine's own account (a missing image, say)
+                check = {"success": False, "error": str(exc)}
             if not check.get("success"):
                 del self._slots[instance_id]
                 raise RuntimeError(

@@ -106,6 +106,8 @@ class OllamaHub(ResourceHubBase):
                 "discovery": _discovery(auto_discover),
                 "strategy": "least_loaded",
                 "auto_pull": True,  # upstream pulled a missing model onto a healthy instance
+                # upstream's OllamaConfig.max_concurrent (discovered instances had no cap)
+                "default_num_parallel": 4,
                 "health": {
                     "interval": float(health_check_interval),
                     "timeout": 5.0,
@@ -429,7 +431,8 @@ class OllamaHub(ResourceHubBase):
         self, instance_id: str, method: str, params: Mapping[str, Any]
     ) -> dict[str, Any]:
         """POST ``params`` to ``/api/<method>`` of one instance (``generate``, ``chat``,
-        ``embeddings``, ...), holding a hub lease for it and bounded by the hub's timeout."""
+        ``embeddings``, ...), holding a hub lease for it and bounded by the hub's timeout;
+        ``stream`` is false unless ``params`` say otherwise."""
         await self.start()
         if instance_id not in self.core_hub:
             raise KeyError(f"hub {self.hub_id!r} has no instance {instance_id!r}")
@@ -440,8 +443,9 @@ class OllamaHub(ResourceHubBase):
             raise NoResourceAvailable(self.name, reasons, "the instance cannot take a call now")
         path = _PATHS.get(method, f"/api/{method.strip('/')}")
         timeout = self.core_hub.request_timeout
+        body = {"stream": False, **params}  # one JSON answer unless the caller asks otherwise
         try:
-            answer = await self.http.post(instance_id, instance.url, path, params, timeout)
+            answer = await self.http.post(instance_id, instance.url, path, body, timeout)
         except BaseException as exc:
             lease.fail(self.core_hub.classify(exc))
             raise

@@ -123,7 +123,12 @@ class PythonDockerProvider(HubProviderAdapter):
         self._shared_runtime = runtime
         local = _local_allowed_by_env() if enable_local is None else enable_local
         images = dict(self.docker_config.get("images") or {})
-        default_image = self.docker_config.get("image")
+        # the Docker modes' image: the config's, else the shared hub's, else the operator's
+        default_image = (
+            self.docker_config.get("image")
+            or (hub.default_image if hub is not None else None)
+            or os.environ.get("GLEITZEIT_DOCKER_IMAGE")
+        )
         self.execution_modes: dict[str, dict[str, Any]] = {
             "local": {
                 "enabled": bool(local),
