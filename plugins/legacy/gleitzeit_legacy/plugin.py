@@ -36,8 +36,11 @@ def gleitzeit_register_commands(cli: click.Group) -> None:
 @hookimpl
 def gleitzeit_startup(runtime: Any) -> None:
     from gleitzeit_legacy.paths import section
+    from gleitzeit_legacy.shadow import warn_once_if_shadowed
 
     runtime.add_status_section("paths", section)
+    # the original package may have won the import (then the shim's own warning never ran)
+    warn_once_if_shadowed()
 
 
 @hookimpl

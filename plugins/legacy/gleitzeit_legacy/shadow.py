@@ -17,7 +17,14 @@ import re
 import warnings
 from pathlib import Path
 
-__all__ = ["OTHER", "ShadowWarning", "other_distribution", "shadow_notes", "warn_if_shadowed"]
+__all__ = [
+    "OTHER",
+    "ShadowWarning",
+    "other_distribution",
+    "shadow_notes",
+    "warn_if_shadowed",
+    "warn_once_if_shadowed",
+]
 
 OTHER = "gleitzeit"  # the original distribution's name
 SHIM = "gleitzeit-legacy"
@@ -67,6 +74,16 @@ def shadow_notes() -> list[str]:
         f"the original {OTHER} {version} shadows the shim: `import gleitzeit` loads {where}, "
         f"so the old import paths do not reach the hubs - {fix}"
     ]
+
+
+_warned = [False]
+
+
+def warn_once_if_shadowed() -> None:
+    """``warn_if_shadowed`` once per process (runtimes start often)."""
+    if not _warned[0]:
+        _warned[0] = True
+        warn_if_shadowed()
 
 
 def warn_if_shadowed() -> None:
