@@ -31,8 +31,10 @@ from gleitzeit_core import (
     Health,
     Request,
     Resource,
-    ResourceMetrics as CoreMetrics,
     ResourceSpec,
+)
+from gleitzeit_core import (
+    ResourceMetrics as CoreMetrics,
 )
 from gleitzeit_core.health import HealthMonitor as CoreMonitor
 from gleitzeit_core.health import HealthSettings, HttpProbe, ProbeResult
@@ -155,7 +157,7 @@ class CircuitBreaker:
             breaker.record(permit, CallOutcome.FAILURE, time.monotonic() - started)
             raise
         breaker.record(permit, CallOutcome.SUCCESS, time.monotonic() - started)
-        return result  # type: ignore[return-value]
+        return result
 
     def reset(self, resource_id: str) -> None:
         self._breaker(resource_id).reset()

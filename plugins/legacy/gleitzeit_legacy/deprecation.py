@@ -35,8 +35,8 @@ PLAN: dict[str, tuple[str, str]] = {
     "DockerExecutor": (
         "DockerHub",
         "gleitzeit.hub.docker_hub.DockerHub (get_or_create_instance, execute_in_container); "
-        'underneath, a Docker hub and the python/v1 provider: await runtime.execute('
-        '"python/execute", params) (gleitzeit_core.Runtime with a hub of kind \'docker\')',
+        "underneath, a Docker hub and the python/v1 provider: await runtime.execute("
+        "\"python/execute\", params) (gleitzeit_core.Runtime with a hub of kind 'docker')",
     ),
     "ContainerPool": (
         "DockerHub",

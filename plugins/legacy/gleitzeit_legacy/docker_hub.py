@@ -316,8 +316,10 @@ class DockerHub(ResourceHubBase):
         """The instance for ``config``: an existing one with the same configuration, else a
         new one (checked by running a no-op in it; ``RuntimeError`` if that fails)."""
         slot = self._slot_for(config)
-        key = (slot.image, slot.profile, slot.memory, slot.cpus, slot.network)
-        key += (tuple(sorted(slot.environment.items())), slot.working_dir, slot.timeout)
+        key = (
+            (slot.image, slot.profile, slot.memory, slot.cpus, slot.network),
+            (tuple(sorted(slot.environment.items())), slot.working_dir, slot.timeout),
+        )
         instance_id = "docker-" + hashlib.blake2b(repr(key).encode(), digest_size=6).hexdigest()
         async with self._lock:
             if instance_id in self._views:
@@ -350,9 +352,7 @@ class DockerHub(ResourceHubBase):
             self._views[instance_id] = view
             self.stats["total_registered"] += 1
             self.last_checks[instance_id] = datetime.now(UTC)
-        self.events.emit(
-            "instance_registered", {"instance_id": instance_id, "image": slot.image}
-        )
+        self.events.emit("instance_registered", {"instance_id": instance_id, "image": slot.image})
         return view
 
     async def start_instance(self, config: DockerConfig) -> ResourceInstance:
@@ -418,7 +418,9 @@ class DockerHub(ResourceHubBase):
             known = ", ".join(sorted(self._slots)) or "none"
             raise KeyError(f"hub {self.hub_id!r} has no instance {instance_id!r}; it has: {known}")
         if user not in (None, "", "nobody", "65534", "65534:65534"):
-            raise InvalidParams("execute_in_container", [f"user: sandboxes run as 65534, not {user!r}"])
+            raise InvalidParams(
+                "execute_in_container", [f"user: sandboxes run as 65534, not {user!r}"]
+            )
         limit = slot.timeout if timeout is None else float(timeout)
         if not 0 < limit <= _MAX_TIMEOUT:
             raise InvalidParams(

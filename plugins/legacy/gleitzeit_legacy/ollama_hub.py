@@ -262,7 +262,9 @@ class OllamaHub(ResourceHubBase):
         if instance_id in self.core_hub:
             return self._view(self.core_hub.get(instance_id))
         if not isinstance(endpoint, str) or "://" not in endpoint:
-            raise ValueError(f"endpoint: expected a URL such as http://host:11434, got {endpoint!r}")
+            raise ValueError(
+                f"endpoint: expected a URL such as http://host:11434, got {endpoint!r}"
+            )
         models = list(config.models) if config is not None else list(capabilities or [])
         parallel = config.max_concurrent if config is not None else None
         resource = self.core_hub.add(

@@ -214,9 +214,10 @@ class PythonDockerProvider(HubProviderAdapter):
             timeout=float(params.get("timeout", 60.0)),
         )
         instance = await self.hub.get_or_create_instance(config)
-        return await self.hub.execute_in_container(
+        result: dict[str, Any] = await self.hub.execute_in_container(
             instance_id=instance.id, command=self._prepare_python_command(code)
         )
+        return result
 
     async def health_check(self) -> dict[str, Any]:
         docker_status = "not_initialized"
