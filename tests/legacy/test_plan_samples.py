@@ -690,6 +690,24 @@ async def test_features_flip_under_load(gateway: Any) -> None:
         await provider.shutdown()
 
 
+async def _gleitzeit_status(url: str, *options: str) -> str:
+    """What ``gleitzeit status --url URL [options]`` prints (it must succeed)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gleitzeit_core",
+        "status",
+        "--url",
+        url,
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def test_status_section_and_cli_show_the_paths(gateway: Any) -> None:
     """``/gleitzeit/status`` carries the top-level ``paths`` object in the shape dashboards
     build on (hub, legacy: requests, errors, error_rate, p50/p95/p99 ms; rollout: the live
@@ -714,35 +732,13 @@ async def test_status_section_and_cli_show_the_paths(gateway: Any) -> None:
         assert paths["rollout"]["use_hub_architecture"] is False
         assert paths["rollout"]["rollout_percent"] == 50.0
         assert paths["rollout"]["configured_at_run_time"] == ["rollout_percent"]
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gleitzeit_core",
-            "status",
-            "--url",
-            gateway.url,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode == 0, err.decode()
-        table = out.decode()
+        table = await _gleitzeit_status(gateway.url)
         assert "paths" in table
         assert "p95 ms" in table
         assert "rollout_percent = 50" in table
         legacy_row = next(line for line in table.splitlines() if "legacy" in line)
         assert str(paths["legacy"]["requests"]) in legacy_row
-        json_out = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gleitzeit_core",
-            "status",
-            "--url",
-            gateway.url,
-            "--json",
-            stdout=asyncio.subprocess.PIPE,
-        )
-        raw, _ = await asyncio.wait_for(json_out.communicate(), 60)
+        raw = await _gleitzeit_status(gateway.url, "--json")
         assert set(json.loads(raw)["paths"]) == {"hub", "legacy", "rollout"}
     finally:
         await provider.shutdown()
