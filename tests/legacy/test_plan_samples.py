@@ -276,6 +276,7 @@ async def test_phase3_timeouts_always_hold_and_the_sandbox_is_not_optional(
         assert slept["success"] is False
         assert "timeout after 1" in slept["error"]
         assert loop.time() - started < 30  # both bounded, far below the 60 s asked for
+        assert hub.get_available_instance(tags=["docker"]) is instance
         echoed = await hub.execute_in_container(instance.id, "echo hub era", workdir="/tmp")
         assert echoed["stdout"] == "hub era\n"
         assert echoed["exit_code"] == 0

@@ -361,6 +361,23 @@ class ResourceHubBase:
             and need_caps <= i.capabilities
         ]
 
+    def get_available_instance(
+        self,
+        tags: Iterable[str] | None = None,
+        capabilities: Iterable[str] | None = None,
+        strategy: str = "least_loaded",
+    ) -> ResourceInstance | None:
+        """An available (healthy or degraded) instance with the ``tags`` and ``capabilities``:
+        the one with the fewest calls in flight (hubs that route themselves override this)."""
+        found = [
+            i for i in self.list_instances(tags=tags, capabilities=capabilities) if i.is_available()
+        ]
+        return min(found, key=lambda i: i.metrics.active_connections, default=None)
+
+    async def collect_metrics(self, instance: ResourceInstance) -> ResourceMetrics:
+        """The instance's metrics now (read from the hub; nothing to collect separately)."""
+        return instance.metrics
+
     # -- status shapes --------------------------------------------------------------------------
     def get_status(self) -> dict[str, Any]:
         """``{hub_id, resource_type, running, started_at, uptime_seconds, instances: {total,

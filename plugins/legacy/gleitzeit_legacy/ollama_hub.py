@@ -340,9 +340,6 @@ class OllamaHub(ResourceHubBase):
         result = await monitor.check(self.core_hub.get(instance.id))
         return bool(result.ok)
 
-    async def collect_metrics(self, instance: ResourceInstance) -> ResourceMetrics:
-        return instance.metrics
-
     async def discover_instances(
         self, port_range: Iterable[int] = range(11434, 11440), host: str = "127.0.0.1"
     ) -> list[ResourceInstance]:
