@@ -133,11 +133,12 @@ async def test_phase2_execute_gets_the_instance_from_the_hub(sims: Sims, on_sim:
 
 async def test_phase2_hub_status_events_and_degraded_state(sims: Sims) -> None:
     """The hub-era ``OllamaHub``: ``register_instance``/``list_instances``/
-    ``unregister_instance``, the upstream ``get_status`` and ``get_metrics_summary`` shapes,
-    ``on_event`` with the upstream names, and DEGRADED on the second failed probe in a row
-    before UNHEALTHY on the third."""
+    ``unregister_instance``, ``discover_instances(port_range)``, ``start_instance`` (a server
+    that answers; never a spawned one), the upstream ``get_status`` and
+    ``get_metrics_summary`` shapes, ``on_event`` with the upstream names, and DEGRADED on the
+    second failed probe in a row before UNHEALTHY on the third."""
     from gleitzeit.hub.base import ResourceStatus
-    from gleitzeit.hub.ollama_hub import OllamaHub
+    from gleitzeit.hub.ollama_hub import OllamaConfig, OllamaHub
 
     (sim,) = await sims(1)
     hub = OllamaHub(hub_id="status-hub", auto_discover=False, max_health_failures=3)
@@ -192,6 +193,15 @@ async def test_phase2_hub_status_events_and_degraded_state(sims: Sims) -> None:
         assert [n for n, _ in events][:2] == ["hub_started", "instance_registered"]
         assert await hub.unregister_instance("sim-1")
         assert hub.list_instances() == []
+        port = int(sim.url.rsplit(":", 1)[1])  # filled in: the simulator's port
+        (found,) = await hub.discover_instances(port_range=range(port, port + 1))
+        assert found.endpoint == sim.url
+        assert found.status is ResourceStatus.HEALTHY
+        again = await hub.start_instance(OllamaConfig(host="127.0.0.1", port=port))
+        assert again is found  # the same server, not a second instance
+        with pytest.raises(RuntimeError, match="does not spawn"):
+            await hub.start_instance(OllamaConfig(host="127.0.0.1", port=9))  # nothing there
+        assert [i.id for i in hub.list_instances()] == [found.id]
     finally:
         await hub.stop()
 

@@ -301,6 +301,10 @@ class OllamaHub(ResourceHubBase):
     async def start_instance(self, config: OllamaConfig) -> ResourceInstance:
         """Register the server ``config`` describes - if it answers. (Upstream spawned
         ``ollama serve`` when it did not; this hub never starts processes.)"""
+        same = [i for i in self._instances() if i.endpoint.rstrip("/") == config.url]
+        if same:  # already known (discovered, say): that instance, probed now
+            await self.check_health(same[0])
+            return same[0]
         instance_id = f"ollama-{config.host}-{config.port}"
         tags = {"local"} if config.host in ("127.0.0.1", "localhost", "::1") else {"remote"}
         view = await self.register_instance(
@@ -350,11 +354,17 @@ class OllamaHub(ResourceHubBase):
         settings = attrs.evolve(hub.settings, scan_host=host, scan_ports=list(port_range))
         specs = await factory(settings=settings, hub_name=hub.name).discover(hub)
         found = []
+        fresh = []
         for spec in specs:
             existed = spec.id in hub
             resource = hub.add(spec) if not existed else hub.get(spec.id)
+            if not existed:
+                fresh.append(resource)
             found.append(self._view(resource))
             self._announce(spec.id, spec.endpoint)
+        monitor = hub.monitor
+        if monitor is not None and fresh:  # their state known at once, not at the next probe
+            await asyncio.gather(*(monitor.check(r) for r in fresh))
         refresh = getattr(hub, "refresh_models", None)
         if refresh is not None and specs:
             await refresh([hub.get(s.id) for s in specs])
