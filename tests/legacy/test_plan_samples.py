@@ -202,6 +202,9 @@ async def test_phase2_hub_status_events_and_degraded_state(sims: Sims) -> None:
         with pytest.raises(RuntimeError, match="does not spawn"):
             await hub.start_instance(OllamaConfig(host="127.0.0.1", port=9))  # nothing there
         assert [i.id for i in hub.list_instances()] == [found.id]
+        assert await hub.ensure_model(found.id, "phi3")  # pulled onto that instance
+        assert hub.get_model_distribution()["phi3:latest"] == [found.id]
+        assert requests_to(sim, "/api/pull") == 1
     finally:
         await hub.stop()
 
