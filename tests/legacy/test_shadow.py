@@ -41,6 +41,17 @@ def _run(
 IMPORT = ["-W", "always", "-c", "import gleitzeit, sys; print(gleitzeit.__file__)"]
 PLUGINS = ["-m", "gleitzeit_core", "plugins", "list"]
 PLUGINS_JSON = [*PLUGINS, "--json"]
+START = [
+    "-W",
+    "always",
+    "-c",
+    "import asyncio, gleitzeit; from gleitzeit_core import Runtime\n"
+    "print(gleitzeit.__file__)\n"
+    "async def main():\n"
+    "    async with Runtime.from_config({}):\n"
+    "        pass\n"
+    "asyncio.run(main())",
+]
 
 
 def test_alone_no_note(tmp_path: Path) -> None:
@@ -70,15 +81,18 @@ def test_both_installed_shim_wins(tmp_path: Path) -> None:
     assert "note (legacy): the original gleitzeit 0.0.4 is installed too" in flat
 
 
-@pytest.mark.parametrize("args", [PLUGINS, IMPORT])
+@pytest.mark.parametrize("args", [PLUGINS, START])
 def test_original_shadows_the_shim(tmp_path: Path, args: list[str]) -> None:
-    """The original's package ahead on the path: the plugin list says the original shadows the
-    shim and where ``import gleitzeit`` goes (the shim's own import warning cannot run then)."""
+    """The original's package ahead on the path: the shim's own import warning cannot run,
+    so the plugin list says the original shadows the shim and where ``import gleitzeit``
+    goes, and a runtime starting with the shim's plugin warns the same."""
     root = _original(tmp_path / "site", with_package=True)
     done = _run(args, root, tmp_path)
     assert done.returncode == 0, done.stderr
-    if args is IMPORT:
+    if args is START:
         assert str(root / "gleitzeit") in done.stdout  # what old code really gets
+        assert "ShadowWarning" in done.stderr
+        assert "the original gleitzeit 0.0.4 shadows the shim" in done.stderr
         return
     flat = " ".join(done.stdout.split())
     assert "note (legacy): the original gleitzeit 0.0.4 shadows the shim" in flat
