@@ -78,3 +78,6 @@ def test_a_config_file_table_is_the_starting_point_and_run_time_keys_win() -> No
     del FEATURES["use_hub_architecture"]
     assert hub_path_wanted(("p",), "llm/v1", None, configured) is True
     assert hub_path_wanted(("p",), "llm/v1", None, None) is False
+    just_llm = {"hub_architecture_providers": ["llm/v1"]}  # the list alone: just these
+    assert hub_path_wanted(("p",), "llm/v1", None, just_llm) is True
+    assert hub_path_wanted(("q",), "python/v1", None, just_llm) is False

@@ -173,7 +173,7 @@ class Backend:
         if self.pinned:
             wanted = self.runtime.features.hub_enabled_for(self.protocol, key)
         else:
-            wanted = hub_path_wanted((*names, self.protocol), self.protocol, key, self.configured)
+            wanted = hub_path_wanted(names, self.protocol, key, self.configured)
         return HUB if wanted else LEGACY
 
     def record(self, path: str, duration: float, failure: FailureClass | None) -> None:

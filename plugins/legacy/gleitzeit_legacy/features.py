@@ -152,14 +152,17 @@ class LiveFeatures(MutableMapping[str, Any]):
     def effective(self, configured: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """What decides a call now: defaults < ``configured`` (a ``[features]`` table) < keys
         set at run time. A ``[features]`` table follows the core's defaults for keys it
-        leaves out (its presence means the operator chose)."""
+        leaves out (its presence means the operator chose) - except that a table listing
+        providers without ``use_hub_architecture`` sends just those to the hub path."""
         settings = dict(DEFAULTS)
         if configured is not None:
             core = FeaturesConfig()
-            settings["use_hub_architecture"] = configured.get(
-                "use_hub_architecture", core.use_hub_architecture
-            )
             listed = configured.get("hub_architecture_providers")
+            # a table that lists providers without the switch means "just these" (as the
+            # core reads it); otherwise the core's default for the switch applies
+            settings["use_hub_architecture"] = configured.get(
+                "use_hub_architecture", core.use_hub_architecture if listed is None else False
+            )
             settings["hub_architecture_providers"] = list(listed or [])
             settings["rollout_percent"] = float(
                 configured.get("rollout_percent", core.rollout_percent)
@@ -202,5 +205,7 @@ def hub_path_wanted(
         return False  # nothing configured, nothing opted in: the old path (the common case)
     settings = FEATURES.effective(configured)
     listed = settings["hub_architecture_providers"]
-    on = bool(settings["use_hub_architecture"]) or any(name in listed for name in names)
+    on = bool(settings["use_hub_architecture"]) or any(
+        name in listed for name in (*names, protocol)
+    )
     return on and _in_rollout(float(settings["rollout_percent"]), protocol, key)
