@@ -17,6 +17,12 @@ error rate, and extra attempts per request (failovers). ``legacy_vs_hub_latency_
 p50 / legacy p50 in the clean phase (target <= 1.05); under faults the hub should not fail
 more requests than the legacy path.
 
+A third phase, ``hub_era``, measures what the migration plan's hub-era adapters cost: the same
+calls, interleaved, through ``OllamaPoolProvider("era", hub=OllamaHub(...))`` with
+``FEATURES["use_hub_architecture"] = True`` (flag check, old parameters, old result shape,
+per-path figures) and straight through that hub's runtime (``runtime.execute``).
+``hub_era_vs_hub_latency_ratio`` is adapter p50 / direct p50 (target <= 1.05).
+
     python benchmarks/legacy_vs_hub.py [--quick] [--json PATH] [--requests N]
 """
 
@@ -128,6 +134,66 @@ async def run_phase(
     return out
 
 
+async def run_hub_era(
+    provider: Any, runtime: Any, requests: int, concurrency: int
+) -> dict[str, Any]:
+    """``requests`` calls alternating the hub-era adapter and the runtime it adapts."""
+    ways = ("adapter", "direct")
+    latencies: dict[str, list[float]] = {way: [] for way in ways}
+    errors = dict.fromkeys(ways, 0)
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for index in range(requests):
+        queue.put_nowait(ways[index % 2])
+    params = {"prompt": "benchmark", "model": MODEL}
+
+    async def worker() -> None:
+        while True:
+            try:
+                way = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            try:
+                if way == "adapter":
+                    await provider.execute("llm/generate", params)
+                else:
+                    await runtime.execute("llm/generate", params)
+            except Exception:
+                errors[way] += 1
+            else:
+                latencies[way].append((time.perf_counter() - started) * 1000.0)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {
+        way: {
+            "calls": len(latencies[way]) + errors[way],
+            "p50_ms": _round(percentile(latencies[way], 0.50)),
+            "p99_ms": _round(percentile(latencies[way], 0.99)),
+            "errors": errors[way],
+        }
+        for way in ways
+    }
+
+
+async def hub_era_phase(sims: list[OllamaSimulator], args: argparse.Namespace) -> dict[str, Any]:
+    from gleitzeit_legacy.features import FEATURES
+    from gleitzeit_legacy.ollama_hub import OllamaHub
+    from gleitzeit_legacy.ollama_providers import OllamaPoolProvider
+
+    os.environ["OLLAMA_HOSTS"] = ",".join(sim.url for sim in sims)  # what auto-discovery finds
+    hub = OllamaHub("bench-hub", auto_discover=True)
+    provider = OllamaPoolProvider("era", hub=hub)
+    FEATURES["use_hub_architecture"] = True
+    try:
+        await provider.initialize()
+        await run_hub_era(provider, hub.runtime, 2 * args.concurrency, args.concurrency)
+        return await run_hub_era(provider, hub.runtime, args.requests, args.concurrency)
+    finally:
+        FEATURES.reset()
+        await provider.shutdown()
+        await hub.stop()
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
@@ -161,6 +227,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             sim.reset_stats()
         clean = await run_phase(provider, args.requests, args.concurrency, None)
         faults = await run_phase(provider, args.requests, args.concurrency, sims[0])
+        era = await hub_era_phase(sims, args)
     finally:
         await provider.shutdown()
         for sim in sims:
@@ -183,6 +250,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "legacy_error_rate_with_faults": faults["legacy"]["error_rate"],
         "hub_extra_attempts_with_faults": faults["hub"]["extra_attempts_per_request"],
         "legacy_extra_attempts_with_faults": faults["legacy"]["extra_attempts_per_request"],
+        "hub_era": era,
+        "hub_era_vs_hub_latency_ratio": _ratio(era["adapter"]["p50_ms"], era["direct"]["p50_ms"]),
+        "hub_era_vs_hub_p99_ratio": _ratio(era["adapter"]["p99_ms"], era["direct"]["p99_ms"]),
     }
 
 
@@ -219,6 +289,16 @@ def show(report: dict[str, Any]) -> None:
         f"error rate under faults: hub {hub_err:.2%} vs legacy {legacy_err:.2%} "
         f"(target: hub fewer or equal: {verdict})"
     )
+    era = report["hub_era"]
+    era_ratio = report["hub_era_vs_hub_latency_ratio"]
+    era_met = "met" if era_ratio is not None and era_ratio <= 1.05 else "MISSED"
+    print(
+        f"\nhub-era adapters vs the hub path: p50 {era['adapter']['p50_ms']} vs "
+        f"{era['direct']['p50_ms']} ms, p99 {era['adapter']['p99_ms']} vs "
+        f"{era['direct']['p99_ms']} ms, errors {era['adapter']['errors']} vs "
+        f"{era['direct']['errors']}"
+    )
+    print(f"hub-era/hub p50: {era_ratio}  (target <= 1.05: {era_met})")
 
 
 def main() -> None:

@@ -131,6 +131,13 @@ def plugins_list(as_json: bool, config: str | None) -> None:
 
         manager.call_each("gleitzeit_register_commands", cli=cli_group, after=note_commands)
         cli_group._plugins_loaded = True
+
+    def note_problems(plugin: str, notes: Any) -> None:
+        record = manager.records.get(plugin)
+        if record is not None and notes:
+            record.notes = [str(note) for note in notes]
+
+    manager.call_each("gleitzeit_plugin_notes", after=note_problems)
     records = manager.report()
     if as_json:
         payload = {

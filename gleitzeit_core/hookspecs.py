@@ -70,3 +70,10 @@ def gleitzeit_startup(runtime: Any) -> None:
 @hookspec
 def gleitzeit_shutdown(runtime: Any) -> None:
     """Called when the runtime stops, before its hubs close."""
+
+
+@hookspec
+def gleitzeit_plugin_notes() -> list[str]:
+    """Problems with the installation that ``gleitzeit plugins list`` should show next to the
+    plugin (say, another distribution shadowing its package); an empty list when all is well."""
+    return []

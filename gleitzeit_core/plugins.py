@@ -57,6 +57,7 @@ class PluginRecord:
     registered: dict[str, list[str]] = attrs.field(factory=dict)
     commands: list[str] = attrs.field(factory=list)
     hooks: list[str] = attrs.field(factory=list)  # the hook implementations it provides
+    notes: list[str] = attrs.field(factory=list)  # from gleitzeit_plugin_notes
 
 
 _SNAPSHOT: list[Any] | None = None

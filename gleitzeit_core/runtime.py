@@ -16,8 +16,7 @@ import contextlib
 import inspect
 import os
 import random
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -28,8 +27,6 @@ from .errors import ProviderUnavailable, UnknownMethod
 from .features import FeatureFlags
 from .hub import ResourceHub
 from .keys import CallerCounters
-from .metrics import ResourceMetrics
-from .outcomes import FailureClass
 from .plugins import PluginManager
 from .status import RuntimeStatus
 from .wiring import FIRST_PARTY, build_hubs, build_providers
@@ -59,9 +56,10 @@ class Runtime:
         self._by_method: dict[str, Any] = {
             name: provider for provider in self.providers.values() for name in provider.methods()
         }
-        self.paths: dict[str, dict[str, ResourceMetrics]] = {}
         # per gateway key: filled by the gateway's KeyRing, shown in status() and metrics
         self.callers: dict[str, CallerCounters] = {}
+        # extra top-level sections of the status, added by plugins (see add_status_section)
+        self.status_sections: dict[str, Callable[[], Any]] = {}
         self._started = False
         self._starting: asyncio.Future[None] | None = None
 
@@ -151,29 +149,31 @@ class Runtime:
         provider = self.provider_for(method)
         return await provider.execute(method, params or {})
 
-    def record_path(
-        self, provider: str, path: str, duration: float, failure: FailureClass | None = None
-    ) -> None:
-        """Account one call by the path that served it (``hub`` or ``legacy``), so the error
-        rate and latency of both can be compared during a dual-mode rollout."""
-        served = self.paths.setdefault(provider, {})
-        metrics = served.get(path)
-        if metrics is None:
-            metrics = served[path] = ResourceMetrics(window=1024)
-        metrics.record(duration, failure, time.monotonic())
+    def add_status_section(self, name: str, producer: Callable[[], Any]) -> None:
+        """Show ``producer()`` (JSON-ready data) as the top-level key ``name`` of ``status()``
+        and ``/gleitzeit/status``; plugins call it from ``gleitzeit_startup``. The names of the
+        core's own keys are refused; adding a name again replaces its producer."""
+        reserved = {field.name for field in attrs.fields(RuntimeStatus)}
+        if name in reserved:
+            raise ValueError(f"status section {name!r}: the core's status already has that key")
+        self.status_sections[name] = producer
 
     def status(self) -> RuntimeStatus:
         from . import __version__
 
-        now = time.monotonic()
         return RuntimeStatus(
             version=__version__,
             hubs=[hub.status() for hub in self.hubs.values()],
             providers={proto: p.hub.name for proto, p in self.providers.items()},
-            paths={
-                provider: {path: m.snapshot(now) for path, m in served.items()}
-                for provider, served in self.paths.items()
-            },
             plugins={r.name: r.status for r in self.plugins.report()},
             callers={name: attrs.asdict(c) for name, c in sorted(self.callers.items())},
+            sections={name: _section(produce) for name, produce in self.status_sections.items()},
         )
+
+
+def _section(produce: Callable[[], Any]) -> Any:
+    # one broken section must not take the whole status (and the gateway's route) down
+    try:
+        return produce()
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}

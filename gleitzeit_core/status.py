@@ -48,14 +48,25 @@ class RuntimeStatus:
     version: str
     hubs: list[HubStatus]
     providers: dict[str, str]  # protocol -> hub name
-    # provider -> served path ("hub" or "legacy") -> its numbers, for dual-mode rollouts
-    paths: dict[str, dict[str, MetricsSnapshot]]
     plugins: dict[str, str]  # plugin name -> status
     # gateway key name (never its token) -> its request counters (gleitzeit_core.keys)
     callers: dict[str, Any] = attrs.field(factory=dict)
+    # sections plugins add (Runtime.add_status_section); JSON shows each as a top-level key
+    sections: dict[str, Any] = attrs.field(factory=dict)
 
 
 _json = cattrs.Converter()
+_plain_runtime = _json.gen_unstructure_attrs_fromdict(RuntimeStatus)
+
+
+def _runtime_json(status: RuntimeStatus) -> dict[str, Any]:
+    data: dict[str, Any] = _plain_runtime(status)
+    for name, value in data.pop("sections").items():
+        data.setdefault(name, value)  # never over a core key (add_status_section refuses them)
+    return data
+
+
+_json.register_unstructure_hook(RuntimeStatus, _runtime_json)
 
 
 def to_json(status: Any) -> Any:

@@ -90,23 +90,46 @@ def status_tables(data: Any) -> list[Table]:
                 ", ".join(f"{k}: {_short(v)}" for k, v in details.items()),
             )
         tables.append(table)
-    paths = data.get("paths") or {}
-    if paths:
-        table = Table(title="served paths (dual-mode rollout)", title_justify="left")
-        for column in ("provider", "path", "calls", "error %", "p50 ms", "p99 ms"):
-            table.add_column(column, justify="left" if column in ("provider", "path") else "right")
-        for provider, served in paths.items():
-            for path, numbers in served.items():
-                table.add_row(
-                    provider,
-                    path,
-                    str(numbers["requests"]),
-                    f"{100 * numbers['error_rate']:.2f}",
-                    _ms(numbers["p50_ms"]),
-                    _ms(numbers["p99_ms"]),
-                )
-        tables.append(table)
+    core_keys = ("version", "hubs", "providers", "plugins")
+    for name, section in data.items():
+        if name not in core_keys and isinstance(section, dict) and section:
+            tables.append(_section_table(name, section))
     return tables
+
+
+def _section_table(name: str, section: dict[str, Any]) -> Table:
+    """A plugin's status section (``Runtime.add_status_section``): entries shaped like the
+    first table entry are rows with its keys as columns; anything else goes in the caption."""
+    rows = {k: v for k, v in section.items() if isinstance(v, dict)}
+    columns = list(next(iter(rows.values()), {}) or ["value"])
+    rows = {k: v for k, v in rows.items() if set(v) <= set(columns)}
+    table = Table(title=f"[bold]{name}[/]", title_justify="left")
+    table.add_column("")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for key, value in rows.items():
+        table.add_row(key, *(_cell(value.get(c)) for c in columns))
+    rest = []
+    for key, value in section.items():
+        if key in rows:
+            continue
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k} = {_cell(v)}" for k, v in value.items())
+            rest.append(f"{key}: {shown}")
+        else:
+            rest.append(f"{key}: {_cell(value)}")
+    if rest:
+        table.caption = "\n".join(rest)
+        table.caption_justify = "left"
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _short(value)
 
 
 def _short(value: Any) -> str:
@@ -162,6 +185,9 @@ def plugins_table(records: list[Any], conflicts: dict[str, dict[str, list[str]]]
             record.error or "",
         )
     console.print(table)
+    for record in records:
+        for note in record.notes:
+            console.print(f"[yellow]note[/] ({record.name}): {note}")
     for kind, names in conflicts.items():
         for name, owners in names.items():
             console.print(f"[red]conflict[/]: {kind} {name!r} registered by {', '.join(owners)}")

@@ -266,7 +266,7 @@ async def test_old_python_provider_usage(tmp_path: Path) -> None:
 @pytest.mark.docker
 async def test_docker_dual_mode_metrics() -> None:
     """Docker calls are dual-mode too: with ``rollout_percent`` 0 every call takes the legacy
-    path, with 100 the hub path, each recorded in the status under ``python/v1``."""
+    path, with 100 the hub path, each counted in the executor's per-path figures."""
     from gleitzeit.execution.docker_executor import DockerExecutor
 
     for percent, expected in ((0.0, "legacy"), (100.0, "hub")):
@@ -276,8 +276,8 @@ async def test_docker_dual_mode_metrics() -> None:
         try:
             for _ in range(2):
                 await executor.execute("result = 1", image=IMAGE)
-            paths = executor.runtime.status().paths["python/v1"]
-            assert {p: s.requests for p, s in paths.items()} == {expected: 2}
+            paths = executor.path_metrics()
+            assert {p: f["requests"] for p, f in paths.items() if f["requests"]} == {expected: 2}
         finally:
             await executor.shutdown()
 

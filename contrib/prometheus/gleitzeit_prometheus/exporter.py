@@ -78,6 +78,7 @@ class StatusCollector(Collector):
                 opens.add_metric(key, res["breaker_opens"])
                 for state in _STATES:
                     breaker.add_metric([*key, state], 1.0 if res["breaker"] == state else 0.0)
+        yield from _path_families(status.get("paths"))
         yield from (
             requests,
             failures,
@@ -90,6 +91,44 @@ class StatusCollector(Collector):
             failovers,
             panic,
         )
+
+
+def _path_families(paths: Any) -> Iterator[Any]:
+    """Per-path series of a dual-mode rollout (the ``paths`` status section the legacy shim
+    adds): calls, errors and latency quantiles, labelled ``path="hub"|"legacy"``."""
+    if not isinstance(paths, dict):
+        return
+    served = {k: v for k, v in paths.items() if k in ("hub", "legacy") and isinstance(v, dict)}
+    if not served:
+        return
+    requests = CounterMetricFamily(
+        "gleitzeit_path_requests", "Provider calls served, by dual-mode path", labels=["path"]
+    )
+    errors = CounterMetricFamily(
+        "gleitzeit_path_errors", "Provider calls failed, by dual-mode path", labels=["path"]
+    )
+    latency = GaugeMetricFamily(
+        "gleitzeit_path_latency_ms",
+        "Latency of recent successful calls, by dual-mode path",
+        labels=["path", "quantile"],
+    )
+    for path, figures in served.items():
+        requests.add_metric([path], figures.get("requests", 0))
+        errors.add_metric([path], figures.get("errors", 0))
+        for quantile, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms")):
+            latency.add_metric([path, quantile], figures.get(key) or 0.0)
+    yield from (requests, errors, latency)
+    rollout = paths.get("rollout")
+    if isinstance(rollout, dict):
+        hub_on = GaugeMetricFamily(
+            "gleitzeit_rollout_hub_enabled", "1 while use_hub_architecture is on"
+        )
+        hub_on.add_metric([], 1.0 if rollout.get("use_hub_architecture") else 0.0)
+        percent = GaugeMetricFamily(
+            "gleitzeit_rollout_percent", "Share of hub-enabled calls that take the hub path"
+        )
+        percent.add_metric([], float(rollout.get("rollout_percent") or 0.0))
+        yield from (hub_on, percent)
 
 
 class Exporter:

@@ -6,8 +6,10 @@
   ``execute_legacy`` for JSON-RPC envelopes) over any runtime;
 * migration: ``migrate_provider_config(old)``, ``migrate(old, environ=...)``,
   ``create_provider_with_hub(type, config)`` and ``gleitzeit migrate-config``;
-* dual mode: each old call takes the hub path or the legacy path as the core's feature flags
-  decide (``[features] rollout_percent``), and ``runtime.status().paths`` compares them.
+* the migration plan's hub-era API (``gleitzeit.hub.*``, ``OllamaPoolProvider(id, hub=...)``,
+  ``gleitzeit.config.features.FEATURES``, ``gleitzeit.common.*``) as adapters over the same;
+* dual mode: each call takes the hub path or the legacy path as ``FEATURES`` decides, and the
+  ``paths`` status section (``paths.LEDGER``) compares them.
 
 Importing this package is cheap; each name is loaded on first use.
 """

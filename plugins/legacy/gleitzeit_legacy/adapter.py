@@ -13,6 +13,10 @@ Old code talked to providers in two shapes that never agreed (the old registry c
 Used on its own it wraps any ``Runtime`` (``HubProviderAdapter("llm", "llm/v1", runtime=rt)``)
 so code that expects an old provider object keeps working; the old provider classes of the
 shim subclass it and add the old parameter names and result shapes.
+
+The migration plan's Phase 4 shape works too: ``HubProviderAdapter(provider, hub)`` with a
+provider object (an ``OllamaPoolProvider``, a ``PythonDockerProvider``, ...) and the hub it
+runs on; every call goes to ``provider.execute`` (so ``FEATURES`` still chooses its path).
 """
 
 from __future__ import annotations
@@ -69,10 +73,13 @@ class HubProviderAdapter:
     """An old-style provider (``provider_id``, ``protocol_id``, ``handle_request``, ...)
     whose calls run through a ``Runtime``."""
 
+    provider: Any = None  # the wrapped provider of HubProviderAdapter(provider, hub)
+    hub: Any = None  # the hub it runs on
+
     def __init__(
         self,
-        provider_id: str,
-        protocol_id: str | None = None,
+        provider_id: Any,
+        protocol_id: Any = None,
         *,
         runtime: Runtime | None = None,
         config: Any = None,
@@ -81,6 +88,18 @@ class HubProviderAdapter:
         version: str = "1.0.0",
         aliases: Mapping[str, str] | None = None,
     ) -> None:
+        if not isinstance(provider_id, str):  # the plan's HubProviderAdapter(provider, hub)
+            provider, hub = provider_id, protocol_id
+            if not callable(getattr(provider, "execute", None)):
+                raise TypeError(
+                    "HubProviderAdapter(provider, hub): provider must have execute(method, "
+                    f"params), got {type(provider).__name__}"
+                )
+            self.provider, self.hub = provider, hub
+            provider_id = str(getattr(provider, "provider_id", type(provider).__name__))
+            protocol_id = getattr(provider, "protocol_id", "")
+            if runtime is None:
+                runtime = getattr(hub, "runtime", None)
         self.provider_id = provider_id
         self.protocol_id = protocol_id or ""
         self.name = name or provider_id
@@ -108,26 +127,37 @@ class HubProviderAdapter:
 
     async def execute(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Run one method; errors raise."""
+        if self.provider is not None:
+            return await self.provider.execute(self.resolve(method), dict(params or {}))
         await self.initialize()
         return await self.runtime.execute(self.resolve(method), dict(params or {}))
 
     def get_supported_methods(self) -> list[str]:
+        if self.provider is not None:
+            return list(self.provider.get_supported_methods())
         prefix = self.protocol_id.split("/", 1)[0] + "/"
         methods = [m for m in self.runtime.methods() if m.startswith(prefix)]
         return sorted({*methods, *(a for a, target in self.aliases.items() if target in methods)})
 
     async def initialize(self) -> None:
-        if self._adapter_runtime is not None and self._owns_runtime:
+        if self.provider is not None:
+            await self.provider.initialize()
+        elif self._adapter_runtime is not None and self._owns_runtime:
             await self._adapter_runtime.start()
 
     async def shutdown(self) -> None:
-        if self._adapter_runtime is not None and self._owns_runtime:
+        if self.provider is not None:
+            await self.provider.shutdown()
+        elif self._adapter_runtime is not None and self._owns_runtime:
             await self._adapter_runtime.stop()
 
     async def health_check(self) -> dict[str, Any]:
         """``{"status": "healthy"|"unhealthy", "details": {...}}``."""
         from gleitzeit_core.status import to_json
 
+        if self.provider is not None:
+            result: dict[str, Any] = await self.provider.health_check()
+            return result
         hubs = to_json(self.runtime.status().hubs)
         healthy = any(
             r["health"] != "unhealthy" and not r["ejected"] for h in hubs for r in h["resources"]

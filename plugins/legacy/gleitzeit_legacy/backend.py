@@ -2,12 +2,13 @@
 
 Each old class translates its constructor arguments into a config dict and gets a
 ``Backend``: a ``Runtime`` built from that dict (or one the caller passes in and keeps), started
-on first use, plus the two things every call needs - which path it takes
-(``FeatureFlags.hub_enabled_for(protocol, key)``) and recording how it went on that path
-(``Runtime.record_path``), so ``runtime.status().paths`` compares hub and legacy.
+on first use, plus the two things every call needs - which path it takes (``FEATURES``, see
+``gleitzeit_legacy.features``; an object's own ``features=`` pins it instead) and recording how
+it went on that path (the process-wide ``paths.LEDGER`` behind the ``paths`` status section,
+and this backend's own ledger for ``path_metrics()``).
 
 ``[features]`` and ``[plugins]`` of ``$GLEITZEIT_CONFIG`` apply to these runtimes too, so an
-operator rolls the hub path out (``rollout_percent``) without touching old code.
+operator rolls the hub path out without touching old code.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from gleitzeit_core.config import read_user_config
 from gleitzeit_core.hub import ResourceHub
 from gleitzeit_core.plugins import PluginManager
 
+from .features import hub_path_wanted
+from .paths import HUB, LEDGER, LEGACY, PathLedger
+
 __all__ = ["HUB", "LEGACY", "Backend", "failure_of", "overlay_from_env_config"]
 
 log = logging.getLogger("gleitzeit.legacy")
-
-HUB = "hub"
-LEGACY = "legacy"
 
 
 def failure_of(exc: BaseException) -> FailureClass:
@@ -89,6 +90,10 @@ class Backend:
         self.hub_name = hub
         self.owned = runtime is None
         self.dropped: list[str] = []  # what the installed plugins could not honour
+        # features= pins this object's path rules; else FEATURES over the config file decides
+        self.pinned = features is not None
+        self.configured: dict[str, Any] | None = overlay_from_env_config().get("features")
+        self.ledger = PathLedger()
         if runtime is None:
             runtime = self._build(dict(config), features)
         elif hub not in runtime.hubs:
@@ -163,20 +168,21 @@ class Backend:
         self._started = False
 
     # -- dual mode ------------------------------------------------------------------------------
-    def path_for(self, key: str | None) -> str:
-        """``"hub"`` or ``"legacy"`` for one call, by the runtime's feature flags."""
-        return HUB if self.runtime.features.hub_enabled_for(self.protocol, key) else LEGACY
+    def path_for(self, key: str | None, names: tuple[str, ...] = ()) -> str:
+        """``"hub"`` or ``"legacy"`` for one call of the provider known by ``names``."""
+        if self.pinned:
+            wanted = self.runtime.features.hub_enabled_for(self.protocol, key)
+        else:
+            wanted = hub_path_wanted(names, self.protocol, key, self.configured)
+        return HUB if wanted else LEGACY
 
     def record(self, path: str, duration: float, failure: FailureClass | None) -> None:
-        self.runtime.record_path(self.protocol, path, duration, failure)
+        LEDGER.record(path, duration, failure)
+        self.ledger.record(path, duration, failure)
 
     def path_status(self) -> dict[str, Any]:
-        """``runtime.status().paths`` of this protocol, as plain data."""
-        from gleitzeit_core.status import to_json
-
-        paths = self.runtime.status().paths.get(self.protocol, {})
-        result: dict[str, Any] = to_json(paths)
-        return result
+        """This backend's calls per path: requests, errors, error rate, p50/p95/p99."""
+        return {path: self.ledger.figures(path) for path in (HUB, LEGACY)}
 
 
 class Timer:

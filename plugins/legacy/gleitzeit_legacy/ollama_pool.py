@@ -15,7 +15,7 @@ slot back without counting anything.
 
 Dual mode: on the hub path the hub selects (its strategy, model tiers, waiting for a free slot
 up to ``queue_timeout``); on the legacy path the old single-pass filter and strategy select and
-the hub only accounts for the lease. Both record the call in ``runtime.status().paths``.
+the hub only accounts for the lease. Both count in the per-path figures (``paths``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import logging
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
+
+from typing_extensions import deprecated
 
 from gleitzeit_core import (
     BUILTIN_STRATEGIES,
@@ -60,6 +62,7 @@ __all__ = [
     "LoadBalancingStrategy",
     "OllamaInstance",
     "OllamaPoolManager",
+    "add_resources",
     "make_ollama_backend",
 ]
 
@@ -100,22 +103,28 @@ def make_ollama_backend(
         require_kinds=("ollama",),
     )
     if backend.owned:
-        for item in table["resources"]:
-            backend.hub.add(
-                ResourceSpec(
-                    id=item["id"],
-                    endpoint=item["url"],
-                    labels=frozenset(item.get("labels", ())),
-                    weight=float(item.get("weight", 1.0)),
-                    max_concurrency=item.get("max_concurrency"),
-                    priority=int(item.get("priority", 0)),
-                    options={
-                        "num_parallel": item.get("num_parallel"),
-                        "models": list(item.get("models", [])),
-                    },
-                )
-            )
+        add_resources(backend.hub, table)
     return backend
+
+
+def add_resources(hub: ResourceHub, table: Mapping[str, Any]) -> None:
+    """Add the ``resources`` of a translated hub table to ``hub`` at once (so the old
+    ``instances`` view exists before ``initialize()``)."""
+    for item in table["resources"]:
+        hub.add(
+            ResourceSpec(
+                id=item["id"],
+                endpoint=item["url"],
+                labels=frozenset(item.get("labels", ())),
+                weight=float(item.get("weight", 1.0)),
+                max_concurrency=item.get("max_concurrency"),
+                priority=int(item.get("priority", 0)),
+                options={
+                    "num_parallel": item.get("num_parallel"),
+                    "models": list(item.get("models", [])),
+                },
+            )
+        )
 
 
 def _spec_view(resource: Resource) -> dict[str, Any]:
@@ -148,6 +157,11 @@ class CircuitBreakerView:
         return self.state(instance_id) == "open"
 
 
+# PEP 702, so type checkers flag it (a literal: checkers read no expressions)
+@deprecated(
+    "OllamaPoolManager is deprecated. Use OllamaHub instead (docs/migration.md).",
+    category=None,
+)
 class OllamaPoolManager:
     """The old ``OllamaPoolManager(instances, health_check_interval, circuit_breaker_config)``.
 
@@ -183,6 +197,7 @@ class OllamaPoolManager:
         self.health_check_interval = health_check_interval
         self.circuit_breaker_config = dict(circuit_breaker_config or {})
         self.rollout_key = rollout_key
+        self.names: tuple[str, ...] = ("OllamaPoolManager",)  # for FEATURES' provider list
         self.circuit_breaker = CircuitBreakerView(self.backend.hub)
         self._instances: dict[str, OllamaInstance] = {}
         self._by_url: dict[str, str] = {}
@@ -385,7 +400,7 @@ class OllamaPoolManager:
         """The URL of an instance for ``model`` (``None`` when none can take it)."""
         chosen = self._strategy(strategy)
         await self._ready()
-        path = self.backend.path_for(self.rollout_key)
+        path = self.backend.path_for(self.rollout_key, self.names)
         timer = Timer()
         lease: Lease | None
         if path == HUB:
@@ -452,6 +467,10 @@ class OllamaPoolManager:
             entry[0].release()
 
     # -- health and status ----------------------------------------------------------------------
+    def path_metrics(self) -> dict[str, Any]:
+        """This pool's calls per path (hub/legacy): requests, errors, error rate, p50/95/99."""
+        return self.backend.path_status()
+
     async def health_check(self, instance_id: str) -> bool:
         """Probe one instance now (by id); ``True`` if it answered."""
         await self._ready()

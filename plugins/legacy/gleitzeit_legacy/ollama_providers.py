@@ -12,17 +12,19 @@ Both build an Ollama hub from their old arguments and run each call on one of tw
   already tried, ``max_tokens`` reaches Ollama as ``options.num_predict``, and the timeout
   bounds the whole call.
 
-``FeatureFlags.hub_enabled_for("llm/v1", key)`` picks the path; both report to
-``runtime.record_path``. Results have the old shapes on both paths.
+``FEATURES`` (``gleitzeit.config.features``) picks the path per call - or the object's own
+``features=`` - and both paths report to the per-path figures (``paths`` in the status).
+Results have the old shapes on both paths.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import attrs
+from typing_extensions import deprecated
 
 from gleitzeit_core import (
     FailureClass,
@@ -38,7 +40,8 @@ from .adapter import HubProviderAdapter
 from .backend import HUB, LEGACY, Backend, Timer, failure_of
 from .deprecation import warn_once
 from .ollama_common import LegacyHttp, LoadBalancingStrategy, encode_images
-from .ollama_pool import OllamaPoolManager, make_ollama_backend
+from .ollama_hub import OllamaHub
+from .ollama_pool import OllamaPoolManager, add_resources, make_ollama_backend
 from .translate import STRATEGIES, ollama_hub_table
 
 __all__ = ["LlmCall", "LlmShim", "OllamaPoolProvider", "OllamaProvider"]
@@ -100,7 +103,9 @@ class LlmShim:
         default_strategy: LoadBalancingStrategy,
         failover: bool,
         retry_attempts: int,
+        names: tuple[str, ...] = (),
     ) -> None:
+        self.names = names  # how FEATURES["hub_architecture_providers"] may name this provider
         self.backend = backend
         self.manager = manager
         self.default_strategy = default_strategy
@@ -109,7 +114,7 @@ class LlmShim:
         self.http = LegacyHttp()
 
     async def run(self, call: LlmCall, path: str | None = None) -> dict[str, Any]:
-        chosen = path or self.backend.path_for(call.key)
+        chosen = path or self.backend.path_for(call.key, self.names)
         timer = Timer()
         try:
             if chosen == HUB:
@@ -281,6 +286,8 @@ class _LlmAdapter(HubProviderAdapter):
     shim: LlmShim
     pool_manager: OllamaPoolManager
     backend: Backend
+    hub: OllamaHub  # the hub-era view of the hub this provider runs on
+    owns_hub: bool  # stopped with the provider (a hub passed in is left running)
 
     def get_supported_methods(self) -> list[str]:
         return list(self.methods)
@@ -293,12 +300,15 @@ class _LlmAdapter(HubProviderAdapter):
 
     async def initialize(self) -> None:
         if not self.backend.started:
+            await self.hub.start()
             await self.pool_manager.initialize()
 
     async def shutdown(self) -> None:
         await self.pool_manager.shutdown()
         await self.shim.close()
         await self.backend.stop()
+        if self.owns_hub:
+            await self.hub.stop()
 
     def build(self, method: str, params: Mapping[str, Any]) -> LlmCall:
         raise NotImplementedError
@@ -321,6 +331,34 @@ class _LlmAdapter(HubProviderAdapter):
         raw = await self.shim.run(call, path)
         return self.shape(call, raw)
 
+    async def _execute_with_hub(
+        self, method: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The plan's Phase 6.2 name: this call on the hub path, whatever ``FEATURES`` says."""
+        return await self.execute_path(HUB, method, params)
+
+    async def _execute_legacy(
+        self, method: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The plan's Phase 6.2 name: this call on the legacy path."""
+        return await self.execute_path(LEGACY, method, params)
+
+    async def _execute_generation(
+        self, instance: Any, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The plan's Phase 2.2 step: ``llm/generate`` on the instance
+        ``hub.get_instance_for_model`` chose (the old result shape)."""
+        call = self.build("llm/generate", dict(params or {}))
+        await self.initialize()
+        timer = Timer()
+        try:
+            raw = await self.hub.execute_on_instance(instance.id, "generate", call.body())
+        except BaseException as exc:
+            self.backend.record(HUB, timer.elapsed(), failure_of(exc))
+            raise
+        self.backend.record(HUB, timer.elapsed(), None)
+        return self.shape(call, raw)
+
     async def get_pool_status(self) -> dict[str, Any]:
         return await self.pool_manager.get_pool_status()
 
@@ -333,6 +371,23 @@ class OllamaPoolProvider(_LlmAdapter):
     """The old ``OllamaPoolProvider(provider_id, instances, load_balancing_config,
     circuit_breaker_config, timeout)`` (protocol ``llm/v1``)."""
 
+    @overload
+    def __init__(
+        self,
+        provider_id: str,
+        *,
+        hub: OllamaHub | None = None,
+        features: Mapping[str, Any] | None = None,
+        runtime: Runtime | None = None,
+        rollout_key: str | None = None,
+    ) -> None: ...
+
+    @overload
+    @deprecated(  # PEP 702: the pre-hub shape (a literal: checkers read no expressions)
+        "OllamaPoolProvider is deprecated. Use OllamaPoolProvider(provider_id, "
+        "hub=OllamaHub(...)) instead (docs/migration.md).",
+        category=None,
+    )
     def __init__(
         self,
         provider_id: str,
@@ -341,14 +396,27 @@ class OllamaPoolProvider(_LlmAdapter):
         circuit_breaker_config: Mapping[str, Any] | None = None,
         timeout: float = 60,
         *,
+        hub: OllamaHub | str | None = None,
         features: Mapping[str, Any] | None = None,
         runtime: Runtime | None = None,
-        hub: str = "llm",
+        rollout_key: str | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        provider_id: str,
+        instances: Sequence[Mapping[str, Any]] | None = None,
+        load_balancing_config: Mapping[str, Any] | None = None,
+        circuit_breaker_config: Mapping[str, Any] | None = None,
+        timeout: float = 60,
+        *,
+        hub: OllamaHub | str | None = None,
+        features: Mapping[str, Any] | None = None,
+        runtime: Runtime | None = None,
         rollout_key: str | None = None,
     ) -> None:
-        warn_once("OllamaPoolProvider")
-        if not instances and runtime is None:
-            raise ValueError("At least one Ollama instance must be configured")
+        if instances is not None and not isinstance(hub, OllamaHub):
+            warn_once("OllamaPoolProvider")  # the pre-hub shape; the plan's hub= shape is current
         lb = dict(load_balancing_config or {})
         table = ollama_hub_table(
             instances=list(instances or []),
@@ -356,7 +424,27 @@ class OllamaPoolProvider(_LlmAdapter):
             circuit_breaker=circuit_breaker_config,
             timeout=timeout,
         )
-        self.backend = make_ollama_backend(table, hub=hub, runtime=runtime, features=features)
+        shared: OllamaHub | None = None
+        if isinstance(hub, OllamaHub):
+            shared, self.owns_hub = hub, False  # the plan's Phase 2: use the hub given
+        elif instances is None and runtime is None:
+            # the plan's Phase 2: no hub and no instances - a discovering hub of its own
+            shared = OllamaHub(hub_id=f"{provider_id}-hub", auto_discover=True, features=features)
+            self.owns_hub = True
+        else:
+            if not instances and runtime is None:
+                raise ValueError("At least one Ollama instance must be configured")
+            self.owns_hub = runtime is None
+        if shared is not None:
+            self.backend = make_ollama_backend(
+                table, hub=shared.name, runtime=shared.runtime, features=features
+            )
+            add_resources(shared.core_hub, table)  # instances given as well join the hub
+            self.hub = shared
+        else:
+            name = hub if isinstance(hub, str) else "llm"
+            self.backend = make_ollama_backend(table, hub=name, runtime=runtime, features=features)
+            self.hub = OllamaHub(name, _backend=self.backend)
         super().__init__(
             provider_id,
             "llm/v1",
@@ -384,7 +472,9 @@ class OllamaPoolProvider(_LlmAdapter):
             default_strategy=self._strategy,
             failover=self.enable_failover,
             retry_attempts=self.retry_attempts,
+            names=(provider_id,),
         )
+        self.pool_manager.names = (provider_id,)
 
     async def health_check(self) -> dict[str, Any]:
         try:
@@ -488,6 +578,12 @@ def _as_url(value: str) -> str:
     )
 
 
+# PEP 702, so type checkers flag it (a literal: checkers read no expressions)
+@deprecated(
+    "OllamaProvider is deprecated. Use OllamaPoolProvider(provider_id, hub=OllamaHub(...)) "
+    "instead (docs/migration.md).",
+    category=None,
+)
 class OllamaProvider(_LlmAdapter):
     """The pre-hub single-instance ``OllamaProvider(provider_id, ollama_url, timeout)``.
 
@@ -516,6 +612,8 @@ class OllamaProvider(_LlmAdapter):
             timeout=timeout,
         )
         self.backend = make_ollama_backend(table, hub=hub, runtime=runtime, features=features)
+        self.hub = OllamaHub(hub, _backend=self.backend)
+        self.owns_hub = runtime is None
         super().__init__(
             provider_id,
             "llm/v1",
@@ -534,7 +632,9 @@ class OllamaProvider(_LlmAdapter):
             default_strategy=LoadBalancingStrategy.LEAST_LOADED,
             failover=False,
             retry_attempts=1,
+            names=(provider_id,),
         )
+        self.pool_manager.names = (provider_id,)
 
     async def health_check(self) -> dict[str, Any]:
         status = await self.pool_manager.get_pool_status()

@@ -16,7 +16,9 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
+
+from typing_extensions import deprecated
 
 from gleitzeit_core import InvalidParams, Runtime, UnknownMethod
 
@@ -24,6 +26,7 @@ from .adapter import HubProviderAdapter
 from .backend import HUB, LEGACY, Timer, failure_of
 from .deprecation import warn_once
 from .docker_executor import DockerExecutor, args_prelude, old_result
+from .docker_hub import DockerConfig, DockerHub, allowed_images, check_image
 from .local_exec import run_local
 from .translate import OLD_MODES, mode_name
 
@@ -48,9 +51,45 @@ class PythonDockerProvider(HubProviderAdapter):
     allowed_local_modules)`` (protocol ``python/v1``).
 
     ``docker_config`` may say ``image`` (every Docker mode's image), ``images`` (per mode),
-    ``base_url`` and ``hub_id`` (see ``DockerExecutor``). New keyword-only arguments:
-    ``enable_local``, ``features``, ``runtime`` and ``rollout_key``.
+    ``base_url`` and ``hub_id`` (see ``DockerExecutor``). New keyword-only arguments: ``hub``
+    (the plan's Phase 3: a ``DockerHub`` to share; without one the provider makes and owns
+    ``DockerHub(hub_id=f"{provider_id}-hub")``), ``enable_local``, ``features``, ``runtime``
+    and ``rollout_key``. A request's ``image`` must be a mode's image or on the operator's
+    allow-list (``GLEITZEIT_DOCKER_ALLOWED_IMAGES``).
     """
+
+    @overload
+    def __init__(
+        self,
+        provider_id: str,
+        *,
+        hub: DockerHub | None = None,
+        enable_local: bool | None = None,
+        features: Mapping[str, Any] | None = None,
+        runtime: Runtime | None = None,
+        rollout_key: str | None = None,
+    ) -> None: ...
+
+    @overload
+    @deprecated(  # PEP 702: the pre-hub shape (a literal: checkers read no expressions)
+        "PythonDockerProvider is deprecated. Use PythonDockerProvider(provider_id, "
+        "hub=DockerHub(...)) instead (docs/migration.md).",
+        category=None,
+    )
+    def __init__(
+        self,
+        provider_id: str,
+        docker_config: Mapping[str, Any] | None,
+        pool_config: Mapping[str, Any] | None = None,
+        default_mode: str = "sandboxed",
+        allowed_local_modules: Sequence[str] | None = None,
+        *,
+        hub: DockerHub | None = None,
+        enable_local: bool | None = None,
+        features: Mapping[str, Any] | None = None,
+        runtime: Runtime | None = None,
+        rollout_key: str | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -60,12 +99,15 @@ class PythonDockerProvider(HubProviderAdapter):
         default_mode: str = "sandboxed",
         allowed_local_modules: Sequence[str] | None = None,
         *,
+        hub: DockerHub | None = None,
         enable_local: bool | None = None,
         features: Mapping[str, Any] | None = None,
         runtime: Runtime | None = None,
         rollout_key: str | None = None,
     ) -> None:
-        warn_once("PythonDockerProvider")
+        pre_hub = docker_config is not None or pool_config is not None
+        if hub is None and (pre_hub or default_mode != "sandboxed" or allowed_local_modules):
+            warn_once("PythonDockerProvider")  # the pre-hub shape; hub= (or nothing) is current
         super().__init__(
             provider_id,
             "python/v1",
@@ -81,7 +123,12 @@ class PythonDockerProvider(HubProviderAdapter):
         self._shared_runtime = runtime
         local = _local_allowed_by_env() if enable_local is None else enable_local
         images = dict(self.docker_config.get("images") or {})
-        default_image = self.docker_config.get("image")
+        # the Docker modes' image: the config's, else the shared hub's, else the operator's
+        default_image = (
+            self.docker_config.get("image")
+            or (hub.default_image if hub is not None else None)
+            or os.environ.get("GLEITZEIT_DOCKER_IMAGE")
+        )
         self.execution_modes: dict[str, dict[str, Any]] = {
             "local": {
                 "enabled": bool(local),
@@ -99,6 +146,15 @@ class PythonDockerProvider(HubProviderAdapter):
                 "timeout": preset["timeout"],
                 "description": _DESCRIPTIONS[mode],
             }
+        self.owns_hub = hub is None
+        self.hub = hub or DockerHub(
+            hub_id=str(self.docker_config.get("hub_id") or f"{provider_id}-hub"),
+            default_image=default_image,
+            docker_config=self.docker_config,
+            pool_config=self.pool_config,
+            features=features,
+            runtime=runtime,
+        )
         self.docker_executor: DockerExecutor | None = None
         self._initialized = False
         self._init_lock = asyncio.Lock()
@@ -123,15 +179,11 @@ class PythonDockerProvider(HubProviderAdapter):
             if not docker_modes:
                 return
             try:
-                executor = DockerExecutor(
-                    config=self.docker_config,
-                    pool_config=self.pool_config,
-                    features=self._features,
-                    runtime=self._shared_runtime,
-                    rollout_key=self.rollout_key,
-                    _warn=False,
-                )
-                await executor.initialize()
+                executor = self.hub.executor
+                executor.rollout_key = self.rollout_key
+                if self.owns_hub:
+                    executor.shim.names = (self.provider_id,)
+                await self.hub.start()
             except (ImportError, ConnectionError, OSError, ValueError) as exc:
                 log.warning("gleitzeit legacy: Docker unavailable, Docker modes disabled: %s", exc)
                 for mode in docker_modes:
@@ -140,10 +192,32 @@ class PythonDockerProvider(HubProviderAdapter):
             self.docker_executor = executor
 
     async def shutdown(self) -> None:
-        executor, self.docker_executor = self.docker_executor, None
-        if executor is not None:
-            await executor.shutdown()
+        """Stop the hub this provider made (with its containers); a hub passed in keeps
+        running for its other users."""
+        self.docker_executor = None
+        if self.owns_hub:
+            await self.hub.stop()
         self._initialized = False
+
+    def _prepare_python_command(self, code: str) -> list[str]:
+        """The plan's Phase 3.2 helper: the command that runs ``code`` (an argv list, so no
+        shell ever re-splits the code)."""
+        return ["python", "-c", code]
+
+    async def _execute_docker(self, code: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The plan's Phase 3.2 path: a container of the configuration ``params`` describe
+        from the hub, then ``code`` in it (``{success, exit_code, stdout, stderr, ...}``)."""
+        config = DockerConfig(
+            image=params.get("image", self.hub.default_image),
+            memory_limit=params.get("memory_limit", "512m"),
+            security_level=params.get("security_level", "sandboxed"),
+            timeout=float(params.get("timeout", 60.0)),
+        )
+        instance = await self.hub.get_or_create_instance(config)
+        result: dict[str, Any] = await self.hub.execute_in_container(
+            instance_id=instance.id, command=self._prepare_python_command(code)
+        )
+        return result
 
     async def health_check(self) -> dict[str, Any]:
         docker_status = "not_initialized"
@@ -227,9 +301,13 @@ class PythonDockerProvider(HubProviderAdapter):
         if mode == "local":
             return await self._local(code, args, timeout, path)
         assert self.docker_executor is not None
+        image = params.get("image") or config["image"]
+        if image != config["image"]:  # a request's own image: only from the allow-list
+            own = {c["image"] for c in self.execution_modes.values() if "image" in c}
+            check_image(str(image), own, allowed_images(self.hub.allowed), method)
         result = await self.docker_executor.execute_new(
             args_prelude(args) + code,
-            image=params.get("image") or config["image"],
+            image=image,
             timeout=timeout,
             memory_limit=params.get("memory_limit") or config["memory_limit"],
             cpu_limit=params.get("cpu_limit") or config["cpu_limit"],

@@ -1,0 +1,1 @@
+"""Hub-era import path ``gleitzeit.config`` (served by the gleitzeit-legacy shim)."""

@@ -1,0 +1,1 @@
+"""Hub-era import path ``gleitzeit.migration`` (served by the gleitzeit-legacy shim)."""
