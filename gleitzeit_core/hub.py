@@ -15,6 +15,7 @@ Plugin hubs subclass it and override the hooks ``serves``, ``tier``, ``capacity`
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -41,6 +42,20 @@ __all__ = ["ResourceHub"]
 _SAMPLE_ABOVE = 4
 
 T = TypeVar("T")
+
+
+class _Waiter:
+    """A caller waiting in ``acquire``: what it asks for, and where its lease will arrive."""
+
+    __slots__ = ("exclude", "future", "request", "strategy")
+
+    def __init__(
+        self, request: Request, exclude: Collection[str], strategy: Strategy | None
+    ) -> None:
+        self.request = request
+        self.exclude = exclude
+        self.strategy = strategy
+        self.future: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
 
 
 class ResourceHub:
@@ -88,8 +103,10 @@ class ResourceHub:
         self.settings = settings
         self._resources: dict[str, Resource] = {}
         self._members: list[Resource] = []  # the same, as a list for cheap iteration
-        self._freed = asyncio.Event()
-        self._waiting = 0
+        # callers waiting for capacity, oldest first (see _wake)
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._handing_over = False
+        self._hand_over_again = False
         self._drained: dict[str, asyncio.Event] = {}
         self._started = False
         self._probing = False  # probes start once on_start has run
@@ -340,25 +357,27 @@ class ResourceHub:
         wait = self.queue_timeout if timeout is None else timeout
         if request.deadline is not None:
             wait = min(wait, max(0.0, request.deadline - self.clock.now()))
-        if not saturated or wait <= 0 or self._waiting >= self.max_waiting:
+        waiters = self._waiters
+        if not saturated or wait <= 0 or len(waiters) >= self.max_waiting:
             self.counters["no_resource"] += count_refusal
             detail = "wait queue full" if saturated and wait > 0 else None
             raise NoResourceAvailable(
                 self.name, selection.reasons(self, request, exclude, self.clock.now()), detail
             )
         self.counters["queued"] += 1
-        self._waiting += 1
+        waiter = _Waiter(request, exclude, strategy)
+        waiters.append(waiter)
         try:
             async with asyncio.timeout(wait):
-                while True:
-                    freed = self._freed
-                    await freed.wait()
-                    lease, saturated = self.try_lease(request, exclude, strategy)
-                    if lease is not None:
-                        return lease
-                    if not saturated:
-                        break
-        except TimeoutError:
+                handed = await waiter.future
+        except BaseException as exc:
+            # a lease handed over just as the wait ended goes to the next in line
+            future = waiter.future
+            late = future.result() if future.done() and not future.cancelled() else None
+            if late is not None:
+                late.release()
+            if not isinstance(exc, TimeoutError):
+                raise
             self.counters["queue_timeouts"] += 1
             raise NoResourceAvailable(
                 self.name,
@@ -366,7 +385,10 @@ class ResourceHub:
                 f"waited {wait:.1f} s for a free slot",
             ) from None
         finally:
-            self._waiting -= 1
+            if waiter in waiters:
+                waiters.remove(waiter)
+        if handed is not None:
+            return handed
         self.counters["no_resource"] += count_refusal
         raise NoResourceAvailable(
             self.name, selection.reasons(self, request, exclude, self.clock.now())
@@ -433,9 +455,38 @@ class ResourceHub:
         self._observers.append(callback)
 
     def _wake(self) -> None:
-        if self._waiting:
-            self._freed.set()
-            self._freed = asyncio.Event()
+        """Hand freed capacity to the waiting callers, oldest first, before any newcomer can
+        take it (a caller that finishes and asks again queues behind them). Each waiter takes
+        only what suits its request, so one waiting for a busy model does not hold up one
+        waiting for another; a waiter that waiting can no longer help is told so (``None``)."""
+        if not self._waiters:
+            return
+        if self._handing_over:  # woken again from inside a hand-over (a breaker transition)
+            self._hand_over_again = True
+            return
+        self._handing_over = True
+        try:
+            self._hand_over_again = True
+            while self._hand_over_again:
+                self._hand_over_again = False
+                self._hand_over()
+        finally:
+            self._handing_over = False
+
+    def _hand_over(self) -> None:
+        waiters = self._waiters
+        for waiter in list(waiters):
+            future = waiter.future
+            if future.done():
+                waiters.remove(waiter)
+                continue
+            lease, saturated = self.try_lease(waiter.request, waiter.exclude, waiter.strategy)
+            if lease is not None:
+                waiters.remove(waiter)
+                future.set_result(lease)
+            elif not saturated:
+                waiters.remove(waiter)
+                future.set_result(None)
 
     # -- failover -------------------------------------------------------------------------------
     def deadline_for(self, request: Request) -> float:
@@ -520,7 +571,7 @@ class ResourceHub:
             kind=self.kind,
             strategy=self.strategy_name,
             panic=self.panic,
-            waiting=self._waiting,
+            waiting=len(self._waiters),
             counters=dict(self.counters),
             discovery_errors=dict(self.discovery_errors),
             resources=[self.resource_status(r, now) for r in self._members],

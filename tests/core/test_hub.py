@@ -149,6 +149,44 @@ async def test_waiting_is_bounded_and_says_so() -> None:
     held.succeed()
 
 
+async def test_waiting_callers_are_served_in_turn_not_overtaken() -> None:
+    """A caller that finishes and asks again at once queues behind the callers already
+    waiting: 24 callers looping over 8 places all get an even share (none is starved)."""
+    hub = ResourceHub("test", queue_timeout=30)
+    hub.add(ResourceSpec(id="a", max_concurrency=4))
+    hub.add(ResourceSpec(id="b", max_concurrency=4))
+    served = [0] * 24
+    total = 24 * 20
+
+    async def caller(index: int) -> None:
+        while sum(served) < total:
+            lease = await hub.acquire()
+            await asyncio.sleep(0)  # hold the place while the others queue up
+            lease.succeed()  # ... and ask again at once
+            served[index] += 1
+
+    await asyncio.wait_for(asyncio.gather(*(caller(i) for i in range(24))), 60)
+    assert min(served) >= 10, served  # a fair share is 20; before, 16 of 24 got none
+
+
+async def test_a_waiter_whose_wait_ends_passes_a_late_lease_on() -> None:
+    """A lease handed to a waiter in the same moment its wait is cancelled is not lost: the
+    next waiter in line gets it."""
+    hub = ResourceHub("test", queue_timeout=30)
+    hub.add(ResourceSpec(id="a", max_concurrency=1))
+    held = await hub.acquire()
+    first = asyncio.create_task(hub.acquire())
+    second = asyncio.create_task(hub.acquire())
+    await asyncio.sleep(0.01)
+    held.succeed()  # hands the place to `first` ...
+    first.cancel()  # ... which is cancelled before it could run
+    lease = await asyncio.wait_for(second, 5)
+    assert lease.resource.id == "a"
+    lease.succeed()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+
+
 async def test_drain_waits_for_in_flight_and_blocks_new_leases() -> None:
     """drain() stops new leases at once and returns when the last call finished."""
     hub = make_hub("a", "b")
