@@ -60,8 +60,11 @@ def test_sandboxed_container_config_is_hardened() -> None:
     assert cfg["NetworkDisabled"] is True
     assert host["NetworkMode"] == "none"
     assert host["ReadonlyRootfs"] is True
-    assert cfg["User"] == "65534:65534"
+    # The container's root runs only the runner, with just what it needs to drop each job
+    # to the profile's user (tests/security/test_sandbox_isolation.py: jobs get no caps).
+    assert cfg["User"] == "0:0"
     assert host["CapDrop"] == ["ALL"]
+    assert sorted(host["CapAdd"]) == ["KILL", "SETGID", "SETPCAP", "SETUID"]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["PidsLimit"] == 64
     assert host["Memory"] == host["MemorySwap"] == 256 << 20

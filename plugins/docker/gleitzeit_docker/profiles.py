@@ -41,6 +41,8 @@ __all__ = [
     "BUILTIN_PROFILES",
     "DEFAULT_DATASCIENCE_IMAGE",
     "DEFAULT_IMAGE",
+    "RUNNER_CAPS",
+    "RUNNER_USER",
     "Mount",
     "Profile",
     "ProfileSet",
@@ -48,6 +50,11 @@ __all__ = [
 ]
 
 DEFAULT_IMAGE = "python:3.11-slim"
+# The container's own user is its root, holding only what the runner needs to drop each job
+# to the profile's ``user`` (never root) and to kill what a job leaves behind; jobs cannot
+# touch processes of another uid, so the runner and its protocol channel are out of reach.
+RUNNER_USER = "0:0"
+RUNNER_CAPS = ("SETUID", "SETGID", "SETPCAP", "KILL")
 DEFAULT_DATASCIENCE_IMAGE = "gleitzeit/datascience:latest"
 
 
@@ -141,6 +148,7 @@ class Profile:
             "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={self.tmp_size},mode=1777"},
             "ShmSize": self.shm_size,
             "CapDrop": ["ALL"],
+            "CapAdd": list(RUNNER_CAPS),  # the runner's; every job drops them all
             "SecurityOpt": ["no-new-privileges"],
             "Privileged": False,
             "PidsLimit": self.pids_limit,
@@ -166,7 +174,7 @@ class Profile:
         return {
             "Image": self.image,
             "Cmd": list(cmd) if cmd is not None else None,
-            "User": self.user,
+            "User": RUNNER_USER,  # jobs run as ``self.user``: see runner_main
             "WorkingDir": "/tmp",
             "Env": base_env + env,
             "Labels": dict(labels),
@@ -193,7 +201,7 @@ class Profile:
 
     def pool_key(self) -> str:
         """Stable hash of the full effective container config (labels and command excluded)."""
-        raw = self._raw_config({}, None, True)
+        raw = {**self._raw_config({}, None, True), "JobUser": self.user}
         blob = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
