@@ -212,9 +212,7 @@ async def test_no_state_leaks_between_runs(
         "result = {'shm': shm}\n"
     )
     second = (
-        "import json, os\n"
-        + JOB_UID_PROCESSES
-        + "procs = result\n"
+        "import json, os\n" + JOB_UID_PROCESSES + "procs = result\n"
         "shm = open('/proc/sysvipc/shm').read().splitlines()[1:]\n"
         "result = {'global': 'LEAK' in globals(), 'module': hasattr(json, 'LEAK'),\n"
         "          'env': 'LEAK' in os.environ, 'tmp': sorted(os.listdir('/tmp')),\n"

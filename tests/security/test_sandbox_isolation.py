@@ -299,4 +299,3 @@ async def test_the_host_never_matches_unsolicited_frames_to_later_requests(
         assert (ok.success, ok.result) == (True, 42)
     finally:
         await pool.close()
-

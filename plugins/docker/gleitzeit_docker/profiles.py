@@ -7,7 +7,9 @@ Per-execution fields (``timeout``, ``output_limit``, ``result_limit``) are not p
 
 Requests may only *tighten* a profile (``Profile.restrict``): asking for more raises
 ``LimitError`` rather than clamping silently, so a caller never believes it got limits it
-does not have.
+does not have. A request's container limits (memory, cpus, pids) are also rounded down to one
+of ``LIMIT_TIERS`` of the profile's (``Profile.tiered``): each distinct value would otherwise
+be a container config, and so a warm pool, of its own, without bound.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "BUILTIN_PROFILES",
     "DEFAULT_DATASCIENCE_IMAGE",
     "DEFAULT_IMAGE",
+    "LIMIT_TIERS",
     "RUNNER_CAPS",
     "RUNNER_USER",
     "Mount",
@@ -55,6 +58,10 @@ DEFAULT_IMAGE = "python:3.11-slim"
 # touch processes of another uid, so the runner and its protocol channel are out of reach.
 RUNNER_USER = "0:0"
 RUNNER_CAPS = ("SETUID", "SETGID", "SETPCAP", "KILL")
+# A request's memory, cpus and pids snap down to the profile's value divided by one of these
+# (never below the last): at most 3 x 3 x 3 container configs per profile.
+LIMIT_TIERS = (1, 2, 4)
+_MIN_MEMORY = 16 << 20
 DEFAULT_DATASCIENCE_IMAGE = "gleitzeit/datascience:latest"
 
 
@@ -138,6 +145,37 @@ class Profile:
             changes[field] = value
         return attrs.evolve(self, **changes) if changes else self
 
+    def tiered(
+        self,
+        *,
+        memory: int | str | None = None,
+        cpus: float | str | None = None,
+        pids_limit: int | None = None,
+        timeout: float | None = None,
+        output_limit: int | str | None = None,
+    ) -> Profile:
+        """``restrict`` with the container limits rounded down to a tier of the profile's
+        (``LIMIT_TIERS``; a request below the smallest tier gets the smallest)."""
+        if memory is not None:
+            wanted = parse_size(memory, "memory")
+            if wanted <= self.memory:
+                tiers = [self.memory // d for d in LIMIT_TIERS]
+                memory = _snap(wanted, [t for t in tiers if t >= _MIN_MEMORY] or [self.memory])
+        if cpus is not None:
+            wanted_cpus = parse_cpus(cpus)
+            if wanted_cpus <= self.cpus:
+                cpus = _snap(wanted_cpus, [max(0.01, self.cpus / d) for d in LIMIT_TIERS])
+        if pids_limit is not None and pids_limit <= self.pids_limit:
+            tiers = [self.pids_limit // d for d in LIMIT_TIERS]
+            pids_limit = int(_snap(pids_limit, [t for t in tiers if t > 7] or [self.pids_limit]))
+        return self.restrict(
+            memory=memory,
+            cpus=cpus,
+            pids_limit=pids_limit,
+            timeout=timeout,
+            output_limit=output_limit,
+        )
+
     def _raw_config(
         self, labels: Mapping[str, str], cmd: Sequence[str] | None, stdin: bool
     ) -> dict[str, Any]:
@@ -204,6 +242,11 @@ class Profile:
         raw = {**self._raw_config({}, None, True), "JobUser": self.user}
         blob = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _snap(value: float, tiers: Sequence[Any]) -> Any:
+    """The largest tier not above ``value`` (``tiers`` descending), else the smallest."""
+    return next((t for t in tiers if t <= value), tiers[-1])
 
 
 # The old security levels, as plain data so that configuration can override any field.

@@ -20,7 +20,14 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core.validators import InvalidValue, at_least, in_range, one_of, seconds
+from gleitzeit_core.validators import (
+    InvalidValue,
+    at_least,
+    in_range,
+    one_of,
+    satisfies,
+    seconds,
+)
 
 __all__ = [
     "ENGINE_SCHEMES",
@@ -28,6 +35,7 @@ __all__ = [
     "EngineOptions",
     "PoolSettings",
     "SettingsProblem",
+    "ValidateSettings",
     "default_hub_id",
     "engine_options",
     "engine_url_problem",
@@ -106,6 +114,33 @@ class PoolSettings:
         return PoolConfig(**fields)
 
 
+def _size_text(value: Any) -> bool:
+    from gleitzeit_docker.profile_fields import parse_size
+
+    try:
+        parse_size(value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+_byte_size = satisfies('a size such as "1m" or a number of bytes', _size_text)
+
+
+@attrs.frozen(kw_only=True)
+class ValidateSettings:
+    """``validate = { ... }``: limits of ``python/validate``'s compiler process."""
+
+    # Source bigger than this is refused without compiling (default 1m).
+    max_size: Any = attrs.field(default="1m", validator=_byte_size)
+    # The compiler process is killed after this many seconds.
+    timeout: float = attrs.field(default=5.0, validator=seconds())
+    # Its address-space limit (compiling 2 MiB of code took 835 MiB).
+    memory: Any = attrs.field(default="512m", validator=_byte_size)
+    # Compiler processes at once; more requests wait.
+    concurrency: int = attrs.field(default=2, validator=in_range(1, 64, "an integer"))
+
+
 @attrs.frozen(kw_only=True)
 class EngineOptions:
     """Per-engine keys of ``[[hubs.NAME.resources]]`` (an engine given as a resource)."""
@@ -128,8 +163,15 @@ class DockerSettings:
     profiles: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     # The profile of a request that names none.
     default_profile: str = "sandboxed"
-    # Enable profiles with network access (the built-in "trusted").
+    # Enable profiles with network access (the built-in "trusted"); a gateway key may then use
+    # one only if its `profiles` list names it.
     allow_trusted: bool = False
+    # Profiles a gateway client may choose when its key has no `profiles` list (besides
+    # default_profile); networked ones never. In-process (operator) code may use any profile.
+    client_profiles: list[str] = attrs.field(factory=lambda: ["sandboxed", "minimal"])
+    # python/validate compiles in a separate process: the biggest source it takes (bytes),
+    # how long it may take (seconds) and its memory (address space), and how many at once.
+    validate: ValidateSettings = attrs.field(factory=ValidateSettings)
     # Image of every profile that sets none (default python:3.11-slim) and of datascience.
     default_image: str | None = attrs.field(default=None, validator=_optional_name)
     datascience_image: str | None = attrs.field(default=None, validator=_optional_name)
@@ -153,6 +195,15 @@ class DockerSettings:
             profiles.get(self.default_profile)
         except ProfileError as exc:
             raise SettingsProblem("default_profile", str(exc)) from None
+        for index, name in enumerate(self.client_profiles):
+            known = profiles.profiles.get(name)
+            if known is None or known.networked:
+                why = "unknown" if known is None else "networked (a key must name it)"
+                raise SettingsProblem(
+                    "client_profiles",
+                    f"item {index}: {name!r} is {why}; expected one of "
+                    + ", ".join(sorted(n for n, p in profiles.profiles.items() if not p.networked)),
+                )
 
     def profile_config(self, only: str | None = None) -> dict[str, Any]:
         """The mapping ``load_profiles`` takes (``pids`` renamed to ``pids_limit``)."""

@@ -1,0 +1,144 @@
+"""Sandbox profiles per API key, and request limits that cannot mint unbounded warm pools.
+
+A gateway runs each request inside ``acting_as(Caller)``; these tests do the same in-process
+(the gateway turns ``PermissionDenied`` into a 403). The attacks: a key choosing a profile
+outside its scope (the 2g ``datascience``, the networked ``trusted``), a key without a list
+reaching beyond the hub's client profiles, and a client cycling through limit values to
+make a new pool key per request.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from gleitzeit_docker.engine import Engine
+
+from gleitzeit_core import Caller, PermissionDenied, Runtime, acting_as
+
+from ..docker_engine import IMAGE, require_engine
+
+HUB_ID = f"gz-sec-profiles-{uuid.uuid4().hex[:8]}"
+
+
+def _config(**hub: Any) -> dict[str, Any]:
+    table: dict[str, Any] = {
+        "kind": "docker",
+        "hub_id": HUB_ID,
+        "engines": [os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")],
+        "default_image": IMAGE,
+        "datascience_image": IMAGE,
+        "allow_trusted": True,  # enabled by the operator: still only for keys that name it
+        "pool": {"max_size": 4, "acquire_timeout": 60.0},
+        **hub,
+    }
+    return {"hubs": {"sandbox": table}}
+
+
+@pytest.fixture
+def only_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", "docker")
+    for key in ("GLEITZEIT_CONFIG", "GLEITZEIT_DISABLED_PLUGINS", "GLEITZEIT_STRICT_PLUGINS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+@pytest_asyncio.fixture
+async def runtime(only_docker: None) -> AsyncIterator[Runtime]:
+    require_engine()
+    rt = Runtime.from_config(_config())
+    await rt.start()
+    yield rt
+    await rt.stop()
+    engine = Engine()
+    try:
+        await engine.remove_all(HUB_ID)
+    finally:
+        await engine.close()
+
+
+SIX_BY_SEVEN = {"code": "result = 6 * 7"}
+
+
+@pytest.mark.docker
+async def test_a_key_may_use_only_its_profiles(runtime: Runtime) -> None:
+    """A key listing `minimal` runs there, but `datascience` (2g) and the enabled networked
+    `trusted` are refused with PermissionDenied naming the `profiles` scope, before any
+    container starts; a batch with one such task is refused whole, and `python/info` about
+    one too (its listing shows only what the key may use)."""
+    reports = Caller(name="reports", profiles=("minimal",))
+    with acting_as(reports):
+        ok = await runtime.execute("python/execute", {**SIX_BY_SEVEN, "profile": "minimal"})
+        assert (ok["success"], ok["result"]) == (True, 42)
+        for profile in ("datascience", "trusted", "sandboxed"):
+            with pytest.raises(PermissionDenied) as denied:
+                await runtime.execute("python/execute", {**SIX_BY_SEVEN, "profile": profile})
+            assert (denied.value.caller, denied.value.scope) == ("reports", "profiles")
+            assert repr(profile) in denied.value.detail
+        with pytest.raises(PermissionDenied):
+            await runtime.execute(
+                "python/batch",
+                {"tasks": [{**SIX_BY_SEVEN, "profile": "minimal"}, {**SIX_BY_SEVEN}]},
+            )
+        with pytest.raises(PermissionDenied):
+            await runtime.execute("python/info", {"profile": "datascience"})
+        seen = await runtime.execute("python/info", {"profile": "minimal"})
+        assert sorted(seen["profiles"]) == ["minimal"]
+
+
+@pytest.mark.docker
+async def test_a_key_without_a_list_gets_only_the_client_profiles(runtime: Runtime) -> None:
+    """A key with no `profiles` may use the hub's client profiles (`sandboxed`, `minimal`)
+    but not `datascience`, and never the networked `trusted`, even though the operator
+    enabled it; the operator itself (no caller) may use every enabled profile."""
+    anyone = Caller(name="anyone")
+    with acting_as(anyone):
+        ok = await runtime.execute("python/execute", SIX_BY_SEVEN)
+        assert (ok["success"], ok["result"]) == (True, 42)
+        for profile in ("datascience", "trusted"):
+            with pytest.raises(PermissionDenied) as denied:
+                await runtime.execute("python/execute", {**SIX_BY_SEVEN, "profile": profile})
+            assert denied.value.scope == "profiles"
+    provider = runtime.providers["python/v1"]
+    assert provider.allowed_for(anyone) == {"sandboxed", "minimal"}
+    assert provider.allowed_for(None) == {"sandboxed", "minimal", "datascience", "trusted"}
+    named = Caller(name="crawler", profiles=("trusted",))
+    assert provider.allowed_for(named) == {"trusted"}  # named and enabled: allowed
+
+
+@pytest.mark.usefixtures("only_docker")
+def test_trusted_stays_off_for_a_key_that_names_it_unless_the_operator_enables_it() -> None:
+    """Naming `trusted` in a key is not enough: with `allow_trusted` off it is refused
+    (as a disabled profile) for that key too."""
+    rt = Runtime.from_config(_config(allow_trusted=False))
+    provider = rt.providers["python/v1"]
+    named = Caller(name="crawler", profiles=("trusted", "minimal"))
+    assert provider.allowed_for(named) == {"minimal"}
+    with acting_as(named), pytest.raises(Exception, match="disabled"):
+        provider.profile("trusted", "python/execute")
+
+
+@pytest.mark.usefixtures("only_docker")
+def test_request_limits_map_to_a_bounded_set_of_pools() -> None:
+    """Every memory from 16m to 256m, cpus from 0.01 to 1 and pids from 8 to 64 a client might
+    ask for lands on one of at most 3 x 3 x 3 container configs (pool keys) of the profile,
+    each no looser than the profile and no looser than asked unless below a quarter of it."""
+    rt = Runtime.from_config(_config())
+    provider = rt.providers["python/v1"]
+    params_type = provider.methods()["python/execute"].params
+    keys: set[str] = set()
+    for memory in range(16, 257, 3):
+        for cpus in (0.01, 0.2, 0.26, 0.4, 0.5, 0.51, 0.75, 0.99, 1.0):
+            for pids in (8, 15, 16, 17, 31, 32, 33, 63, 64):
+                params = params_type(code="1", memory=f"{memory}m", cpus=cpus, pids=pids)
+                profile, _ = provider.prepare(params)
+                keys.add(profile.pool_key())
+                assert profile.memory <= max(memory << 20, 64 << 20) <= 256 << 20
+                assert profile.cpus <= max(cpus, 0.25)
+                assert profile.pids_limit <= max(pids, 16)
+    assert 1 < len(keys) <= 27
