@@ -176,9 +176,7 @@ class Profile:
             output_limit=output_limit,
         )
 
-    def _raw_config(
-        self, labels: Mapping[str, str], cmd: Sequence[str] | None, stdin: bool
-    ) -> dict[str, Any]:
+    def _raw_config(self, labels: Mapping[str, str], cmd: Sequence[str] | None) -> dict[str, Any]:
         host: dict[str, Any] = {
             "NetworkMode": self.network,
             "ReadonlyRootfs": True,
@@ -218,16 +216,18 @@ class Profile:
             "Labels": dict(labels),
             "NetworkDisabled": not self.networked,
             "Tty": False,
-            "OpenStdin": stdin,
-            "StdinOnce": stdin,  # host disconnects -> runner sees EOF -> container exits
-            "AttachStdin": stdin,
-            "AttachStdout": stdin,
-            "AttachStderr": stdin,
+            # Every container's main process reads the stdin its owner keeps attached: the
+            # owner goes -> EOF -> the container exits (so a stopped one is an orphan).
+            "OpenStdin": True,
+            "StdinOnce": True,
+            "AttachStdin": True,
+            "AttachStdout": True,
+            "AttachStderr": True,
             "HostConfig": host,
         }
 
     def container_config(
-        self, labels: Mapping[str, str], cmd: Sequence[str] | None = None, *, stdin: bool = True
+        self, labels: Mapping[str, str], cmd: Sequence[str] | None = None
     ) -> dict[str, Any]:
         """The raw Engine API ``POST /containers/create`` body for this profile."""
         if self.networked and not self.network_approved:
@@ -235,11 +235,11 @@ class Profile:
                 f"profile {self.name!r} enables network ({self.network!r}); that needs "
                 "allow_trusted = True in the docker configuration"
             )
-        return self._raw_config(labels, cmd, stdin)
+        return self._raw_config(labels, cmd)
 
     def pool_key(self) -> str:
         """Stable hash of the full effective container config (labels and command excluded)."""
-        raw = {**self._raw_config({}, None, True), "JobUser": self.user}
+        raw = {**self._raw_config({}, None), "JobUser": self.user}
         blob = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

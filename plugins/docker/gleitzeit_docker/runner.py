@@ -45,6 +45,7 @@ __all__ = [
     "keepalive_command",
     "runner_command",
     "runner_source",
+    "tether",
 ]
 
 PROTO = 2
@@ -78,8 +79,17 @@ def runner_command(profile: Profile, *, once: bool, reap: bool = True) -> list[s
 
 
 def keepalive_command(profile: Profile) -> list[str]:
-    """Main process of a container used only through ``docker exec``."""
-    return [profile.python, "-c", "import signal\nwhile True:\n    signal.pause()"]
+    """Main process of a container used only through ``docker exec``: it lives as long as
+    its owner keeps the container's stdin attached (``tether``), so it dies with its owner."""
+    return [profile.python, "-c", "import sys\nsys.stdin.buffer.read()"]
+
+
+async def tether(engine: Engine, container_id: str) -> Stream:
+    """Attach to a container's stdin only, before it starts, and keep the stream open: when
+    this process goes, the stream closes, stdin ends and the container stops by itself."""
+    stream = engine.container(container_id).attach(stdin=True, stdout=False, stderr=False)
+    await engine.call("attach", stream.__aenter__)
+    return stream
 
 
 class ProtocolViolation(RunnerError):

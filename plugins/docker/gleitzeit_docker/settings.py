@@ -11,9 +11,6 @@ when a hub is built.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import socket
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +36,6 @@ __all__ = [
     "default_hub_id",
     "engine_options",
     "engine_url_problem",
-    "run_is_alive",
 ]
 
 ENGINE_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://", "npipe://")
@@ -245,28 +241,3 @@ def default_hub_id(name: str) -> str:
     """``NAME@HOSTNAME``: stable across restarts on one host, so a restarted process finds
     the orphans of its crashed predecessor (set ``hub_id`` where hostnames change)."""
     return f"{name}@{socket.gethostname()}"
-
-
-_RUN_TAIL = re.compile(r"(\d+)-[0-9a-f]{8}")  # PID-TOKEN after "HOST-" (engine.RUN_ID)
-
-
-def run_is_alive(run: str) -> bool:
-    """Whether ``run`` (``HOST-PID-TOKEN``, the engine layer's ``RUN_ID``) names another
-    process that is still alive on this host; its containers are not orphans."""
-    prefix = socket.gethostname() + "-"
-    match = _RUN_TAIL.fullmatch(run[len(prefix) :]) if run.startswith(prefix) else None
-    if match is None:  # another host (also "vm-2" when we are "vm"), or not a run id
-        return False
-    pid_text = match.group(1)
-    if int(pid_text) in (0, os.getpid()):
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    with contextlib.suppress(OSError), open(f"/proc/{pid_text}/stat") as fh:
-        if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
-            return False  # a zombie: dead, not yet reaped
-    return True
