@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from gleitzeit_docker.engine import Engine
+from gleitzeit_docker.profiles import limit_tiers
 
 from gleitzeit_core import Caller, PermissionDenied, Runtime, acting_as
 
@@ -126,19 +127,22 @@ def test_trusted_stays_off_for_a_key_that_names_it_unless_the_operator_enables_i
 @pytest.mark.usefixtures("only_docker")
 def test_request_limits_map_to_a_bounded_set_of_pools() -> None:
     """Every memory from 16m to 256m, cpus from 0.01 to 1 and pids from 8 to 64 a client might
-    ask for lands on one of at most 3 x 3 x 3 container configs (pool keys) of the profile,
-    each no looser than the profile and no looser than asked unless below a quarter of it."""
+    ask for lands on one of a fixed, small set of container configs (pool keys) of the
+    profile: each limit is the profile's halved k times, at most what was asked (but for
+    cpus below the smallest tier) and at least half of it."""
     rt = Runtime.from_config(_config())
     provider = rt.providers["python/v1"]
     params_type = provider.methods()["python/execute"].params
     keys: set[str] = set()
     for memory in range(16, 257, 3):
-        for cpus in (0.01, 0.2, 0.26, 0.4, 0.5, 0.51, 0.75, 0.99, 1.0):
+        for cpus in (0.01, 0.02, 0.2, 0.26, 0.4, 0.5, 0.51, 0.75, 0.99, 1.0):
             for pids in (8, 15, 16, 17, 31, 32, 33, 63, 64):
                 params = params_type(code="1", memory=f"{memory}m", cpus=cpus, pids=pids)
                 profile, _ = provider.prepare(params)
                 keys.add(profile.pool_key())
-                assert profile.memory <= max(memory << 20, 64 << 20) <= 256 << 20
-                assert profile.cpus <= max(cpus, 0.25)
-                assert profile.pids_limit <= max(pids, 16)
-    assert 1 < len(keys) <= 27
+                assert (memory << 20) // 2 < profile.memory <= memory << 20
+                assert cpus / 2 < profile.cpus <= max(cpus, 1 / 64)
+                assert pids // 2 < profile.pids_limit <= pids
+    tiers = [len(limit_tiers(*bounds)) for bounds in ((256 << 20, 16 << 20), (1.0, 0.01), (64, 8))]
+    assert tiers == [5, 7, 4]
+    assert 1 < len(keys) <= 5 * 7 * 4

@@ -7,9 +7,9 @@ Per-execution fields (``timeout``, ``output_limit``, ``result_limit``) are not p
 
 Requests may only *tighten* a profile (``Profile.restrict``): asking for more raises
 ``LimitError`` rather than clamping silently, so a caller never believes it got limits it
-does not have. A request's container limits (memory, cpus, pids) are also rounded down to one
-of ``LIMIT_TIERS`` of the profile's (``Profile.tiered``): each distinct value would otherwise
-be a container config, and so a warm pool, of its own, without bound.
+does not have. A request's container limits (memory, cpus, pids) are also rounded down to the
+profile's value halved k times (``Profile.tiered``): each distinct value would otherwise be a
+container config, and so a warm pool, of its own, without bound.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ __all__ = [
     "BUILTIN_PROFILES",
     "DEFAULT_DATASCIENCE_IMAGE",
     "DEFAULT_IMAGE",
-    "LIMIT_TIERS",
     "RUNNER_CAPS",
     "RUNNER_USER",
     "Mount",
     "Profile",
     "ProfileSet",
+    "limit_tiers",
     "load_profiles",
 ]
 
@@ -58,9 +58,6 @@ DEFAULT_IMAGE = "python:3.11-slim"
 # touch processes of another uid, so the runner and its protocol channel are out of reach.
 RUNNER_USER = "0:0"
 RUNNER_CAPS = ("SETUID", "SETGID", "SETPCAP", "KILL")
-# A request's memory, cpus and pids snap down to the profile's value divided by one of these
-# (never below the last): at most 3 x 3 x 3 container configs per profile.
-LIMIT_TIERS = (1, 2, 4)
 _MIN_MEMORY = 16 << 20
 DEFAULT_DATASCIENCE_IMAGE = "gleitzeit/datascience:latest"
 
@@ -154,20 +151,19 @@ class Profile:
         timeout: float | None = None,
         output_limit: int | str | None = None,
     ) -> Profile:
-        """``restrict`` with the container limits rounded down to a tier of the profile's
-        (``LIMIT_TIERS``; a request below the smallest tier gets the smallest)."""
+        """``restrict`` with the container limits rounded down to a tier of the profile's:
+        its value halved ``k`` times (never below the smallest allowed value), so a request
+        gets at most what it asked and at least half of it."""
         if memory is not None:
             wanted = parse_size(memory, "memory")
             if wanted <= self.memory:
-                tiers = [self.memory // d for d in LIMIT_TIERS]
-                memory = _snap(wanted, [t for t in tiers if t >= _MIN_MEMORY] or [self.memory])
+                memory = int(_snap(wanted, self.memory, _MIN_MEMORY))
         if cpus is not None:
             wanted_cpus = parse_cpus(cpus)
             if wanted_cpus <= self.cpus:
-                cpus = _snap(wanted_cpus, [max(0.01, self.cpus / d) for d in LIMIT_TIERS])
+                cpus = _snap(wanted_cpus, self.cpus, 0.01)
         if pids_limit is not None and pids_limit <= self.pids_limit:
-            tiers = [self.pids_limit // d for d in LIMIT_TIERS]
-            pids_limit = int(_snap(pids_limit, [t for t in tiers if t > 7] or [self.pids_limit]))
+            pids_limit = int(_snap(pids_limit, self.pids_limit, 8))
         return self.restrict(
             memory=memory,
             cpus=cpus,
@@ -244,8 +240,19 @@ class Profile:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _snap(value: float, tiers: Sequence[Any]) -> Any:
-    """The largest tier not above ``value`` (``tiers`` descending), else the smallest."""
+def limit_tiers(allowed: float, floor: float) -> list[float]:
+    """``allowed`` halved again and again while it stays >= ``floor`` (integers stay whole)."""
+    tiers = [allowed]
+    while True:
+        nxt = tiers[-1] // 2 if isinstance(allowed, int) else tiers[-1] / 2
+        if nxt < floor:
+            return tiers
+        tiers.append(nxt)
+
+
+def _snap(value: float, allowed: float, floor: float) -> float:
+    """The largest tier of ``allowed`` not above ``value``, else the smallest tier."""
+    tiers = limit_tiers(allowed, floor)
     return next((t for t in tiers if t <= value), tiers[-1])
 
 
