@@ -236,12 +236,12 @@ async def test_no_state_leaks_between_runs(
 async def test_timeouts_and_ooms_do_not_block_other_runs(
     pool: WarmPool, sandboxed: Profile
 ) -> None:
-    """A hanging run and normal runs side by side: the normal ones finish promptly."""
-    hang = asyncio.ensure_future(pool.execute(sandboxed, Job(code="while True: pass", timeout=3)))
-    started = time.perf_counter()
+    """A hanging run and normal runs side by side: the normal ones finish while the hanging
+    one is still running (they do not wait for its timeout)."""
+    hang = asyncio.ensure_future(pool.execute(sandboxed, Job(code="while True: pass", timeout=8)))
     quick = await asyncio.gather(
         *(pool.execute(sandboxed, Job(code=f"result={i}")) for i in range(4))
     )
     assert [r.result for r in quick] == [0, 1, 2, 3]
-    assert time.perf_counter() - started < 2.5
-    assert (await hang).error == "timeout after 3 s"
+    assert not hang.done()
+    assert (await hang).error == "timeout after 8 s"
