@@ -1,15 +1,15 @@
-"""A job's own process in the container: a pristine spare that runs exactly one job or one
-cleanup (stdlib only, 3.8+).
+"""A job's own process in the container: a pristine spare that runs exactly one job
+(stdlib only, 3.8+).
 
 Shipped with ``runner_hygiene`` and ``runner_main`` as one ``python3 -c`` script. A spare is
 forked by the zygote (a process made before any job arrived, which never sees job data), so
 nothing of an earlier job is in its memory. It waits, still as the runner's uid, for its one
 message on a private pipe; then it drops to the job's uid (no capabilities, not even in the
-bounding set) and either runs the job's code or wipes what the last job left. As the job it
-has its own session (so the runner can kill its whole process group), a fresh working
-directory holding the job's files, stdout/stderr on capture pipes, stdin on /dev/null, a
-fresh globals dict with ``args`` in it, and hands the ``result`` variable back as JSON on a
-third pipe. It holds no other descriptor: the protocol channel is never in reach.
+bounding set) and runs the job's code. It has its own session (so the runner can kill its
+whole process group), a fresh working directory holding the job's files, stdout/stderr on
+capture pipes, stdin on /dev/null, a fresh globals dict with ``args`` in it, and hands the
+``result`` variable back as JSON on a third pipe. It holds no other descriptor: the protocol
+channel is never in reach.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import traceback
 from typing import Any
 
 with contextlib.suppress(ImportError):  # see runner_main: one script in the container
-    from .runner_hygiene import drop_sysv_ipc, set_dumpable, wipe
+    from .runner_hygiene import set_dumpable
 
-__all__ = ["SETUP_FAILED", "child", "drop_privileges", "spare_main", "write_files"]
+__all__ = ["SETUP_FAILED", "child", "drop_privileges", "job_ids", "spare_main", "write_files"]
 
 SETUP_FAILED = 70  # exit status of a spare whose job could not even start
 
 
-def _ids(user: str) -> tuple[int, int]:
+def job_ids(user: str) -> tuple[int, int]:
     """``uid[:gid]`` or ``name[:group]`` as numbers (names resolved in the container)."""
     name, _, group = user.partition(":")
     if name.isdigit():
@@ -57,7 +57,7 @@ def _ids(user: str) -> tuple[int, int]:
 def drop_privileges(user: str) -> None:
     """Become ``user`` for good: no supplementary groups, no capabilities in any set (the
     bounding set too, so nothing can ever be regained); raise if any of it did not hold."""
-    uid, gid = _ids(user)
+    uid, gid = job_ids(user)
     if uid == os.getuid():
         raise PermissionError(f"the job user {user!r} must differ from the runner's uid")
     import ctypes
@@ -103,8 +103,6 @@ def spare_main(fds: list[int], cfg: dict[str, Any]) -> int:
     try:
         if cfg.get("isolate"):
             drop_privileges(str(cfg.get("user")))
-        if job.get("op") == "clean":
-            return 0 if wipe(list(job.get("dirs", []))) and drop_sysv_ipc() else 1
         jobdir = tempfile.mkdtemp(prefix="job-", dir=cfg.get("workdir", "/tmp"))
         write_files(jobdir, job.get("files") or {})
     except (ValueError, OSError, LookupError) as exc:

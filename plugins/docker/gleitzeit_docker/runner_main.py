@@ -22,14 +22,15 @@ signal or ptrace none of the processes that hold the protocol channel (``/proc/<
 
 Pristine processes: before any job arrives the runner forks a *zygote*, which never sees job
 data. The zygote makes *spares* on request (it forks a middle process that forks the spare and
-exits, so the spare becomes the runner's child through ``PR_SET_CHILD_SUBREAPER``); two spares
-are kept ready, so the fork is off a request's path. A run goes to a spare over its own pipe;
+exits, so the spare becomes the runner's child through ``PR_SET_CHILD_SUBREAPER``); one spare
+is kept ready, so the fork is off a request's path. A run goes to a spare over its own pipe;
 the spare drops to the job's uid and runs it (``runner_child``). After a run the runner kills
-every process of the job's uid, and a second spare wipes the writable places as that uid, so
-nothing leaks into the next run. ``CFG`` (JSON): ``once`` (serve one run, then exit: the exec
-and fresh paths), ``reap`` (the sweep and the wipe; only honoured inside a container),
-``wipe`` (directories whose contents are removed), ``user`` (the jobs' ``uid[:gid]``),
-``isolate`` and ``workdir``.
+every process of the job's uid and then, with that uid as its effective uid, wipes the
+writable places and SysV IPC, so nothing leaks into the next run.
+
+``CFG`` (JSON): ``once`` (serve one run, then exit: the exec and fresh paths), ``reap`` (the
+sweep and the wipe; only honoured inside a container), ``wipe`` (directories whose contents
+are removed), ``user`` (the jobs' ``uid[:gid]``), ``isolate`` and ``workdir``.
 """
 
 from __future__ import annotations
@@ -50,20 +51,22 @@ from typing import Any
 
 # On the host this is a package module; in the container both sources form one script.
 with contextlib.suppress(ImportError):
-    from .runner_child import SETUP_FAILED, spare_main
+    from .runner_child import SETUP_FAILED, job_ids, spare_main
     from .runner_hygiene import (
+        drop_sysv_ipc,
         oom_count,
         set_dumpable,
         set_subreaper,
         sweep,
         wait_child,
+        wipe,
     )
 
 __all__ = ["PROTO", "Channel", "Spares", "main", "run_job"]
 
 PROTO = 2
 _WAKE: list[int] = []  # read end of the SIGCHLD wakeup pipe (set up in main)
-_SPARES_READY = 2  # one for the next run, one for the cleanup after it
+_SPARES_READY = 1  # made while the previous run is cleaned up: off the next run's path
 
 
 class Channel:
@@ -256,17 +259,6 @@ class Spares:
         return spare
 
 
-def _wait(pid: int, deadline: float) -> int | None:
-    """Wait for our child ``pid`` until ``deadline`` (SIGCHLD wakes us); its status or None."""
-    while True:
-        status = wait_child(pid)
-        if status is not None or time.monotonic() > deadline:
-            return status
-        ready = select.select(_WAKE, [], [], 0.05)[0]
-        for fd in ready:
-            os.read(fd, 4096)
-
-
 def run_job(
     header: dict[str, Any], chan: Channel, cfg: dict[str, Any], spares: Spares
 ) -> dict[str, Any]:
@@ -344,26 +336,24 @@ def run_job(
     return reply
 
 
-def cleanup(cfg: dict[str, Any], spares: Spares) -> bool:
-    """After a run: no process of the job's uid, empty writable dirs (wiped by a spare as
-    that uid), no SysV IPC. True if all held."""
+def cleanup(cfg: dict[str, Any]) -> bool:
+    """After a run: no process of the job's uid, empty writable dirs, no SysV IPC. True if
+    all held. The wipe runs with the job's uid as our effective uid (the files and IPC
+    objects are the job's); no job process exists by then, and our saved uid stays root."""
     if not cfg.get("reap"):
         return True  # fresh path (the container is deleted) or not in a container
     if not sweep():
         return False
-    spare = spares.take()
-    if spare is None:
-        return False
-    spare.close_outputs()
-    job = json.dumps({"op": "clean", "dirs": list(cfg.get("wipe", []))}).encode()
+    ids = cfg.get("job_ids")
+    if ids:
+        os.setegid(ids[1])
+        os.seteuid(ids[0])
     try:
-        os.write(spare.job_w, job)  # far below the pipe's buffer: never blocks
-    except OSError:
-        return False
+        return wipe(list(cfg.get("wipe", []))) and drop_sysv_ipc()
     finally:
-        os.close(spare.job_w)
-    status = _wait(spare.pid, time.monotonic() + 5.0)
-    return status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        if ids:
+            os.seteuid(0)  # back to root: the effective capabilities return with it
+            os.setegid(0)
 
 
 def _kill(pid: int, reap: bool) -> None:
@@ -398,6 +388,12 @@ def _isolation(cfg: dict[str, Any]) -> str | None:
         return "the runner must start as the container's root to drop each job to its own uid"
     if not set_subreaper():
         return "prctl(PR_SET_CHILD_SUBREAPER) is unavailable (ctypes missing?)"
+    try:
+        cfg["job_ids"] = list(job_ids(str(cfg.get("user"))))
+    except (KeyError, ValueError) as exc:
+        return f"unknown job user {cfg.get('user')!r}: {exc}"
+    if cfg["job_ids"][0] == 0:
+        return "jobs may not run as root"
     return None
 
 
@@ -438,7 +434,7 @@ def main(argv: list[str]) -> int:
         header = chan.read()
         if header is not None and header.get("op") == "run":
             reply = run_job(header, chan, cfg, spares)
-            reply["clean"] = cleanup(cfg, spares)
+            reply["clean"] = cleanup(cfg)
             chan.send(reply)
         return 0
     spares.wait_ready()
@@ -470,7 +466,7 @@ def main(argv: list[str]) -> int:
             # and the next request is only read once it is done. "cleaned" tells the host
             # whether the container may serve again; a failed cleanup also blocks later runs.
             chan.send({**run_job(msg, chan, cfg, spares), "clean": True})
-            clean = cleanup(cfg, spares)
+            clean = cleanup(cfg)
             chan.send({"op": "cleaned", "id": msg.get("id"), "clean": clean})
 
 
