@@ -189,10 +189,34 @@ def _zygote(sock: socket.socket, cfg: dict[str, Any]) -> None:
 
 
 class Spares:
-    """Pristine job processes made by the zygote, ``_SPARES_READY`` of them kept ahead."""
+    """Pristine job processes made by the zygote, ``_SPARES_READY`` of them kept ahead. A
+    one-shot runner (``direct``) has read nothing but its config: it forks its one spare
+    itself, before reading the job."""
 
-    def __init__(self, cfg: dict[str, Any], close_in_zygote: list[int]) -> None:
-        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, cfg: dict[str, Any], close_in_zygote: list[int], direct: bool) -> None:
+        self.buf = b""
+        self.ordered: collections.deque[Spare] = collections.deque()  # asked for, no pid yet
+        self.ready: collections.deque[Spare] = collections.deque()
+        self.zygote = 0
+        if direct:
+            spare, theirs = self._pipes()
+            spare.pid = os.fork()
+            if spare.pid == 0:
+                status = SETUP_FAILED
+                try:
+                    for fd in (*close_in_zygote, spare.job_w, spare.out_r, spare.err_r):
+                        os.close(fd)
+                    os.close(spare.res_r)
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    status = spare_main(theirs, cfg)
+                finally:
+                    os._exit(status)
+            for fd in theirs:
+                os.close(fd)
+            self.ready.append(spare)
+            return
+        self.sock, theirs_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = os.fork()
         if pid == 0:
             try:
@@ -201,22 +225,28 @@ class Spares:
                     os.close(fd)
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _zygote(theirs, cfg)
+                _zygote(theirs_sock, cfg)
             finally:
                 os._exit(0)
-        theirs.close()
+        theirs_sock.close()
         self.zygote = pid
-        self.buf = b""
-        self.ordered: collections.deque[Spare] = collections.deque()  # asked for, no pid yet
-        self.ready: collections.deque[Spare] = collections.deque()
-        for _ in range(_SPARES_READY):
-            self.order()
+        self.refill()
 
-    def order(self) -> None:
+    @staticmethod
+    def _pipes() -> tuple[Spare, list[int]]:
         (job_r, job_w), (out_r, out_w), (err_r, err_w), (res_r, res_w) = (
             os.pipe() for _ in range(4)
         )
-        theirs = [job_r, out_w, err_w, res_w]
+        return Spare(job_w, out_r, err_r, res_r), [job_r, out_w, err_w, res_w]
+
+    def refill(self) -> None:
+        """Order spares up to ``_SPARES_READY`` (called after a reply is sent, so the forks
+        compete with no job and are done before the next run arrives)."""
+        while self.zygote and len(self.ready) + len(self.ordered) < _SPARES_READY:
+            self.order()
+
+    def order(self) -> None:
+        spare, theirs = self._pipes()
         try:
             self.sock.sendmsg(
                 [b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", theirs))]
@@ -224,7 +254,7 @@ class Spares:
         finally:
             for fd in theirs:
                 os.close(fd)
-        self.ordered.append(Spare(job_w, out_r, err_r, res_r))
+        self.ordered.append(spare)
 
     def _receive(self) -> bool:
         """The zygote's answer to the oldest order: that spare is ready (or failed)."""
@@ -249,14 +279,14 @@ class Spares:
             pass
 
     def take(self) -> Spare | None:
-        """The next ready spare (waiting for the zygote if need be), ordering its successor;
-        None if the zygote could not make one (say, the pids limit)."""
+        """The next ready spare (waiting for the zygote if need be); None if there is none
+        to be had (the zygote could not fork, say at the pids limit)."""
+        if not self.ready and not self.ordered:
+            self.refill()
         while not self.ready:
             if not self.ordered or not self._receive():
                 return None
-        spare = self.ready.popleft()
-        self.order()
-        return spare
+        return self.ready.popleft()
 
 
 def run_job(
@@ -421,7 +451,7 @@ def main(argv: list[str]) -> int:
     if not cfg.get("isolate"):
         set_subreaper()  # best effort on a host: spares become our children
     _warm_up()
-    spares = Spares(cfg, close_in_zygote=[chan.rfd, chan.wfd])
+    spares = Spares(cfg, close_in_zygote=[chan.rfd, chan.wfd], direct=bool(cfg.get("once")))
     # SIGCHLD wakes select() through this pipe, so a finished child is noticed at once.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -466,6 +496,7 @@ def main(argv: list[str]) -> int:
             # and the next request is only read once it is done. "cleaned" tells the host
             # whether the container may serve again; a failed cleanup also blocks later runs.
             chan.send({**run_job(msg, chan, cfg, spares), "clean": True})
+            spares.refill()  # the zygote forks while we clean up
             clean = cleanup(cfg)
             chan.send({"op": "cleaned", "id": msg.get("id"), "clean": clean})
 
