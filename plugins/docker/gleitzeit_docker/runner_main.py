@@ -160,7 +160,10 @@ def _zygote(sock: socket.socket, cfg: dict[str, Any]) -> None:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
         pid_r, pid_w = os.pipe()
-        middle = os.fork()
+        try:
+            middle = os.fork()
+        except OSError:  # e.g. the pids limit, while a job's processes still exist
+            middle = -1
         if middle == 0:
             status = 0
             try:
@@ -178,13 +181,14 @@ def _zygote(sock: socket.socket, cfg: dict[str, Any]) -> None:
                         os._exit(status)
                 os.write(pid_w, str(pid).encode())
             finally:
-                os._exit(status)
+                os._exit(status)  # also when the fork failed: the zygote reads no pid
         os.close(pid_w)
         for fd in fds:
             os.close(fd)
-        answer = os.read(pid_r, 64)
+        answer = os.read(pid_r, 64) if middle > 0 else b""
         os.close(pid_r)
-        os.waitpid(middle, 0)  # the spare is the runner's child (subreaper) from here on
+        if middle > 0:
+            os.waitpid(middle, 0)  # the spare is the runner's child (subreaper) from here on
         sock.sendall((answer or b"0") + b"\n")
 
 
@@ -279,14 +283,18 @@ class Spares:
             pass
 
     def take(self) -> Spare | None:
-        """The next ready spare (waiting for the zygote if need be); None if there is none
-        to be had (the zygote could not fork, say at the pids limit)."""
-        if not self.ready and not self.ordered:
-            self.refill()
-        while not self.ready:
-            if not self.ordered or not self._receive():
-                return None
-        return self.ready.popleft()
+        """The next ready spare (waiting for the zygote if need be, and ordering again once
+        if its last fork failed: the sweep has freed the pids since); None if there is
+        none to be had."""
+        for _ in range(2):
+            if not self.ready and not self.ordered:
+                self.refill()
+            while not self.ready and self.ordered:
+                if not self._receive():
+                    return None
+            if self.ready:
+                return self.ready.popleft()
+        return None
 
 
 def run_job(
@@ -416,8 +424,12 @@ def _isolation(cfg: dict[str, Any]) -> str | None:
         return None
     if os.getuid() != 0:
         return "the runner must start as the container's root to drop each job to its own uid"
-    if not set_subreaper():
-        return "prctl(PR_SET_CHILD_SUBREAPER) is unavailable (ctypes missing?)"
+    try:
+        import ctypes  # noqa: F401 - every spare needs it to empty its capability sets
+    except ImportError:
+        return "the image's Python has no ctypes, which dropping a job's capabilities needs"
+    if not cfg.get("once") and not set_subreaper():
+        return "prctl(PR_SET_CHILD_SUBREAPER) failed"
     try:
         cfg["job_ids"] = list(job_ids(str(cfg.get("user"))))
     except (KeyError, ValueError) as exc:
