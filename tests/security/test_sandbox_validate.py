@@ -71,9 +71,9 @@ async def test_two_mib_of_code_is_refused_before_compiling(make_runtime: Any) ->
 
 async def test_a_big_validation_does_not_hold_up_other_requests(make_runtime: Any) -> None:
     """With the limit raised to 4m (and a time limit no loaded machine reaches), 2 MiB of
-    code compiles in its worker while another
-    request is served: the small validation is answered while the big one is still
-    running (on the event loop, the small one could not even start before it ended)."""
+    code compiles in its worker while another request is served: the small validation is
+    answered while the big one is still running (on the event loop, the small one could not
+    even start before the big one ended)."""
     runtime = await make_runtime(max_size="4m", timeout=120)  # a loaded machine is slow
     big = asyncio.create_task(runtime.execute("python/validate", {"code": TWO_MIB}))
     await asyncio.sleep(0.05)  # the big one is under way
