@@ -17,7 +17,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,13 +25,12 @@ from gleitzeit_docker.engine import LABEL_HUB, LABEL_RUN, Engine
 
 from gleitzeit_core import Runtime
 
+from ..docker.hub.conftest import _ENV, _isolated  # noqa: F401 - autouse: only this plugin
 from ..docker_engine import IMAGE, require_engine
 
 pytestmark = pytest.mark.docker
 
 HUB_ID = f"gz-sec-twins-{uuid.uuid4().hex[:8]}"
-_ENV = {"GLEITZEIT_LOAD_PLUGINS": "docker"}
-_UNSET = ("GLEITZEIT_CONFIG", "GLEITZEIT_DISABLED_PLUGINS", "GLEITZEIT_STRICT_PLUGINS")
 
 # Gateway A: start, say "ready", then run one job per line on stdin and print its result.
 # It reports another hostname, as a gateway on a second host (or in a container of its own,
@@ -65,15 +63,6 @@ def _config(min_idle: int) -> dict[str, Any]:
         "pool": {"min_idle": min_idle, "max_size": 4, "acquire_timeout": 60.0},
     }
     return {"hubs": {"twins": table}}
-
-
-@pytest.fixture(autouse=True)
-def _only_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key, value in _ENV.items():
-        monkeypatch.setenv(key, value)
-    for key in _UNSET:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
 
 
 @pytest_asyncio.fixture

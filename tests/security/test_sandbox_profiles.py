@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from gleitzeit_docker.profiles import limit_tiers
 
 from gleitzeit_core import Caller, PermissionDenied, Runtime, acting_as
 
+from ..docker.hub.conftest import _isolated  # noqa: F401 - autouse: only this plugin
 from ..docker_engine import IMAGE, require_engine
 
 HUB_ID = f"gz-sec-profiles-{uuid.uuid4().hex[:8]}"
@@ -41,16 +41,8 @@ def _config(**hub: Any) -> dict[str, Any]:
     return {"hubs": {"sandbox": table}}
 
 
-@pytest.fixture
-def only_docker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", "docker")
-    for key in ("GLEITZEIT_CONFIG", "GLEITZEIT_DISABLED_PLUGINS", "GLEITZEIT_STRICT_PLUGINS"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
-
 @pytest_asyncio.fixture
-async def runtime(only_docker: None) -> AsyncIterator[Runtime]:
+async def runtime() -> AsyncIterator[Runtime]:
     require_engine()
     rt = Runtime.from_config(_config())
     await rt.start()
@@ -112,7 +104,6 @@ async def test_a_key_without_a_list_gets_only_the_client_profiles(runtime: Runti
     assert provider.allowed_for(named) == {"trusted"}  # named and enabled: allowed
 
 
-@pytest.mark.usefixtures("only_docker")
 def test_trusted_stays_off_for_a_key_that_names_it_unless_the_operator_enables_it() -> None:
     """Naming `trusted` in a key is not enough: with `allow_trusted` off it is refused
     (as a disabled profile) for that key too."""
@@ -124,7 +115,6 @@ def test_trusted_stays_off_for_a_key_that_names_it_unless_the_operator_enables_i
         provider.profile("trusted", "python/execute")
 
 
-@pytest.mark.usefixtures("only_docker")
 def test_request_limits_map_to_a_bounded_set_of_pools() -> None:
     """Every memory from 16m to 256m, cpus from 0.01 to 1 and pids from 8 to 64 a client might
     ask for lands on one of a fixed, small set of container configs (pool keys) of the

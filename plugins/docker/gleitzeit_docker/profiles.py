@@ -142,18 +142,11 @@ class Profile:
             changes[field] = value
         return attrs.evolve(self, **changes) if changes else self
 
-    def tiered(
-        self,
-        *,
-        memory: int | str | None = None,
-        cpus: float | str | None = None,
-        pids_limit: int | None = None,
-        timeout: float | None = None,
-        output_limit: int | str | None = None,
-    ) -> Profile:
-        """``restrict`` with the container limits rounded down to a tier of the profile's:
-        its value halved ``k`` times (never below the smallest allowed value), so a request
-        gets at most what it asked and at least half of it."""
+    def tiered(self, **limits: Any) -> Profile:
+        """``restrict`` (same keywords) with the container limits rounded down to a tier of
+        the profile's: its value halved ``k`` times (never below the smallest allowed value),
+        so a request gets at most what it asked and at least half of it."""
+        memory, cpus, pids_limit = (limits.get(k) for k in ("memory", "cpus", "pids_limit"))
         if memory is not None:
             wanted = parse_size(memory, "memory")
             if wanted <= self.memory:
@@ -164,13 +157,7 @@ class Profile:
                 cpus = _snap(wanted_cpus, self.cpus, 0.01)
         if pids_limit is not None and pids_limit <= self.pids_limit:
             pids_limit = int(_snap(pids_limit, self.pids_limit, 8))
-        return self.restrict(
-            memory=memory,
-            cpus=cpus,
-            pids_limit=pids_limit,
-            timeout=timeout,
-            output_limit=output_limit,
-        )
+        return self.restrict(**{**limits, "memory": memory, "cpus": cpus, "pids_limit": pids_limit})
 
     def _raw_config(self, labels: Mapping[str, str], cmd: Sequence[str] | None) -> dict[str, Any]:
         host: dict[str, Any] = {
