@@ -3,7 +3,8 @@
 ``ContainerFactory`` places each new container on the reachable engine that currently holds
 the fewest of this pool's containers; an engine that was unreachable is skipped for a few
 seconds. A runner-mode container is attached *before* it starts and counts as made only
-once its runner has said hello; an exec-mode container just runs a keep-alive process.
+once its runner has said hello; an exec-mode container runs a keep-alive process that reads
+the stdin we keep attached (``tether``), so every container stops when its owner goes.
 If the runner cannot start for a pool key (``RunnerError``), that key falls back to exec
 mode (one ``docker exec`` of the one-shot runner per job) when ``fallback`` is on.
 

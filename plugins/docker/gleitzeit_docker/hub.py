@@ -9,8 +9,9 @@
   image tries elsewhere without blaming it; a full pool is ``OVERLOADED``. A request that
   finds an engine unreachable triggers a probe of it (at most one a second).
 * **Labels**: ``gleitzeit.hub=<hub_id>`` (default ``<hub name>@<hostname>``) and
-  ``gleitzeit.run``; ``start`` removes containers of runs that are gone, ``stop`` every
-  container this hub created. The plugin's README has the whole story.
+  ``gleitzeit.run``; ``start`` removes containers other instances left stopped (never a live
+  instance's, whatever its host), ``stop`` every container this hub created. The plugin's
+  README has the whole story.
 """
 
 from __future__ import annotations

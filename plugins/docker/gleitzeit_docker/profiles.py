@@ -221,7 +221,8 @@ class Profile:
         return self._raw_config(labels, cmd)
 
     def pool_key(self) -> str:
-        """Stable hash of the full effective container config (labels and command excluded)."""
+        """Stable hash of the full effective container config and the jobs' user (labels and
+        command excluded)."""
         raw = {**self._raw_config({}, None), "JobUser": self.user}
         blob = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
