@@ -29,7 +29,15 @@ from typing import Any
 with contextlib.suppress(ImportError):  # see runner_main: one script in the container
     from .runner_hygiene import set_dumpable
 
-__all__ = ["SETUP_FAILED", "child", "drop_privileges", "job_ids", "spare_main", "write_files"]
+__all__ = [
+    "SETUP_FAILED",
+    "child",
+    "drop_privileges",
+    "empty_bounding_set",
+    "job_ids",
+    "spare_main",
+    "write_files",
+]
 
 SETUP_FAILED = 70  # exit status of a spare whose job could not even start
 
@@ -54,9 +62,9 @@ def job_ids(user: str) -> tuple[int, int]:
     return uid, gid
 
 
-def drop_privileges(user: str) -> None:
-    """Become ``user`` for good: no supplementary groups, no capabilities in any set (the
-    bounding set too, so nothing can ever be regained); raise if any of it did not hold."""
+def empty_bounding_set(user: str) -> tuple[int, int]:
+    """While still waiting (as root, before any job data): resolve ``user`` and empty the
+    capability bounding set, so that the drop itself is quick once the job is here."""
     uid, gid = job_ids(user)
     if uid == os.getuid():
         raise PermissionError(f"the job user {user!r} must differ from the runner's uid")
@@ -66,13 +74,19 @@ def drop_privileges(user: str) -> None:
     cap = 0
     while prctl(24, cap, 0, 0, 0) == 0:  # PR_CAPBSET_DROP until past the last capability
         cap += 1
+    return uid, gid
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Become ``uid:gid`` for good: no supplementary groups, no capabilities in any set
+    (the bounding set was emptied before); raise if any of it did not hold."""
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     with open("/proc/self/status") as fh:
         caps = {k: v.strip() for k, v in (ln.split(":", 1) for ln in fh) if k.startswith("Cap")}
     if os.getresuid() != (uid, uid, uid) or any(int(v, 16) for v in caps.values()):
-        raise PermissionError(f"could not drop privileges to {user!r}: {caps}")
+        raise PermissionError(f"could not drop privileges to {uid}:{gid}: {caps}")
     set_dumpable(1)  # changing uid cleared it; the job may read its own /proc/self
 
 
@@ -89,6 +103,7 @@ def spare_main(fds: list[int], cfg: dict[str, Any]) -> int:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 1 << 16)
+    ids = empty_bounding_set(str(cfg.get("user"))) if cfg.get("isolate") else None
     chunks = []
     while True:
         chunk = os.read(job_r, 1 << 20)
@@ -101,8 +116,8 @@ def spare_main(fds: list[int], cfg: dict[str, Any]) -> int:
     job = json.loads(b"".join(chunks))
     del chunks
     try:
-        if cfg.get("isolate"):
-            drop_privileges(str(cfg.get("user")))
+        if ids is not None:
+            drop_privileges(*ids)
         jobdir = tempfile.mkdtemp(prefix="job-", dir=cfg.get("workdir", "/tmp"))
         write_files(jobdir, job.get("files") or {})
     except (ValueError, OSError, LookupError) as exc:
