@@ -1,8 +1,9 @@
 """Attacks from code inside the sandbox on the runner, the host and the next caller's job.
 
 Each test runs the attack for real on a warm container of a real engine (one container, so
-the attacker and its victim share it, as two callers in a row do) and asserts both that the
-attack fails and that a normal job on the same container still works.
+the attacker and its victim share it, as two callers in a row do), on the resident runner and
+on the `docker exec` path, and asserts both that the attack fails and that a normal job on
+the same container still works.
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ async def engine() -> AsyncIterator[Engine]:
     await eng.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module")
-async def one_container(engine: Engine) -> AsyncIterator[WarmPool]:
-    """A pool of exactly one warm container: every job runs in the same one, in turn."""
-    pool = WarmPool(engine, hub_id=HUB_ID, config=PoolConfig(max_size=1, acquire_timeout=60))
+@pytest_asyncio.fixture(loop_scope="module", params=["runner", "exec"])
+async def one_container(engine: Engine, request: pytest.FixtureRequest) -> AsyncIterator[WarmPool]:
+    """A pool of exactly one warm container: every job runs in the same one, in turn (by
+    the resident runner, or by a one-shot runner per job through `docker exec`)."""
+    config = PoolConfig(mode=request.param, max_size=1, acquire_timeout=60, fallback=False)
+    pool = WarmPool(engine, hub_id=HUB_ID, config=config)
     yield pool
     await pool.close()
 
