@@ -136,12 +136,14 @@ async def test_a_second_gateway_with_the_same_hub_id_spares_the_first(engine: En
         proc.send_signal(signal.SIGKILL)  # A crashes
         await proc.wait()
 
-        async def a_stopped() -> bool:
-            return not set(of_a) & set(await _containers(engine, running=True))
+        runs_of_a = set(of_a.values())
+
+        async def a_stopped() -> bool:  # (A may have made another container meanwhile)
+            running = await _containers(engine, running=True)
+            return not runs_of_a & set(running.values())
 
         await _eventually(a_stopped)
-        # (A may have made another container meanwhile: all of A's count, not the snapshot)
-        all_of_a = {cid for cid, run in (await _containers(engine)).items() if run in of_a.values()}
+        all_of_a = {cid for cid, run in (await _containers(engine)).items() if run in runs_of_a}
         assert set(of_a) <= all_of_a
         c = Runtime.from_config(_config(min_idle=0))
         await c.start()
