@@ -136,3 +136,12 @@ def test_request_limits_map_to_a_bounded_set_of_pools() -> None:
     tiers = [len(limit_tiers(*bounds)) for bounds in ((256 << 20, 16 << 20), (1.0, 0.01), (64, 8))]
     assert tiers == [5, 7, 4]
     assert 1 < len(keys) <= 5 * 7 * 4
+
+
+def test_a_networked_client_profile_or_a_bad_validate_limit_is_a_config_error() -> None:
+    """The operator cannot open a networked profile to every key through `client_profiles`,
+    and a malformed `validate` limit is refused; both errors name the key's path."""
+    with pytest.raises(Exception, match=r"hubs\.sandbox\.client_profiles.*'trusted' is networked"):
+        Runtime.from_config(_config(client_profiles=["trusted"]))
+    with pytest.raises(Exception, match=r"hubs\.sandbox\.validate\.max_size"):
+        Runtime.from_config(_config(validate={"max_size": "lots"}))
