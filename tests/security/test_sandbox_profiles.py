@@ -14,12 +14,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
-from gleitzeit_docker.engine import Engine
+from gleitzeit_docker.engine import LABEL_HUB, LABEL_PROFILE, Engine
 from gleitzeit_docker.profiles import limit_tiers
 
 from gleitzeit_core import Caller, PermissionDenied, Runtime, acting_as
+from gleitzeit_core.gateway import start_gateway
 
 from ..docker.hub.conftest import _isolated  # noqa: F401 - autouse: only this plugin
 from ..docker_engine import IMAGE, require_engine
@@ -145,3 +147,41 @@ def test_a_networked_client_profile_or_a_bad_validate_limit_is_a_config_error() 
         Runtime.from_config(_config(client_profiles=["trusted"]))
     with pytest.raises(Exception, match=r"hubs\.sandbox\.validate\.max_size"):
         Runtime.from_config(_config(validate={"max_size": "lots"}))
+
+
+@pytest.mark.docker
+async def test_through_the_gateway_a_key_outside_its_profiles_gets_403() -> None:
+    """Over a real socket: the key `reports` (profiles: minimal) gets 403 naming the
+    `profiles` scope for `datascience` and `trusted`, never the token, and 200 with the
+    answer for `minimal`; no `datascience` container is ever made."""
+    require_engine()
+    token = "reports-" + uuid.uuid4().hex
+    config = _config()
+    config["gateway"] = {"keys": {"reports": {"token": token, "profiles": ["minimal"]}}}
+    rt = Runtime.from_config(config)
+    await rt.start()
+    runner = await start_gateway(rt, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/gleitzeit/execute"
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+            for profile in ("datascience", "trusted"):
+                body = {"method": "python/execute", "params": {**SIX_BY_SEVEN, "profile": profile}}
+                async with http.post(url, json=body, headers=headers) as reply:
+                    assert reply.status == 403, profile
+                    text = await reply.text()
+                    assert "profiles" in text
+                    assert token not in text
+            body = {"method": "python/execute", "params": {**SIX_BY_SEVEN, "profile": "minimal"}}
+            async with http.post(url, json=body, headers=headers) as reply:
+                assert reply.status == 200
+                assert (await reply.json())["result"]["result"] == 42
+    finally:
+        await runner.cleanup()
+        await rt.stop()
+    engine = Engine()
+    try:
+        assert await engine.list_containers({LABEL_HUB: HUB_ID, LABEL_PROFILE: "datascience"}) == []
+        await engine.remove_all(HUB_ID)
+    finally:
+        await engine.close()
