@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gleitzeit_docker.engine import LABEL_HUB, LABEL_POOL_KEY, LABEL_RUN, Engine
+from gleitzeit_docker.engine import LABEL_HUB, LABEL_POOL_KEY, Engine
 from gleitzeit_docker.errors import EngineTimeout, EngineUnavailable, ImageMissing
 from gleitzeit_docker.execution import Job, execute_fresh
 from gleitzeit_docker.pool import PoolConfig, WarmPool
 from gleitzeit_docker.profiles import Profile
+from gleitzeit_docker.runner import keepalive_command, tether
 
 from .conftest import HUB_ID, IMAGE
 
@@ -112,29 +113,46 @@ async def test_missing_image_with_no_registry(engine: Engine, sandboxed: Profile
 
 
 @pytest.mark.docker
-async def test_remove_orphans_only_touches_other_runs(engine: Engine, sandboxed: Profile) -> None:
-    """Containers of this hub from another run id are removed; this run's stay."""
+async def test_remove_orphans_only_touches_stopped_containers_of_other_runs(
+    engine: Engine, sandboxed: Profile
+) -> None:
+    """Only containers of this hub that another run left *stopped* are removed; a running
+    one of another run (a live instance, tied to it by its attached stdin), a just-created
+    one of another run and this run's own stay."""
     hub = f"{HUB_ID}-orphans"
-    crashed = Engine(engine.url, run_id="crashed-earlier-run")
-    ids: list[str] = []
+    other = Engine(engine.url, run_id="another-instance")
+    made: dict[str, str] = {}
+    stream = None
     try:
-        for eng in (crashed, crashed, engine):
+        for what, eng, cmd in (
+            ("crashed", other, ["true"]),
+            ("live", other, keepalive_command(sandboxed)),
+            ("creating", other, ["true"]),
+            ("own", engine, ["true"]),
+        ):
             labels = eng.labels(hub, pool_key=sandboxed.pool_key())
-            ids.append(await eng.create(sandboxed.container_config(labels, ["true"])))
+            made[what] = await eng.create(sandboxed.container_config(labels, cmd))
+        stream = await tether(other, made["live"])
+        for what in ("crashed", "live", "own"):
+            await engine.start(made[what])
+        for what in ("crashed", "own"):
+            await engine.container(made[what]).wait()
         listed = await engine.list_containers({LABEL_HUB: hub})
-        assert {c["Id"] for c in listed} == set(ids)
+        assert {c["Id"] for c in listed} == set(made.values())
         assert all(c["Labels"][LABEL_POOL_KEY] == sandboxed.pool_key() for c in listed)
-        removed = await engine.remove_orphans(hub)
-        assert sorted(removed) == sorted(ids[:2])
-        left = await engine.list_containers({LABEL_HUB: hub})
-        assert [c["Id"] for c in left] == [ids[2]]
-        assert left[0]["Labels"][LABEL_RUN] == engine.run_id
-        assert await engine.remove_all(hub) == [ids[2]]
-        assert await engine.list_containers({LABEL_HUB: hub}) == []
+        assert await engine.remove_orphans(hub) == [made["crashed"]]
+        left = {c["Id"] for c in await engine.list_containers({LABEL_HUB: hub})}
+        assert left == {made["live"], made["creating"], made["own"]}
+        await stream.close()  # the live instance goes away: its container stops by itself
+        stream = None
+        await engine.container(made["live"]).wait()
+        assert await engine.remove_orphans(hub) == [made["live"]]
     finally:
+        if stream is not None:
+            await stream.close()
         with contextlib.suppress(Exception):
             await engine.remove_all(hub)
-        await crashed.close()
+        await other.close()
 
 
 @pytest.mark.docker

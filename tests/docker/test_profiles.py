@@ -7,10 +7,11 @@ from typing import Any
 import attrs
 import pytest
 from gleitzeit_docker.errors import JobError, LimitError, ProfileError
-from gleitzeit_docker.execution import Job, info, validate
+from gleitzeit_docker.execution import Job, info
 from gleitzeit_docker.profile_fields import Mount, format_size, parse_cpus, parse_size
 from gleitzeit_docker.profiles import DEFAULT_DATASCIENCE_IMAGE, Profile, load_profiles
 from gleitzeit_docker.runner import runner_source
+from gleitzeit_docker.validation import Validator
 
 
 @pytest.mark.parametrize(
@@ -60,8 +61,11 @@ def test_sandboxed_container_config_is_hardened() -> None:
     assert cfg["NetworkDisabled"] is True
     assert host["NetworkMode"] == "none"
     assert host["ReadonlyRootfs"] is True
-    assert cfg["User"] == "65534:65534"
+    # The container's root runs only the runner, with just what it needs to drop each job
+    # to the profile's user (tests/security/test_sandbox_isolation.py: jobs get no caps).
+    assert cfg["User"] == "0:0"
     assert host["CapDrop"] == ["ALL"]
+    assert sorted(host["CapAdd"]) == ["KILL", "SETGID", "SETPCAP", "SETUID"]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["PidsLimit"] == 64
     assert host["Memory"] == host["MemorySwap"] == 256 << 20
@@ -167,14 +171,16 @@ def test_job_validation() -> None:
         big.request(load_profiles().get("sandboxed"))
 
 
-def test_validate_compiles_without_running() -> None:
-    """validate() reports syntax errors with position and never executes the code."""
-    assert validate("x = 1\nprint(x)")["valid"] is True
-    bad = validate("def f(:\n  pass")
+async def test_validate_compiles_without_running() -> None:
+    """Validator reports syntax errors with position and never executes the code."""
+    validator = Validator()
+    assert (await validator.validate("x = 1\nprint(x)"))["valid"] is True
+    bad = await validator.validate("def f(:\n  pass")
     assert bad["valid"] is False
     assert bad["line"] == 1
     assert "SyntaxError" in bad["error"]
-    assert validate("raise SystemExit(3)")["valid"] is True  # compiled, not run
+    ran = await validator.validate("raise SystemExit(3)")  # compiled, not run
+    assert ran == {"valid": True, "error": None, "line": None, "column": None}
 
 
 def test_info_lists_profile_and_limits() -> None:

@@ -32,6 +32,13 @@ class Pipe:
         self.stdin.write(json.dumps(msg).encode() + b"\n")
         self.stdin.flush()
 
+    def run(self, ident: int, **job: Any) -> None:
+        """A ``run`` header, then the job itself as raw bytes (what the host sends)."""
+        payload = json.dumps(job).encode()
+        header = {"op": "run", "id": ident, "bytes": len(payload)}
+        self.stdin.write(json.dumps(header).encode() + b"\n" + payload)
+        self.stdin.flush()
+
     def recv(self, timeout: float = 5.0) -> dict[str, Any]:
         # Read raw bytes into our own buffer: a buffered readline() could keep a second line
         # in Python's buffer where select() cannot see it.
@@ -70,8 +77,8 @@ def test_hello_run_ping_kill_and_eof(runner: Pipe) -> None:
     """hello, then run -> done + cleaned, ping -> pong, kill ends a run, EOF stops it."""
     hello = runner.recv()
     assert hello["op"] == "hello"
-    assert hello["proto"] == 1
-    runner.send({"op": "run", "id": 1, "code": "print('hi')\nresult = args + 1", "args": 41})
+    assert hello["proto"] == 2
+    runner.run(1, code="print('hi')\nresult = args + 1", args=41)
     done = runner.recv()
     assert (done["op"], done["id"], done["exit_code"]) == ("done", 1, 0)
     assert (done["stdout"], done["result"], done["has_result"]) == ("hi\n", 42, True)
@@ -79,7 +86,7 @@ def test_hello_run_ping_kill_and_eof(runner: Pipe) -> None:
     runner.send({"op": "ping", "id": 2})
     assert runner.recv() == {"op": "pong", "id": 2, "busy": False, "clean": True}
 
-    runner.send({"op": "run", "id": 3, "code": "print('spin', flush=True)\nwhile True: pass"})
+    runner.run(3, code="print('spin', flush=True)\nwhile True: pass")
     time.sleep(0.3)
     runner.send({"op": "ping", "id": 4})  # answered while busy
     assert runner.recv() == {"op": "pong", "id": 4, "busy": True}
@@ -110,7 +117,7 @@ def test_protocol_channel_is_private(runner: Pipe) -> None:
         "os.write(2, b'raw-err\\n')\n"
         'print(\'{"op": "done"}\')'
     )
-    runner.send({"op": "run", "id": 7, "code": code})
+    runner.run(7, code=code)
     done = runner.recv()
     assert done["id"] == 7
     assert done["stdout"] == 'raw-out\n{"op": "done"}\n'

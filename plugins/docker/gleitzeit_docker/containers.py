@@ -3,7 +3,8 @@
 ``ContainerFactory`` places each new container on the reachable engine that currently holds
 the fewest of this pool's containers; an engine that was unreachable is skipped for a few
 seconds. A runner-mode container is attached *before* it starts and counts as made only
-once its runner has said hello; an exec-mode container just runs a keep-alive process.
+once its runner has said hello; an exec-mode container runs a keep-alive process that reads
+the stdin we keep attached (``tether``), so every container stops when its owner goes.
 If the runner cannot start for a pool key (``RunnerError``), that key falls back to exec
 mode (one ``docker exec`` of the one-shot runner per job) when ``fallback`` is on.
 
@@ -23,11 +24,12 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, Literal
 
 import attrs
+from aiodocker.stream import Stream
 
 from .engine import Engine
 from .errors import EngineUnavailable, ImageMissing, RunnerError
 from .profiles import Profile
-from .runner import RunnerConnection, keepalive_command, runner_command
+from .runner import RunnerConnection, keepalive_command, runner_command, tether
 
 __all__ = ["ContainerFactory", "Inventory", "PooledContainer"]
 
@@ -45,6 +47,7 @@ class PooledContainer:
     profile: Profile
     key: str
     conn: RunnerConnection | None = None  # runner mode only
+    tether: Stream | None = None  # exec mode: the attached stdin that keeps it alive
     created_at: float = attrs.field(factory=time.monotonic)
     last_used: float = attrs.field(factory=time.monotonic)
     uses: int = 0
@@ -125,26 +128,34 @@ class ContainerFactory:
             self.hub_id, pool_key=key, pool=self.pool_id, profile=profile.name, mode=mode
         )
         cmd = runner_command(profile, once=False) if runner else keepalive_command(profile)
-        cid = await engine.create(profile.container_config(labels, cmd, stdin=runner))
+        cid = await engine.create(profile.container_config(labels, cmd))
         pc = PooledContainer(engine=engine, container_id=cid, profile=profile, key=key)
         try:
             if runner:
                 pc.conn = await RunnerConnection.attach(engine, cid)
+            else:
+                pc.tether = await tether(engine, cid)
             await engine.start(cid)
             if pc.conn is not None:
                 await pc.conn.wait_hello(self.start_timeout)
         except BaseException:
-            if pc.conn is not None:
-                await pc.conn.close()
+            await self._release_streams(pc)
             with contextlib.suppress(Exception):
                 await engine.delete(cid)
             raise
         return pc
 
+    @staticmethod
+    async def _release_streams(pc: PooledContainer) -> None:
+        if pc.conn is not None:
+            await pc.conn.close()
+        if pc.tether is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pc.tether.close(), 2.0)
+
     async def destroy(self, pc: PooledContainer) -> None:
         try:
-            if pc.conn is not None:
-                await pc.conn.close()
+            await self._release_streams(pc)
             await pc.engine.delete(pc.container_id)
         except Exception as exc:  # the label sweep in WarmPool.close() catches leftovers
             log.warning("could not delete container %s: %s", pc.short_id, exc)

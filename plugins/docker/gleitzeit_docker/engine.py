@@ -7,8 +7,11 @@ missing socket surfaces as a generic ``DockerError(900)``. ``Engine`` wraps each
 (with the command that gets the image), ``EngineTimeout`` and ``EngineAPIError``.
 
 Every container created for Gleitzeit carries the labels ``gleitzeit.hub`` and
-``gleitzeit.run`` (the id of this process run), so ``remove_orphans`` can delete what an
-earlier, crashed run left behind without touching live containers of this run.
+``gleitzeit.run`` (this process's instance id), and is tied to its owner: its main process
+reads the stdin the owner keeps attached and exits when that closes, so a container whose
+owner died stops by itself. ``remove_orphans`` therefore deletes only *stopped* containers of
+other instances: a live gateway sharing the hub name (on this host or any other) keeps its
+running containers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,14 +40,19 @@ __all__ = [
     "LABEL_POOL_KEY",
     "LABEL_PROFILE",
     "LABEL_RUN",
+    "ORPHAN_GRACE",
     "RUN_ID",
     "Engine",
     "ProgressCallback",
     "resolve_url",
 ]
 
-# One id per process run: containers of a crashed earlier run carry a different one.
+# One id per process instance: containers of a crashed earlier run carry a different one.
 RUN_ID = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+# A container of another instance that was created but never started is taken for an orphan
+# only after this long (its owner may be between create and start).
+ORPHAN_GRACE = 600.0
+_STOPPED = ("exited", "dead")
 LABEL_HUB = "gleitzeit.hub"
 LABEL_RUN = "gleitzeit.run"
 LABEL_POOL_KEY = "gleitzeit.pool_key"
@@ -300,10 +309,21 @@ class Engine:
         return ids
 
     async def remove_orphans(self, hub_id: str) -> list[str]:
-        """Remove containers of ``hub_id`` left by another (crashed) run; returns their ids."""
+        """Remove containers of ``hub_id`` that no live instance owns: stopped ones of other
+        instances (their owner is gone, see the module docstring), and never-started ones
+        older than ``ORPHAN_GRACE``. Returns their ids."""
         found = await self.list_containers({LABEL_HUB: hub_id})
+        now = time.time()
         return await self._remove(
-            [c for c in found if (c.get("Labels") or {}).get(LABEL_RUN) != self.run_id]
+            [
+                c
+                for c in found
+                if (c.get("Labels") or {}).get(LABEL_RUN) != self.run_id
+                and (
+                    c.get("State") in _STOPPED
+                    or (c.get("State") == "created" and now - c.get("Created", now) > ORPHAN_GRACE)
+                )
+            ]
         )
 
     async def remove_all(self, hub_id: str, **labels: str) -> list[str]:

@@ -38,7 +38,6 @@ __all__ = [
     "execute_on_exec",
     "execute_on_runner",
     "info",
-    "validate",
 ]
 
 _STARTUP_ALLOWANCE = 0.5  # exec/fresh: the interpreter starts inside the host's budget
@@ -291,24 +290,6 @@ async def execute_fresh(
             with contextlib.suppress(EngineUnavailable, EngineTimeout, EngineAPIError):
                 await engine.delete(cid)
     return attrs.evolve(result, reusable=False)
-
-
-def validate(code: str) -> dict[str, Any]:
-    """Syntax-check ``code`` on the host with ``compile()`` (nothing is executed)."""
-    try:
-        compile(code, "<code>", "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        where = f" (line {exc.lineno}, column {exc.offset})" if exc.lineno else ""
-        error = f"{type(exc).__name__}: {exc.msg}{where}"
-        return {"valid": False, "error": error, "line": exc.lineno, "column": exc.offset}
-    except (ValueError, RecursionError, MemoryError) as exc:
-        return {
-            "valid": False,
-            "error": f"{type(exc).__name__}: {exc}",
-            "line": None,
-            "column": None,
-        }
-    return {"valid": True, "error": None, "line": None, "column": None}
 
 
 def info(profile: Profile, hello: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -9,8 +9,9 @@
   image tries elsewhere without blaming it; a full pool is ``OVERLOADED``. A request that
   finds an engine unreachable triggers a probe of it (at most one a second).
 * **Labels**: ``gleitzeit.hub=<hub_id>`` (default ``<hub name>@<hostname>``) and
-  ``gleitzeit.run``; ``start`` removes containers of runs that are gone, ``stop`` every
-  container this hub created. The plugin's README has the whole story.
+  ``gleitzeit.run``; ``start`` removes containers other instances left stopped (never a live
+  instance's, whatever its host), ``stop`` every container this hub created. The plugin's
+  README has the whole story.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, ClassVar, TypeVar
 
 from gleitzeit_core import FailureClass, Health, Request, Resource, ResourceError
 from gleitzeit_core.hub import ResourceHub
-from gleitzeit_docker.engine import LABEL_HUB, LABEL_RUN, Engine
+from gleitzeit_docker.engine import Engine
 from gleitzeit_docker.errors import (
     EngineAPIError,
     EngineTimeout,
@@ -37,12 +38,7 @@ from gleitzeit_docker.errors import (
 from gleitzeit_docker.execution import ExecutionResult, Job
 from gleitzeit_docker.pool import WarmPool
 from gleitzeit_docker.profiles import Profile, ProfileSet
-from gleitzeit_docker.settings import (
-    DockerSettings,
-    default_hub_id,
-    engine_options,
-    run_is_alive,
-)
+from gleitzeit_docker.settings import DockerSettings, default_hub_id, engine_options
 
 __all__ = ["SLOT", "DockerHub", "EngineFailure", "failure_of"]
 
@@ -170,16 +166,9 @@ class DockerHub(ResourceHub):
             self._spawn(self.prewarm(resource))
 
     async def remove_orphans(self, resource: Resource) -> list[str]:
-        """Delete this hub's containers left on the engine by runs that are gone."""
-        engine = self.engine_for(resource)
-        found = await engine.list_containers({LABEL_HUB: self.hub_id})
-        orphans = [
-            str(c["Id"])
-            for c in found
-            if (run := str((c.get("Labels") or {}).get(LABEL_RUN, ""))) != engine.run_id
-            and not run_is_alive(run)
-        ]
-        await asyncio.gather(*(engine.delete(cid) for cid in orphans))
+        """Delete this hub's containers left on the engine by instances that are gone (never
+        those of a live one, even with the same hub id: ``Engine.remove_orphans``)."""
+        orphans = await self.engine_for(resource).remove_orphans(self.hub_id)
         if orphans:
             log.info("hub %s: removed %d orphans on %s", self.name, len(orphans), resource.id)
         return orphans

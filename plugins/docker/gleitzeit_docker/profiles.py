@@ -7,7 +7,9 @@ Per-execution fields (``timeout``, ``output_limit``, ``result_limit``) are not p
 
 Requests may only *tighten* a profile (``Profile.restrict``): asking for more raises
 ``LimitError`` rather than clamping silently, so a caller never believes it got limits it
-does not have.
+does not have. A request's container limits (memory, cpus, pids) are also rounded down to the
+profile's value halved k times (``Profile.tiered``): each distinct value would otherwise be a
+container config, and so a warm pool, of its own, without bound.
 """
 
 from __future__ import annotations
@@ -41,13 +43,22 @@ __all__ = [
     "BUILTIN_PROFILES",
     "DEFAULT_DATASCIENCE_IMAGE",
     "DEFAULT_IMAGE",
+    "RUNNER_CAPS",
+    "RUNNER_USER",
     "Mount",
     "Profile",
     "ProfileSet",
+    "limit_tiers",
     "load_profiles",
 ]
 
 DEFAULT_IMAGE = "python:3.11-slim"
+# The container's own user is its root, holding only what the runner needs to drop each job
+# to the profile's ``user`` (never root) and to kill what a job leaves behind; jobs cannot
+# touch processes of another uid, so the runner and its protocol channel are out of reach.
+RUNNER_USER = "0:0"
+RUNNER_CAPS = ("SETUID", "SETGID", "SETPCAP", "KILL")
+_MIN_MEMORY = 16 << 20
 DEFAULT_DATASCIENCE_IMAGE = "gleitzeit/datascience:latest"
 
 
@@ -131,9 +142,24 @@ class Profile:
             changes[field] = value
         return attrs.evolve(self, **changes) if changes else self
 
-    def _raw_config(
-        self, labels: Mapping[str, str], cmd: Sequence[str] | None, stdin: bool
-    ) -> dict[str, Any]:
+    def tiered(self, **limits: Any) -> Profile:
+        """``restrict`` (same keywords) with the container limits rounded down to a tier of
+        the profile's: its value halved ``k`` times (never below the smallest allowed value),
+        so a request gets at most what it asked and at least half of it."""
+        memory, cpus, pids_limit = (limits.get(k) for k in ("memory", "cpus", "pids_limit"))
+        if memory is not None:
+            wanted = parse_size(memory, "memory")
+            if wanted <= self.memory:
+                memory = int(_snap(wanted, self.memory, _MIN_MEMORY))
+        if cpus is not None:
+            wanted_cpus = parse_cpus(cpus)
+            if wanted_cpus <= self.cpus:
+                cpus = _snap(wanted_cpus, self.cpus, 0.01)
+        if pids_limit is not None and pids_limit <= self.pids_limit:
+            pids_limit = int(_snap(pids_limit, self.pids_limit, 8))
+        return self.restrict(**{**limits, "memory": memory, "cpus": cpus, "pids_limit": pids_limit})
+
+    def _raw_config(self, labels: Mapping[str, str], cmd: Sequence[str] | None) -> dict[str, Any]:
         host: dict[str, Any] = {
             "NetworkMode": self.network,
             "ReadonlyRootfs": True,
@@ -141,6 +167,7 @@ class Profile:
             "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={self.tmp_size},mode=1777"},
             "ShmSize": self.shm_size,
             "CapDrop": ["ALL"],
+            "CapAdd": list(RUNNER_CAPS),  # the runner's; every job drops them all
             "SecurityOpt": ["no-new-privileges"],
             "Privileged": False,
             "PidsLimit": self.pids_limit,
@@ -166,22 +193,24 @@ class Profile:
         return {
             "Image": self.image,
             "Cmd": list(cmd) if cmd is not None else None,
-            "User": self.user,
+            "User": RUNNER_USER,  # jobs run as ``self.user``: see runner_main
             "WorkingDir": "/tmp",
             "Env": base_env + env,
             "Labels": dict(labels),
             "NetworkDisabled": not self.networked,
             "Tty": False,
-            "OpenStdin": stdin,
-            "StdinOnce": stdin,  # host disconnects -> runner sees EOF -> container exits
-            "AttachStdin": stdin,
-            "AttachStdout": stdin,
-            "AttachStderr": stdin,
+            # Every container's main process reads the stdin its owner keeps attached: the
+            # owner goes -> EOF -> the container exits (so a stopped one is an orphan).
+            "OpenStdin": True,
+            "StdinOnce": True,
+            "AttachStdin": True,
+            "AttachStdout": True,
+            "AttachStderr": True,
             "HostConfig": host,
         }
 
     def container_config(
-        self, labels: Mapping[str, str], cmd: Sequence[str] | None = None, *, stdin: bool = True
+        self, labels: Mapping[str, str], cmd: Sequence[str] | None = None
     ) -> dict[str, Any]:
         """The raw Engine API ``POST /containers/create`` body for this profile."""
         if self.networked and not self.network_approved:
@@ -189,13 +218,30 @@ class Profile:
                 f"profile {self.name!r} enables network ({self.network!r}); that needs "
                 "allow_trusted = True in the docker configuration"
             )
-        return self._raw_config(labels, cmd, stdin)
+        return self._raw_config(labels, cmd)
 
     def pool_key(self) -> str:
-        """Stable hash of the full effective container config (labels and command excluded)."""
-        raw = self._raw_config({}, None, True)
+        """Stable hash of the full effective container config and the jobs' user (labels and
+        command excluded)."""
+        raw = {**self._raw_config({}, None), "JobUser": self.user}
         blob = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def limit_tiers(allowed: float, floor: float) -> list[float]:
+    """``allowed`` halved again and again while it stays >= ``floor`` (integers stay whole)."""
+    tiers = [allowed]
+    while True:
+        nxt = tiers[-1] // 2 if isinstance(allowed, int) else tiers[-1] / 2
+        if nxt < floor:
+            return tiers
+        tiers.append(nxt)
+
+
+def _snap(value: float, allowed: float, floor: float) -> float:
+    """The largest tier of ``allowed`` not above ``value``, else the smallest tier."""
+    tiers = limit_tiers(allowed, floor)
+    return next((t for t in tiers if t <= value), tiers[-1])
 
 
 # The old security levels, as plain data so that configuration can override any field.

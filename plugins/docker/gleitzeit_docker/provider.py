@@ -20,13 +20,21 @@ unknown profile or a malformed job is refused with ``InvalidParams`` before anyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from gleitzeit_core import FailureClass, InvalidParams, Request
+from gleitzeit_core import (
+    Caller,
+    FailureClass,
+    InvalidParams,
+    PermissionDenied,
+    Request,
+    current_caller,
+)
 from gleitzeit_core.provider import Method, ProtocolProvider
 from gleitzeit_docker.errors import JobError, ProfileError
-from gleitzeit_docker.execution import ExecutionResult, Job, info, validate
+from gleitzeit_docker.execution import ExecutionResult, Job, info
 from gleitzeit_docker.hub import SLOT, DockerHub, EngineFailure
 from gleitzeit_docker.params import (
     BatchParams,
@@ -36,6 +44,7 @@ from gleitzeit_docker.params import (
     file_contents,
 )
 from gleitzeit_docker.profiles import Profile
+from gleitzeit_docker.validation import Validator
 
 __all__ = ["PythonProvider"]
 
@@ -74,6 +83,13 @@ class PythonProvider(ProtocolProvider):
         if not isinstance(hub, DockerHub):
             raise TypeError(f"python/v1 runs on a docker hub, not on {type(hub).__name__}")
         self.hub: DockerHub = hub
+        limits = hub.settings.validate
+        self.validator = Validator(
+            max_size=limits.max_size,
+            timeout=limits.timeout,
+            memory=limits.memory,
+            concurrency=limits.concurrency,
+        )
         self._methods = {
             m.name: m
             for m in (
@@ -89,10 +105,40 @@ class PythonProvider(ProtocolProvider):
 
     # -- preparing a job ------------------------------------------------------------------------
     def profile(self, name: str | None, method: str, where: str = "params") -> Profile:
+        """The named (or default) profile, if it exists, is enabled and the caller may use it."""
+        name = name or self.hub.settings.default_profile
         try:
-            return self.hub.profiles.get(name or self.hub.settings.default_profile)
+            profile: Profile = self.hub.profiles.get(name)
         except ProfileError as exc:
             raise InvalidParams(method, [f"{where}.profile: {exc}"]) from None
+        caller = current_caller()
+        if caller is not None and not self.may_use(caller, profile):
+            raise PermissionDenied(
+                caller.name,
+                "profiles",
+                f"sandbox profile {name!r} is not allowed for this key (it may use: "
+                f"{', '.join(sorted(self.allowed_for(caller))) or 'none'})",
+            )
+        return profile
+
+    def allowed_for(self, caller: Caller | None) -> set[str]:
+        """The enabled profiles ``caller`` may use (None: the operator, all of them)."""
+        return {
+            name
+            for name, profile in self.hub.profiles.profiles.items()
+            if (not profile.networked or self.hub.profiles.allow_trusted)
+            and (caller is None or self.may_use(caller, profile))
+        }
+
+    def may_use(self, caller: Caller, profile: Profile) -> bool:
+        """A key's own list if it has one (a networked profile must be named in it), else
+        the hub's client profiles and its default, never a networked one."""
+        if caller.profiles is not None:
+            return profile.name in caller.profiles
+        if profile.networked:
+            return False
+        settings = self.hub.settings
+        return profile.name in settings.client_profiles or profile.name == settings.default_profile
 
     def prepare(
         self, params: ExecuteParams, method: str = _EXECUTE, where: str = "params"
@@ -105,7 +151,7 @@ class PythonProvider(ProtocolProvider):
             if value is None:
                 continue
             try:
-                profile = profile.restrict(**{keyword: value})
+                profile = profile.tiered(**{keyword: value})
             except ProfileError as exc:  # LimitError included: asking for more than allowed
                 problems.append(f"{where}.{field}: {exc}")
         try:
@@ -150,7 +196,8 @@ class PythonProvider(ProtocolProvider):
         if (params.code is None) == (params.file is None):
             raise InvalidParams(method, ["params: give exactly one of `code` or `file`"])
         if params.code is not None:
-            return validate(params.code)
+            self._check_size(params.code, method, "params.code")
+            return await self.validator.validate(params.code)
         files = file_contents(params.files)
         source = files.get(str(params.file))
         if source is None:
@@ -161,7 +208,13 @@ class PythonProvider(ProtocolProvider):
             except UnicodeDecodeError:
                 error = "the file is not UTF-8 text"
                 return {"valid": False, "error": error, "line": None, "column": None}
-        return validate(source)
+        self._check_size(source, method, f"params.files[{params.file!r}]")
+        return await self.validator.validate(source)
+
+    def _check_size(self, source: str, method: str, where: str) -> None:
+        problem = self.validator.too_big(source)
+        if problem is not None:
+            raise InvalidParams(method, [f"{where}: {problem}"])
 
     async def info(self, params: InfoParams) -> dict[str, Any]:
         hub = self.hub
@@ -173,9 +226,8 @@ class PythonProvider(ProtocolProvider):
             if not exc.failure.resource_fault and exc.failure is not FailureClass.MISROUTED:
                 raise
             out = {**info(profile), "engine": None, "error": exc.detail}
-        allowed = {n: p for n, p in hub.profiles.profiles.items() if not p.networked}
-        if hub.profiles.allow_trusted:
-            allowed = dict(hub.profiles.profiles)
+        names = self.allowed_for(current_caller())
+        allowed = {n: p for n, p in hub.profiles.profiles.items() if n in names}
         out.update(
             hub=hub.name,
             hub_id=hub.hub_id,
@@ -192,6 +244,9 @@ class PythonProvider(ProtocolProvider):
     async def batch(self, params: BatchParams) -> dict[str, Any]:
         """Every task runs (at most ``max_concurrent`` at once); one that fails, even before
         it starts (a limit it may not have), becomes a failed result, never a failed batch."""
+        for index, task in enumerate(params.tasks):  # a key's scope is not a task's failure
+            with contextlib.suppress(InvalidParams):
+                self.profile(task.profile, "python/batch", f"params.tasks[{index}]")
         gate = asyncio.Semaphore(params.max_concurrent)
 
         async def one(index: int, task: ExecuteParams) -> dict[str, Any]:

@@ -11,6 +11,12 @@ filesystem even for a path on a tmpfs mount, so files travel inside the ``run`` 
 
 The same one-shot program serves the warm ``docker exec`` path (``exec`` with stdin) and
 the fresh-container path, so all three paths produce identical results.
+
+The host trusts no frame it did not ask for: every reply must answer the one request that is
+waiting for it (``op`` and ``id``); anything else (an unsolicited ``done``, a reply to an id
+never sent or already answered, a line that is not a JSON object) is a protocol violation
+that ends the connection, so its container is discarded. A stale or forged frame is never
+kept and matched to a later request.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from aiodocker.stream import Message, Stream
 
 from .engine import Engine
 from .errors import DockerLayerError, RunnerError
-from .profiles import Profile
+from .profiles import RUNNER_USER, Profile
 
 __all__ = [
     "PROTO",
@@ -39,10 +45,12 @@ __all__ = [
     "keepalive_command",
     "runner_command",
     "runner_source",
+    "tether",
 ]
 
-PROTO = 1
+PROTO = 2
 WIPE_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
+
 _FUTURE = "from __future__ import annotations"
 
 
@@ -59,13 +67,33 @@ def runner_source() -> str:
 
 def runner_command(profile: Profile, *, once: bool, reap: bool = True) -> list[str]:
     """Container (or exec) command that starts the runner."""
-    cfg = {"once": once, "reap": reap, "wipe": list(WIPE_DIRS) if reap else [], "workdir": "/tmp"}
+    cfg = {
+        "once": once,
+        "reap": reap,
+        "wipe": list(WIPE_DIRS) if reap else [],
+        "workdir": "/tmp",
+        "user": profile.user,
+        "isolate": True,
+    }
     return [profile.python, "-u", "-c", runner_source(), json.dumps(cfg)]
 
 
 def keepalive_command(profile: Profile) -> list[str]:
-    """Main process of a container used only through ``docker exec``."""
-    return [profile.python, "-c", "import signal\nwhile True:\n    signal.pause()"]
+    """Main process of a container used only through ``docker exec``: it lives as long as
+    its owner keeps the container's stdin attached (``tether``), so it dies with its owner."""
+    return [profile.python, "-c", "import sys\nsys.stdin.buffer.read()"]
+
+
+async def tether(engine: Engine, container_id: str) -> Stream:
+    """Attach to a container's stdin only, before it starts, and keep the stream open: when
+    this process goes, the stream closes, stdin ends and the container stops by itself."""
+    stream = engine.container(container_id).attach(stdin=True, stdout=False, stderr=False)
+    await engine.call("attach", stream.__aenter__)
+    return stream
+
+
+class ProtocolViolation(RunnerError):
+    """The runner's side of the stream sent something no request asked for."""
 
 
 class _Frames:
@@ -87,10 +115,13 @@ class _Frames:
             line = bytes(self.buf[:end])
             del self.buf[: end + 1]
             self.scanned = 0
-            with contextlib.suppress(ValueError):
+            try:
                 obj = json.loads(line)
-                if isinstance(obj, dict):
-                    out.append(obj)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict):
+                raise ProtocolViolation(f"a line that is not a JSON object: {line[:80]!r}")
+            out.append(obj)
         self.scanned = len(self.buf)
         return out
 
@@ -105,16 +136,24 @@ class RunOutcome:
     detail: str = ""  # why there is no reply
 
 
-class RunnerConnection:
-    """One open protocol stream (container attach or exec) with a background reader."""
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
-    def __init__(self, engine: Engine, container_id: str, stream: Stream) -> None:
+
+class RunnerConnection:
+    """One open protocol stream (container attach or exec) with a background reader that
+    hands each frame to the one request waiting for it."""
+
+    def __init__(
+        self, engine: Engine, container_id: str, stream: Stream, *, hello: bool = False
+    ) -> None:
         self.engine = engine
         self.container_id = container_id
         self.hello: dict[str, Any] = {}
         self._stream = stream
         self._frames = _Frames()
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._waiting: dict[tuple[str, int | None], asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
         self._eof = False
@@ -123,12 +162,14 @@ class RunnerConnection:
         self._cleaned: tuple[int | None, bool] = (None, True)  # last "cleaned" (id, clean)
         self._cleaned_event = asyncio.Event()
         self.last_activity = time.monotonic()
+        if hello:  # registered before the container starts: the line cannot be missed
+            self._waiter("hello", None)
 
     @classmethod
     async def attach(cls, engine: Engine, container_id: str) -> RunnerConnection:
         """Hijack the container's stdio (call before ``start`` to see the hello line)."""
         stream = engine.container(container_id).attach(stdin=True, stdout=True, stderr=True)
-        conn = cls(engine, container_id, stream)
+        conn = cls(engine, container_id, stream, hello=True)
         await conn._open("attach")
         return conn
 
@@ -139,7 +180,7 @@ class RunnerConnection:
         handle = await engine.call(
             "exec create",
             lambda: engine.container(container_id).exec(
-                cmd, stdin=True, user=profile.user, workdir="/tmp"
+                cmd, stdin=True, user=RUNNER_USER, workdir="/tmp"
             ),
         )
         conn = cls(engine, container_id, handle.start(detach=False))
@@ -162,30 +203,50 @@ class RunnerConnection:
     def stderr_tail(self) -> str:
         return self._frames.stderr_tail.decode("utf-8", "replace")
 
+    def _deliver(self, obj: dict[str, Any]) -> None:
+        """Give ``obj`` to the request waiting for exactly it, or raise ProtocolViolation."""
+        op, ident = obj.get("op"), obj.get("id")
+        if op == "cleaned":  # state after a run, not a reply: only for the last run, once
+            if ident is None or ident != self._last_run or self._cleaned[0] == ident:
+                raise ProtocolViolation(f"unsolicited 'cleaned' frame for id {ident!r}")
+            self._cleaned = (ident, obj.get("clean") is True)
+            self._cleaned_event.set()
+            return
+        key = (op, ident) if isinstance(op, str) and (ident is None or type(ident) is int) else None
+        waiter = self._waiting.pop(key, None) if key is not None else None
+        if waiter is None or waiter.done():
+            raise ProtocolViolation(f"unsolicited {op!r} frame for id {ident!r}")
+        waiter.set_result(obj)
+
     async def _read_loop(self) -> None:
         try:
             while (message := await self._stream.read_out()) is not None:
                 for obj in self._frames.feed(message):
-                    if obj.get("op") == "cleaned":  # state, not a reply: keep it aside
-                        self._cleaned = (obj.get("id"), obj.get("clean") is True)
-                        self._cleaned_event.set()
-                    else:
-                        self._queue.put_nowait(obj)
-        except Exception as exc:  # any stream failure ends the connection
+                    self._deliver(obj)
+        except Exception as exc:  # any stream failure or violation ends the connection
             self._failure = f"{type(exc).__name__}: {exc}"
         finally:
             self._eof = True
-            self._queue.put_nowait(None)
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(RunnerError(self._gone()))
+            self._waiting.clear()
             self._cleaned_event.set()
+        if self._failure.startswith(ProtocolViolation.__name__):
+            # The runner's side cannot be trusted any more: hang up, so it sees EOF.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._stream.close(), 2.0)
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def _send(self, data: bytes) -> None:
         if self._eof:
             raise RunnerError(self._gone())
-        line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         try:
-            await self.engine.call("runner write", lambda: self._stream.write_in(line))
+            await self.engine.call("runner write", lambda: self._stream.write_in(data))
         except (DockerLayerError, RuntimeError) as exc:
             raise RunnerError(f"cannot write to the runner in {self.short_id}: {exc}") from exc
+
+    async def send(self, message: dict[str, Any], payload: bytes = b"") -> None:
+        await self._send(json.dumps(message, separators=(",", ":")).encode() + b"\n" + payload)
 
     def _gone(self) -> str:
         why = f" ({self._failure})" if self._failure else ""
@@ -194,20 +255,26 @@ class RunnerConnection:
             f"; its stderr: {tail[-500:]}" if tail else ""
         )
 
-    async def expect(self, op: str, ident: int | None, timeout: float) -> dict[str, Any]:
-        """Next message with this ``op`` and ``id``; TimeoutError or RunnerError otherwise."""
-        async with asyncio.timeout(timeout):
-            while True:
-                obj = await self._queue.get()
-                if obj is None:
-                    self._queue.put_nowait(None)  # keep EOF visible to later callers
-                    raise RunnerError(self._gone())
-                if obj.get("op") == op and obj.get("id") == ident:
-                    return obj
+    def _waiter(self, op: str, ident: int | None) -> asyncio.Future[dict[str, Any]]:
+        if self._eof:
+            raise RunnerError(self._gone())
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        waiter.add_done_callback(_retrieve)  # a failure nobody waits for any more is fine
+        self._waiting[(op, ident)] = waiter
+        return waiter
+
+    async def _reply(
+        self, waiter: asyncio.Future[dict[str, Any]], timeout: float
+    ) -> dict[str, Any]:
+        """The reply ``waiter`` stands for; TimeoutError (it keeps waiting) or RunnerError."""
+        return await asyncio.wait_for(asyncio.shield(waiter), timeout)
 
     async def wait_hello(self, timeout: float) -> dict[str, Any]:
+        waiter = self._waiting.get(("hello", None))
+        if waiter is None:
+            raise RunnerError(f"no hello is expected from the runner in {self.short_id}")
         try:
-            self.hello = await self.expect("hello", None, timeout)
+            self.hello = await self._reply(waiter, timeout)
         except TimeoutError:
             tail = self.stderr_tail.strip()[-500:]
             raise RunnerError(
@@ -233,28 +300,41 @@ class RunnerConnection:
     async def ping(self, timeout: float = 2.0) -> bool:
         ident = next(self._ids)
         try:
+            waiter = self._waiter("pong", ident)
             await self.send({"op": "ping", "id": ident})
-            pong = await self.expect("pong", ident, timeout)
+            pong = await self._reply(waiter, timeout)
         except (TimeoutError, RunnerError):
+            self._waiting.pop(("pong", ident), None)
             return False
         self.last_activity = time.monotonic()
         return pong.get("clean") is not False  # False: cleanup after the last run failed
 
     async def run(self, request: dict[str, Any], timeout: float, kill_grace: float) -> RunOutcome:
-        """Send a run; at ``timeout`` ask the runner to kill it; give up after ``kill_grace``."""
+        """Send a run; at ``timeout`` ask the runner to kill it; give up after ``kill_grace``.
+        The job travels as raw bytes after the header, so the runner forwards it to the
+        job's own process without parsing it."""
         ident = next(self._ids)
         self._last_run = ident
         self.last_activity = time.monotonic()
+        payload = json.dumps(request, separators=(",", ":")).encode()
+        header = {
+            "op": "run",
+            "id": ident,
+            "bytes": len(payload),
+            "output_limit": request.get("output_limit"),
+            "result_limit": request.get("result_limit"),
+        }
         try:
-            await self.send({**request, "op": "run", "id": ident})
-            return RunOutcome(await self.expect("done", ident, timeout))
+            waiter = self._waiter("done", ident)
+            await self.send(header, payload)
+            return RunOutcome(await self._reply(waiter, timeout))
         except RunnerError as exc:
             return RunOutcome(None, responsive=False, detail=str(exc))
         except TimeoutError:
             pass
         try:
             await self.send({"op": "kill", "id": ident})
-            reply = await self.expect("done", ident, kill_grace)
+            reply = await self._reply(waiter, kill_grace)
         except (TimeoutError, RunnerError) as exc:
             detail = f"runner in {self.short_id} did not answer a kill within {kill_grace:g} s"
             return RunOutcome(None, timed_out=True, responsive=False, detail=f"{detail} ({exc})")

@@ -1,11 +1,15 @@
-"""The forked child of the in-container runner: run one job's code (stdlib only, 3.8+).
+"""A job's own process in the container: a pristine spare that runs exactly one job
+(stdlib only, 3.8+).
 
-Shipped with ``runner_hygiene`` and ``runner_main`` as one ``python3 -c`` script. The child
-gets its own session (so the runner can kill its whole process group), a fresh working
-directory holding the job's files, stdout/stderr on capture pipes, stdin on /dev/null, a
-fresh globals dict with ``args`` in it, and hands the ``result`` variable back as JSON on a
-third pipe. Nothing it does can reach the runner's protocol channel: those descriptors are
-closed before any user code runs.
+Shipped with ``runner_hygiene`` and ``runner_main`` as one ``python3 -c`` script. A spare is
+forked by the zygote (a process made before any job arrived, which never sees job data), so
+nothing of an earlier job is in its memory. It waits, still as the runner's uid, for its one
+message on a private pipe; then it drops to the job's uid (no capabilities, not even in the
+bounding set) and runs the job's code. It has its own session (so the runner can kill its
+whole process group), a fresh working directory holding the job's files, stdout/stderr on
+capture pipes, stdin on /dev/null, a fresh globals dict with ``args`` in it, and hands the
+``result`` variable back as JSON on a third pipe. It holds no other descriptor: the protocol
+channel is never in reach.
 """
 
 from __future__ import annotations
@@ -18,13 +22,114 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import traceback
 from typing import Any
 
 with contextlib.suppress(ImportError):  # see runner_main: one script in the container
     from .runner_hygiene import set_dumpable
 
-__all__ = ["child", "write_files"]
+__all__ = [
+    "SETUP_FAILED",
+    "child",
+    "drop_privileges",
+    "empty_bounding_set",
+    "job_ids",
+    "spare_main",
+    "write_files",
+]
+
+SETUP_FAILED = 70  # exit status of a spare whose job could not even start
+
+
+def job_ids(user: str) -> tuple[int, int]:
+    """``uid[:gid]`` or ``name[:group]`` as numbers (names resolved in the container)."""
+    name, _, group = user.partition(":")
+    if name.isdigit():
+        uid, gid = int(name), int(name)
+    else:
+        import pwd
+
+        entry = pwd.getpwnam(name)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            import grp
+
+            gid = grp.getgrnam(group).gr_gid
+    return uid, gid
+
+
+def empty_bounding_set(user: str) -> tuple[int, int]:
+    """While still waiting (as root, before any job data): resolve ``user`` and empty the
+    capability bounding set, so that the drop itself is quick once the job is here."""
+    uid, gid = job_ids(user)
+    if uid == os.getuid():
+        raise PermissionError(f"the job user {user!r} must differ from the runner's uid")
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    cap = 0
+    while prctl(24, cap, 0, 0, 0) == 0:  # PR_CAPBSET_DROP until past the last capability
+        cap += 1
+    return uid, gid
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Become ``uid:gid`` for good: no supplementary groups, no capabilities in any set
+    (the bounding set was emptied before); raise if any of it did not hold."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    with open("/proc/self/status") as fh:
+        caps = {k: v.strip() for k, v in (ln.split(":", 1) for ln in fh) if k.startswith("Cap")}
+    if os.getresuid() != (uid, uid, uid) or any(int(v, 16) for v in caps.values()):
+        raise PermissionError(f"could not drop privileges to {uid}:{gid}: {caps}")
+    set_dumpable(1)  # changing uid cleared it; the job may read its own /proc/self
+
+
+def spare_main(fds: list[int], cfg: dict[str, Any]) -> int:
+    """A spare's whole life: wait for one message, then run it as the job's uid."""
+    job_r, out_w, err_w, res_w = fds
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # not even the container's stderr stays in reach
+        os.dup2(devnull, fd)
+    keep = sorted(fds)
+    low = 3
+    for fd in keep:  # close everything else we might have inherited
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+    ids = empty_bounding_set(str(cfg.get("user"))) if cfg.get("isolate") else None
+    chunks = []
+    while True:
+        chunk = os.read(job_r, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(job_r)
+    if not chunks:
+        return 0  # the runner went away before giving us anything
+    job = json.loads(b"".join(chunks))
+    del chunks
+    try:
+        if ids is not None:
+            drop_privileges(*ids)
+        jobdir = tempfile.mkdtemp(prefix="job-", dir=cfg.get("workdir", "/tmp"))
+        write_files(jobdir, job.get("files") or {})
+    except (ValueError, OSError, LookupError) as exc:
+        _write_all(res_w, json.dumps({"setup_error": f"{type(exc).__name__}: {exc}"}).encode())
+        return SETUP_FAILED
+    return child(job, jobdir, out_w, err_w, res_w)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the code may have closed our pipe
+        while data:
+            data = data[os.write(fd, data) :]
 
 
 def write_files(jobdir: str, files: dict[str, str]) -> None:
@@ -43,18 +148,14 @@ def _text_stream(fd: int) -> io.TextIOWrapper:
 
 
 def child(job: dict[str, Any], jobdir: str, out_w: int, err_w: int, res_w: int) -> int:
-    """Runs in the forked child: execute the user's code, return its exit code."""
-    os.setsid()
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    if "ctypes" in sys.modules:  # the runner made itself non-dumpable; undo for user code
-        set_dumpable(1)
+    """Execute the user's code (in a spare, as the job's uid); return its exit code."""
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
-    os.closerange(3, res_w)
-    os.closerange(res_w + 1, 1 << 16)
+    for fd in (devnull, out_w, err_w):
+        if fd > 2 and fd != res_w:
+            os.close(fd)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # what a normal Python process has
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the child
     # Unbuffered like ``python -u``: output printed before a timeout kill is not lost.
@@ -108,8 +209,5 @@ def child(job: dict[str, Any], jobdir: str, out_w: int, err_w: int, res_w: int) 
             payload = json.dumps(
                 {"note": f"result too large ({len(payload)} > {limit} bytes); dropped"}
             )
-        data = payload.encode()
-        with contextlib.suppress(OSError):  # the code may have closed our pipe
-            while data:
-                data = data[os.write(res_w, data) :]
+        _write_all(res_w, payload.encode())
     return exit_code

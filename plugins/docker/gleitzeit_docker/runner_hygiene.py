@@ -21,14 +21,13 @@ __all__ = [
     "oom_count",
     "reap_children",
     "set_dumpable",
-    "spared_pids",
+    "set_subreaper",
     "sweep",
     "wait_child",
     "wipe",
 ]
 
 _OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
-_INITS = (b"docker-init", b"tini", b"tini-static", b"dumb-init")
 REAPED: dict[int, int] = {}  # exit statuses of our children reaped during a sweep
 
 
@@ -45,37 +44,22 @@ def oom_count() -> int:
     return -1
 
 
-def _ppid_state(pid: int) -> tuple[int, str]:
-    with open(f"/proc/{pid}/stat") as fh:
-        stat = fh.read()
-    rest = stat[stat.rindex(")") + 2 :].split()
-    return int(rest[1]), rest[0]
+def _state_and_uids(pid: int) -> tuple[str, set[int]]:
+    """A process's state letter and its real/effective/saved/fs uids (from ``status``, which
+    stays readable when the process made itself non-dumpable)."""
+    state, uids = "", set()
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("State:"):
+                state = line.split()[1]
+            elif line.startswith("Uid:"):
+                uids = {int(v) for v in line.split()[1:]}
+                break
+    return state, uids
 
 
 def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def spared_pids(once: bool) -> set[int]:
-    """PID 1, ourselves, and (when we are an exec'd helper) the container's main process."""
-    spare = {1, os.getpid()}
-    if not once:
-        return spare
-    try:
-        with open("/proc/1/cmdline", "rb") as fh:
-            is_init = os.path.basename(fh.read().split(b"\0")[0]) in _INITS
-    except OSError:
-        is_init = False
-    if is_init:  # the main process is init's first child: the lowest pid under PID 1
-        kids = []
-        for pid in _pids():
-            try:
-                if pid not in spare and _ppid_state(pid)[0] == 1:
-                    kids.append(pid)
-            except (OSError, ValueError, IndexError):
-                pass
-        spare.update(sorted(kids)[:1])
-    return spare
 
 
 def reap_children() -> None:
@@ -100,18 +84,24 @@ def wait_child(pid: int) -> int | None:
     return status if done else None
 
 
-def sweep(spare: set[int]) -> bool:
-    """SIGKILL every other live process (daemons, fork bombs); True once none is left."""
+def sweep() -> bool:
+    """SIGKILL every live process that runs as anyone but us (the jobs' uid: daemons, fork
+    bombs, whatever a job left); True once none is left. The runner's own processes (init,
+    runner, zygote, spares) share its uid and are spared; a job cannot join that uid."""
+    mine = os.getuid()
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         victims = []
         for pid in _pids():
             try:
-                if pid not in spare and _ppid_state(pid)[1] not in "ZX":
-                    victims.append(pid)
+                state, uids = _state_and_uids(pid)
             except (OSError, ValueError, IndexError):
-                pass
+                continue
+            if state not in ("Z", "X") and uids != {mine}:
+                victims.append(pid)
         if not victims:
+            reap_children()  # they were re-parented to us (the subreaper): no zombies left
+            REAPED.clear()  # nobody waits for these; the job's own status was taken before
             return True
         for pid in victims:
             with contextlib.suppress(OSError):
@@ -188,3 +178,14 @@ def set_dumpable(flag: int) -> None:
         ctypes.CDLL(None).prctl(4, flag, 0, 0, 0)  # PR_SET_DUMPABLE
     except (ImportError, OSError, AttributeError):
         pass
+
+
+def set_subreaper() -> bool:
+    """Adopt orphaned descendants (a spare's parent exits right after forking it, so the
+    spare becomes our child and we can wait for it). False where prctl is unavailable."""
+    try:
+        import ctypes
+
+        return int(ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)) == 0
+    except (ImportError, OSError, AttributeError):
+        return False

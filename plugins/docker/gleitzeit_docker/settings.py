@@ -11,16 +11,20 @@ when a hub is built.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import socket
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from gleitzeit_core.validators import InvalidValue, at_least, in_range, one_of, seconds
+from gleitzeit_core.validators import (
+    InvalidValue,
+    at_least,
+    in_range,
+    one_of,
+    satisfies,
+    seconds,
+)
 
 __all__ = [
     "ENGINE_SCHEMES",
@@ -28,10 +32,10 @@ __all__ = [
     "EngineOptions",
     "PoolSettings",
     "SettingsProblem",
+    "ValidateSettings",
     "default_hub_id",
     "engine_options",
     "engine_url_problem",
-    "run_is_alive",
 ]
 
 ENGINE_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://", "npipe://")
@@ -106,6 +110,33 @@ class PoolSettings:
         return PoolConfig(**fields)
 
 
+def _size_text(value: Any) -> bool:
+    from gleitzeit_docker.profile_fields import parse_size
+
+    try:
+        parse_size(value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+_byte_size = satisfies('a size such as "1m" or a number of bytes', _size_text)
+
+
+@attrs.frozen(kw_only=True)
+class ValidateSettings:
+    """``validate = { ... }``: limits of ``python/validate``'s compiler process."""
+
+    # Source bigger than this is refused without compiling (default 1m).
+    max_size: Any = attrs.field(default="1m", validator=_byte_size)
+    # The compiler process is killed after this many seconds.
+    timeout: float = attrs.field(default=5.0, validator=seconds())
+    # Its address-space limit (compiling 2 MiB of code took 835 MiB).
+    memory: Any = attrs.field(default="512m", validator=_byte_size)
+    # Compiler processes at once; more requests wait.
+    concurrency: int = attrs.field(default=2, validator=in_range(1, 64, "an integer"))
+
+
 @attrs.frozen(kw_only=True)
 class EngineOptions:
     """Per-engine keys of ``[[hubs.NAME.resources]]`` (an engine given as a resource)."""
@@ -128,8 +159,15 @@ class DockerSettings:
     profiles: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     # The profile of a request that names none.
     default_profile: str = "sandboxed"
-    # Enable profiles with network access (the built-in "trusted").
+    # Enable profiles with network access (the built-in "trusted"); a gateway key may then use
+    # one only if its `profiles` list names it.
     allow_trusted: bool = False
+    # Profiles a gateway client may choose when its key has no `profiles` list (besides
+    # default_profile); networked ones never. In-process (operator) code may use any profile.
+    client_profiles: list[str] = attrs.field(factory=lambda: ["sandboxed", "minimal"])
+    # python/validate compiles in a separate process: the biggest source it takes (bytes),
+    # how long it may take (seconds) and its memory (address space), and how many at once.
+    validate: ValidateSettings = attrs.field(factory=ValidateSettings)
     # Image of every profile that sets none (default python:3.11-slim) and of datascience.
     default_image: str | None = attrs.field(default=None, validator=_optional_name)
     datascience_image: str | None = attrs.field(default=None, validator=_optional_name)
@@ -153,6 +191,15 @@ class DockerSettings:
             profiles.get(self.default_profile)
         except ProfileError as exc:
             raise SettingsProblem("default_profile", str(exc)) from None
+        for index, name in enumerate(self.client_profiles):
+            known = profiles.profiles.get(name)
+            if known is None or known.networked:
+                why = "unknown" if known is None else "networked (a key must name it)"
+                raise SettingsProblem(
+                    "client_profiles",
+                    f"item {index}: {name!r} is {why}; expected one of "
+                    + ", ".join(sorted(n for n, p in profiles.profiles.items() if not p.networked)),
+                )
 
     def profile_config(self, only: str | None = None) -> dict[str, Any]:
         """The mapping ``load_profiles`` takes (``pids`` renamed to ``pids_limit``)."""
@@ -194,28 +241,3 @@ def default_hub_id(name: str) -> str:
     """``NAME@HOSTNAME``: stable across restarts on one host, so a restarted process finds
     the orphans of its crashed predecessor (set ``hub_id`` where hostnames change)."""
     return f"{name}@{socket.gethostname()}"
-
-
-_RUN_TAIL = re.compile(r"(\d+)-[0-9a-f]{8}")  # PID-TOKEN after "HOST-" (engine.RUN_ID)
-
-
-def run_is_alive(run: str) -> bool:
-    """Whether ``run`` (``HOST-PID-TOKEN``, the engine layer's ``RUN_ID``) names another
-    process that is still alive on this host; its containers are not orphans."""
-    prefix = socket.gethostname() + "-"
-    match = _RUN_TAIL.fullmatch(run[len(prefix) :]) if run.startswith(prefix) else None
-    if match is None:  # another host (also "vm-2" when we are "vm"), or not a run id
-        return False
-    pid_text = match.group(1)
-    if int(pid_text) in (0, os.getpid()):
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    with contextlib.suppress(OSError), open(f"/proc/{pid_text}/stat") as fh:
-        if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
-            return False  # a zombie: dead, not yet reaped
-    return True

@@ -89,7 +89,8 @@ async def test_no_state_leaks_between_executions_in_a_reused_container(shared: R
         "result = {'global': 'LEAK' in globals(), 'module': hasattr(json, 'LEAK'),\n"
         "          'env': 'LEAK' in os.environ, 'tmp': sorted(os.listdir('/tmp')),\n"
         "          'cwd': os.path.basename(os.getcwd()), 'shm': os.listdir('/dev/shm'),\n"
-        "          'procs': len([p for p in os.listdir('/proc') if p.isdigit()])}\n"
+        "          'procs': len([p for p in os.listdir('/proc') if p.isdigit() and\n"
+        "                        os.stat(f'/proc/{p}').st_uid == os.getuid()])}\n"
     )
     one = await shared.execute("python/execute", {"code": first})
     assert one["success"], one
@@ -100,7 +101,7 @@ async def test_no_state_leaks_between_executions_in_a_reused_container(shared: R
     assert (out["global"], out["module"], out["env"]) == (False, False, False)
     assert out["tmp"] == [out["cwd"]]  # only this run's own fresh directory
     assert out["shm"] == []
-    assert out["procs"] == 3  # init, the runner, this run: the sleeper is gone
+    assert out["procs"] == 1  # of the job's uid only this run: the sleeper is gone
 
 
 async def test_requests_may_tighten_a_profile(shared: Runtime) -> None:

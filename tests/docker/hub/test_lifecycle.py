@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from gleitzeit_docker.engine import LABEL_HUB, LABEL_RUN, Engine
 from gleitzeit_docker.profiles import Profile
+from gleitzeit_docker.runner import keepalive_command, tether
 
 from gleitzeit_core import Runtime
 
@@ -53,38 +54,41 @@ async def test_stop_leaves_no_container_of_the_hub(
 async def test_orphans_of_a_crashed_run_are_removed_at_start(
     hub_engine: Engine, make_runtime: MakeRuntime
 ) -> None:
-    """Containers with the hub's label left by runs that are gone (another host's run id, a
-    dead process of this host) are removed when the hub starts; those of a process that is
-    still alive on this host are spared, as are other hubs' containers."""
+    """Containers with the hub's label that other runs left stopped (another host's run, a
+    dead process of this host) are removed when the hub starts; a running one of another
+    run (a live instance, whatever its host) is spared, as are other hubs' containers."""
     config = hub_config("orphans")
     label = config["hubs"]["sandbox"]["hub_id"]
-    host = socket.gethostname()
-    gone = await asyncio.create_subprocess_exec("true")
-    await gone.wait()
-    alive = await asyncio.create_subprocess_exec("sleep", "60")
     runs = {
         "other-host": "elsewhere-4242-deadbeef",
-        "dead-pid": f"{host}-{gone.pid}-deadbeef",
-        "live-pid": f"{host}-{alive.pid}-cafef00d",
+        "dead-pid": f"{socket.gethostname()}-999999-deadbeef",
+        "live-elsewhere": "elsewhere-4343-cafef00d",
     }
     profile = Profile(name="orphan", image=IMAGE)
     made: dict[str, str] = {}
+    live = None
     try:
         for what, run in runs.items():
             labels = {LABEL_HUB: label, LABEL_RUN: run}
-            made[what] = await hub_engine.create(profile.container_config(labels, ["true"]))
+            cmd = keepalive_command(profile) if what == "live-elsewhere" else ["true"]
+            made[what] = await hub_engine.create(profile.container_config(labels, cmd))
+        live = await tether(hub_engine, made["live-elsewhere"])
+        for cid in made.values():
+            await hub_engine.start(cid)
+        for what in ("other-host", "dead-pid"):
+            await hub_engine.container(made[what]).wait()
         other = {LABEL_HUB: f"{label}-other", LABEL_RUN: runs["other-host"]}
         made["other-hub"] = await hub_engine.create(profile.container_config(other, ["true"]))
 
         runtime = await make_runtime(config)
         left = {c["Id"] for c in await hub_containers(hub_engine, runtime)}
-        assert left == {made["live-pid"]}
+        assert left == {made["live-elsewhere"]}
         details = runtime.status().hubs[0].resources[0].details
         assert details["orphans_removed"] == 2
         assert [c["Id"] for c in await hub_engine.list_containers(other)] == [made["other-hub"]]
     finally:
-        alive.kill()
-        await alive.wait()
+        if live is not None:
+            await live.close()
         for cid in made.values():
             await hub_engine.delete(cid)
 
