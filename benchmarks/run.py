@@ -80,7 +80,7 @@ TARGETS = {
     "breaker_vs_pybreaker_ratio_consecutive": Target("<", 1),
     "breaker_vs_pybreaker_ratio_window": Target("<", 1),
     "breaker_vs_pybreaker_ratio_adaptive": Target("<", 1),
-    "docker_runner_vs_fresh_p50_ratio": Target(">=", 15),
+    "docker_runner_vs_fresh_p50_ratio": Target(">=", 40),
     "legacy_vs_hub_latency_ratio": Target("<=", 1.05),
     "hub_era_vs_hub_latency_ratio": Target("<=", 1.05),
     "startup_ms_all_plugins": Target("<=", 150),
