@@ -6,7 +6,6 @@ import pytest
 
 from .harness import PROBE_INTERVAL, run_chaos
 
-
 # Default limits: each of the 8 workers' requests may hold one answer of max_answer_bytes
 # (64 MiB) while it is read; ~50 MiB idle.
 PEAK_MIB = 50 + 8 * 64 * 1.25
