@@ -137,6 +137,11 @@ class FaultSpec:
         try:
             return cls(**merged)
         except (TypeError, ValueError) as exc:
+            for name, value in data.items():  # say which field it was
+                try:
+                    cls(**{name: value})
+                except (TypeError, ValueError) as one:
+                    raise ValueError(f"invalid fault spec: {name}: {one}") from None
             raise ValueError(f"invalid fault spec: {exc}") from None
 
     def targets(self, path: str) -> bool:
