@@ -143,6 +143,20 @@ async def _tags(http: aiohttp.ClientSession, url: str, i: int) -> str:
     return "merged"
 
 
+async def _both_hot(scene: Scene) -> None:
+    """Load the model on both instances and wait until the gateway knows, so round robin
+    alternates (model-aware routing prefers an instance with the model loaded)."""
+    async with aiohttp.ClientSession() as http:
+        for sim in (scene.healthy, scene.hostile):
+            async with http.post(f"{sim.url}/api/generate", json={"model": "llama3.2"}) as reply:
+                assert reply.status == 200
+    for _ in range(100):
+        hostile = await scene.gateway.resource("hostile")
+        if hostile is not None and hostile["details"]["loaded"]:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def _load(scene: Scene, kinds: list[Any]) -> list[str]:
     """ROUNDS rounds of CLIENTS concurrent requests, cycling through ``kinds``."""
     served: list[str] = []
@@ -181,19 +195,12 @@ async def _check(
     serves_inference: bool = False,
     **extra: Any,
 ) -> None:
-    async with aiohttp.ClientSession() as http:
-        for sim in (scene.healthy, scene.hostile):  # both hot: round robin alternates
-            async with http.post(f"{sim.url}/api/generate", json={"model": "llama3.2"}) as reply:
-                assert reply.status == 200
-        for _ in range(100):
-            hostile = await scene.gateway.resource("hostile")
-            if hostile is not None and hostile["details"]["loaded"]:
-                break
-            await asyncio.sleep(0.05)
-        async with http.post(
-            f"{scene.hostile.url}/_sim/faults", json={"hostile": mode, **extra}
-        ) as reply:
-            assert reply.status == 200, await reply.text()
+    await _both_hot(scene)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{scene.hostile.url}/_sim/faults", json={"hostile": mode, **extra}) as reply,
+    ):
+        assert reply.status == 200, await reply.text()
     served = await _load(scene, kinds)
     assert len(served) == ROUNDS * CLIENTS
     if not serves_inference:  # its answers are all bad: the healthy one served everything
@@ -278,20 +285,15 @@ async def test_an_endless_stream_to_a_client_that_does_not_read_holds_a_bounded_
     line and then stop: the gateway reads upstream only as fast as the client reads
     (backpressure), so its memory stays bounded however long the client dawdles; when the
     clients leave, the upstream requests end too."""
-    async with aiohttp.ClientSession() as http:
-        for sim in (scene.healthy, scene.hostile):  # both hot: round robin alternates
-            async with http.post(f"{sim.url}/api/generate", json={"model": "llama3.2"}) as reply:
-                assert reply.status == 200
-        for _ in range(100):
-            hostile = await scene.gateway.resource("hostile")
-            if hostile is not None and hostile["details"]["loaded"]:
-                break
-            await asyncio.sleep(0.05)
-        async with http.post(
+    await _both_hot(scene)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             f"{scene.hostile.url}/_sim/faults",
             json={"hostile": "endless_body", "paths": ["/api/generate"]},
-        ) as reply:
-            assert reply.status == 200
+        ) as reply,
+    ):
+        assert reply.status == 200
     url = scene.gateway.url
     body = {"model": "llama3.2", "prompt": "go on"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
@@ -313,3 +315,44 @@ async def test_an_endless_stream_to_a_client_that_does_not_read_holds_a_bounded_
             break
         await asyncio.sleep(0.05)
     assert not scene.hostile.state.active, "the upstream streams outlived their clients"
+
+
+@pytest.mark.slow
+async def test_a_line_too_long_after_the_first_chunk_ends_the_stream_with_a_clear_error(
+    scene: Scene,
+) -> None:
+    """Three good chunks, then a line that never ends: the client already has part of the
+    answer, so the gateway cannot fail over silently; it tries to resume on the healthy
+    instance (whose answer differs, so it may not splice) and ends the stream with an
+    ``{"error"}`` line naming the limit. The hostile instance's breaker counts it."""
+    await _both_hot(scene)
+    cut = 0
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{scene.hostile.url}/_sim/faults",
+            json={"hostile": "endless_line", "hostile_after": 3, "paths": ["/api/generate"]},
+        ) as reply:
+            assert reply.status == 200
+        body = {"model": "llama3.2", "prompt": "p"}
+        for _ in range(4):  # round robin: two of them start on the hostile instance
+            async with http.post(f"{scene.gateway.url}/api/generate", json=body) as reply:
+                assert reply.status == 200
+                text = await reply.text()
+                instance = reply.headers["X-Gleitzeit-Instance"]
+            if instance == "hostile":
+                lines = text.splitlines()
+                assert lines[:3] == [
+                    f'{{"model":"llama3.2","response":"w{i} ","done":false}}' for i in range(3)
+                ]
+                assert "max_line_bytes" in lines[-1]
+                assert lines[-1].startswith('{"error":')
+                cut += 1
+            else:
+                assert '"done":true' in text
+    assert cut >= 1  # round robin sent at least one stream there
+    resource = await scene.gateway.resource("hostile")
+    assert resource is not None
+    assert resource["metrics"]["failures"].get("protocol", 0) >= 1
+    assert resource["details"]["limit_hit"]["limit"] == "max_line_bytes"
+    rss, peak = scene.gateway.memory_mib()
+    assert peak < PEAK_MIB, f"gateway peak RSS {peak:.0f} MiB (now {rss:.0f} MiB)"

@@ -19,6 +19,7 @@ JSON accepted by ``POST /_sim/faults`` (fields merge into the current faults;
                                  # "endless_line", "huge_tags", "garbage", "slow_drip",
                                  # "wrong_content_type", "invalid_json", "deep_json" (sim.hostile)
       "drip_ms": 50,             # slow_drip: one byte this often
+      "hostile_after": 0,        # streamed requests: this many valid chunks first
       "paths": null              # targets; null = generate, chat, embed, embeddings
     }
 
@@ -54,6 +55,13 @@ def _optional_count(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("must be a non-negative integer or null")
     return value
+
+
+def _count(value: Any) -> int:
+    counted = _optional_count(value)
+    if counted is None or counted > 1_000_000:
+        raise ValueError("must be an integer between 0 and 1000000")
+    return counted
 
 
 def _paths(value: Any) -> tuple[str, ...] | None:
@@ -119,6 +127,7 @@ class FaultSpec:
     probes_down: bool = attrs.field(default=False, converter=bool)
     hostile: str | None = attrs.field(default=None, converter=_hostile)
     drip_ms: float = attrs.field(default=50.0, converter=_milliseconds)
+    hostile_after: int = attrs.field(default=0, converter=_count)
     paths: tuple[str, ...] | None = attrs.field(default=None, converter=_paths)
 
     def to_json(self) -> dict[str, Any]:

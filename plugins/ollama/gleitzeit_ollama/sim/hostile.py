@@ -16,6 +16,9 @@ answers 200, so only the reader's own bounds can tell the answer is bad:
 ``deep_json``        a valid JSON object nested 100 000 levels deep
 ==================== =========================================================================
 
+With ``hostile_after`` = N, a streamed answer first sends N valid chunks (so the trouble
+starts after the client has part of the answer).
+
 Writes wait for the reader (backpressure), so an endless answer costs the simulator nothing
 while the reader does not read, and ends when the reader goes away.
 """
@@ -79,12 +82,43 @@ def _prefix(path: str, streamed: bool) -> bytes:
     return (text + ',"response":"').encode()
 
 
+def _chunk(path: str, text: str) -> bytes:
+    """One valid, unfinished stream chunk saying ``text``."""
+    key = "message" if path == "/api/chat" else "response"
+    word: object = {"role": "assistant", "content": text} if key == "message" else text
+    return json.dumps({"model": "llama3.2", key: word, "done": False}).encode() + b"\n"
+
+
 async def hostile_answer(
-    request: web.Request, mode: str, *, streamed: bool, drip_ms: float, seed: int
+    request: web.Request,
+    mode: str,
+    *,
+    streamed: bool,
+    drip_ms: float,
+    seed: int,
+    after: int = 0,
 ) -> web.StreamResponse:
     """Answer ``request`` the ``mode`` way; returns when the body ends or the reader leaves."""
     path = request.path
     kind = NDJSON_TYPE if streamed else JSON_TYPE
+    if after:
+        response = web.StreamResponse(status=200, headers={"Content-Type": kind})
+        try:
+            await response.prepare(request)
+            for i in range(after):
+                await response.write(_chunk(path, f"w{i} "))
+            if mode in ("endless_line", "endless_body", "slow_drip"):
+                # an over-long line, cut at 64 MiB so the simulator's work is bounded too
+                await response.write(b"\n" + _prefix(path, True))
+                block = b"a" * _BLOCK
+                for _ in range(1024):
+                    await response.write(block)
+            else:
+                await response.write(b"\n" + _tail(path, mode, seed))
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
     if mode == "huge_tags":
         return web.Response(body=_huge_tags(), content_type=JSON_TYPE)
     if mode == "wrong_content_type":
@@ -111,10 +145,7 @@ async def hostile_answer(
             while True:
                 await response.write(block)
         elif streamed:  # endless_body of a stream: valid chunks, never the last one
-            key = "message" if path == "/api/chat" else "response"
-            text = "a" * 8192  # long chunks: a reader that keeps them fills up fast
-            word: object = {"role": "assistant", "content": text} if key == "message" else text
-            line = json.dumps({"model": "llama3.2", key: word, "done": False}).encode() + b"\n"
+            line = _chunk(path, "a" * 8192)  # long chunks: a reader that keeps them fills up
             block = line * max(1, _BLOCK // len(line))
             while True:
                 await response.write(block)
@@ -128,3 +159,12 @@ async def hostile_answer(
     except (ConnectionError, RuntimeError):
         pass  # the reader went away (RuntimeError: aiohttp's "closing transport")
     return response
+
+
+def _tail(path: str, mode: str, seed: int) -> bytes:
+    """After ``hostile_after`` valid chunks: the hostile rest of a stream."""
+    if mode == "garbage":
+        return random.Random(seed).randbytes(4 * _BLOCK)
+    if mode == "deep_json":
+        return b'{"a":' * _DEEP + b"1" + b"}" * _DEEP + b"\n"
+    return _prefix(path, True) + b"hel\n"  # invalid_json, wrong_content_type, huge_tags

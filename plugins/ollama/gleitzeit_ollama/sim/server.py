@@ -61,7 +61,12 @@ async def _apply_request_faults(state: SimState, request: web.Request) -> web.St
     if mode is not None:
         streamed = await _streamed(request)
         return await hostile_answer(
-            request, mode, streamed=streamed, drip_ms=spec.drip_ms, seed=spec.seed
+            request,
+            mode,
+            streamed=streamed,
+            drip_ms=spec.drip_ms,
+            seed=spec.seed,
+            after=spec.hostile_after if streamed else 0,
         )
     if not spec.targets(path):
         return None
