@@ -212,6 +212,15 @@ async def run_chaos(seconds: float = 20.0, workers: int = 8, hostile: bool = Tru
                     name=name,
                 )
                 sims[name] = await SimProcess(config).astart()
+            if hostile:  # H has the model loaded, so model-aware routing does send it requests
+                async with (
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+                    http.post(
+                        f"{sims['H'].url}/api/generate",
+                        json={"model": "llama3.2", "keep_alive": "1h"},
+                    ) as reply,
+                ):
+                    reply.raise_for_status()
             gateway = await start_gateway(_config(sims), Path(folder), "ollama,breaker-consecutive")
             url = gateway.url
             report.rss_start_mib = round(gateway.memory_mib()[0], 1)
