@@ -8,7 +8,7 @@ answers 200, so only the reader's own bounds can tell the answer is bad:
 ``endless_body``     a body that never ends: an endless JSON document, or for a streamed
                      request endless valid chunks that never say ``done``
 ``endless_line``     a stream line (or a body) that never ends, sent as fast as it is read
-``huge_tags``        ``/api/tags`` listing 150 000 models (a valid answer of about 40 MiB)
+``huge_tags``        ``/api/tags`` listing 40 000 models (a valid answer of about 10 MiB)
 ``garbage``          256 KiB of random bytes (newlines included) under a JSON content type
 ``slow_drip``        a valid beginning, then one byte every ``drip_ms``, never finished
 ``wrong_content_type`` a proxy's HTML error page, status 200, ``text/html``
@@ -47,7 +47,7 @@ HOSTILE_MODES = (
     "deep_json",
 )
 _BLOCK = 64 * 1024
-_HUGE_TAGS_MODELS = 150_000
+_HUGE_TAGS_MODELS = 40_000
 _DEEP = 100_000
 _PROXY_PAGE = (
     b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
