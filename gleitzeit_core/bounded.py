@@ -175,8 +175,8 @@ def check_json_depth(raw: bytes | bytearray, max_depth: int) -> None:
     most ``max_depth`` times. Cheap for real answers, whose brackets are few. Unbalanced
     brackets are left to the decoder to refuse.
     """
-    if b"[" not in raw and b"{" not in raw:
-        return
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return  # too few brackets to nest deeper, in strings or not: most answers and lines
     text = bytes(raw)
     if b"\\" in text:
         text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
