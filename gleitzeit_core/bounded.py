@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any, Protocol
 
-__all__ = ["BoundedLines", "LimitExceeded", "check_json_depth", "loads_bounded", "read_capped"]
+__all__ = ["BoundedLines", "LimitExceeded", "check_json_shape", "loads_bounded", "read_capped"]
 
 # Delete everything but brackets (after the strings are gone) to see the nesting of a document.
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -166,42 +166,53 @@ class BoundedLines:
 _STRING = re.compile(rb'"[^"]*"')
 
 
-def check_json_depth(raw: bytes | bytearray, max_depth: int) -> None:
-    """``LimitExceeded`` when the JSON document ``raw`` nests more than ``max_depth`` levels.
+def check_json_shape(raw: bytes | bytearray, max_depth: int, max_values: int | None = None) -> None:
+    """``LimitExceeded`` when the JSON document ``raw`` nests more than ``max_depth`` levels
+    (``max_json_depth``) or has more than ``max_values`` elements and members
+    (``max_json_values``).
 
-    Runs on the bytes before decoding (Python's decoder raises ``RecursionError`` near 1000
-    levels, and re-encoding fails earlier still) with linear C-speed passes only: drop escaped
-    backslashes and quotes, then strings, keep the brackets, and peel the innermost pairs at
-    most ``max_depth`` times. Cheap for real answers, whose brackets are few. Unbalanced
-    brackets are left to the decoder to refuse.
+    Runs on the bytes before decoding, with linear C-speed passes only: Python's decoder raises
+    ``RecursionError`` near 1000 levels (and re-encoding fails earlier still), and a document
+    of many tiny values (``[{},{},...]``) decodes to twenty times its size in objects. Drop
+    escaped backslashes and quotes, then strings; count the commas; keep the brackets and peel
+    the innermost pairs at most ``max_depth`` times. Answers with few brackets and commas skip
+    all that. Unbalanced brackets are left to the decoder to refuse.
     """
-    if raw.count(b"[") + raw.count(b"{") <= max_depth:
-        return  # too few brackets to nest deeper, in strings or not: most answers and lines
+    brackets = raw.count(b"[") + raw.count(b"{")
+    rough_values = raw.count(b",") + 1  # strings' commas too: never fewer than the real count
+    if brackets <= max_depth and (max_values is None or rough_values <= max_values):
+        return
     text = bytes(raw)
     if b"\\" in text:
         text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
     if b'"' in text:
         text = _STRING.sub(b"", text)
-    brackets = text.translate(_SQUARE, _NOT_BRACKETS)
+    if max_values is not None and text.count(b",") + 1 > max_values:
+        raise LimitExceeded(
+            "max_json_values", max_values, f"JSON with more than {max_values} values"
+        )
+    if brackets <= max_depth:
+        return
+    shape = text.translate(_SQUARE, _NOT_BRACKETS)
     del text
     too_deep = b"[" * (max_depth + 1)
     for _ in range(max_depth):
-        if too_deep in brackets:
+        if too_deep in shape:
             break
-        peeled = brackets.replace(b"[]", b"")
-        if peeled == brackets:
+        peeled = shape.replace(b"[]", b"")
+        if peeled == shape:
             return  # empty, or unbalanced
-        brackets = peeled
+        shape = peeled
     else:
-        if b"[]" not in brackets:
+        if b"[]" not in shape:
             return
     raise LimitExceeded("max_json_depth", max_depth, f"JSON nested deeper than {max_depth}")
 
 
-def loads_bounded(raw: bytes | bytearray, *, max_depth: int) -> Any:
-    """Decode JSON after ``check_json_depth``; ``ValueError`` (or ``LimitExceeded``, one) when
-    it is not JSON or too deep."""
-    check_json_depth(raw, max_depth)
+def loads_bounded(raw: bytes | bytearray, *, max_depth: int, max_values: int | None = None) -> Any:
+    """Decode JSON after ``check_json_shape``; ``ValueError`` (or ``LimitExceeded``, one) when
+    it is not JSON, too deep or has too many values."""
+    check_json_shape(raw, max_depth, max_values)
     try:
         return json.loads(raw)
     except RecursionError:  # unbalanced brackets the depth check could not measure

@@ -1,5 +1,5 @@
-"""``gleitzeit_core.bounded``: the JSON depth check agrees with the real nesting of any
-document, whatever its strings contain."""
+"""``gleitzeit_core.bounded``: the JSON shape check agrees with the real nesting and size of
+any document, whatever its strings contain."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gleitzeit_core import LimitExceeded, loads_bounded
-from gleitzeit_core.bounded import check_json_depth
+from gleitzeit_core.bounded import check_json_shape
 
 # strings full of what the check must not mistake for structure
 _TRICKY = st.text(alphabet='[]{}"\\,:ab \n', max_size=12)
@@ -37,11 +37,45 @@ def test_depth_check_matches_the_real_nesting(value: Any, limit: int) -> None:
     raw = json.dumps(value).encode()
     if _depth(value) > limit:
         with pytest.raises(LimitExceeded) as caught:
-            check_json_depth(raw, limit)
+            check_json_shape(raw, limit)
         assert caught.value.limit == "max_json_depth"
     else:
-        check_json_depth(raw, limit)
+        check_json_shape(raw, limit)
         assert loads_bounded(raw, max_depth=limit) == value
+
+
+def _separators(value: Any) -> int:
+    """Commas a compact encoding of ``value`` has outside its strings."""
+    if isinstance(value, list):
+        return max(0, len(value) - 1) + sum(_separators(v) for v in value)
+    if isinstance(value, dict):
+        return max(0, len(value) - 1) + sum(_separators(v) for v in value.values())
+    return 0
+
+
+@given(_VALUES, st.integers(min_value=1, max_value=40))
+def test_value_count_matches_the_real_separators(value: Any, limit: int) -> None:
+    """``max_json_values`` counts the elements and members (commas outside strings, plus
+    one): a document passes exactly when it has at most ``limit`` of them, commas inside
+    strings notwithstanding."""
+    raw = json.dumps(value).encode()
+    if _separators(value) + 1 > limit:
+        with pytest.raises(LimitExceeded) as caught:
+            check_json_shape(raw, 100, limit)
+        assert caught.value.limit == "max_json_values"
+    else:
+        check_json_shape(raw, 100, limit)
+
+
+def test_many_tiny_values_are_refused_before_decoding() -> None:
+    """Five million empty objects (15 MB of text, over a gigabyte once decoded) are refused
+    at four million values; an embedding-like answer of three million numbers passes."""
+    tiny = b"[" + b",".join([b"{}"] * 5_000_000) + b"]"
+    with pytest.raises(LimitExceeded) as caught:
+        loads_bounded(tiny, max_depth=64, max_values=4 * 1024 * 1024)
+    assert caught.value.limit == "max_json_values"
+    numbers = b'{"embeddings":[[' + b",".join([b"0.0123456789"] * 3_000_000) + b"]]}"
+    check_json_shape(numbers, 64, 4 * 1024 * 1024)
 
 
 def test_deep_documents_are_refused_before_decoding() -> None:

@@ -183,7 +183,7 @@ async def _first_chunk(
             line,
             resource=resource,
             what=f"the first line of {path}",
-            max_depth=hub.settings.max_json_depth,
+            settings=hub.settings,
         )
         if "error" in first:
             raise StreamFailed(
@@ -215,7 +215,7 @@ async def _first_chunk(
         deadline=deadline,
         stall_timeout=hub.settings.stall_timeout,
         connect_timeout=hub.settings.connect_timeout,
-        max_depth=hub.settings.max_json_depth,
+        settings=hub.settings,
         lease=lease,
         attempts=attempts,
         on_final=done,

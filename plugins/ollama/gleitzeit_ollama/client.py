@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
+_DEFAULTS = OllamaSettings()
 LIMIT_HIT = "limit_hit"  # resource attribute: the last bound an answer of it broke
 # What Ollama answers with; a proxy's HTML error page or a file server's octet-stream is not it.
 _JSON_TYPES = ("application/json", "application/x-ndjson", "")
@@ -169,11 +170,14 @@ def parse_object(
     *,
     resource: Resource | str | None,
     what: str,
-    max_depth: int = OllamaSettings().max_json_depth,
+    settings: OllamaSettings = _DEFAULTS,
 ) -> JSON:
-    """One JSON object of bounded depth, or a ``BadAnswer`` naming what was expected."""
+    """One JSON object of bounded depth and size (``max_json_depth``, ``max_json_values``),
+    or a ``BadAnswer`` naming what was expected."""
     try:
-        value = loads_bounded(raw, max_depth=max_depth)
+        value = loads_bounded(
+            raw, max_depth=settings.max_json_depth, max_values=settings.max_json_values
+        )
     except LimitExceeded as exc:
         shown_limit = LimitExceeded(exc.limit, exc.bound, f"{what}: {exc.what}")
         raise refused(resource, shown_limit) from None
@@ -220,7 +224,7 @@ async def read_object(
         )
     except LimitExceeded as exc:
         raise refused(resource, exc) from None
-    return parse_object(raw, resource=resource, what=what, max_depth=settings.max_json_depth)
+    return parse_object(raw, resource=resource, what=what, settings=settings)
 
 
 def lines(

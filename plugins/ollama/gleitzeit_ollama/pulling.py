@@ -87,7 +87,7 @@ async def open_pull(
         deadline=deadline,
         stall_timeout=timeout,
         connect_timeout=hub.settings.connect_timeout,
-        max_depth=hub.settings.max_json_depth,
+        settings=hub.settings,
         final=is_pull_success,
         on_final=installed,
     )

@@ -82,6 +82,8 @@ class OllamaSettings:
     max_probe_bytes: int = attrs.field(default=4 * MIB, validator=at_least(1024))
     # Nesting of any JSON answer; Ollama's deepest (tool-call arguments) start at level 5.
     max_json_depth: int = attrs.field(default=64, validator=in_range(2, 500, "an integer"))
+    # Elements and members of any JSON answer: tiny values decode to ~20x their bytes.
+    max_json_values: int = attrs.field(default=4 * MIB, validator=at_least(1024))
 
 
 @attrs.frozen(kw_only=True)

@@ -8,9 +8,10 @@ over, so the per-model slot stays taken while tokens flow. How it ends is record
   body -> ``StreamFailed`` (PROTOCOL/CONNECTION), counted against the instance;
 * no complete line for ``stall_timeout`` (nothing came, or a line dripped and never ended)
   -> ``StreamStalled`` (TIMEOUT); the request deadline -> the core's ``RequestTimeout``;
-* a line longer than ``max_line_bytes``, nested deeper than ``max_json_depth`` or not a JSON
-  object -> ``BadAnswer`` (PROTOCOL), counted against the instance; the reader never holds
-  more than one line, and the caller's pace sets the pace of reading (backpressure);
+* a line longer than ``max_line_bytes``, nested deeper than ``max_json_depth``, with more
+  than ``max_json_values`` values, or not a JSON object -> ``BadAnswer`` (PROTOCOL), counted
+  against the instance; the reader never holds more than one line, and the caller's pace
+  sets the pace of reading (backpressure);
 * the caller stops early (``aclose()``, ``async with`` exit, dropping the iterator) or is
   cancelled -> the upstream response is closed at once and the lease records CANCELLED.
 
@@ -39,6 +40,7 @@ from gleitzeit_core import (
 from gleitzeit_core.lease import Lease
 from gleitzeit_ollama.client import JSON, parse_object, refused
 from gleitzeit_ollama.errors import OllamaError, StreamFailed, StreamStalled
+from gleitzeit_ollama.settings import OllamaSettings
 
 __all__ = ["ChunkStream", "is_done", "is_pull_success"]
 
@@ -68,7 +70,7 @@ class ChunkStream:
         deadline: float,
         stall_timeout: float,
         connect_timeout: float,
-        max_depth: int,
+        settings: OllamaSettings,
         lease: Lease | None = None,
         attempts: int = 1,
         final: Callable[[JSON], bool] = is_done,
@@ -76,7 +78,7 @@ class ChunkStream:
     ) -> None:
         self.instance = resource.id if isinstance(resource, Resource) else resource
         self._resource = resource
-        self._max_depth = max_depth
+        self._settings = settings
         self.attempts = attempts
         self._response: aiohttp.ClientResponse | None = response
         self._reader = reader
@@ -136,7 +138,7 @@ class ChunkStream:
             )
         try:
             chunk = parse_object(
-                line, resource=self._resource, what="a stream line", max_depth=self._max_depth
+                line, resource=self._resource, what="a stream line", settings=self._settings
             )
         except OllamaError as exc:
             self._fail(exc)
