@@ -12,9 +12,10 @@ concurrent requests through the gateway and checks what a user would notice:
   mark, not a sample, so the check cannot miss a spike nor depend on timing) stays under
   ``PEAK_MIB``.
 
-The bound: an idle gateway is ~45 MiB; the limits below let one request hold at most
+The bound: an idle gateway is ~45 MiB. While it reads, one request holds at most
 ``max_answer_bytes`` (8 MiB here) or ``max_line_bytes`` (2 MiB) plus what aiohttp buffers
-(~128 KiB per connection), so ``CLIENTS`` concurrent requests add at most ~50 MiB more.
+(~128 KiB per connection); a hostile answer is refused before it is decoded (``max_json_depth``,
+``max_json_values``: 500 000 here), so ``CLIENTS`` concurrent requests add at most ~50 MiB.
 ``PEAK_MIB`` = 120 leaves room for the interpreter's own variance (measured peaks: 43-70 MiB);
 before the bounds, the same scenarios grew the gateway by gigabytes within seconds.
 """
@@ -38,6 +39,7 @@ CLIENTS = 6
 ROUNDS = 3
 MAX_ANSWER = 8 * 1024 * 1024
 MAX_LINE = 2 * 1024 * 1024
+MAX_VALUES = 500_000
 STALL = 1.0
 
 
@@ -53,6 +55,7 @@ stall_timeout = {STALL}
 tags_interval = 0.5
 max_answer_bytes = {MAX_ANSWER}
 max_line_bytes = {MAX_LINE}
+max_json_values = {MAX_VALUES}
 breaker = {{ kind = "consecutive", failures = 3, open_for = 60.0 }}
 [hubs.llm.health]
 interval = 0.2
@@ -275,6 +278,13 @@ async def test_deep_json_hits_max_json_depth(scene: Scene) -> None:
     """JSON nested 100 000 levels: refused before decoding (max_json_depth), never a
     RecursionError in the gateway."""
     await _check(scene, "deep_json", [_chat, _generate], ("max_json_depth",))
+
+
+@pytest.mark.slow
+async def test_many_tiny_values_hit_max_json_values(scene: Scene) -> None:
+    """A valid answer under max_answer_bytes that would decode to over 100 MiB of objects
+    (two million empty objects): refused before decoding (max_json_values)."""
+    await _check(scene, "many_values", [_chat], ("max_json_values",))
 
 
 @pytest.mark.slow

@@ -17,7 +17,8 @@ JSON accepted by ``POST /_sim/faults`` (fields merge into the current faults;
       "probes_down": false,      # probes get their connection reset (fail fast, no reply)
       "hostile": null,           # a hostile answer (status 200): "endless_body",
                                  # "endless_line", "huge_tags", "garbage", "slow_drip",
-                                 # "wrong_content_type", "invalid_json", "deep_json" (sim.hostile)
+                                 # "wrong_content_type", "invalid_json", "deep_json",
+                                 # "many_values" (sim.hostile)
       "drip_ms": 50,             # slow_drip: one byte this often
       "hostile_after": 0,        # streamed requests: this many valid chunks first
       "paths": null              # targets; null = generate, chat, embed, embeddings

@@ -14,6 +14,8 @@ answers 200, so only the reader's own bounds can tell the answer is bad:
 ``wrong_content_type`` a proxy's HTML error page, status 200, ``text/html``
 ``invalid_json``     a truncated JSON object and the end of the body
 ``deep_json``        a valid JSON object nested 100 000 levels deep
+``many_values``      a valid answer carrying two million empty objects (6 MiB of text, over
+                     100 MiB once decoded)
 ==================== =========================================================================
 
 With ``hostile_after`` = N, a streamed answer first sends N valid chunks (so the trouble
@@ -45,6 +47,7 @@ HOSTILE_MODES = (
     "wrong_content_type",
     "invalid_json",
     "deep_json",
+    "many_values",
 )
 _BLOCK = 64 * 1024
 _HUGE_TAGS_MODELS = 40_000
@@ -66,6 +69,12 @@ def _huge_tags() -> bytes:
     one = json.dumps({"name": "m0:latest", "model": "m0:latest", **entry}, separators=(",", ":"))
     parts = [one.replace("m0:latest", f"m{i}:latest") for i in range(_HUGE_TAGS_MODELS)]
     return ('{"models":[' + ",".join(parts) + "]}").encode()
+
+
+def _many_values(path: str) -> bytes:
+    head = _prefix(path, False)  # ends inside the text: close it, then the payload
+    closing = b'"},' if path == "/api/chat" else b'",'
+    return head + b"hi" + closing + b'"x":[' + b",".join([b"{}"] * 2_000_000) + b"]}\n"
 
 
 def _prefix(path: str, streamed: bool) -> bytes:
@@ -128,6 +137,8 @@ async def hostile_answer(
     if mode == "deep_json":
         body = b'{"a":' * _DEEP + b"1" + b"}" * _DEEP + b"\n"
         return web.Response(body=body, content_type=kind)
+    if mode == "many_values":
+        return web.Response(body=_many_values(path), content_type=kind)
     response = web.StreamResponse(status=200, headers={"Content-Type": kind})
     try:
         await response.prepare(request)
