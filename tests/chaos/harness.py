@@ -192,8 +192,11 @@ async def _watch_hostile(gateway: GatewayProcess, report: ChaosReport) -> None:
         await asyncio.sleep(0.1)
 
 
-async def run_chaos(seconds: float = 20.0, workers: int = 8, hostile: bool = True) -> ChaosReport:
-    """Run the whole scenario; everything started is stopped before returning."""
+async def run_chaos(
+    seconds: float = 20.0, workers: int = 8, hostile: bool = True, outages: bool = True
+) -> ChaosReport:
+    """Run the scenario (``outages``: the kill/hang/busy/drain timeline; ``hostile``: the
+    hostile H); everything started is stopped before returning."""
     report = ChaosReport(seconds=seconds, hostile=hostile)
     sims: dict[str, SimProcess] = {}
     gateway: GatewayProcess | None = None
@@ -246,39 +249,40 @@ async def run_chaos(seconds: float = 20.0, workers: int = 8, hostile: bool = Tru
 
             if hostile:
                 watchers.append(asyncio.create_task(hostile_modes()))
-            await at(0.15)
-            await sims["A"].akill()
-            killed = time.monotonic()
-            watchers.append(asyncio.create_task(_watch_ejection(gateway, "A", killed, report)))
-            await note("killed A")
-            await at(0.30)
-            await _faults(sims["B"], {"hang": True, "hang_probes": True})
-            await note("B hangs")
-            await at(0.45)
-            await sims["A"].arestart()
-            restarted = time.monotonic()
-            watchers.append(
-                asyncio.create_task(_watch_readmission(gateway, "A", restarted, report))
-            )
-            await note("restarted A")
-            await at(0.55)
-            await _faults(sims["B"], None)
-            await note("B answers again")
-            await at(0.60)
-            await _faults(sims["C"], {"busy": True})
-            await note("C returns 503 busy")
-            await at(0.75)
-            await _faults(sims["C"], None)
-            await note("C answers again")
-            await at(0.85)
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-                before = report.errors
-                async with http.post(
-                    f"{url}/gleitzeit/drain", json={"hub": "llm", "resource": "B"}
-                ) as reply:
-                    drained = reply.status == 200
-                report.drain_ok = drained and report.errors == before
-            await note("drained and removed B")
+            if outages:
+                await at(0.15)
+                await sims["A"].akill()
+                killed = time.monotonic()
+                watchers.append(asyncio.create_task(_watch_ejection(gateway, "A", killed, report)))
+                await note("killed A")
+                await at(0.30)
+                await _faults(sims["B"], {"hang": True, "hang_probes": True})
+                await note("B hangs")
+                await at(0.45)
+                await sims["A"].arestart()
+                restarted = time.monotonic()
+                watchers.append(
+                    asyncio.create_task(_watch_readmission(gateway, "A", restarted, report))
+                )
+                await note("restarted A")
+                await at(0.55)
+                await _faults(sims["B"], None)
+                await note("B answers again")
+                await at(0.60)
+                await _faults(sims["C"], {"busy": True})
+                await note("C returns 503 busy")
+                await at(0.75)
+                await _faults(sims["C"], None)
+                await note("C answers again")
+                await at(0.85)
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                    before = report.errors
+                    async with http.post(
+                        f"{url}/gleitzeit/drain", json={"hub": "llm", "resource": "B"}
+                    ) as reply:
+                        drained = reply.status == 200
+                    report.drain_ok = drained and report.errors == before
+                await note("drained and removed B")
             await at(1.0)
             stop.set()
             await asyncio.gather(*load)

@@ -25,8 +25,11 @@ def main() -> None:
     parser.add_argument(
         "--no-hostile", dest="hostile", action="store_false", help="leave out the hostile H"
     )
+    parser.add_argument(
+        "--no-outages", dest="outages", action="store_false", help="no kill, hang, busy, drain"
+    )
     args = parser.parse_args()
-    report = asyncio.run(run_chaos(args.seconds, args.workers, args.hostile))
+    report = asyncio.run(run_chaos(args.seconds, args.workers, args.hostile, args.outages))
     for line in report.events:
         print(line)
     print(json.dumps(report.as_json(), indent=2))
@@ -46,9 +49,9 @@ def main() -> None:
     broken = (
         report.error_rate >= 0.001
         or report.unanswered
-        or report.ejected_after_s is None
-        or report.ejected_after_s > 6 * PROBE_INTERVAL + 1.0
-        or not report.drain_ok
+        or (args.outages and report.ejected_after_s is None)
+        or (report.ejected_after_s or 0.0) > 6 * PROBE_INTERVAL + 1.0
+        or (args.outages and not report.drain_ok)
         or report.hostile_shunned is False
     )
     sys.exit(1 if broken else 0)
