@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         WeightedRandomStrategy,
         WeightedRoundRobinStrategy,
     )
+    from .bounded import BoundedLines, LimitExceeded, loads_bounded, read_capped
     from .breaker import (
         BaseBreaker,
         Breaker,
@@ -82,6 +83,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BUILTIN_STRATEGIES",
     "BaseBreaker",
+    "BoundedLines",
     "Breaker",
     "BreakerListener",
     "BreakerOpen",
@@ -106,6 +108,7 @@ __all__ = [
     "InvalidParams",
     "LeastLatencyStrategy",
     "LeastLoadedStrategy",
+    "LimitExceeded",
     "ManualClock",
     "MetricsSnapshot",
     "NoResourceAvailable",
@@ -142,13 +145,16 @@ __all__ = [
     "current_caller",
     "hookimpl",
     "hookspec",
+    "loads_bounded",
     "public_endpoint",
+    "read_capped",
     "resource_id_for",
 ]
 
 _EXPORTS: dict[str, str] = {
     "BUILTIN_STRATEGIES": "balancing",
     "BaseBreaker": "breaker",
+    "BoundedLines": "bounded",
     "Breaker": "breaker",
     "BreakerListener": "breaker",
     "BreakerOpen": "errors",
@@ -173,6 +179,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidParams": "errors",
     "LeastLatencyStrategy": "balancing",
     "LeastLoadedStrategy": "balancing",
+    "LimitExceeded": "bounded",
     "ManualClock": "clock",
     "MetricsSnapshot": "metrics",
     "NoResourceAvailable": "errors",
@@ -210,6 +217,8 @@ _EXPORTS: dict[str, str] = {
     "resource_id_for": "resources",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
+    "loads_bounded": "bounded",
+    "read_capped": "bounded",
 }
 
 

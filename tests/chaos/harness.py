@@ -9,17 +9,20 @@ the script breaks things on a timeline (fractions of the run):
 * 0.60: simulator C answers every request with 503 "server busy"; 0.75: it recovers;
 * 0.85: simulator B is drained and removed through ``POST /gleitzeit/drain``.
 
+With ``hostile=True`` (the default) a fourth simulator H answers probes normally but every
+request with a hostile answer (``/_sim/faults`` ``hostile``), switching modes through the run:
+endless lines, garbage, endless non-streamed bodies and tags, a slow drip, invalid JSON, JSON
+nested too deep, huge tags, an HTML page.
+
 Measured: every request's outcome and duration, when A was seen ejected (or unhealthy) after
-the kill and when it was back in rotation after the restart, and whether the drain failed any
-request. Only loopback addresses are used.
+the kill and when it was back in rotation after the restart, whether the drain failed any
+request, the gateway's resident memory after start and its peak (``VmHWM``), and whether H was
+ever out of rotation. Only loopback addresses are used.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +33,21 @@ import attrs
 import ollama
 from gleitzeit_ollama.sim import SimConfig, SimProcess
 
+from .gateway_process import GatewayProcess, start_gateway
+
 PROBE_INTERVAL = 0.25
 DEADLINE = 10.0  # the client's deadline per request
+# (fraction of the run, what H answers with); chat is the only non-streamed request
+HOSTILE_TIMELINE: list[tuple[float, dict[str, Any]]] = [
+    (0.02, {"hostile": "endless_line"}),
+    (0.14, {"hostile": "garbage"}),
+    (0.26, {"hostile": "endless_body", "paths": ["/api/chat", "/api/tags"]}),
+    (0.38, {"hostile": "slow_drip", "paths": None}),
+    (0.50, {"hostile": "invalid_json"}),
+    (0.62, {"hostile": "deep_json"}),
+    (0.74, {"hostile": "wrong_content_type"}),
+    (0.86, {"hostile": "huge_tags"}),
+]
 
 
 @attrs.define
@@ -47,6 +63,11 @@ class ChaosReport:
     drain_ok: bool | None = None
     failovers: int = 0
     stream_resumes: int = 0
+    hostile: bool = False
+    hostile_shunned: bool | None = None  # H was ejected, unhealthy or its breaker open
+    hostile_limits: list[str] = attrs.field(factory=list)  # the limits H's answers hit
+    rss_start_mib: float = 0.0
+    rss_peak_mib: float = 0.0
     events: list[str] = attrs.field(factory=list)
 
     @property
@@ -59,24 +80,15 @@ class ChaosReport:
         return data
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _config(sims: dict[str, SimProcess], port: int) -> str:
+def _config(sims: dict[str, SimProcess]) -> str:
     lines = [
-        "[gateway]",
-        'host = "127.0.0.1"',
-        f"port = {port}",
         "[hubs.llm]",
         'kind = "ollama"',
         'strategy = "p2c"',
         'discovery = ["static"]',
         f"request_timeout = {DEADLINE - 1}",
         "attempt_timeout = 1.5",
-        "retries = 2",
+        f"retries = {len(sims) - 1}",
         "stall_timeout = 1.5",
         'breaker = { kind = "consecutive", failures = 5, open_for = 1.0 }',
         "[hubs.llm.health]",
@@ -96,27 +108,6 @@ def _config(sims: dict[str, SimProcess], port: int) -> str:
             "num_parallel = 8",
         ]
     return "\n".join(lines) + "\n"
-
-
-async def _wait_healthy(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(f"{url}/gleitzeit/health") as reply:
-                    if reply.status == 200:
-                        return
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"the gateway at {url} did not become healthy")
-
-
-async def _resource(http: aiohttp.ClientSession, url: str, rid: str) -> dict[str, Any] | None:
-    async with http.get(f"{url}/gleitzeit/status") as reply:
-        status = await reply.json()
-    hub = next(h for h in status["hubs"] if h["name"] == "llm")
-    return next((r for r in hub["resources"] if r["id"] == rid), None)
 
 
 async def _faults(sim: SimProcess, body: dict[str, Any] | None) -> None:
@@ -160,36 +151,60 @@ async def _worker(url: str, stop: asyncio.Event, report: ChaosReport, index: int
         report.max_latency_s = max(report.max_latency_s, time.monotonic() - started)
 
 
-async def _watch_ejection(url: str, rid: str, since: float, report: ChaosReport) -> None:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while True:
-            resource = await _resource(http, url, rid)
-            if resource is not None and (resource["ejected"] or resource["health"] == "unhealthy"):
-                report.ejected_after_s = round(time.monotonic() - since, 3)
-                return
-            await asyncio.sleep(0.05)
+def _out(resource: dict[str, Any] | None) -> bool:
+    """Out of rotation: ejected, unhealthy or its breaker open."""
+    return resource is not None and (
+        resource["ejected"] or resource["health"] == "unhealthy" or resource["breaker"] == "open"
+    )
 
 
-async def _watch_readmission(url: str, rid: str, since: float, report: ChaosReport) -> None:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        while True:
-            resource = await _resource(http, url, rid)
-            healthy = resource is not None and resource["health"] == "healthy"
-            if healthy and not resource["ejected"] and resource["breaker"] == "closed":  # type: ignore[index]
-                report.readmitted_after_s = round(time.monotonic() - since, 3)
-                return
-            await asyncio.sleep(0.05)
+async def _watch_ejection(
+    gateway: GatewayProcess, rid: str, since: float, report: ChaosReport
+) -> None:
+    while True:
+        resource = await gateway.resource(rid)
+        if resource is not None and (resource["ejected"] or resource["health"] == "unhealthy"):
+            report.ejected_after_s = round(time.monotonic() - since, 3)
+            return
+        await asyncio.sleep(0.05)
 
 
-async def run_chaos(seconds: float = 20.0, workers: int = 8) -> ChaosReport:
-    """Run the whole scenario; everything started is stopped before returning."""
-    report = ChaosReport(seconds=seconds)
+async def _watch_readmission(
+    gateway: GatewayProcess, rid: str, since: float, report: ChaosReport
+) -> None:
+    while True:
+        resource = await gateway.resource(rid)
+        healthy = resource is not None and resource["health"] == "healthy"
+        if healthy and not resource["ejected"] and resource["breaker"] == "closed":  # type: ignore[index]
+            report.readmitted_after_s = round(time.monotonic() - since, 3)
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _watch_hostile(gateway: GatewayProcess, report: ChaosReport) -> None:
+    while True:
+        resource = await gateway.resource("H")
+        if _out(resource):
+            report.hostile_shunned = True
+        hit = resource["details"].get("limit_hit") if resource is not None else None
+        if hit and hit["limit"] not in report.hostile_limits:
+            report.hostile_limits.append(hit["limit"])
+        await asyncio.sleep(0.1)
+
+
+async def run_chaos(
+    seconds: float = 20.0, workers: int = 8, hostile: bool = True, outages: bool = True
+) -> ChaosReport:
+    """Run the scenario (``outages``: the kill/hang/busy/drain timeline; ``hostile``: the
+    hostile H); everything started is stopped before returning."""
+    report = ChaosReport(seconds=seconds, hostile=hostile)
     sims: dict[str, SimProcess] = {}
-    gateway: asyncio.subprocess.Process | None = None
+    gateway: GatewayProcess | None = None
     watchers: list[asyncio.Task[None]] = []
+    endless: list[asyncio.Task[None]] = []  # watchers that run until cancelled
     with tempfile.TemporaryDirectory(prefix="gleitzeit-chaos-") as folder:
         try:
-            for name in ("A", "B", "C"):
+            for name in ("A", "B", "C", "H") if hostile else ("A", "B", "C"):
                 config = SimConfig(
                     models=["llama3.2"],
                     latency_ms=10,
@@ -200,26 +215,21 @@ async def run_chaos(seconds: float = 20.0, workers: int = 8) -> ChaosReport:
                     name=name,
                 )
                 sims[name] = await SimProcess(config).astart()
-            port = _free_port()
-            path = Path(folder) / "chaos.toml"
-            path.write_text(_config(sims, port), encoding="utf-8")
-            env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
-            env["GLEITZEIT_LOAD_PLUGINS"] = "ollama,breaker-consecutive"
-            env["XDG_CONFIG_HOME"] = folder
-            log = (Path(folder) / "gateway.log").open("wb")
-            gateway = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "gleitzeit_core",
-                "serve",
-                "--config",
-                str(path),
-                env=env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
-            url = f"http://127.0.0.1:{port}"
-            await _wait_healthy(url)
+            if hostile:  # H has the model loaded, so model-aware routing does send it requests
+                async with (
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+                    http.post(
+                        f"{sims['H'].url}/api/generate",
+                        json={"model": "llama3.2", "keep_alive": "1h"},
+                    ) as reply,
+                ):
+                    reply.raise_for_status()
+            gateway = await start_gateway(_config(sims), Path(folder), "ollama,breaker-consecutive")
+            url = gateway.url
+            report.rss_start_mib = round(gateway.memory_mib()[0], 1)
+            if hostile:
+                report.hostile_shunned = False
+                endless.append(asyncio.create_task(_watch_hostile(gateway, report)))
 
             stop = asyncio.Event()
             load = [asyncio.create_task(_worker(url, stop, report, i)) for i in range(workers)]
@@ -231,59 +241,62 @@ async def run_chaos(seconds: float = 20.0, workers: int = 8) -> ChaosReport:
             async def note(text: str) -> None:
                 report.events.append(f"{time.monotonic() - start:6.2f} s  {text}")
 
-            await at(0.15)
-            await sims["A"].akill()
-            killed = time.monotonic()
-            watchers.append(asyncio.create_task(_watch_ejection(url, "A", killed, report)))
-            await note("killed A")
-            await at(0.30)
-            await _faults(sims["B"], {"hang": True, "hang_probes": True})
-            await note("B hangs")
-            await at(0.45)
-            await sims["A"].arestart()
-            restarted = time.monotonic()
-            watchers.append(asyncio.create_task(_watch_readmission(url, "A", restarted, report)))
-            await note("restarted A")
-            await at(0.55)
-            await _faults(sims["B"], None)
-            await note("B answers again")
-            await at(0.60)
-            await _faults(sims["C"], {"busy": True})
-            await note("C returns 503 busy")
-            await at(0.75)
-            await _faults(sims["C"], None)
-            await note("C answers again")
-            await at(0.85)
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-                before = report.errors
-                async with http.post(
-                    f"{url}/gleitzeit/drain", json={"hub": "llm", "resource": "B"}
-                ) as reply:
-                    drained = reply.status == 200
-                report.drain_ok = drained and report.errors == before
-            await note("drained and removed B")
+            async def hostile_modes() -> None:
+                for fraction, fault in HOSTILE_TIMELINE:
+                    await at(fraction)
+                    await _faults(sims["H"], fault)
+                    await note(f"H answers {fault['hostile']}")
+
+            if hostile:
+                watchers.append(asyncio.create_task(hostile_modes()))
+            if outages:
+                await at(0.15)
+                await sims["A"].akill()
+                killed = time.monotonic()
+                watchers.append(asyncio.create_task(_watch_ejection(gateway, "A", killed, report)))
+                await note("killed A")
+                await at(0.30)
+                await _faults(sims["B"], {"hang": True, "hang_probes": True})
+                await note("B hangs")
+                await at(0.45)
+                await sims["A"].arestart()
+                restarted = time.monotonic()
+                watchers.append(
+                    asyncio.create_task(_watch_readmission(gateway, "A", restarted, report))
+                )
+                await note("restarted A")
+                await at(0.55)
+                await _faults(sims["B"], None)
+                await note("B answers again")
+                await at(0.60)
+                await _faults(sims["C"], {"busy": True})
+                await note("C returns 503 busy")
+                await at(0.75)
+                await _faults(sims["C"], None)
+                await note("C answers again")
+                await at(0.85)
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                    before = report.errors
+                    async with http.post(
+                        f"{url}/gleitzeit/drain", json={"hub": "llm", "resource": "B"}
+                    ) as reply:
+                        drained = reply.status == 200
+                    report.drain_ok = drained and report.errors == before
+                await note("drained and removed B")
             await at(1.0)
             stop.set()
             await asyncio.gather(*load)
             await asyncio.wait(watchers, timeout=5)
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(f"{url}/gleitzeit/status") as reply,
-            ):
-                status = await reply.json()
+            status = await gateway.status()
             hub = next(h for h in status["hubs"] if h["name"] == "llm")
             report.failovers = hub["counters"].get("failovers", 0)
             report.stream_resumes = hub["counters"].get("stream_resumes", 0)
+            report.rss_peak_mib = round(gateway.memory_mib()[1], 1)
         finally:
-            for task in watchers:
+            for task in watchers + endless:
                 task.cancel()
-            if gateway is not None and gateway.returncode is None:
-                gateway.terminate()
-                try:
-                    await asyncio.wait_for(gateway.wait(), 10)
-                except TimeoutError:
-                    gateway.kill()
-                    await gateway.wait()
+            if gateway is not None:
+                await gateway.stop()
             for sim in sims.values():
                 await sim.aterminate()
     return report

@@ -236,3 +236,33 @@ async def test_graceful_stop_lets_stream_finish(
     resp.release()
     assert lines[-1]["done"] is True
     assert len(lines) == 11
+
+
+async def test_hostile_modes_and_bounds_of_the_fault_endpoint(
+    sim: OllamaSimulator, http: aiohttp.ClientSession
+) -> None:
+    """An unknown hostile mode, a negative or ten-hour delay and a boolean delay are 400s
+    naming the field; a known mode answers the targeted path with status 200 and a hostile
+    body (here a proxy's HTML page), while other paths keep answering normally."""
+    for bad in ({"hostile": "nice"}, {"slow_ms": -1}, {"drip_ms": 36_000_000}, {"slow_ms": True}):
+        async with http.post(f"{sim.url}/_sim/faults", json=bad) as resp:
+            assert resp.status == 400, bad
+            assert next(iter(bad)) in (await resp.json())["error"]
+    await set_faults(http, sim, hostile="wrong_content_type", paths=["/api/generate"])
+    async with http.post(f"{sim.url}/api/generate", json=GEN) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "text/html"
+        assert b"Bad Gateway" in await resp.read()
+    async with http.get(f"{sim.url}/api/tags") as resp:
+        assert resp.status == 200
+        assert (await resp.json())["models"]
+
+
+async def test_deeply_nested_request_bodies_are_a_400(
+    sim: OllamaSimulator, http: aiohttp.ClientSession
+) -> None:
+    """The simulator's own input: a body nested past Python's decoder is a 400, not a 500."""
+    body = b'{"model":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    async with http.post(f"{sim.url}/api/generate", data=body) as resp:
+        assert resp.status == 400
+        assert "nested" in (await resp.json())["error"]

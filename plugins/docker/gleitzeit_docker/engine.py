@@ -6,6 +6,12 @@ missing socket surfaces as a generic ``DockerError(900)``. ``Engine`` wraps each
 ``EngineUnavailable`` (fast: the socket connect has its own short timeout), ``ImageMissing``
 (with the command that gets the image), ``EngineTimeout`` and ``EngineAPIError``.
 
+Every answer is read with a bound (``gleitzeit_core.bounded``): a whole answer (version,
+inspect, list, an error body) at most ``max_answer_bytes``, a line of a progress stream (pull)
+at most ``2 * STREAM_BUFFER`` bytes (aiohttp's own line limit); a bigger, endless or undecodable
+answer is an ``EngineAPIError`` (status 0: the engine's fault, counted against it), never
+memory the gateway keeps growing.
+
 Every container created for Gleitzeit carries the labels ``gleitzeit.hub`` and
 ``gleitzeit.run`` (this process's instance id), and is tied to its owner: its main process
 reads the stdin the owner keeps attached and exits when that closes, so a container whose
@@ -30,6 +36,8 @@ import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
+
+from gleitzeit_core import LimitExceeded, read_capped
 
 from .errors import EngineAPIError, EngineTimeout, EngineUnavailable, ImageMissing
 
@@ -67,6 +75,44 @@ _IMAGE_HELP = (
 
 T = TypeVar("T")
 ProgressCallback = Callable[[Mapping[str, Any]], None]
+# A whole engine answer: a container inspect is ~10 KiB, listing a thousand containers ~2 MiB.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+# aiohttp's read buffer; a line of a JSON stream (pull progress) may be twice this at most.
+STREAM_BUFFER = 512 * 1024
+
+
+class _CappedResponse(aiohttp.ClientResponse):
+    """``read()`` (and so ``json()``/``text()``, which aiodocker uses) holds at most
+    ``max_body`` bytes; more is ``LimitExceeded`` and the connection is closed."""
+
+    max_body = MAX_ANSWER_BYTES
+
+    async def read(self) -> bytes:
+        if self._body is None:
+            cap = self.max_body
+            try:
+                declared = self.content_length
+                if declared is not None and declared > cap:
+                    raise LimitExceeded(
+                        "max_answer_bytes", cap, f"an engine answer of {declared} bytes"
+                    )
+                body = await read_capped(
+                    self.content,
+                    limit=cap,
+                    what="an engine answer",
+                    limit_name="max_answer_bytes",
+                )
+            except BaseException:
+                self.close()
+                raise
+            self._body = bytes(body)
+        return await super().read()
+
+
+def _capped(limit: int) -> type[aiohttp.ClientResponse]:
+    if limit == MAX_ANSWER_BYTES:
+        return _CappedResponse
+    return type("_CappedResponse", (_CappedResponse,), {"max_body": limit})
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -96,6 +142,7 @@ class Engine:
         connect_timeout: float = 1.5,
         ping_timeout: float = 2.0,
         max_connections: int = 512,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.url = resolve_url(url)
         self.name = name or self.url
@@ -104,9 +151,12 @@ class Engine:
         self.connect_timeout = connect_timeout
         self.ping_timeout = ping_timeout
         self.max_connections = max_connections
+        self.max_answer_bytes = max_answer_bytes
         self.version_info: dict[str, Any] = {}
         self._docker: aiodocker.Docker | None = None
         self._connector: aiohttp.BaseConnector | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._replaced: aiohttp.ClientSession | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -138,6 +188,17 @@ class Engine:
                 )
             else:  # https, ssh, npipe, TLS: let aiodocker build its own transport
                 self._docker = aiodocker.Docker(url=self.url, timeout=timeout)
+            # every call goes through a session whose answers are read with a bound; the
+            # one aiodocker made is kept to be closed (it may own the connector)
+            self._replaced = self._docker.session
+            self._session = aiohttp.ClientSession(
+                connector=self._docker.connector,
+                connector_owner=False,
+                timeout=timeout,
+                response_class=_capped(self.max_answer_bytes),
+                read_bufsize=STREAM_BUFFER,
+            )
+            self._docker.session = self._session
         return self._docker
 
     def container(self, container_id: str) -> DockerContainer:
@@ -147,9 +208,15 @@ class Engine:
     async def close(self) -> None:
         """Close the client; the Engine cannot be used afterwards."""
         self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
         if self._docker is not None:
             await self._docker.close()
             self._docker = None
+        if self._replaced is not None:
+            await self._replaced.close()
+            self._replaced = None
         if self._connector is not None:
             await self._connector.close()
             self._connector = None
@@ -199,6 +266,11 @@ class Engine:
                     f"{what} on engine {self.url} did not finish within {budget:g} s"
                 ) from exc
             raise
+        except (ValueError, RecursionError, aiohttp.ContentTypeError) as exc:
+            # LimitExceeded, not JSON, nested too deep, aiohttp's "Chunk too big" for a line
+            raise EngineAPIError(
+                f"{what} on {self.url}: the engine's answer was refused: {exc}", 0, str(exc)
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise self.unavailable(f"{type(exc).__name__}: {exc}") from exc
 

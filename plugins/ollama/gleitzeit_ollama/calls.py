@@ -15,17 +15,19 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from gleitzeit_core import FailureClass, Request, Resource
+from gleitzeit_core import FailureClass, LimitExceeded, Request, Resource
 from gleitzeit_core.lease import Lease
 from gleitzeit_ollama.client import (
     JSON,
-    NdjsonReader,
     error_from_response,
+    lines,
     parse_object,
     post,
+    read_object,
+    refused,
     transport_error,
 )
-from gleitzeit_ollama.errors import ModelNotFound, OllamaError, StreamFailed
+from gleitzeit_ollama.errors import ModelNotFound, OllamaError, StreamFailed, StreamStalled
 from gleitzeit_ollama.models import loaded_models, record_absent, record_used
 from gleitzeit_ollama.stream import ChunkStream
 
@@ -91,14 +93,19 @@ async def call_json(
         response = await post_to(hub, resource, path, payload)
         try:
             await raise_for_status(resource, response, path, model)
-            raw = await response.read()
+            answer = await read_object(
+                response, hub.settings, resource=resource, what=f"the answer of {path}"
+            )
         except OllamaError:
+            response.close()  # whatever is left unread is not worth reading
             raise
         except (aiohttp.ClientError, OSError) as exc:
+            response.close()
             raise transport_error(exc, resource.id, hub.settings.connect_timeout) from exc
-        finally:
-            response.release()  # back to the pool when fully read, else closed
-        answer = parse_object(raw, resource=resource.id, what=f"the answer of {path}")
+        except BaseException:
+            response.close()
+            raise
+        response.release()  # read to the end: the connection goes back to the pool
         if "error" in answer:
             raise OllamaError(
                 f"error from {path}: {answer['error']}",
@@ -156,15 +163,28 @@ async def _first_chunk(
     response = await post_to(hub, resource, path, payload)
     try:
         await raise_for_status(resource, response, path, model)
-        reader = NdjsonReader(response.content)
-        line = await reader.line(None)  # bounded by the deadline around this call
+        reader = lines(response, hub.settings, resource=resource, what=f"a line of {path}")
+        # the wait for the first byte is bounded by the deadline around this call (a model
+        # may be loading); once it has come, the line must end within stall_timeout
+        stall = hub.settings.stall_timeout
+        try:
+            line = await reader.line(None, stall)
+        except LimitExceeded as exc:
+            raise refused(resource, exc) from None
+        except TimeoutError:
+            raise StreamStalled(stall, resource=resource.id) from None
         if line is None:
             raise StreamFailed(
                 f"{path} answered with an empty stream",
                 failure=FailureClass.PROTOCOL,
                 resource=resource.id,
             )
-        first = parse_object(line, resource=resource.id, what=f"the first line of {path}")
+        first = parse_object(
+            line,
+            resource=resource,
+            what=f"the first line of {path}",
+            settings=hub.settings,
+        )
         if "error" in first:
             raise StreamFailed(
                 f"error in the stream: {first['error']}",
@@ -190,11 +210,12 @@ async def _first_chunk(
         response=response,
         reader=reader,
         first=first,
-        resource=resource.id,
+        resource=resource,
         clock=hub.clock,
         deadline=deadline,
         stall_timeout=hub.settings.stall_timeout,
         connect_timeout=hub.settings.connect_timeout,
+        settings=hub.settings,
         lease=lease,
         attempts=attempts,
         on_final=done,

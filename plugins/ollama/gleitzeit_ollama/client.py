@@ -10,39 +10,58 @@ refused / reset / DNS / connect timeout CONNECTION          count it, fail over
 no answer within the deadline, stall   TIMEOUT              count it, fail over (before chunk 1)
 5xx (not 503)                          SERVER_ERROR         count it, fail over
 ``{"error"}`` line in a 200 stream,    PROTOCOL             count it, fail over (before chunk 1)
-bad JSON, stream ended early
+bad JSON, stream ended early, an
+answer past a limit (``BadAnswer``)
 503 "server busy", 429                 OVERLOADED           fail over, no breaker/ejection
 404 model not found                    MISROUTED            mark the model absent, fail over
 other 4xx                              CLIENT_ERROR         back to the caller unchanged
 499                                    CANCELLED            nobody's fault
 =====================================  ===================  ==================================
+
+Everything read from an instance is bounded (``gleitzeit_core.bounded``): ``read_object`` for
+whole answers, ``lines`` for streams, each with the hub's limits (``max_answer_bytes``,
+``max_probe_bytes``, ``max_line_bytes``, ``max_json_depth``, ``stall_timeout``). A broken bound
+is a ``BadAnswer`` of that instance, and the instance remembers it for the status
+(``limit_hit``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import json
+import time
 from typing import Any
 
 import aiohttp
 
-from gleitzeit_core import FailureClass
-from gleitzeit_ollama.errors import ModelNotFound, OllamaError
+from gleitzeit_core import (
+    BoundedLines,
+    FailureClass,
+    LimitExceeded,
+    Resource,
+    loads_bounded,
+    read_capped,
+)
+from gleitzeit_ollama.errors import BadAnswer, ModelNotFound, OllamaError
 from gleitzeit_ollama.settings import OllamaSettings
 
 __all__ = [
     "JSON",
-    "NdjsonReader",
+    "LIMIT_HIT",
     "error_from_response",
     "failure_for_status",
+    "lines",
     "make_session",
     "parse_object",
     "post",
+    "read_object",
+    "refused",
     "transport_error",
 ]
 
 JSON = dict[str, Any]
+_DEFAULTS = OllamaSettings()
+LIMIT_HIT = "limit_hit"  # resource attribute: the last bound an answer of it broke
+# What Ollama answers with; a proxy's HTML error page or a file server's octet-stream is not it.
+_JSON_TYPES = ("application/json", "application/x-ndjson", "")
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _MAX_ERROR_BODY = 64 * 1024  # error bodies are one short JSON object; never buffer more
 
@@ -120,7 +139,7 @@ async def error_from_response(
     body: Any = raw.decode("utf-8", "replace").strip()
     message: Any = body
     try:
-        decoded = json.loads(raw) if raw else None
+        decoded = loads_bounded(raw, max_depth=8) if raw else None
     except ValueError:
         decoded = None
     if isinstance(decoded, dict):
@@ -134,50 +153,89 @@ async def error_from_response(
     return OllamaError(text, failure=failure, resource=resource, status=status, body=body)
 
 
-def parse_object(raw: bytes | str, *, resource: str, what: str) -> JSON:
-    """One JSON object, or a PROTOCOL error naming what was expected."""
+def refused(resource: Resource | str | None, exc: LimitExceeded) -> BadAnswer:
+    """A broken bound as the instance's failure; remembered on it for the status."""
+    if isinstance(resource, Resource):
+        resource.attributes[LIMIT_HIT] = {"limit": exc.limit, "what": str(exc), "at": time.time()}
+        resource = resource.id
+    return BadAnswer(str(exc), resource=resource, limit=exc.limit)
+
+
+def _rid(resource: Resource | str | None) -> str | None:
+    return resource.id if isinstance(resource, Resource) else resource
+
+
+def parse_object(
+    raw: bytes | bytearray,
+    *,
+    resource: Resource | str | None,
+    what: str,
+    settings: OllamaSettings = _DEFAULTS,
+) -> JSON:
+    """One JSON object of bounded depth and size (``max_json_depth``, ``max_json_values``),
+    or a ``BadAnswer`` naming what was expected."""
     try:
-        value = json.loads(raw)
-    except ValueError:
-        shown = raw[:200] if isinstance(raw, str) else raw[:200].decode("utf-8", "replace")
-        raise OllamaError(
-            f"{what} is not JSON: {shown!r}", failure=FailureClass.PROTOCOL, resource=resource
-        ) from None
-    if not isinstance(value, dict):
-        raise OllamaError(
-            f"{what} is not a JSON object", failure=FailureClass.PROTOCOL, resource=resource
+        value = loads_bounded(
+            raw, max_depth=settings.max_json_depth, max_values=settings.max_json_values
         )
+    except LimitExceeded as exc:
+        shown_limit = LimitExceeded(exc.limit, exc.bound, f"{what}: {exc.what}")
+        raise refused(resource, shown_limit) from None
+    except ValueError:
+        shown = bytes(raw[:200]).decode("utf-8", "replace")
+        raise BadAnswer(f"{what} is not JSON: {shown!r}", resource=_rid(resource)) from None
+    if not isinstance(value, dict):
+        raise BadAnswer(f"{what} is not a JSON object", resource=_rid(resource))
     return value
 
 
-class NdjsonReader:
-    """Splits a response body into NDJSON lines of any length.
+def _check_type(
+    response: aiohttp.ClientResponse, resource: Resource | str | None, what: str
+) -> None:
+    kind = response.content_type if "Content-Type" in response.headers else ""
+    if kind not in _JSON_TYPES:
+        raise BadAnswer(f"{what} came as {kind!r}, not JSON", resource=_rid(resource))
 
-    Reads whatever arrived (``readany``) and splits it, so a long final line (``context``
-    arrays) needs no line-length limit and lines already buffered cost no wait.
-    """
 
-    __slots__ = ("_buffer", "_content", "_lines")
+async def read_object(
+    response: aiohttp.ClientResponse,
+    settings: OllamaSettings,
+    *,
+    resource: Resource | str | None,
+    what: str,
+    limit: int | None = None,
+    limit_name: str = "max_answer_bytes",
+) -> JSON:
+    """A whole answer as a JSON object: its type checked, at most ``limit`` bytes (default
+    ``max_answer_bytes``), finished within ``stall_timeout`` of its first byte, of bounded
+    depth. Anything else is a ``BadAnswer`` of ``resource``."""
+    _check_type(response, resource, what)
+    cap = settings.max_answer_bytes if limit is None else limit
+    declared = response.content_length
+    try:
+        if declared is not None and declared > cap:
+            raise LimitExceeded(limit_name, cap, f"{what} is {declared} bytes, more than {cap}")
+        raw = await read_capped(
+            response.content,
+            limit=cap,
+            what=what,
+            limit_name=limit_name,
+            finish_within=settings.stall_timeout,
+        )
+    except LimitExceeded as exc:
+        raise refused(resource, exc) from None
+    return parse_object(raw, resource=resource, what=what, settings=settings)
 
-    def __init__(self, content: aiohttp.StreamReader) -> None:
-        self._content = content
-        self._buffer = b""
-        self._lines: collections.deque[bytes] = collections.deque()
 
-    async def line(self, timeout: float | None) -> bytes | None:
-        """The next non-empty line; ``None`` at the end of the body. ``TimeoutError`` when no
-        byte arrives within ``timeout`` seconds."""
-        lines = self._lines
-        while not lines:
-            if timeout is None:
-                chunk = await self._content.readany()
-            else:
-                async with asyncio.timeout(timeout):
-                    chunk = await self._content.readany()
-            if not chunk:
-                rest, self._buffer = self._buffer.strip(), b""
-                return rest or None
-            parts = (self._buffer + chunk).split(b"\n")
-            self._buffer = parts.pop()
-            lines.extend(part for part in parts if part.strip())
-        return lines.popleft()
+def lines(
+    response: aiohttp.ClientResponse,
+    settings: OllamaSettings,
+    *,
+    resource: Resource | str | None,
+    what: str,
+) -> BoundedLines:
+    """The NDJSON lines of a streamed answer, each at most ``max_line_bytes``."""
+    _check_type(response, resource, what)
+    return BoundedLines(
+        response.content, max_line=settings.max_line_bytes, limit_name="max_line_bytes", what=what
+    )

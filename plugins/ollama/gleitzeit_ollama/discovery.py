@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from gleitzeit_core import ResourceSpec, resource_id_for
+from gleitzeit_ollama.probe import get_small_json
 from gleitzeit_ollama.settings import OllamaSettings
 
 __all__ = ["EnvDiscoverer", "ScanDiscoverer", "endpoint_of", "make_env", "make_scan"]
@@ -132,15 +133,17 @@ class ScanDiscoverer:
         return [spec_for(endpoint, "scan", self.settings) for endpoint, ok in found if ok]
 
     async def _answers(self, session: aiohttp.ClientSession, endpoint: str) -> bool:
-        timeout = aiohttp.ClientTimeout(total=self.settings.scan_timeout)
         try:
-            async with session.get(endpoint + "/api/version", timeout=timeout) as response:
-                if response.status != 200:
-                    return False
-                data = await response.json(content_type=None)
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
-            return False
-        return isinstance(data, dict) and isinstance(data.get("version"), str)
+            _, data = await get_small_json(
+                session,
+                endpoint,
+                "/api/version",
+                timeout=self.settings.scan_timeout,
+                settings=self.settings,
+            )
+        except Exception:  # refused, timed out, an HTTP error, a bad or oversized answer
+            return False  # whatever answers there, it is not a usable Ollama server
+        return isinstance(data.get("version"), str)
 
 
 def _settings(settings: Any) -> OllamaSettings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from gleitzeit_core import FailureClass, ResourceError
 
-__all__ = ["ModelNotFound", "OllamaError", "StreamFailed", "StreamStalled"]
+__all__ = ["BadAnswer", "ModelNotFound", "OllamaError", "StreamFailed", "StreamStalled"]
 
 
 class OllamaError(ResourceError):
@@ -25,6 +25,15 @@ class ModelNotFound(OllamaError, LookupError):
             status=404,
             body=body,
         )
+
+
+class BadAnswer(OllamaError):
+    """An answer broke a bound (``limit`` names the setting) or is not what Ollama sends
+    (``limit`` is None): the instance's fault (PROTOCOL), never the gateway's."""
+
+    def __init__(self, message: str, *, resource: str | None, limit: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(message, failure=FailureClass.PROTOCOL, resource=resource)
 
 
 class StreamFailed(OllamaError):

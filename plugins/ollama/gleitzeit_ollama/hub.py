@@ -30,7 +30,7 @@ from gleitzeit_core import FailureClass, NoResourceAvailable, Request, Resource
 from gleitzeit_core.hub import ResourceHub
 from gleitzeit_ollama import calls, pulling
 from gleitzeit_ollama.access import may_auto_pull
-from gleitzeit_ollama.client import JSON, make_session
+from gleitzeit_ollama.client import JSON, LIMIT_HIT, make_session
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.models import (
     DEFAULT_KEEP_ALIVE,
@@ -109,7 +109,10 @@ class OllamaHub(ResourceHub):
         timeout = self.health_settings.timeout
         session = self.session
         await asyncio.gather(
-            *(check_instance(session, r, timeout=timeout, tags=True) for r in targets),
+            *(
+                check_instance(session, r, timeout=timeout, tags=True, settings=self.settings)
+                for r in targets
+            ),
             return_exceptions=True,
         )
 
@@ -168,6 +171,8 @@ class OllamaHub(ResourceHub):
             },
             "pulling": sorted(m for m, t in self._pulls.items() if not t.done()),
             "tags_age_s": None if tags_at is None else round(time.monotonic() - tags_at, 1),
+            # the last answer that broke a bound (max_answer_bytes, max_line_bytes, ...)
+            "limit_hit": resource.attributes.get(LIMIT_HIT),
         }
 
     # -- models nobody has ----------------------------------------------------------------------

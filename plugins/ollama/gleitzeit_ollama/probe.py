@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 
 from gleitzeit_core import ProbeResult, Resource
+from gleitzeit_ollama.client import read_object
+from gleitzeit_ollama.errors import BadAnswer
 from gleitzeit_ollama.models import (
     LOADED,
     TAGS_AT,
@@ -31,26 +33,42 @@ from gleitzeit_ollama.models import (
     record_ps,
     record_tags,
 )
+from gleitzeit_ollama.settings import OllamaSettings
 
-__all__ = ["OllamaProbe", "check_instance", "serves_a_loaded_model"]
+__all__ = ["OllamaProbe", "check_instance", "get_small_json", "serves_a_loaded_model"]
 
 _DEFAULT_TAGS_INTERVAL = 60.0
 
 
-class _BadAnswer(Exception):
+class _BadStatus(Exception):
     pass
 
 
-async def _get_json(
-    session: aiohttp.ClientSession, url: str, timeout: float
+async def get_small_json(
+    session: aiohttp.ClientSession,
+    base: str,
+    path: str,
+    *,
+    timeout: float,
+    settings: OllamaSettings,
+    resource: Resource | None = None,
 ) -> tuple[float, dict[str, Any]]:
+    """``GET base+path`` within ``timeout``: a JSON object of at most ``max_probe_bytes``
+    (these answers are small; a huge, endless or malformed one is a ``BadAnswer``) and the
+    time it took."""
     started = time.monotonic()
+    url = base.rstrip("/") + path
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
         if response.status != 200:
-            raise _BadAnswer(f"HTTP {response.status} from {url}")
-        data = await response.json(content_type=None)
-    if not isinstance(data, dict):
-        raise _BadAnswer(f"{url} did not answer with a JSON object")
+            raise _BadStatus(f"HTTP {response.status} from {path}")
+        data = await read_object(
+            response,
+            settings,
+            resource=resource,
+            what=f"the answer of {path}",
+            limit=settings.max_probe_bytes,
+            limit_name="max_probe_bytes",
+        )
     return time.monotonic() - started, data
 
 
@@ -62,21 +80,41 @@ def _describe(exc: BaseException, timeout: float) -> str:
 
 
 async def check_instance(
-    session: aiohttp.ClientSession, resource: Resource, *, timeout: float, tags: bool
+    session: aiohttp.ClientSession,
+    resource: Resource,
+    *,
+    timeout: float,
+    tags: bool,
+    settings: OllamaSettings | None = None,
 ) -> ProbeResult:
-    """Probe one instance and record its models; never raises (except on cancellation)."""
-    base = resource.endpoint.rstrip("/")
-    calls = [_get_json(session, base + "/api/version", timeout)]
-    calls.append(_get_json(session, base + "/api/ps", timeout))
+    """Probe one instance and record its models; never raises (except on cancellation).
+
+    Healthy when ``/api/version`` answers and none of the three answers broke a bound or was
+    malformed (an instance that sends such answers is broken or hostile, whatever its version
+    says); ``/api/ps`` or ``/api/tags`` merely not answering in time is a note."""
+    limits = settings or OllamaSettings()
+    base = resource.endpoint
+
+    def get(path: str) -> Any:
+        return get_small_json(
+            session, base, path, timeout=timeout, settings=limits, resource=resource
+        )
+
+    calls = [get("/api/version"), get("/api/ps")]
     if tags:
-        calls.append(_get_json(session, base + "/api/tags", timeout))
+        calls.append(get("/api/tags"))
     results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, asyncio.CancelledError):
+            raise result
     version = results[0]
     if isinstance(version, BaseException):
-        if isinstance(version, asyncio.CancelledError):
-            raise version
         resource.attributes[LOADED] = {}  # whatever it had loaded is not to be counted on
         return ProbeResult(False, None, _describe(version, timeout))
+    bad = [r for r in results if isinstance(r, BadAnswer)]
+    if bad:
+        resource.attributes[LOADED] = {}
+        return ProbeResult(False, version[0], "; ".join(map(str, bad)))
     latency, answer = version
     resource.attributes[VERSION] = answer.get("version")
     notes = []
@@ -112,8 +150,8 @@ async def serves_a_loaded_model(
             url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as response:
             if response.status == 200:
-                return None
-            text = (await response.text())[:200]
+                return None  # the body is not read: leaving closes the connection
+            text = (await response.content.read(200)).decode("utf-8", "replace")
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         return f"ejected, and a load-only generate of {model} failed: {_describe(exc, timeout)}"
     return f"ejected, and a load-only generate of {model} got HTTP {response.status}: {text}"
@@ -162,8 +200,13 @@ class OllamaProbe:
         try:
             session = self._session()
             started = time.monotonic()
+            settings = getattr(self.hub, "settings", None)
             result = await check_instance(
-                session, resource, timeout=self.timeout, tags=self.tags_due(resource)
+                session,
+                resource,
+                timeout=self.timeout,
+                tags=self.tags_due(resource),
+                settings=settings if isinstance(settings, OllamaSettings) else None,
             )
             if result.ok and self._ejected(resource):
                 left = max(0.05, self.timeout - (time.monotonic() - started))

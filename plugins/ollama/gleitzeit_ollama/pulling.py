@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from gleitzeit_core import Health, NoResourceAvailable, Request, Resource
 from gleitzeit_ollama.access import check_registry, pull_insecure
 from gleitzeit_ollama.calls import post_to
-from gleitzeit_ollama.client import JSON, NdjsonReader, error_from_response
+from gleitzeit_ollama.client import JSON, error_from_response, lines
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.models import record_installed
 from gleitzeit_ollama.stream import ChunkStream, is_pull_success
@@ -70,6 +70,7 @@ async def open_pull(
                 raise await error_from_response(
                     response, resource=resource.id, path="/api/pull", model=None
                 )
+            reader = lines(response, hub.settings, resource=resource, what="a line of /api/pull")
         except BaseException:
             response.close()
             raise
@@ -79,13 +80,14 @@ async def open_pull(
 
     return ChunkStream(
         response=response,
-        reader=NdjsonReader(response.content),
+        reader=reader,
         first=None,
-        resource=resource.id,
+        resource=resource,
         clock=hub.clock,
         deadline=deadline,
         stall_timeout=timeout,
         connect_timeout=hub.settings.connect_timeout,
+        settings=hub.settings,
         final=is_pull_success,
         on_final=installed,
     )

@@ -19,8 +19,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-
 from gleitzeit_core import Resource
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
@@ -31,6 +29,7 @@ from gleitzeit_ollama.models import (
     record_ps,
     record_tags,
 )
+from gleitzeit_ollama.probe import get_small_json
 
 __all__ = ["Member", "members", "merged_ps", "merged_tags", "pool_version"]
 
@@ -45,14 +44,14 @@ def members(hubs: Sequence[tuple[str, OllamaHub]]) -> list[Member]:
 
 
 async def _get(hub: OllamaHub, resource: Resource, path: str) -> JSON:
-    url = resource.endpoint.rstrip("/") + path
-    timeout = aiohttp.ClientTimeout(total=hub.health_settings.timeout)
-    async with hub.session.get(url, timeout=timeout) as response:
-        if response.status != 200:
-            raise ValueError(f"HTTP {response.status}")
-        data = await response.json(content_type=None)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
+    _, data = await get_small_json(
+        hub.session,
+        resource.endpoint,
+        path,
+        timeout=hub.health_settings.timeout,
+        settings=hub.settings,
+        resource=resource,
+    )
     return data
 
 

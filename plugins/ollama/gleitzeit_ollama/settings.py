@@ -15,6 +15,8 @@ from gleitzeit_ollama.models import parse_keep_alive
 
 __all__ = ["OllamaResourceOptions", "OllamaSettings", "keep_alive_value"]
 
+MIB = 1024 * 1024
+
 
 def keep_alive_value(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """An Ollama ``keep_alive``: a duration string ("5m", "1h30m", "-1s") or seconds (< 0:
@@ -71,6 +73,17 @@ class OllamaSettings:
     # clients may never name a file. Empty: no file paths at all.
     image_dirs: list[str] = attrs.field(factory=list)
     image_max_bytes: int = attrs.field(default=20 * 1024 * 1024, validator=at_least(1))
+    # Bounds on what an instance may send (docs/configuration.md, "Limits on upstream answers").
+    # A non-streamed answer (chat, generate, embed, show): big embedding batches fit.
+    max_answer_bytes: int = attrs.field(default=64 * MIB, validator=at_least(1024))
+    # One line of a stream; the longest real ones carry a generated image or a long context.
+    max_line_bytes: int = attrs.field(default=16 * MIB, validator=at_least(1024))
+    # /api/version, /api/ps and /api/tags, read by probes, scans and the merged listings.
+    max_probe_bytes: int = attrs.field(default=4 * MIB, validator=at_least(1024))
+    # Nesting of any JSON answer; Ollama's deepest (tool-call arguments) start at level 5.
+    max_json_depth: int = attrs.field(default=64, validator=in_range(2, 500, "an integer"))
+    # Elements and members of any JSON answer: tiny values decode to ~20x their bytes.
+    max_json_values: int = attrs.field(default=4 * MIB, validator=at_least(1024))
 
 
 @attrs.frozen(kw_only=True)

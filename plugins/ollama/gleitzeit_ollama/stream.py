@@ -6,8 +6,12 @@ over, so the per-model slot stays taken while tokens flow. How it ends is record
 * the final chunk (``done: true``; ``status: success`` for a pull) -> success;
 * an ``{"error": ...}`` line (Ollama sends those with status 200), a reset or a truncated
   body -> ``StreamFailed`` (PROTOCOL/CONNECTION), counted against the instance;
-* no byte for ``stall_timeout`` -> ``StreamStalled`` (TIMEOUT); the request deadline -> the
-  core's ``RequestTimeout``;
+* no complete line for ``stall_timeout`` (nothing came, or a line dripped and never ended)
+  -> ``StreamStalled`` (TIMEOUT); the request deadline -> the core's ``RequestTimeout``;
+* a line longer than ``max_line_bytes``, nested deeper than ``max_json_depth``, with more
+  than ``max_json_values`` values, or not a JSON object -> ``BadAnswer`` (PROTOCOL), counted
+  against the instance; the reader never holds more than one line, and the caller's pace
+  sets the pace of reading (backpressure);
 * the caller stops early (``aclose()``, ``async with`` exit, dropping the iterator) or is
   cancelled -> the upstream response is closed at once and the lease records CANCELLED.
 
@@ -19,17 +23,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 from types import TracebackType
 from typing import NoReturn
 
 import aiohttp
 
-from gleitzeit_core import Clock, FailureClass, RequestTimeout
+from gleitzeit_core import (
+    BoundedLines,
+    Clock,
+    FailureClass,
+    LimitExceeded,
+    RequestTimeout,
+    Resource,
+)
 from gleitzeit_core.lease import Lease
-from gleitzeit_ollama.client import JSON, NdjsonReader
+from gleitzeit_ollama.client import JSON, parse_object, refused
 from gleitzeit_ollama.errors import OllamaError, StreamFailed, StreamStalled
+from gleitzeit_ollama.settings import OllamaSettings
 
 __all__ = ["ChunkStream", "is_done", "is_pull_success"]
 
@@ -52,19 +63,22 @@ class ChunkStream:
         self,
         *,
         response: aiohttp.ClientResponse,
-        reader: NdjsonReader,
+        reader: BoundedLines,
         first: JSON | None,
-        resource: str,
+        resource: Resource | str,
         clock: Clock,
         deadline: float,
         stall_timeout: float,
         connect_timeout: float,
+        settings: OllamaSettings,
         lease: Lease | None = None,
         attempts: int = 1,
         final: Callable[[JSON], bool] = is_done,
         on_final: Callable[[JSON], None] | None = None,
     ) -> None:
-        self.instance = resource
+        self.instance = resource.id if isinstance(resource, Resource) else resource
+        self._resource = resource
+        self._settings = settings
         self.attempts = attempts
         self._response: aiohttp.ClientResponse | None = response
         self._reader = reader
@@ -104,6 +118,8 @@ class ChunkStream:
         except asyncio.CancelledError:
             self._close(FailureClass.CANCELLED)
             raise
+        except LimitExceeded as exc:
+            self._fail(refused(self._resource, exc))
         except (aiohttp.ClientError, OSError) as exc:
             self._fail(
                 StreamFailed(
@@ -121,18 +137,11 @@ class ChunkStream:
                 )
             )
         try:
-            chunk = json.loads(line)
-        except ValueError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            shown = line[:200].decode("utf-8", "replace")
-            self._fail(
-                StreamFailed(
-                    f"stream line is not a JSON object: {shown!r}",
-                    failure=FailureClass.PROTOCOL,
-                    resource=self.instance,
-                )
+            chunk = parse_object(
+                line, resource=self._resource, what="a stream line", settings=self._settings
             )
+        except OllamaError as exc:
+            self._fail(exc)
         return self._deliver(chunk)
 
     def _deliver(self, chunk: JSON) -> JSON:

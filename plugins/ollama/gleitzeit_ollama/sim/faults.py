@@ -15,8 +15,17 @@ JSON accepted by ``POST /_sim/faults`` (fields merge into the current faults;
       "reset_after": null,       # N: TCP reset after N chunks; 0 = before any response
       "busy": false,             # targeted requests get 503 "server busy ..."
       "probes_down": false,      # probes get their connection reset (fail fast, no reply)
+      "hostile": null,           # a hostile answer (status 200): "endless_body",
+                                 # "endless_line", "huge_tags", "garbage", "slow_drip",
+                                 # "wrong_content_type", "invalid_json", "deep_json",
+                                 # "many_values" (sim.hostile)
+      "drip_ms": 50,             # slow_drip: one byte this often
+      "hostile_after": 0,        # streamed requests: this many valid chunks first
       "paths": null              # targets; null = generate, chat, embed, embeddings
     }
+
+Numbers are bounded (``slow_ms`` and ``drip_ms`` at most ten minutes) so a bad control request
+is a 400, not a simulator that waits forever.
 
 Non-streamed requests hit by ``error_line_after`` answer HTTP 500 instead (as Ollama
 does when a runner fails before a non-streamed answer is complete).
@@ -31,11 +40,14 @@ from typing import Any
 
 import attrs
 
+from gleitzeit_ollama.sim.hostile import HOSTILE_MODES
+
 PROBE_PATHS = frozenset({"/", "/api/version", "/api/tags", "/api/ps"})
 INFERENCE_PATHS = frozenset({"/api/generate", "/api/chat", "/api/embed", "/api/embeddings"})
 
 # Realistic default: what Ollama streams when a runner dies mid-generation.
 DEFAULT_ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"
+_MAX_MS = 600_000.0  # ten minutes: longer than any test waits
 
 
 def _optional_count(value: Any) -> int | None:
@@ -46,6 +58,13 @@ def _optional_count(value: Any) -> int | None:
     return value
 
 
+def _count(value: Any) -> int:
+    counted = _optional_count(value)
+    if counted is None or counted > 1_000_000:
+        raise ValueError("must be an integer between 0 and 1000000")
+    return counted
+
+
 def _paths(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -54,6 +73,23 @@ def _paths(value: Any) -> tuple[str, ...] | None:
     if not isinstance(value, list | tuple) or not all(isinstance(p, str) for p in value):
         raise ValueError("must be a list of paths or null")
     return tuple(value)
+
+
+def _hostile(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in HOSTILE_MODES:
+        raise ValueError(f"hostile must be null or one of {', '.join(HOSTILE_MODES)}")
+    return str(value)
+
+
+def _milliseconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number of milliseconds")
+    ms = float(value)
+    if not 0.0 <= ms <= _MAX_MS:
+        raise ValueError(f"must be between 0 and {_MAX_MS:g} milliseconds")
+    return ms
 
 
 def _rate(value: Any) -> float:
@@ -85,11 +121,14 @@ class FaultSpec:
     seed: int = attrs.field(default=0, converter=int)
     hang: bool = attrs.field(default=False, converter=bool)
     hang_probes: bool = attrs.field(default=False, converter=bool)
-    slow_ms: float = attrs.field(default=0.0, converter=float)
+    slow_ms: float = attrs.field(default=0.0, converter=_milliseconds)
     error_line_after: int | None = attrs.field(default=None, converter=_optional_count)
     reset_after: int | None = attrs.field(default=None, converter=_optional_count)
     busy: bool = attrs.field(default=False, converter=bool)
     probes_down: bool = attrs.field(default=False, converter=bool)
+    hostile: str | None = attrs.field(default=None, converter=_hostile)
+    drip_ms: float = attrs.field(default=50.0, converter=_milliseconds)
+    hostile_after: int = attrs.field(default=0, converter=_count)
     paths: tuple[str, ...] | None = attrs.field(default=None, converter=_paths)
 
     def to_json(self) -> dict[str, Any]:
@@ -108,6 +147,11 @@ class FaultSpec:
         try:
             return cls(**merged)
         except (TypeError, ValueError) as exc:
+            for name, value in data.items():  # say which field it was
+                try:
+                    cls(**{name: value})
+                except (TypeError, ValueError) as one:
+                    raise ValueError(f"invalid fault spec: {name}: {one}") from None
             raise ValueError(f"invalid fault spec: {exc}") from None
 
     def targets(self, path: str) -> bool:
@@ -115,6 +159,15 @@ class FaultSpec:
         if self.paths is not None:
             return path in self.paths
         return path in INFERENCE_PATHS
+
+    def hostile_on(self, path: str) -> str | None:
+        """The hostile mode that answers ``path``, if any."""
+        mode = self.hostile
+        if mode is None:
+            return None
+        if mode == "huge_tags":
+            return mode if path == "/api/tags" else None
+        return mode if self.targets(path) else None
 
     def hangs(self, path: str) -> bool:
         if self.hang_probes and path in PROBE_PATHS:

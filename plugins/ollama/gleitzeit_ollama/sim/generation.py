@@ -38,6 +38,9 @@ class Plan:
         return len(self.thinking) + len(self.tokens)
 
 
+MAX_PREDICT = 100_000  # output tokens at most, whatever num_predict asks
+
+
 def options_of(body: JsonObj) -> Mapping[str, Any]:
     options = body.get("options")
     if options is None:
@@ -51,7 +54,8 @@ def _length(options: Mapping[str, Any], config: SimConfig) -> tuple[int, str]:
     """Output length and done_reason: num_predict >= 0 caps output ("length")."""
     num_predict = options.get("num_predict")
     if isinstance(num_predict, int) and not isinstance(num_predict, bool) and num_predict >= 0:
-        return num_predict, "length"
+        # bounded: the simulator builds a non-streamed answer in memory
+        return min(num_predict, MAX_PREDICT), "length"
     # Unset or negative (-1 = unlimited, -2 = fill context): the model "stops" on its own.
     return config.max_tokens, "stop"
 

@@ -13,6 +13,7 @@ from aiohttp import web
 from gleitzeit_ollama.sim.config import SimConfig
 from gleitzeit_ollama.sim.control import CONTROL_PREFIX, ControlRoutes
 from gleitzeit_ollama.sim.faults import PROBE_PATHS, FaultSpec, FaultState, SimStopping
+from gleitzeit_ollama.sim.hostile import hostile_answer
 from gleitzeit_ollama.sim.models import ModelRegistry
 from gleitzeit_ollama.sim.routes_infer import InferenceRoutes
 from gleitzeit_ollama.sim.routes_info import InfoRoutes
@@ -23,14 +24,30 @@ from gleitzeit_ollama.sim.wire import (
     SimHTTPError,
     abort_connection,
     error_response,
+    read_json,
     reset_transport,
+    want_stream,
 )
+
+STREAMING_PATHS = frozenset({"/api/generate", "/api/chat", "/api/pull"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def _apply_request_faults(state: SimState, request: web.Request) -> None:
-    """Faults that act before the handler runs, in a fixed order."""
+async def _streamed(request: web.Request) -> bool:
+    """Whether the client asked for a stream (Ollama streams unless told not to)."""
+    if request.path not in STREAMING_PATHS:
+        return False
+    try:
+        body = await read_json(request)
+    except SimHTTPError:
+        return True
+    return want_stream(body)
+
+
+async def _apply_request_faults(state: SimState, request: web.Request) -> web.StreamResponse | None:
+    """Faults that act before the handler runs, in a fixed order; a hostile answer is
+    returned instead of the handler's."""
     path = request.path
     spec = state.faults.spec
     if spec.probes_down and path in PROBE_PATHS:
@@ -40,8 +57,19 @@ async def _apply_request_faults(state: SimState, request: web.Request) -> None:
         if await state.faults.hold(path, state.config.hang_max_s):
             abort_connection(request)
         spec = state.faults.spec  # released: continue under the current faults
+    mode = spec.hostile_on(path)
+    if mode is not None:
+        streamed = await _streamed(request)
+        return await hostile_answer(
+            request,
+            mode,
+            streamed=streamed,
+            drip_ms=spec.drip_ms,
+            seed=spec.seed,
+            after=spec.hostile_after if streamed else 0,
+        )
     if not spec.targets(path):
-        return
+        return None
     if spec.slow_ms > 0:
         await asyncio.sleep(spec.slow_ms / 1000.0)
     if spec.reset_after == 0:
@@ -50,6 +78,7 @@ async def _apply_request_faults(state: SimState, request: web.Request) -> None:
         raise SimHTTPError(503, BUSY_MESSAGE)
     if state.faults.draw_error(path):
         raise SimHTTPError(spec.error_status, spec.error_message)
+    return None
 
 
 def _middleware(state: SimState) -> Any:
@@ -63,7 +92,9 @@ def _middleware(state: SimState) -> Any:
         state.stats.count(request.path)
         state.begin(request)
         try:
-            await _apply_request_faults(state, request)
+            hostile = await _apply_request_faults(state, request)
+            if hostile is not None:
+                return hostile
             return await handler(request)
         except SimHTTPError as exc:
             if exc.status == 503:

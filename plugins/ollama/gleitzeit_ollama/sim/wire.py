@@ -61,6 +61,8 @@ async def read_json(request: web.Request) -> JsonObj:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SimHTTPError(400, f"invalid JSON in request body: {exc}") from None
+    except RecursionError:
+        raise SimHTTPError(400, "request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise SimHTTPError(400, "request body must be a JSON object")
     return body
