@@ -80,7 +80,7 @@ def test_unknown_breaker_names_the_pip_command() -> None:
     config = load_config(
         {"hubs": {"a": {"kind": "echo", "breaker": {"kind": "window"}, "resources": []}}}
     )
-    manager = PluginManager(allow=["breaker-consecutive"])
+    manager = PluginManager(autoload=False)  # as if no breaker plugin were installed
     manager.load()
     manager.add(echo, "echo")
     with pytest.raises(UnknownNameError) as info:
@@ -88,6 +88,23 @@ def test_unknown_breaker_names_the_pip_command() -> None:
     assert "installed breakers" in str(info.value)
     with pytest.raises(ConfigError, match="pip install gleitzeit-breaker-window"):
         Runtime(config, manager)
+
+
+def test_a_disabled_breaker_plugin_is_named_as_disabled_not_missing() -> None:
+    """A first-party breaker whose plugin is installed but disabled is answered with what
+    disabled it, never with a pip command (installing it again would not help)."""
+    config = load_config(
+        {"hubs": {"a": {"kind": "echo", "breaker": {"kind": "window"}, "resources": []}}}
+    )
+    manager = PluginManager(disabled={"breaker-window": "GLEITZEIT_DISABLED_PLUGINS"})
+    manager.load()
+    manager.add(echo, "echo")
+    with pytest.raises(ConfigError) as info:
+        Runtime(config, manager)
+    message = str(info.value)
+    assert "installed but disabled" in message
+    assert "GLEITZEIT_DISABLED_PLUGINS" in message
+    assert "pip install" not in message
 
 
 def test_strategy_options_are_checked() -> None:
