@@ -56,7 +56,10 @@ def debug_enabled() -> bool:
         return True
     ctx = click.get_current_context(silent=True)
     root = ctx.find_root() if ctx is not None else None
-    return bool(root is not None and isinstance(root.obj, dict) and root.obj.get("debug"))
+    if root is None:
+        return False
+    # params: parsed before a subcommand is looked up (and before the callback sets obj)
+    return bool(root.params.get("debug") or (isinstance(root.obj, dict) and root.obj.get("debug")))
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -109,7 +112,9 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             if explained is None or debug_enabled():
                 raise
             message, code = explained
-            fail(message + ("" if code == EXIT_USAGE else " (--debug shows the traceback)"), code)
+            if not isinstance(exc, GleitzeitError):  # ours say all there is; others may not
+                message += " (--debug shows the traceback)"
+            fail(message, code)
 
     run.__name__ = func.__name__
     run.__doc__ = func.__doc__
@@ -189,6 +194,28 @@ class LazyGroup(click.Group):
             self.load_plugin_commands()
             return super().get_command(ctx, cmd_name)
         return None
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """Complete command names, plugin ones from metadata (nothing imported), then
+        options."""
+        from click.shell_completion import CompletionItem
+
+        declared = self._declared()
+        items: list[Any] = []
+        for name in self.list_commands(ctx):
+            if not name.startswith(incomplete):
+                continue
+            plugin = declared.get(name)
+            if plugin is not None:
+                items.append(
+                    CompletionItem(name, help=f"from {plugin.distribution or plugin.plugin}")
+                )
+                continue
+            command = self.commands.get(name)
+            if command is not None and not command.hidden:
+                items.append(CompletionItem(name, help=command.get_short_help_str()))
+        items.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return items
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         core = [(n, c) for n, c in self.commands.items() if not c.hidden]
