@@ -343,7 +343,8 @@ def test_serve_on_a_busy_port_is_one_line_exit_1(site: Site, gleitzeit: Run) -> 
     assert result.returncode == 1
     lines = _lines(result.stderr)
     assert len(lines) == 1, result.stderr
-    assert f"port {port}" in lines[0] and "already in use" in lines[0]
+    assert f"port {port}" in lines[0]
+    assert "already in use" in lines[0]
     assert "--port" in lines[0]
     assert "Traceback" not in result.stderr
 
