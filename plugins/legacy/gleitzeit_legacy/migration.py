@@ -63,6 +63,7 @@ _ENV_KNOWN = {
 _POOL_TYPES = {"ollama_pool", "ollama-pool", "ollamapool", "ollama_pool_provider"}
 _SINGLE_TYPES = {"ollama", "ollama_provider"}
 _PYTHON_TYPES = {"python_docker", "python-docker", "python", "docker", "python_docker_provider"}
+_DEFAULT_MODEL_KEYS = ("default_models", "default_model")  # documented for both kinds
 _POOL_KEYS = {
     "type",
     "provider_id",
@@ -74,8 +75,8 @@ _POOL_KEYS = {
     "timeout",
     "enabled",
     "auto_discover",
+    *_DEFAULT_MODEL_KEYS,
 }
-_DEFAULT_MODEL_KEYS = ("default_models", "default_model")
 _SINGLE_KEYS = {
     "type",
     "provider_id",
