@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import GleitzeitConfig, disabled_by, read_toml, split_sections
-from .errors import ConfigError, DuplicateNameError
+from .errors import ConfigError, DuplicateNameError, PluginLoadError
 from .plugins import PluginManager
 from .structuring import structure_lenient
 from .wiring import check_providers, plan_hub
@@ -70,6 +70,8 @@ def _wiring_problems(
             plan_hub(name, hub, registries)
         except (ConfigError, DuplicateNameError) as exc:
             problems.extend(getattr(exc, "problems", [str(exc)]))
+        except PluginLoadError as exc:
+            problems.append(f"hubs.{name}.kind: {exc}")
     kinds: dict[str, str | None] = {name: hub.kind for name, hub in config.hubs.items()}
     raw_hubs = top.get("hubs")
     if isinstance(raw_hubs, Mapping):  # a hub with a mistake is still a hub to refer to

@@ -17,7 +17,7 @@ import attrs
 from .breaker import Breaker, PassThroughBreaker
 from .clock import Clock, SystemClock
 from .config import GleitzeitConfig, HubConfig, ResourceConfig
-from .errors import ConfigError, DuplicateNameError, UnknownNameError
+from .errors import ConfigError, DuplicateNameError, PluginLoadError, UnknownNameError
 from .hub import ResourceHub
 from .kinds import HubKind, ProviderKind
 from .registry import Registries
@@ -108,12 +108,26 @@ def resource_spec(hub: str, index: int, item: ResourceConfig, kind: HubKind) -> 
     )
 
 
-def _load(target: Any) -> Any:
+def _load(target: Any, owner: str | None = None) -> Any:
+    """A lazy ``"module:attribute"`` reference, imported; one that cannot be imported is the
+    plugin's fault, reported as such (never a traceback from deep inside the import)."""
     if isinstance(target, str) and ":" in target:
         from .registry import resolve_reference
 
-        return resolve_reference(target)
+        try:
+            return resolve_reference(target)
+        except (ImportError, AttributeError) as exc:
+            raise PluginLoadError(
+                owner or "?", None, None, f"cannot import {target}: {type(exc).__name__}: {exc}"
+            ) from exc
     return target
+
+
+def _owner(registries: Registries, kind: str, name: str) -> str | None:
+    try:
+        return registries.of(kind).entry(name).plugin
+    except (LookupError, DuplicateNameError):
+        return None
 
 
 def _breaker_factory(
@@ -136,6 +150,7 @@ class HubPlan:
     name: str
     config: HubConfig
     kind: HubKind
+    factory: Any
     settings: Any
     strategy: Any
     breaker_factory: Callable[[], Breaker]
@@ -167,7 +182,9 @@ def plan_hub(
     )
     if kind is None:  # nothing kind-specific can be checked; the common parts still can
         kind = HubKind(factory=None)
-    settings_class = _load(kind.settings_class) if kind.settings_class is not None else None
+    owner = _owner(registries, "hubs", config.kind)
+    factory = _load(kind.factory, owner)  # imported now, so a broken plugin shows at check time
+    settings_class = _load(kind.settings_class, owner) if kind.settings_class else None
     if config.options and (settings_class is not None or kind.factory is not None):
         settings = attempt(
             lambda: _kind_options(config.options, settings_class, _COMMON_HUB_KEYS, f"hubs.{name}")
@@ -221,6 +238,7 @@ def plan_hub(
         name,
         config,
         kind,
+        factory,
         settings,
         strategy,
         breaker_factory,
@@ -242,7 +260,7 @@ def build_hub(
         make(specs=plan.specs, config=config, settings=settings, hub_name=name)
         for make in plan.makers
     ]
-    hub: ResourceHub = _load(plan.kind.factory)(
+    hub: ResourceHub = plan.factory(
         name,
         strategy=plan.strategy,
         strategy_name=config.strategy.kind,
@@ -370,7 +388,7 @@ def build_providers(
         elif hub_name not in hubs:
             continue  # check_providers said so
         options = chosen.options if chosen is not None else {}
-        providers[protocol] = _load(kind.factory)(
+        providers[protocol] = _load(kind.factory, _owner(registries, "providers", protocol))(
             hub=hubs[hub_name], runtime=runtime, options=options
         )
     if problems:

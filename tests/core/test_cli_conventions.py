@@ -361,3 +361,35 @@ def test_a_run_whose_result_failed_exits_1(site: Site, gleitzeit: Run) -> None:
     assert "Traceback" not in unknown.stderr
     bad_params = gleitzeit("run", "fail/run", "--params", "[", env=ONLY_KINDS)
     assert bad_params.returncode == 2
+
+
+FACTORY_GONE = """
+from gleitzeit_core import hookimpl
+from gleitzeit_core.kinds import HubKind
+
+@hookimpl
+def gleitzeit_register_hubs(register):
+    register("gone", HubKind(factory="gz_gone_module_that_is_not_there:Hub"))
+"""
+
+
+def test_a_hub_kind_whose_factory_cannot_be_imported_is_one_line(
+    site: Site, gleitzeit: Run, tmp_path: Path
+) -> None:
+    """A config selecting a hub kind whose factory module is missing: ``serve`` exits 1 with
+    one line naming the plugin, the module and the fix (no traceback); ``config check`` lists
+    it as a problem of that hub."""
+    site.distribution("gz-gone", {"gleitzeit": {"gone": "gz_gone"}}, {"gz_gone": FACTORY_GONE})
+    config = tmp_path / "g.toml"
+    config.write_text('[hubs.x]\nkind = "gone"\n', encoding="utf-8")
+    env = {"GLEITZEIT_LOAD_PLUGINS": "gone"}
+    result = gleitzeit("serve", "--config", str(config), "--port", "0", env=env)
+    assert result.returncode == 1
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "plugin 'gone'" in lines[0]
+    assert "gz_gone_module_that_is_not_there" in lines[0]
+    assert "gleitzeit plugins disable gone" in lines[0]
+    checked = gleitzeit("config", "check", str(config), env=env)
+    assert checked.returncode == 2
+    assert f"gleitzeit: {config}: hubs.x.kind: plugin 'gone'" in checked.stderr
