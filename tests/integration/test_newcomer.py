@@ -286,3 +286,35 @@ def test_migrate_config_writes_a_file_that_config_check_accepts(tmp_path: Path) 
     assert "gleitzeit config check new.toml" in result.stdout
     assert gleitzeit(tmp_path, "config", "check", "new.toml").returncode == 0
     shutil.rmtree(tmp_path / "xdg", ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_doctor_probes_each_docker_engine(tmp_path: Path) -> None:
+    """``doctor`` says the engine of DOCKER_HOST answers and a closed loopback port does not,
+    with a fix line; exit 1."""
+    config = tmp_path / "d.toml"
+    config.write_text(
+        f'[gateway]\nport = {_free_port()}\n[hubs.sandbox]\nkind = "docker"\n'
+        f'[hubs.dead]\nkind = "docker"\nengines = ["tcp://127.0.0.1:{_free_port()}"]\n',
+        encoding="utf-8",
+    )
+    env = user_env(tmp_path)
+    result = gleitzeit(tmp_path, "doctor", "--config", str(config), "--timeout", "10", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"ok +hub sandbox \(docker\): .* answers", result.stdout)
+    failed = result.stdout[result.stdout.index("FAIL  hub dead (docker)") :].splitlines()
+    assert "engine unavailable" in failed[0]
+    assert failed[1].strip().startswith("fix: ")
+
+
+def test_an_unreachable_docker_engine_is_one_line(tmp_path: Path) -> None:
+    """``docker pull`` against an engine that does not answer (a closed loopback port): one
+    line naming the engine and what to do, exit 1, no traceback."""
+    engine = f"tcp://127.0.0.1:{_free_port()}"
+    result = gleitzeit(tmp_path, "docker", "pull", "localpython:3", "--engine", engine)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"gleitzeit: engine unavailable: {engine}")
+    assert "DOCKER_HOST" in lines[0]
+    assert ".ci/" not in lines[0]
