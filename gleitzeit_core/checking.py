@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from .config import GleitzeitConfig, disabled_by, read_toml, split_sections
 from .errors import ConfigError, DuplicateNameError, PluginLoadError
 from .plugins import PluginManager
@@ -37,15 +39,7 @@ def check_config(
     config, more = structure_lenient(top, GleitzeitConfig)
     problems.extend(more)
     if config is not None:
-        config = GleitzeitConfig(
-            plugins=config.plugins,
-            gateway=config.gateway,
-            hubs=config.hubs,
-            providers=config.providers,
-            features=config.features,
-            source=name,
-            raw=raw,
-        )
+        config = attrs.evolve(config, source=name, raw=raw)
         structural = [_path_of(line) for line in problems]
         for line in _wiring_problems(config, top, plugins):
             here = _path_of(line)

@@ -12,12 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from gleitzeit_core.testing.probe_contract import free_loopback_port
+from tests.integration.support import get_json
 
 from .conftest import Run, Site, listed
 
@@ -260,20 +258,12 @@ def _serve(
     )
 
 
-def _get(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def _wait_until_up(url: str, process: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         try:
-            _get(url + "/gleitzeit/health")
+            get_json(url + "/gleitzeit/health")
             return
         except OSError:
             time.sleep(0.2)
@@ -295,7 +285,7 @@ def test_without_a_config_only_answering_hubs_are_added(site: Site, tmp_path: Pa
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process)
-        status, health = _get(url + "/gleitzeit/health")
+        status, health = get_json(url + "/gleitzeit/health")
     finally:
         err = _stop(process)
     assert status == 200, health
@@ -321,7 +311,7 @@ def test_health_says_per_hub_what_is_wrong(site: Site, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process)
-        status, health = _get(url + "/gleitzeit/health")
+        status, health = get_json(url + "/gleitzeit/health")
     finally:
         _stop(process)
     assert status == 503
