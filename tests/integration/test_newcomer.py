@@ -318,3 +318,27 @@ def test_an_unreachable_docker_engine_is_one_line(tmp_path: Path) -> None:
     assert lines[0].startswith(f"gleitzeit: engine unavailable: {engine}")
     assert "DOCKER_HOST" in lines[0]
     assert ".ci/" not in lines[0]
+
+
+def test_the_reported_message_defects_read_right(tmp_path: Path) -> None:
+    """The lines the first-hour report quoted: a breaker of a disabled plugin names what
+    disabled it (no "pip install"), ``max_in_flight = 0`` states the bound, names are plural
+    right, and ``retry`` suggests ``retries``."""
+    config = tmp_path / "g.toml"
+    config.write_text(
+        '[hubs.llm]\nkind = "ollama"\nretry = 2\nbreaker = { kind = "window" }\n'
+        'strategy = { kind = "sticky", max_in_flight = 0 }\n'
+        '[hubs.other]\nkind = "ollama"\nstrategy = "fastest"\n',
+        encoding="utf-8",
+    )
+    env = user_env(tmp_path, GLEITZEIT_DISABLED_PLUGINS="breaker-window")
+    result = gleitzeit(tmp_path, "config", "check", str(config), env=env)
+    assert result.returncode == 2
+    err = result.stderr
+    breaker = next(line for line in err.splitlines() if "breaker.kind" in line)
+    assert "installed but disabled (GLEITZEIT_DISABLED_PLUGINS)" in breaker
+    assert "pip install" not in breaker
+    assert "hubs.llm.strategy.max_in_flight: expected a number >= 1, got 0" in err
+    assert 'hubs.llm.retry: unknown key; did you mean "retries"?' in err
+    assert "installed strategies:" in err
+    assert "strategys" not in err
