@@ -1,9 +1,11 @@
 """Turning a checked config into hubs and providers, through what plugins registered.
 
 Every name a config uses (hub kind, strategy, breaker, probe, discoverer, provider) is looked up
-in the registries; a name nobody registered is reported with the names that are installed (and,
-for our own plugins, the pip command that adds it). All problems of all hubs are collected and
-raised as one ``ConfigError``.
+in the registries; a name nobody registered is reported with the names that are installed, the
+closest one, and for our own plugins the pip command that adds it (or, when it is installed
+but disabled, what disabled it). ``plan_hub`` checks a hub's table without building anything
+(``gleitzeit config check`` uses it); all problems of all hubs are collected and raised as one
+``ConfigError``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ from .resources import ResourceSpec, resource_id_for
 from .structuring import build_component, structure, unknown_keys
 from .validators import did_you_mean
 
-__all__ = ["FIRST_PARTY", "build_hubs", "build_providers", "resource_spec"]
+__all__ = [
+    "FIRST_PARTY",
+    "HubPlan",
+    "build_hub",
+    "build_hubs",
+    "build_providers",
+    "check_providers",
+    "plan_hub",
+    "resource_spec",
+]
 
 # Where our own plugins come from, for "not installed" messages. Names only: nothing imported.
 FIRST_PARTY: dict[str, dict[str, str]] = {
