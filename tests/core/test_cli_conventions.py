@@ -383,3 +383,31 @@ def test_a_hub_kind_whose_factory_cannot_be_imported_is_one_line(
     checked = gleitzeit("config", "check", str(config), env=env)
     assert checked.returncode == 2
     assert f"gleitzeit: {config}: hubs.x.kind: plugin 'gone'" in checked.stderr
+
+
+def test_doctor_names_a_broken_plugin_with_its_version_and_the_fix(
+    site: Site, gleitzeit: Run, tmp_path: Path
+) -> None:
+    """``doctor`` lists each plugin with its distribution and version; a plugin that cannot be
+    imported is a problem with its error and a ``fix:`` line (exit 1), while a default hub
+    left out for want of a backend is a note, and an answering one is ok."""
+    site.distribution(
+        "gz-broken",
+        BROKEN,
+        {"gz_broken_plugin/__init__": BROKEN_MODULES["gz_broken_plugin/__init__"]},
+    )
+    site.distribution("gz-kinds", KINDS, {"gz_kinds": KINDS_MODULE}, version="2.5")
+    config = tmp_path / "g.toml"  # no hubs (so the defaults), on a port surely free
+    config.write_text(f"[gateway]\nport = {free_loopback_port()}\n", encoding="utf-8")
+    env = {"GLEITZEIT_LOAD_PLUGINS": "broken,kinds", "GLEITZEIT_CONFIG": str(config)}
+    result = gleitzeit("doctor", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.split() == ["ok", "kinds", "(gz-kinds", "2.5)", "loaded"] for line in lines)
+    broken = next(i for i, line in enumerate(lines) if "broken (gz-broken 1.0)" in line)
+    assert lines[broken].split()[0] == "FAIL"
+    assert "half installed" in lines[broken]
+    assert "gleitzeit plugins disable broken" in lines[broken + 1]
+    assert any("no default down hub: nothing answers at echo://b" in line for line in lines)
+    assert any("hub up (up): a at echo://a answers" in line for line in lines)
+    assert "1 problem(s) found" in result.stdout
