@@ -1,10 +1,12 @@
 """The configuration: attrs classes, loaded from TOML (or a dict) by strict cattrs structuring.
 
 Where the file comes from: ``--config PATH``, else ``GLEITZEIT_CONFIG``, else none (each
-installed hub plugin then contributes a default hub). Every problem is reported at once, one
-line each, naming its key path. Kind-specific keys of a hub or a resource (an Ollama hub's
-``auto_pull``, say) are collected in ``options`` here and checked against the hub kind's own
-settings class when the runtime builds the hub.
+installed hub plugin then contributes a default hub, if its backend answers). Types, keys and
+values are checked here, every problem at once, one line each, naming its key path; names and
+references between tables when the runtime builds the hubs, and all of it in one pass by
+``gleitzeit_core.checking`` (``gleitzeit config check``). Kind-specific keys of a hub or a
+resource (an Ollama hub's ``auto_pull``, say) are collected in ``options`` here and checked
+against the hub kind's own settings class.
 
 The user's own settings (plugins enabled or disabled with ``gleitzeit plugins``) live in
 ``$XDG_CONFIG_HOME/gleitzeit/config.toml``.
