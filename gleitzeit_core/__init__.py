@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
     from .hookspecs import hookimpl, hookspec
     from .metrics import MetricsSnapshot, ResourceMetrics
     from .outcomes import CallOutcome, FailureClass
+    from .reachability import connect_problem
     from .registry import Register
     from .request import Request
     from .resources import (
@@ -142,6 +143,7 @@ __all__ = [
     "WeightedRoundRobinStrategy",
     "__version__",
     "acting_as",
+    "connect_problem",
     "current_caller",
     "hookimpl",
     "hookspec",
@@ -212,6 +214,7 @@ _EXPORTS: dict[str, str] = {
     "WeightedRandomStrategy": "balancing",
     "WeightedRoundRobinStrategy": "balancing",
     "acting_as": "caller",
+    "connect_problem": "reachability",
     "current_caller": "caller",
     "public_endpoint": "resources",
     "resource_id_for": "resources",

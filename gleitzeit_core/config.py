@@ -1,10 +1,12 @@
 """The configuration: attrs classes, loaded from TOML (or a dict) by strict cattrs structuring.
 
 Where the file comes from: ``--config PATH``, else ``GLEITZEIT_CONFIG``, else none (each
-installed hub plugin then contributes a default hub). Every problem is reported at once, one
-line each, naming its key path. Kind-specific keys of a hub or a resource (an Ollama hub's
-``auto_pull``, say) are collected in ``options`` here and checked against the hub kind's own
-settings class when the runtime builds the hub.
+installed hub plugin then contributes a default hub, if its backend answers). Types, keys and
+values are checked here, every problem at once, one line each, naming its key path; names and
+references between tables when the runtime builds the hubs, and all of it in one pass by
+``gleitzeit_core.checking`` (``gleitzeit config check``). Kind-specific keys of a hub or a
+resource (an Ollama hub's ``auto_pull``, say) are collected in ``options`` here and checked
+against the hub kind's own settings class.
 
 The user's own settings (plugins enabled or disabled with ``gleitzeit plugins``) live in
 ``$XDG_CONFIG_HOME/gleitzeit/config.toml``.
@@ -24,8 +26,16 @@ import tomli_w
 from .errors import ConfigError
 from .health import HealthSettings, OutlierSettings
 from .keys import KeyConfig
-from .structuring import converter, structure, structure_attrs
-from .validators import InvalidValue, MissingKey, at_least, in_range, positive, seconds
+from .structuring import converter, structure, structure_attrs, unknown_keys
+from .validators import (
+    InvalidValue,
+    MissingKey,
+    at_least,
+    in_range,
+    positive,
+    satisfies,
+    seconds,
+)
 
 __all__ = [
     "ComponentRef",
@@ -37,9 +47,12 @@ __all__ = [
     "ProviderConfig",
     "ResourceConfig",
     "config_path_from_env",
+    "disabled_by",
     "disabled_plugins",
+    "is_url",
     "load_config",
     "plugins_disabled_in",
+    "read_toml",
     "read_user_config",
     "user_config_path",
     "write_user_disabled",
@@ -96,10 +109,36 @@ class GatewayConfig:
     max_batch: int = attrs.field(default=64, validator=at_least(1))  # tasks of one */batch
 
 
+_NETWORK_SCHEMES = ("http", "https", "tcp")
+
+
+def is_url(value: Any) -> bool:
+    """``scheme://...`` with no spaces; for http, https and tcp also a host and a numeric
+    port, if any (``unix:///path`` and a plugin's own schemes pass on their form alone)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or "://" not in value or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    if not parts.scheme or not (parts.netloc or parts.path):
+        return False
+    return parts.scheme not in _NETWORK_SCHEMES or bool(parts.hostname)
+
+
 @attrs.frozen(kw_only=True)
 class ResourceConfig:
     id: str | None = None
-    url: str | None = None
+    url: str | None = attrs.field(
+        default=None,
+        validator=satisfies(
+            'a URL such as "http://127.0.0.1:11434"',
+            is_url,
+        ),
+    )
     host: str | None = None
     port: int | None = attrs.field(default=None, validator=in_range(1, 65535, "a port"))
     weight: float = attrs.field(default=1.0, validator=positive("a weight"))
@@ -184,10 +223,35 @@ def config_path_from_env() -> Path | None:
     return Path(value) if value else None
 
 
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is a ``ConfigError`` naming it."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError("not a text file (expected TOML in UTF-8)", source=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+
+
+def split_sections(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The known top-level tables of a config, and one line per unknown one."""
+    problems = unknown_keys([], [key for key in raw if key not in _FROM_FILE], _FROM_FILE)
+    problems = [line.replace("unknown key", "unknown section", 1) for line in problems]
+    return {key: value for key, value in raw.items() if key in _FROM_FILE}, problems
+
+
 def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
 ) -> GleitzeitConfig:
-    """Read and check a config from a TOML path or a dict; ``None`` uses ``GLEITZEIT_CONFIG``."""
+    """Read and check a config from a TOML path or a dict; ``None`` uses ``GLEITZEIT_CONFIG``.
+
+    Checks types, keys and values; names (strategies, hub kinds) and cross-references are
+    checked when the runtime builds it, or all at once by ``gleitzeit_core.checking``."""
     if source is None:
         source = config_path_from_env()
         if source is None:
@@ -195,19 +259,8 @@ def load_config(
     if isinstance(source, Mapping):
         raw, name = dict(source), "<config>"
     else:
-        path = Path(source)
-        name = str(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"not valid TOML: {exc}", source=name) from None
-    unknown = sorted(set(raw) - set(_FROM_FILE))
-    problems = [
-        f"{key}: unknown section; expected one of: {', '.join(_FROM_FILE)}" for key in unknown
-    ]
-    top = {key: value for key, value in raw.items() if key in _FROM_FILE}
+        raw, name = read_toml(source), str(source)
+    top, problems = split_sections(raw)
     try:
         config = structure(top, GleitzeitConfig, source=None)
     except ConfigError as exc:
@@ -262,11 +315,27 @@ def plugins_disabled_in(source: str | os.PathLike[str]) -> list[str]:
     return list(section.disabled)
 
 
-def disabled_plugins(source: str | os.PathLike[str] | None = None) -> list[str]:
-    """Every plugin this process must not load: the user's deny-list plus ``[plugins]
-    disabled`` of the config file (``source``, else ``GLEITZEIT_CONFIG``)."""
-    names = list(read_user_config().disabled)
+def _user_disabled() -> dict[str, str]:
+    user = f"the user config {user_config_path()} (`gleitzeit plugins enable NAME` undoes it)"
+    return dict.fromkeys(read_user_config().disabled, user)
+
+
+def disabled_plugins(source: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Every plugin this process must not load, each with what disabled it: the user's
+    deny-list plus ``[plugins] disabled`` of the config file (``source``, else
+    ``GLEITZEIT_CONFIG``). Only that table of the file is read."""
+    names = _user_disabled()
     path = Path(source) if source is not None else config_path_from_env()
     if path is None or not path.exists():
         return names
-    return [*names, *plugins_disabled_in(path)]
+    for name in plugins_disabled_in(path):
+        names.setdefault(name, f"[plugins] disabled in {path}")
+    return names
+
+
+def disabled_by(config: GleitzeitConfig) -> dict[str, str]:
+    """The plugins a loaded config and the user's settings disable, each with what did."""
+    names = _user_disabled()
+    for name in config.plugins.disabled:
+        names.setdefault(name, f"[plugins] disabled in {config.source or 'the config'}")
+    return names

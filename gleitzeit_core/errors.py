@@ -61,10 +61,22 @@ class UnknownNameError(ConfigError, LookupError):
         self.installed = sorted(installed)
         where = f"{path}: " if path else ""
         listing = ", ".join(self.installed) if self.installed else "none"
-        message = f"{where}unknown {kind} {name!r}; installed {kind}s: {listing}"
+        from .validators import did_you_mean
+
+        guess = did_you_mean(name, self.installed)
+        message = f"{where}unknown {kind} {name!r}; installed {plural(kind)}: {listing}"
+        if guess:
+            message += f'; did you mean "{guess}"?'
         if hint:
             message += f"; {hint}"
         super().__init__(message)
+
+
+def plural(noun: str) -> str:
+    """``strategy`` -> ``strategies``, ``hub kind`` -> ``hub kinds``."""
+    if noun.endswith("y") and noun[-2:-1] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun if noun.endswith("s") else noun + "s"
 
 
 class DuplicateNameError(GleitzeitError, ValueError):

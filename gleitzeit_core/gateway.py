@@ -338,16 +338,27 @@ async def _status(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
+    """``ok`` when every hub has a resource that is not unhealthy; per hub, what is wrong."""
     runtime = request.app[RUNTIME_KEY]
-    hubs: dict[str, dict[str, int]] = {}
+    hubs: dict[str, dict[str, Any]] = {}
     ok = True
     for name, hub in runtime.hubs.items():
         members = hub.resources
         healthy = sum(1 for r in members if r.health is not Health.UNHEALTHY)
-        hubs[name] = {"resources": len(members), "healthy": healthy}
+        problems = [f"discovery {src} failed: {err}" for src, err in hub.discovery_errors.items()]
+        if not members:
+            problems.append("no resources: none configured or discovered")
+        problems.extend(
+            f"{r.id} unhealthy: {r.health_detail or 'probe failed'}"
+            for r in members
+            if r.health is Health.UNHEALTHY
+        )
+        hubs[name] = {"resources": len(members), "healthy": healthy, "problems": problems}
         ok = ok and healthy > 0
+    skipped = getattr(runtime, "skipped_hubs", {})
     return web.json_response(
-        {"status": "ok" if ok else "degraded", "hubs": hubs}, status=200 if ok else 503
+        {"status": "ok" if ok else "degraded", "hubs": hubs, "not_added": skipped},
+        status=200 if ok else 503,
     )
 
 

@@ -18,7 +18,10 @@ class HubKind:
     the common settings as keyword arguments (see ``ResourceHub.__init__``) plus
     ``settings``: the kind-specific keys of the hub's table structured into ``settings_class``.
     ``resource_options`` likewise checks the kind-specific keys of each configured resource.
-    ``default_config`` returns the table of a hub to create when the config names none.
+    ``default_config`` returns the table of a hub to create when the config names none;
+    ``default_check`` (if given) says why that default hub would have nothing to work with
+    (``"no Docker engine answers at ..."``) or ``None``, so a config-less start adds only the
+    hubs whose backend answers.
     """
 
     factory: Any
@@ -29,6 +32,7 @@ class HubKind:
     default_scheme: str = "http"
     default_port: int | None = None
     default_config: Callable[[], Mapping[str, Any]] | None = None
+    default_check: Callable[[], str | None] | None = None
     description: str = ""
     install_hint: str | None = None
 

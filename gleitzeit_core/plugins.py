@@ -25,9 +25,20 @@ from . import hookspecs
 from .errors import PluginLoadError
 from .registry import Registries
 
-__all__ = ["BUILTIN", "PluginManager", "PluginRecord", "entry_points_snapshot"]
+__all__ = [
+    "BUILTIN",
+    "COMMANDS_GROUP",
+    "PluginCommand",
+    "PluginManager",
+    "PluginRecord",
+    "command_entry_points",
+    "entry_points_snapshot",
+]
 
 GROUP = "gleitzeit"
+# command line commands a plugin adds, named in its metadata so `gleitzeit --help` can list
+# them without importing the plugin
+COMMANDS_GROUP = "gleitzeit.commands"
 LIGHT_GROUPS = {
     "gleitzeit.strategies": "strategies",
     "gleitzeit.breakers": "breakers",
@@ -58,6 +69,7 @@ class PluginRecord:
     commands: list[str] = attrs.field(factory=list)
     hooks: list[str] = attrs.field(factory=list)  # the hook implementations it provides
     notes: list[str] = attrs.field(factory=list)  # from gleitzeit_plugin_notes
+    disabled_by: str | None = None  # what disabled it: the environment, a config file, ...
 
 
 _SNAPSHOT: list[Any] | None = None
@@ -69,9 +81,39 @@ def entry_points_snapshot() -> list[Any]:
     if _SNAPSHOT is None:
         import importlib_metadata
 
-        groups = {GROUP, *LIGHT_GROUPS}
+        groups = {GROUP, COMMANDS_GROUP, *LIGHT_GROUPS}
         _SNAPSHOT = [ep for ep in importlib_metadata.entry_points() if ep.group in groups]
     return list(_SNAPSHOT)
+
+
+@attrs.frozen
+class PluginCommand:
+    """A command a plugin declares in its metadata (entry point group ``gleitzeit.commands``)."""
+
+    name: str
+    plugin: str  # the plugin's name (its ``gleitzeit`` entry point), for the deny-lists
+    distribution: str | None
+    version: str | None
+    entry_point: Any
+
+    def load(self) -> Any:
+        return self.entry_point.load()
+
+
+def command_entry_points() -> dict[str, PluginCommand]:
+    """Every command declared by an installed plugin, by command name; read from metadata
+    only, nothing imported."""
+    snapshot = entry_points_snapshot()
+    plugin_of = {ep.dist.name: ep.name for ep in snapshot if ep.group == GROUP and ep.dist}
+    found: dict[str, PluginCommand] = {}
+    for ep in snapshot:
+        if ep.group != COMMANDS_GROUP:
+            continue
+        dist = ep.dist.name if ep.dist else None
+        plugin = plugin_of.get(dist or "") or _short(dist) or ep.name
+        version = ep.dist.version if ep.dist else None
+        found.setdefault(ep.name, PluginCommand(ep.name, plugin, dist, version, ep))
+    return found
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -93,7 +135,7 @@ class PluginManager:
     def __init__(
         self,
         *,
-        disabled: Iterable[str] = (),
+        disabled: Iterable[str] | Mapping[str, str] = (),
         allow: Iterable[str] | None = None,
         strict: bool = False,
         autoload: bool = True,
@@ -102,7 +144,11 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self.registries = Registries()
         self.records: dict[str, PluginRecord] = {}
-        self.disabled = {name.lower() for name in disabled}
+        # name -> what disabled it (shown by `plugins list` and in "not installed" messages)
+        reasons = disabled if isinstance(disabled, Mapping) else dict.fromkeys(disabled, "")
+        self.disabled: dict[str, str] = {}
+        for name, why in reasons.items():
+            self.disabled.setdefault(name.lower(), why or "the caller's deny-list")
         self.allow = None if allow is None else {name.lower() for name in allow}
         self.strict = strict
         self.autoload = autoload
@@ -110,11 +156,19 @@ class PluginManager:
 
     @classmethod
     def from_env(
-        cls, disabled: Iterable[str] = (), environ: Mapping[str, str] | None = None
+        cls,
+        disabled: Iterable[str] | Mapping[str, str] = (),
+        environ: Mapping[str, str] | None = None,
     ) -> PluginManager:
-        """A manager configured by the ``GLEITZEIT_*`` variables plus extra deny-list names."""
+        """A manager configured by the ``GLEITZEIT_*`` variables plus extra deny-list names
+        (a mapping gives what disabled each, for ``plugins list``)."""
         env = os.environ if environ is None else environ
-        deny = [*(_names(env.get("GLEITZEIT_DISABLED_PLUGINS")) or []), *disabled]
+        deny = dict.fromkeys(
+            _names(env.get("GLEITZEIT_DISABLED_PLUGINS")) or [], "GLEITZEIT_DISABLED_PLUGINS"
+        )
+        extra = disabled if isinstance(disabled, Mapping) else dict.fromkeys(disabled, "")
+        for name, why in extra.items():
+            deny.setdefault(name, why)
         strict = env.get("GLEITZEIT_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
         return cls(disabled=deny, allow=_names(env.get("GLEITZEIT_LOAD_PLUGINS")), strict=strict)
 
@@ -132,10 +186,28 @@ class PluginManager:
         return self
 
     def is_enabled(self, *names: str | None) -> bool:
-        wanted = {n.lower() for n in names if n}
-        if wanted & self.disabled:
-            return False
-        return self.allow is None or bool(wanted & self.allow)
+        return self.disabled_reason(*names) is None
+
+    def disabled_reason(self, *names: str | None) -> str | None:
+        """What keeps a plugin (by any of its names) from loading, or ``None``."""
+        wanted = [n.lower() for n in names if n]
+        for name in wanted:
+            if name in self.disabled:
+                return self.disabled[name]
+        if self.allow is not None and not set(wanted) & self.allow:
+            return "not listed in GLEITZEIT_LOAD_PLUGINS"
+        return None
+
+    def _disabled(
+        self, name: str, dist: str | None, version: str | None, module: str | None
+    ) -> PluginRecord:
+        why = self.disabled_reason(name, dist)
+        record = PluginRecord(name, dist, version, module, "disabled", disabled_by=why)
+        self.records[name] = record
+        self.registries.disabled[name] = why or ""
+        if dist:
+            self.registries.disabled[dist.lower()] = why or ""
+        return record
 
     def _load_entry_points(self) -> None:
         snapshot = entry_points_snapshot()
@@ -152,7 +224,7 @@ class PluginManager:
                 self._fail(name, dist, version, first.value, f"plugin name claimed by {owners}")
                 continue
             if not self.is_enabled(name, dist):
-                self.records[name] = PluginRecord(name, dist, version, first.value, "disabled")
+                self._disabled(name, dist, version, first.value)
                 continue
             try:
                 module = first.load()
@@ -168,10 +240,12 @@ class PluginManager:
             owner = _short(dist) or ep.name
             record = self.records.get(owner)
             if record is None:
-                status = "loaded" if self.is_enabled(owner, dist) else "disabled"
                 version = ep.dist.version if ep.dist else None
-                record = PluginRecord(owner, dist, version, None, status)
-                self.records[owner] = record
+                if self.is_enabled(owner, dist):
+                    record = PluginRecord(owner, dist, version, None, "loaded")
+                    self.records[owner] = record
+                else:
+                    record = self._disabled(owner, dist, version, None)
             if record.status != "loaded":
                 continue
             self.registries.of(kind).add(ep.name, ep.value, plugin=owner)

@@ -124,6 +124,8 @@ class Registries:
         self.strategies: Registry[Any] = Registry("strategies")
         self.breakers: Registry[Any] = Registry("breakers")
         self.providers: Registry[Any] = Registry("providers")
+        # installed but disabled plugins (by name and by distribution) -> what disabled them
+        self.disabled: dict[str, str] = {}
 
     def of(self, kind: str) -> Registry[Any]:
         registry: Registry[Any] = getattr(self, kind)

@@ -22,14 +22,14 @@ from typing import Any
 import attrs
 
 from .clock import Clock
-from .config import GleitzeitConfig, load_config, read_user_config
-from .errors import ProviderUnavailable, UnknownMethod
+from .config import GleitzeitConfig, disabled_by, load_config
+from .errors import ConfigError, ProviderUnavailable, UnknownMethod
 from .features import FeatureFlags
 from .hub import ResourceHub
 from .keys import CallerCounters
 from .plugins import PluginManager
 from .status import RuntimeStatus
-from .wiring import FIRST_PARTY, build_hubs, build_providers
+from .wiring import FIRST_PARTY, build_hubs, build_providers, check_providers
 
 __all__ = ["Runtime"]
 
@@ -44,11 +44,20 @@ class Runtime:
     ) -> None:
         self.config = config or GleitzeitConfig()
         if plugins is None:
-            plugins = PluginManager.from_env(disabled=self.config.plugins.disabled)
+            plugins = PluginManager.from_env(disabled=disabled_by(self.config))
         self.plugins = plugins.load()
         self.registries = self.plugins.registries
         self.features = FeatureFlags(self.config.features, random.Random())
-        self.hubs: dict[str, ResourceHub] = build_hubs(self.config, self.registries, clock=clock)
+        # kinds whose default hub was left out (no config, backend not answering) -> why
+        self.skipped_hubs: dict[str, str] = {}
+        try:
+            self.hubs: dict[str, ResourceHub] = build_hubs(
+                self.config, self.registries, clock=clock, skipped=self.skipped_hubs
+            )
+        except ConfigError as exc:  # the providers' references are reported in the same run
+            kinds = {name: hub.kind for name, hub in self.config.hubs.items()}
+            more = check_providers(self.config, kinds, self.registries)
+            raise ConfigError([*exc.problems, *more], source=exc.source) from None
         self.providers: dict[str, Any] = build_providers(
             self.config, self.hubs, self.registries, self
         )
@@ -72,10 +81,20 @@ class Runtime:
         clock: Clock | None = None,
     ) -> Runtime:
         """Build a runtime from a TOML path, a dict, a config object, or ``GLEITZEIT_CONFIG``."""
-        config = source if isinstance(source, GleitzeitConfig) else load_config(source)
+        if isinstance(source, GleitzeitConfig):
+            config = source
+        else:
+            try:
+                config = load_config(source)
+            except ConfigError as exc:
+                if source is None:
+                    raise
+                # the file has mistakes: report every one, names and references too, at once
+                from .checking import check_config
+
+                raise (check_config(source, plugins=plugins) or exc) from None
         if plugins is None:
-            disabled = [*config.plugins.disabled, *read_user_config().disabled]
-            plugins = PluginManager.from_env(disabled=disabled)
+            plugins = PluginManager.from_env(disabled=disabled_by(config))
         return cls(config, plugins, clock=clock)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -137,7 +156,11 @@ class Runtime:
         for protocol in self.registries.providers.names():
             if protocol.split("/", 1)[0] == prefix and protocol not in self.providers:
                 kind = self.registries.providers.get(protocol)
-                raise ProviderUnavailable(protocol, kind.hub_kind)
+                unavailable = ProviderUnavailable(protocol, kind.hub_kind)
+                why = self.skipped_hubs.get(kind.hub_kind or "")
+                if why:  # no config, and the default hub's backend did not answer at start
+                    unavailable.args = (f"{unavailable.args[0]}; no default hub: {why}",)
+                raise unavailable
         error = UnknownMethod(method, list(methods))
         for protocol, dist in FIRST_PARTY["provider"].items():
             if protocol.split("/", 1)[0] == prefix:

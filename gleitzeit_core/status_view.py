@@ -31,15 +31,36 @@ def fetch_status(url: str, token: str | None = None, timeout: float = 5.0) -> An
             f"{url} answered HTTP {exc.code}: {exc.read().decode(errors='replace')}"
         ) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise GleitzeitError(f"cannot reach a gateway at {url}: {exc}") from None
+        raise GleitzeitError(
+            f"cannot reach a gateway at {url}: {getattr(exc, 'reason', exc)}; is `gleitzeit "
+            "serve` running? Point at it with --url, --port or --config"
+        ) from None
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def status_tables(data: Any) -> list[Table]:
+# (column, wide only): the narrow set fits 80 columns; --wide adds the rest
+_COLUMNS = (
+    ("resource", False),
+    ("health", False),
+    ("breaker", True),
+    ("in flight", False),
+    ("requests", False),
+    ("req/s", True),
+    ("error %", False),
+    ("p50 ms", True),
+    ("p95 ms", False),
+    ("p99 ms", True),
+    ("ejections", True),
+    ("details", True),
+)
+
+
+def status_tables(data: Any, *, wide: bool = True) -> list[Table]:
     tables = []
+    columns = [name for name, wide_only in _COLUMNS if wide or not wide_only]
     for hub in data.get("hubs", []):
         counters = hub.get("counters", {})
         title = (
@@ -49,22 +70,11 @@ def status_tables(data: Any) -> list[Table]:
             + (" · [red]PANIC: routing to unhealthy resources[/]" if hub.get("panic") else "")
         )
         table = Table(title=title, title_justify="left")
-        for column in (
-            "resource",
-            "health",
-            "breaker",
-            "in flight",
-            "requests",
-            "req/s",
-            "error %",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "ejections",
-            "details",
-        ):
+        for column in columns:
             table.add_column(
-                column, justify="left" if column in ("resource", "details") else "right"
+                column,
+                justify="left" if column in ("resource", "details", "health") else "right",
+                overflow="fold",
             )
         for res in hub.get("resources", []):
             metrics = res["metrics"]
@@ -75,20 +85,21 @@ def status_tables(data: Any) -> list[Table]:
                 health += " (draining)"
             colour = {"healthy": "green", "unhealthy": "red"}.get(res["health"], "yellow")
             details = res.get("details") or {}
-            table.add_row(
-                res["id"],
-                f"[{colour}]{health}[/]",
-                res["breaker"],
-                str(res["in_flight"]),
-                str(metrics["requests"]),
-                f"{metrics['rate_per_s']:.1f}",
-                f"{100 * metrics['error_rate']:.1f}",
-                _ms(metrics["p50_ms"]),
-                _ms(metrics["p95_ms"]),
-                _ms(metrics["p99_ms"]),
-                str(res["ejections"]),
-                ", ".join(f"{k}: {_short(v)}" for k, v in details.items()),
-            )
+            cells = {
+                "resource": res["id"],
+                "health": f"[{colour}]{health}[/]",
+                "breaker": res["breaker"],
+                "in flight": str(res["in_flight"]),
+                "requests": str(metrics["requests"]),
+                "req/s": f"{metrics['rate_per_s']:.1f}",
+                "error %": f"{100 * metrics['error_rate']:.1f}",
+                "p50 ms": _ms(metrics["p50_ms"]),
+                "p95 ms": _ms(metrics["p95_ms"]),
+                "p99 ms": _ms(metrics["p99_ms"]),
+                "ejections": str(res["ejections"]),
+                "details": ", ".join(f"{k}: {_short(v)}" for k, v in details.items()),
+            }
+            table.add_row(*(cells[column] for column in columns))
         tables.append(table)
     core_keys = ("version", "hubs", "providers", "plugins")
     for name, section in data.items():
@@ -140,30 +151,55 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _console() -> Console:
-    # piped output has no terminal width; a table cut to 80 columns would hide its numbers
-    return Console() if sys.stdout.isatty() else Console(width=160)
+def _console(wide: bool = False) -> Console:
+    # a terminal has its own width; a pipe gets 80 columns, or room for every column
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=200 if wide else 80)
 
 
-def show_status(data: Any, console: Console | None = None) -> None:
-    console = console or _console()
-    for table in status_tables(data):
+def show_status(data: Any, console: Console | None = None, *, wide: bool = False) -> None:
+    console = console or _console(wide)
+    tables = status_tables(data, wide=wide)
+    if not tables:
+        console.print("no hubs")
+    for table in tables:
         console.print(table)
+    if not wide:
+        console.print("[dim]more columns: gleitzeit status --wide; everything: --json[/]")
 
 
-def watch_status(url: str, interval: float, token: str | None) -> None:
-    console = _console()
+def watch_status(
+    url: str, interval: float, token: str | None, *, wide: bool = False, as_json: bool = False
+) -> None:
+    """Refresh every ``interval`` seconds: in place on a terminal; on a pipe (or with
+    ``as_json``) one complete snapshot after another, each flushed at once."""
+    console = _console(wide)
+    if as_json or not sys.stdout.isatty():
+        while True:
+            stamp = time.strftime("%H:%M:%S")
+            try:
+                data = fetch_status(url, token)
+                if as_json:
+                    print(json.dumps(data), flush=True)
+                else:
+                    console.print(f"-- {url} at {stamp}")
+                    show_status(data, console, wide=wide)
+            except GleitzeitError as exc:
+                print(f"gleitzeit: {exc}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            time.sleep(interval)
     with Live(console=console, refresh_per_second=4) as live:
         while True:
             try:
-                live.update(Group(*status_tables(fetch_status(url, token))))
+                live.update(Group(*status_tables(fetch_status(url, token), wide=wide)))
             except GleitzeitError as exc:
                 live.update(f"[red]{exc}[/]")
             time.sleep(interval)
 
 
 def plugins_table(records: list[Any], conflicts: dict[str, dict[str, list[str]]]) -> None:
-    console = _console()
+    console = _console(wide=True)
     table = Table(title="gleitzeit plugins", title_justify="left")
     for column in ("name", "distribution", "version", "status", "registered", "error"):
         table.add_column(column)
@@ -176,11 +212,14 @@ def plugins_table(records: list[Any], conflicts: dict[str, dict[str, list[str]]]
             registered += ("; " if registered else "") + "commands: " + ", ".join(record.commands)
         if "gleitzeit_register_routes" in record.hooks:
             registered += ("; " if registered else "") + "gateway routes"
+        status = f"[{colour}]{record.status}[/]"
+        if record.status == "disabled" and record.disabled_by:
+            status += f" by {record.disabled_by}"
         table.add_row(
             record.name,
             record.distribution or "-",
             record.version or "-",
-            f"[{colour}]{record.status}[/]",
+            status,
             registered or "-",
             record.error or "",
         )

@@ -7,6 +7,7 @@ TOML already gives exact types, so the converter accepts only those: no ``"1.5"`
 
 from __future__ import annotations
 
+import copy
 import enum
 import functools
 import inspect
@@ -28,9 +29,17 @@ from cattrs.errors import (
 
 from .clock import Clock
 from .errors import ConfigError
-from .validators import FieldError, MissingKey, shown
+from .validators import FieldError, MissingKey, did_you_mean, shown
 
-__all__ = ["build_component", "converter", "describe_type", "structure"]
+__all__ = [
+    "build_component",
+    "converter",
+    "describe_type",
+    "did_you_mean",
+    "structure",
+    "structure_lenient",
+    "unknown_keys",
+]
 
 T = TypeVar("T")
 
@@ -250,8 +259,76 @@ def structure(raw: Any, cls: type[T], *, path: str = "", source: str | None = No
     try:
         return converter.structure(raw, cls)
     except Exception as exc:
-        problems = problems_of(exc, _split(path), raw, cls)
+        problems = [
+            f"{_join(where)}: {what}" for where, what in _problems(exc, _split(path), raw, cls)
+        ]
         raise ConfigError(problems, source=source) from None
+
+
+def structure_lenient(
+    raw: Mapping[str, Any], cls: type[T], *, path: str = ""
+) -> tuple[T | None, list[str]]:
+    """Structure ``raw`` into ``cls`` and return every problem, plus the object built from
+    what is left once the keys with problems are dropped (``None`` if even that fails).
+
+    The object lets later checks (names, cross-references) run over the rest of a config in
+    the same pass, so one run reports everything."""
+    prefix = _split(path)
+    try:
+        return converter.structure(raw, cls), []
+    except Exception as exc:
+        found = _problems(exc, prefix, raw, cls)
+    problems = [f"{_join(where)}: {what}" for where, what in found]
+    rest: Any = copy.deepcopy(dict(raw))
+    for _ in range(8):  # each round drops what the last one objected to
+        for where, _what in found:
+            _drop(rest, list(where[len(prefix) :]))
+        try:
+            return converter.structure(rest, cls), problems
+        except Exception as exc:
+            found = _problems(exc, prefix, rest, cls)
+    return None, problems
+
+
+def _drop(value: Any, parts: list[str | int]) -> None:
+    """Remove the key a problem names; a missing key takes its whole table with it."""
+    if not parts:
+        return
+    parents: list[tuple[Any, str | int]] = []
+    node = value
+    for part in parts:
+        try:
+            child = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        parents.append((node, part))
+        node = child
+    else:
+        owner, key = parents[-1]
+        _delete(owner, key)
+        return
+    if parents:  # the named key is absent (a required one): drop the table that lacks it
+        owner, key = parents[-1]
+        _delete(owner, key)
+
+
+def _delete(owner: Any, key: str | int) -> None:
+    if isinstance(owner, list) and isinstance(key, int):
+        owner[key] = {}  # keep later indexes stable; an empty table is reported no more
+    elif isinstance(owner, dict):
+        owner.pop(key, None)
+
+
+def unknown_keys(
+    prefix: Sequence[str | int], keys: Sequence[str], allowed: Sequence[str]
+) -> list[str]:
+    """``path.key: unknown key; did you mean "x"?`` (or the keys it may be) for each key."""
+    lines = []
+    for key in sorted(keys):
+        guess = did_you_mean(key, allowed)
+        hint = f'did you mean "{guess}"?' if guess else "expected one of: " + ", ".join(allowed)
+        lines.append(f"{_join([*prefix, key])}: unknown key; {hint}")
+    return lines
 
 
 def _split(path: str) -> list[str | int]:
@@ -277,25 +354,35 @@ def _lookup(raw: Any, parts: Sequence[str | int]) -> Any:
 
 _MISSING = object()
 
+Problem = tuple[list[str | int], str]
 
-def problems_of(
+
+def problems_of(exc: BaseException, prefix: list[str | int], raw: Any, cls: Any) -> list[str]:
+    """Flatten cattrs' exception tree into ``path: what was expected, what was found`` lines."""
+    return [f"{_join(where)}: {what}" for where, what in _problems(exc, prefix, raw, cls)]
+
+
+def _problems(
     exc: BaseException,
     prefix: list[str | int],
     raw: Any,
     cls: Any,
     rel: list[str | int] | None = None,
-) -> list[str]:
-    """Flatten cattrs' exception tree into ``path: what was expected, what was found`` lines."""
+) -> list[Problem]:
     rel = rel or []
     if isinstance(exc, ForbiddenExtraKeysError):
-        allowed = ", ".join(_settable(exc.cl)) if attrs.has(exc.cl) else ""
-        return [
-            f"{_join([*prefix, *rel, key])}: unknown key"
-            + (f"; expected one of: {allowed}" if allowed else "")
-            for key in sorted(exc.extra_fields)
-        ]
+        allowed = _settable(exc.cl) if attrs.has(exc.cl) else []
+        found: list[Problem] = []
+        for key in sorted(exc.extra_fields):
+            guess = did_you_mean(key, allowed)
+            if guess:
+                hint = f'; did you mean "{guess}"?'
+            else:
+                hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+            found.append(([*prefix, *rel, key], "unknown key" + hint))
+        return found
     if isinstance(exc, ClassValidationError | IterableValidationError):
-        lines: list[str] = []
+        lines: list[Problem] = []
         for sub in exc.exceptions:
             step: list[str | int] = []
             for note in getattr(sub, "__notes__", []):
@@ -304,22 +391,46 @@ def problems_of(
                 elif isinstance(note, IterableValidationNote):
                     step = [note.index]
             owner = exc.cl if isinstance(exc, ClassValidationError) else None
-            lines.extend(problems_of(sub, prefix, raw, owner, [*rel, *step]))
+            lines.extend(_problems(sub, prefix, raw, owner, [*rel, *step]))
         return lines
     if isinstance(exc, FieldError):  # one of our validators: it says what was wrong
         if not rel or rel[-1] != exc.field:
             rel = [*rel, exc.field]
-        return [f"{_join([*prefix, *rel])}: {exc}"]
+        return [([*prefix, *rel], str(exc))]
     if isinstance(exc, MissingKey):
-        return [f"{_join([*prefix, *rel, exc.field])}: missing required key"]
-    where = _join([*prefix, *rel])
+        return [([*prefix, *rel, exc.field], "missing required key")]
+    where = [*prefix, *rel]
     value = _lookup(raw, rel)
     if isinstance(exc, KeyError):
-        return [f"{where}: missing required key"]
+        return [(where, "missing required key")]
+    if isinstance(exc, ValueError) and not isinstance(exc, TypeError):
+        # a validator other than ours (attrs' ge, say): the value has the right type, so
+        # describe the bound, else let its own words say what is wrong
+        bound = _bound_of(cls, rel)
+        if bound and value is not _MISSING:
+            return [(where, f"expected {bound}, got {shown(value)}")]
+        return [(where, str(exc))]
     expected = _expected_of(cls, rel)
     if expected and value is not _MISSING:
-        return [f"{where}: expected {expected}, got {shown(value)}"]
-    return [f"{where}: {exc}"]
+        return [(where, f"expected {expected}, got {shown(value)}")]
+    return [(where, str(exc))]
+
+
+def _bound_of(owner: Any, rel: Sequence[str | int]) -> str | None:
+    """``a value >= 1`` for attrs' own number validators (``attrs.validators.ge(1)``)."""
+    if not rel or not isinstance(rel[-1], str) or owner is None or not attrs.has(owner):
+        return None
+    field = attrs.fields_dict(owner).get(rel[-1])
+    validator = getattr(field, "validator", None)
+    checks = getattr(validator, "_validators", None) or [validator]
+    for check in checks:
+        described = getattr(check, "expected", None)
+        if described:
+            return str(described)
+        operator, bound = getattr(check, "compare_op", None), getattr(check, "bound", None)
+        if operator and bound is not None:
+            return f"a number {operator} {bound}"
+    return None
 
 
 # collaborators the runtime injects; a config can never set them

@@ -7,8 +7,9 @@ Plugins use them for the attrs classes that hold their options.
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -18,6 +19,7 @@ __all__ = [
     "InvalidValue",
     "MissingKey",
     "at_least",
+    "did_you_mean",
     "fraction",
     "in_range",
     "one_of",
@@ -65,6 +67,12 @@ def shown(value: Any) -> str:
         return json.dumps(value)
     except (TypeError, ValueError):
         return repr(value)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """The closest of ``choices`` to a misspelt ``name``, if any is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def satisfies(expected: str, test: Callable[[Any], object]) -> Validator:

@@ -6,10 +6,20 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
+# pip's and setuptools' chatter (an editable-install warning per package) goes to a log that
+# is shown only when the install fails.
+log=.venv/setup.log
+quiet_pip() {
+  if ! .venv/bin/python -m pip install --disable-pip-version-check -q "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "[setup] pip install failed (full output above, also in $log)" >&2
+    exit 1
+  fi
+}
+quiet_pip --upgrade pip
 packages=(-e .)
 for dir in plugins/* contrib/* examples/custom-strategy; do
   [ -f "$dir/pyproject.toml" ] && packages+=(-e "$dir")
 done
-.venv/bin/python -m pip install -q "${packages[@]}" -r requirements-dev.txt
-echo "[setup] installed: ${packages[*]}" >&2
+quiet_pip "${packages[@]}" -r requirements-dev.txt
+echo "[setup] installed: ${packages[*]} (pip's log: $log)" >&2

@@ -80,7 +80,7 @@ def test_unknown_breaker_names_the_pip_command() -> None:
     config = load_config(
         {"hubs": {"a": {"kind": "echo", "breaker": {"kind": "window"}, "resources": []}}}
     )
-    manager = PluginManager(allow=["breaker-consecutive"])
+    manager = PluginManager(autoload=False)  # as if no breaker plugin were installed
     manager.load()
     manager.add(echo, "echo")
     with pytest.raises(UnknownNameError) as info:
@@ -88,6 +88,32 @@ def test_unknown_breaker_names_the_pip_command() -> None:
     assert "installed breakers" in str(info.value)
     with pytest.raises(ConfigError, match="pip install gleitzeit-breaker-window"):
         Runtime(config, manager)
+
+
+def test_a_disabled_breaker_plugin_is_named_as_disabled_not_missing() -> None:
+    """A first-party breaker whose plugin is installed but disabled is answered with what
+    disabled it, never with a pip command (installing it again would not help)."""
+    config = load_config(
+        {"hubs": {"a": {"kind": "echo", "breaker": {"kind": "window"}, "resources": []}}}
+    )
+    manager = PluginManager(disabled={"breaker-window": "GLEITZEIT_DISABLED_PLUGINS"})
+    manager.load()
+    manager.add(echo, "echo")
+    with pytest.raises(ConfigError) as info:
+        Runtime(config, manager)
+    message = str(info.value)
+    assert "installed but disabled" in message
+    assert "GLEITZEIT_DISABLED_PLUGINS" in message
+    assert "pip install" not in message
+
+
+def test_unknown_names_are_plural_right_and_suggest_the_closest() -> None:
+    """An unknown strategy lists the installed *strategies* (not "strategys") and names the
+    closest one."""
+    error = UnknownNameError("strategy", "p2k", ["p2c", "random"])
+    assert "installed strategies: p2c, random" in str(error)
+    assert 'did you mean "p2c"?' in str(error)
+    assert "installed hub kinds" in str(UnknownNameError("hub kind", "x", []))
 
 
 def test_strategy_options_are_checked() -> None:
@@ -180,3 +206,33 @@ def test_run_with_bad_params_names_the_field(gleitzeit: Run, site: Site, tmp_pat
     )
     assert result.returncode == 1
     assert "params.text: expected a string, got 5" in result.stderr
+
+
+def test_a_value_out_of_an_attrs_validators_range_says_the_bound() -> None:
+    """A field checked by attrs' own ``ge(1)`` (a third-party strategy's ``max_in_flight``)
+    set to 0 reads "expected a number >= 1, got 0", not a type complaint."""
+    import attrs
+
+    from gleitzeit_core.structuring import structure
+
+    @attrs.frozen
+    class Options:
+        max_in_flight: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+
+    with pytest.raises(ConfigError) as info:
+        structure({"max_in_flight": 0}, Options, path="hubs.llm.strategy")
+    assert info.value.problems == ["hubs.llm.strategy.max_in_flight: expected a number >= 1, got 0"]
+
+
+def test_a_common_hub_key_misspelt_is_suggested_whatever_the_kind() -> None:
+    """``retry = 2`` in a hub of a kind with its own keys (or none) suggests ``retries``,
+    never a list of kind-only keys."""
+    from gleitzeit_core.checking import check_config
+
+    manager = echo_manager()
+    error = check_config(
+        {"hubs": {"e": {"kind": "echo", "retry": 2, "resources": [{"url": "echo://a"}]}}},
+        plugins=manager,
+    )
+    assert error is not None
+    assert error.problems == ['hubs.e.retry: unknown key; did you mean "retries"?']

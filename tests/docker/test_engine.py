@@ -91,7 +91,8 @@ async def test_ping_and_image_checks(engine: Engine) -> None:
     message = str(caught.value)
     assert "gleitzeit-test/absent:0" in message
     assert "docker pull" in message
-    assert "bash .ci/docker-engine.sh image" in message
+    assert "docker load" in message
+    assert ".ci/" not in message  # user-facing: never a CI script
     assert isinstance(caught.value, LookupError)
 
 

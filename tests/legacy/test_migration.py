@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gleitzeit_legacy.migrate import Migration, Report, leaf_paths, migrate, migrate_provider_config
+from gleitzeit_legacy.migration import (
+    Migration,
+    Report,
+    leaf_paths,
+    migrate,
+    migrate_provider_config,
+)
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 

@@ -4,15 +4,14 @@
 ``--config``, or ``DOCKER_HOST``/the default socket) with a rich progress bar per layer.
 ``prepare`` does that for the image of every enabled profile of every docker hub, skipping
 images an engine already has. Where no registry is reachable, a missing image ends in an
-error naming the image and how to get it (``docker load``, or for the local CI image
-``bash .ci/docker-engine.sh image``). Exit codes: 0 done, 1 an engine or image problem,
+error naming the image and how to get it (``docker pull`` where a registry answers, else
+``docker load`` from a saved image). Exit codes: 0 done, 1 an engine or image problem,
 2 a bad config.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -26,8 +25,9 @@ _DONE = ("Pull complete", "Already exists")
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"gleitzeit: {message}", err=True)
-    sys.exit(code)
+    from gleitzeit_core.cli import fail
+
+    fail(message, code)
 
 
 class LayerProgress:
@@ -103,15 +103,20 @@ async def _engines_of(hubs: Sequence[Any]) -> list[str]:
 
 
 def _run(coro: Any) -> None:
-    from gleitzeit_core import ConfigError, GleitzeitError
+    from gleitzeit_core.cli import debug_enabled, explain
     from gleitzeit_docker.errors import DockerLayerError
 
     try:
         asyncio.run(coro)
-    except ConfigError as exc:
-        _fail(str(exc), 2)
-    except (GleitzeitError, DockerLayerError) as exc:
+    except DockerLayerError as exc:
+        if debug_enabled():
+            raise
         _fail(str(exc), 1)
+    except Exception as exc:  # an unreachable engine, a bad config: one line, no traceback
+        explained = explain(exc)
+        if explained is None or debug_enabled():
+            raise
+        _fail(*explained)
 
 
 @click.group("docker")

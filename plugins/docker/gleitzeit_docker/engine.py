@@ -69,8 +69,8 @@ LABEL_PROFILE = "gleitzeit.profile"
 LABEL_MODE = "gleitzeit.mode"
 _DEFAULT_SOCKETS = ("/run/docker.sock", "/var/run/docker.sock", "~/.docker/run/docker.sock")
 _IMAGE_HELP = (
-    "get it with `docker pull {image}` on the engine host (needs a registry), load it with "
-    "`docker load`, or, for the local CI image, build it with `bash .ci/docker-engine.sh image`"
+    "get it with `docker pull {image}` on the engine host (needs a registry), or build it "
+    "there (`docker build`) or load a saved copy (`docker load -i FILE.tar`)"
 )
 
 T = TypeVar("T")
@@ -225,8 +225,8 @@ class Engine:
 
     def unavailable(self, detail: str) -> EngineUnavailable:
         return EngineUnavailable(
-            f"engine unavailable: {self.url}: {detail}; start the engine (for CI: "
-            "`bash .ci/docker-engine.sh start`) or point DOCKER_HOST at a running one"
+            f"engine unavailable: {self.url}: {detail}; start Docker there, or point DOCKER_HOST "
+            "(or the hub's engines) at a running engine; `gleitzeit doctor` checks them all"
         )
 
     def _translate(self, what: str, exc: DockerError, image: str = "") -> Exception:
@@ -323,8 +323,8 @@ class Engine:
         except EngineAPIError as exc:
             raise ImageMissing(
                 f"could not pull image {image!r} on engine {self.url} ({exc.detail}); if no "
-                "registry is reachable, load it with `docker load` on the engine host or, for "
-                "the local CI image, build it with `bash .ci/docker-engine.sh image`",
+                "registry is reachable, build it on the engine host (`docker build`) or load a "
+                "saved copy (`docker load -i FILE.tar`)",
                 image,
             ) from exc
 

@@ -12,15 +12,35 @@ from gleitzeit_core import Register, hookimpl
 from gleitzeit_core.kinds import HubKind, ProviderKind
 
 if TYPE_CHECKING:
-    import click
+    pass
 
-__all__ = ["default_hub_config"]
+__all__ = ["default_hub_check", "default_hub_config"]
 
 
 def default_hub_config() -> dict[str, Any]:
     """The hub used when a config names none: one engine, ``DOCKER_HOST`` or the default
     socket (the ``engines`` discoverer finds it), with the built-in profiles."""
     return {"kind": "docker"}
+
+
+def default_hub_check() -> str | None:
+    """Why the config-less default hub would be empty: no engine at the default socket. An
+    engine named by ``DOCKER_HOST`` was asked for, so it is always added."""
+    import os
+
+    if os.environ.get("DOCKER_HOST", "").strip():
+        return None
+    from gleitzeit_core import connect_problem
+    from gleitzeit_docker.discovery import default_engine_url
+
+    url = default_engine_url()
+    problem = connect_problem(url, timeout=1.0)
+    if problem is None:
+        return None
+    return (
+        f"no Docker engine answers at {url} ({problem}); start Docker, set DOCKER_HOST, "
+        'or name your engines in a config ([hubs.NAME] with kind = "docker")'
+    )
 
 
 @hookimpl
@@ -36,6 +56,7 @@ def gleitzeit_register_hubs(register: Register) -> None:
             default_scheme="tcp",
             default_port=2375,
             default_config=default_hub_config,
+            default_check=default_hub_check,
             description="Docker engines; each runs a pool of hardened, warm Python sandboxes",
             install_hint="pip install gleitzeit-docker",
         ),
@@ -62,10 +83,3 @@ def gleitzeit_register_providers(register: Register) -> None:
             description="execute, validate, info and batch of Python code in Docker sandboxes",
         ),
     )
-
-
-@hookimpl
-def gleitzeit_register_commands(cli: click.Group) -> None:
-    from gleitzeit_docker.cli import docker_command  # only when a plugin command is asked for
-
-    cli.add_command(docker_command)

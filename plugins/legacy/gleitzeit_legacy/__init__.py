@@ -29,9 +29,9 @@ __all__ = [
 
 _WHERE = {
     "HubProviderAdapter": "gleitzeit_legacy.adapter",
-    "Migration": "gleitzeit_legacy.migrate",
-    "migrate": "gleitzeit_legacy.migrate",
-    "migrate_provider_config": "gleitzeit_legacy.migrate",
+    "Migration": "gleitzeit_legacy.migration",
+    "migrate": "gleitzeit_legacy.migration",
+    "migrate_provider_config": "gleitzeit_legacy.migration",
     "create_provider_with_hub": "gleitzeit_legacy.factory",
 }
 

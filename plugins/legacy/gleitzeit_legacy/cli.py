@@ -32,7 +32,7 @@ def migrate_config_command(old: Path, output: Path | None, no_env: bool, force: 
     """Migrate an old provider config (YAML or JSON) to the new TOML config."""
     from gleitzeit_core import ConfigError
     from gleitzeit_core.config import load_config
-    from gleitzeit_legacy.migrate import load_old, migrate
+    from gleitzeit_legacy.migration import load_old, migrate
 
     try:
         data = load_old(old)
@@ -61,4 +61,4 @@ def migrate_config_command(old: Path, output: Path | None, no_env: bool, force: 
         sys.exit(2)
     output.write_text(text, encoding="utf-8")
     click.echo(report)
-    click.echo(f"wrote {output}; check it with `gleitzeit run --config {output} ...`")
+    click.echo(f"wrote {output}; check it with `gleitzeit config check {output}`")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .adapter import HubProviderAdapter
-from .migrate import _kind
+from .migration import _kind
 
 __all__ = ["create_provider_with_hub"]
 

@@ -13,9 +13,9 @@ from gleitzeit_core import Register, hookimpl
 from gleitzeit_core.kinds import HubKind, ProviderKind
 
 if TYPE_CHECKING:
-    import click
+    pass
 
-__all__ = ["default_hub_config"]
+__all__ = ["default_hub_check", "default_hub_config"]
 
 DEFAULT_URL = "http://127.0.0.1:11434"
 
@@ -23,9 +23,31 @@ DEFAULT_URL = "http://127.0.0.1:11434"
 def default_hub_config() -> dict[str, Any]:
     """The hub used when a config names none: ``OLLAMA_HOSTS``/``OLLAMA_HOST``, else the
     local default instance."""
-    if os.environ.get("OLLAMA_HOSTS", "").strip() or os.environ.get("OLLAMA_HOST", "").strip():
+    if _env_hosts():
         return {"kind": "ollama", "discovery": ["env"]}
     return {"kind": "ollama", "discovery": ["static"], "resources": [{"url": DEFAULT_URL}]}
+
+
+def _env_hosts() -> bool:
+    return bool(
+        os.environ.get("OLLAMA_HOSTS", "").strip() or os.environ.get("OLLAMA_HOST", "").strip()
+    )
+
+
+def default_hub_check() -> str | None:
+    """Why the config-less default hub would be empty: nothing listens on the local default
+    port. Instances named in ``OLLAMA_HOST(S)`` were asked for, so they are always added."""
+    if _env_hosts():
+        return None
+    from gleitzeit_core import connect_problem
+
+    problem = connect_problem(DEFAULT_URL, timeout=1.0)
+    if problem is None:
+        return None
+    return (
+        f"no Ollama server answers at {DEFAULT_URL} ({problem}); start one (`ollama serve`), "
+        'set OLLAMA_HOST, or name your servers in a config ([hubs.NAME] with kind = "ollama")'
+    )
 
 
 @hookimpl
@@ -40,6 +62,7 @@ def gleitzeit_register_hubs(register: Register) -> None:
             default_discovery=("static", "env"),
             default_port=11434,
             default_config=default_hub_config,
+            default_check=default_hub_check,
             description="Ollama servers, routed by model (loaded > installed), capped per model",
             install_hint="pip install gleitzeit-ollama",
         ),
@@ -72,13 +95,6 @@ def gleitzeit_register_providers(register: Register) -> None:
             description="generate, chat, vision, embed, list_models, pull_model over Ollama",
         ),
     )
-
-
-@hookimpl
-def gleitzeit_register_commands(cli: click.Group) -> None:
-    from gleitzeit_ollama.sim.cli import sim_command  # only when a plugin command is asked for
-
-    cli.add_command(sim_command)
 
 
 @hookimpl

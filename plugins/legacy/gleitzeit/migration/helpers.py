@@ -2,6 +2,6 @@
 migrate_provider_config, create_provider_with_hub``."""
 
 from gleitzeit_legacy.factory import create_provider_with_hub
-from gleitzeit_legacy.migrate import migrate_provider_config
+from gleitzeit_legacy.migration import migrate_provider_config
 
 __all__ = ["create_provider_with_hub", "migrate_provider_config"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -151,14 +153,27 @@ def run(options: dict[str, Any]) -> None:
         config = config_from_options(options)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    asyncio.run(
-        serve(
-            config,
-            options["host"],
-            options["port"],
-            parent_pid=options.get("parent_pid"),
+    try:
+        asyncio.run(
+            serve(
+                config,
+                options["host"],
+                options["port"],
+                parent_pid=options.get("parent_pid"),
+            )
         )
-    )
+    except OSError as exc:
+        from gleitzeit_core.cli import debug_enabled
+
+        if exc.errno != errno.EADDRINUSE or debug_enabled():
+            raise
+        click.echo(
+            f"gleitzeit: sim ollama: port {options['port']} on {options['host']} is already in "
+            "use (a real Ollama, perhaps); choose another with --port, or --port 0 for a free "
+            "one (the ready line names it)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @click.command(name="ollama-sim")

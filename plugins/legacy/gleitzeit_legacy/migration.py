@@ -63,6 +63,7 @@ _ENV_KNOWN = {
 _POOL_TYPES = {"ollama_pool", "ollama-pool", "ollamapool", "ollama_pool_provider"}
 _SINGLE_TYPES = {"ollama", "ollama_provider"}
 _PYTHON_TYPES = {"python_docker", "python-docker", "python", "docker", "python_docker_provider"}
+_DEFAULT_MODEL_KEYS = ("default_models", "default_model")  # documented for both kinds
 _POOL_KEYS = {
     "type",
     "provider_id",
@@ -74,6 +75,7 @@ _POOL_KEYS = {
     "timeout",
     "enabled",
     "auto_discover",
+    *_DEFAULT_MODEL_KEYS,
 }
 _SINGLE_KEYS = {
     "type",
@@ -165,13 +167,22 @@ def leaf_paths(value: Any, path: str = "") -> list[str]:
 
 
 def load_old(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an old YAML or JSON config (by suffix; unknown suffixes try JSON, then YAML)."""
+    """Read an old YAML or JSON config (by suffix; unknown suffixes try JSON, then YAML).
+    A new TOML config, or a file that is neither, is a ``ValueError`` that says so."""
     file = Path(path)
     text = file.read_text(encoding="utf-8")
     suffix = file.suffix.lower()
+    if suffix == ".toml":
+        raise ValueError(
+            f"{file} is a TOML file: the new config format, nothing to migrate (check it with "
+            f"`gleitzeit config check {file}`); migrate-config reads the old YAML or JSON"
+        )
     data: Any
     if suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{file} is not valid JSON: {exc}") from None
     else:
         try:
             if suffix not in (".yaml", ".yml"):
@@ -182,12 +193,25 @@ def load_old(path: str | os.PathLike[str]) -> dict[str, Any]:
             import importlib
 
             yaml: Any = importlib.import_module("yaml")
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(
+                    f"{file} is not a valid old config: {_yaml_problem(exc)}"
+                ) from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):
         raise ValueError(f"{file}: expected a mapping at the top, got {type(data).__name__}")
     return dict(data)
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML parser error in one line: what, and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"YAML: {problem}{where}; expected the old YAML or JSON provider config"
 
 
 def _kind(entry: Mapping[str, Any], name: str | None) -> str | None:
@@ -234,6 +258,8 @@ class _Builder:
         bound = self.providers.get(protocol)
         if bound is None:
             self.providers[protocol] = {"hub": hub}
+            return
+        if bound["hub"] == hub:  # the same hub, updated (by an environment variable, say)
             return
         self.report.note(
             path,
@@ -285,6 +311,7 @@ class _Builder:
             )
         elif "auto_discover" in entry:
             report.carry(join(path, "auto_discover"), "discovery")
+        _drop_default_models(entry, path, report)
         hub = self.hub_name(name)
         self.hubs[hub] = table
         self.bind("llm/v1", hub, path)
@@ -315,6 +342,12 @@ class _Builder:
             path=path,
             report=Report(),  # our own synthetic instance: nothing of the user's to report
         )
+        report.note(
+            path,
+            "its one resource gets max_concurrency = 64 and num_parallel = 64: the old single "
+            "provider sent every call at once; lower num_parallel to the server's "
+            "OLLAMA_NUM_PARALLEL (Ollama's default is 1) so the hub, not Ollama, queues the rest",
+        )
         if "timeout" in entry:
             report.change(join(path, "timeout"), "became request_timeout (seconds)")
         if entry.get("auto_discover"):
@@ -322,14 +355,7 @@ class _Builder:
             report.change(join(path, "auto_discover"), 'became discovery = ["static", "scan"]')
         elif "auto_discover" in entry:
             report.carry(join(path, "auto_discover"), "discovery")
-        for key in ("default_models", "default_model"):
-            if key in entry:
-                for leaf in leaf_paths(entry[key], join(path, key)):
-                    report.drop(
-                        leaf,
-                        "the new config has no default model; pass model in each call "
-                        "(the shim's OllamaProvider keeps default_model)",
-                    )
+        _drop_default_models(entry, path, report)
         for key in ("max_instances", "enable_sharing"):
             if key in entry:
                 report.drop(join(path, key), "hubs are shared by every caller of the runtime")
@@ -432,6 +458,18 @@ class _Builder:
             if key not in _PYTHON_KEYS:
                 report.drop(join(path, key), "unknown key of a python_docker provider")
         self.sources[hub] = path
+
+
+def _drop_default_models(entry: Mapping[str, Any], path: str, report: Report) -> None:
+    """``default_models`` (documented for every Ollama provider) has no hub equivalent."""
+    for key in _DEFAULT_MODEL_KEYS:
+        if key in entry:
+            for leaf in leaf_paths(entry[key], join(path, key)):
+                report.drop(
+                    leaf,
+                    "the new config has no default model; pass model in each call "
+                    "(the shim's OllamaProvider keeps default_model)",
+                )
 
 
 def _enabled(entry: Mapping[str, Any], path: str, report: Report) -> bool:
