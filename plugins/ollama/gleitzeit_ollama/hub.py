@@ -25,9 +25,11 @@ from collections.abc import Collection
 from typing import Any, ClassVar
 
 import aiohttp
+import attrs
 
 from gleitzeit_core import FailureClass, NoResourceAvailable, Request, Resource
 from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core.status import HubStatus
 from gleitzeit_ollama import calls, pulling
 from gleitzeit_ollama.access import may_auto_pull
 from gleitzeit_ollama.client import JSON, make_session
@@ -168,7 +170,17 @@ class OllamaHub(ResourceHub):
             },
             "pulling": sorted(m for m, t in self._pulls.items() if not t.done()),
             "tags_age_s": None if tags_at is None else round(time.monotonic() - tags_at, 1),
+            **_strategy_details(self.strategy, resource.id),
         }
+
+    def status(self) -> HubStatus:
+        """The core's status, plus the strategy's own numbers among the counters (the
+        ``prefix_affinity`` index size, bound and memory, say)."""
+        status = super().status()
+        extra = getattr(self.strategy, "status_counters", None)
+        if extra is None:
+            return status
+        return attrs.evolve(status, counters={**status.counters, **extra()})
 
     # -- models nobody has ----------------------------------------------------------------------
     def has_anywhere(self, model: str) -> bool:
@@ -245,6 +257,11 @@ class OllamaHub(ResourceHub):
         return await calls.open_stream(
             self, path, body, request, model=model, keep_alive=keep_alive
         )
+
+
+def _strategy_details(strategy: object, instance: str) -> dict[str, Any]:
+    details = getattr(strategy, "resource_details", None)
+    return {"strategy": details(instance)} if details is not None else {}
 
 
 def _inventory(resource: Resource) -> str:
