@@ -16,11 +16,16 @@ How the strategy decides, for a request whose ``attributes["prompt"]`` holds the
 2. A bounded LRU index maps each key to the instances that recently served a prompt with that
    prefix (at most ``max_owners``, most recent first). The candidate whose match is longest wins,
    each match scaled by how reliably that instance's answers confirmed earlier predictions.
-3. Load guard: if the winner has more calls in flight (per weight) than the least loaded
-   candidate by more than ``load_margin``, or no candidate matches, or the winner is unhealthy or
-   its breaker open (only possible in panic mode: the hub never offers such candidates
-   otherwise), the ``fallback`` strategy (``p2c`` or ``least_loaded``) chooses among all.
-4. The chosen instance is recorded as the newest owner of every block of the prompt.
+3. A match counts only if it covers at least ``min_match_ratio`` of the prompt's blocks (and
+   ``min_match_blocks``) and its instance is healthy with its breaker not open (the hub offers
+   others only in panic mode). Without one, the prompt is new (a new conversation, which may
+   share a system prompt that every instance soon caches): of the candidates within
+   ``load_margin`` of the least loaded, the least recently picked takes it, so that
+   conversations, which then stay, spread evenly.
+4. Load guard: if the winner has more calls in flight (per weight) than the least loaded
+   candidate by more than ``load_margin``, the ``fallback`` strategy (``p2c`` or
+   ``least_loaded``) chooses among all; it also chooses for requests without a prompt.
+5. The chosen instance is recorded as the newest owner of every block of the prompt.
 
 It learns from answers: ``observe_answer`` (called by the Ollama hub with each final answer)
 compares ``prompt_eval_count`` with the prompt's length (characters per token are learned from
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import sys
 from collections import OrderedDict
@@ -86,6 +92,7 @@ _FALLBACKS: dict[str, type[PowerOfTwoChoicesStrategy] | type[LeastLoadedStrategy
 }
 _RECENT = 4096  # predictions kept until their answer arrives
 _RELIABILITY_FLOOR = 0.1
+_DECAY = 0.998  # per pick: recent picks halve in about 350 picks
 
 
 # -- the prompt -----------------------------------------------------------------------------------
@@ -280,12 +287,21 @@ class PrefixAffinityStrategy:
     fallback: str = attrs.field(default="p2c", validator=one_of(*sorted(_FALLBACKS)))
     # a match shorter than this many blocks counts as none (a shared greeting, say)
     min_match_blocks: int = attrs.field(default=1, validator=at_least(1))
+    # nor does one covering less than this share of the prompt: a new conversation that shares
+    # only a system prompt is placed for balance (every instance soon caches that prompt),
+    # a conversation's next turn (mostly its own history) for its cache
+    min_match_ratio: float = attrs.field(
+        default=0.5, validator=satisfies("a number from 0 to 1", lambda v: 0 <= v <= 1)
+    )
 
     index: PrefixIndex = attrs.field(init=False, repr=False)
     _fallback: Strategy = attrs.field(init=False, repr=False)
     counters: dict[str, int] = attrs.field(init=False, factory=dict, repr=False)
     _reliability: dict[str, float] = attrs.field(init=False, factory=dict, repr=False)
     _picks: dict[str, int] = attrs.field(init=False, factory=dict, repr=False)
+    # recent picks per instance, decaying by _DECAY per pick: balances new conversations
+    _recent_picks: dict[str, tuple[float, int]] = attrs.field(init=False, factory=dict, repr=False)
+    _ticks: int = attrs.field(init=False, default=0, repr=False)
     _recent: OrderedDict[int, tuple[str, int]] = attrs.field(
         init=False, factory=OrderedDict, repr=False
     )
@@ -310,13 +326,41 @@ class PrefixAffinityStrategy:
         choice, matched = self._choose(candidates, request, keys)
         self.index.record(keys, choice.id)
         self._picks[choice.id] = self._picks.get(choice.id, 0) + 1
+        self._ticks += 1
+        self._recent_picks[choice.id] = (self._recency(choice.id) + 1.0, self._ticks)
         self._recent[id(request)] = (choice.id, matched)
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
         return choice
 
+    def _recency(self, instance: str) -> float:
+        score, tick = self._recent_picks.get(instance, (0.0, self._ticks))
+        return float(score * _DECAY ** (self._ticks - tick))
+
+    def _spread(self, candidates: Sequence[C]) -> C:
+        """For a prompt no instance holds: among the candidates within ``load_margin`` of the
+        least loaded, the least recently picked (per weight; ties at random), so that new
+        conversations, which then stay, spread evenly."""
+        lightest = min(_load(c) for c in candidates)
+        best: C | None = None
+        best_recent = 0.0
+        ties = 0
+        for candidate in candidates:
+            if _load(candidate) - lightest > self.load_margin:
+                continue
+            recent = self._recency(candidate.id) / candidate.weight
+            if best is None or recent < best_recent:
+                best, best_recent, ties = candidate, recent, 1
+            elif recent == best_recent:
+                ties += 1
+                if self.rng.random() * ties < 1.0:
+                    best = candidate
+        assert best is not None  # the least loaded is always within the margin
+        return best
+
     def _choose(self, candidates: Sequence[C], request: Request, keys: list[int]) -> tuple[C, int]:
         matches = self.index.matches(keys)
+        enough = max(self.min_match_blocks, math.ceil(self.min_match_ratio * len(keys)))
         best: C | None = None
         best_key = (0.0, 0.0)
         best_blocks = 0
@@ -324,7 +368,7 @@ class PrefixAffinityStrategy:
         lightest = min(_load(c) for c in candidates)
         for candidate in candidates:
             blocks = matches.get(candidate.id, 0)
-            if blocks < self.min_match_blocks or not _usable(candidate):
+            if blocks < enough or not _usable(candidate):
                 continue
             # longest (reliable) match first, then the lighter load, then chance
             key = (blocks * self._reliability.get(candidate.id, 1.0), -_load(candidate))
@@ -336,7 +380,8 @@ class PrefixAffinityStrategy:
                     best, best_blocks = candidate, blocks
         if best is None:
             self.counters["cold"] += 1
-            return self._fallback.select(candidates, request), 0
+            choice = self._spread(candidates)
+            return choice, matches.get(choice.id, 0)
         if _load(best) - lightest > self.load_margin:
             self.counters["guarded"] += 1
             choice = self._fallback.select(candidates, request)
