@@ -273,7 +273,7 @@ class PrefixAffinityStrategy:
     # shorter shared prefixes, larger ones cost fewer keys
     block_chars: int = attrs.field(default=256, validator=at_least(16))
     # index capacity in blocks (each under ENTRY_BYTES): 100,000 blocks = 25 M characters of
-    # prompts, under 32 MB
+    # prompts, under 39 MB
     max_blocks: int = attrs.field(default=100_000, validator=at_least(1))
     # instances remembered per block (a shared system prompt is cached on several)
     max_owners: int = attrs.field(
