@@ -41,16 +41,15 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.prefix_affinity import prompt_attributes
 from gleitzeit_ollama.sim import SimConfig, SimProcess
+from ollama_overhead import runtime_for  # benchmarks/: the same hub table
 
 from gleitzeit_core import Request
-from gleitzeit_core.runtime import Runtime
 
 MODEL = "llama3.2"
 TAG = "llama3.2:latest"
@@ -101,8 +100,6 @@ WORDS = [
     "measure",
 ]
 
-Workload = Callable[[random.Random, int], list[list[dict[str, str]]]]
-
 
 def text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words)) + "."
@@ -141,28 +138,6 @@ async def fresh(session: aiohttp.ClientSession, urls: list[str]) -> None:
         await post(session, f"{url}/api/generate", {"model": MODEL, "keep_alive": 0})
         await post(session, f"{url}/api/generate", {"model": MODEL, "keep_alive": -1})
         await post(session, f"{url}/_sim/stats/reset", {})
-
-
-def runtime_for(urls: list[str], strategy: dict[str, Any], hub_parallel: int) -> Runtime:
-    return Runtime.from_config(
-        {
-            "hubs": {
-                "llm": {
-                    "kind": "ollama",
-                    "discovery": ["static"],
-                    "strategy": strategy,
-                    "seed": 1,
-                    "request_timeout": 300.0,
-                    "queue_timeout": 300.0,
-                    "health": {"interval": 5.0, "timeout": 2.0},
-                    "resources": [
-                        {"id": f"s{i}", "url": url, "num_parallel": hub_parallel}
-                        for i, url in enumerate(urls)
-                    ],
-                }
-            }
-        }
-    )
 
 
 def conversations(seed: int, count: int) -> list[tuple[str, list[str]]]:
