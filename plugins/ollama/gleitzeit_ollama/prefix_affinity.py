@@ -209,15 +209,15 @@ class PrefixIndex:
         for key in keys:
             owners = entries.get(key)
             if owners is None:
+                if len(entries) >= self.max_blocks:  # evict first: never above the bound
+                    entries.popitem(last=False)
+                    self.evictions += 1
                 entries[key] = (owner,)
             else:
                 if owners[0] != owner:
                     rest = tuple(o for o in owners if o != owner)
                     entries[key] = (owner, *rest[: self.max_owners - 1])
                 entries.move_to_end(key)
-        while len(entries) > self.max_blocks:
-            entries.popitem(last=False)
-            self.evictions += 1
 
     def forget(self, keys: Iterable[int], owner: str) -> None:
         """``owner`` no longer holds these prefixes (an entry left with no owner goes)."""
@@ -266,6 +266,7 @@ class PrefixAffinityStrategy:
 
     name: ClassVar[str] = "prefix_affinity"
     guarantees: ClassVar[frozenset[str]] = frozenset()
+    sampling: ClassVar[int] = 0  # sees every candidate: the holder of the prefix may be any
     reads_prompt: ClassVar[bool] = True  # the Ollama hub renders the prompt into the request
 
     rng: random.Random = attrs.field(factory=random.Random, repr=False, eq=False)
@@ -362,7 +363,7 @@ class PrefixAffinityStrategy:
         matches = self.index.matches(keys)
         enough = max(self.min_match_blocks, math.ceil(self.min_match_ratio * len(keys)))
         best: C | None = None
-        best_key = (0.0, 0.0)
+        best_key = (0.0, 0.0, 0.0)
         best_blocks = 0
         ties = 0
         lightest = min(_load(c) for c in candidates)
@@ -370,8 +371,13 @@ class PrefixAffinityStrategy:
             blocks = matches.get(candidate.id, 0)
             if blocks < enough or not _usable(candidate):
                 continue
-            # longest (reliable) match first, then the lighter load, then chance
-            key = (blocks * self._reliability.get(candidate.id, 1.0), -_load(candidate))
+            # longest (reliable) match first, then the lighter load, then the one picked
+            # least recently (several instances hold a shared prefix), then chance
+            key = (
+                blocks * self._reliability.get(candidate.id, 1.0),
+                -_load(candidate),
+                -self._recency(candidate.id) / candidate.weight,
+            )
             if best is None or key > best_key:
                 best, best_key, best_blocks, ties = candidate, key, blocks, 1
             elif key == best_key:

@@ -210,11 +210,11 @@ class IndexMachine(RuleBasedStateMachine):
     @rule(keys=keys, owner=owners)
     def record(self, keys: list[int], owner: str) -> None:
         self.index.record(keys, owner)
-        for key in keys:
+        for key in keys:  # a new key first makes room: never more than max_blocks
+            if key not in self.model and len(self.model) >= self.max_blocks:
+                del self.model[next(iter(self.model))]
             current = self.model.pop(key, [])
             self.model[key] = [owner, *(o for o in current if o != owner)][: self.max_owners]
-        while len(self.model) > self.max_blocks:
-            del self.model[next(iter(self.model))]
 
     @rule(keys=keys, owner=owners)
     def forget(self, keys: list[int], owner: str) -> None:
