@@ -297,7 +297,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for name, strategy in UNIFORM.items():
                 results["uniform"][name] = await measure(session, urls, strategy, uniform)
                 print(f"uniform  {name:<36}{results['uniform'][name]}", flush=True)
-            hot = hot_questions(11, count * 2)
+            hot = hot_questions(11, count * 4)
             for name, strategy in HOTSPOT.items():
                 results["hotspot"][name] = await measure(
                     session, urls, strategy, hot, HOTSPOT_HUB_PARALLEL
