@@ -9,6 +9,10 @@ Routing uses the core's hooks with ``Request(slot=model, attributes={"model": mo
   bound, so the hub holds the line: when every instance with the model is saturated the core
   waits, bounded by ``queue_timeout``).
 
+A strategy with ``reads_prompt`` also finds the rendered prompt in ``attributes["prompt"]``,
+is shown every final answer (``observe_answer``) and adds its own numbers to the status
+(``status_counters``, ``resource_details``); ``prefix_affinity`` uses all three.
+
 When nobody has the model, ``ensure_model`` pulls it onto one healthy instance (``auto_pull``)
 or raises ``NoResourceAvailable`` listing which instance has which models.
 
