@@ -31,6 +31,14 @@ def value(results: dict[str, Any], key: str) -> Any:
     return figure.get("value")
 
 
+def save(fig: Any, path: Path) -> str:
+    """Lay out, write and close ``fig``; its file name."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
 def color_for(name: str) -> str:
     if name.startswith("litellm"):
         return PEER_COLOR
@@ -388,11 +396,7 @@ def prefix_routing(results: dict[str, Any], out: Path) -> str | None:
     right.set_ylabel("time to first token p99, ms")
     right.set_title("Hot spot: one prefix in 3 of 4 requests")
     right.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = out / "prefix_routing.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return save(fig, out / "prefix_routing.png")
 
 
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any], Path], str | None]]] = {
