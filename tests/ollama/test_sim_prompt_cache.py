@@ -162,3 +162,18 @@ def test_slot_choice_is_longest_prefix_then_lru(
         assert use.cached == min(best, max(len(prompt) - 1, 0))
         assert 1 <= use.evaluated <= max(len(prompt), 1)
         held.append(use)
+
+
+def test_prefill_flag_round_trips_and_is_checked() -> None:
+    """``--prefill-ms-per-token`` reaches the config, survives the trip to a child process's
+    arguments, and a negative value is refused naming the option."""
+    from click.testing import CliRunner
+    from gleitzeit_ollama.sim import SimConfig
+    from gleitzeit_ollama.sim.cli import config_to_args, main
+
+    args = config_to_args(SimConfig(prefill_ms_per_token=1.5))
+    assert args[args.index("--prefill-ms-per-token") + 1] == "1.5"
+    assert SimConfig().prefill_ms_per_token == 0.42
+    result = CliRunner().invoke(main, ["--prefill-ms-per-token", "-1"])
+    assert result.exit_code == 2
+    assert "prefill_ms_per_token must be >= 0" in result.output
