@@ -8,7 +8,9 @@ import random
 from typing import Any
 
 import aiohttp
-from gleitzeit_ollama.sim import OllamaSimulator
+from click.testing import CliRunner
+from gleitzeit_ollama.sim import OllamaSimulator, SimConfig
+from gleitzeit_ollama.sim.cli import config_to_args, main
 from gleitzeit_ollama.sim.slots import ModelSlots, common_prefix
 from gleitzeit_ollama.sim.text import count_tokens
 from hypothesis import given, settings
@@ -167,10 +169,6 @@ def test_slot_choice_is_longest_prefix_then_lru(
 def test_prefill_flag_round_trips_and_is_checked() -> None:
     """``--prefill-ms-per-token`` reaches the config, survives the trip to a child process's
     arguments, and a negative value is refused naming the option."""
-    from click.testing import CliRunner
-    from gleitzeit_ollama.sim import SimConfig
-    from gleitzeit_ollama.sim.cli import config_to_args, main
-
     args = config_to_args(SimConfig(prefill_ms_per_token=1.5))
     assert args[args.index("--prefill-ms-per-token") + 1] == "1.5"
     assert SimConfig().prefill_ms_per_token == 0.42

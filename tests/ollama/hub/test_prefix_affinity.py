@@ -25,11 +25,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gleitzeit_core import ConfigError, Request, Strategy
+from gleitzeit_core.runtime import Runtime
 from gleitzeit_core.testing import FakeCandidate, StrategyContract
 from gleitzeit_core.testing import strategies as gst
 from tests.ollama.conftest import SimFactory
 from tests.ollama.hub.conftest import RuntimeFactory
-from tests.ollama.hub.support import MODEL, preload, sim_stats
+from tests.ollama.hub.support import MODEL, config, preload, sim_stats
 
 BLOCK = 32  # small blocks keep the generated prompts short
 
@@ -364,9 +365,6 @@ async def test_conversations_stay_on_their_cache(
 async def test_an_unknown_option_names_its_path(sim_factory: SimFactory) -> None:
     """``strategy = {kind = "prefix_affinity", load_margin = -1}`` is a config error naming
     the key."""
-    from gleitzeit_core.runtime import Runtime
-    from tests.ollama.hub.support import config
-
     (sim,) = await sim_factory(1, models=[MODEL])
     with pytest.raises(ConfigError, match=r"hubs\.llm\.strategy\.load_margin"):
         Runtime.from_config(config([sim], strategy={"kind": "prefix_affinity", "load_margin": -1}))
