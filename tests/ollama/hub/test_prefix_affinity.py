@@ -362,7 +362,7 @@ async def test_conversations_stay_on_their_cache(
     assert counters["prefix_hits"] == 6 * 3
 
 
-async def test_an_unknown_option_names_its_path(sim_factory: SimFactory) -> None:
+async def test_a_wrong_option_names_its_path(sim_factory: SimFactory) -> None:
     """``strategy = {kind = "prefix_affinity", load_margin = -1}`` is a config error naming
     the key."""
     (sim,) = await sim_factory(1, models=[MODEL])
