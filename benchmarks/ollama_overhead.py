@@ -88,7 +88,8 @@ async def preload(session: aiohttp.ClientSession, url: str) -> None:
         await response.read()
 
 
-def runtime_for(urls: list[str], strategy: str, num_parallel: int) -> Runtime:
+def runtime_for(urls: list[str], strategy: str | dict[str, Any], num_parallel: int) -> Runtime:
+    """A runtime with one Ollama hub over ``urls``; ``strategy`` is a name or an options table."""
     return Runtime.from_config(
         {
             "hubs": {

@@ -31,6 +31,14 @@ def value(results: dict[str, Any], key: str) -> Any:
     return figure.get("value")
 
 
+def save(fig: Any, path: Path) -> str:
+    """Lay out, write and close ``fig``; its file name."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
 def color_for(name: str) -> str:
     if name.startswith("litellm"):
         return PEER_COLOR
@@ -335,6 +343,62 @@ def startup(results: dict[str, Any], out: Path) -> str | None:
     return path.name
 
 
+def prefix_routing(results: dict[str, Any], out: Path) -> str | None:
+    """Time to first token (p50, p99) and prompt-cache hit rate per strategy on the multi-turn
+    workload, and p99 on the hot spot with and without the load guard."""
+    data = value(results, "prefix_routing")
+    if not isinstance(data, dict) or not data.get("uniform"):
+        return None
+    fig, (left, middle, right) = plt.subplots(
+        1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [3, 2, 3]}
+    )
+    uniform = data["uniform"]
+    names = list(uniform)
+    xs = list(range(len(names)))
+    for offset, (key, label, shade) in enumerate(
+        [("ttft_p50_ms", "p50", HUB_COLOR), ("ttft_p99_ms", "p99", "#aec7e8")]
+    ):
+        left.bar(
+            [x + (offset - 0.5) * 0.4 for x in xs],
+            [uniform[n][key] for n in names],
+            width=0.4,
+            label=label,
+            color=shade,
+        )
+    left.set_xticks(xs, names, rotation=15, ha="right", fontsize=8)
+    left.set_ylabel("time to first token, ms")
+    left.set_title("Multi-turn chats, 4 instances")
+    left.legend(fontsize=8)
+    left.grid(True, axis="y", alpha=0.3)
+    middle.bar(xs, [uniform[n]["token_hit_rate"] for n in names], color=HUB_COLOR)
+    for x, n in zip(xs, names, strict=True):
+        share = uniform[n]["max_share_vs_fair"]
+        middle.text(x, 0.02, f"max share\n{share:.2f}x", ha="center", fontsize=7)
+    middle.set_xticks(xs, names, rotation=15, ha="right", fontsize=8)
+    middle.set_ylim(0, 1)
+    middle.set_ylabel("prompt tokens served from cache")
+    middle.set_title("Cache hits (and busiest instance / fair)")
+    middle.grid(True, axis="y", alpha=0.3)
+    hot = data.get("hotspot") or {}
+    hot_names = list(hot)
+    right.bar(
+        range(len(hot_names)),
+        [hot[n]["ttft_p99_ms"] for n in hot_names],
+        color=[BASE_COLOR if n == "p2c" else HUB_COLOR for n in hot_names],
+    )
+    right.set_xticks(
+        range(len(hot_names)),
+        [n.replace("prefix_affinity", "prefix").replace("_", " ") for n in hot_names],
+        rotation=15,
+        ha="right",
+        fontsize=8,
+    )
+    right.set_ylabel("time to first token p99, ms")
+    right.set_title("Hot spot: one prefix in 3 of 4 requests")
+    right.grid(True, axis="y", alpha=0.3)
+    return save(fig, out / "prefix_routing.png")
+
+
 PLOTS: dict[str, tuple[str, Callable[[dict[str, Any], Path], str | None]]] = {
     "latency": ("Latency distributions per strategy", latency_distributions),
     "ratios": ("Overhead ratios", overhead_ratios),
@@ -343,6 +407,7 @@ PLOTS: dict[str, tuple[str, Callable[[dict[str, Any], Path], str | None]]] = {
     "scale": ("Scale curves", scale_curves),
     "breakers": ("Breakers vs pybreaker", breakers),
     "startup": ("Startup", startup),
+    "prefix": ("Prefix-cache-aware routing", prefix_routing),
 }
 
 

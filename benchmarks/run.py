@@ -87,6 +87,9 @@ TARGETS = {
     "chaos_error_rate": Target("<", 0.001),
     "chaos_unanswered": Target("==", 0),
     "scale_memory_per_resource_kb": Target("<=", 20),
+    "prefix_vs_p2c_ttft_p50_ratio": Target("<=", 0.5),
+    "prefix_vs_p2c_throughput_ratio": Target(">=", 1),
+    "prefix_max_share_vs_fair": Target("<=", 1.3),
 }
 
 # The keys of the summary table, in order (all that the issue names, plus the peer's).
@@ -112,6 +115,9 @@ HEADLINE = (
     "scale_memory_per_resource_kb",
     "litellm_vs_hub_overhead_ratio",
     "litellm_vs_hub_p99_ratio",
+    "prefix_vs_p2c_ttft_p50_ratio",
+    "prefix_vs_p2c_throughput_ratio",
+    "prefix_max_share_vs_fair",
 )
 
 
@@ -173,6 +179,17 @@ SCRIPTS = (
         "benchmarks/gateway.py",
         ("gateway_added_p50_ms", "gateway_throughput_ratio", "gateway_checks_added_us"),
         600,
+    ),
+    Script(
+        "prefix_routing",
+        "benchmarks/prefix_routing.py",
+        (
+            "prefix_vs_p2c_ttft_p50_ratio",
+            "prefix_vs_p2c_throughput_ratio",
+            "prefix_max_share_vs_fair",
+        ),
+        600,
+        aliases=("prefix",),
     ),
     Script(
         "legacy_vs_hub",
@@ -446,6 +463,7 @@ FIGURE_PREFIXES = (
     "chaos_",
     "scale_",
     "litellm_",
+    "prefix_",
 )
 
 

@@ -72,6 +72,14 @@ def _used(hub: OllamaHub, resource: Resource, model: str | None, keep_alive: flo
         record_used(resource, model, keep_alive, hub.default_keep_alive, time.time())
 
 
+def _answered(hub: OllamaHub, request: Request, resource: Resource, answer: JSON) -> None:
+    """Show the final answer to a strategy that learns from answers (``prefix_affinity``
+    reads ``prompt_eval_count`` to tell whether the instance's prompt cache was hit)."""
+    observe = getattr(hub.strategy, "observe_answer", None)
+    if observe is not None:
+        observe(request, resource.id, answer)
+
+
 async def call_json(
     hub: OllamaHub,
     path: str,
@@ -115,6 +123,7 @@ async def call_json(
                 body=answer,
             )
         _used(hub, resource, model, keep_alive)
+        _answered(hub, request, resource, answer)
         answer["gleitzeit"] = {"instance": resource.id, "attempts": attempts}
         return answer
 
@@ -203,8 +212,9 @@ async def _first_chunk(
         response.close()
         raise
 
-    def done(_: JSON) -> None:
+    def done(final: JSON) -> None:
         _used(hub, resource, model, keep_alive)
+        _answered(hub, lease.request, resource, final)
 
     return ChunkStream(
         response=response,

@@ -9,6 +9,10 @@ Routing uses the core's hooks with ``Request(slot=model, attributes={"model": mo
   bound, so the hub holds the line: when every instance with the model is saturated the core
   waits, bounded by ``queue_timeout``).
 
+A strategy with ``reads_prompt`` also finds the rendered prompt in ``attributes["prompt"]``,
+is shown every final answer (``observe_answer``) and adds its own numbers to the status
+(``status_counters``, ``resource_details``); ``prefix_affinity`` uses all three.
+
 When nobody has the model, ``ensure_model`` pulls it onto one healthy instance (``auto_pull``)
 or raises ``NoResourceAvailable`` listing which instance has which models.
 
@@ -25,9 +29,11 @@ from collections.abc import Collection
 from typing import Any, ClassVar
 
 import aiohttp
+import attrs
 
 from gleitzeit_core import FailureClass, NoResourceAvailable, Request, Resource
 from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core.status import HubStatus
 from gleitzeit_ollama import calls, pulling
 from gleitzeit_ollama.access import may_auto_pull
 from gleitzeit_ollama.client import JSON, LIMIT_HIT, make_session
@@ -173,7 +179,17 @@ class OllamaHub(ResourceHub):
             "tags_age_s": None if tags_at is None else round(time.monotonic() - tags_at, 1),
             # the last answer that broke a bound (max_answer_bytes, max_line_bytes, ...)
             "limit_hit": resource.attributes.get(LIMIT_HIT),
+            **_strategy_details(self.strategy, resource.id),
         }
+
+    def status(self) -> HubStatus:
+        """The core's status, plus the strategy's own numbers among the counters (the
+        ``prefix_affinity`` index size, bound and memory, say)."""
+        status = super().status()
+        extra = getattr(self.strategy, "status_counters", None)
+        if extra is None:
+            return status
+        return attrs.evolve(status, counters={**status.counters, **extra()})
 
     # -- models nobody has ----------------------------------------------------------------------
     def has_anywhere(self, model: str) -> bool:
@@ -250,6 +266,11 @@ class OllamaHub(ResourceHub):
         return await calls.open_stream(
             self, path, body, request, model=model, keep_alive=keep_alive
         )
+
+
+def _strategy_details(strategy: object, instance: str) -> dict[str, Any]:
+    details = getattr(strategy, "resource_details", None)
+    return {"strategy": details(instance)} if details is not None else {}
 
 
 def _inventory(resource: Resource) -> str:

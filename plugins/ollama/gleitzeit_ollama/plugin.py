@@ -83,6 +83,7 @@ def gleitzeit_register_probes(register: Register) -> None:
 @hookimpl
 def gleitzeit_register_strategies(register: Register) -> None:
     register("model_aware", "gleitzeit_ollama.strategy:ModelAwareStrategy")
+    register("prefix_affinity", "gleitzeit_ollama.prefix_affinity:PrefixAffinityStrategy")
 
 
 @hookimpl

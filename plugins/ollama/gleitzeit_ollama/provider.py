@@ -51,6 +51,7 @@ from gleitzeit_ollama.params import (
     generate_body,
     message_dict,
 )
+from gleitzeit_ollama.prefix_affinity import prompt_attributes
 from gleitzeit_ollama.stream import ChunkStream
 
 __all__ = ["ImageFiles", "LlmProvider", "load_images"]
@@ -170,7 +171,9 @@ class LlmProvider(ProtocolProvider):
         if current_caller() is not None:  # a client may shorten the hub's limit, not extend it
             seconds = min(seconds, hub.request_timeout)
         request = Request(
-            slot=model, attributes={"model": model}, deadline=hub.clock.now() + seconds
+            slot=model,
+            attributes={"model": model, **prompt_attributes(hub.strategy, body)},
+            deadline=hub.clock.now() + seconds,
         )
         keep_alive = parse_keep_alive(body.get("keep_alive"))
         if stream:

@@ -65,6 +65,7 @@ from gleitzeit_ollama.access import (
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import has_model, is_hot
+from gleitzeit_ollama.prefix_affinity import prompt_attributes
 from gleitzeit_ollama.routes_body import (
     CHAT,
     EMBED,
@@ -203,10 +204,13 @@ class OllamaApi:
         raise not_found(shown)
 
     @staticmethod
-    def _request(hub: OllamaHub, model: str, *, slot: bool = True) -> Request:
+    def _request(
+        hub: OllamaHub, model: str, *, slot: bool = True, body: JSON | None = None
+    ) -> Request:
+        prompt = prompt_attributes(hub.strategy, body) if body is not None else {}
         return Request(
             slot=model if slot else None,
-            attributes={"model": model},
+            attributes={"model": model, **prompt},
             deadline=hub.clock.now() + hub.request_timeout,
         )
 
@@ -261,7 +265,7 @@ class OllamaApi:
         if default is not None and body.get("keep_alive") is None:
             body = {**body, "keep_alive": default}
         keep_alive = keep_alive_of(body)
-        call = self._request(hub, model)
+        call = self._request(hub, model, body=body)
         if streams and body.get("stream") is not False:  # Ollama streams unless told not to
             stream = await hub.open_stream(path, body, call, model=model, keep_alive=keep_alive)
             relay = StreamRelay(

@@ -26,6 +26,12 @@ _CONFIG_OPTIONS: list[tuple[str, str, type, str]] = [
     ("--models", "models", str, "Comma-separated installed models."),
     ("--latency-ms", "latency_ms", float, "Time to first token in ms."),
     ("--tokens-per-s", "tokens_per_s", float, "Streaming speed (0 = unpaced)."),
+    (
+        "--prefill-ms-per-token",
+        "prefill_ms_per_token",
+        float,
+        "Prompt evaluation per uncached token in ms (default 0.42: llama.cpp, 7B Q4_0 on a GPU).",
+    ),
     ("--load-ms", "load_ms", float, "Cold model load cost in ms."),
     ("--num-parallel", "num_parallel", int, "Running requests per model."),
     ("--max-queue", "max_queue", int, "Waiting requests per model before 503."),

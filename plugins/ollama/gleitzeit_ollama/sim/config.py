@@ -44,6 +44,11 @@ class SimConfig:
     )
     # Base latency: time to first token / to an embedding.
     latency_ms: float = attrs.field(default=20.0, validator=_non_negative)
+    # Prompt evaluation per uncached prompt token, added to the time to first token. Default:
+    # llama.cpp's llama-bench README, llama 7B Q4_0 fully on a CUDA GPU, "pp 512" at
+    # 2368.80 t/s = 0.42 ms per token (the same README shows about 30 ms per token on 8 CPU
+    # threads). Cached prompt prefixes (see sim/slots.py) cost nothing.
+    prefill_ms_per_token: float = attrs.field(default=0.42, validator=_non_negative)
     # Streaming speed, one token per chunk; 0 means "as fast as possible".
     tokens_per_s: float = attrs.field(default=100.0, validator=_non_negative)
     # Cost of loading a cold model, reported as load_duration.

@@ -9,7 +9,7 @@ import attrs
 
 from gleitzeit_ollama.sim.config import SimConfig
 from gleitzeit_ollama.sim.models import ModelInfo
-from gleitzeit_ollama.sim.text import count_tokens, json_tokens, text_tokens, thinking_tokens
+from gleitzeit_ollama.sim.text import json_tokens, text_tokens, thinking_tokens, tokenize
 from gleitzeit_ollama.sim.wire import JsonObj, SimHTTPError
 
 _THINKING_TOKENS = 8
@@ -17,13 +17,23 @@ _THINKING_TOKENS = 8
 
 @attrs.frozen
 class Plan:
-    """What a completion will say: optional thinking tokens, then answer tokens."""
+    """What a completion will say: optional thinking tokens, then answer tokens; ``prompt`` is
+    the prompt as tokens, which the prompt cache compares."""
 
     key: str
-    prompt_tokens: int
+    prompt: tuple[str, ...]
     thinking: tuple[str, ...]
     tokens: tuple[str, ...]
     done_reason: str
+
+    @property
+    def prompt_tokens(self) -> int:
+        return max(len(self.prompt), 1)
+
+    @property
+    def generated(self) -> list[str]:
+        """What the slot's cache holds after the prompt once the answer is done."""
+        return tokenize(self.thinking_text) + tokenize(self.text)
 
     @property
     def text(self) -> str:
@@ -74,7 +84,7 @@ def _validate_format(fmt: Any) -> None:
 
 
 def plan_output(
-    key: str, prompt_tokens: int, body: JsonObj, info: ModelInfo, config: SimConfig
+    key: str, prompt: tuple[str, ...], body: JsonObj, info: ModelInfo, config: SimConfig
 ) -> Plan:
     options = options_of(body)
     fmt = body.get("format")
@@ -90,16 +100,17 @@ def plan_output(
     else:
         tokens = text_tokens(key, n, seed)
     thinking = thinking_tokens(key, _THINKING_TOKENS, seed) if _wants_thinking(body, info) else []
-    return Plan(key, max(prompt_tokens, 1), tuple(thinking), tuple(tokens), reason)
+    return Plan(key, prompt, tuple(thinking), tuple(tokens), reason)
 
 
-def generate_key(body: JsonObj) -> tuple[str, int]:
-    """The prompt drives the output; system/suffix/images only add to the prompt count."""
+def generate_key(body: JsonObj) -> tuple[str, tuple[str, ...]]:
+    """The prompt drives the output; the tokens the model sees are the system prompt's, the
+    prompt's and the suffix's, in that order (images add nothing)."""
     prompt = body.get("prompt") or ""
     if not isinstance(prompt, str):
         raise SimHTTPError(400, "prompt must be a string")
-    extra = "".join(str(body.get(k) or "") for k in ("system", "suffix"))
-    return prompt, count_tokens(prompt) + count_tokens(extra)
+    system, suffix = (str(body.get(k) or "") for k in ("system", "suffix"))
+    return prompt, tuple(tokenize(system) + tokenize(prompt) + tokenize(suffix))
 
 
 def chat_messages(body: JsonObj) -> list[Mapping[str, Any]]:
@@ -117,9 +128,10 @@ def chat_messages(body: JsonObj) -> list[Mapping[str, Any]]:
     return messages
 
 
-def chat_key(messages: list[Mapping[str, Any]]) -> tuple[str, int]:
-    """The last user message drives the output, so chat(user: X) == generate(prompt: X)."""
+def chat_key(messages: list[Mapping[str, Any]]) -> tuple[str, tuple[str, ...]]:
+    """The last user message drives the output, so chat(user: X) == generate(prompt: X); the
+    tokens the model sees are every message's content, in order."""
     contents = [str(m.get("content") or "") for m in messages]
     users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
     key = users[-1] if users else (contents[-1] if contents else "")
-    return key, sum(count_tokens(c) for c in contents)
+    return key, tuple(token for content in contents for token in tokenize(content))

@@ -163,6 +163,7 @@ class ModelRegistry:
             self.install(name, modified_at=now)
         self._loaded: dict[str, _Loaded] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
+        self._loads: dict[str, int] = {}  # times each model was loaded (prompt caches die)
 
     # -- installed ---------------------------------------------------------
     def get(self, name: str) -> ModelInfo | None:
@@ -204,6 +205,7 @@ class ModelRegistry:
                     await asyncio.sleep(self._load_s)
                     entry = _Loaded(info, self._effective(keep_alive))
                     self._loaded[info.name] = entry
+                    self._loads[info.name] = self._loads.get(info.name, 0) + 1
             waited = time.monotonic_ns() - start
         else:
             waited = 0
@@ -213,6 +215,10 @@ class ModelRegistry:
         entry.refs += 1
         entry.idle_deadline = None
         return waited
+
+    def generation(self, info: ModelInfo) -> int:
+        """Which load of the model is in memory (each load starts with empty KV caches)."""
+        return self._loads.get(info.name, 0)
 
     def release(self, info: ModelInfo) -> None:
         entry = self._loaded.get(info.name)

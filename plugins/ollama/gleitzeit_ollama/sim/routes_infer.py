@@ -73,10 +73,10 @@ class InferenceRoutes:
         t0 = time.monotonic_ns()
         body = await read_json(request)
         model, info, keep_alive = self._model(body, "generate")
-        key, prompt_tokens = generate_key(body)
+        key, prompt = generate_key(body)
         if not key and not body.get("images"):
             return await self._load_or_unload(model, info, keep_alive, {"response": ""})
-        plan = plan_output(key, prompt_tokens, body, info, self._state.config)
+        plan = plan_output(key, prompt, body, info, self._state.config)
 
         def chunk(token: str, thought: str) -> JsonObj:
             out: JsonObj = {"model": model, "created_at": rfc3339(), "response": token}
@@ -99,8 +99,8 @@ class InferenceRoutes:
         empty = {"message": {"role": "assistant", "content": ""}}
         if not messages:
             return await self._load_or_unload(model, info, keep_alive, empty)
-        key, prompt_tokens = chat_key(messages)
-        plan = plan_output(key, prompt_tokens, body, info, self._state.config)
+        key, prompt = chat_key(messages)
+        plan = plan_output(key, prompt, body, info, self._state.config)
 
         def chunk(token: str, thought: str) -> JsonObj:
             message = {"role": "assistant", "content": token}
@@ -131,15 +131,22 @@ class InferenceRoutes:
         return json_response(head | empty | {"done": True, "done_reason": reason})
 
     async def _complete(self, request: web.Request, job: Job) -> web.StreamResponse:
-        """Run one completion inside a model slot with realistic pacing and timings."""
+        """Run one completion inside a model slot with realistic pacing and timings: the
+        time to first token is the base latency plus the prompt tokens the slot's cache
+        did not hold, at ``prefill_ms_per_token`` each."""
         state, plan = self._state, job.plan
+        config = state.config
         out = make_output(request, job.stream, state.faults.stream_faults(request.path))
-        async with state.slots.slot(job.info.name):
+        async with state.slots.slot(job.info.name) as slots:
             load_ns = await state.registry.acquire(job.info, job.keep_alive)
+            cache = slots.take_cache(plan.prompt, state.registry.generation(job.info))
+            holds: list[str] | None = None  # what the cache keeps if this ends early
             try:
                 t_prompt = time.monotonic_ns()
-                pacer = Pacer(state.config.latency_ms / 1000.0, state.config.tokens_per_s)
+                prefill_s = cache.evaluated * config.prefill_ms_per_token / 1000.0
+                pacer = Pacer(config.latency_ms / 1000.0 + prefill_s, config.tokens_per_s)
                 await pacer.wait_token(0)
+                holds = list(plan.prompt)
                 t_eval = time.monotonic_ns()
                 steps = [("", t) for t in plan.thinking] + [(t, "") for t in plan.tokens]
                 for i, (token, thought) in enumerate(steps):
@@ -152,17 +159,19 @@ class InferenceRoutes:
                     **job.tail,
                     "total_duration": now - job.t0,
                     "load_duration": load_ns,
-                    "prompt_eval_count": plan.prompt_tokens,
+                    "prompt_eval_count": cache.evaluated,
                     "prompt_eval_duration": t_eval - t_prompt,
                     "eval_count": plan.eval_count,
                     "eval_duration": now - t_eval,
                 }
                 final = job.chunk("", "") | timings
                 answer = {"model": job.model, "created_at": rfc3339()} | job.full | timings
+                holds = [*plan.prompt, *plan.generated]
                 return await out.finish(final, answer)
             except EndStream as ended:
                 return ended.response
             finally:
+                slots.give_back(cache, holds)
                 state.registry.release(job.info)
 
     async def embed(self, request: web.Request) -> web.StreamResponse:

@@ -65,6 +65,7 @@ class SimState:
             "installed": [m.name for m in self.registry.installed()],
             "rejected_503": self.stats.rejected_503,
             "insecure_pulls": self.stats.insecure_pulls,
+            "prompt_cache": self.slots.cache_stats(),
             "faults": self.faults.spec.to_json(),
         }
 

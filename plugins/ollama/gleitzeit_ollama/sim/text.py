@@ -34,6 +34,11 @@ def _rng(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+def tokenize(text: str) -> list[str]:
+    """Rough tokens (words and punctuation), for prompt counts and the prompt cache."""
+    return _TOKEN_RE.findall(text)
+
+
 def count_tokens(text: str) -> int:
     """Rough token count (words and punctuation), used for prompt_eval_count."""
     return len(_TOKEN_RE.findall(text))

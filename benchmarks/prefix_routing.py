@@ -1,0 +1,372 @@
+#!/usr/bin/env python
+"""Prefix-cache-aware routing: ``prefix_affinity`` against ``p2c``, ``model_aware`` and
+``consistent_hash`` on four simulators that model Ollama's per-slot prompt cache.
+
+Uniform workload: ``USERS`` clients at once, each running conversations one after another
+and pausing ``THINK_S`` between turns (without a pause, a pool as busy as it has slots leaves
+every strategy only the instance that just finished: routing would not matter);
+a conversation is ``TURNS`` turns under one of eight shared system prompts (300-500 tokens),
+opening with a 300-800-token message (a pasted document, a file, retrieved context), then
+30-120-token follow-ups; each answer is ``ANSWER_TOKENS`` tokens and part of the next turn's
+prompt, streamed. Every request
+carries the conversation id as its ``key`` (what ``consistent_hash`` routes on; the others
+ignore it) and, when the strategy reads prompts, the rendered prompt. The simulators charge
+``--prefill-ms-per-token`` for every prompt token their slot's cache did not hold (default
+0.42 ms: llama.cpp's llama-bench README, 7B Q4_0 on a CUDA GPU) and decode at
+``--tokens-per-s`` (default 130, the same README's generation rate).
+
+Hot-spot workload: three requests in four continue one dominant conversation (the same
+~1,500-token prefix, then a new short question), the rest are conversations as above;
+``prefix_affinity`` as configured by default, with one owner per block (so only the load guard
+spreads the hot prefix), with one owner and no guard (``load_margin`` = infinity), and ``p2c``.
+Here the hub admits up to 16 calls per instance (the simulators queue what exceeds their 4
+slots, as Ollama does), so nothing but the guard stops a pile-up.
+
+Strategies run one after another on the same simulators, whose models are unloaded and loaded
+again in between (so every run starts with empty caches), in one process run.
+
+    python benchmarks/prefix_routing.py [--quick] [--json PATH]
+
+Keys: ``prefix_vs_p2c_ttft_p50_ratio`` (target <= 0.5), ``prefix_vs_p2c_throughput_ratio``
+(target >= 1), ``prefix_max_share_vs_fair`` (uniform workload, target <= 1.3),
+``prefix_hotspot_max_share_vs_fair``, ``prefix_routing`` (every figure, per strategy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+from gleitzeit_ollama.hub import OllamaHub
+from gleitzeit_ollama.prefix_affinity import prompt_attributes
+from gleitzeit_ollama.sim import SimConfig, SimProcess
+from ollama_overhead import runtime_for  # benchmarks/: the same hub table
+
+from gleitzeit_core import Request
+
+MODEL = "llama3.2"
+TAG = "llama3.2:latest"
+INSTANCES = 4
+NUM_PARALLEL = 4
+USERS = 12  # clients at once; with their think time about half of the pool's slots are busy
+THINK_S = (0.2, 0.6)  # a client reads the answer and types the next turn
+TURNS = 6
+ANSWER_TOKENS = 60
+DOCUMENT_WORDS = 1500
+WORDS = [
+    "routing",
+    "cache",
+    "prefix",
+    "token",
+    "model",
+    "server",
+    "request",
+    "answer",
+    "latency",
+    "slot",
+    "queue",
+    "balance",
+    "instance",
+    "prompt",
+    "system",
+    "user",
+    "reply",
+    "stream",
+    "context",
+    "memory",
+    "batch",
+    "weight",
+    "load",
+    "health",
+    "probe",
+    "pool",
+    "share",
+    "turn",
+    "question",
+    "document",
+    "chapter",
+    "section",
+    "table",
+    "figure",
+    "result",
+    "value",
+    "measure",
+]
+
+
+def text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words)) + "."
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def start_sim(index: int, prefill_ms: float, tokens_per_s: float) -> SimProcess:
+    config = SimConfig(
+        models=[MODEL],
+        latency_ms=15.0,
+        prefill_ms_per_token=prefill_ms,
+        tokens_per_s=tokens_per_s,
+        load_ms=0.0,
+        max_tokens=ANSWER_TOKENS,
+        num_parallel=NUM_PARALLEL,
+        max_queue=4096,
+        keep_alive=-1.0,
+        name=f"sim{index}",
+    )
+    return SimProcess(config, host="127.0.0.1", port=0).start()
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Any:
+    async with session.post(url, json=body) as response:
+        response.raise_for_status()
+        return await response.json()
+
+
+async def fresh(session: aiohttp.ClientSession, urls: list[str]) -> None:
+    """Unload and load the model on every simulator (empty prompt caches), reset stats."""
+    for url in urls:
+        await post(session, f"{url}/api/generate", {"model": MODEL, "keep_alive": 0})
+        await post(session, f"{url}/api/generate", {"model": MODEL, "keep_alive": -1})
+        await post(session, f"{url}/_sim/stats/reset", {})
+
+
+def conversations(seed: int, count: int) -> list[tuple[str, list[str]]]:
+    """(system prompt, questions) per conversation: eight shared system prompts, an opening
+    message with context, short follow-ups."""
+    rng = random.Random(seed)
+    systems = [text(random.Random(f"system{i}"), 300 + 25 * i) for i in range(8)]
+    jobs = []
+    for _ in range(count):
+        opening = text(rng, rng.randint(300, 800))
+        follow_ups = [text(rng, rng.randint(30, 120)) for _ in range(TURNS - 1)]
+        jobs.append((rng.choice(systems), [opening, *follow_ups]))
+    return jobs
+
+
+def hot_questions(seed: int, count: int) -> list[tuple[str, list[str]]]:
+    """Three in four: one question about the one long document; else a conversation."""
+    rng = random.Random(seed)
+    document = "The thread so far. " + text(random.Random("document"), DOCUMENT_WORDS)
+    others = conversations(seed + 1, count)
+    return [
+        (document, [text(rng, rng.randint(10, 30))]) if rng.random() < 0.75 else others[i]
+        for i in range(count)
+    ]
+
+
+async def run(hub: OllamaHub, jobs: list[tuple[str, list[str]]], users: int) -> dict[str, Any]:
+    """``users`` clients take conversations off ``jobs`` in order and play all their turns."""
+    ttft: list[float] = []
+    served: Counter[str] = Counter()
+    evaluated = 0
+    queue = list(enumerate(jobs))
+    queue.reverse()
+
+    async def turn(key: str, messages: list[dict[str, str]]) -> dict[str, str]:
+        nonlocal evaluated
+        body = {
+            "model": MODEL,
+            "messages": messages,
+            "stream": True,
+            "options": {"num_predict": ANSWER_TOKENS},
+        }
+        request = Request(
+            key=key,
+            slot=TAG,
+            attributes={"model": TAG, **prompt_attributes(hub.strategy, body)},
+            deadline=hub.clock.now() + 300.0,
+        )
+        started = time.perf_counter()
+        stream = await hub.open_stream("/api/chat", body, request, model=TAG)
+        parts = []
+        async with stream:
+            async for chunk in stream:
+                if not parts:
+                    ttft.append(time.perf_counter() - started)
+                parts.append(chunk.get("message", {}).get("content", ""))
+                if chunk.get("done"):
+                    evaluated += int(chunk.get("prompt_eval_count", 0))
+        served[stream.instance] += 1
+        return {"role": "assistant", "content": "".join(parts)}
+
+    async def user(number: int) -> None:
+        pause = random.Random(number)
+        while queue:
+            index, (system, questions) = queue.pop()
+            messages = [{"role": "system", "content": system}]
+            for question in questions:
+                messages.append({"role": "user", "content": question})
+                messages.append(await turn(f"conversation-{index}", messages))
+                await asyncio.sleep(pause.uniform(*THINK_S))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(user(number) for number in range(users)))
+    elapsed = time.perf_counter() - started
+    total = len(ttft)
+    return {
+        "requests": total,
+        "seconds": round(elapsed, 2),
+        "throughput_rps": round(total / elapsed, 3),
+        "ttft_p50_ms": round(percentile(ttft, 0.5) * 1000, 1),
+        "ttft_p99_ms": round(percentile(ttft, 0.99) * 1000, 1),
+        "share": {rid: round(n / total, 3) for rid, n in sorted(served.items())},
+        "max_share_vs_fair": round(max(served.values()) / (total / INSTANCES), 3),
+        "evaluated_tokens": evaluated,
+    }
+
+
+async def cache_figures(session: aiohttp.ClientSession, urls: list[str]) -> dict[str, Any]:
+    requests = hits = cached = evaluated = 0
+    for url in urls:
+        async with session.get(f"{url}/_sim/stats") as response:
+            stats = await response.json()
+        model = stats["prompt_cache"].get(TAG, {})
+        requests += model.get("requests", 0)
+        hits += model.get("hits", 0)
+        cached += model.get("cached_tokens", 0)
+        evaluated += model.get("evaluated_tokens", 0)
+    return {
+        "request_hit_rate": round(hits / max(requests, 1), 3),
+        "token_hit_rate": round(cached / max(cached + evaluated, 1), 3),
+    }
+
+
+async def measure(
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    strategy: dict[str, Any],
+    jobs: list[tuple[str, list[str]]],
+    hub_parallel: int = NUM_PARALLEL,
+) -> dict[str, Any]:
+    await fresh(session, urls)
+    runtime = runtime_for(urls, strategy, hub_parallel)
+    async with runtime:
+        hub = runtime.hubs["llm"]
+        assert isinstance(hub, OllamaHub)
+        figures = await run(hub, jobs, USERS)
+        counters = hub.status().counters
+    figures.update(await cache_figures(session, urls))
+    prefix = {k: v for k, v in counters.items() if k.startswith("prefix_")}
+    if prefix:
+        figures["strategy_counters"] = prefix
+    return figures
+
+
+UNIFORM = {
+    "prefix_affinity": {"kind": "prefix_affinity"},
+    "p2c": {"kind": "p2c"},
+    "model_aware": {"kind": "model_aware"},
+    "consistent_hash": {"kind": "consistent_hash"},
+}
+# In the hot spot the hub lets each instance queue up to 16 calls (Ollama queues without bound
+# behind its 4 slots), so only the load guard keeps a hot prefix from piling onto one instance.
+HOTSPOT_HUB_PARALLEL = 16
+HOTSPOT = {
+    "prefix_affinity": {"kind": "prefix_affinity"},
+    "prefix_affinity_one_owner": {"kind": "prefix_affinity", "max_owners": 1},
+    "prefix_affinity_one_owner_no_guard": {
+        "kind": "prefix_affinity",
+        "max_owners": 1,
+        "load_margin": 1e9,
+    },
+    "p2c": {"kind": "p2c"},
+}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    count = 24 if args.quick else 96
+    sims = [
+        await asyncio.to_thread(start_sim, i, args.prefill_ms_per_token, args.tokens_per_s)
+        for i in range(INSTANCES)
+    ]
+    urls = [sim.url for sim in sims]
+    results: dict[str, Any] = {"uniform": {}, "hotspot": {}}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            uniform = conversations(7, count)
+            for name, strategy in UNIFORM.items():
+                results["uniform"][name] = await measure(session, urls, strategy, uniform)
+                print(f"uniform  {name:<36}{results['uniform'][name]}", flush=True)
+            hot = hot_questions(11, count * 4)
+            for name, strategy in HOTSPOT.items():
+                results["hotspot"][name] = await measure(
+                    session, urls, strategy, hot, HOTSPOT_HUB_PARALLEL
+                )
+                print(f"hotspot  {name:<36}{results['hotspot'][name]}", flush=True)
+    finally:
+        for sim in sims:
+            await asyncio.to_thread(sim.terminate)
+    results["setup"] = {
+        "instances": INSTANCES,
+        "num_parallel": NUM_PARALLEL,
+        "users": USERS,
+        "think_s": THINK_S,
+        "conversations": count,
+        "turns": TURNS,
+        "answer_tokens": ANSWER_TOKENS,
+        "system_prompt_words": "300-475 (8 shared)",
+        "opening_words": "300-800",
+        "follow_up_words": "30-120",
+        "document_words": DOCUMENT_WORDS,
+        "prefill_ms_per_token": args.prefill_ms_per_token,
+        "tokens_per_s": args.tokens_per_s,
+    }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", dest="json_path")
+    parser.add_argument("--prefill-ms-per-token", type=float, default=0.42)
+    # llama-bench README, same GPU and model: "tg 128" at 131.42 t/s
+    parser.add_argument("--tokens-per-s", type=float, default=130.0)
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args))
+    uniform, hot = results["uniform"], results["hotspot"]
+    ours, p2c = uniform["prefix_affinity"], uniform["p2c"]
+    ttft_ratio = ours["ttft_p50_ms"] / p2c["ttft_p50_ms"]
+    throughput_ratio = ours["throughput_rps"] / p2c["throughput_rps"]
+    print()
+    print(f"{'':<36}{'TTFT p50':>10}{'p99':>10}{'req/s':>8}{'hit':>7}{'max/fair':>10}")
+    rows = [*(("uniform " + k, v) for k, v in uniform.items())]
+    rows += [("hotspot " + k, v) for k, v in hot.items()]
+    for name, row in rows:
+        print(
+            f"{name:<36}{row['ttft_p50_ms']:>10.0f}{row['ttft_p99_ms']:>10.0f}"
+            f"{row['throughput_rps']:>8.2f}{row['token_hit_rate']:>7.2f}"
+            f"{row['max_share_vs_fair']:>10.2f}"
+        )
+    print(f"prefix_vs_p2c_ttft_p50_ratio = {ttft_ratio:.3f} (target <= 0.5)")
+    print(f"prefix_vs_p2c_throughput_ratio = {throughput_ratio:.3f} (target >= 1)")
+    print(f"prefix_max_share_vs_fair = {ours['max_share_vs_fair']:.2f} (target <= 1.3)")
+    if args.json_path:
+        command = "python benchmarks/prefix_routing.py" + (" --quick" if args.quick else "")
+        figures = {
+            "prefix_vs_p2c_ttft_p50_ratio": round(ttft_ratio, 3),
+            "prefix_vs_p2c_ttft_p99_ratio": round(ours["ttft_p99_ms"] / p2c["ttft_p99_ms"], 3),
+            "prefix_vs_p2c_throughput_ratio": round(throughput_ratio, 3),
+            "prefix_max_share_vs_fair": ours["max_share_vs_fair"],
+            "prefix_hotspot_max_share_vs_fair": hot["prefix_affinity"]["max_share_vs_fair"],
+            "prefix_routing": results,
+        }
+        with open(args.json_path, "w", encoding="utf-8") as out:
+            json.dump(
+                {key: {"value": value, "command": command} for key, value in figures.items()},
+                out,
+                indent=2,
+            )
+
+
+if __name__ == "__main__":
+    main()
