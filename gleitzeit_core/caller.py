@@ -43,7 +43,9 @@ class Caller:
     """An authenticated client: a key's ``name`` (never its token) and what it may do.
 
     ``methods`` and ``models`` are glob patterns (``"llm/*"``); ``profiles`` names the sandbox
-    profiles it may choose, ``None`` meaning the hub's defaults for untrusted clients.
+    profiles it may choose, ``None`` meaning the hub's defaults for untrusted clients;
+    ``max_concurrent`` is the key's limit of requests in flight, which a provider that fans one
+    request out (a batch) also holds the fan-out to (``None``: no limit).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Caller:
     methods: tuple[str, ...] = attrs.field(default=("*",), converter=_globs)
     models: tuple[str, ...] = attrs.field(default=("*",), converter=_globs)
     profiles: tuple[str, ...] | None = None
+    max_concurrent: int | None = None
 
     def may_call(self, method: str) -> bool:
         return any(fnmatch.fnmatchcase(method, p) for p in self.methods)

@@ -89,6 +89,7 @@ class KeyConfig:
             methods=tuple(self.methods),
             models=tuple(self.models),
             profiles=profiles,
+            max_concurrent=self.max_concurrent,
         )
 
 

@@ -185,3 +185,39 @@ async def test_through_the_gateway_a_key_outside_its_profiles_gets_403() -> None
         await engine.remove_all(HUB_ID)
     finally:
         await engine.close()
+
+
+@pytest.mark.docker
+async def test_a_batch_cannot_run_more_tasks_at_once_than_its_keys_max_concurrent() -> None:
+    """A key with ``max_concurrent = 1`` that sends one ``python/batch`` asking for 4 tasks
+    at once still holds at most one container at a time: its tasks run one after another
+    in a single warm container (the engine never holds a second one for this hub), instead
+    of one request taking the whole pool past the key's limit."""
+    require_engine()
+    token = "batch-" + uuid.uuid4().hex
+    config = _config()
+    config["gateway"] = {"keys": {"narrow": {"token": token, "max_concurrent": 1}}}
+    rt = Runtime.from_config(config)
+    await rt.start()
+    runner = await start_gateway(rt, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/gleitzeit/execute"
+    task = {"code": "import time\ntime.sleep(1)\nresult = 6 * 7"}
+    body = {"method": "python/batch", "params": {"tasks": [task] * 4, "max_concurrent": 4}}
+    engine = Engine()
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=240)) as http,
+            http.post(url, json=body, headers=headers) as reply,
+        ):
+            assert reply.status == 200
+            answer = (await reply.json())["result"]
+        assert [r["result"] for r in answer["results"]] == [42] * 4
+        assert len(await engine.list_containers({LABEL_HUB: HUB_ID})) == 1
+    finally:
+        await runner.cleanup()
+        await rt.stop()
+        try:
+            await engine.remove_all(HUB_ID)
+        finally:
+            await engine.close()

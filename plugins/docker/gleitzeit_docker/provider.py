@@ -247,7 +247,12 @@ class PythonProvider(ProtocolProvider):
         for index, task in enumerate(params.tasks):  # a key's scope is not a task's failure
             with contextlib.suppress(InvalidParams):
                 self.profile(task.profile, "python/batch", f"params.tasks[{index}]")
-        gate = asyncio.Semaphore(params.max_concurrent)
+        # one request may not hold more containers at once than its key may hold requests
+        caller = current_caller()
+        width = params.max_concurrent
+        if caller is not None and caller.max_concurrent is not None:
+            width = min(width, caller.max_concurrent)
+        gate = asyncio.Semaphore(width)
 
         async def one(index: int, task: ExecuteParams) -> dict[str, Any]:
             async with gate:
