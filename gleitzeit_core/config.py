@@ -96,7 +96,8 @@ class PluginsConfig:
 class GatewayConfig:
     host: str = "127.0.0.1"  # loopback unless the operator says otherwise
     port: int = attrs.field(default=11500, validator=in_range(0, 65535, "a port"))
-    token: str | None = None
+    # empty would silently mean "no token", i.e. an open gateway
+    token: str | None = attrs.field(default=None, validator=satisfies("a non-empty token", bool))
     token_env: str = "GLEITZEIT_GATEWAY_TOKEN"
     keys: dict[str, KeyConfig] = attrs.field(factory=dict)  # see gleitzeit_core.keys
     origins: list[str] = attrs.field(factory=list)  # besides loopback pages; globs

@@ -250,6 +250,18 @@ def test_key_config_errors_name_the_key() -> None:
     assert "gateway.keys.x.max_concurrent: expected an integer >= 1" in str(refused.value)
 
 
+def test_an_empty_single_token_is_a_config_error_not_an_open_gateway() -> None:
+    """``[gateway] token = ""`` (say, templated from an unset variable) is refused naming
+    ``gateway.token``, instead of silently leaving the gateway open to every local client as
+    the anonymous admin; a real token still makes the ring closed."""
+    with pytest.raises(ConfigError, match=r"gateway\.token: expected a non-empty token"):
+        load_config({"gateway": {"token": ""}})
+    ring = KeyRing.from_config(load_config({"gateway": {"token": "t"}}).gateway, environ={})
+    assert not ring.open
+    assert ring.lookup(None) is None
+    assert ring.lookup("") is None
+
+
 async def test_token_env_and_the_single_token_are_keys(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
