@@ -107,7 +107,7 @@ class RouteRegistrar:
 
 def _presented_token(request: web.Request) -> str | None:
     """The key a request carries: ``Authorization: Bearer``, else the ``gleitzeit_key``
-    cookie (the dashboard's login; SameSite=Strict, and the Origin check applies to it)."""
+    cookie (for a browser dashboard; the Origin check applies to it)."""
     given = request.headers.get("Authorization")
     if given is not None:
         scheme, _, value = given.partition(" ")
