@@ -135,10 +135,19 @@ class OriginPolicy:
 
     def _check_host(self, host: str) -> bool:
         name = host.strip().lower()
+        port = ""
         if name.startswith("["):  # [v6] or [v6]:port
-            name = name[1 : name.find("]")] if "]" in name else name
+            name, bracket, rest = name[1:].partition("]")
+            if not bracket:
+                return False
+            if rest:
+                if not rest.startswith(":"):
+                    return False  # "[::1]evil.example" is not [::1]
+                port = rest[1:]
         elif name.count(":") == 1:
-            name = name.partition(":")[0]
+            name, _, port = name.partition(":")
+        if port and not port.isdigit():
+            return False  # "127.0.0.1:evil" is no literal with a port
         name = name.rstrip(".")
         if _is_ip(name) or name in self._hosts:
             return True

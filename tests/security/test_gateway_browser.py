@@ -84,6 +84,11 @@ async def test_dns_rebinding_is_refused_by_host(
         async with http.get(f"{served.url}{path}", headers=rebound) as reply:
             assert reply.status == 403, path
             assert "Host" in (await reply.json())["error"]
+    # names glued to a literal are not the literal: a parser reading up to "]" or ":" only
+    # would take them for [::1] or 127.0.0.1
+    for host in ["[::1]rebind.evil.example", "[::1]:1.evil.example", "127.0.0.1:rebind.evil"]:
+        async with http.get(f"{served.url}/api/tags", headers={"Host": host}) as reply:
+            assert reply.status == 403, host
     for host in ["localhost", "127.0.0.1", "[::1]", "gpu-box.lan", "192.0.2.7"]:
         headers = {"Host": f"{host}:{served.port}"}
         async with http.get(f"{served.url}/api/tags", headers=headers) as reply:
