@@ -94,7 +94,9 @@ async def test_pool_changing_routes_need_an_admin_key(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
     """Drain and pull (route and llm/pull_model) are 403 ``admin`` for a scoped key, even one
-    whose methods allow everything; the admin key (and the single ``token``) may."""
+    whose methods allow everything, whatever instance the pull names (the refusal comes
+    before the instance is looked up, so it lists none); the admin key (and the single
+    ``token``) may."""
     keys = {**KEYS, "wide": {"token": "wide-token", "methods": ["*"]}}
     served = await serve_gateway(gateway={"keys": keys}, sim={"pullable": ["phi3"]})
     drain = {"hub": "llm", "resource": "s0", "remove": False, "timeout": 5}
@@ -103,7 +105,9 @@ async def test_pool_changing_routes_need_an_admin_key(
     for path, body in [
         ("/gleitzeit/drain", drain),
         ("/api/pull", pull),
+        ("/api/pull", {**pull, "instance": "no-such-instance"}),
         ("/gleitzeit/execute", execute_pull),
+        ("/gleitzeit/execute", {**execute_pull, "params": {"model": "phi3", "instance": "x"}}),
     ]:
         async with http.post(
             f"{served.url}{path}", json=body, headers=bearer("wide-token")

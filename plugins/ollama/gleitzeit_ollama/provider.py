@@ -241,6 +241,8 @@ class LlmProvider(ProtocolProvider):
 
     async def pull_model(self, params: PullModelParams) -> JSON | ChunkStream:
         hub = self.hub
+        model = normalize_model(params.model)
+        check_pull(model, what="llm/pull_model")  # before the instance lookup says anything
         if params.instance is not None and params.instance not in hub:
             known = ", ".join(r.id for r in hub.resources) or "none"
             raise InvalidParams(
@@ -248,8 +250,6 @@ class LlmProvider(ProtocolProvider):
                 [f"params.instance: no instance {params.instance!r}; instances: {known}"],
             )
         resource = hub.pull_target(params.instance)
-        model = normalize_model(params.model)
-        check_pull(model, what="llm/pull_model")
         stream = await hub.open_pull(model, resource, insecure=params.insecure)
         if params.stream:
             return stream

@@ -299,9 +299,9 @@ class OllamaApi:
     async def pull(self, request: web.Request) -> web.StreamResponse:
         body = await _body(request, PULL)
         _, model = model_of(body, legacy_name=True)
+        check_pull(model, what="POST /api/pull")  # before the instance lookup says anything
         instance = body.get("instance")
         hub, resource = self._pull_target(model, instance if isinstance(instance, str) else None)
-        check_pull(model, what="POST /api/pull")
         insecure = body.get("insecure")
         stream = await hub.open_pull(
             model, resource, insecure=insecure if isinstance(insecure, bool) else None
