@@ -321,7 +321,7 @@ async def _drain(request: web.Request) -> web.Response:
         return json_error(404, f"resource: hub {hub_name!r} has no resource {resource_id!r}")
     if not isinstance(remove, bool):
         return json_error(400, "remove: expected true or false")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         return json_error(400, "timeout: expected a number of seconds > 0")
     try:
         if remove:

@@ -264,6 +264,19 @@ async def test_drain_removes_a_resource_without_failing_calls(gateway: Gateway) 
         assert bad.status == 404
 
 
+async def test_a_drain_timeout_of_nan_is_a_400_and_drains_nothing(gateway: Gateway) -> None:
+    """``"timeout": NaN`` (Python's JSON reader accepts it) is refused like any other
+    timeout that is not > 0; the resource keeps serving instead of draining forever."""
+    url, runtime = await gateway()
+    body = b'{"hub": "e", "resource": "a", "remove": false, "timeout": NaN}'
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http:
+        reply = await http.post(f"{url}/gleitzeit/drain", data=body, headers=headers)
+        assert reply.status == 400
+        assert "timeout" in (await reply.json())["error"]
+    assert not runtime.hubs["e"].get("a").draining
+
+
 async def run_cli(*args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
     process = await asyncio.create_subprocess_exec(
