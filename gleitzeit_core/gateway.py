@@ -227,6 +227,12 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         return json_error(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
+def _not_json(constant: str) -> Any:
+    # Python's reader takes NaN and +-Infinity; they are not JSON, and would pass "> 0" style
+    # checks or reach an upstream as they are
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it; a body
     that does not arrive within ``[gateway] body_timeout`` is a 408."""
@@ -246,7 +252,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not body:
         raise web.HTTPBadRequest(text="request body is empty; expected a JSON object")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # [[[[...]]]] within the size limit

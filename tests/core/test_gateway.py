@@ -265,16 +265,32 @@ async def test_drain_removes_a_resource_without_failing_calls(gateway: Gateway) 
 
 
 async def test_a_drain_timeout_of_nan_is_a_400_and_drains_nothing(gateway: Gateway) -> None:
-    """``"timeout": NaN`` (Python's JSON reader accepts it) is refused like any other
-    timeout that is not > 0; the resource keeps serving instead of draining forever."""
+    """``"timeout": NaN`` passed the ``timeout <= 0`` check and left the resource draining;
+    it is a 400 and the resource keeps serving."""
     url, runtime = await gateway()
     body = b'{"hub": "e", "resource": "a", "remove": false, "timeout": NaN}'
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession() as http:
         reply = await http.post(f"{url}/gleitzeit/drain", data=body, headers=headers)
         assert reply.status == 400
-        assert "timeout" in (await reply.json())["error"]
+        assert "NaN" in (await reply.json())["error"]
     assert not runtime.hubs["e"].get("a").draining
+
+
+async def test_nan_and_infinity_in_a_body_are_400_never_passed_on(gateway: Gateway) -> None:
+    """Python's JSON reader takes ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON:
+    a body holding one anywhere (a param no check looks at, say, which would reach an
+    upstream as it is) is a 400 naming the constant, for every route."""
+    url, _ = await gateway()
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http:
+        for constant in ["NaN", "Infinity", "-Infinity"]:
+            body = '{"method": "echo/say", "params": {"text": "x", "extra": [C]}}'.replace(
+                "C", constant
+            )
+            reply = await http.post(f"{url}/gleitzeit/execute", data=body, headers=headers)
+            assert reply.status == 400, constant
+            assert constant.lstrip("-") in (await reply.json())["error"]
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:
