@@ -36,8 +36,6 @@ import json
 import math
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +46,8 @@ from typing import Any
 
 import ollama
 from gleitzeit_ollama.sim import SimConfig, SimProcess
+
+from gleitzeit_core.testing.serve import GatewayProcess
 
 MODEL = "llama3.2"
 TOKENS = 8
@@ -82,60 +82,22 @@ def start_sim() -> SimProcess:
     return SimProcess(config, host="127.0.0.1", port=0).start()
 
 
-class Gateway:
-    """``python -m gleitzeit_core serve`` in a child process, over one simulator."""
-
-    def __init__(self, sim_url: str, workdir: Path) -> None:
-        self.config = workdir / "gateway.toml"
-        self.config.write_text(
-            "[hubs.llm]\n"
-            'kind = "ollama"\n'
-            'discovery = ["static"]\n'
-            "request_timeout = 120.0\n"
-            "queue_timeout = 120.0\n"
-            "[hubs.llm.health]\n"
-            "interval = 5.0\n"
-            "[[hubs.llm.resources]]\n"
-            'id = "bench"\n'
-            f'url = "{sim_url}"\n'
-            "num_parallel = 64\n",
-            encoding="utf-8",
-        )
-        self.log = workdir / "gateway.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-
-    def start(self, timeout: float = 30.0) -> Gateway:
-        env = dict(os.environ, GLEITZEIT_LOAD_PLUGINS="ollama", PYTHONUNBUFFERED="1")
-        command = [sys.executable, "-m", "gleitzeit_core", "serve"]
-        command += ["--config", str(self.config), "--port", "0"]
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.log.read_text(errors="replace").splitlines():
-                if "listening on" in line:
-                    self.url = line.rsplit(" ", 1)[-1].strip()
-                    return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the gateway did not start:\n{self.log.read_text(errors='replace')}")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+def bench_gateway(sim_url: str, workdir: Path) -> GatewayProcess:
+    """``gleitzeit serve`` in a child process, over one simulator."""
+    config = (
+        "[hubs.llm]\n"
+        'kind = "ollama"\n'
+        'discovery = ["static"]\n'
+        "request_timeout = 120.0\n"
+        "queue_timeout = 120.0\n"
+        "[hubs.llm.health]\n"
+        "interval = 5.0\n"
+        "[[hubs.llm.resources]]\n"
+        'id = "bench"\n'
+        f'url = "{sim_url}"\n'
+        "num_parallel = 64\n"
+    )
+    return GatewayProcess(config, workdir, plugins="ollama")
 
 
 async def batch(call: Call, total: int, concurrency: int) -> float:
@@ -446,11 +408,11 @@ async def measure_checks(quick: bool) -> dict[str, Any]:
 async def main(quick: bool) -> dict[str, Any]:
     started = time.perf_counter()
     sim: SimProcess | None = None
-    gateway: Gateway | None = None
+    gateway: GatewayProcess | None = None
     with tempfile.TemporaryDirectory(prefix="gleitzeit-bench-") as workdir:
         try:
             sim = await asyncio.to_thread(start_sim)
-            gateway = await asyncio.to_thread(Gateway(sim.url, Path(workdir)).start)
+            gateway = await asyncio.to_thread(bench_gateway(sim.url, Path(workdir)).start)
             figures = await measure(sim.url, gateway.url, quick)
             figures |= await measure_checks(quick)
         finally:

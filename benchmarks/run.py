@@ -90,6 +90,8 @@ TARGETS = {
     "prefix_vs_p2c_ttft_p50_ratio": Target("<=", 0.5),
     "prefix_vs_p2c_throughput_ratio": Target(">=", 1),
     "prefix_max_share_vs_fair": Target("<=", 1.3),
+    "dashboard_load_ms": Target("<", 1000),
+    "dashboard_transfer_kb": Target("<", 200),
 }
 
 # The keys of the summary table, in order (all that the issue names, plus the peer's).
@@ -118,6 +120,8 @@ HEADLINE = (
     "prefix_vs_p2c_ttft_p50_ratio",
     "prefix_vs_p2c_throughput_ratio",
     "prefix_max_share_vs_fair",
+    "dashboard_load_ms",
+    "dashboard_transfer_kb",
 )
 
 
@@ -167,6 +171,13 @@ SCRIPTS = (
         300,
     ),
     Script("startup", "benchmarks/startup.py", ("startup_ms_all_plugins",), 300),
+    Script(
+        "dashboard",
+        "benchmarks/dashboard.py",
+        ("dashboard_load_ms", "dashboard_transfer_kb", "dashboard_history_kb_per_resource"),
+        300,
+        aliases=("ui",),
+    ),
     Script(
         "ollama_overhead",
         "benchmarks/ollama_overhead.py",

@@ -64,6 +64,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         TcpProbe,
     )
     from .hookspecs import hookimpl, hookspec
+    from .hub import HubEvent, HubEventListener
     from .metrics import MetricsSnapshot, ResourceMetrics
     from .outcomes import CallOutcome, FailureClass
     from .reachability import connect_problem
@@ -106,6 +107,8 @@ __all__ = [
     "HealthMonitor",
     "HealthSettings",
     "HttpProbe",
+    "HubEvent",
+    "HubEventListener",
     "InvalidParams",
     "LeastLatencyStrategy",
     "LeastLoadedStrategy",
@@ -178,6 +181,8 @@ _EXPORTS: dict[str, str] = {
     "HealthMonitor": "health",
     "HealthSettings": "health",
     "HttpProbe": "health",
+    "HubEvent": "hub",
+    "HubEventListener": "hub",
     "InvalidParams": "errors",
     "LeastLatencyStrategy": "balancing",
     "LeastLoadedStrategy": "balancing",

@@ -1,15 +1,19 @@
 """The HTTP gateway behind ``gleitzeit serve``.
 
 The core serves only what knows no resource kind: ``POST /gleitzeit/execute`` for any provider
-method, ``GET /gleitzeit/status``, ``GET /gleitzeit/health`` and ``POST /gleitzeit/drain``
-(take a resource out without failing a request). Plugins add their own routes
-through ``gleitzeit_register_routes`` (the Ollama plugin serves the Ollama API).
+method, ``GET /gleitzeit/status``, ``GET /gleitzeit/health``, ``POST /gleitzeit/drain`` (take a
+resource out without failing a request) and ``POST /gleitzeit/undrain``. Plugins add their own
+routes through ``gleitzeit_register_routes`` (the Ollama plugin serves the Ollama API).
 
 Safe by default (docs/security.md): it binds 127.0.0.1 and refuses a wider bind without a key;
 foreign web pages and rebound Host names are refused (``guard``); with keys configured
-(``keys``) every route but the health check needs one, and each request runs as that key's
-``Caller`` within its scopes and limits; bodies are size- and time-limited; anything a client
-sends that is wrong gets a 4xx with a JSON error, and nothing it sends can crash the server. A
+(``keys``) every route but the health check and the routes a plugin registers as public (a
+login page and its files) needs one, as ``Authorization: Bearer <token>`` or as the
+``gleitzeit_key`` cookie a browser login set, and each request runs as that key's ``Caller``
+within its scopes and limits; a request that sends the key by cookie and changes something
+must come from the gateway's own origin (another local page cannot ride on the cookie);
+draining needs an admin caller; bodies are size- and time-limited; anything a client sends
+that is wrong gets a 4xx with a JSON error, and nothing it sends can crash the server. A
 client that disconnects cancels its handler, and with it the upstream request.
 """
 
@@ -25,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .caller import PermissionDenied, acting_as, current_caller
+from .caller import Caller, PermissionDenied, acting_as, current_caller
 from .errors import (
     ConfigError,
     GleitzeitError,
@@ -50,6 +54,7 @@ __all__ = [
     "check_bind",
     "json_error",
     "read_json_object",
+    "same_origin",
     "serve",
     "start_gateway",
     "status_for",
@@ -62,8 +67,10 @@ KEYS_KEY: web.AppKey[KeyRing] = web.AppKey("gleitzeit_keys", KeyRing)
 ROUTE_TIMEOUTS_KEY: web.AppKey[dict[Any, float]] = web.AppKey("gleitzeit_route_timeouts", dict)
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("gleitzeit_body_timeout", float)
 DEADLINES_KEY: web.AppKey[Deadlines] = web.AppKey("gleitzeit_deadlines", Deadlines)
-COOKIE_NAME = "gleitzeit_key"
+COOKIE_NAME = "gleitzeit_key"  # where a browser keeps its key after the dashboard login
 _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
+_PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -96,13 +103,36 @@ class RouteRegistrar:
         self.runtime = runtime
 
     def add(
-        self, method: str, path: str, handler: Handler, *, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        timeout: float | None = None,
+        public: bool = False,
     ) -> None:
         """Serve ``handler``; ``timeout`` replaces ``[gateway] request_timeout`` for a route
-        that legitimately runs longer (a model pull)."""
+        that legitimately runs longer (a model pull); ``public`` routes need no key (a login
+        form and the static files of a page: nothing that shows or changes state)."""
         route = self.app.router.add_route(method, path, handler)
         if timeout is not None:
             self.app[ROUTE_TIMEOUTS_KEY][route] = timeout
+        if public:
+            self.app[_PUBLIC_KEY].add(route)
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether the gateway asks clients for a key at all."""
+        return not self.app[KEYS_KEY].open
+
+    def authenticate(self, token: str) -> Caller:
+        """The caller ``token`` belongs to, by the same lookup every request passes; a 401
+        for an unknown key."""
+        key = self.app[KEYS_KEY].lookup(token)
+        if key is None:
+            raise web.HTTPUnauthorized(text="unknown API key")
+        caller: Caller = key.caller
+        return caller
 
 
 def _presented_token(request: web.Request) -> str | None:
@@ -115,6 +145,11 @@ def _presented_token(request: web.Request) -> str | None:
     if "Cookie" in request.headers:
         return request.cookies.get(COOKIE_NAME)
     return None
+
+
+def same_origin(request: web.Request) -> bool:
+    """Whether a browser says the request comes from a page of this gateway (its Origin)."""
+    return request.headers.get("Origin") == f"{request.scheme}://{request.host}"
 
 
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -164,6 +199,8 @@ def _guard_middleware(
                 return json_error(415, problem)
         if request.path == "/gleitzeit/health":
             return await handler(request)
+        if request.match_info.route in request.app[_PUBLIC_KEY]:
+            return await handler(request)
         key = ring.lookup(_presented_token(request))
         if key is None:
             return json_error(
@@ -171,6 +208,11 @@ def _guard_middleware(
                 "missing or unknown API key; send Authorization: Bearer <token>",
                 scope="key",
             )
+        by_cookie = "Authorization" not in headers and COOKIE_NAME in request.cookies
+        if by_cookie and request.method not in _SAFE_METHODS and not same_origin(request):
+            # every local page passes the Origin check above, and a browser adds the cookie to
+            # what any of them sends: a change by cookie must come from this gateway's own page
+            return json_error(403, "a request authenticated by cookie must come from this origin")
         refused = ring.admit(key)
         if refused is not None:
             limit, wait = refused
@@ -309,22 +351,32 @@ async def _execute(request: web.Request) -> web.StreamResponse:
     return web.json_response({"result": result})
 
 
+def _require_admin(what: str) -> None:
+    caller = current_caller()
+    if caller is not None:  # None: in-process operator code
+        caller.check_admin(what)
+
+
+def _hub_and_resource(runtime: Any, data: dict[str, Any]) -> tuple[Any, str]:
+    """The hub and resource id a drain or undrain body names, or a 4xx that says which is wrong."""
+    hub_name, resource_id = data.get("hub"), data.get("resource")
+    if not isinstance(hub_name, str) or hub_name not in runtime.hubs:
+        known = ", ".join(sorted(runtime.hubs)) or "none"
+        raise web.HTTPBadRequest(text=f"hub: expected one of: {known}, got {hub_name!r}")
+    hub = runtime.hubs[hub_name]
+    if not isinstance(resource_id, str) or resource_id not in hub:
+        raise web.HTTPNotFound(text=f"resource: hub {hub_name!r} has no resource {resource_id!r}")
+    return hub, resource_id
+
+
 async def _drain(request: web.Request) -> web.Response:
     """Take a resource out of rotation without failing a request: no new leases, wait for
     the calls in flight, then (``remove``: true, the default) remove it from the hub."""
+    _require_admin("POST /gleitzeit/drain")
     runtime = request.app[RUNTIME_KEY]
-    caller = current_caller()
-    if caller is not None:
-        caller.check_admin("POST /gleitzeit/drain")
     data = await read_json_object(request)
-    hub_name, resource_id = data.get("hub"), data.get("resource")
+    hub, resource_id = _hub_and_resource(runtime, data)
     remove, timeout = data.get("remove", True), data.get("timeout", 60.0)
-    if not isinstance(hub_name, str) or hub_name not in runtime.hubs:
-        known = ", ".join(sorted(runtime.hubs)) or "none"
-        return json_error(400, f"hub: expected one of: {known}, got {hub_name!r}")
-    hub = runtime.hubs[hub_name]
-    if not isinstance(resource_id, str) or resource_id not in hub:
-        return json_error(404, f"resource: hub {hub_name!r} has no resource {resource_id!r}")
     if not isinstance(remove, bool):
         return json_error(400, "remove: expected true or false")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
@@ -336,7 +388,15 @@ async def _drain(request: web.Request) -> web.Response:
             await hub.drain(resource_id, timeout=float(timeout))
     except TimeoutError:
         return json_error(504, f"{resource_id}: calls still in flight after {timeout:g} s")
-    return web.json_response({"hub": hub_name, "resource": resource_id, "removed": remove})
+    return web.json_response({"hub": hub.name, "resource": resource_id, "removed": remove})
+
+
+async def _undrain(request: web.Request) -> web.Response:
+    """Put a resource that was drained with ``remove``: false back in rotation."""
+    _require_admin("POST /gleitzeit/undrain")
+    hub, resource_id = _hub_and_resource(request.app[RUNTIME_KEY], await read_json_object(request))
+    hub.undrain(resource_id)
+    return web.json_response({"hub": hub.name, "resource": resource_id, "draining": False})
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -406,10 +466,12 @@ def build_app(
             connections.close()
 
     app.on_cleanup.append(stop_sweeping)
+    app[_PUBLIC_KEY] = set()
     app.router.add_post("/gleitzeit/execute", _execute)
     app.router.add_get("/gleitzeit/status", _status)
     app.router.add_get("/gleitzeit/health", _health)
     app.router.add_post("/gleitzeit/drain", _drain)
+    app.router.add_post("/gleitzeit/undrain", _undrain)
     runtime.plugins.call_each("gleitzeit_register_routes", router=RouteRegistrar(app, runtime))
     return app
 

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, TypeVar
 
+import attrs
+
 from . import selection
 from .balancing import PowerOfTwoChoicesStrategy, Strategy
 from .breaker import Breaker, BreakerState, BreakerTransition, PassThroughBreaker
@@ -35,13 +37,32 @@ from .request import Request
 from .resources import Health, Resource, ResourceSpec, public_endpoint
 from .status import HubStatus, ResourceStatus
 
-__all__ = ["ResourceHub"]
+__all__ = ["HubEvent", "HubEventListener", "ResourceHub"]
 
 # Above this many members, strategies that only compare a few random candidates (p2c) get a
 # uniform sample of eligible ones instead of a scan of the whole hub.
 _SAMPLE_ABOVE = 4
 
 T = TypeVar("T")
+
+
+@attrs.frozen
+class HubEvent:
+    """Something that happened to one resource of a hub, as delivered to ``hub.listen``.
+
+    ``kind`` is one of ``added``, ``removed``, ``draining``, ``undrained``, ``health``,
+    ``breaker`` and ``ejected``; ``detail`` says what changed (``"healthy -> unhealthy"``).
+    ``at`` is the hub clock's reading (monotonic seconds).
+    """
+
+    hub: str
+    resource: str
+    kind: str
+    detail: str
+    at: float
+
+
+HubEventListener = Callable[[HubEvent], None]
 
 
 class _Waiter:
@@ -123,6 +144,7 @@ class ResourceHub:
         }
         self.discovery_errors: dict[str, str] = {}
         self._observers: list[Callable[[Lease, FailureClass | None, float], None]] = []
+        self._listeners: list[HubEventListener] = []
 
     # -- membership ---------------------------------------------------------------------------
     @property
@@ -145,7 +167,8 @@ class ResourceHub:
         existing = self._resources.get(spec.id)
         if existing is not None:
             existing.spec = spec
-            existing.draining = False
+            if existing.draining:
+                self.undrain(spec.id)
             return existing
         resource = Resource(
             spec,
@@ -156,6 +179,7 @@ class ResourceHub:
         self._resources[spec.id] = resource
         self._members.append(resource)
         self.on_added(resource)
+        self._emit(resource, "added", spec.endpoint)
         if self._probing and self.monitor is not None:
             self.monitor.watch(resource)
         self._wake()
@@ -164,12 +188,22 @@ class ResourceHub:
     async def drain(self, resource_id: str, timeout: float | None = None) -> None:
         """Stop new leases on a resource and wait until its calls in flight have finished."""
         resource = self.get(resource_id)
-        resource.draining = True
+        if not resource.draining:
+            resource.draining = True
+            self._emit(resource, "draining", f"{resource.in_flight} call(s) in flight")
         if resource.in_flight == 0:
             return
         event = self._drained.setdefault(resource_id, asyncio.Event())
         async with asyncio.timeout(timeout):
             await event.wait()
+
+    def undrain(self, resource_id: str) -> None:
+        """Put a draining resource back in rotation (a no-op for one that is not draining)."""
+        resource = self.get(resource_id)
+        if resource.draining:
+            resource.draining = False
+            self._emit(resource, "undrained", "back in rotation")
+            self._wake()
 
     async def remove(
         self, resource_id: str, *, drain: bool = True, timeout: float | None = None
@@ -184,6 +218,7 @@ class ResourceHub:
         if self.monitor is not None:
             self.monitor.unwatch(resource_id)
         self.on_removed(resource)
+        self._emit(resource, "removed", "left the hub")
 
     def set_probe(self, probe: Probe) -> None:
         """Probe resources with ``probe`` (before ``start``)."""
@@ -192,7 +227,7 @@ class ResourceHub:
             self.health_settings,
             rng=self.rng,
             uneject=self.outlier.settings.uneject_on_probe,
-            on_change=self.on_health_change,
+            on_change=self._health_changed,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -240,6 +275,13 @@ class ResourceHub:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    def _health_changed(self, resource: Resource, old: Health) -> None:
+        detail = f"{old.value} -> {resource.health.value}"
+        if resource.health_detail:
+            detail += f": {resource.health_detail}"
+        self._emit(resource, "health", detail)
+        self.on_health_change(resource, old)
 
     # -- hooks for plugin hubs ------------------------------------------------------------------
     def serves(self, resource: Resource, request: Request) -> str | None:
@@ -440,7 +482,10 @@ class ResourceHub:
             else:
                 outcome = CallOutcome.IGNORED
             resource.breaker.record(lease.permit, outcome, duration)
-            self.outlier.observe(resource, failure, now, self._members)
+            if self.outlier.observe(resource, failure, now, self._members):
+                until = resource.ejected_until or now
+                cause = failure.value if failure is not None else "failure"
+                self._emit(resource, "ejected", f"for {until - now:.0f} s after {cause} errors")
             for callback in self._observers:
                 callback(lease, failure, duration)
         if resource.draining and metrics.in_flight == 0:
@@ -453,6 +498,17 @@ class ResourceHub:
         """Call ``callback(lease, failure, duration)`` after every finished lease (exporters
         such as the Prometheus plugin build histograms from it)."""
         self._observers.append(callback)
+
+    def listen(self, callback: HubEventListener) -> None:
+        """Call ``callback(event)`` for every :class:`HubEvent` of this hub (dashboards and
+        audit logs build their timelines from it). Callbacks run inline and must be quick."""
+        self._listeners.append(callback)
+
+    def _emit(self, resource: Resource, kind: str, detail: str) -> None:
+        if self._listeners:
+            event = HubEvent(self.name, resource.spec.id, kind, detail, self.clock.now())
+            for callback in self._listeners:
+                callback(event)
 
     def _wake(self) -> None:
         """Hand freed capacity to the waiting callers, oldest first, before any newcomer can
@@ -538,6 +594,8 @@ class ResourceHub:
         def listener(event: BreakerTransition) -> None:
             if event.new is BreakerState.OPEN:
                 resource.breaker_opens += 1
+            detail = f"{event.old.value} -> {event.new.value}"
+            self._emit(resource, "breaker", f"{detail}: {event.reason}" if event.reason else detail)
             self._wake()
 
         return listener

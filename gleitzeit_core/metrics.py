@@ -16,10 +16,6 @@ from .outcomes import FailureClass
 
 __all__ = ["MetricsSnapshot", "ResourceMetrics"]
 
-# Errors that say something about the resource or its answer; a caller's 4xx, a caller
-# hanging up and a request sent where it could not be served do not make a resource look bad.
-_NOT_ERRORS = frozenset({FailureClass.CLIENT_ERROR, FailureClass.CANCELLED, FailureClass.MISROUTED})
-
 
 @attrs.frozen
 class MetricsSnapshot:
@@ -90,7 +86,7 @@ class ResourceMetrics:
         else:
             self.failures[failure] = self.failures.get(failure, 0) + 1
         slot = self._next
-        is_error = failure is not None and failure not in _NOT_ERRORS
+        is_error = failure is not None and failure.counts_as_error
         if self._count == self.window:
             self._window_errors -= self._failed[slot] & 1
         else:
@@ -119,10 +115,21 @@ class ResourceMetrics:
     def error_rate(self) -> float:
         return self._window_errors / self._count if self._count else 0.0
 
-    def snapshot(self, now: float) -> MetricsSnapshot:
+    def snapshot(self, now: float, since: float | None = None) -> MetricsSnapshot:
+        """The numbers at ``now``; with ``since``, the window's figures (percentiles, error
+        rate, calls, rate) cover only the calls in the window that finished after ``since``
+        (a dashboard's one-second samples), the totals stay totals."""
         n = self._count
-        latencies = sorted(self._latency[i] * 1000.0 for i in range(n) if not self._failed[i] & 2)
-        oldest = min((self._time[i] for i in range(n)), default=now)
+        if since is None:
+            slots: range | list[int] = range(n)
+            errors = self._window_errors
+            oldest = min((self._time[i] for i in range(n)), default=now)
+        else:
+            slots = [i for i in range(n) if self._time[i] > since]
+            errors = sum(self._failed[i] & 1 for i in slots)
+            oldest = since
+        calls = len(slots)
+        latencies = sorted(self._latency[i] * 1000.0 for i in slots if not self._failed[i] & 2)
         span = now - oldest
         ewma = self.latency_ewma
         return MetricsSnapshot(
@@ -134,9 +141,9 @@ class ResourceMetrics:
             p50_ms=_percentile(latencies, 0.50),
             p95_ms=_percentile(latencies, 0.95),
             p99_ms=_percentile(latencies, 0.99),
-            error_rate=round(self.error_rate, 6),
-            window_calls=n,
-            rate_per_s=round(n / max(span, 1.0), 3),
+            error_rate=round(errors / calls, 6) if calls else 0.0,
+            window_calls=calls,
+            rate_per_s=round(calls / max(span, 1.0), 3),
         )
 
 

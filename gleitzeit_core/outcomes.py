@@ -25,6 +25,12 @@ class FailureClass(enum.Enum):
         return self in _RESOURCE_FAULTS
 
     @property
+    def counts_as_error(self) -> bool:
+        """Whether it makes the resource's error rate: anything but the caller's own 4xx, the
+        caller hanging up, or a request sent where it could not be served."""
+        return self not in _NOT_ERRORS
+
+    @property
     def retryable(self) -> bool:
         """Whether another resource may succeed where this one failed."""
         return self in _RESOURCE_FAULTS or self in (FailureClass.OVERLOADED, FailureClass.MISROUTED)
@@ -38,6 +44,8 @@ _RESOURCE_FAULTS = frozenset(
         FailureClass.PROTOCOL,
     }
 )
+# a caller's 4xx, a caller hanging up and a misrouted request do not make a resource look bad
+_NOT_ERRORS = frozenset({FailureClass.CLIENT_ERROR, FailureClass.CANCELLED, FailureClass.MISROUTED})
 
 
 class CallOutcome(enum.Enum):

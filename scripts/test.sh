@@ -5,6 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
+# The browser and the Prometheus server the dashboard and metrics tests run for real
+# (Debian's chromium, chromium-driver, prometheus; promtool ships with prometheus).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  need=""
+  [ -x /usr/bin/chromium ] || need="$need chromium"
+  [ -x /usr/bin/chromedriver ] || need="$need chromium-driver"
+  [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || need="$need prometheus"
+  if [ -n "$need" ]; then
+    echo "[test] apt-get install$need" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
+  fi
+fi
+
 # A real Docker engine for the Docker plugin's tests (see .ci/docker-engine.sh). In CI a
 # missing engine fails the run; elsewhere the docker tests say why they cannot run.
 export DOCKER_CI_ROOT=${DOCKER_CI_ROOT:-/tmp/ci-docker}

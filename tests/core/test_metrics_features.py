@@ -109,3 +109,45 @@ def test_rollout_share_matches_the_percentage() -> None:
     assert 0.27 < share < 0.33
     random_share = sum(flags.hub_enabled_for("llm/v1") for _ in range(10_000)) / 10_000
     assert 0.27 < random_share < 0.33
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=0.0, max_value=5.0), st.sampled_from([None, *FailureClass])),
+        min_size=1,
+        max_size=120,
+    ),
+    st.integers(min_value=-1, max_value=130),
+)
+def test_snapshot_since_covers_only_the_later_calls_in_the_window(
+    calls: list[tuple[float, FailureClass | None]], cut: int
+) -> None:
+    """``snapshot(now, since=t)`` computes percentiles, error rate and call count over the
+    window's calls that finished after ``t`` only (a dashboard's one-second samples); the
+    totals are the same as without ``since``."""
+    import math
+
+    metrics = ResourceMetrics(window=50)
+    for i, (duration, outcome) in enumerate(calls):
+        metrics.record(duration, outcome, float(i))
+    now = float(len(calls))
+    snap = metrics.snapshot(now, since=cut + 0.5)
+    kept = [(i, d, o) for i, (d, o) in enumerate(calls) if i >= len(calls) - 50 and i > cut + 0.5]
+    successes = sorted(d * 1000 for _, d, o in kept if o is None)
+    errors = sum(1 for _, _, o in kept if o is not None and o.counts_as_error)
+
+    def nearest(q: float) -> float | None:
+        if not successes:
+            return None
+        return round(successes[max(1, math.ceil(q * len(successes))) - 1], 3)
+
+    assert snap.window_calls == len(kept)
+    assert snap.p50_ms == nearest(0.5)
+    assert snap.p99_ms == nearest(0.99)
+    assert snap.error_rate == (round(errors / len(kept), 6) if kept else 0.0)
+    whole = metrics.snapshot(now)
+    assert (snap.requests, snap.successes, snap.failures) == (
+        whole.requests,
+        whole.successes,
+        whole.failures,
+    )

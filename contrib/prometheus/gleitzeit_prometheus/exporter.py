@@ -43,6 +43,14 @@ class StatusCollector(Collector):
         ejected = GaugeMetricFamily(
             "gleitzeit_resource_ejected", "1 while ejected for failing calls", labels=labels
         )
+        ejected_for = GaugeMetricFamily(
+            "gleitzeit_resource_ejection_remaining_seconds",
+            "Seconds until an ejected resource is tried again (0 when not ejected)",
+            labels=labels,
+        )
+        draining = GaugeMetricFamily(
+            "gleitzeit_resource_draining", "1 while drained: no new calls go to it", labels=labels
+        )
         ejections = CounterMetricFamily(
             "gleitzeit_ejections", "Times the resource was ejected", labels=labels
         )
@@ -60,9 +68,19 @@ class StatusCollector(Collector):
         panic = GaugeMetricFamily(
             "gleitzeit_hub_panic", "1 while routing to unhealthy resources", labels=["hub"]
         )
+        no_resource = CounterMetricFamily(
+            "gleitzeit_hub_no_resource",
+            "Calls refused because no resource could take them",
+            labels=["hub"],
+        )
+        waiting = GaugeMetricFamily(
+            "gleitzeit_hub_waiting", "Calls waiting for a free resource", labels=["hub"]
+        )
         for hub in status["hubs"]:
             failovers.add_metric([hub["name"]], hub["counters"].get("failovers", 0))
             panic.add_metric([hub["name"]], 1.0 if hub["panic"] else 0.0)
+            no_resource.add_metric([hub["name"]], hub["counters"].get("no_resource", 0))
+            waiting.add_metric([hub["name"]], hub["waiting"])
             for res in hub["resources"]:
                 key = [hub["name"], res["id"]]
                 metrics = res["metrics"]
@@ -74,22 +92,29 @@ class StatusCollector(Collector):
                 in_flight.add_metric(key, res["in_flight"])
                 healthy.add_metric(key, 0.0 if res["health"] == "unhealthy" else 1.0)
                 ejected.add_metric(key, 1.0 if res["ejected"] else 0.0)
+                ejected_for.add_metric(key, res["ejected_for_s"])
+                draining.add_metric(key, 1.0 if res["draining"] else 0.0)
                 ejections.add_metric(key, res["ejections"])
                 opens.add_metric(key, res["breaker_opens"])
                 for state in _STATES:
                     breaker.add_metric([*key, state], 1.0 if res["breaker"] == state else 0.0)
         yield from _path_families(status.get("paths"))
+        yield from _caller_families(status.get("callers"))
         yield from (
             requests,
             failures,
             in_flight,
             healthy,
             ejected,
+            ejected_for,
+            draining,
             ejections,
             breaker,
             opens,
             failovers,
             panic,
+            no_resource,
+            waiting,
         )
 
 
@@ -107,16 +132,17 @@ def _path_families(paths: Any) -> Iterator[Any]:
     errors = CounterMetricFamily(
         "gleitzeit_path_errors", "Provider calls failed, by dual-mode path", labels=["path"]
     )
+    # seconds and a "percentile" label: promtool refuses "_ms" and "quantile" on a gauge
     latency = GaugeMetricFamily(
-        "gleitzeit_path_latency_ms",
-        "Latency of recent successful calls, by dual-mode path",
-        labels=["path", "quantile"],
+        "gleitzeit_path_latency_seconds",
+        "Latency percentile of recent successful calls, by dual-mode path",
+        labels=["path", "percentile"],
     )
     for path, figures in served.items():
         requests.add_metric([path], figures.get("requests", 0))
         errors.add_metric([path], figures.get("errors", 0))
-        for quantile, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("0.99", "p99_ms")):
-            latency.add_metric([path, quantile], figures.get(key) or 0.0)
+        for percentile, key in (("50", "p50_ms"), ("95", "p95_ms"), ("99", "p99_ms")):
+            latency.add_metric([path, percentile], (figures.get(key) or 0.0) / 1000.0)
     yield from (requests, errors, latency)
     rollout = paths.get("rollout")
     if isinstance(rollout, dict):
@@ -129,6 +155,40 @@ def _path_families(paths: Any) -> Iterator[Any]:
         )
         percent.add_metric([], float(rollout.get("rollout_percent") or 0.0))
         yield from (hub_on, percent)
+
+
+# gateway key counters (the status's ``callers``: key name -> counters; never a token)
+_CALLER_COUNTERS = (
+    ("requests", "gleitzeit_key_requests", "Requests admitted, by gateway key"),
+    ("denied", "gleitzeit_key_denied", "Requests refused (403) outside the key's scopes"),
+    ("rate_limited", "gleitzeit_key_rate_limited", "Requests refused (429) over the rate limit"),
+    (
+        "concurrency_limited",
+        "gleitzeit_key_concurrency_limited",
+        "Requests refused (429) over the key's concurrency limit",
+    ),
+)
+
+
+def _caller_families(callers: Any) -> Iterator[Any]:
+    """Per-key series, when the gateway has keys and the status counts them."""
+    if not isinstance(callers, dict) or not callers:
+        return
+    in_flight = GaugeMetricFamily(
+        "gleitzeit_key_in_flight", "Requests in flight, by gateway key", labels=["key"]
+    )
+    families = [
+        (field, CounterMetricFamily(name, help_text, labels=["key"]))
+        for field, name, help_text in _CALLER_COUNTERS
+    ]
+    for name, counters in sorted(callers.items()):
+        if not isinstance(counters, dict):
+            continue
+        for field, family in families:
+            family.add_metric([str(name)], float(counters.get(field, 0)))
+        in_flight.add_metric([str(name)], float(counters.get("in_flight", 0)))
+    yield from (family for _, family in families)
+    yield in_flight
 
 
 class Exporter:

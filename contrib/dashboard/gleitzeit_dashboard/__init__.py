@@ -1,0 +1,1 @@
+"""An operations dashboard in the browser at ``GET /gleitzeit/ui`` on the Gleitzeit gateway."""

@@ -1,0 +1,273 @@
+"""The dashboard's routes on a real gateway over loopback: what is public, what needs the key,
+the login cookie, the attacks a page elsewhere could try, and the size and policy of the page."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gleitzeit_core import Caller, acting_as
+from gleitzeit_core.plugins import PluginManager
+from gleitzeit_core.testing import echo
+
+from .conftest import TOKEN, ServeFactory, echo_config
+
+PAGE = "/gleitzeit/ui"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+EVIL = "http://evil.example"
+
+
+async def test_page_and_assets_are_small_and_allow_only_own_scripts(
+    serve_gateway: ServeFactory,
+) -> None:
+    """The page and every file it loads come from the package, together under 200 KB as sent
+    (gzip), each with a Content-Security-Policy that allows only this origin's scripts and
+    styles; the HTML has no inline script, style or event-handler attribute."""
+    served = await serve_gateway(echo_config("a"))
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        reply = await raw.get(served.url + PAGE, headers={"Accept-Encoding": "gzip"})
+        assert reply.status == 200
+        compressed = await reply.read()
+        policies = [reply.headers["Content-Security-Policy"]]
+        assert reply.headers["Content-Encoding"] == "gzip"
+        total = len(compressed)
+    async with aiohttp.ClientSession() as http:
+        html = await (await http.get(served.url + PAGE)).text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script"
+    assert not re.search(r"\son\w+\s*=", html), "event-handler attribute"
+    assert not re.search(r"\sstyle\s*=|<style", html), "inline style"
+    files = re.findall(r'(?:src|href)="(ui/static/[^"]+)"', html)
+    assert {"ui/static/dashboard.js", "ui/static/uPlot.iife.min.js"} <= set(files)
+    async with aiohttp.ClientSession(auto_decompress=False) as raw:
+        for path in files:
+            reply = await raw.get(
+                f"{served.url}/gleitzeit/{path}", headers={"Accept-Encoding": "gzip"}
+            )
+            assert reply.status == 200, path
+            total += len(await reply.read())
+            policies.append(reply.headers["Content-Security-Policy"])
+            assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    assert total < 200_000, f"the page transfers {total} bytes"
+    for policy in policies:
+        assert "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        assert "unsafe-eval" not in policy
+        assert "default-src 'none'" in policy
+
+
+async def test_only_package_files_are_served(serve_gateway: ServeFactory) -> None:
+    """Names outside the package's static folder (other modules, traversal, unknown files)
+    are a 404, not a file of the server."""
+    served = await serve_gateway(echo_config("a"))
+    async with aiohttp.ClientSession() as http:
+        for name in ("app.py", "..%2Fapp.py", "%2E%2E%2F%2E%2E%2Fpyproject.toml", "nope.js"):
+            reply = await http.get(f"{served.url}/gleitzeit/ui/static/{name}")
+            assert reply.status == 404, name
+        reply = await http.get(f"{served.url}/gleitzeit/ui/static/dashboard.js")
+        assert reply.status == 200
+        assert reply.headers["Content-Type"].startswith("text/javascript")
+
+
+async def test_the_page_is_public_but_its_data_needs_the_key(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Without a key the page (with its login form) loads but the status and the history are
+    a 401; with the key as a bearer token they answer."""
+    served = await serve_gateway(echo_config("a"), token=TOKEN)
+    assert (await http.get(served.url + PAGE)).status == 200
+    for path in ("/gleitzeit/status", "/gleitzeit/ui/history"):
+        assert (await http.get(served.url + path)).status == 401
+        assert (await http.get(served.url + path, headers=BEARER)).status == 200
+
+
+async def login(
+    http: aiohttp.ClientSession, served: Any, key: str, origin: str | None = None
+) -> aiohttp.ClientResponse:
+    headers = {"Origin": origin or served.origin}
+    return await http.post(served.url + "/gleitzeit/ui/login", json={"key": key}, headers=headers)
+
+
+async def test_login_keeps_the_key_in_an_httponly_strict_cookie(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """A right key posted once sets ``gleitzeit_key`` HttpOnly, SameSite=Strict, Path=/, and
+    that cookie alone then opens the status and the history."""
+    served = await serve_gateway(echo_config("a"), token=TOKEN)
+    reply = await login(http, served, TOKEN)
+    assert reply.status == 200
+    header = reply.headers["Set-Cookie"]
+    assert header.startswith(f"gleitzeit_key={TOKEN};")
+    attributes = {part.strip().lower() for part in header.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/"} <= attributes
+    cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
+    for path in ("/gleitzeit/status", "/gleitzeit/ui/history"):
+        assert (await http.get(served.url + path, headers=cookie)).status == 200
+    assert (
+        await http.get(served.url + "/gleitzeit/status", headers={"Cookie": "gleitzeit_key=x"})
+    ).status == 401
+
+
+async def test_login_refuses_a_wrong_key_and_other_origins(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """A wrong key is a 401 and sets no cookie; a login posted by a page of another origin
+    (or with no Origin at all) is a 403, even with the right key, so no page can log a
+    browser in under a key of its choosing; a malformed key is a 400."""
+    served = await serve_gateway(echo_config("a"), token=TOKEN)
+    wrong = await login(http, served, "guess")
+    assert wrong.status == 401
+    assert "Set-Cookie" not in wrong.headers
+    assert (await wrong.json())["error"]
+    forged = await login(http, served, TOKEN, origin=EVIL)
+    assert forged.status == 403
+    assert "Set-Cookie" not in forged.headers
+    bare = await http.post(served.url + "/gleitzeit/ui/login", json={"key": TOKEN})
+    assert bare.status == 403
+    for bad in ("", "two words", "ü" * 3, 42):
+        reply = await http.post(
+            served.url + "/gleitzeit/ui/login", json={"key": bad}, headers={"Origin": served.origin}
+        )
+        assert reply.status == 400, bad
+
+
+async def test_a_page_elsewhere_cannot_drain_with_the_cookie(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Cross-site request forgery: a POST that carries the key only in the cookie is refused
+    (403) unless its Origin is the gateway's own (another local page included), and the resource stays in rotation; the same
+    request from the dashboard's own origin drains it. Bearer clients need no Origin."""
+    served = await serve_gateway(echo_config("a", "b"), token=TOKEN)
+    hub = served.runtime.hubs["e"]
+    cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
+    body = {"hub": "e", "resource": "a", "remove": False}
+    # another page on this machine passes the gateway's Origin check for local pages; only
+    # the cookie rule stops it
+    for origin in (EVIL, "null", None, "http://127.0.0.1:1", "http://localhost:8080"):
+        headers = dict(cookie) if origin is None else {**cookie, "Origin": origin}
+        reply = await http.post(served.url + "/gleitzeit/drain", json=body, headers=headers)
+        assert reply.status == 403, origin
+        assert not hub.get("a").draining
+    own = {**cookie, "Origin": served.origin}
+    reply = await http.post(served.url + "/gleitzeit/drain", json=body, headers=own)
+    assert reply.status == 200
+    assert hub.get("a").draining
+    reply = await http.post(
+        served.url + "/gleitzeit/undrain", json={"hub": "e", "resource": "a"}, headers=BEARER
+    )
+    assert reply.status == 200
+    assert not hub.get("a").draining
+
+
+def acting(caller: Caller) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        with acting_as(caller):
+            response: web.StreamResponse = await handler(request)
+            return response
+
+    return middleware
+
+
+async def test_only_admin_callers_drain_and_undrain(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """A caller without the admin scope gets a 403 that names the scope from drain and
+    undrain, and the resource is untouched; the history tells the page it is no admin."""
+    served = await serve_gateway(
+        echo_config("a", "b"), middlewares=(acting(Caller(name="viewer")),)
+    )
+    hub = served.runtime.hubs["e"]
+    body = {"hub": "e", "resource": "a", "remove": False}
+    reply = await http.post(served.url + "/gleitzeit/drain", json=body)
+    assert reply.status == 403
+    assert "admin" in (await reply.json())["error"]
+    assert not hub.get("a").draining
+    await hub.drain("a")
+    reply = await http.post(served.url + "/gleitzeit/undrain", json={"hub": "e", "resource": "a"})
+    assert reply.status == 403
+    assert hub.get("a").draining
+    history = await (await http.get(served.url + "/gleitzeit/ui/history")).json()
+    assert history["caller"] == {"name": "viewer", "admin": False}
+
+
+async def test_admin_callers_drain_and_undrain(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """An admin caller drains a resource without removing it and puts it back; unknown hubs
+    and resources are a 400 and a 404 that name what is missing."""
+    served = await serve_gateway(
+        echo_config("a", "b"), middlewares=(acting(Caller(name="ops", admin=True)),)
+    )
+    hub = served.runtime.hubs["e"]
+    url = served.url
+    reply = await http.post(
+        url + "/gleitzeit/drain", json={"hub": "e", "resource": "a", "remove": False}
+    )
+    assert reply.status == 200
+    assert hub.get("a").draining
+    assert "a" in hub
+    reply = await http.post(url + "/gleitzeit/undrain", json={"hub": "e", "resource": "a"})
+    assert reply.status == 200
+    assert not hub.get("a").draining
+    reply = await http.post(url + "/gleitzeit/undrain", json={"hub": "nope", "resource": "a"})
+    assert reply.status == 400
+    assert "nope" in (await reply.json())["error"]
+    reply = await http.post(url + "/gleitzeit/undrain", json={"hub": "e", "resource": "zz"})
+    assert reply.status == 404
+    assert "zz" in (await reply.json())["error"]
+
+
+async def test_history_has_samples_and_events_since_a_time(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """After calls, the history holds one-second samples per resource with their throughput,
+    the drain shows up as an event, ``since`` returns only what is newer, and a ``since`` that
+    is no number is a 400."""
+    served = await serve_gateway(echo_config("a"))
+    url = served.url
+    for text in ("x", "y", "z"):
+        reply = await http.post(
+            url + "/gleitzeit/execute", json={"method": "echo/say", "params": {"text": text}}
+        )
+        assert reply.status == 200
+    await served.runtime.hubs["e"].drain("a")
+    data: dict[str, Any] = {}
+    for _ in range(100):  # the sampler ticks once a second
+        data = await (await http.get(url + "/gleitzeit/ui/history")).json()
+        series = data["series"].get("e", {}).get("a")
+        if series and sum(r * data["interval_s"] for r in series["rate"]) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    series = data["series"]["e"]["a"]
+    assert round(sum(r * data["interval_s"] for r in series["rate"])) == 3
+    assert len(series["t"]) == len(series["p95_ms"]) == len(series["in_flight"])
+    assert any(v is not None for v in series["p50_ms"])
+    assert ("a", "draining") in {(e["resource"], e["kind"]) for e in data["events"]}
+    newer = await (await http.get(url + f"/gleitzeit/ui/history?since={data['now']}")).json()
+    assert all(t > data["now"] for t in newer["series"]["e"]["a"]["t"])
+    assert all(e["t"] > data["now"] for e in newer["events"])
+    for bad in ("soon", "nan", "inf"):
+        assert (await http.get(url + f"/gleitzeit/ui/history?since={bad}")).status == 400
+
+
+@pytest.mark.parametrize("disabled", [True, False])
+async def test_disabling_the_plugin_removes_the_dashboard(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession, disabled: bool
+) -> None:
+    """The dashboard comes from its installed entry point: disabled, the gateway has no
+    ``/gleitzeit/ui`` routes (404) while the core's status still answers; enabled, the same
+    gateway serves it."""
+    manager = PluginManager(allow=["dashboard"], disabled=["dashboard"] if disabled else [])
+    manager.load()
+    manager.add(echo, "echo")
+    served = await serve_gateway(echo_config("a"), manager=manager)
+    expected = 404 if disabled else 200
+    assert (await http.get(served.url + PAGE)).status == expected
+    assert (await http.get(served.url + "/gleitzeit/ui/history")).status == expected
+    assert (await http.get(served.url + "/gleitzeit/status")).status == 200
