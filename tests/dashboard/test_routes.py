@@ -140,8 +140,9 @@ async def test_a_page_elsewhere_cannot_drain_with_the_cookie(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
     """Cross-site request forgery: a POST that carries the key only in the cookie is refused
-    (403) unless its Origin is the gateway's own (another local page included), and the resource stays in rotation; the same
-    request from the dashboard's own origin drains it. Bearer clients need no Origin."""
+    (403) unless its Origin is the gateway's own (another local page included), and the
+    resource stays in rotation; the same request from the dashboard's own origin drains it.
+    Bearer clients need no Origin."""
     served = await serve_gateway(echo_config("a", "b"), token=TOKEN)
     hub = served.runtime.hubs["e"]
     cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
