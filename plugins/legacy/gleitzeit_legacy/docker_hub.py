@@ -34,7 +34,7 @@ import attrs
 
 from gleitzeit_core import FailureClass, InvalidParams, ResourceMetrics, Runtime
 
-from .docker_executor import DockerExecutor, SecurityLevel
+from .docker_executor import DockerExecutor, SecurityLevel, env_prelude
 from .hub_base import (
     ResourceHubBase,
     ResourceInstance,
@@ -141,9 +141,7 @@ def command_code(command: str | Sequence[str], workdir: str | None, env: Mapping
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
     if not argv:
         raise InvalidParams("docker", ["command: expected a command, got nothing"])
-    prelude = ["import os"]
-    if env:
-        prelude.append(f"os.environ.update({dict(env)!r})")
+    prelude = ["import os", env_prelude(env).rstrip("\n")]
     if workdir:
         prelude.append(f"os.chdir({workdir!r})")
     code = _python_of(argv)

@@ -305,13 +305,23 @@ class PythonDockerProvider(HubProviderAdapter):
         if image != config["image"]:  # a request's own image: only from the allow-list
             own = {c["image"] for c in self.execution_modes.values() if "image" in c}
             check_image(str(image), own, allowed_images(self.hub.allowed), method)
+        network = params.get("network") or config["network"]
+        if network != config["network"] and not self.hub.allow_network:
+            # a request may not open the network the operator kept closed
+            raise InvalidParams(
+                method,
+                [
+                    f"params.network: {network!r} needs DockerHub(allow_network=True) from the "
+                    f"operator; this provider's sandboxes have network {config['network']!r}"
+                ],
+            )
         result = await self.docker_executor.execute_new(
             args_prelude(args) + code,
             image=image,
             timeout=timeout,
             memory_limit=params.get("memory_limit") or config["memory_limit"],
             cpu_limit=params.get("cpu_limit") or config["cpu_limit"],
-            network_mode=params.get("network") or config["network"],
+            network_mode=network,
             volumes=params.get("volumes"),
             environment=params.get("environment"),
             files=params.get("files"),

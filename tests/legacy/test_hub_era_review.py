@@ -1,0 +1,133 @@
+"""Attacks on the hub-era Docker API and the behaviour its docs promise, found in review:
+the operator's network switch both ways, and per-request settings that must not multiply the
+sandboxes an operator sized.
+
+No test sends network traffic: a sandbox's network is judged by the engine's account of its
+containers (``HostConfig.NetworkMode``; the CI engine runs with ``--bridge=none``, so even a
+bridge container has only loopback inside), never by connecting anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.docker_engine import IMAGE
+from tests.legacy.conftest import docker_config, our_containers
+
+pytestmark = [pytest.mark.docker, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+INTERFACES = "import os; print(sorted(os.listdir('/sys/class/net')))"
+
+
+async def networks_of(hub_id: str) -> set[str]:
+    """The network modes of the containers the engine holds for ``hub_id``."""
+    return {
+        str(c["HostConfig"]["NetworkMode"])
+        for c in await our_containers()
+        if str(c["Labels"].get("gleitzeit.hub", "")).startswith(hub_id)
+    }
+
+
+async def test_allow_network_gives_a_bridge_sandbox() -> None:
+    """``DockerHub(allow_network=True)`` with ``network_mode="bridge"`` (documented in
+    docs/migration.md) runs a container with a network interface besides loopback; without
+    ``allow_network`` the same config is refused."""
+    from gleitzeit.hub.docker_hub import DockerConfig, DockerHub
+
+    from gleitzeit_core import InvalidParams
+
+    closed = DockerHub(hub_id=docker_config("rv-closed")["hub_id"], default_image=IMAGE)
+    with pytest.raises(InvalidParams, match="allow_network"):
+        await closed.get_or_create_instance(DockerConfig(image=IMAGE, network_mode="bridge"))
+    hub = DockerHub(
+        hub_id=docker_config("rv-open")["hub_id"], default_image=IMAGE, allow_network=True
+    )
+    try:
+        instance = await hub.get_or_create_instance(
+            DockerConfig(image=IMAGE, network_mode="bridge")
+        )
+        ran = await hub.execute_in_container(instance.id, ["python3", "-c", INTERFACES])
+        assert ran["success"] is True, ran
+        assert await networks_of(hub.hub_id) == {"bridge"}
+        plain = await hub.get_or_create_instance(DockerConfig(image=IMAGE))
+        alone = await hub.execute_in_container(plain.id, ["python3", "-c", INTERFACES])
+        assert alone["success"] is True, alone
+        assert await networks_of(hub.hub_id) == {"bridge", "none"}  # the default stays offline
+    finally:
+        await hub.stop()
+        await closed.stop()
+
+
+async def test_a_request_cannot_open_the_network_the_operator_kept_closed() -> None:
+    """The attack: a JSON-RPC envelope through ``HubProviderAdapter.execute_legacy`` asks
+    ``python/execute`` for ``network: "bridge"`` on a hub without ``allow_network``. It gets an
+    invalid-params error naming ``allow_network`` and no code runs; on a hub with
+    ``allow_network=True`` the same request runs networked."""
+    from gleitzeit.hub.docker_hub import DockerHub
+    from gleitzeit.providers.adapters import HubProviderAdapter
+    from gleitzeit.providers.python_docker_provider import PythonDockerProvider
+
+    request: dict[str, Any] = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "python/execute",
+        "params": {"code": INTERFACES, "network": "bridge"},
+    }
+    hub = DockerHub(hub_id=docker_config("rv-req")["hub_id"], default_image=IMAGE)
+    provider = PythonDockerProvider("py", hub=hub)
+    adapter = HubProviderAdapter(provider, hub)
+    try:
+        refused = await adapter.execute_legacy(request)
+        assert "result" not in refused, refused
+        assert refused["error"]["code"] == -32602
+        assert "allow_network" in refused["error"]["message"]
+        offline = await adapter.execute_legacy({**request, "params": {"code": INTERFACES}})
+        assert offline["result"]["success"] is True, offline
+        assert await networks_of(hub.hub_id) == {"none"}
+    finally:
+        await provider.shutdown()
+        await hub.stop()
+    open_hub = DockerHub(
+        hub_id=docker_config("rv-req-open")["hub_id"], default_image=IMAGE, allow_network=True
+    )
+    open_provider = PythonDockerProvider("py", hub=open_hub)
+    try:
+        allowed = await HubProviderAdapter(open_provider, open_hub).execute_legacy(request)
+        assert allowed["result"]["success"] is True, allowed
+        assert await networks_of(open_hub.hub_id) == {"bridge"}
+    finally:
+        await open_provider.shutdown()
+        await open_hub.stop()
+
+
+async def test_request_environments_do_not_multiply_the_pool() -> None:
+    """The attack: requests that each send a different ``environment``. Each still sees its
+    own variables, but they all run on the one sandbox hub the operator sized
+    (``max_containers``): no new runtime, pool or container set per distinct environment."""
+    from gleitzeit.hub.docker_hub import DockerHub
+    from gleitzeit.providers.python_docker_provider import PythonDockerProvider
+
+    hub = DockerHub(
+        hub_id=docker_config("rv-env")["hub_id"],
+        default_image=IMAGE,
+        max_containers_per_image=2,
+    )
+    provider = PythonDockerProvider("py", hub=hub)
+    try:
+        for n in range(6):
+            ran = await provider.execute(
+                "python/execute",
+                {
+                    "code": "import os; print(os.environ['GZ_N'])",
+                    "environment": {"GZ_N": str(n)},
+                },
+            )
+            assert ran["stdout"] == f"{n}\n", ran
+        assert len(hub.executor.shim._backends) <= 2  # at most one per path, hub and legacy
+        status = await hub.executor.get_pool_status()
+        assert status["total_containers"] <= 2, status
+    finally:
+        await provider.shutdown()
+        await hub.stop()
