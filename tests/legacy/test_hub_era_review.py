@@ -9,6 +9,8 @@ bridge container has only loopback inside), never by connecting anywhere.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,6 +130,47 @@ async def test_request_environments_do_not_multiply_the_pool() -> None:
         assert len(hub.executor.shim._backends) <= 2  # at most one per path, hub and legacy
         status = await hub.executor.get_pool_status()
         assert status["total_containers"] <= 2, status
+    finally:
+        await provider.shutdown()
+        await hub.stop()
+
+
+async def test_a_client_envelope_never_reads_host_files_or_runs_on_the_host(
+    tmp_path: Path,
+) -> None:
+    """The attack: a gateway client's JSON-RPC envelope (run inside ``acting_as``) names a host
+    file as ``python/execute``'s ``file`` - the shim would read it and run it, and the
+    sandbox's NameError would echo its first line back - or asks for the host ``local`` mode.
+    Both are refused and the secret is nowhere in the envelope; the operator's own in-process
+    call keeps the old ``file`` behaviour (as ``llm/vision`` image paths already do)."""
+    from gleitzeit.hub.docker_hub import DockerHub
+    from gleitzeit.providers.adapters import HubProviderAdapter
+    from gleitzeit.providers.python_docker_provider import PythonDockerProvider
+
+    from gleitzeit_core import Caller, acting_as
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hunter2_operator_secret\n", encoding="utf-8")
+    hub = DockerHub(hub_id=docker_config("rv-file")["hub_id"], default_image=IMAGE)
+    provider = PythonDockerProvider("py", hub=hub, enable_local=True)
+    adapter = HubProviderAdapter(provider, hub)
+
+    def envelope(params: dict[str, Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": 1, "method": "python/execute", "params": params}
+
+    try:
+        with acting_as(Caller(name="client")):
+            read = await adapter.execute_legacy(envelope({"file": str(secret)}))
+            local = await adapter.execute_legacy(
+                envelope({"code": "print(open('/etc/hostname').read())", "execution_mode": "local"})
+            )
+        assert "result" not in read, read
+        assert "host file" in read["error"]["message"]
+        assert "hunter2" not in json.dumps(read)
+        assert "result" not in local, local
+        assert "local" in local["error"]["message"]
+        own = await adapter.execute_legacy(envelope({"file": str(secret)}))
+        assert "hunter2_operator_secret" in own["result"]["stderr"]  # the old API, in-process
     finally:
         await provider.shutdown()
         await hub.stop()

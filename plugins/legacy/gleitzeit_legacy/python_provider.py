@@ -20,7 +20,7 @@ from typing import Any, overload
 
 from typing_extensions import deprecated
 
-from gleitzeit_core import InvalidParams, Runtime, UnknownMethod
+from gleitzeit_core import InvalidParams, PermissionDenied, Runtime, UnknownMethod, current_caller
 
 from .adapter import HubProviderAdapter
 from .backend import HUB, LEGACY, Timer, failure_of
@@ -276,6 +276,14 @@ class PythonDockerProvider(HubProviderAdapter):
         if not code and not file_path:
             raise InvalidParams(method, ["Either 'code' or 'file' parameter is required"])
         if not code:
+            if current_caller() is not None:  # as encode_images: host files for in-process code
+                raise InvalidParams(
+                    method,
+                    [
+                        "params.file: a request made for a client never reads a host file; "
+                        "send the source as params.code"
+                    ],
+                )
             try:
                 code = await asyncio.to_thread(Path(str(file_path)).read_text, encoding="utf-8")
             except OSError as exc:
@@ -299,6 +307,14 @@ class PythonDockerProvider(HubProviderAdapter):
             raise InvalidParams(method, [f"Execution mode '{mode}' is not enabled"])
         timeout = float(params.get("timeout") or config.get("timeout") or 60)
         if mode == "local":
+            caller = current_caller()
+            if caller is not None:  # host execution is for the operator's own code
+                raise PermissionDenied(
+                    caller.name,
+                    "profiles",
+                    "execution mode 'local' runs code on the host; a client's request must use "
+                    "a Docker mode (sandboxed, minimal, datascience)",
+                )
             return await self._local(code, args, timeout, path)
         assert self.docker_executor is not None
         image = params.get("image") or config["image"]
