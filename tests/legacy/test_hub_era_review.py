@@ -174,3 +174,33 @@ async def test_a_client_envelope_never_reads_host_files_or_runs_on_the_host(
     finally:
         await provider.shutdown()
         await hub.stop()
+
+
+async def test_a_stopped_hub_runs_nothing_and_leaves_nothing() -> None:
+    """After ``DockerHub.stop()``, ``execute_in_container`` on one of its instances and a
+    ``PythonDockerProvider`` sharing it raise a ``RuntimeError`` that says to start the hub
+    again - instead of quietly starting runtimes and containers that no one stops (they
+    outlived the hub on the engine). Started again, the hub runs the instance."""
+    from gleitzeit.hub.docker_hub import DockerConfig, DockerHub
+    from gleitzeit.providers.python_docker_provider import PythonDockerProvider
+
+    hub = DockerHub(hub_id=docker_config("rv-stopped")["hub_id"], default_image=IMAGE)
+    provider = PythonDockerProvider("py", hub=hub)
+    try:
+        instance = await hub.get_or_create_instance(DockerConfig(image=IMAGE))
+        ran = await provider.execute("python/execute", {"code": "result = 1"})
+        assert ran["success"] is True, ran
+        await hub.stop()
+        assert await networks_of(hub.hub_id) == set()  # stop removed its containers
+        with pytest.raises(RuntimeError, match="start it again"):
+            await hub.execute_in_container(instance.id, ["python3", "-c", "print(1)"])
+        with pytest.raises(RuntimeError, match="start it again"):
+            await provider.execute("python/execute", {"code": "result = 1"})
+        assert hub.running is False
+        assert await networks_of(hub.hub_id) == set()
+        await hub.start()
+        again = await hub.execute_in_container(instance.id, ["python3", "-c", "print(2)"])
+        assert again["stdout"] == "2\n"
+    finally:
+        await provider.shutdown()
+        await hub.stop()

@@ -380,7 +380,17 @@ class DockerHub(ResourceHubBase):
         return await self.restart_instance(instance.id)
 
     # -- execution ------------------------------------------------------------------------------
+    def require_running(self, who: str) -> None:
+        """``RuntimeError`` once the hub is stopped: running anything then would quietly start
+        runtimes and containers again that no one stops."""
+        if not self.running:
+            raise RuntimeError(
+                f"{who}: DockerHub {self.hub_id!r} is stopped; start it again (await "
+                "hub.start()) before running containers"
+            )
+
     async def _run(self, instance_id: str, code: str, timeout: float) -> dict[str, Any]:
+        self.require_running(f"instance {instance_id!r}")
         slot = self._slots[instance_id]
         started = time.monotonic()
         result = await self.executor.execute_new(

@@ -161,9 +161,15 @@ class PythonDockerProvider(HubProviderAdapter):
 
     @property
     def runtime(self) -> Runtime:
+        return self._executor().runtime
+
+    def _executor(self) -> DockerExecutor:
+        """The executor, while its hub runs (a shared hub its owner stopped is not restarted
+        behind the owner's back)."""
         if self.docker_executor is None:
             raise RuntimeError(f"provider {self.provider_id!r}: Docker is not initialized")
-        return self.docker_executor.runtime
+        self.hub.require_running(f"provider {self.provider_id!r}")
+        return self.docker_executor
 
     def get_supported_methods(self) -> list[str]:
         return ["python/execute", "python/validate", "python/info"]
@@ -316,7 +322,7 @@ class PythonDockerProvider(HubProviderAdapter):
                     "a Docker mode (sandboxed, minimal, datascience)",
                 )
             return await self._local(code, args, timeout, path)
-        assert self.docker_executor is not None
+        executor = self._executor()
         image = params.get("image") or config["image"]
         if image != config["image"]:  # a request's own image: only from the allow-list
             own = {c["image"] for c in self.execution_modes.values() if "image" in c}
@@ -331,7 +337,7 @@ class PythonDockerProvider(HubProviderAdapter):
                     f"operator; this provider's sandboxes have network {config['network']!r}"
                 ],
             )
-        result = await self.docker_executor.execute_new(
+        result = await executor.execute_new(
             args_prelude(args) + code,
             image=image,
             timeout=timeout,
