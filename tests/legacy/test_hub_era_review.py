@@ -1,6 +1,6 @@
-"""Attacks on the hub-era Docker API and the behaviour its docs promise, found in review:
-the operator's network switch both ways, and per-request settings that must not multiply the
-sandboxes an operator sized.
+"""Attacks on the hub-era API and the behaviour its docs promise, found in review: the
+operator's network switch both ways, per-request settings that must not multiply the sandboxes
+an operator sized, host files and host execution, a stopped hub, and request deadlines.
 
 No test sends network traffic: a sandbox's network is judged by the engine's account of its
 containers (``HostConfig.NetworkMode``; the CI engine runs with ``--bridge=none``, so even a
@@ -9,6 +9,7 @@ bridge container has only loopback inside), never by connecting anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,9 @@ from typing import Any
 import pytest
 
 from tests.docker_engine import IMAGE
-from tests.legacy.conftest import docker_config, our_containers
+from tests.legacy.conftest import MODEL, Sims, docker_config, our_containers
 
-pytestmark = [pytest.mark.docker, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 INTERFACES = "import os; print(sorted(os.listdir('/sys/class/net')))"
 
@@ -32,6 +33,7 @@ async def networks_of(hub_id: str) -> set[str]:
     }
 
 
+@pytest.mark.docker
 async def test_allow_network_gives_a_bridge_sandbox() -> None:
     """``DockerHub(allow_network=True)`` with ``network_mode="bridge"`` (documented in
     docs/migration.md) runs a container with a network interface besides loopback; without
@@ -62,6 +64,7 @@ async def test_allow_network_gives_a_bridge_sandbox() -> None:
         await closed.stop()
 
 
+@pytest.mark.docker
 async def test_a_request_cannot_open_the_network_the_operator_kept_closed() -> None:
     """The attack: a JSON-RPC envelope through ``HubProviderAdapter.execute_legacy`` asks
     ``python/execute`` for ``network: "bridge"`` on a hub without ``allow_network``. It gets an
@@ -104,6 +107,7 @@ async def test_a_request_cannot_open_the_network_the_operator_kept_closed() -> N
         await open_hub.stop()
 
 
+@pytest.mark.docker
 async def test_request_environments_do_not_multiply_the_pool() -> None:
     """The attack: requests that each send a different ``environment``. Each still sees its
     own variables, but they all run on the one sandbox hub the operator sized
@@ -135,6 +139,7 @@ async def test_request_environments_do_not_multiply_the_pool() -> None:
         await hub.stop()
 
 
+@pytest.mark.docker
 async def test_a_client_envelope_never_reads_host_files_or_runs_on_the_host(
     tmp_path: Path,
 ) -> None:
@@ -176,6 +181,7 @@ async def test_a_client_envelope_never_reads_host_files_or_runs_on_the_host(
         await hub.stop()
 
 
+@pytest.mark.docker
 async def test_a_stopped_hub_runs_nothing_and_leaves_nothing() -> None:
     """After ``DockerHub.stop()``, ``execute_in_container`` on one of its instances and a
     ``PythonDockerProvider`` sharing it raise a ``RuntimeError`` that says to start the hub
@@ -202,5 +208,49 @@ async def test_a_stopped_hub_runs_nothing_and_leaves_nothing() -> None:
         again = await hub.execute_in_container(instance.id, ["python3", "-c", "print(2)"])
         assert again["stdout"] == "2\n"
     finally:
+        await provider.shutdown()
+        await hub.stop()
+
+
+async def test_a_client_request_cannot_stretch_the_deadline(
+    sims: Sims, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: a gateway client's envelope asks ``timeout: 1e9`` of an upstream that never
+    answers - on both paths it ends at the operator's timeout with a timeout error (a request
+    for a client may shorten the operator's limit, never extend it, as ``llm/v1`` rules).
+    A timeout that is no number of seconds (NaN, infinite, negative) is invalid params on both
+    paths, also for in-process code."""
+    from gleitzeit.config.features import FEATURES
+    from gleitzeit.hub.ollama_hub import OllamaHub
+    from gleitzeit.providers.adapters import HubProviderAdapter
+    from gleitzeit.providers.ollama_pool_provider import OllamaPoolProvider
+
+    from gleitzeit_core import Caller, acting_as
+
+    (stalled,) = await sims(1, latency_ms=600_000.0)
+    monkeypatch.setenv("OLLAMA_HOSTS", stalled.url)
+    hub = OllamaHub("deadline-hub")
+    provider = OllamaPoolProvider("deadline", hub=hub)
+    provider.timeout = 1.0  # the operator's limit
+    adapter = HubProviderAdapter(provider, hub)
+
+    def envelope(timeout: float) -> dict[str, Any]:
+        params = {"model": MODEL, "prompt": "x", "timeout": timeout}
+        return {"jsonrpc": "2.0", "id": 1, "method": "llm/generate", "params": params}
+
+    try:
+        await hub.start()
+        for on_hub in (False, True):
+            FEATURES["use_hub_architecture"] = on_hub
+            with acting_as(Caller(name="client")):
+                async with asyncio.timeout(60):  # far above the 1 s it must take
+                    stretched = await adapter.execute_legacy(envelope(1e9))
+            assert stretched["error"]["code"] == -32002, (on_hub, stretched)
+            for bad in (float("nan"), float("inf"), -1.0):
+                refused = await adapter.execute_legacy(envelope(bad))
+                assert refused["error"]["code"] == -32602, (on_hub, bad, refused)
+                assert "params.timeout" in refused["error"]["message"]
+    finally:
+        FEATURES.reset()
         await provider.shutdown()
         await hub.stop()

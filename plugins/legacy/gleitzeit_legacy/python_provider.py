@@ -23,7 +23,7 @@ from typing_extensions import deprecated
 from gleitzeit_core import InvalidParams, PermissionDenied, Runtime, UnknownMethod, current_caller
 
 from .adapter import HubProviderAdapter
-from .backend import HUB, LEGACY, Timer, failure_of
+from .backend import HUB, LEGACY, Timer, failure_of, request_timeout
 from .deprecation import warn_once
 from .docker_executor import DockerExecutor, args_prelude, old_result
 from .docker_hub import DockerConfig, DockerHub, allowed_images, check_image
@@ -311,7 +311,7 @@ class PythonDockerProvider(HubProviderAdapter):
         config = self.execution_modes[mode]
         if not config.get("enabled"):
             raise InvalidParams(method, [f"Execution mode '{mode}' is not enabled"])
-        timeout = float(params.get("timeout") or config.get("timeout") or 60)
+        timeout = request_timeout(method, params, float(config.get("timeout") or 60))
         if mode == "local":
             caller = current_caller()
             if caller is not None:  # host execution is for the operator's own code
