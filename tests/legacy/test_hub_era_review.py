@@ -174,6 +174,8 @@ async def test_a_client_envelope_never_reads_host_files_or_runs_on_the_host(
         assert "hunter2" not in json.dumps(read)
         assert "result" not in local, local
         assert "local" in local["error"]["message"]
+        assert local["error"]["code"] == -32004  # permission denied, not an internal error
+        assert local["error"]["data"] == {"type": "PermissionDenied", "scope": "profiles"}
         own = await adapter.execute_legacy(envelope({"file": str(secret)}))
         assert "hunter2_operator_secret" in own["result"]["stderr"]  # the old API, in-process
     finally:
