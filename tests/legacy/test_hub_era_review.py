@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.docker_engine import IMAGE
 from tests.legacy.conftest import MODEL, Sims, docker_config, our_containers
@@ -254,5 +256,61 @@ async def test_a_client_request_cannot_stretch_the_deadline(
                 assert "params.timeout" in refused["error"]["message"]
     finally:
         FEATURES.reset()
+        await provider.shutdown()
+        await hub.stop()
+
+
+@given(
+    comment=st.sampled_from(["", "# a comment\n", "\n"]),
+    docstring=st.sampled_from(["", '"""One line."""\n', "'''Two\nlines.'''\n"]),
+    future=st.sampled_from(
+        [
+            "",
+            "from __future__ import annotations\n",
+            "from __future__ import annotations  # why\nfrom __future__ import division\n",
+            "from __future__ import (\n    annotations,\n)\n",
+            "from __future__ import annotations",  # no newline at the end
+        ]
+    ),
+    body=st.sampled_from(["", "\nseen = PRELUDE\n", "def f(x: Later) -> None: ...\nseen = 1\n"]),
+)
+def test_lines_in_front_of_code_keep_future_imports_first(
+    comment: str, docstring: str, future: str, body: str
+) -> None:
+    """What the shim puts in front of a request's code (``args`` and ``environment``) goes
+    after its leading docstring and ``from __future__`` imports: the result compiles whenever
+    the code did, and the prelude has run before the code's first other statement."""
+    from gleitzeit_legacy.docker_executor import with_prelude
+
+    code = comment + docstring + future + ("\n" if future and body else "") + body
+    compile(code, "<code>", "exec")  # the code itself is valid
+    joined = with_prelude("PRELUDE = 5\n", code)
+    namespace: dict[str, Any] = {}
+    exec(compile(joined, "<code>", "exec"), namespace)
+    assert namespace["PRELUDE"] == 5
+    if "seen = PRELUDE" in body:
+        assert namespace["seen"] == 5
+
+
+@pytest.mark.docker
+async def test_environment_and_args_with_future_imports() -> None:
+    """A request with ``environment`` and ``args`` whose code starts with ``from __future__
+    import annotations`` runs and sees both (lines put in front of it broke it with a
+    SyntaxError)."""
+    from gleitzeit.hub.docker_hub import DockerHub
+    from gleitzeit.providers.python_docker_provider import PythonDockerProvider
+
+    hub = DockerHub(hub_id=docker_config("rv-future")["hub_id"], default_image=IMAGE)
+    provider = PythonDockerProvider("py", hub=hub)
+    code = (
+        '"""Doc."""\nfrom __future__ import annotations\nimport os\nresult = [os.environ["A"], n]'
+    )
+    try:
+        ran = await provider.execute(
+            "python/execute", {"code": code, "environment": {"A": "1"}, "args": {"n": 2}}
+        )
+        assert ran["success"] is True, ran
+        assert ran["result"] == ["1", 2]
+    finally:
         await provider.shutdown()
         await hub.stop()

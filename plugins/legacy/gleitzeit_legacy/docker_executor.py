@@ -124,6 +124,56 @@ def args_prelude(args: Mapping[str, Any] | None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def _future_end(code: str) -> int:
+    """Where the code's leading docstring and ``from __future__`` imports end (0 if it has
+    none): lines put in front of the code go there, since those must come first. A scan of
+    the first lines only - never a parse of the whole code on the event loop."""
+    lines = code.splitlines(keepends=True)
+    offset = end = 0
+    index = 0
+    seen_docstring = False
+    while index < len(lines):
+        stripped = lines[index].strip()
+        if not stripped or stripped.startswith("#"):
+            offset += len(lines[index])
+            index += 1
+            continue
+        if not seen_docstring and stripped[:3] in ('"""', "'''") and end == 0:
+            seen_docstring = True
+            quote = stripped[:3]
+            closed = stripped.count(quote) >= 2
+            while True:
+                offset += len(lines[index])
+                index += 1
+                if closed or index >= len(lines):
+                    break
+                closed = quote in lines[index]
+            continue
+        if stripped.startswith("from __future__ import"):
+            depth = stripped.count("(") - stripped.count(")")
+            offset += len(lines[index])
+            index += 1
+            while (depth > 0 or lines[index - 1].rstrip().endswith("\\")) and index < len(lines):
+                depth += lines[index].count("(") - lines[index].count(")")
+                offset += len(lines[index])
+                index += 1
+            end = offset
+            continue
+        break
+    return end
+
+
+def with_prelude(prelude: str, code: str) -> str:
+    """``code`` with ``prelude`` lines in front - after its ``from __future__`` imports."""
+    if not prelude:
+        return code
+    end = _future_end(code) if "__future__" in code else 0
+    head = code[:end]
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return head + prelude + code[end:]
+
+
 def env_prelude(env: Mapping[str, Any]) -> str:
     """A line that sets ``env`` in the sandboxed process (and its children) before the code,
     binding no name of its own."""
@@ -307,7 +357,7 @@ class DockerShim:
             cpus = params.get("cpus")
             call = dict(params)
             if env:
-                call["code"] = env_prelude(env) + str(call.get("code") or "")
+                call["code"] = with_prelude(env_prelude(env), str(call.get("code") or ""))
             if isinstance(cpus, int | float) and cpus > self.cpu_ceiling:
                 call["cpus"] = self.cpu_ceiling  # more than the machine has: all of it
             result = await backend.runtime.execute("python/execute", call)
@@ -534,7 +584,7 @@ class DockerExecutor:
     ) -> dict[str, Any]:
         """Run a file from the host, with ``args`` as variables in front of it."""
         code = await asyncio.to_thread(Path(file_path).read_text, encoding="utf-8")
-        return await self.execute(args_prelude(args) + code, **kwargs)
+        return await self.execute(with_prelude(args_prelude(args), code), **kwargs)
 
     async def batch_execute(
         self, tasks: Sequence[Mapping[str, Any]], max_concurrent: int = 5

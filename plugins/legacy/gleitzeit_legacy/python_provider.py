@@ -25,7 +25,7 @@ from gleitzeit_core import InvalidParams, PermissionDenied, Runtime, UnknownMeth
 from .adapter import HubProviderAdapter
 from .backend import HUB, LEGACY, Timer, failure_of, request_timeout
 from .deprecation import warn_once
-from .docker_executor import DockerExecutor, args_prelude, old_result
+from .docker_executor import DockerExecutor, args_prelude, old_result, with_prelude
 from .docker_hub import DockerConfig, DockerHub, allowed_images, check_image
 from .local_exec import run_local
 from .translate import OLD_MODES, mode_name
@@ -338,7 +338,7 @@ class PythonDockerProvider(HubProviderAdapter):
                 ],
             )
         result = await executor.execute_new(
-            args_prelude(args) + code,
+            with_prelude(args_prelude(args), code),
             image=image,
             timeout=timeout,
             memory_limit=params.get("memory_limit") or config["memory_limit"],
