@@ -81,3 +81,23 @@ def test_a_config_file_table_is_the_starting_point_and_run_time_keys_win() -> No
     just_llm = {"hub_architecture_providers": ["llm/v1"]}  # the list alone: just these
     assert hub_path_wanted(("p",), "llm/v1", None, just_llm) is True
     assert hub_path_wanted(("q",), "python/v1", None, just_llm) is False
+
+
+def test_rolling_back_a_provider_the_config_file_listed() -> None:
+    """Rollback step 1 (docs/migration.md) for a provider that ``[features]`` of the config
+    file sent to the hub: emptying ``FEATURES["hub_architecture_providers"]`` at run time (by
+    assignment or by removing entries) puts it back on the legacy path on the next call; the
+    list only read, never changed, leaves the file's list in force; ``del`` gives it back."""
+    from gleitzeit_legacy.features import FEATURES, hub_path_wanted
+
+    configured = {"hub_architecture_providers": ["p"]}
+    assert FEATURES["hub_architecture_providers"] == []  # read, not set
+    assert hub_path_wanted(("p",), "llm/v1", None, configured) is True
+    FEATURES["hub_architecture_providers"] = []
+    assert hub_path_wanted(("p",), "llm/v1", None, configured) is False
+    del FEATURES["hub_architecture_providers"]
+    assert hub_path_wanted(("p",), "llm/v1", None, configured) is True
+    FEATURES["hub_architecture_providers"].append("q")
+    FEATURES["hub_architecture_providers"].remove("q")
+    assert hub_path_wanted(("p",), "llm/v1", None, configured) is False
+    assert FEATURES.explicit() == {"hub_architecture_providers": []}

@@ -773,3 +773,46 @@ def test_phase7_deprecated_as_the_plan_writes_it() -> None:
     for cls in (ContainerPool, DockerExecutor):
         assert "Use DockerHub instead" in cls.__deprecated__
         assert message(cls.__name__).startswith(f"{cls.__name__} is deprecated. Use DockerHub")
+
+
+async def test_rollback_plan_as_documented(gateway: Any) -> None:
+    """docs/migration.md's rollback plan, step by step after the plan's rollout (a provider
+    listed, then everyone): each step's "Verify" holds in ``/gleitzeit/status`` and
+    ``/metrics`` - step 1 (the switch off) moves every unlisted provider back to the legacy
+    path at once, step 2 (the list emptied) the listed one too."""
+    from gleitzeit.config.features import FEATURES
+    from gleitzeit.providers.ollama_pool_provider import OllamaPoolProvider
+
+    listed = OllamaPoolProvider("early", hub=gateway)
+    others = OllamaPoolProvider("late", hub=gateway)
+
+    async def moved(http: aiohttp.ClientSession) -> dict[str, dict[str, int]]:
+        """Per provider, the calls each path got for three calls of it."""
+        out = {}
+        for provider in (listed, others):
+            before, before_metrics = await _figures(http, gateway.url)
+            for _ in range(3):
+                await provider.execute("llm/generate", {"prompt": "r", "model": MODEL})
+            after, after_metrics = await _figures(http, gateway.url)
+            delta = {p: after[p] - before[p] for p in after}
+            assert delta == {p: after_metrics[p] - before_metrics[p] for p in after}
+            out[provider.provider_id] = delta
+        return out
+
+    hub_only = {"hub": 3, "legacy": 0}
+    legacy_only = {"hub": 0, "legacy": 3}
+    try:
+        async with aiohttp.ClientSession() as http:
+            FEATURES["hub_architecture_providers"].append("early")  # the rollout
+            FEATURES["use_hub_architecture"] = True
+            assert await moved(http) == {"early": hub_only, "late": hub_only}
+            FEATURES["use_hub_architecture"] = False  # step 1: everyone
+            assert await moved(http) == {"early": hub_only, "late": legacy_only}
+            async with http.get(f"{gateway.url}/gleitzeit/status") as reply:
+                rollout = (await reply.json())["paths"]["rollout"]
+            assert rollout["use_hub_architecture"] is False
+            FEATURES["hub_architecture_providers"].remove("early")  # step 2: the listed ones
+            assert await moved(http) == {"early": legacy_only, "late": legacy_only}
+    finally:
+        await listed.shutdown()
+        await others.shutdown()

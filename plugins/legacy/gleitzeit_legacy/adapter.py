@@ -28,6 +28,7 @@ from typing import Any
 from gleitzeit_core import (
     InvalidParams,
     NoResourceAvailable,
+    PermissionDenied,
     ResourceError,
     Runtime,
     UnknownMethod,
@@ -43,12 +44,15 @@ INTERNAL_ERROR = -32603
 NO_RESOURCE = -32001
 TIMEOUT = -32002
 RESOURCE_FAILED = -32003
+PERMISSION_DENIED = -32004  # the caller's key lacks a scope (a 403 in the gateway)
 
 
 def jsonrpc_error(exc: BaseException) -> dict[str, Any]:
     """The ``error`` member for an exception (code, message, and what kind of failure)."""
     if isinstance(exc, UnknownMethod):
         code = METHOD_NOT_FOUND
+    elif isinstance(exc, PermissionDenied):
+        code = PERMISSION_DENIED
     elif isinstance(exc, InvalidParams | ValueError | TypeError):
         code = INVALID_PARAMS
     elif isinstance(exc, NoResourceAvailable):
@@ -63,6 +67,8 @@ def jsonrpc_error(exc: BaseException) -> dict[str, Any]:
     failure = getattr(exc, "failure", None)
     if failure is not None:
         data["failure"] = getattr(failure, "value", str(failure))
+    if isinstance(exc, PermissionDenied):
+        data["scope"] = exc.scope
     resource = getattr(exc, "resource", None)
     if resource is not None:
         data["resource"] = resource

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 import tomllib
@@ -29,6 +30,7 @@ from gleitzeit_core import (
     ResourceError,
     Runtime,
     UnknownMethod,
+    current_caller,
 )
 from gleitzeit_core.config import read_user_config
 from gleitzeit_core.hub import ResourceHub
@@ -37,9 +39,37 @@ from gleitzeit_core.plugins import PluginManager
 from .features import hub_path_wanted
 from .paths import HUB, LEDGER, LEGACY, PathLedger
 
-__all__ = ["HUB", "LEGACY", "Backend", "failure_of", "overlay_from_env_config"]
+__all__ = [
+    "HUB",
+    "LEGACY",
+    "Backend",
+    "failure_of",
+    "overlay_from_env_config",
+    "request_timeout",
+]
 
 log = logging.getLogger("gleitzeit.legacy")
+
+
+def request_timeout(method: str, params: Mapping[str, Any], operator: float) -> float:
+    """A request's ``timeout`` in seconds (absent, null or 0: the operator's ``operator``).
+    A request made for a gateway client may shorten the operator's limit, never extend it
+    (the rule of the ``llm/v1`` provider); no request gets an endless or negative deadline."""
+    value = params.get("timeout")
+    if not value:
+        return float(operator)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidParams(
+            method, [f"params.timeout: expected a number of seconds > 0, got {value!r}"]
+        )
+    if current_caller() is not None:
+        return min(float(value), float(operator))
+    return float(value)
 
 
 def failure_of(exc: BaseException) -> FailureClass:

@@ -6,7 +6,7 @@ in the Docker plugin's hardened sandboxes: read-only root, a private tmpfs ``/tm
 for, a pids limit, and a timeout enforced from the host.
 
 The old executor took the image, limits and network per call. A profile fixes the image and
-network, so the shim keeps one runtime per (image, network, environment) - created on first use
+network, so the shim keeps one runtime per (image, network) - created on first use
 - whose profiles carry generous ceilings; each call then tightens the profile to exactly the
 memory, CPUs and timeout it asked for (the pool keys containers by their full config, so two
 calls with different limits never share a container - the old pool keyed them by image only).
@@ -124,6 +124,65 @@ def args_prelude(args: Mapping[str, Any] | None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def _future_end(code: str) -> int:
+    """Where the code's leading docstring and ``from __future__`` imports end (0 if it has
+    none): lines put in front of the code go there, since those must come first. A scan of
+    the first lines only - never a parse of the whole code on the event loop."""
+    lines = code.splitlines(keepends=True)
+    offset = end = 0
+    index = 0
+    seen_docstring = False
+    while index < len(lines):
+        stripped = lines[index].strip()
+        if not stripped or stripped.startswith("#"):
+            offset += len(lines[index])
+            index += 1
+            continue
+        if not seen_docstring and stripped[:3] in ('"""', "'''") and end == 0:
+            seen_docstring = True
+            quote = stripped[:3]
+            closed = stripped.count(quote) >= 2
+            while True:
+                offset += len(lines[index])
+                index += 1
+                if closed or index >= len(lines):
+                    break
+                closed = quote in lines[index]
+            continue
+        if stripped.startswith("from __future__ import"):
+            depth = stripped.count("(") - stripped.count(")")
+            offset += len(lines[index])
+            index += 1
+            while (depth > 0 or lines[index - 1].rstrip().endswith("\\")) and index < len(lines):
+                depth += lines[index].count("(") - lines[index].count(")")
+                offset += len(lines[index])
+                index += 1
+            end = offset
+            continue
+        break
+    return end
+
+
+def with_prelude(prelude: str, code: str) -> str:
+    """``code`` with ``prelude`` lines in front - after its ``from __future__`` imports."""
+    if not prelude:
+        return code
+    end = _future_end(code) if "__future__" in code else 0
+    head = code[:end]
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return head + prelude + code[end:]
+
+
+def env_prelude(env: Mapping[str, Any]) -> str:
+    """A line that sets ``env`` in the sandboxed process (and its children) before the code,
+    binding no name of its own."""
+    if not env:
+        return ""
+    values = {str(k): str(v) for k, v in env.items()}
+    return f"__import__('os').environ.update({values!r})\n"
+
+
 def _hub_id(prefix: str, key: tuple[Any, ...]) -> str:
     digest = hashlib.blake2b(repr(key).encode(), digest_size=4).hexdigest()
     return f"{prefix}-{digest}"
@@ -162,9 +221,7 @@ class DockerShim:
             self.shared = False
         self._backends[key] = self.primary
 
-    def _table(
-        self, path: str, image: str, network: str, env: tuple[tuple[str, str], ...]
-    ) -> dict[str, Any]:
+    def _table(self, path: str, image: str, network: str) -> dict[str, Any]:
         profile: dict[str, Any] = {
             "image": image,
             "memory": _MEMORY_CEILING,
@@ -173,11 +230,9 @@ class DockerShim:
             "output_limit": _OUTPUT_CEILING,
             "network": network,
         }
-        if env:
-            profile["env"] = dict(env)
         table: dict[str, Any] = {
             "kind": "docker",
-            "hub_id": _hub_id(self.hub_prefix, (path, image, network, env)),
+            "hub_id": _hub_id(self.hub_prefix, (path, image, network, ())),
             "pool": dict(self.pool),
             "allow_trusted": network != "none",
             "profiles": {
@@ -187,6 +242,10 @@ class DockerShim:
             },
             "default_profile": "sandboxed",
         }
+        if network != "none":
+            # gateway clients never get a networked profile by default; this table's profiles
+            # are all networked, so none is a client default (in-process code may use them)
+            table["client_profiles"] = []
         if self.engines:
             table["engines"] = list(self.engines)
         if path == LEGACY:
@@ -194,9 +253,9 @@ class DockerShim:
         return table
 
     def _make(self, key: tuple[Any, ...]) -> Backend:
-        path, image, network, env = key
+        path, image, network, _ = key
         config = {
-            "hubs": {_HUB: self._table(path, image, network, env)},
+            "hubs": {_HUB: self._table(path, image, network)},
             "providers": {"python/v1": {"hub": _HUB}},
         }
         return Backend(
@@ -207,15 +266,15 @@ class DockerShim:
             require_kinds=("docker",),
         )
 
-    async def backend(
-        self, path: str, image: str | None, network: str, env: Mapping[str, str] | None
-    ) -> Backend:
+    async def backend(self, path: str, image: str | None, network: str) -> Backend:
         if network not in _NETWORKS:
             raise InvalidParams(
                 "python/execute",
                 [f"params.network: expected one of {', '.join(_NETWORKS)}, got {network!r}"],
             )
-        key = (path, image or self.default_image, network, tuple(sorted((env or {}).items())))
+        # not keyed by environment: a runtime (and pool) per distinct environment would let
+        # requests multiply the containers past max_containers; env goes in with the code
+        key = (path, image or self.default_image, network, ())
         if self.shared:
             key = (HUB, self.default_image, "none", ())
         backend = self._backends.get(key)
@@ -294,9 +353,11 @@ class DockerShim:
         chosen = path or self.path_for(key)
         timer = Timer()
         try:
-            backend = await self.backend(chosen, image, network, env)
+            backend = await self.backend(chosen, image, network)
             cpus = params.get("cpus")
             call = dict(params)
+            if env:
+                call["code"] = with_prelude(env_prelude(env), str(call.get("code") or ""))
             if isinstance(cpus, int | float) and cpus > self.cpu_ceiling:
                 call["cpus"] = self.cpu_ceiling  # more than the machine has: all of it
             result = await backend.runtime.execute("python/execute", call)
@@ -523,7 +584,7 @@ class DockerExecutor:
     ) -> dict[str, Any]:
         """Run a file from the host, with ``args`` as variables in front of it."""
         code = await asyncio.to_thread(Path(file_path).read_text, encoding="utf-8")
-        return await self.execute(args_prelude(args) + code, **kwargs)
+        return await self.execute(with_prelude(args_prelude(args), code), **kwargs)
 
     async def batch_execute(
         self, tasks: Sequence[Mapping[str, Any]], max_concurrent: int = 5

@@ -34,7 +34,7 @@ import attrs
 
 from gleitzeit_core import FailureClass, InvalidParams, ResourceMetrics, Runtime
 
-from .docker_executor import DockerExecutor, SecurityLevel
+from .docker_executor import DockerExecutor, SecurityLevel, env_prelude
 from .hub_base import (
     ResourceHubBase,
     ResourceInstance,
@@ -141,9 +141,7 @@ def command_code(command: str | Sequence[str], workdir: str | None, env: Mapping
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
     if not argv:
         raise InvalidParams("docker", ["command: expected a command, got nothing"])
-    prelude = ["import os"]
-    if env:
-        prelude.append(f"os.environ.update({dict(env)!r})")
+    prelude = ["import os", env_prelude(env).rstrip("\n")]
     if workdir:
         prelude.append(f"os.chdir({workdir!r})")
     code = _python_of(argv)
@@ -382,7 +380,17 @@ class DockerHub(ResourceHubBase):
         return await self.restart_instance(instance.id)
 
     # -- execution ------------------------------------------------------------------------------
+    def require_running(self, who: str) -> None:
+        """``RuntimeError`` once the hub is stopped: running anything then would quietly start
+        runtimes and containers again that no one stops."""
+        if not self.running:
+            raise RuntimeError(
+                f"{who}: DockerHub {self.hub_id!r} is stopped; start it again (await "
+                "hub.start()) before running containers"
+            )
+
     async def _run(self, instance_id: str, code: str, timeout: float) -> dict[str, Any]:
+        self.require_running(f"instance {instance_id!r}")
         slot = self._slots[instance_id]
         started = time.monotonic()
         result = await self.executor.execute_new(

@@ -55,7 +55,7 @@ def _checked(key: str, value: Any) -> Any:
     if key == "hub_architecture_providers" and (
         isinstance(value, list | tuple | set) and all(isinstance(v, str) for v in value)
     ):
-        return ProviderList(value)
+        return ProviderList(value, chosen=True)
     if (
         key == "rollout_percent"
         and isinstance(value, int | float)
@@ -68,10 +68,14 @@ def _checked(key: str, value: Any) -> Any:
 
 class ProviderList(list[str]):
     """``hub_architecture_providers``: a list that only takes strings (so a typo such as
-    ``.append(OllamaPoolProvider)`` fails where it is made, not silently later)."""
+    ``.append(OllamaPoolProvider)`` fails where it is made, not silently later).
 
-    def __init__(self, items: Iterable[str] = ()) -> None:
+    ``chosen`` says an operator set or changed it: an emptied list is a setting ("none of
+    them", which overrides ``[features]``), the default one only read is not."""
+
+    def __init__(self, items: Iterable[str] = (), *, chosen: bool = False) -> None:
         super().__init__(self._name(item) for item in items)
+        self.chosen = chosen
 
     @staticmethod
     def _name(item: Any) -> str:
@@ -84,14 +88,34 @@ class ProviderList(list[str]):
 
     def append(self, item: str) -> None:
         super().append(self._name(item))
+        self.chosen = True
 
     def extend(self, items: Iterable[str]) -> None:
         super().extend(self._name(item) for item in items)
+        self.chosen = True
 
     def insert(self, index: Any, item: str) -> None:
         super().insert(index, self._name(item))
+        self.chosen = True
+
+    def remove(self, item: str) -> None:
+        super().remove(item)
+        self.chosen = True
+
+    def pop(self, index: Any = -1) -> str:
+        self.chosen = True
+        return super().pop(index)
+
+    def clear(self) -> None:
+        super().clear()
+        self.chosen = True
+
+    def __delitem__(self, index: Any) -> None:
+        super().__delitem__(index)
+        self.chosen = True
 
     def __setitem__(self, index: Any, item: Any) -> None:
+        self.chosen = True
         if isinstance(index, slice):
             super().__setitem__(index, [self._name(i) for i in item])
         else:
@@ -137,10 +161,11 @@ class LiveFeatures(MutableMapping[str, Any]):
         return len(DEFAULTS)
 
     def explicit(self) -> dict[str, Any]:
-        """The keys set at run time (an empty provider list read but never filled is not)."""
+        """The keys set at run time (the provider list only read, never changed, is not)."""
         with self._lock:
             items = dict(self._set)
-        if not items.get("hub_architecture_providers", True):
+        listed = items.get("hub_architecture_providers")
+        if isinstance(listed, ProviderList) and not listed.chosen:
             del items["hub_architecture_providers"]
         return items
 

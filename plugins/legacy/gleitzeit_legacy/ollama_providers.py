@@ -37,7 +37,7 @@ from gleitzeit_core import (
 from gleitzeit_core.lease import Lease
 
 from .adapter import HubProviderAdapter
-from .backend import HUB, LEGACY, Backend, Timer, failure_of
+from .backend import HUB, LEGACY, Backend, Timer, failure_of, request_timeout
 from .deprecation import warn_once
 from .ollama_common import LegacyHttp, LoadBalancingStrategy, encode_images
 from .ollama_hub import OllamaHub
@@ -527,8 +527,8 @@ class OllamaPoolProvider(_LlmAdapter):
                 raise InvalidParams(method, ["params.input: expected a string or strings"])
             fields["input"] = texts
             options = None
-        timeout = _number(method, params, "timeout", None) or self.timeout
-        return LlmCall(method, model, fields, options, float(timeout), tags, strategy, key)
+        timeout = request_timeout(method, params, self.timeout)
+        return LlmCall(method, model, fields, options, timeout, tags, strategy, key)
 
     def shape(self, call: LlmCall, raw: Mapping[str, Any]) -> dict[str, Any]:
         if call.method == "llm/generate":
@@ -653,7 +653,7 @@ class OllamaProvider(_LlmAdapter):
             (str(params[k]) for k in _KEY_PARAMS if params.get(k) is not None), self.rollout_key
         )
         fields: dict[str, Any] = {}
-        timeout = float(_number(method, params, "timeout", None) or self.timeout)
+        timeout = request_timeout(method, params, self.timeout)
         options: dict[str, Any] | None
         if method == "llm/generate":
             model = str(params.get("model") or self.default_model or "llama3")

@@ -20,12 +20,12 @@ from typing import Any, overload
 
 from typing_extensions import deprecated
 
-from gleitzeit_core import InvalidParams, Runtime, UnknownMethod
+from gleitzeit_core import InvalidParams, PermissionDenied, Runtime, UnknownMethod, current_caller
 
 from .adapter import HubProviderAdapter
-from .backend import HUB, LEGACY, Timer, failure_of
+from .backend import HUB, LEGACY, Timer, failure_of, request_timeout
 from .deprecation import warn_once
-from .docker_executor import DockerExecutor, args_prelude, old_result
+from .docker_executor import DockerExecutor, args_prelude, old_result, with_prelude
 from .docker_hub import DockerConfig, DockerHub, allowed_images, check_image
 from .local_exec import run_local
 from .translate import OLD_MODES, mode_name
@@ -161,9 +161,15 @@ class PythonDockerProvider(HubProviderAdapter):
 
     @property
     def runtime(self) -> Runtime:
+        return self._executor().runtime
+
+    def _executor(self) -> DockerExecutor:
+        """The executor, while its hub runs (a shared hub its owner stopped is not restarted
+        behind the owner's back)."""
         if self.docker_executor is None:
             raise RuntimeError(f"provider {self.provider_id!r}: Docker is not initialized")
-        return self.docker_executor.runtime
+        self.hub.require_running(f"provider {self.provider_id!r}")
+        return self.docker_executor
 
     def get_supported_methods(self) -> list[str]:
         return ["python/execute", "python/validate", "python/info"]
@@ -276,6 +282,14 @@ class PythonDockerProvider(HubProviderAdapter):
         if not code and not file_path:
             raise InvalidParams(method, ["Either 'code' or 'file' parameter is required"])
         if not code:
+            if current_caller() is not None:  # as encode_images: host files for in-process code
+                raise InvalidParams(
+                    method,
+                    [
+                        "params.file: a request made for a client never reads a host file; "
+                        "send the source as params.code"
+                    ],
+                )
             try:
                 code = await asyncio.to_thread(Path(str(file_path)).read_text, encoding="utf-8")
             except OSError as exc:
@@ -297,21 +311,39 @@ class PythonDockerProvider(HubProviderAdapter):
         config = self.execution_modes[mode]
         if not config.get("enabled"):
             raise InvalidParams(method, [f"Execution mode '{mode}' is not enabled"])
-        timeout = float(params.get("timeout") or config.get("timeout") or 60)
+        timeout = request_timeout(method, params, float(config.get("timeout") or 60))
         if mode == "local":
+            caller = current_caller()
+            if caller is not None:  # host execution is for the operator's own code
+                raise PermissionDenied(
+                    caller.name,
+                    "profiles",
+                    "execution mode 'local' runs code on the host; a client's request must use "
+                    "a Docker mode (sandboxed, minimal, datascience)",
+                )
             return await self._local(code, args, timeout, path)
-        assert self.docker_executor is not None
+        executor = self._executor()
         image = params.get("image") or config["image"]
         if image != config["image"]:  # a request's own image: only from the allow-list
             own = {c["image"] for c in self.execution_modes.values() if "image" in c}
             check_image(str(image), own, allowed_images(self.hub.allowed), method)
-        result = await self.docker_executor.execute_new(
-            args_prelude(args) + code,
+        network = params.get("network") or config["network"]
+        if network != config["network"] and not self.hub.allow_network:
+            # a request may not open the network the operator kept closed
+            raise InvalidParams(
+                method,
+                [
+                    f"params.network: {network!r} needs DockerHub(allow_network=True) from the "
+                    f"operator; this provider's sandboxes have network {config['network']!r}"
+                ],
+            )
+        result = await executor.execute_new(
+            with_prelude(args_prelude(args), code),
             image=image,
             timeout=timeout,
             memory_limit=params.get("memory_limit") or config["memory_limit"],
             cpu_limit=params.get("cpu_limit") or config["cpu_limit"],
-            network_mode=params.get("network") or config["network"],
+            network_mode=network,
             volumes=params.get("volumes"),
             environment=params.get("environment"),
             files=params.get("files"),
