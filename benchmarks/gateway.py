@@ -18,13 +18,21 @@ event loop. Every process started here is stopped at the end, also on errors and
   rate-limited key), against the bare handler - in-process, so the microseconds are the
   checks' and not the network's (headline ``gateway_checks_added_us``, target under 20);
   and for reference the same three gateways in this process over loopback HTTP, interleaved
-  request by request (``checks.http``: p50 of each and what the checks add).
+  request by request (``checks.http``: p50 of each and what the checks add);
+* the OpenAI-compatible route measured as ``/api/chat`` is: sequential non-streamed chat,
+  ``/api/chat`` with the ``ollama`` client and ``/v1/chat/completions`` with the official
+  ``openai`` client, each direct vs through the gateway, all four interleaved. The gateway
+  translates ``/v1`` to ``/api`` (``gleitzeit_ollama.routes_openai``), so the simulator answers
+  ``/api/chat`` behind it while the direct ``/v1`` call has the simulator translate: the
+  difference of the two added p50s is what translating in the gateway costs over passing
+  ``/api/chat`` through; ``v1_translate_us_per_chunk`` is that cost per chunk in-process.
 
     python benchmarks/gateway.py [--quick] [--json PATH]
 
 JSON keys: ``gateway_added_p50_ms``, ``gateway_throughput_ratio``,
-``gateway_checks_added_us``, and every figure under ``sequential``, ``streamed``,
-``concurrent`` and ``checks``.
+``gateway_checks_added_us``, ``gateway_chat_added_p50_ms``, ``gateway_v1_added_p50_ms``,
+``v1_translate_us_per_chunk``, and every figure under ``sequential``, ``streamed``,
+``concurrent``, ``checks``, ``chat`` and ``v1``.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 import ollama
+import openai
+from gleitzeit_ollama.openai_wire import ChatTranslator
 from gleitzeit_ollama.sim import SimConfig, SimProcess
 
 from gleitzeit_core.testing.serve import GatewayProcess
@@ -136,6 +146,82 @@ def latency_summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def translate_cost_us(rounds: int = 20_000) -> float:
+    """Microseconds to frame one streamed ``/api/chat`` chunk as an OpenAI event, over what
+    the ``/api`` relay spends framing it as an NDJSON line."""
+    chunk = {
+        "model": MODEL,
+        "created_at": "2025-01-01T00:00:00.000000Z",
+        "message": {"role": "assistant", "content": " token"},
+        "done": False,
+    }
+    translator = ChatTranslator(MODEL)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        translator.chunk(chunk)
+    translated = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(rounds):
+        json.dumps(chunk, separators=(",", ":")).encode()
+    passed = time.perf_counter() - started
+    return round((translated - passed) / rounds * 1e6, 2)
+
+
+async def measure_chat(sim_url: str, gateway_url: str, quick: bool) -> dict[str, Any]:
+    """Non-streamed chat: ``/api/chat`` and ``/v1/chat/completions``, direct and through."""
+    messages = [{"role": "user", "content": "benchmark me"}]
+    api = {
+        name: ollama.AsyncClient(host=url, timeout=120)
+        for name, url in (("direct", sim_url), ("gateway", gateway_url))
+    }
+    v1 = {
+        name: openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        for name, url in (("direct", sim_url), ("gateway", gateway_url))
+    }
+    try:
+
+        def chat(client: ollama.AsyncClient) -> Call:
+            async def call() -> Any:
+                answer = await client.chat(MODEL, messages=messages, options=OPTIONS)
+                assert answer.done
+                return answer
+
+            return call
+
+        def completion(client: openai.AsyncOpenAI) -> Call:
+            async def call() -> Any:
+                answer = await client.chat.completions.create(
+                    model=MODEL,
+                    messages=messages,
+                    max_tokens=TOKENS,  # type: ignore[arg-type]
+                )
+                assert answer.choices[0].finish_reason
+                return answer
+
+            return call
+
+        calls = {f"api {n}": chat(c) for n, c in api.items()}
+        calls |= {f"v1 {n}": completion(c) for n, c in v1.items()}
+        for call in calls.values():
+            await batch(call, 100, 4)
+        seen = await sequential(calls, 300 if quick else 2000)
+    finally:
+        for client in api.values():
+            await client.close()
+        for other in v1.values():
+            await other.close()
+    s = {name: latency_summary(values) for name, values in seen.items()}
+    chat_added = round(s["api gateway"]["p50_ms"] - s["api direct"]["p50_ms"], 3)
+    v1_added = round(s["v1 gateway"]["p50_ms"] - s["v1 direct"]["p50_ms"], 3)
+    return {
+        "gateway_chat_added_p50_ms": chat_added,
+        "gateway_v1_added_p50_ms": v1_added,
+        "v1_translate_us_per_chunk": translate_cost_us(),
+        "chat": {"direct": s["api direct"], "gateway": s["api gateway"]},
+        "v1": {"direct": s["v1 direct"], "gateway": s["v1 gateway"]},
+    }
+
+
 async def measure(sim_url: str, gateway_url: str, quick: bool) -> dict[str, Any]:
     direct = ollama.AsyncClient(host=sim_url, timeout=120)
     gateway = ollama.AsyncClient(host=gateway_url, timeout=120)
@@ -223,6 +309,17 @@ def show(report: dict[str, Any]) -> None:
     print(
         f"throughput ratio gateway/direct at concurrency {CONCURRENCY}: "
         f"{report['gateway_throughput_ratio']:.3f}"
+    )
+    print("\nNon-streamed chat, sequential: /api/chat (ollama client), /v1 (openai client)")
+    for route in ("chat", "v1"):
+        for name in ("direct", "gateway"):
+            row = report[route][name]
+            label = f"{'/api/chat' if route == 'chat' else '/v1/chat/completions'} {name}"
+            print(f"{label:28}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}")
+    print(
+        f"gateway added p50: /api/chat {report['gateway_chat_added_p50_ms']:.3f} ms, "
+        f"/v1/chat/completions {report['gateway_v1_added_p50_ms']:.3f} ms; "
+        f"translating one chunk: {report['v1_translate_us_per_chunk']:.2f} us"
     )
     inner, http = report["checks"]["in_process"], report["checks"]["http"]
     print("\nSecurity checks per request (p50, us)      bare    no keys   keys")
@@ -414,6 +511,7 @@ async def main(quick: bool) -> dict[str, Any]:
             sim = await asyncio.to_thread(start_sim)
             gateway = await asyncio.to_thread(bench_gateway(sim.url, Path(workdir)).start)
             figures = await measure(sim.url, gateway.url, quick)
+            figures |= await measure_chat(sim.url, gateway.url, quick)
             figures |= await measure_checks(quick)
         finally:
             if gateway is not None:
@@ -426,6 +524,7 @@ async def main(quick: bool) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "ollama_client": metadata.version("ollama"),
+        "openai_client": metadata.version("openai"),
     }
 
 

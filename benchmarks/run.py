@@ -101,6 +101,7 @@ HEADLINE = (
     "gateway_added_p50_ms",
     "gateway_throughput_ratio",
     "gateway_checks_added_us",
+    "gateway_v1_added_p50_ms",
     "p2c_pick_vs_random_choice_ratio_1000",
     "breaker_vs_pybreaker_ratio",
     "breaker_vs_pybreaker_ratio_consecutive",
@@ -188,7 +189,13 @@ SCRIPTS = (
     Script(
         "gateway",
         "benchmarks/gateway.py",
-        ("gateway_added_p50_ms", "gateway_throughput_ratio", "gateway_checks_added_us"),
+        (
+            "gateway_added_p50_ms",
+            "gateway_throughput_ratio",
+            "gateway_checks_added_us",
+            "gateway_chat_added_p50_ms",
+            "gateway_v1_added_p50_ms",
+        ),
         600,
     ),
     Script(

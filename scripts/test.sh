@@ -34,6 +34,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DOCKER_HOST="unix://$DOCKER_CI_ROOT/docker.sock"
 fi
 
+# The official ollama JavaScript client for tests/gateway/test_js_client.py, from npm into a
+# project-local folder, exactly the versions of the committed lock file.
+if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+
 echo "[test] ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -19,7 +19,8 @@ import attrs
 import pytest
 from aiohttp import web
 from gleitzeit_ollama import plugin as ollama_plugin
-from gleitzeit_ollama.sim import OllamaSimulator
+from gleitzeit_ollama.sim import OllamaSimulator, SimProcess
+from hypothesis import strategies as st
 
 from gleitzeit_core.gateway import build_app
 from gleitzeit_core.plugins import PluginManager
@@ -144,14 +145,94 @@ async def start_pool(
     *,
     sim: dict[str, Any] | None = None,
     hub: dict[str, Any] | None = None,
+    keys: dict[str, Any] | None = None,
     **gateway: Any,
 ) -> Pool:
+    """Simulators with ``models`` (ids ``s0``, ``s1``, ...) behind a gateway; ``keys`` is the
+    ``[gateway.keys]`` table (clients then need ``Authorization: Bearer <token>``)."""
     sims = []
     for i, names in enumerate(models):
         (one,) = await sim_factory(1, models=names, name=f"s{i}", **(sim or {}))
         sims.append(one)
-    config = {"hubs": {"llm": hub_table([s.url for s in sims], **(hub or {}))}}
+    config: dict[str, Any] = {"hubs": {"llm": hub_table([s.url for s in sims], **(hub or {}))}}
+    if keys is not None:
+        config["gateway"] = {"keys": keys}
     return Pool(await gateway_factory(config, **gateway), sims)
+
+
+async def diverging_pool(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> Gateway:
+    """Two simulators that answer differently (other seeds) behind a gateway; the first, which
+    the hub prefers (the model loaded), sends an error line after 3 chunks: a stream cut
+    there cannot be resumed on the other."""
+    sims = [
+        (await sim_factory(1, models=["llama3.2"], name="a", seed=1))[0],
+        (await sim_factory(1, models=["llama3.2"], name="b", seed=2))[0],
+    ]
+    gateway = await gateway_factory({"hubs": {"llm": hub_table([s.url for s in sims])}})
+    await preload(http, sims[0].url, "llama3.2")
+    await gateway.hub("llm").refresh_models()
+    await set_faults(http, sims[0].url, error_line_after=3)
+    return gateway
+
+
+@pytest.fixture
+async def fuzz_pool(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> Pool:
+    """Two simulators (anything pulls) behind one gateway, shared by every fuzz example."""
+    return await start_pool(
+        sim_factory, gateway_factory, [["llama3.2", "nomic-embed-text"], ["qwen2.5"]]
+    )
+
+
+# any JSON value, a few levels deep: what a fuzzed client may put anywhere
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+async def killable_pool(
+    sim_process_factory: SimProcessFactory,
+    gateway_factory: GatewayFactory,
+    models: list[str],
+    **sim_config: Any,
+) -> tuple[list[SimProcess], Gateway]:
+    """Three simulator processes (``models``, 8 parallel each, ``sim_config``; kill one with
+    ``akill``) behind a gateway with fast probes, outlier ejection and generous deadlines."""
+    sim = {"models": models, "num_parallel": 8, **sim_config}
+    procs = await asyncio.gather(
+        *(asyncio.to_thread(sim_process_factory, name=f"p{i}", **sim) for i in range(3))
+    )
+    table = hub_table(
+        [p.url for p in procs],
+        health={"interval": 0.2, "timeout": 0.5},
+        outlier={"consecutive_failures": 3, "base_ejection": 30.0},
+        request_timeout=60.0,
+        queue_timeout=60.0,
+    )
+    for resource in table["resources"]:
+        resource["num_parallel"] = 8
+    return list(procs), await gateway_factory({"hubs": {"llm": table}})
+
+
+async def run_child(*argv: str, timeout: float, **options: Any) -> bytes:
+    """Run a child process (``options``: ``cwd``, ``env``) while the test's event loop keeps
+    serving; its standard output, after asserting it exited 0 (else its stderr is shown)."""
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, **options
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode(errors="replace")[-4000:]
+    return out
 
 
 @pytest.fixture

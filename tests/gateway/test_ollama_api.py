@@ -24,7 +24,9 @@ from tests.gateway.conftest import (
     LOOPBACK,
     GatewayFactory,
     Pool,
+    diverging_pool,
     hub_table,
+    json_values,
     preload,
     set_faults,
     sim_stats,
@@ -327,8 +329,9 @@ async def test_unknown_paths_and_methods_are_json_errors(
     """Unknown paths are 404 and wrong methods 405, both with a JSON error."""
     for method, path, status in [
         ("GET", "/api/nothing", 404),
-        ("DELETE", "/api/delete", 404),
-        ("POST", "/v1/chat/completions", 404),
+        ("DELETE", "/api/nothing", 404),
+        ("POST", "/v1/responses", 404),
+        ("GET", "/v1/chat/completions", 405),
         ("GET", "/api/chat", 405),
         ("POST", "/api/tags", 405),
     ]:
@@ -421,14 +424,7 @@ async def test_a_stream_is_not_spliced_when_the_replay_differs(
 ) -> None:
     """When the other instance would say something else (non-deterministic output: here a
     different seed), the gateway does not splice two answers: the client gets the error line."""
-    sims = [
-        (await sim_factory(1, models=["llama3.2"], name="a", seed=1))[0],
-        (await sim_factory(1, models=["llama3.2"], name="b", seed=2))[0],
-    ]
-    gateway = await gateway_factory({"hubs": {"llm": hub_table([s.url for s in sims])}})
-    await preload(http, sims[0].url, "llama3.2")
-    await gateway.hub("llm").refresh_models()
-    await set_faults(http, sims[0].url, error_line_after=3)
+    gateway = await diverging_pool(sim_factory, gateway_factory, http)
     async with http.post(
         f"{gateway.url}/api/generate", json={"model": "llama3.2", "prompt": "x"}
     ) as reply:
@@ -495,15 +491,6 @@ async def test_bodies_over_the_limit_get_413(
         assert (await ollama_client.chat("llama3.2", messages=CHAT)).done
 
 
-_json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-
-
 _text = st.text(max_size=16)
 _model_names = st.sampled_from(
     ["llama3.2", "llama3.2:latest", "qwen2.5", "nomic-embed-text", "nope", ""]
@@ -545,18 +532,18 @@ _objects = st.fixed_dictionaries(
     {"model": _FIELDS["model"]},
     optional={field: values for field, values in _FIELDS.items() if field != "model"},
 ).flatmap(
-    lambda fixed: st.dictionaries(st.text(max_size=6), _json_values, max_size=2).map(
+    lambda fixed: st.dictionaries(st.text(max_size=6), json_values, max_size=2).map(
         lambda extra: {**extra, **fixed}
     )
 )
 # a well-typed body with one known field replaced by anything
-_one_wrong = st.tuples(_objects, st.sampled_from(sorted(_FIELDS)), _json_values).map(
+_one_wrong = st.tuples(_objects, st.sampled_from(sorted(_FIELDS)), json_values).map(
     lambda drawn: {**drawn[0], drawn[1]: drawn[2]}
 )
 _encoded = _objects.map(lambda v: json.dumps(v).encode())
 _bodies = st.one_of(
     st.binary(max_size=120),
-    _json_values.map(lambda v: json.dumps(v).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
     _one_wrong.map(lambda v: json.dumps(v).encode()),
     _encoded,
     _encoded,
@@ -570,14 +557,6 @@ _POST_ROUTES = [
     "/api/show",
     "/api/pull",
 ]
-
-
-@pytest.fixture
-async def fuzz_pool(sim_factory: SimFactory, gateway_factory: GatewayFactory) -> Pool:
-    """Two simulators (anything pulls) behind one gateway, shared by every fuzz example."""
-    return await start_pool(
-        sim_factory, gateway_factory, [["llama3.2", "nomic-embed-text"], ["qwen2.5"]]
-    )
 
 
 @settings(

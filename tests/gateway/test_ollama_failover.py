@@ -11,7 +11,13 @@ from typing import Any
 import aiohttp
 import ollama
 
-from tests.gateway.conftest import GatewayFactory, eventually, hub_table, sim_stats
+from tests.gateway.conftest import (
+    GatewayFactory,
+    eventually,
+    hub_table,
+    killable_pool,
+    sim_stats,
+)
 from tests.ollama.conftest import SimFactory, SimProcessFactory
 
 CLIENTS = 50
@@ -68,20 +74,9 @@ async def test_fifty_clients_see_no_error_when_an_instance_is_killed(
     one of three simulators is killed hard mid-run: no client sees an error or a wrong answer
     (streams cut by the kill resume elsewhere), the status shows the dead instance unhealthy or
     ejected, and the hub counted failovers."""
-    sim = {"models": ["llama3.2", "nomic-embed-text"], "num_parallel": 8}
-    procs = await asyncio.gather(
-        *(asyncio.to_thread(sim_process_factory, name=f"p{i}", **sim) for i in range(3))
+    procs, gateway = await killable_pool(
+        sim_process_factory, gateway_factory, ["llama3.2", "nomic-embed-text"]
     )
-    table = hub_table(
-        [p.url for p in procs],
-        health={"interval": 0.2, "timeout": 0.5},
-        outlier={"consecutive_failures": 3, "base_ejection": 30.0},
-        request_timeout=60.0,
-        queue_timeout=60.0,
-    )
-    for resource in table["resources"]:
-        resource["num_parallel"] = 8
-    gateway = await gateway_factory({"hubs": {"llm": table}})
     async with ollama.AsyncClient(host=procs[1].url, timeout=30) as direct:
         expected = {p: (await direct.generate("llama3.2", p)).response for p in PROMPTS}
 

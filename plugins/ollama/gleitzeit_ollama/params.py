@@ -3,8 +3,9 @@
 Each method's parameters are a strict attrs class: the core structures the raw parameters
 into it and reports every problem naming its field (``params.tempreature: unknown key``,
 ``params.messages[0].role: expected one of ...``). Sampling parameters go where Ollama reads
-them - under ``options`` (``max_tokens`` becomes ``options.num_predict``) - while ``format``,
-``keep_alive``, ``system`` and ``think`` stay at the top level.
+them - under ``options`` (``max_tokens`` becomes ``options.num_predict``) - while ``format``
+(``"json"`` or a JSON schema), ``keep_alive``, ``system``, ``think`` and a chat's ``tools`` stay
+at the top level, passed through as Ollama takes them.
 """
 
 # No ``from __future__ import annotations`` here on purpose: the core resolves the field types
@@ -70,6 +71,23 @@ _input = satisfies(
 _images = satisfies("a non-empty list of images", lambda v: _is_str_list(v) and len(v) > 0)
 
 
+def _is_tool(value: Any) -> bool:
+    function = value.get("function") if isinstance(value, Mapping) else None
+    return (
+        isinstance(function, Mapping)
+        and value.get("type", "function") == "function"
+        and isinstance(function.get("name"), str)
+        and bool(function["name"].strip())
+        and isinstance(function.get("parameters", {}), Mapping)
+    )
+
+
+_tools = satisfies(
+    'a list of tools such as {"type": "function", "function": {"name": ..., "parameters": {...}}}',
+    lambda v: isinstance(v, list) and all(_is_tool(t) for t in v),
+)
+
+
 @attrs.frozen(kw_only=True)
 class _Call:
     """What every inference call may say."""
@@ -125,7 +143,8 @@ class Message:
 class ChatParams(_Sampling):
     model: str = attrs.field(validator=_model)
     messages: list[Message] = attrs.field(factory=list)
-    tools: list[dict[str, Any]] | None = None
+    # functions the model may call (its answer's ``message.tool_calls``), as Ollama takes them
+    tools: list[dict[str, Any]] | None = attrs.field(default=None, validator=_tools)
 
 
 @attrs.frozen(kw_only=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gleitzeit_core import Health, NoResourceAvailable, Request, Resource
@@ -22,10 +23,10 @@ from gleitzeit_ollama.stream import ChunkStream, is_pull_success
 if TYPE_CHECKING:
     from gleitzeit_ollama.hub import OllamaHub
 
-__all__ = ["auto_pull", "open_pull", "pull_target"]
+__all__ = ["auto_pull", "open_progress", "open_pull", "pull_target", "unfit"]
 
 
-def _unfit(resource: Resource, now: float) -> str | None:
+def unfit(resource: Resource, now: float) -> str | None:
     if resource.draining:
         return "draining"
     if resource.health is Health.UNHEALTHY:
@@ -42,7 +43,7 @@ def pull_target(hub: OllamaHub, instance: str | None) -> Resource:
     if instance is not None:
         return hub.get(instance)
     now = hub.clock.now()
-    reasons = {r.id: why for r in hub.resources if (why := _unfit(r, now)) is not None}
+    reasons = {r.id: why for r in hub.resources if (why := unfit(r, now)) is not None}
     healthy = [r for r in hub.resources if r.id not in reasons]
     if not healthy:
         raise NoResourceAvailable(hub.name, reasons, "no healthy instance to pull onto")
@@ -61,22 +62,38 @@ async def open_pull(
     body: JSON = {"model": model, "stream": True}
     if insecure is not None:
         body["insecure"] = insecure
+    return await open_progress(
+        hub, resource, "/api/pull", body, lambda: record_installed(resource, model)
+    )
+
+
+async def open_progress(
+    hub: OllamaHub,
+    resource: Resource,
+    path: str,
+    body: JSON,
+    succeeded: Callable[[], None] | None = None,
+) -> ChunkStream:
+    """Start a streamed provisioning call (pull, create, push) on ``resource``; iterating
+    yields its progress lines up to ``{"status": "success"}``, when ``succeeded`` runs.
+    Bounded by ``pull_timeout`` as a whole."""
     timeout = hub.settings.pull_timeout
     deadline = hub.clock.now() + timeout
     async with asyncio.timeout(timeout):
-        response = await post_to(hub, resource, "/api/pull", json.dumps(body).encode())
+        response = await post_to(hub, resource, path, json.dumps(body).encode())
         try:
             if response.status != 200:
                 raise await error_from_response(
-                    response, resource=resource.id, path="/api/pull", model=None
+                    response, resource=resource.id, path=path, model=None
                 )
             reader = lines(response, hub.settings, resource=resource, what="a line of /api/pull")
         except BaseException:
             response.close()
             raise
 
-    def installed(_: JSON) -> None:
-        record_installed(resource, model)
+    def done(_: JSON) -> None:
+        if succeeded is not None:
+            succeeded()
 
     return ChunkStream(
         response=response,
@@ -89,7 +106,7 @@ async def open_pull(
         connect_timeout=hub.settings.connect_timeout,
         settings=hub.settings,
         final=is_pull_success,
-        on_final=installed,
+        on_final=done,
     )
 
 

@@ -37,9 +37,9 @@ With gateway keys, each route needs its ``llm/*`` method in the key's ``methods`
 generate their own, embed for both embedding routes, list_models for tags, ps and show) and
 the model in its ``models``; ``auto_pull`` runs only for admin keys (``access``).
 
-Not served (404): ``/api/create``, ``/api/copy``, ``/api/delete``, ``/api/push``, blobs and the
-OpenAI-compatible ``/v1`` routes - they change one server's state, which the pool cannot do
-faithfully for all of them.
+Also served, by their own modules: model management across the pool (``/api/delete``,
+``/api/copy``, ``/api/create``, ``/api/push``, ``/api/blobs/:digest``; admin keys only:
+``routes_models``) and the OpenAI-compatible ``/v1`` routes (``routes_openai``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from gleitzeit_core import GleitzeitError, Health, Request, Resource
@@ -82,19 +83,27 @@ from gleitzeit_ollama.routes_body import (
     not_found,
 )
 from gleitzeit_ollama.routes_merge import members, merged_ps, merged_tags, pool_version
-from gleitzeit_ollama.routes_stream import INSTANCE_HEADER, StreamRelay
-from gleitzeit_ollama.stream import is_pull_success
+from gleitzeit_ollama.routes_stream import INSTANCE_HEADER, Framing, StreamRelay
+from gleitzeit_ollama.stream import ChunkStream, is_pull_success
 
-__all__ = ["OllamaApi", "register_routes"]
+__all__ = [
+    "OllamaApi",
+    "RoutedCall",
+    "json_answer",
+    "ollama_errors",
+    "register_routes",
+    "served_by",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NOBODY = 4  # rank of a hub on which no instance may have the model
+LONG_RUNNING = frozenset({"/api/pull", "/api/create", "/api/push", "/api/blobs/{digest}"})
 
 
-def _answers(handler: Handler, method: str) -> Handler:
+def ollama_errors(handler: Handler, method: str | None = None) -> Handler:
     """Errors of the request and of the pool become Ollama's ``{"error"}`` with its status;
     anything else is left to the core's middleware (400/413 bodies, 500 for bugs). The
-    caller's key must allow ``method`` (the ``llm/*`` method the route stands for).
+    caller's key must allow ``method`` (the ``llm/*`` method the route stands for), if any.
 
     The core answers a body too deeply nested to decode; one that decodes but is too deep to
     encode again when forwarded raises ``RecursionError`` here, and is a 400 too."""
@@ -102,7 +111,8 @@ def _answers(handler: Handler, method: str) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
-            check_method(method)
+            if method is not None:
+                check_method(method)
             return await handler(request)
         except (ApiError, GleitzeitError) as exc:
             return error_response(exc)
@@ -112,9 +122,12 @@ def _answers(handler: Handler, method: str) -> Handler:
     return wrapped
 
 
-def _json(data: Any, instance: str | None = None) -> web.Response:
+def json_answer(data: Any, instance: str | None = None, *, status: int = 200) -> web.Response:
+    """``data`` as compact JSON; ``instance`` (who answered) in the ``X-Gleitzeit-Instance``
+    header."""
     response = web.Response(
         body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
         content_type="application/json",
         charset="utf-8",
     )
@@ -123,7 +136,7 @@ def _json(data: Any, instance: str | None = None) -> web.Response:
     return response
 
 
-def _served_by(answer: JSON) -> str | None:
+def served_by(answer: JSON) -> str | None:
     info = answer.get("gleitzeit")
     instance = info.get("instance") if isinstance(info, dict) else None
     return instance if isinstance(instance, str) else None
@@ -150,6 +163,42 @@ def rank(hub: OllamaHub, model: str) -> int:
     return best
 
 
+@attrs.frozen
+class RoutedCall:
+    """One inference call, its hub chosen: answered whole, or streamed with failover before
+    the first chunk and resumption after it (``routes_stream``)."""
+
+    hub: OllamaHub
+    body: JSON
+    model: str
+    keep_alive: float | None
+    request: Request
+
+    async def answer(self, path: str) -> JSON:
+        return await self.hub.call_json(
+            path, self.body, self.request, model=self.model, keep_alive=self.keep_alive
+        )
+
+    async def relay(
+        self, client: web.Request, path: str, framing: Framing | None = None
+    ) -> web.StreamResponse:
+        hub = self.hub
+        stream = await hub.open_stream(
+            path, self.body, self.request, model=self.model, keep_alive=self.keep_alive
+        )
+        relay = StreamRelay(
+            hub,
+            path=path,
+            body=self.body,
+            request=self.request,
+            model=self.model,
+            keep_alive=self.keep_alive,
+            resumable=True,
+            framing=framing,
+        )
+        return await relay.respond(client, stream)
+
+
 class OllamaApi:
     """The handlers, over the runtime's Ollama hubs (``(name, hub)`` in config order)."""
 
@@ -166,15 +215,15 @@ class OllamaApi:
             ("HEAD", "/", head),
             ("GET", "/api/version", self.version),
             ("HEAD", "/api/version", head),
-            ("GET", "/api/tags", _answers(self.tags, listing)),
+            ("GET", "/api/tags", ollama_errors(self.tags, listing)),
             ("HEAD", "/api/tags", head),
-            ("GET", "/api/ps", _answers(self.ps, listing)),
-            ("POST", "/api/show", _answers(self.show, listing)),
-            ("POST", "/api/generate", _answers(self.generate, "llm/generate")),
-            ("POST", "/api/chat", _answers(self.chat, "llm/chat")),
-            ("POST", "/api/embed", _answers(self.embed, "llm/embed")),
-            ("POST", "/api/embeddings", _answers(self.embeddings, "llm/embed")),
-            ("POST", "/api/pull", _answers(self.pull, "llm/pull_model")),
+            ("GET", "/api/ps", ollama_errors(self.ps, listing)),
+            ("POST", "/api/show", ollama_errors(self.show, listing)),
+            ("POST", "/api/generate", ollama_errors(self.generate, "llm/generate")),
+            ("POST", "/api/chat", ollama_errors(self.chat, "llm/chat")),
+            ("POST", "/api/embed", ollama_errors(self.embed, "llm/embed")),
+            ("POST", "/api/embeddings", ollama_errors(self.embeddings, "llm/embed")),
+            ("POST", "/api/pull", ollama_errors(self.pull, "llm/pull_model")),
         ]
 
     # -- routing --------------------------------------------------------------------------------
@@ -204,7 +253,7 @@ class OllamaApi:
         raise not_found(shown)
 
     @staticmethod
-    def _request(
+    def request_for(
         hub: OllamaHub, model: str, *, slot: bool = True, body: JSON | None = None
     ) -> Request:
         prompt = prompt_attributes(hub.strategy, body) if body is not None else {}
@@ -222,13 +271,13 @@ class OllamaApi:
         return web.Response()
 
     async def version(self, request: web.Request) -> web.StreamResponse:
-        return _json(pool_version(members(self.hubs), gleitzeit_version))
+        return json_answer(pool_version(members(self.hubs), gleitzeit_version))
 
     async def tags(self, request: web.Request) -> web.StreamResponse:
-        return _json(visible(await merged_tags(members(self.hubs))))
+        return json_answer(visible(await merged_tags(members(self.hubs))))
 
     async def ps(self, request: web.Request) -> web.StreamResponse:
-        return _json(visible(await merged_ps(members(self.hubs))))
+        return json_answer(visible(await merged_ps(members(self.hubs))))
 
     async def show(self, request: web.Request) -> web.StreamResponse:
         body = await _body(request, SHOW)
@@ -238,8 +287,8 @@ class OllamaApi:
         if hub is None:
             raise ApiError(404, f"model '{shown}' not found")
         # metadata, not inference: no model slot, and the model is not marked as loaded
-        answer = await hub.call_json("/api/show", body, self._request(hub, model, slot=False))
-        return _json(answer, _served_by(answer))
+        answer = await hub.call_json("/api/show", body, self.request_for(hub, model, slot=False))
+        return json_answer(answer, served_by(answer))
 
     # -- inference ------------------------------------------------------------------------------
     async def generate(self, request: web.Request) -> web.StreamResponse:
@@ -258,31 +307,26 @@ class OllamaApi:
         self, request: web.Request, path: str, spec: Mapping[str, Check], *, streams: bool
     ) -> web.StreamResponse:
         body = await _body(request, spec)
+        call = await self.route(body)
+        if streams and body.get("stream") is not False:  # Ollama streams unless told not to
+            return await call.relay(request, path)
+        answer = await call.answer(path)
+        return json_answer(answer, served_by(answer))
+
+    async def route(self, body: JSON) -> RoutedCall:
+        """The call of ``body`` on the hub that serves its model, with the hub's
+        ``default_keep_alive`` added when the body gives none."""
         shown, model = model_of(body)
         check_model(model)
         hub = await self.hub_for(model, shown)
         default = hub.settings.default_keep_alive
         if default is not None and body.get("keep_alive") is None:
             body = {**body, "keep_alive": default}
-        keep_alive = keep_alive_of(body)
-        call = self._request(hub, model, body=body)
-        if streams and body.get("stream") is not False:  # Ollama streams unless told not to
-            stream = await hub.open_stream(path, body, call, model=model, keep_alive=keep_alive)
-            relay = StreamRelay(
-                hub,
-                path=path,
-                body=body,
-                request=call,
-                model=model,
-                keep_alive=keep_alive,
-                resumable=True,
-            )
-            return await relay.respond(request, stream)
-        answer = await hub.call_json(path, body, call, model=model, keep_alive=keep_alive)
-        return _json(answer, _served_by(answer))
+        call = self.request_for(hub, model, body=body)
+        return RoutedCall(hub, body, model, keep_alive_of(body), call)
 
     # -- provisioning ---------------------------------------------------------------------------
-    def _pull_target(self, model: str, instance: str | None) -> tuple[OllamaHub, Resource]:
+    def pull_target(self, model: str, instance: str | None) -> tuple[OllamaHub, Resource]:
         if instance is not None:
             for name, hub in self.hubs:
                 rid = instance.removeprefix(f"{name}/")
@@ -293,7 +337,7 @@ class OllamaApi:
         hub = self.choose(model) or self.hubs[0][1]
         return hub, hub.pull_target(None)
 
-    def _label(self, hub: OllamaHub, resource: Resource) -> str:
+    def label(self, hub: OllamaHub, resource: Resource) -> str:
         return f"{hub.name}/{resource.id}" if len(self.hubs) > 1 else resource.id
 
     async def pull(self, request: web.Request) -> web.StreamResponse:
@@ -301,15 +345,29 @@ class OllamaApi:
         _, model = model_of(body, legacy_name=True)
         check_pull(model, what="POST /api/pull")  # before the instance lookup says anything
         instance = body.get("instance")
-        hub, resource = self._pull_target(model, instance if isinstance(instance, str) else None)
+        hub, resource = self.pull_target(model, instance if isinstance(instance, str) else None)
+        check_pull(model, what="POST /api/pull")
         insecure = body.get("insecure")
         stream = await hub.open_pull(
             model, resource, insecure=insecure if isinstance(insecure, bool) else None
         )
+        return await self.progress(request, hub, resource, stream, "/api/pull", body)
+
+    async def progress(
+        self,
+        client: web.Request,
+        hub: OllamaHub,
+        resource: Resource,
+        stream: ChunkStream,
+        path: str,
+        body: JSON,
+    ) -> web.StreamResponse:
+        """Answer a provisioning call (pull, create, push) on one instance: its progress lines
+        as they come, or (``stream: false``) its last line naming the instance."""
         if body.get("stream") is not False:
             relay = StreamRelay(
                 hub,
-                path="/api/pull",
+                path=path,
                 body=body,
                 request=Request(),
                 model=None,
@@ -317,13 +375,13 @@ class OllamaApi:
                 resumable=False,
                 final=is_pull_success,
             )
-            return await relay.respond(request, stream)
+            return await relay.respond(client, stream)
         last: JSON = {}
         async with stream:
             async for chunk in stream:
                 last = chunk
-        label = self._label(hub, resource)
-        return _json({**last, "gleitzeit": {"instance": label}}, label)
+        label = self.label(hub, resource)
+        return json_answer({**last, "gleitzeit": {"instance": label}}, label)
 
 
 async def _body(request: web.Request, spec: Mapping[str, Check]) -> JSON:
@@ -334,13 +392,20 @@ async def _body(request: web.Request, spec: Mapping[str, Check]) -> JSON:
 
 def register_routes(router: Any) -> None:
     """Add the Ollama API to the gateway when the runtime has at least one Ollama hub."""
+    # here: both import this module
+    from gleitzeit_ollama.routes_models import ModelAdmin
+    from gleitzeit_ollama.routes_openai import OpenAiApi
+
     hubs = [(n, h) for n, h in router.runtime.hubs.items() if isinstance(h, OllamaHub)]
     if not hubs:
         return
-    # a pull may run for the longest pull_timeout, past the gateway's request_timeout
+    api = OllamaApi(hubs)
+    # a pull (a create, a push, a blob upload) may run for the longest pull_timeout, past the
+    # gateway's request_timeout
     pull_time = max(hub.settings.pull_timeout for _, hub in hubs)
-    for method, path, handler in OllamaApi(hubs).routes():
-        if path == "/api/pull":
+    admin = ModelAdmin(api)
+    for method, path, handler in [*api.routes(), *admin.routes(), *OpenAiApi(api).routes()]:
+        if path in LONG_RUNNING:
             router.add(method, path, handler, timeout=pull_time)
         else:
             router.add(method, path, handler)

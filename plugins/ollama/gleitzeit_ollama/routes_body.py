@@ -37,8 +37,10 @@ __all__ = [
     "SHOW",
     "ApiError",
     "check_body",
+    "error_parts",
     "error_response",
     "keep_alive_of",
+    "kind_of",
     "model_of",
     "not_found",
 ]
@@ -64,7 +66,8 @@ def not_found(model: str) -> ApiError:
 Check = Callable[[Any, str], str | None]  # (value, field path) -> problem or None
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """What a JSON value is, for messages: ``a string``, ``an array``, ``a number``, ..."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int | float):
@@ -80,7 +83,7 @@ def _kind(value: Any) -> str:
 
 def _type(expected: str, test: Callable[[Any], bool]) -> Check:
     def check(value: Any, path: str) -> str | None:
-        return None if test(value) else f"{path}: expected {expected}, got {_kind(value)}"
+        return None if test(value) else f"{path}: expected {expected}, got {kind_of(value)}"
 
     return check
 
@@ -108,6 +111,7 @@ INTS = _type("an array of integers", lambda v: isinstance(v, list) and all(map(_
 OBJECTS = _type(
     "an array of objects", lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v)
 )
+NUMBER = _type("a number", _is_number)
 FORMAT = _type('"json" or a JSON schema object', lambda v: isinstance(v, str | dict))
 THINK = _type('true, false or a level such as "high"', lambda v: isinstance(v, bool | str))
 INPUT = _type(
@@ -119,7 +123,7 @@ INPUT = _type(
 def _keep_alive(value: Any, path: str) -> str | None:
     if not isinstance(value, str) and not _is_number(value):
         expected = 'a duration such as "5m" or a number of seconds'
-        return f"{path}: expected {expected}, got {_kind(value)}"
+        return f"{path}: expected {expected}, got {kind_of(value)}"
     try:
         parse_keep_alive(value)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -139,11 +143,11 @@ _MESSAGE: dict[str, Check] = {
 
 def _messages(value: Any, path: str) -> str | None:
     if not isinstance(value, list):
-        return f"{path}: expected an array of messages, got {_kind(value)}"
+        return f"{path}: expected an array of messages, got {kind_of(value)}"
     for index, message in enumerate(value):
         where = f"{path}[{index}]"
         if not isinstance(message, dict):
-            return f"{where}: expected a message object, got {_kind(message)}"
+            return f"{where}: expected a message object, got {kind_of(message)}"
         problem = _fields(message, _MESSAGE, f"{where}.")
         if problem is not None:
             return problem
@@ -289,14 +293,19 @@ def error_status(exc: BaseException) -> int:
     return 500
 
 
-def error_response(exc: BaseException) -> web.Response:
+def error_parts(exc: BaseException) -> tuple[int, str]:
+    """(status, message) of a failed request, whichever shape the answer then takes."""
     if isinstance(exc, ApiError):
-        return json_error(exc.status, exc.message)
-    if isinstance(exc, PermissionDenied):  # name the missing scope, as the core's routes do
-        return json_error(403, str(exc), scope=exc.scope, key=exc.caller)
+        return exc.status, exc.message
     if isinstance(exc, ModelNotFound):
         body = exc.body
         if isinstance(body, dict) and isinstance(body.get("error"), str):
-            return json_error(404, str(body["error"]))
-        return json_error(404, f'model "{exc.model}" not found, try pulling it first')
-    return json_error(error_status(exc), error_message(exc))
+            return 404, str(body["error"])
+        return 404, f'model "{exc.model}" not found, try pulling it first'
+    return error_status(exc), error_message(exc)
+
+
+def error_response(exc: BaseException) -> web.Response:
+    if isinstance(exc, PermissionDenied):  # name the missing scope, as the core's routes do
+        return json_error(403, str(exc), scope=exc.scope, key=exc.caller)
+    return json_error(*error_parts(exc))

@@ -36,7 +36,7 @@ from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.routes_body import error_message
 from gleitzeit_ollama.stream import ChunkStream, is_done
 
-__all__ = ["INSTANCE_HEADER", "NDJSON", "StreamRelay", "encode"]
+__all__ = ["INSTANCE_HEADER", "NDJSON", "Framing", "StreamRelay", "encode"]
 
 NDJSON = "application/x-ndjson"
 INSTANCE_HEADER = "X-Gleitzeit-Instance"
@@ -47,6 +47,21 @@ Signature = tuple[Any, Any, Any]
 
 def encode(chunk: JSON) -> bytes:
     return json.dumps(chunk, separators=_SEPARATORS).encode() + b"\n"
+
+
+class Framing:
+    """How chunks go on the wire: Ollama's NDJSON lines here; the OpenAI routes frame each
+    chunk as server-sent events instead (one instance per response, so it may keep state)."""
+
+    content_type = NDJSON
+
+    def chunk(self, chunk: JSON) -> bytes:
+        """Any chunk, the final one included."""
+        return encode(chunk)
+
+    def error(self, message: str) -> bytes:
+        """The end of a stream that failed after it started."""
+        return encode({"error": message})
 
 
 def _signature(chunk: JSON) -> Signature:
@@ -69,9 +84,11 @@ class StreamRelay:
         keep_alive: float | None,
         resumable: bool,
         final: Callable[[JSON], bool] = is_done,
+        framing: Framing | None = None,
     ) -> None:
         self.hub = hub
         self._final = final
+        self._framing = framing or Framing()
         self.path = path
         self.body = body
         self.request = request
@@ -85,7 +102,8 @@ class StreamRelay:
     async def respond(self, client: web.Request, stream: ChunkStream) -> web.StreamResponse:
         """Send ``stream`` (opened, its first chunk in hand) and whatever resumes it."""
         response = web.StreamResponse(
-            status=200, headers={"Content-Type": NDJSON, INSTANCE_HEADER: stream.instance}
+            status=200,
+            headers={"Content-Type": self._framing.content_type, INSTANCE_HEADER: stream.instance},
         )
         current: ChunkStream | None = stream
         self._tried.append(stream.instance)
@@ -96,7 +114,7 @@ class StreamRelay:
                 current = None
                 current = await self._resume(failure)
                 if current is None:
-                    await response.write(encode({"error": error_message(failure)}))
+                    await response.write(self._framing.error(error_message(failure)))
                     break
                 failure = await self._pump(response, current)
             await response.write_eof()
@@ -110,14 +128,14 @@ class StreamRelay:
     async def _pump(self, response: web.StreamResponse, stream: ChunkStream) -> Exception | None:
         """Write every chunk as it arrives; ``None`` when the stream ended with its final
         chunk, else why it failed (the client's own disconnects propagate)."""
-        delivered, final = self._delivered, self._final
+        delivered, final, frame = self._delivered, self._final, self._framing.chunk
         try:
             async for chunk in stream:
                 if final(chunk):  # the end of the response goes out with the last chunk
                     self._ended = True
-                    await response.write_eof(encode(chunk))
+                    await response.write_eof(frame(chunk))
                     continue  # the stream still lets its upstream answer end cleanly
-                await response.write(encode(chunk))
+                await response.write(frame(chunk))
                 if delivered is not None:
                     delivered.append(_signature(chunk))
         except GleitzeitError as exc:  # before ConnectionError: OllamaError is one too

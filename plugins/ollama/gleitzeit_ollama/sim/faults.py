@@ -21,7 +21,8 @@ JSON accepted by ``POST /_sim/faults`` (fields merge into the current faults;
                                  # "many_values" (sim.hostile)
       "drip_ms": 50,             # slow_drip: one byte this often
       "hostile_after": 0,        # streamed requests: this many valid chunks first
-      "paths": null              # targets; null = generate, chat, embed, embeddings
+      "paths": null              # targets; null = generate, chat, embed, embeddings and
+                                 # their /v1 twins
     }
 
 Numbers are bounded (``slow_ms`` and ``drip_ms`` at most ten minutes) so a bad control request
@@ -43,7 +44,17 @@ import attrs
 from gleitzeit_ollama.sim.hostile import HOSTILE_MODES
 
 PROBE_PATHS = frozenset({"/", "/api/version", "/api/tags", "/api/ps"})
-INFERENCE_PATHS = frozenset({"/api/generate", "/api/chat", "/api/embed", "/api/embeddings"})
+INFERENCE_PATHS = frozenset(
+    {
+        "/api/generate",
+        "/api/chat",
+        "/api/embed",
+        "/api/embeddings",
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+    }
+)
 
 # Realistic default: what Ollama streams when a runner dies mid-generation.
 DEFAULT_ERROR_MESSAGE = "an error was encountered while running the model: unexpected EOF"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,7 +12,14 @@ import attrs
 
 from gleitzeit_ollama.sim.config import SimConfig
 from gleitzeit_ollama.sim.models import ModelInfo
-from gleitzeit_ollama.sim.text import json_tokens, text_tokens, thinking_tokens, tokenize
+from gleitzeit_ollama.sim.text import (
+    count_tokens,
+    json_tokens,
+    schema_value,
+    text_tokens,
+    thinking_tokens,
+    tokenize,
+)
 from gleitzeit_ollama.sim.wire import JsonObj, SimHTTPError
 
 _THINKING_TOKENS = 8
@@ -25,6 +35,9 @@ class Plan:
     thinking: tuple[str, ...]
     tokens: tuple[str, ...]
     done_reason: str
+    # Ollama's tool calls (``{"id", "function": {"index", "name", "arguments"}}``), said
+    # instead of text when the request offers tools
+    tool_calls: tuple[JsonObj, ...] = ()
 
     @property
     def prompt_tokens(self) -> int:
@@ -45,7 +58,8 @@ class Plan:
 
     @property
     def eval_count(self) -> int:
-        return len(self.thinking) + len(self.tokens)
+        calls = count_tokens(json.dumps(list(self.tool_calls))) if self.tool_calls else 0
+        return len(self.thinking) + len(self.tokens) + calls
 
 
 MAX_PREDICT = 100_000  # output tokens at most, whatever num_predict asks
@@ -83,6 +97,49 @@ def _validate_format(fmt: Any) -> None:
     raise SimHTTPError(400, 'invalid format: expected "json" or a valid JSON schema')
 
 
+def _tools(body: JsonObj) -> list[Mapping[str, Any]]:
+    """The functions offered to the model, each ``{"name", "parameters"}``."""
+    tools = body.get("tools")
+    functions = []
+    for tool in tools if isinstance(tools, list) else ():
+        function = tool.get("function") if isinstance(tool, Mapping) else None
+        if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+            functions.append(function)
+    return functions
+
+
+def _answers_tool(body: JsonObj) -> bool:
+    """The conversation ends with a tool's result: the model answers in words now."""
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    return isinstance(last, Mapping) and last.get("role") == "tool"
+
+
+def tool_calls_for(key: str, body: JsonObj, seed: int | str) -> tuple[JsonObj, ...]:
+    """One call of the tool whose name the prompt mentions (else one chosen from the prompt),
+    with arguments that match its ``parameters`` schema; none when the last message is a
+    tool's result or no tools are offered (nor, see ``plan_output``, with a ``format``)."""
+    functions = _tools(body)
+    if not functions or _answers_tool(body):
+        return ()
+    words = set(re.findall(r"[\w.-]+", key.lower()))
+    named = [f for f in functions if str(f["name"]).lower() in words]
+    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).hexdigest()
+    function = named[0] if named else functions[int(digest[:8], 16) % len(functions)]
+    parameters = function.get("parameters")
+    schema = parameters if isinstance(parameters, Mapping) else {"type": "object"}
+    arguments = schema_value(schema, key, seed)
+    call = {
+        "id": f"call_{digest[:12]}",  # from the prompt, so a replay repeats it
+        "function": {
+            "index": 0,
+            "name": function["name"],
+            "arguments": arguments if isinstance(arguments, dict) else {},
+        },
+    }
+    return (call,)
+
+
 def plan_output(
     key: str, prompt: tuple[str, ...], body: JsonObj, info: ModelInfo, config: SimConfig
 ) -> Plan:
@@ -100,7 +157,11 @@ def plan_output(
     else:
         tokens = text_tokens(key, n, seed)
     thinking = thinking_tokens(key, _THINKING_TOKENS, seed) if _wants_thinking(body, info) else []
-    return Plan(key, prompt, tuple(thinking), tuple(tokens), reason)
+    # a format constrains the output to JSON, which leaves the model no way to call a tool
+    calls = tool_calls_for(key, body, seed) if fmt in (None, "") else ()
+    if calls:
+        tokens, reason = [], "stop"
+    return Plan(key, prompt, tuple(thinking), tuple(tokens), reason, calls)
 
 
 def generate_key(body: JsonObj) -> tuple[str, tuple[str, ...]]:

@@ -1,15 +1,26 @@
-"""Inference endpoints: /api/generate, /api/chat, /api/embed, /api/embeddings."""
+"""Inference endpoints: /api/generate, /api/chat, /api/embed, /api/embeddings, and their
+OpenAI-compatible twins /v1/completions, /v1/chat/completions, /v1/embeddings, which Ollama
+(and so the simulator) serves by translating to the former (``openai_wire``)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from aiohttp import web
 
+from gleitzeit_ollama.openai_wire import (
+    ChatTranslator,
+    CompletionTranslator,
+    chat_request,
+    completion_request,
+    embedding_answer,
+    embedding_request,
+)
+from gleitzeit_ollama.routes_body import ApiError
 from gleitzeit_ollama.sim.generation import (
     Plan,
     chat_key,
@@ -32,6 +43,18 @@ from gleitzeit_ollama.sim.wire import (
     rfc3339,
     want_stream,
 )
+
+_Frames = ChatTranslator | CompletionTranslator
+_Request = TypeVar("_Request")
+
+
+def _translated(translate: Callable[[JsonObj], _Request], body: JsonObj) -> _Request:
+    """A ``/v1`` body as its ``/api`` body; a bad one is the 400 Ollama answers."""
+    try:
+        return translate(body)
+    except ApiError as exc:
+        raise SimHTTPError(exc.status, exc.message) from None
+
 
 # Builds one streamed chunk from (answer token, thinking token).
 ChunkFn = Callable[[str, str], JsonObj]
@@ -61,6 +84,9 @@ class InferenceRoutes:
         app.router.add_post("/api/chat", self.chat)
         app.router.add_post("/api/embed", self.embed)
         app.router.add_post("/api/embeddings", self.embeddings)
+        app.router.add_post("/v1/completions", self.v1_completions)
+        app.router.add_post("/v1/chat/completions", self.v1_chat)
+        app.router.add_post("/v1/embeddings", self.v1_embeddings)
 
     def _model(self, body: JsonObj, verb: str | None) -> tuple[str, ModelInfo, float | None]:
         model = require_model(body)
@@ -71,7 +97,26 @@ class InferenceRoutes:
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         t0 = time.monotonic_ns()
-        body = await read_json(request)
+        return await self._generate(request, await read_json(request), t0)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.monotonic_ns()
+        return await self._chat(request, await read_json(request), t0)
+
+    async def v1_completions(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.monotonic_ns()
+        body, _, usage = _translated(completion_request, await read_json(request))
+        frames = CompletionTranslator(body["model"], usage)
+        return await self._generate(request, body, t0, frames)
+
+    async def v1_chat(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.monotonic_ns()
+        body, _, usage = _translated(chat_request, await read_json(request))
+        return await self._chat(request, body, t0, ChatTranslator(body["model"], usage))
+
+    async def _generate(
+        self, request: web.Request, body: JsonObj, t0: int, frames: _Frames | None = None
+    ) -> web.StreamResponse:
         model, info, keep_alive = self._model(body, "generate")
         key, prompt = generate_key(body)
         if not key and not body.get("images"):
@@ -89,11 +134,11 @@ class InferenceRoutes:
             full["thinking"] = plan.thinking_text
         tail = {"context": context_ids(key, plan.text)}
         job = Job(t0, model, info, keep_alive, want_stream(body), plan, chunk, full, tail)
-        return await self._complete(request, job)
+        return await self._complete(request, job, frames)
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        t0 = time.monotonic_ns()
-        body = await read_json(request)
+    async def _chat(
+        self, request: web.Request, body: JsonObj, t0: int, frames: _Frames | None = None
+    ) -> web.StreamResponse:
         model, info, keep_alive = self._model(body, "chat")
         messages = chat_messages(body)
         empty = {"message": {"role": "assistant", "content": ""}}
@@ -108,12 +153,14 @@ class InferenceRoutes:
                 message["thinking"] = thought
             return {"model": model, "created_at": rfc3339(), "message": message, "done": False}
 
-        message = {"role": "assistant", "content": plan.text}
+        message: JsonObj = {"role": "assistant", "content": plan.text}
         if plan.thinking:
             message["thinking"] = plan.thinking_text
+        if plan.tool_calls:
+            message["tool_calls"] = list(plan.tool_calls)
         full: JsonObj = {"message": message}
         job = Job(t0, model, info, keep_alive, want_stream(body), plan, chunk, full)
-        return await self._complete(request, job)
+        return await self._complete(request, job, frames)
 
     async def _load_or_unload(
         self, model: str, info: ModelInfo, keep_alive: float | None, empty: JsonObj
@@ -130,13 +177,16 @@ class InferenceRoutes:
         head = {"model": model, "created_at": rfc3339()}
         return json_response(head | empty | {"done": True, "done_reason": reason})
 
-    async def _complete(self, request: web.Request, job: Job) -> web.StreamResponse:
+    async def _complete(
+        self, request: web.Request, job: Job, frames: _Frames | None = None
+    ) -> web.StreamResponse:
         """Run one completion inside a model slot with realistic pacing and timings: the
         time to first token is the base latency plus the prompt tokens the slot's cache
         did not hold, at ``prefill_ms_per_token`` each."""
         state, plan = self._state, job.plan
         config = state.config
-        out = make_output(request, job.stream, state.faults.stream_faults(request.path))
+        faults = state.faults.stream_faults(request.path)
+        out = make_output(request, job.stream, faults, frames)
         async with state.slots.slot(job.info.name) as slots:
             load_ns = await state.registry.acquire(job.info, job.keep_alive)
             cache = slots.take_cache(plan.prompt, state.registry.generation(job.info))
@@ -152,6 +202,10 @@ class InferenceRoutes:
                 for i, (token, thought) in enumerate(steps):
                     await pacer.wait_token(i + 1)
                     await out.emit(job.chunk(token, thought))
+                if plan.tool_calls:  # Ollama sends a model's tool calls whole, in one chunk
+                    await pacer.wait_token(len(steps) + 1)
+                    calls = {"tool_calls": list(plan.tool_calls)}
+                    await out.emit(job.chunk("", "") | {"message": job.full["message"] | calls})
                 now = time.monotonic_ns()
                 timings = {
                     "done": True,
@@ -175,8 +229,15 @@ class InferenceRoutes:
                 state.registry.release(job.info)
 
     async def embed(self, request: web.Request) -> web.StreamResponse:
+        return json_response(await self._embed_answer(await read_json(request)))
+
+    async def v1_embeddings(self, request: web.Request) -> web.StreamResponse:
+        body, encoding = _translated(embedding_request, await read_json(request))
+        answer = await self._embed_answer(body)
+        return json_response(embedding_answer(body["model"], answer, encoding))
+
+    async def _embed_answer(self, body: JsonObj) -> JsonObj:
         t0 = time.monotonic_ns()
-        body = await read_json(request)
         model, info, keep_alive = self._model(body, None)
         raw = body.get("input")
         if raw is None:
@@ -192,15 +253,13 @@ class InferenceRoutes:
         if dims is not None and (not isinstance(dims, int) or dims <= 0):
             raise SimHTTPError(400, "dimensions must be a positive integer")
         vectors, load_ns, prompt_tokens = await self._embed(info, keep_alive, inputs, dims)
-        return json_response(
-            {
-                "model": model,
-                "embeddings": vectors,
-                "total_duration": time.monotonic_ns() - t0,
-                "load_duration": load_ns,
-                "prompt_eval_count": prompt_tokens,
-            }
-        )
+        return {
+            "model": model,
+            "embeddings": vectors,
+            "total_duration": time.monotonic_ns() - t0,
+            "load_duration": load_ns,
+            "prompt_eval_count": prompt_tokens,
+        }
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         """Legacy single-prompt endpoint: ``{"embedding": [...]}``."""

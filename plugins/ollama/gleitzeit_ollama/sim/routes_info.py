@@ -1,13 +1,18 @@
-"""Probe and model-management endpoints: /, version, tags, ps, show, pull, delete, copy."""
+"""Probe and model-management endpoints: /, version, tags, ps, show, pull, delete, copy,
+create, push and blobs, and the OpenAI-compatible /v1/models and /v1/models/{model}."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from gleitzeit_ollama.openai_wire import model_entry
 from gleitzeit_ollama.sim.models import ModelInfo, normalize_name, parameter_count
 from gleitzeit_ollama.sim.state import SimState
 from gleitzeit_ollama.sim.streaming import EndStream, make_output
@@ -21,6 +26,7 @@ from gleitzeit_ollama.sim.wire import (
 )
 
 PULL_NOT_FOUND = "pull model manifest: file does not exist"
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _PULL_STEPS = 4
 
 
@@ -38,6 +44,12 @@ class InfoRoutes:
         r.add_post("/api/pull", self.pull)
         r.add_delete("/api/delete", self.delete)
         r.add_post("/api/copy", self.copy)
+        r.add_post("/api/create", self.create)
+        r.add_post("/api/push", self.push)
+        r.add_route("HEAD", "/api/blobs/{digest}", self.has_blob)
+        r.add_post("/api/blobs/{digest}", self.put_blob)
+        r.add_get("/v1/models", self.v1_models)
+        r.add_get("/v1/models/{model:.+}", self.v1_model)
 
     async def root(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="Ollama is running")
@@ -137,6 +149,112 @@ class InfoRoutes:
             raise SimHTTPError(404, f"model '{source}' not found")
         self._state.registry.install(dest)
         return web.Response(status=200)
+
+    # -- creating, pushing, blobs ---------------------------------------------------------------
+    async def has_blob(self, request: web.Request) -> web.StreamResponse:
+        digest = _digest(request.match_info["digest"])
+        return web.Response(status=200 if digest in self._state.blobs else 404)
+
+    async def put_blob(self, request: web.Request) -> web.StreamResponse:
+        """Store the body under its digest; 400 when the body does not hash to it."""
+        digest = _digest(request.match_info["digest"])
+        hasher, size = hashlib.sha256(), 0
+        async for piece in request.content.iter_any():
+            hasher.update(piece)
+            size += len(piece)
+        if f"sha256:{hasher.hexdigest()}" != digest:
+            raise SimHTTPError(400, "digest mismatch")
+        self._state.blobs[digest] = size
+        return web.Response(status=201)
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        name = normalize_name(require_model(body, legacy_name=True))
+        source, files = body.get("from"), body.get("files")
+        if files is not None and (
+            not isinstance(files, dict) or not all(isinstance(d, str) for d in files.values())
+        ):
+            raise SimHTTPError(400, "files must map file names to digests")
+        if not source and not files:
+            raise SimHTTPError(400, "neither 'from' or 'files' was specified")
+        layers: list[str] = []
+        if isinstance(source, str) and source:
+            base = self._state.registry.get(source)
+            if base is None:
+                raise SimHTTPError(404, f"model '{source}' not found")
+            layers.append(f"sha256:{base.digest}")
+        for digest in (files or {}).values():
+            if _digest(digest) not in self._state.blobs:
+                raise SimHTTPError(400, f"blob {digest} not found; upload it to /api/blobs first")
+            layers.append(digest)
+        steps: list[JsonObj] = [{"status": f"using existing layer {d}"} for d in layers]
+        for field in ("template", "system", "license", "parameters", "messages"):
+            if body.get(field):
+                text = json.dumps(body[field], sort_keys=True)
+                layer = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+                steps.append({"status": f"creating new layer {layer}"})
+        steps.append({"status": "writing manifest"})
+        return await self._progress(request, body, steps, lambda: self._installed(name))
+
+    def _installed(self, name: str) -> None:
+        self._state.registry.install(name)
+
+    async def push(self, request: web.Request) -> web.StreamResponse:
+        body = await read_json(request)
+        model = require_model(body, legacy_name=True)
+        info = self._state.registry.get(model)
+        if info is None:
+            raise SimHTTPError(404, f"model '{model}' not found")
+        digest = f"sha256:{info.digest}"
+        steps: list[JsonObj] = [
+            {"status": "retrieving manifest"},
+            {"status": "starting upload", "digest": digest, "total": info.size, "completed": 0},
+            {"status": "pushing manifest"},
+        ]
+        return await self._progress(request, body, steps, lambda: None)
+
+    async def _progress(
+        self,
+        request: web.Request,
+        body: JsonObj,
+        steps: list[JsonObj],
+        done: Callable[[], None],
+    ) -> web.StreamResponse:
+        """Stream ``steps`` (or answer the last one) paced like a pull, then ``success``."""
+        state = self._state
+        out = make_output(request, want_stream(body), state.faults.stream_faults(request.path))
+        pause = state.config.pull_ms / 1000.0 / max(len(steps), 1)
+        try:
+            for step in steps:
+                await asyncio.sleep(pause)
+                await out.emit(step)
+            done()
+            return await out.finish({"status": "success"}, {"status": "success"})
+        except EndStream as ended:
+            return ended.response
+
+    # -- OpenAI-compatible listing ----------------------------------------------------------------
+    async def v1_models(self, request: web.Request) -> web.StreamResponse:
+        models = self._state.registry.installed()
+        models.sort(key=lambda m: m.modified_at, reverse=True)
+        return json_response(
+            {"object": "list", "data": [model_entry(m.name, m.modified_at) for m in models]}
+        )
+
+    async def v1_model(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["model"]
+        info = self._state.registry.get(name)
+        if info is None:
+            raise SimHTTPError(404, f"model '{name}' not found")
+        return json_response(model_entry(name, info.modified_at))
+
+
+def _digest(text: str) -> str:
+    """``sha256:<64 hex>`` (Ollama also takes ``sha256-``); anything else is a 400."""
+    digest = text.replace("-", ":", 1)
+    if not _DIGEST.fullmatch(digest):
+        raise SimHTTPError(400, f"invalid digest format {text!r}: expected sha256:<64 hex>")
+    return digest
 
 
 def _pull_steps(info: ModelInfo) -> list[JsonObj]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gleitzeit_ollama.openai_wire import error_body
 from gleitzeit_ollama.sim.config import SimConfig
 from gleitzeit_ollama.sim.control import CONTROL_PREFIX, ControlRoutes
 from gleitzeit_ollama.sim.faults import PROBE_PATHS, FaultSpec, FaultState, SimStopping
@@ -24,6 +25,7 @@ from gleitzeit_ollama.sim.wire import (
     SimHTTPError,
     abort_connection,
     error_response,
+    json_response,
     read_json,
     reset_transport,
     want_stream,
@@ -81,6 +83,13 @@ async def _apply_request_faults(state: SimState, request: web.Request) -> web.St
     return None
 
 
+def _error(request: web.Request, status: int, message: str) -> web.Response:
+    """Ollama's ``{"error": "..."}``; on ``/v1`` OpenAI's error object, as Ollama answers there."""
+    if request.path.startswith("/v1/"):
+        return json_response(error_body(status, message), status=status)
+    return error_response(status, message)
+
+
 def _middleware(state: SimState) -> Any:
     @web.middleware
     async def sim_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -99,10 +108,10 @@ def _middleware(state: SimState) -> Any:
         except SimHTTPError as exc:
             if exc.status == 503:
                 state.stats.rejected_503 += 1
-            return error_response(exc.status, exc.message)
+            return _error(request, exc.status, exc.message)
         except QueueFull:
             state.stats.rejected_503 += 1
-            return error_response(503, BUSY_MESSAGE)
+            return _error(request, 503, BUSY_MESSAGE)
         except web.HTTPNotFound:
             # Gin's plain-text answer for unknown routes.
             return web.Response(status=404, text="404 page not found")

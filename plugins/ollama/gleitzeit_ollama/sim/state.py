@@ -26,6 +26,8 @@ class SimState:
         self.slots = SlotTable(config.num_parallel, config.max_queue, config.queue_timeout_s)
         self.faults = FaultState(config.faults)
         self.stats = RequestStats()
+        # uploaded blobs (digest -> size), kept across restarts like the installed models
+        self.blobs: dict[str, int] = {}
         # Requests being handled, so stop() can cut them off like a crash would.
         # Keyed by id(): aiohttp requests are mappings and so not hashable.
         self.active: dict[int, web.Request] = {}

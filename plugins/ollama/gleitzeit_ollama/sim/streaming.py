@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 from aiohttp import web
 
@@ -22,6 +23,19 @@ from gleitzeit_ollama.sim.wire import (
 )
 
 
+class OpenAiFrames(Protocol):
+    """How ``/v1`` frames an answer (``openai_wire``'s translators): each chunk as server-sent
+    events, the whole answer as an OpenAI object."""
+
+    content_type: str
+
+    def chunk(self, chunk: JsonObj) -> bytes: ...
+
+    def error(self, message: str) -> bytes: ...
+
+    def answer(self, answer: JsonObj) -> JsonObj: ...
+
+
 class EndStream(Exception):
     """Unwinds a handler whose stream ended early (error line); carries the response."""
 
@@ -31,11 +45,15 @@ class EndStream(Exception):
 
 
 class Output:
-    """Common fault bookkeeping: ``lines`` counts chunks emitted so far."""
+    """Common fault bookkeeping: ``lines`` counts chunks emitted so far; ``frames`` (for
+    ``/v1``) translates what goes out."""
 
-    def __init__(self, request: web.Request, faults: StreamFaults) -> None:
+    def __init__(
+        self, request: web.Request, faults: StreamFaults, frames: OpenAiFrames | None = None
+    ) -> None:
         self.request = request
         self.faults = faults
+        self.frames = frames
         self.lines = 0
 
     async def _check_faults(self) -> None:
@@ -65,21 +83,27 @@ class Output:
 class StreamOutput(Output):
     """``application/x-ndjson``: headers go out with the first chunk, each line is flushed."""
 
-    def __init__(self, request: web.Request, faults: StreamFaults) -> None:
-        super().__init__(request, faults)
+    def __init__(
+        self, request: web.Request, faults: StreamFaults, frames: OpenAiFrames | None = None
+    ) -> None:
+        super().__init__(request, faults, frames)
         self._resp: web.StreamResponse | None = None
 
     async def _open(self) -> web.StreamResponse:
         if self._resp is None:
-            resp = web.StreamResponse(status=200, headers={"Content-Type": NDJSON_TYPE})
+            kind = NDJSON_TYPE if self.frames is None else self.frames.content_type
+            resp = web.StreamResponse(status=200, headers={"Content-Type": kind})
             await resp.prepare(self.request)
             self._resp = resp
         return self._resp
 
     async def _write(self, obj: JsonObj) -> None:
+        await self._send(ndjson_line(obj) if self.frames is None else self.frames.chunk(obj))
+
+    async def _send(self, data: bytes) -> None:
         resp = await self._open()
         try:
-            await resp.write(ndjson_line(obj))
+            await resp.write(data)
         except ConnectionError:
             # Client went away: stop generating, exactly like a cancellation.
             raise asyncio.CancelledError from None
@@ -95,7 +119,10 @@ class StreamOutput(Output):
 
     async def fail(self, message: str, status: int = 500) -> web.StreamResponse:
         # After headers went out the status stays 200; the error travels as a line.
-        await self._write({"error": message})
+        if self.frames is None:
+            await self._write({"error": message})
+        else:
+            await self._send(self.frames.error(message))
         resp = await self._open()
         try:
             await resp.write_eof()
@@ -112,14 +139,20 @@ class CollectOutput(Output):
 
     async def finish(self, final_chunk: JsonObj, full: JsonObj) -> web.StreamResponse:
         await self._check_faults()
-        return json_response(full)
+        return json_response(full if self.frames is None else self.frames.answer(full))
 
     async def fail(self, message: str, status: int = 500) -> web.StreamResponse:
         raise SimHTTPError(status, message)
 
 
-def make_output(request: web.Request, stream: bool, faults: StreamFaults) -> Output:
-    return StreamOutput(request, faults) if stream else CollectOutput(request, faults)
+def make_output(
+    request: web.Request,
+    stream: bool,
+    faults: StreamFaults,
+    frames: OpenAiFrames | None = None,
+) -> Output:
+    kind = StreamOutput if stream else CollectOutput
+    return kind(request, faults, frames)
 
 
 class Pacer:

@@ -89,6 +89,44 @@ def json_tokens(
     return split_text(json.dumps(doc), max(n, 1))
 
 
+def schema_value(schema: Mapping[str, Any], key: str, seed: int | str = 0) -> Any:
+    """A value matching ``schema`` derived from ``key`` (a tool call's arguments)."""
+    rng = _rng("value", seed, key)
+    words = [rng.choice(VOCAB) for _ in range(8)]
+    return _value_for(schema, schema, rng, words, depth=0)
+
+
+def _count(node: Mapping[str, Any], low: str, high: str, default: int, cap: int) -> int:
+    """A size within the schema's ``low``..``high`` bounds (e.g. minItems/maxItems)."""
+    lowest, highest = node.get(low), node.get(high)
+    lowest = lowest if isinstance(lowest, int) and not isinstance(lowest, bool) else 0
+    highest = highest if isinstance(highest, int) and not isinstance(highest, bool) else cap
+    return max(lowest, min(default, highest, cap))
+
+
+def _bounded(node: Mapping[str, Any], rng: random.Random, integer: bool) -> int | float:
+    low, high = node.get("minimum", 0), node.get("maximum", 100)
+    low = low if isinstance(low, int | float) and not isinstance(low, bool) else 0
+    high = high if isinstance(high, int | float) and not isinstance(high, bool) else low + 100
+    if "exclusiveMinimum" in node or "exclusiveMaximum" in node:
+        low, high = low + 1, high - 1
+    if high < low:
+        high = low
+    if integer:
+        return rng.randint(math.ceil(low), max(math.ceil(low), math.floor(high)))
+    return round(rng.uniform(low, high), 2)
+
+
+_STRING_FORMATS = {
+    "date-time": "2024-01-02T03:04:05Z",
+    "date": "2024-01-02",
+    "time": "03:04:05",
+    "email": "someone@example.com",
+    "uri": "https://example.com/",
+    "uuid": "12345678-1234-5678-1234-567812345678",
+}
+
+
 def _resolve(node: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/"):
@@ -136,20 +174,23 @@ def _value_for(
         return {k: _value_for(v, root, rng, words, depth + 1) for k, v in props.items()}
     if kind == "array":
         items = node.get("items") if isinstance(node.get("items"), Mapping) else {}
-        minimum = node.get("minItems", 2)
-        count = max(minimum if isinstance(minimum, int) and not isinstance(minimum, bool) else 2, 1)
-        count = min(count, 16)
+        count = _count(node, "minItems", "maxItems", 2, 16)
         return [_value_for(items or {}, root, rng, words, depth + 1) for _ in range(count)]
     if kind == "integer":
-        return rng.randint(0, 100)
+        return _bounded(node, rng, integer=True)
     if kind == "number":
-        return round(rng.uniform(0, 100), 2)
+        return _bounded(node, rng, integer=False)
     if kind == "boolean":
         return rng.random() < 0.5
     if kind == "null":
         return None
+    fmt = node.get("format")
+    if isinstance(fmt, str) and fmt in _STRING_FORMATS:
+        return _STRING_FORMATS[fmt]
     start = rng.randrange(len(words))
-    return " ".join((words[start:] + words[:start])[:3])
+    text = " ".join((words[start:] + words[:start])[:3])
+    size = _count(node, "minLength", "maxLength", len(text), 10_000)
+    return (text * (size // max(len(text), 1) + 1))[:size] if size != len(text) else text
 
 
 def embedding(text: str, dim: int, seed: int | str = 0) -> list[float]:
