@@ -105,9 +105,12 @@ async def post(
     resource: str,
     connect_timeout: float,
 ) -> aiohttp.ClientResponse:
-    """POST a JSON body; the caller owns (and must close) the response."""
+    """POST a JSON body; the caller owns (and must close) the response.
+
+    A redirect is not followed: it would send the client's request (its prompt) wherever the
+    instance points, another host or an internal service; a 3xx is the instance's failure."""
     try:
-        return await session.post(url, data=payload, headers=_HEADERS)
+        return await session.post(url, data=payload, headers=_HEADERS, allow_redirects=False)
     except (aiohttp.ClientError, OSError) as exc:
         raise transport_error(exc, resource, connect_timeout) from exc
 

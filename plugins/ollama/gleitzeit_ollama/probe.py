@@ -58,7 +58,9 @@ async def get_small_json(
     time it took."""
     started = time.monotonic()
     url = base.rstrip("/") + path
-    async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+    async with session.get(  # a redirect is the instance's failure, never followed
+        url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+    ) as response:
         if response.status != 200:
             raise _BadStatus(f"HTTP {response.status} from {path}")
         data = await read_object(
@@ -147,7 +149,7 @@ async def serves_a_loaded_model(
     url = resource.endpoint.rstrip("/") + "/api/generate"
     try:
         async with session.post(
-            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
         ) as response:
             if response.status == 200:
                 return None  # the body is not read: leaving closes the connection
