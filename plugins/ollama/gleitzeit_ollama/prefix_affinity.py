@@ -114,23 +114,31 @@ def render_prompt(body: Mapping[str, Any]) -> str | None:
     """The prompt an Ollama body asks the model to continue, rendered so that a request
     extending an earlier one's conversation extends its text: the tool definitions, then each
     chat message (role, content, image digests, tool calls) in order; or the generate body's
-    system prompt, prompt and suffix. ``None`` when the body has neither."""
+    system prompt, prompt and suffix. ``None`` when the body has neither.
+
+    Rendering stops once ``MAX_PROMPT_CHARS`` characters are there (only they are keyed): a
+    client's body of a few hundred thousand tiny messages with images would otherwise cost
+    seconds of the event loop, several times what decoding the body did."""
     messages = body.get("messages")
     if isinstance(messages, list):
         parts = []
+        size = 0
         tools = body.get("tools")
         if tools:
             parts.append("tools\n" + json.dumps(tools, sort_keys=True, default=str) + "\x1e")
+            size = len(parts[0])
         for message in messages:
+            if size >= MAX_PROMPT_CHARS:
+                break
             if not isinstance(message, Mapping):
                 continue
             content = message.get("content")
-            parts.append(f"{message.get('role')}\n{content if isinstance(content, str) else ''}")
-            parts.append(_images(message.get("images")))
+            text = f"{message.get('role')}\n{content if isinstance(content, str) else ''}"
+            images = _images(message.get("images"))
             calls = message.get("tool_calls")
-            if calls:
-                parts.append(json.dumps(calls, sort_keys=True, default=str))
-            parts.append("\x1e")
+            called = json.dumps(calls, sort_keys=True, default=str) if calls else ""
+            parts += (text, images, called, "\x1e")
+            size += len(text) + len(images) + len(called) + 1
         return "".join(parts)
     prompt = body.get("prompt")
     if not isinstance(prompt, str):

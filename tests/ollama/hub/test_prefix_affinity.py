@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from gleitzeit_ollama.prefix_affinity import (
     ENTRY_BYTES,
+    MAX_PROMPT_CHARS,
     PrefixAffinityStrategy,
     PrefixIndex,
     block_keys,
@@ -430,3 +431,20 @@ def test_index_bytes_from_running_counts_match_a_walk(
             index.record(keys, f"instance-{owner}")
         assert index.approx_bytes() == _walked_bytes(index)
         assert index.approx_bytes() <= index.max_bytes()
+
+
+def test_a_chat_of_countless_messages_is_rendered_only_as_far_as_it_is_keyed() -> None:
+    """A client's body of 200,000 tiny messages with images (an 8 MiB body) is rendered only
+    up to ``MAX_PROMPT_CHARS`` (plus the message that crosses it), not in full: rendering the
+    rest cost the event loop over a second per request and changed no key, so the blocks and
+    with them the routing are those of the full rendering."""
+    messages = [{"role": "user", "content": f"m{i}", "images": [f"i{i}"]} for i in range(200_000)]
+    rendered = render_prompt({"messages": messages})
+    assert rendered is not None
+    assert MAX_PROMPT_CHARS <= len(rendered) < MAX_PROMPT_CHARS + 100
+    full = "".join(
+        render_prompt({"messages": messages[i : i + 1000]}) or ""
+        for i in range(0, len(messages), 1000)
+    )
+    assert len(full) > 4 * MAX_PROMPT_CHARS
+    assert block_keys(rendered, 256, "m") == block_keys(full, 256, "m")
