@@ -41,6 +41,8 @@ class Attacker:
         self.canary_hits: list[str] = []
         self.canary_url = ""
         self.runners: list[web.AppRunner] = []
+        self._listing = b""
+        self.listed = 0  # entries of /api/tags beside the real model in "many_models"
 
     async def _start(self, app: web.Application) -> str:
         runner = web.AppRunner(app, handle_signals=False)
@@ -59,7 +61,7 @@ class Attacker:
         hostile.add_routes(
             [
                 web.get("/api/version", _answer({"version": "0.5.0"})),
-                web.get("/api/tags", _answer({"models": [_MODEL]})),
+                web.get("/api/tags", self._tags),
                 web.get("/api/ps", _answer({"models": [_LOADED]})),
                 web.post("/api/chat", self._infer),
                 web.post("/api/generate", self._infer),
@@ -70,6 +72,14 @@ class Attacker:
     async def stop(self) -> None:
         for runner in self.runners:
             await runner.cleanup()
+
+    async def _tags(self, _: web.Request) -> web.Response:
+        if self.mode != "many_models":
+            return web.json_response({"models": [_MODEL]})
+        if not self._listing:  # tiny entries: 200,000 are ~3 MiB, under max_probe_bytes
+            models = [_MODEL, *({"name": f"m{i}"} for i in range(self.listed))]
+            self._listing = json.dumps({"models": models}).encode()
+        return web.Response(body=self._listing, content_type="application/json")
 
     async def _canary(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -182,5 +192,36 @@ async def test_an_endless_valid_stream_read_by_the_client_holds_no_growing_state
             if relayed >= 160 * 1024 * 1024:
                 break
     assert relayed >= 160 * 1024 * 1024
+    rss, peak = scene.gateway.memory_mib()
+    assert peak < PEAK_MIB, f"gateway peak RSS {peak:.0f} MiB (now {rss:.0f} MiB)"
+
+
+@pytest.mark.parametrize(
+    ("listed", "limit"), [(200_000, "max_json_values"), (12_000, "max_listed_models")]
+)
+async def test_a_listing_of_countless_tiny_models_is_refused(
+    scene: Scene, listed: int, limit: str
+) -> None:
+    """An /api/tags of 200,000 tiny entries fits max_probe_bytes (4 MiB) yet made the gateway
+    decode, keep and merge every one (320 MiB peak, 5 s per merged /api/tags). A probe answer
+    may have 16 values per listed model (refused before decoding past that) and list at most
+    MAX_LISTED_MODELS (10,000): the merged /api/tags names the instance unreachable with the
+    limit and lists only the healthy one's models, the instance's status names the limit and
+    keeps none of the listing, and the gateway's peak memory stays bounded."""
+    scene.attacker.mode = "many_models"
+    scene.attacker.listed = listed
+    url = scene.gateway.url
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        for _ in range(3):
+            async with http.get(f"{url}/api/tags") as reply:
+                answer = await reply.json()
+                assert reply.status == 200, answer
+            names = [m["name"] for m in answer["models"]]
+            assert names == ["llama3.2:latest"], len(names)
+            assert limit in answer["gleitzeit"]["unreachable"]["hostile"]
+    hostile = await scene.gateway.resource("hostile")
+    assert hostile is not None
+    assert hostile["details"]["limit_hit"]["limit"] == limit
+    assert len(hostile["details"]["installed"] or ()) < 10
     rss, peak = scene.gateway.memory_mib()
     assert peak < PEAK_MIB, f"gateway peak RSS {peak:.0f} MiB (now {rss:.0f} MiB)"
