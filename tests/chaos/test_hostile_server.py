@@ -18,8 +18,9 @@ from aiohttp import web
 from gleitzeit_ollama.sim import OllamaSimulator, SimConfig
 
 from .gateway_process import GatewayProcess, start_gateway
+from .test_hostile_upstream import PEAK_MIB
+from .test_hostile_upstream import _config as hostile_config
 
-PEAK_MIB = 120.0  # as in test_hostile_upstream: idle ~45 MiB, bounded buffers on top
 _MODEL = {"name": "llama3.2:latest", "model": "llama3.2:latest", "size": 1, "digest": "d"}
 # loaded until far ahead, so model-aware routing keeps choosing it
 _LOADED = {**_MODEL, "expires_at": "2099-01-01T00:00:00Z", "size_vram": 1}
@@ -121,22 +122,9 @@ async def scene() -> AsyncIterator[Scene]:
     await healthy.start()
     try:
         hostile_url = await attacker.start()
-        config = f"""
-[hubs.llm]
-kind = "ollama"
-strategy = "round_robin"
-discovery = ["static"]
-request_timeout = 20.0
-retries = 2
-[[hubs.llm.resources]]
-id = "healthy"
-url = "{healthy.url}"
-[[hubs.llm.resources]]
-id = "hostile"
-url = "{hostile_url}"
-"""
+        config = hostile_config(healthy.url, hostile_url)
         with tempfile.TemporaryDirectory(prefix="gleitzeit-attacker-") as folder:
-            gateway = await start_gateway(config, Path(folder), "ollama")
+            gateway = await start_gateway(config, Path(folder), "ollama,breaker-consecutive")
             try:
                 yield Scene(gateway, attacker)
             finally:
