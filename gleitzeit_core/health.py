@@ -122,7 +122,11 @@ class HttpProbe:
         url = resource.endpoint.rstrip("/") + self.path
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self.timeout), self._session.get(url) as response:
+            # a redirect is an answer (its status counts), never followed to another address
+            async with (
+                asyncio.timeout(self.timeout),
+                self._session.get(url, allow_redirects=False) as response,
+            ):
                 status = response.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return ProbeResult(False, None, _describe(exc, self.timeout))

@@ -4,13 +4,15 @@ any document, whatever its strings contain."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gleitzeit_core import LimitExceeded, loads_bounded
+from gleitzeit_core import LimitExceeded, bounded, loads_bounded
 from gleitzeit_core.bounded import check_json_shape
 
 # strings full of what the check must not mistake for structure
@@ -93,3 +95,39 @@ def test_malformed_json_is_a_value_error() -> None:
     for raw in (b'{"a": [1, 2', b"]]]]", b'"unterminated'):
         with pytest.raises(ValueError):
             loads_bounded(raw, max_depth=64)
+
+
+@given(_VALUES, st.integers(min_value=1, max_value=8), st.integers(min_value=1, max_value=9))
+def test_both_checks_hold_however_the_document_is_cut_into_windows(
+    value: Any, limit: int, window: int
+) -> None:
+    """The check reads the document in windows (bounded memory); with windows of a few bytes,
+    which cut every string, number and bracket run somewhere, it still measures the real
+    nesting and value count."""
+    raw = json.dumps(value).encode()
+    with mock.patch.object(bounded, "_WINDOW", window):
+        for depth, values in ((limit, None), (100, limit * 5)):
+            broken = _depth(value) > depth or (
+                values is not None and _separators(value) + 1 > values
+            )
+            if broken:
+                with pytest.raises(LimitExceeded):
+                    check_json_shape(raw, depth, values)
+            else:
+                check_json_shape(raw, depth, values)
+
+
+def test_a_document_of_short_strings_is_checked_in_memory_near_its_size() -> None:
+    """16 MiB of two-byte strings (4 million values, one over the bound; an answer within
+    ``max_answer_bytes``) is refused while the check holds less than twice the document: a
+    substitution over the whole text kept a list entry per string, 727 MiB for this one."""
+    raw = bytearray(b"[" + b'"a",' * (4 * 1024 * 1024) + b'"a"]')
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitExceeded) as caught:
+            check_json_shape(raw, 64, 4 * 1024 * 1024)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.limit == "max_json_values"
+    assert peak < 2 * len(raw), f"{peak / 2**20:.0f} MiB for a {len(raw) / 2**20:.0f} MiB document"

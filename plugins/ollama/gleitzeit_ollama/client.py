@@ -105,9 +105,12 @@ async def post(
     resource: str,
     connect_timeout: float,
 ) -> aiohttp.ClientResponse:
-    """POST a JSON body; the caller owns (and must close) the response."""
+    """POST a JSON body; the caller owns (and must close) the response.
+
+    A redirect is not followed: it would send the client's request (its prompt) wherever the
+    instance points, another host or an internal service; a 3xx is the instance's failure."""
     try:
-        return await session.post(url, data=payload, headers=_HEADERS)
+        return await session.post(url, data=payload, headers=_HEADERS, allow_redirects=False)
     except (aiohttp.ClientError, OSError) as exc:
         raise transport_error(exc, resource, connect_timeout) from exc
 
@@ -171,13 +174,13 @@ def parse_object(
     resource: Resource | str | None,
     what: str,
     settings: OllamaSettings = _DEFAULTS,
+    max_values: int | None = None,
 ) -> JSON:
-    """One JSON object of bounded depth and size (``max_json_depth``, ``max_json_values``),
-    or a ``BadAnswer`` naming what was expected."""
+    """One JSON object of bounded depth and size (``max_json_depth``; ``max_values``, by
+    default ``max_json_values``), or a ``BadAnswer`` naming what was expected."""
+    values = settings.max_json_values if max_values is None else max_values
     try:
-        value = loads_bounded(
-            raw, max_depth=settings.max_json_depth, max_values=settings.max_json_values
-        )
+        value = loads_bounded(raw, max_depth=settings.max_json_depth, max_values=values)
     except LimitExceeded as exc:
         shown_limit = LimitExceeded(exc.limit, exc.bound, f"{what}: {exc.what}")
         raise refused(resource, shown_limit) from None
@@ -205,6 +208,7 @@ async def read_object(
     what: str,
     limit: int | None = None,
     limit_name: str = "max_answer_bytes",
+    max_values: int | None = None,
 ) -> JSON:
     """A whole answer as a JSON object: its type checked, at most ``limit`` bytes (default
     ``max_answer_bytes``), finished within ``stall_timeout`` of its first byte, of bounded
@@ -224,7 +228,7 @@ async def read_object(
         )
     except LimitExceeded as exc:
         raise refused(resource, exc) from None
-    return parse_object(raw, resource=resource, what=what, settings=settings)
+    return parse_object(raw, resource=resource, what=what, settings=settings, max_values=max_values)
 
 
 def lines(

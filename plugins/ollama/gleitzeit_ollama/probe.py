@@ -22,8 +22,8 @@ from typing import Any
 
 import aiohttp
 
-from gleitzeit_core import ProbeResult, Resource
-from gleitzeit_ollama.client import read_object
+from gleitzeit_core import LimitExceeded, ProbeResult, Resource
+from gleitzeit_ollama.client import read_object, refused
 from gleitzeit_ollama.errors import BadAnswer
 from gleitzeit_ollama.models import (
     LOADED,
@@ -38,6 +38,14 @@ from gleitzeit_ollama.settings import OllamaSettings
 __all__ = ["OllamaProbe", "check_instance", "get_small_json", "serves_a_loaded_model"]
 
 _DEFAULT_TAGS_INTERVAL = 60.0
+
+
+# Entries of one /api/tags or /api/ps listing. max_probe_bytes alone does not bound them: at
+# ~15 bytes an entry ({"name":"m1"}) 4 MiB lists 250,000 models, and the gateway decoded, kept
+# and merged each (one such listing took it to 320 MiB and a merged /api/tags to 5 s). A real
+# tags entry has ~12 values, so a probe answer may have 16 per model, checked before decoding.
+MAX_LISTED_MODELS = 10_000
+MAX_PROBE_VALUES = 16 * MAX_LISTED_MODELS
 
 
 class _BadStatus(Exception):
@@ -58,7 +66,9 @@ async def get_small_json(
     time it took."""
     started = time.monotonic()
     url = base.rstrip("/") + path
-    async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+    async with session.get(  # a redirect is the instance's failure, never followed
+        url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+    ) as response:
         if response.status != 200:
             raise _BadStatus(f"HTTP {response.status} from {path}")
         data = await read_object(
@@ -68,6 +78,17 @@ async def get_small_json(
             what=f"the answer of {path}",
             limit=settings.max_probe_bytes,
             limit_name="max_probe_bytes",
+            max_values=min(MAX_PROBE_VALUES, settings.max_json_values),
+        )
+    listed = data.get("models")
+    if isinstance(listed, list) and len(listed) > MAX_LISTED_MODELS:
+        raise refused(
+            resource,
+            LimitExceeded(
+                "max_listed_models",
+                MAX_LISTED_MODELS,
+                f"the answer of {path} lists {len(listed)} models, more than {MAX_LISTED_MODELS}",
+            ),
         )
     return time.monotonic() - started, data
 
@@ -147,7 +168,7 @@ async def serves_a_loaded_model(
     url = resource.endpoint.rstrip("/") + "/api/generate"
     try:
         async with session.post(
-            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+            url, json=body, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
         ) as response:
             if response.status == 200:
                 return None  # the body is not read: leaving closes the connection

@@ -21,10 +21,10 @@ draws on the hub's ``retries``, within the request's deadline.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -41,8 +41,6 @@ __all__ = ["INSTANCE_HEADER", "NDJSON", "Framing", "StreamRelay", "encode"]
 NDJSON = "application/x-ndjson"
 INSTANCE_HEADER = "X-Gleitzeit-Instance"
 _SEPARATORS = (",", ":")
-
-Signature = tuple[Any, Any, Any]
 
 
 def encode(chunk: JSON) -> bytes:
@@ -64,9 +62,33 @@ class Framing:
         return encode({"error": message})
 
 
-def _signature(chunk: JSON) -> Signature:
+def _signature(chunk: JSON) -> bytes:
     """What a replayed chunk must repeat: the text, never timings or timestamps."""
-    return chunk.get("response"), chunk.get("thinking"), chunk.get("message")
+    text = (chunk.get("response"), chunk.get("thinking"), chunk.get("message"))
+    return json.dumps(text, sort_keys=True, separators=_SEPARATORS).encode()
+
+
+class Delivered:
+    """What the client has, as a running digest and a count: constant memory however long
+    the stream (an instance may send valid chunks forever to a client that reads them all;
+    keeping each chunk's text for the replay grew the gateway by the whole answer)."""
+
+    __slots__ = ("_digest", "count", "first")
+
+    def __init__(self) -> None:
+        self._digest = hashlib.blake2b(digest_size=32)
+        self.count = 0
+        self.first = b""  # the first chunk's digest: most replays that differ, differ there
+
+    def add(self, signature: bytes) -> None:
+        self._digest.update(len(signature).to_bytes(8, "big"))
+        self._digest.update(signature)
+        self.count += 1
+        if self.count == 1:
+            self.first = self._digest.digest()
+
+    def digest(self) -> bytes:
+        return self._digest.digest()
 
 
 class StreamRelay:
@@ -94,7 +116,7 @@ class StreamRelay:
         self.request = request
         self.model = model
         self.keep_alive = keep_alive
-        self._delivered: list[Signature] | None = [] if resumable else None
+        self._delivered: Delivered | None = Delivered() if resumable else None
         self._budget = hub.retries
         self._tried: list[str] = []
         self._ended = False  # the final chunk (and the end of the response) went out
@@ -137,7 +159,7 @@ class StreamRelay:
                     continue  # the stream still lets its upstream answer end cleanly
                 await response.write(frame(chunk))
                 if delivered is not None:
-                    delivered.append(_signature(chunk))
+                    delivered.add(_signature(chunk))
         except GleitzeitError as exc:  # before ConnectionError: OllamaError is one too
             return exc
         except ConnectionError:
@@ -200,14 +222,18 @@ class StreamRelay:
     async def _replay(self, stream: ChunkStream) -> bool | None:
         """Read as many chunks as were delivered and compare: True if they all repeat what
         the client has, False if one differs, None if the replay itself failed."""
-        delivered = self._delivered or []
+        delivered = self._delivered or Delivered()
+        replayed = Delivered()
         try:
-            for expected in delivered:
+            while replayed.count < delivered.count:
                 chunk = await anext(stream)
-                if chunk.get("done") is True or _signature(chunk) != expected:
+                if chunk.get("done") is True:
+                    return False
+                replayed.add(_signature(chunk))
+                if replayed.count == 1 and replayed.first != delivered.first:
                     return False
         except StopAsyncIteration:
             return False
         except GleitzeitError:
             return None
-        return True
+        return replayed.digest() == delivered.digest()

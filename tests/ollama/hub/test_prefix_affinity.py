@@ -6,6 +6,7 @@ is cached."""
 from __future__ import annotations
 
 import random
+import sys
 import tracemalloc
 from collections import Counter
 from typing import Any
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from gleitzeit_ollama.prefix_affinity import (
     ENTRY_BYTES,
+    MAX_PROMPT_CHARS,
     PrefixAffinityStrategy,
     PrefixIndex,
     block_keys,
@@ -387,3 +389,62 @@ def test_new_conversations_spread_evenly(seed: int, busy: int) -> None:
             prompt += f"turn {turn} of {conversation}: " + "words " * rng.randint(5, 40)
             counts[strategy.select(pool, request_for(prompt)).id] += 1
     assert max(counts.values()) <= 1.3 * 40 * 5 / 4, counts
+
+
+def _walked_bytes(index: PrefixIndex) -> int:
+    """The index's memory by walking every entry (what the running count must agree with),
+    each key at the size of the largest (a 64-bit int)."""
+    total = sys.getsizeof(index._entries)
+    for key in index.in_lru_order():
+        total += sys.getsizeof(2**64 - 1) + sys.getsizeof(index.owners(key))
+    return total
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=32),
+    st.integers(min_value=1, max_value=8),
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            # few distinct keys, small and large, so records, re-owning and forgets meet
+            st.lists(
+                st.one_of(st.integers(0, 30), st.integers(2**64 - 30, 2**64 - 1)), max_size=12
+            ),
+            st.integers(0, 9),
+        ),
+        max_size=60,
+    ),
+)
+def test_index_bytes_from_running_counts_match_a_walk(
+    max_blocks: int, max_owners: int, operations: list[tuple[bool, list[int], int]]
+) -> None:
+    """The status's ``prefix_index_bytes`` comes from running counts, not a walk over every
+    entry (which stalled the event loop ~0.1 s per status call at 100,000 blocks); whatever is
+    recorded, re-owned, evicted or forgotten, it equals what a walk measures (each key counted
+    at a 64-bit int's size, an upper bound) and stays under ``max_bytes()``."""
+    index = PrefixIndex(max_blocks, max_owners)
+    for forget, keys, owner in operations:
+        if forget:
+            index.forget(keys, f"instance-{owner}")
+        else:
+            index.record(keys, f"instance-{owner}")
+        assert index.approx_bytes() == _walked_bytes(index)
+        assert index.approx_bytes() <= index.max_bytes()
+
+
+def test_a_chat_of_countless_messages_is_rendered_only_as_far_as_it_is_keyed() -> None:
+    """A client's body of 200,000 tiny messages with images (an 8 MiB body) is rendered only
+    up to ``MAX_PROMPT_CHARS`` (plus the message that crosses it), not in full: rendering the
+    rest cost the event loop over a second per request and changed no key, so the blocks and
+    with them the routing are those of the full rendering."""
+    messages = [{"role": "user", "content": f"m{i}", "images": [f"i{i}"]} for i in range(200_000)]
+    rendered = render_prompt({"messages": messages})
+    assert rendered is not None
+    assert MAX_PROMPT_CHARS <= len(rendered) < MAX_PROMPT_CHARS + 100
+    full = "".join(
+        render_prompt({"messages": messages[i : i + 1000]}) or ""
+        for i in range(0, len(messages), 1000)
+    )
+    assert len(full) > 4 * MAX_PROMPT_CHARS
+    assert block_keys(rendered, 256, "m") == block_keys(full, 256, "m")
