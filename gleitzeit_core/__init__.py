@@ -79,6 +79,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         resource_id_for,
     )
     from .runtime import Runtime
+    from .state import LocalState, ReplicaInfo, StateBackend, StateStatus
 
 __version__ = "0.1.0"
 
@@ -113,6 +114,7 @@ __all__ = [
     "LeastLatencyStrategy",
     "LeastLoadedStrategy",
     "LimitExceeded",
+    "LocalState",
     "ManualClock",
     "MetricsSnapshot",
     "NoResourceAvailable",
@@ -129,6 +131,7 @@ __all__ = [
     "ProbeResult",
     "RandomStrategy",
     "Register",
+    "ReplicaInfo",
     "Request",
     "RequestTimeout",
     "Resource",
@@ -137,6 +140,8 @@ __all__ = [
     "ResourceSpec",
     "RoundRobinStrategy",
     "Runtime",
+    "StateBackend",
+    "StateStatus",
     "Strategy",
     "SystemClock",
     "TcpProbe",
@@ -157,6 +162,10 @@ __all__ = [
 ]
 
 _EXPORTS: dict[str, str] = {
+    "StateStatus": "state",
+    "StateBackend": "state",
+    "ReplicaInfo": "state",
+    "LocalState": "state",
     "BUILTIN_STRATEGIES": "balancing",
     "BaseBreaker": "breaker",
     "BoundedLines": "bounded",

@@ -57,6 +57,11 @@ def gleitzeit_register_breakers(register: Register) -> None:
 
 
 @hookimpl
+def gleitzeit_register_state_backends(register: Register) -> None:
+    register("local", "gleitzeit_core.state:LocalState")
+
+
+@hookimpl
 def gleitzeit_register_probes(register: Register) -> None:
     register("tcp", "gleitzeit_core.health:TcpProbe")
     register("http", "gleitzeit_core.health:HttpProbe")

@@ -46,6 +46,7 @@ __all__ = [
     "PluginsConfig",
     "ProviderConfig",
     "ResourceConfig",
+    "StateConfig",
     "config_path_from_env",
     "disabled_by",
     "disabled_plugins",
@@ -206,12 +207,25 @@ class FeaturesConfig:
 
 
 @attrs.frozen(kw_only=True)
+class StateConfig:
+    """Where gateway replicas share state: ``backend`` names a registered state backend
+    (``local``, the default, shares nothing); its own keys (a Redis ``url``, say) go to it."""
+
+    backend: str = "local"
+    options: dict[str, Any] = attrs.field(factory=dict)  # the backend's own keys
+
+
+converter.register_structure_hook(StateConfig, _split_extras(StateConfig))
+
+
+@attrs.frozen(kw_only=True)
 class GleitzeitConfig:
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
     gateway: GatewayConfig = attrs.field(factory=GatewayConfig)
     hubs: dict[str, HubConfig] = attrs.field(factory=dict)
     providers: dict[str, ProviderConfig] = attrs.field(factory=dict)
     features: FeaturesConfig = attrs.field(factory=FeaturesConfig)
+    state: StateConfig = attrs.field(factory=StateConfig)
     source: str | None = attrs.field(default=None, eq=False)
     raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 

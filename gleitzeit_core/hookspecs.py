@@ -48,6 +48,12 @@ def gleitzeit_register_breakers(register: Register) -> None:
 
 
 @hookspec
+def gleitzeit_register_state_backends(register: Register) -> None:
+    """Register state backends shared by gateway replicas: ``register("redis", factory)``,
+    where ``factory(**options)`` returns a ``StateBackend`` (options from ``[state]``)."""
+
+
+@hookspec
 def gleitzeit_register_providers(register: Register) -> None:
     """Register protocol providers: ``register("llm/v1", ProviderKind(...))``."""
 

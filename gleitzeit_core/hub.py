@@ -19,7 +19,7 @@ import collections
 import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 
@@ -36,6 +36,9 @@ from .outcomes import CallOutcome, FailureClass
 from .request import Request
 from .resources import Health, Resource, ResourceSpec, public_endpoint
 from .status import HubStatus, ResourceStatus
+
+if TYPE_CHECKING:
+    from .state import StateBackend
 
 __all__ = ["HubEvent", "HubEventListener", "ResourceHub"]
 
@@ -122,6 +125,8 @@ class ResourceHub:
         self.max_waiting = max_waiting
         self.metrics_window = metrics_window
         self.settings = settings
+        # set by the runtime: with a shared backend, caps hold across gateway replicas
+        self.state: StateBackend | None = None
         self._resources: dict[str, Resource] = {}
         self._members: list[Resource] = []  # the same, as a list for cheap iteration
         # callers waiting for capacity, oldest first (see _wake)
@@ -393,7 +398,7 @@ class ResourceHub:
         ``count_refusal=False`` keeps a refusal out of the ``no_resource`` counter (a failover
         that finds nobody left is counted as the original failure, not as a refusal)."""
         request = request or Request()
-        lease, saturated = self.try_lease(request, exclude, strategy)
+        lease, saturated = await self._try_shared(request, exclude, strategy)
         if lease is not None:
             return lease
         wait = self.queue_timeout if timeout is None else timeout
@@ -407,34 +412,80 @@ class ResourceHub:
                 self.name, selection.reasons(self, request, exclude, self.clock.now()), detail
             )
         self.counters["queued"] += 1
-        waiter = _Waiter(request, exclude, strategy)
-        waiters.append(waiter)
         try:
             async with asyncio.timeout(wait):
-                handed = await waiter.future
-        except BaseException as exc:
-            # a lease handed over just as the wait ended goes to the next in line
-            future = waiter.future
-            late = future.result() if future.done() and not future.cancelled() else None
-            if late is not None:
-                late.release()
-            if not isinstance(exc, TimeoutError):
-                raise
+                while True:
+                    handed = await self._wait_in_line(request, exclude, strategy)
+                    if handed is None or await self._reserve(handed):
+                        break
+                    # the fleet has that resource full: wait in line again
+        except TimeoutError:
             self.counters["queue_timeouts"] += 1
             raise NoResourceAvailable(
                 self.name,
                 selection.reasons(self, request, exclude, self.clock.now()),
                 f"waited {wait:.1f} s for a free slot",
             ) from None
-        finally:
-            if waiter in waiters:
-                waiters.remove(waiter)
         if handed is not None:
             return handed
         self.counters["no_resource"] += count_refusal
         raise NoResourceAvailable(
             self.name, selection.reasons(self, request, exclude, self.clock.now())
         )
+
+    async def _wait_in_line(
+        self, request: Request, exclude: Collection[str], strategy: Strategy | None
+    ) -> Lease | None:
+        """Queue until ``_wake`` hands this caller a lease (or ``None``: waiting cannot help)."""
+        waiters = self._waiters
+        waiter = _Waiter(request, exclude, strategy)
+        waiters.append(waiter)
+        try:
+            return await waiter.future
+        except BaseException:
+            # a lease handed over just as the wait ended goes to the next in line
+            future = waiter.future
+            late = future.result() if future.done() and not future.cancelled() else None
+            if late is not None:
+                late.release()
+            raise
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+
+    async def _try_shared(
+        self, request: Request, exclude: Collection[str], strategy: Strategy | None
+    ) -> tuple[Lease | None, bool]:
+        """``try_lease``, plus the fleet-wide reservation of ``_reserve``; when that is
+        refused the choice is made again (the refused resource now counts as full)."""
+        while True:
+            lease, saturated = self.try_lease(request, exclude, strategy)
+            if lease is None or await self._reserve(lease):
+                return lease, saturated
+
+    async def _reserve(self, lease: Lease) -> bool:
+        """With a shared state backend, take a place on the leased resource's cap across
+        every replica. Refused: the lease is given back and the resource counts as full here
+        until the backend's next sync."""
+        state = self.state
+        if state is None or not state.shared:
+            return True
+        resource = lease.resource
+        slot = lease.request.slot
+        cap = self.capacity(resource, slot) if slot is not None else None
+        if cap is None:
+            slot, cap = None, resource.spec.max_concurrency
+        if cap is None:
+            return True
+        if await state.reserve(self.name, resource.spec.id, slot, cap):
+            lease.reserved = slot or ""
+            return True
+        if slot is None:
+            resource.remote_in_flight = max(resource.remote_in_flight, cap)
+        else:
+            resource.remote_slots[slot] = max(resource.remote_slots.get(slot, 0), cap)
+        lease.release()
+        return False
 
     @asynccontextmanager
     async def lease(
@@ -488,6 +539,8 @@ class ResourceHub:
                 self._emit(resource, "ejected", f"for {until - now:.0f} s after {cause} errors")
             for callback in self._observers:
                 callback(lease, failure, duration)
+        if lease.reserved is not None and self.state is not None:
+            self.state.release(self.name, resource.spec.id, lease.reserved or None)
         if resource.draining and metrics.in_flight == 0:
             event = self._drained.pop(resource.spec.id, None)
             if event is not None:
@@ -498,6 +551,11 @@ class ResourceHub:
         """Call ``callback(lease, failure, duration)`` after every finished lease (exporters
         such as the Prometheus plugin build histograms from it)."""
         self._observers.append(callback)
+
+    def wake(self) -> None:
+        """Wake the callers waiting for a free resource (a shared state backend calls it when
+        other replicas freed capacity)."""
+        self._wake()
 
     def listen(self, callback: HubEventListener) -> None:
         """Call ``callback(event)`` for every :class:`HubEvent` of this hub (dashboards and

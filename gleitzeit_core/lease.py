@@ -21,7 +21,7 @@ class Lease:
     class itself and still let the hub's context manager run its fallback.
     """
 
-    __slots__ = ("_done", "hub", "permit", "request", "resource", "started")
+    __slots__ = ("_done", "hub", "permit", "request", "reserved", "resource", "started")
 
     def __init__(
         self, hub: ResourceHub, resource: Resource, permit: Any, request: Request, started: float
@@ -32,6 +32,8 @@ class Lease:
         self.request = request
         self.started = started
         self._done = False
+        # the slot ("" for the resource itself) a shared state backend reserved, if any
+        self.reserved: str | None = None
 
     @property
     def done(self) -> bool:

@@ -52,6 +52,7 @@ _REGISTER_HOOKS = {
     "gleitzeit_register_strategies": "strategies",
     "gleitzeit_register_breakers": "breakers",
     "gleitzeit_register_providers": "providers",
+    "gleitzeit_register_state_backends": "state_backends",
 }
 
 

@@ -20,7 +20,15 @@ T = TypeVar("T")
 
 Register = Callable[..., None]
 
-KINDS = ("hubs", "discoverers", "probes", "strategies", "breakers", "providers")
+KINDS = (
+    "hubs",
+    "discoverers",
+    "probes",
+    "strategies",
+    "breakers",
+    "providers",
+    "state_backends",
+)
 
 # what one item of each kind is called in messages
 _SINGULAR = {
@@ -30,6 +38,7 @@ _SINGULAR = {
     "strategies": "strategy",
     "breakers": "breaker",
     "providers": "provider",
+    "state_backends": "state backend",
 }
 
 
@@ -126,6 +135,7 @@ class Registries:
         self.providers: Registry[Any] = Registry("providers")
         # installed but disabled plugins (by name and by distribution) -> what disabled them
         self.disabled: dict[str, str] = {}
+        self.state_backends: Registry[Any] = Registry("state_backends")
 
     def of(self, kind: str) -> Registry[Any]:
         registry: Registry[Any] = getattr(self, kind)

@@ -118,6 +118,8 @@ class Resource:
         "metrics",
         "probe_failures",
         "probe_successes",
+        "remote_in_flight",
+        "remote_slots",
         "slots",
         "spec",
     )
@@ -143,6 +145,10 @@ class Resource:
         self.breaker_opens = 0
         self.draining = False
         self.slots: dict[str, int] = {}  # in-flight per slot key (an Ollama model, say)
+        # calls other gateway replicas have in flight here, as a shared state backend last
+        # saw them (0 and empty with the in-process backend)
+        self.remote_in_flight = 0
+        self.remote_slots: dict[str, int] = {}
         self.attributes: dict[str, Any] = {}
 
     # Candidate view -----------------------------------------------------------------------
@@ -168,7 +174,13 @@ class Resource:
 
     @property
     def in_flight(self) -> int:
-        return self.metrics.in_flight
+        """Calls in flight here from this process and, with a shared state backend, from the
+        other replicas (what load-aware strategies compare)."""
+        return self.metrics.in_flight + self.remote_in_flight
+
+    def slot_in_flight(self, slot: str) -> int:
+        """Calls in flight in one slot, fleet-wide as far as known."""
+        return self.slots.get(slot, 0) + self.remote_slots.get(slot, 0)
 
     @property
     def latency_ewma(self) -> float | None:

@@ -21,15 +21,16 @@ from typing import Any
 
 import attrs
 
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .config import GleitzeitConfig, disabled_by, load_config
 from .errors import ConfigError, ProviderUnavailable, UnknownMethod
 from .features import FeatureFlags
 from .hub import ResourceHub
 from .keys import CallerCounters
 from .plugins import PluginManager
+from .state import StateBackend
 from .status import RuntimeStatus
-from .wiring import FIRST_PARTY, build_hubs, build_providers, check_providers
+from .wiring import FIRST_PARTY, build_hubs, build_providers, build_state, check_providers
 
 __all__ = ["Runtime"]
 
@@ -58,6 +59,11 @@ class Runtime:
             kinds = {name: hub.kind for name, hub in self.config.hubs.items()}
             more = check_providers(self.config, kinds, self.registries)
             raise ConfigError([*exc.problems, *more], source=exc.source) from None
+        self.state: StateBackend = build_state(
+            self.config, self.registries, clock=clock or SystemClock()
+        )
+        for hub in self.hubs.values():
+            hub.state = self.state
         self.providers: dict[str, Any] = build_providers(
             self.config, self.hubs, self.registries, self
         )
@@ -109,6 +115,7 @@ class Runtime:
     async def _start(self) -> None:
         for hub in self.hubs.values():
             await hub.start()
+        await self.state.start(self)
         for provider in self.providers.values():
             await provider.start()
         for _, result in self.plugins.call_each("gleitzeit_startup", runtime=self):
@@ -129,6 +136,7 @@ class Runtime:
                 await result
         for provider in self.providers.values():
             await provider.stop()
+        await self.state.stop()
         for hub in self.hubs.values():
             await hub.stop()
 
@@ -191,6 +199,7 @@ class Runtime:
             plugins={r.name: r.status for r in self.plugins.report()},
             callers={name: attrs.asdict(c) for name, c in sorted(self.callers.items())},
             sections={name: _section(produce) for name, produce in self.status_sections.items()},
+            state=self.state.status(),
         )
 
 

@@ -38,12 +38,12 @@ def _blocker(
     if hub.serves(resource, request) is not None:
         return _NOT_SERVED
     cap = resource.spec.max_concurrency
-    if cap is not None and resource.metrics.in_flight >= cap:
+    if cap is not None and resource.in_flight >= cap:
         return _AT_CAP
     slot = request.slot
     if slot is not None:
         slot_cap = hub.capacity(resource, slot)
-        if slot_cap is not None and resource.slots.get(slot, 0) >= slot_cap:
+        if slot_cap is not None and resource.slot_in_flight(slot) >= slot_cap:
             return _SLOT_FULL
     if not resource.breaker.available():
         return _BREAKER

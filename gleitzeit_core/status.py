@@ -8,6 +8,7 @@ import attrs
 import cattrs
 
 from .metrics import MetricsSnapshot
+from .state import StateStatus
 
 __all__ = ["HubStatus", "ResourceStatus", "RuntimeStatus", "to_json"]
 
@@ -53,6 +54,7 @@ class RuntimeStatus:
     callers: dict[str, Any] = attrs.field(factory=dict)
     # sections plugins add (Runtime.add_status_section); JSON shows each as a top-level key
     sections: dict[str, Any] = attrs.field(factory=dict)
+    state: StateStatus | None = None  # the state backend: shared or not, and how it is doing
 
 
 _json = cattrs.Converter()

@@ -33,6 +33,7 @@ __all__ = [
     "build_hub",
     "build_hubs",
     "build_providers",
+    "build_state",
     "check_providers",
     "plan_hub",
     "resource_spec",
@@ -47,6 +48,7 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
         "adaptive": "gleitzeit-breaker-adaptive",
     },
     "provider": {"llm/v1": "gleitzeit-ollama", "python/v1": "gleitzeit-docker"},
+    "state backend": {"redis": "gleitzeit-redis"},
 }
 
 
@@ -405,3 +407,11 @@ def build_providers(
     if problems:
         raise ConfigError(problems, source=config.source)
     return providers
+
+
+def build_state(config: GleitzeitConfig, registries: Registries, *, clock: Clock) -> Any:
+    """The state backend ``[state]`` names, built with its options (checked strictly when it
+    is an attrs class)."""
+    state = config.state
+    factory = _lookup(registries, "state_backends", state.backend, "state.backend")
+    return build_component(factory, state.options, path="state", inject={"clock": clock})

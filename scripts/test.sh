@@ -5,13 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-# The browser and the Prometheus server the dashboard and metrics tests run for real
-# (Debian's chromium, chromium-driver, prometheus; promtool ships with prometheus).
+# The browser, the Prometheus server and Redis the dashboard, metrics and scale-out tests run
+# for real (Debian's chromium, chromium-driver, prometheus with promtool, redis-server).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=""
   [ -x /usr/bin/chromium ] || need="$need chromium"
   [ -x /usr/bin/chromedriver ] || need="$need chromium-driver"
   [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || need="$need prometheus"
+  # the scale-out tests start private redis-server processes on loopback ports
+  [ -x /usr/bin/redis-server ] || need="$need redis-server"
   if [ -n "$need" ]; then
     echo "[test] apt-get install$need" >&2
     apt-get update -qq

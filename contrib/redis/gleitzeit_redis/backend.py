@@ -1,0 +1,579 @@
+"""``RedisState``: gateway replicas share breaker openings, ejections, load, caps and rate limits.
+
+What goes where (``NS`` is the ``namespace`` option; all replicas of one gateway use the same):
+
+* ``NS:replicas`` (hash: replica -> JSON of its address and start time) and ``NS:alive:ID``
+  (expires after ``3 x heartbeat``): the replica registry. A replica whose key expired is dead:
+  its load, reservations and concurrency counts are ignored and cleaned up.
+* ``NS:events`` (pub/sub): a breaker that opened or a resource that was ejected on one replica,
+  with the time left; the others apply it to their own breaker (``GatedBreaker.trip``) or
+  resource. Lost while Redis is down; each replica republishes what is open when it is back.
+* ``NS:load:HUB`` (hash: replica -> JSON of its calls in flight per resource and slot), written
+  and read every ``sync_interval`` in one pipelined round trip: what least-loaded and p2c see.
+* ``NS:cap:HUB:RESOURCE:SLOT`` (hash: replica -> places held): ``reserve`` takes a place only
+  if the live replicas hold fewer than the cap, atomically (a Lua script).
+* ``NS:rate:BUCKET`` (sorted set of admitted requests, by Redis's own clock, so replicas' clocks
+  need not agree) and ``NS:conc:BUCKET`` (hash: replica -> requests running): per-key limits.
+
+Staleness: breaker and ejection news arrive within a pub/sub hop (milliseconds); the load view
+lags by at most ``sync_interval`` plus a round trip; caps and rate limits are exact while Redis
+answers. Redis is on a request's path only for capped resources (``reserve``) and for keys with
+limits (``take``, ``enter``); releases are sent in the background.
+
+Failures: every Redis call has a deadline (``op_timeout``). The first failure makes the backend
+*degraded*: it stops asking Redis on the request path and serves from local state (the hub's
+own caps, local rate windows), says so in the status, and reconnects in the background; when
+Redis answers again it writes its own counts back and republishes what it has open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import attrs
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gleitzeit_core import (
+    BreakerState,
+    Clock,
+    GatedBreaker,
+    HubEvent,
+    ReplicaInfo,
+    Runtime,
+    StateStatus,
+    SystemClock,
+)
+from gleitzeit_core.state import sliding_window_take
+from gleitzeit_core.validators import satisfies, seconds
+
+__all__ = ["RedisState"]
+
+log = logging.getLogger("gleitzeit.redis")
+T = TypeVar("T")
+
+# KEYS[1]: a hash replica -> count. ARGV: this replica, the cap, the alive-key prefix.
+# Counts of replicas whose alive key expired are dropped first, so a crashed replica's
+# places come back by themselves.
+_RESERVE = """
+local fields = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #fields, 2 do
+  local replica = fields[i]
+  if replica ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. replica) == 0 then
+    redis.call('HDEL', KEYS[1], replica)
+  else
+    total = total + tonumber(fields[i + 1])
+  end
+end
+if total >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return 1
+"""
+
+# KEYS[1]: a hash replica -> count; ARGV[1]: this replica.
+_RELEASE = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return left
+"""
+
+# KEYS[1]: a sorted set of admitted requests. ARGV: limit, window (ms), a unique member.
+# Returns 0 (admitted) or the milliseconds until the oldest request leaves the window.
+_TAKE = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now_ms)
+end
+redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+"""
+
+
+def _redis_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    satisfies(
+        "a redis://, rediss:// or unix:// URL",
+        lambda v: isinstance(v, str) and v.split("://", 1)[0] in ("redis", "rediss", "unix"),
+    )(_, attribute, value)
+
+
+def _default_replica() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@attrs.define(kw_only=True, eq=False)
+class RedisState:
+    """The ``redis`` state backend (see the module docstring for what it shares and how)."""
+
+    name = "redis"
+
+    url: str = attrs.field(default="redis://127.0.0.1:6379/0", validator=_redis_url)
+    namespace: str = "gleitzeit"
+    replica_id: str = attrs.field(factory=_default_replica)
+    address: str | None = None  # shown to the other replicas (the gateway's URL)
+    sync_interval: float = attrs.field(default=0.1, validator=seconds())
+    heartbeat: float = attrs.field(default=1.0, validator=seconds())
+    op_timeout: float = attrs.field(default=0.25, validator=seconds())
+    clock: Clock = attrs.field(factory=SystemClock, repr=False)
+
+    _client: Any = attrs.field(init=False, default=None, repr=False)
+    _runtime: Runtime | None = attrs.field(init=False, default=None, repr=False)
+    _tasks: list[asyncio.Task[None]] = attrs.field(init=False, factory=list, repr=False)
+    _degraded: str | None = attrs.field(init=False, default="not started")
+    _recovering: bool = attrs.field(init=False, default=False)
+    _started_at: float = attrs.field(init=False, default=0.0)
+    _live: dict[str, ReplicaInfo] = attrs.field(init=False, factory=dict)
+    _applying: bool = attrs.field(init=False, default=False)
+    _outbox: list[tuple[str, Any]] = attrs.field(init=False, factory=list, repr=False)
+    _outbox_ready: asyncio.Event = attrs.field(init=False, factory=asyncio.Event, repr=False)
+    _held: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+    _local_windows: dict[str, collections.deque[float]] = attrs.field(init=False, factory=dict)
+    _local_running: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+    _scripts: dict[str, Any] = attrs.field(init=False, factory=dict, repr=False)
+    _serial: Iterator[int] = attrs.field(init=False, factory=itertools.count, repr=False)
+    counters: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+
+    # -- the protocol ---------------------------------------------------------------------------
+    @property
+    def shared(self) -> bool:
+        return True
+
+    async def start(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._started_at = time.time()
+        self._client = aioredis.Redis.from_url(
+            self.url,
+            socket_timeout=self.op_timeout,
+            socket_connect_timeout=self.op_timeout,
+            health_check_interval=0,
+            decode_responses=True,
+        )
+        self._scripts = {
+            "reserve": self._client.register_script(_RESERVE),
+            "release": self._client.register_script(_RELEASE),
+            "take": self._client.register_script(_TAKE),
+        }
+        for hub in runtime.hubs.values():
+            hub.listen(self._on_hub_event)
+        await self._recover()  # connected now, or degraded with a reconnect loop running
+        for loop in (self._sync_loop, self._heartbeat_loop, self._events_loop, self._send_loop):
+            self._tasks.append(asyncio.ensure_future(loop()))
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if self._degraded is None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(self.op_timeout * 4):
+                    await self._leave_registry(client)
+        await client.aclose()
+
+    async def reserve(self, hub: str, resource: str, slot: str | None, cap: int) -> bool:
+        key = self._cap_key(hub, resource, slot)
+        admitted = await self._call(
+            lambda: self._scripts["reserve"](
+                keys=[key], args=[self.replica_id, cap, self._key("alive:")]
+            )
+        )
+        if admitted is None:  # degraded: the hub's local counts still hold the cap here
+            return True
+        if admitted:
+            self._held[key] += 1
+            return True
+        self.counters["reserve_refused"] += 1
+        return False
+
+    def release(self, hub: str, resource: str, slot: str | None) -> None:
+        key = self._cap_key(hub, resource, slot)
+        if self._held[key] <= 0:
+            return  # reserved while degraded: nothing was counted in Redis
+        self._held[key] -= 1
+        self._send("release", key)
+
+    async def take(self, bucket: str, per_minute: int) -> float:
+        member = f"{self.replica_id}:{next(self._serial)}"
+        wait_ms = await self._call(
+            lambda: self._scripts["take"](
+                keys=[self._key(f"rate:{bucket}")], args=[per_minute, 60_000, member]
+            )
+        )
+        if wait_ms is None:  # degraded: this replica's own window
+            return sliding_window_take(self._local_windows, bucket, per_minute, self.clock.now())
+        return float(wait_ms) / 1000.0
+
+    async def enter(self, bucket: str, limit: int) -> bool:
+        key = self._key(f"conc:{bucket}")
+        admitted = await self._call(
+            lambda: self._scripts["reserve"](
+                keys=[key], args=[self.replica_id, limit, self._key("alive:")]
+            )
+        )
+        if admitted is None:
+            if self._local_running[bucket] >= limit:
+                return False
+            self._local_running[bucket] += 1
+            return True
+        if admitted:
+            self._held[key] += 1
+        return bool(admitted)
+
+    def leave(self, bucket: str) -> None:
+        if self._local_running[bucket] > 0:
+            self._local_running[bucket] -= 1
+            return
+        self.release_key(self._key(f"conc:{bucket}"))
+
+    def release_key(self, key: str) -> None:
+        if self._held[key] > 0:
+            self._held[key] -= 1
+            self._send("release", key)
+
+    def status(self) -> StateStatus:
+        return StateStatus(
+            backend=self.name,
+            shared=True,
+            connected=self._degraded is None,
+            degraded=self._degraded,
+            replica=self.replica_id,
+            replicas=sorted(self._live.values(), key=lambda r: r.id),
+            staleness_s=self.sync_interval,
+            counters=dict(self.counters),
+        )
+
+    # -- Redis calls with a deadline; the first failure degrades --------------------------------
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T | None:
+        """Run one Redis operation, or None at once while degraded (never on a request's path
+        while Redis is known to be down)."""
+        if self._degraded is not None:
+            return None
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                return await operation()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._degrade(exc)
+            return None
+
+    def _degrade(self, exc: BaseException) -> None:
+        if self._degraded is None:
+            self.counters["degraded"] += 1
+            log.warning("state backend %s: %s; serving from local state", self.url, exc)
+        self._degraded = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
+        if not self._recovering and self._client is not None:
+            self._recovering = True
+            self._tasks.append(asyncio.ensure_future(self._reconnect_loop()))
+
+    async def _reconnect_loop(self) -> None:
+        try:
+            while self._degraded is not None and self._client is not None:
+                await asyncio.sleep(min(1.0, self.heartbeat))
+                await self._recover()
+        finally:
+            self._recovering = False
+
+    async def _recover(self) -> None:
+        """Connect (again), then write back what this replica knows: its registry entry, the
+        places it holds, the breakers it has open and the resources it has ejected."""
+        client = self._client
+        try:
+            async with asyncio.timeout(self.op_timeout * 4):
+                await client.ping()
+                await self._announce(client)
+                async with client.pipeline(transaction=False) as pipe:
+                    for key, held in self._held.items():
+                        if held > 0:
+                            pipe.hset(key, self.replica_id, held)
+                        else:
+                            pipe.hdel(key, self.replica_id)
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._degrade(exc)
+            return
+        if self.counters["degraded"]:
+            log.info("state backend %s: connected again; resynchronised", self.url)
+            self.counters["resyncs"] += 1
+        self._degraded = None
+        self._republish_open()
+
+    # -- sharing what happened ------------------------------------------------------------------
+    def _on_hub_event(self, event: HubEvent) -> None:
+        if self._applying or self._runtime is None:
+            return  # a peer's news being applied here: do not echo it back
+        hub = self._runtime.hubs.get(event.hub)
+        if hub is None or event.resource not in hub:
+            return
+        resource = hub.get(event.resource)
+        now = hub.clock.now()
+        if event.kind == "breaker":
+            breaker = resource.breaker
+            if isinstance(breaker, GatedBreaker) and breaker.state is BreakerState.OPEN:
+                left = (breaker.half_open_at or now) - now
+                self._publish("breaker_open", event.hub, event.resource, left, event.detail)
+        elif event.kind == "ejected" and resource.ejected_until is not None:
+            left = resource.ejected_until - now
+            self._publish("ejected", event.hub, event.resource, left, event.detail)
+
+    def _republish_open(self) -> None:
+        if self._runtime is None:
+            return
+        for hub in self._runtime.hubs.values():
+            now = hub.clock.now()
+            for resource in hub.members():
+                breaker = resource.breaker
+                if isinstance(breaker, GatedBreaker) and breaker.state is BreakerState.OPEN:
+                    left = (breaker.half_open_at or now) - now
+                    self._publish("breaker_open", hub.name, resource.id, left, "resync")
+                if resource.is_ejected(now) and resource.ejected_until is not None:
+                    left = resource.ejected_until - now
+                    self._publish("ejected", hub.name, resource.id, left, "resync")
+
+    def _publish(self, kind: str, hub: str, resource: str, left: float, detail: str) -> None:
+        if left <= 0:
+            return
+        message = {
+            "replica": self.replica_id,
+            "kind": kind,
+            "hub": hub,
+            "resource": resource,
+            "left": left,
+            "detail": detail,
+        }
+        self._send("publish", json.dumps(message))
+        self.counters["published"] += 1
+
+    def _apply(self, message: dict[str, Any]) -> None:
+        runtime = self._runtime
+        if runtime is None or message.get("replica") == self.replica_id:
+            return
+        hub = runtime.hubs.get(str(message.get("hub")))
+        resource_id = message.get("resource")
+        left = message.get("left")
+        if hub is None or resource_id not in hub or not isinstance(left, int | float):
+            return
+        resource = hub.get(str(resource_id))
+        peer = str(message.get("replica"))
+        now = hub.clock.now()
+        self._applying = True
+        try:
+            if message.get("kind") == "breaker_open":
+                breaker = resource.breaker
+                if isinstance(breaker, GatedBreaker) and breaker.state is BreakerState.CLOSED:
+                    breaker.trip(float(left), f"opened on replica {peer}")
+                    self.counters["applied"] += 1
+            elif message.get("kind") == "ejected":
+                until = now + float(left)
+                if resource.ejected_until is None or resource.ejected_until < until:
+                    resource.ejected_until = until
+                    resource.ejections_total += 1
+                    self.counters["applied"] += 1
+        finally:
+            self._applying = False
+        hub.wake()
+
+    # -- background loops -------------------------------------------------------------------------
+    def _send(self, op: str, argument: Any) -> None:
+        """Queue a write that must not block the caller; dropped while degraded (the resync
+        on reconnect writes the truth back)."""
+        if self._degraded is None:
+            self._outbox.append((op, argument))
+            self._outbox_ready.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            batch, self._outbox = self._outbox, []
+            if batch and self._degraded is None:
+                await self._call(functools.partial(self._flush, batch))
+
+    async def _flush(self, batch: list[tuple[str, Any]]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for op, argument in batch:
+                if op == "publish":
+                    pipe.publish(self._key("events"), argument)
+                else:
+                    await self._scripts["release"](
+                        keys=[argument], args=[self.replica_id], client=pipe
+                    )
+            await pipe.execute()
+
+    async def _sync_loop(self) -> None:
+        """Write this replica's calls in flight and read everybody's, every ``sync_interval``."""
+        while True:
+            await asyncio.sleep(self.sync_interval)
+            runtime = self._runtime
+            replies = None
+            if runtime is not None and self._degraded is None:
+                hubs = list(runtime.hubs.values())
+                wall = time.time()
+                replies = await self._call(functools.partial(self._exchange, hubs, wall))
+            if replies is None:
+                self._clear_remote()
+                continue
+            for hub, everyone in zip(hubs, replies[2::3], strict=True):
+                self._apply_load(hub, everyone, wall)
+
+    async def _exchange(self, hubs: list[Any], wall: float) -> list[Any]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for hub in hubs:
+                mine = {
+                    r.id: [r.metrics.in_flight, r.slots]
+                    for r in hub.members()
+                    if r.metrics.in_flight
+                }
+                key = self._key(f"load:{hub.name}")
+                pipe.hset(key, self.replica_id, json.dumps({"at": wall, "load": mine}))
+                pipe.pexpire(key, int(max(10.0, self.heartbeat * 10) * 1000))
+                pipe.hgetall(key)
+            result: list[Any] = await pipe.execute()
+            return result
+
+    def _apply_load(self, hub: Any, everyone: dict[str, str], wall: float) -> None:
+        remote: dict[str, list[Any]] = {}
+        fresh = max(1.0, self.sync_interval * 10)
+        for replica, raw in everyone.items():
+            if replica == self.replica_id or (self._live and replica not in self._live):
+                continue
+            try:
+                entry = json.loads(raw)
+                if wall - float(entry["at"]) > fresh:
+                    continue  # a replica that stopped writing: its load is not current
+                for rid, (count, slots) in entry["load"].items():
+                    total = remote.setdefault(rid, [0, collections.Counter()])
+                    total[0] += int(count)
+                    total[1].update({str(k): int(v) for k, v in slots.items()})
+            except (ValueError, KeyError, TypeError):
+                continue  # another version's entry, or garbage: ignore it
+        freed = False
+        for resource in hub.members():
+            count, slots = remote.get(resource.id, (0, {}))
+            before = resource.remote_slots
+            freed = (
+                freed
+                or count < resource.remote_in_flight
+                or any(slots.get(slot, 0) < n for slot, n in before.items())
+            )
+            resource.remote_in_flight = count
+            resource.remote_slots = dict(slots)
+        if freed:  # callers waiting for room may find it now
+            hub.wake()
+
+    def _clear_remote(self) -> None:
+        """Degraded: forget the peers' load instead of trusting an old view."""
+        if self._runtime is None:
+            return
+        for hub in self._runtime.hubs.values():
+            for resource in hub.members():
+                if resource.remote_in_flight or resource.remote_slots:
+                    resource.remote_in_flight = 0
+                    resource.remote_slots = {}
+                    hub.wake()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if self._degraded is None:
+                await self._call(self._beat)
+
+    async def _beat(self) -> None:
+        """Renew this replica's entry and read which replicas are alive."""
+        client = self._client
+        await self._announce(client)
+        registry = await client.hgetall(self._key("replicas"))
+        async with client.pipeline(transaction=False) as pipe:
+            for replica in registry:
+                pipe.pttl(self._key(f"alive:{replica}"))
+            ttls = await pipe.execute()
+        live: dict[str, ReplicaInfo] = {}
+        ttl_full = self.heartbeat * 3
+        for (replica, raw), ttl in zip(registry.items(), ttls, strict=True):
+            if ttl is None or ttl < 0:  # expired: a replica that died without saying so
+                await client.hdel(self._key("replicas"), replica)
+                continue
+            try:
+                info = json.loads(raw)
+            except ValueError:
+                info = {}
+            live[replica] = ReplicaInfo(
+                id=replica,
+                address=info.get("address"),
+                started_at=float(info.get("started_at", 0.0)),
+                heartbeat_age_s=round(max(0.0, ttl_full - ttl / 1000.0), 3),
+            )
+        self._live = live
+
+    async def _events_loop(self) -> None:
+        """Listen for the peers' news; reconnect (after the backend recovers) when it breaks."""
+        while True:
+            if self._degraded is not None or self._client is None:
+                await asyncio.sleep(min(1.0, self.heartbeat))
+                continue
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._key("events"))
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        if not self.status().connected:  # the backend degraded meanwhile
+                            break
+                        continue
+                    try:
+                        self._apply(json.loads(message["data"]))
+                    except (ValueError, TypeError, KeyError):
+                        self.counters["bad_events"] += 1
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._degrade(exc)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    # -- helpers --------------------------------------------------------------------------------
+    async def _announce(self, client: Any) -> None:
+        info = json.dumps({"address": self.address, "started_at": self._started_at})
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hset(self._key("replicas"), self.replica_id, info)
+            pipe.set(self._key(f"alive:{self.replica_id}"), "1", px=int(self.heartbeat * 3000))
+            await pipe.execute()
+
+    async def _leave_registry(self, client: Any) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.hdel(self._key("replicas"), self.replica_id)
+            pipe.delete(self._key(f"alive:{self.replica_id}"))
+            if self._runtime is not None:
+                for hub in self._runtime.hubs.values():
+                    pipe.hdel(self._key(f"load:{hub.name}"), self.replica_id)
+            for key, held in self._held.items():
+                if held:
+                    pipe.hdel(key, self.replica_id)
+            await pipe.execute()
+
+    def _key(self, suffix: str) -> str:
+        return f"{self.namespace}:{suffix}"
+
+    def _cap_key(self, hub: str, resource: str, slot: str | None) -> str:
+        return self._key(f"cap:{hub}:{resource}:{slot or ''}")

@@ -1,0 +1,213 @@
+"""Replicas of one runtime share what they learn through a real Redis: breaker openings,
+ejections, the load per instance, caps and per-key limits; and a Redis failure costs the
+clients nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from gleitzeit_core import BreakerState, Runtime
+from tests.ollama.conftest import SimFactory
+from tests.scaleout.conftest import Replicas
+
+CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``check`` until it holds (generous: a loaded CI machine is slow, not wrong)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+def resource(runtime: Runtime, rid: str) -> Any:
+    return runtime.hubs["llm"].get(rid)
+
+
+async def warm(sims: list[Any]) -> None:
+    """Load the model on every simulator first, so the model-aware hub ranks them alike and
+    round-robin reaches each (a cold instance would only be tried after the warm ones)."""
+    async with aiohttp.ClientSession() as http:
+        for sim in sims:
+            body = {"model": "llama3.2", "keep_alive": "1h"}
+            async with http.post(f"{sim.url}/api/generate", json=body) as reply:
+                assert reply.status == 200, await reply.text()
+
+
+async def test_a_breaker_opened_on_one_replica_opens_on_the_others(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Failures seen only by replica A open s0's breaker on B and C too, although B and C
+    never sent s0 a request; the clients of A saw no error (failover)."""
+    sims = await sim_factory(3)
+    await warm(sims)
+    a, b, c = await replicas(
+        3,
+        [s.url for s in sims],
+        strategy="round_robin",
+        breaker={"kind": "consecutive", "failures": 2, "open_for": 30},
+        outlier={"enabled": False},
+    )
+    sims[0].set_faults(error_rate=1.0, error_status=500)
+    for _ in range(6):
+        await a.execute("llm/chat", CHAT)
+    assert resource(a, "s0").breaker.state is BreakerState.OPEN
+    await eventually(
+        lambda: all(resource(r, "s0").breaker.state is BreakerState.OPEN for r in (b, c)),
+        "s0's breaker open on B and C",
+    )
+    for peer in (b, c):
+        assert resource(peer, "s0").metrics.requests == 0
+    for _ in range(6):  # B routes around s0 at once
+        await b.execute("llm/chat", CHAT)
+    assert resource(b, "s0").metrics.requests == 0
+
+
+async def test_an_ejection_on_one_replica_ejects_on_the_others(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Outlier ejection by replica A takes s0 out of rotation on B and C for the same time."""
+    sims = await sim_factory(3)
+    await warm(sims)
+    a, b, c = await replicas(
+        3,
+        [s.url for s in sims],
+        strategy="round_robin",
+        outlier={
+            "consecutive_failures": 2,
+            "base_ejection": 30,
+            "max_ejected_share": 0.5,
+            "uneject_on_probe": False,  # the probes see s1 healthy: only requests fail
+        },
+    )
+    sims[0].set_faults(error_rate=1.0, error_status=500)
+    for _ in range(9):
+        await a.execute("llm/chat", CHAT)
+    now = a.hubs["llm"].clock.now()
+    assert resource(a, "s0").is_ejected(now)
+    await eventually(
+        lambda: all(resource(r, "s0").is_ejected(r.hubs["llm"].clock.now()) for r in (b, c)),
+        "s0 ejected on B and C",
+    )
+    left = resource(b, "s0").ejected_until - b.hubs["llm"].clock.now()
+    assert 20 < left <= 30
+
+
+async def test_caps_hold_across_replicas(sim_factory: SimFactory, replicas: Replicas) -> None:
+    """Three replicas pushing 30 concurrent chats at three instances with num_parallel = 2
+    never run more than 2 at once on any instance (the simulators count), and every chat
+    is answered; without shared state each replica would send up to 2 of its own."""
+    sims = await sim_factory(3, num_parallel=16, latency_ms=60)
+    runtimes = await replicas(
+        3,
+        [s.url for s in sims],
+        strategy="least_loaded",
+        queue_timeout=60,
+        default_num_parallel=2,
+    )
+    for sim in sims:
+        sim.reset_stats()
+    calls = [rt.execute("llm/chat", CHAT) for rt in runtimes for _ in range(10)]
+    replies = await asyncio.gather(*calls)
+    assert len(replies) == 30
+    peaks = [sim.stats()["max_concurrency"]["overall"] for sim in sims]
+    assert max(peaks) <= 2, peaks
+    assert sum(sim.stats()["requests"].get("/api/chat", 0) for sim in sims) == 30
+
+
+async def test_the_load_of_the_other_replicas_is_seen(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """While B has calls in flight on an instance, A counts them in that instance's load."""
+    (sim,) = await sim_factory(1, num_parallel=8, latency_ms=400)
+    a, b = await replicas(2, [sim.url], default_num_parallel=4)
+    calls = [asyncio.ensure_future(b.execute("llm/chat", CHAT)) for _ in range(3)]
+    await eventually(lambda: resource(a, "s0").remote_in_flight == 3, "A sees B's 3 calls")
+    assert resource(a, "s0").in_flight == 3
+    await asyncio.gather(*calls)
+    await eventually(lambda: resource(a, "s0").in_flight == 0, "A sees them finish")
+
+
+async def test_rate_limits_count_across_replicas(replicas: Replicas) -> None:
+    """A bucket limited to 5 per minute admits exactly 5 requests across three replicas,
+    then tells each how long to wait."""
+    runtimes = await replicas(3, [])
+    waits = [await rt.state.take("key:team-a", 5) for _ in range(3) for rt in runtimes]
+    assert waits.count(0.0) == 5
+    assert all(0 < w <= 60 for w in waits if w)
+
+
+async def test_concurrency_limits_count_across_replicas(replicas: Replicas) -> None:
+    """At most 2 requests of one key run at once across replicas; a finished one frees its
+    place for any replica."""
+    a, b, c = await replicas(3, [])
+    assert await a.state.enter("key:k", 2)
+    assert await b.state.enter("key:k", 2)
+    assert not await c.state.enter("key:k", 2)
+    a.state.leave("key:k")  # the release is sent in the background
+    for _ in range(50):
+        if await c.state.enter("key:k", 2):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the freed place never reached replica C")
+
+
+async def test_redis_killed_mid_load_costs_clients_nothing(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Redis killed and restarted under steady load: every call succeeds, each replica
+    reports itself degraded while Redis is gone and connected again after, and sharing
+    works again (a breaker opened afterwards reaches the other replica)."""
+    sims = await sim_factory(3)
+    await warm(sims)
+    a, b = await replicas(
+        2,
+        [s.url for s in sims],
+        strategy="round_robin",
+        breaker={"kind": "consecutive", "failures": 2, "open_for": 30},
+        outlier={"enabled": False},
+    )
+    failures: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def client(runtime: Runtime) -> int:
+        done = 0
+        while not stop.is_set():
+            try:
+                await runtime.execute("llm/chat", CHAT)
+                done += 1
+            except Exception as exc:
+                failures.append(exc)
+        return done
+
+    clients = [asyncio.ensure_future(client(rt)) for rt in (a, b) for _ in range(4)]
+    await asyncio.sleep(0.3)
+    replicas.redis.kill()
+    await eventually(
+        lambda: all(rt.state.status().degraded for rt in (a, b)), "both replicas degraded"
+    )
+    await asyncio.sleep(0.3)
+    replicas.redis.restart()
+    await eventually(
+        lambda: all(rt.state.status().connected for rt in (a, b)), "both connected again"
+    )
+    await asyncio.sleep(0.3)
+    stop.set()
+    served = sum(await asyncio.gather(*clients))
+    assert failures == []
+    assert served > 0
+    sims[2].set_faults(error_rate=1.0, error_status=500)
+    for _ in range(6):
+        await a.execute("llm/chat", CHAT)
+    await eventually(
+        lambda: resource(b, "s2").breaker.state is BreakerState.OPEN,
+        "a breaker opened after the restart reaches B",
+    )
