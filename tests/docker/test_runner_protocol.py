@@ -122,3 +122,18 @@ def test_protocol_channel_is_private(runner: Pipe) -> None:
     assert done["id"] == 7
     assert done["stdout"] == 'raw-out\n{"op": "done"}\n'
     assert done["stderr"] == "raw-err\n"
+
+
+def test_a_line_that_never_ends_is_a_protocol_violation_not_a_growing_buffer() -> None:
+    """An engine (or runner) that sends stdout without a newline is cut off once the line
+    passes the frame limit; the buffer never holds more than the limit plus one chunk."""
+    from aiodocker.stream import Message
+    from gleitzeit_docker.runner import ProtocolViolation, _Frames
+
+    frames = _Frames(max_line=1000)
+    assert frames.feed(Message(1, b'{"op": "hello"}\n{"op"')) == [{"op": "hello"}]
+    for _ in range(10):  # 1000 bytes: still within the limit
+        frames.feed(Message(1, b"x" * 100))
+    with pytest.raises(ProtocolViolation, match="longer than 1000 bytes"):
+        frames.feed(Message(1, b"x" * 100))
+    assert len(frames.buf) <= 1000 + 100

@@ -96,10 +96,18 @@ class ProtocolViolation(RunnerError):
     """The runner's side of the stream sent something no request asked for."""
 
 
+# The longest line the host reads from a container's stdout: the runner's largest frame is a
+# result plus captured output, each capped by the profile (1 MiB and 64 KiB by default), JSON-
+# escaped. A line past this (an engine or runner gone wrong) ends the connection instead of
+# growing the gateway.
+MAX_FRAME_BYTES = 256 << 20
+
+
 class _Frames:
     """Reassemble demultiplexed stdout chunks into JSON messages; keep a stderr tail."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_FRAME_BYTES) -> None:
+        self.max_line = max_line
         self.buf = bytearray()
         self.scanned = 0
         self.stderr_tail = bytearray()
@@ -123,6 +131,8 @@ class _Frames:
                 raise ProtocolViolation(f"a line that is not a JSON object: {line[:80]!r}")
             out.append(obj)
         self.scanned = len(self.buf)
+        if self.scanned > self.max_line:
+            raise ProtocolViolation(f"a line longer than {self.max_line} bytes")
         return out
 
 
