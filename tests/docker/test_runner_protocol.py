@@ -132,7 +132,8 @@ def test_a_line_that_never_ends_is_a_protocol_violation_not_a_growing_buffer() -
 
     frames = _Frames(max_line=1000)
     assert frames.feed(Message(1, b'{"op": "hello"}\n{"op"')) == [{"op": "hello"}]
-    for _ in range(10):  # 1000 bytes: still within the limit
+    frames.feed(Message(1, b"x" * 95))  # with the 5 bytes left over: 100
+    for _ in range(9):  # 1000 bytes: still within the limit
         frames.feed(Message(1, b"x" * 100))
     with pytest.raises(ProtocolViolation, match="longer than 1000 bytes"):
         frames.feed(Message(1, b"x" * 100))
