@@ -73,9 +73,11 @@ async def test_final_chunk_timings(sim: OllamaSimulator, http: aiohttp.ClientSes
     assert final["eval_count"] == len(content_chunks) == 8
     assert final["prompt_eval_count"] == 3
     assert final["total_duration"] >= final["load_duration"] + final["eval_duration"]
-    # 8 tokens at 1000 tok/s and 5 ms latency: durations are in ns, not ms or s.
-    assert final["eval_duration"] >= 5_000_000
+    # Durations are in ns, not ms or s. The first token waits out the 5 ms latency (a sleep,
+    # only ever longer on a loaded machine); later tokens follow a schedule from there and
+    # catch up when the process was held up, so eval_duration only has to be a ns figure.
     assert final["prompt_eval_duration"] >= 4_000_000
+    assert final["eval_duration"] > 10_000
     assert final["done_reason"] == "stop"
     assert final["message"] == {"role": "assistant", "content": ""}
 
