@@ -277,7 +277,7 @@ def _manager(config: str | None) -> Any:
 
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
 @guarded
 def plugins_list(as_json: bool, config: str | None) -> None:
     """Every plugin: distribution, version, status (and what disabled it), error, and what it
@@ -402,7 +402,7 @@ def config_group() -> None:
 
 
 @config_group.command("check")
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.argument("file", required=False, type=click.Path(readable=False))
 @guarded
 def config_check(file: str | None) -> None:
     """Report every problem of FILE (default: $GLEITZEIT_CONFIG) in one run, starting nothing.
@@ -429,7 +429,7 @@ def config_example() -> None:
 
 # -- doctor -------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
 @click.option("--timeout", type=float, default=2.0, show_default=True, help="Per check, seconds.")
 @guarded
 def doctor(config: str | None, timeout: float) -> None:
@@ -468,7 +468,7 @@ def _failed(result: Any) -> bool:
 @cli.command()
 @click.argument("method")
 @click.option("--params", default="{}", help="Parameters as a JSON object.")
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
 @guarded
 def run(method: str, params: str, config: str | None) -> None:
     """Run one provider METHOD (e.g. llm/chat) and print its JSON result. Exits 1 when the
@@ -499,7 +499,7 @@ def run(method: str, params: str, config: str | None) -> None:
 
 # -- serve --------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 11500).")
 @click.option(
@@ -582,7 +582,7 @@ def _gateway_url(url: str | None, config: str | None, port: int | None) -> str:
 
 @cli.command()
 @click.option("--url", default=None, help="Gateway URL (default: from the config, else :11500).")
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
 @click.option("--port", type=int, default=None, help="Gateway port on loopback.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 @click.option("--wide", "-w", is_flag=True, help="Every column: breaker, percentiles, details.")

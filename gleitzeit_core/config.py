@@ -247,6 +247,13 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory, not a config file") from None
+    except PermissionError:
+        # before the generic EACCES explanation in the CLI, which is about ports
+        raise ConfigError(
+            "cannot read the file (permission denied); make it readable by this user "
+            "(chmod u+r) or point --config / GLEITZEIT_CONFIG at another file",
+            source=str(path),
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError("not a text file (expected TOML in UTF-8)", source=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
@@ -299,10 +306,7 @@ def read_user_config() -> PluginsConfig:
     path = user_config_path()
     if not path.exists():
         return PluginsConfig()
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+    raw = read_toml(path)
     return structure(raw.get("plugins", {}), PluginsConfig, path="plugins", source=str(path))
 
 
@@ -322,10 +326,7 @@ def plugins_disabled_in(source: str | os.PathLike[str]) -> list[str]:
     """``[plugins] disabled`` of one config file. Only that table is read, so a mistake
     elsewhere in the file cannot stop a broken plugin being switched off."""
     path = Path(source)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+    raw = read_toml(path)
     section = structure(raw.get("plugins", {}), PluginsConfig, path="plugins", source=str(path))
     return list(section.disabled)
 

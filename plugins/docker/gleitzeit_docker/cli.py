@@ -133,7 +133,7 @@ def docker_command() -> None:
     help="Engine URL (repeatable; default: the docker hubs of --config, else $DOCKER_HOST "
     "or the default socket).",
 )
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
 def pull_command(image: str, engines: tuple[str, ...], config: str | None) -> None:
     """Pull IMAGE onto the engines, with a progress bar per layer."""
 
@@ -150,7 +150,7 @@ def pull_command(image: str, engines: tuple[str, ...], config: str | None) -> No
 
 
 @docker_command.command("prepare")
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help=_CONFIG_HELP)
+@click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
 def prepare_command(config: str | None) -> None:
     """Make sure every engine has the image of every enabled profile (pulls what is
     missing where a registry is reachable)."""
