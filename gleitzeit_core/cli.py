@@ -105,6 +105,10 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # the reader went away (`| head`): click ends quietly with 1, as rich does for
+            # the tables; not a ConnectionError to explain
+            raise
         except KeyboardInterrupt:
             sys.exit(EXIT_INTERRUPTED)
         except Exception as exc:
@@ -562,22 +566,27 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
 
 
 # -- status -------------------------------------------------------------------------------------
-def _gateway_url(url: str | None, config: str | None, port: int | None) -> str:
-    """``--url``, else the gateway of ``--config``/``GLEITZEIT_CONFIG`` (its host and port),
-    else 127.0.0.1:11500; ``--port`` replaces the port."""
-    if url:
-        return url.rstrip("/")
+def _gateway_target(
+    url: str | None, config: str | None, port: int | None
+) -> tuple[str, str | None]:
+    """Which gateway ``status`` asks, and with which admin token: ``--url``, else the gateway
+    of ``--config``/``GLEITZEIT_CONFIG`` (its host and port), else 127.0.0.1:11500; ``--port``
+    replaces the port. The token is the config's ``[gateway] token`` (or its ``token_env``
+    variable), the one ``gleitzeit serve`` of that config accepts; ``--token`` wins over it."""
     from .config import GatewayConfig, load_config
 
     gateway = GatewayConfig()
     if config or os.environ.get("GLEITZEIT_CONFIG"):
         gateway = load_config(config).gateway
+    token = gateway.token or os.environ.get(gateway.token_env) or None
+    if url:
+        return url.rstrip("/"), token
     host = gateway.host
     if host in ("0.0.0.0", "::", ""):  # listening everywhere: ask it on loopback
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port if port is not None else gateway.port}"
+    return f"http://{host}:{port if port is not None else gateway.port}", token
 
 
 @cli.command()
@@ -588,7 +597,12 @@ def _gateway_url(url: str | None, config: str | None, port: int | None) -> str:
 @click.option("--wide", "-w", is_flag=True, help="Every column: breaker, percentiles, details.")
 @click.option("--watch", is_flag=True, help="Refresh every --interval seconds.")
 @click.option("--interval", type=float, default=2.0, show_default=True)
-@click.option("--token", envvar="GLEITZEIT_GATEWAY_TOKEN", default=None, help="Bearer token.")
+@click.option(
+    "--token",
+    envvar="GLEITZEIT_GATEWAY_TOKEN",
+    default=None,
+    help="Bearer token (default: the config's [gateway] token or token_env).",
+)
 @guarded
 def status(
     url: str | None,
@@ -603,7 +617,8 @@ def status(
     """Show hubs and resources of a running gateway (fits 80 columns; --wide for more)."""
     from .status_view import fetch_status, show_status, watch_status
 
-    target = _gateway_url(url, config, port)
+    target, config_token = _gateway_target(url, config, port)
+    token = token or config_token
     if watch:
         watch_status(target, interval, token, wide=wide, as_json=as_json)
         return

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from .errors import ConfigError, GleitzeitError
+from .resources import public_endpoint
 
 __all__ = ["run_doctor"]
 
@@ -169,7 +170,8 @@ async def _probe_all(report: Report, runtime: Any, timeout: float) -> None:
                 report.problem(f"hub {name} ({hub.kind}) has no resources", _fix(name))
             probe = hub.monitor.probe if hub.monitor is not None else None
             for resource in hub.resources:
-                label = f"hub {name} ({hub.kind}): {resource.id} at {resource.endpoint}"
+                where = public_endpoint(resource.endpoint)  # never user:password@
+                label = f"hub {name} ({hub.kind}): {resource.id} at {where}"
                 if probe is None:
                     report.note(f"{label}: not probed (health checks are off)")
                     continue

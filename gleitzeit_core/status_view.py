@@ -27,8 +27,14 @@ def fetch_status(url: str, token: str | None = None, timeout: float = 5.0) -> An
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
+        hint = ""
+        if exc.code in (401, 403):
+            hint = (
+                "; give a key that may read the status with --token or GLEITZEIT_GATEWAY_TOKEN"
+                " (or the gateway's --config, whose [gateway] token is used)"
+            )
         raise GleitzeitError(
-            f"{url} answered HTTP {exc.code}: {exc.read().decode(errors='replace')}"
+            f"{url} answered HTTP {exc.code}: {exc.read(4096).decode(errors='replace')}{hint}"
         ) from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise GleitzeitError(
