@@ -14,7 +14,9 @@ The user's own settings (plugins enabled or disabled with ``gleitzeit plugins``)
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -313,12 +315,23 @@ def read_user_config() -> PluginsConfig:
 def write_user_disabled(disabled: list[str]) -> Path:
     """Persist the user's deny-list of plugins (atomically)."""
     path = user_config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # a symlinked config (dotfiles) is written through, not replaced by a file
+    target = path.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
     document = {"plugins": {"disabled": sorted(set(disabled))}}
     text = "# Written by `gleitzeit plugins enable|disable`.\n" + tomli_w.dumps(document)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # a fresh name (O_EXCL): a link planted at a fixed temporary name cannot redirect the write
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+        os.chmod(tmp, mode)  # mkstemp's 0600 would change the user's file
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
