@@ -383,8 +383,26 @@ def _persist(name: str, disable: bool) -> None:
     click.echo(f"{'disabled' if disable else 'enabled'} {name} (saved in {path})")
 
 
+def _complete_installed(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Installed plugin names (from metadata, nothing imported) for ``plugins disable``."""
+    names = sorted(set(_plugin_names().values()))
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def _complete_disabled(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """The user config's disabled plugins for ``plugins enable``; none when it is unreadable
+    (completion must never print an error into the shell)."""
+    from .config import read_user_config
+
+    try:
+        names = sorted(read_user_config().disabled)
+    except GleitzeitError:
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
 @plugins.command("disable")
-@click.argument("name")
+@click.argument("name", shell_complete=_complete_installed)
 @guarded
 def plugins_disable(name: str) -> None:
     """Disable an installed plugin without uninstalling it; it will not even be imported."""
@@ -392,7 +410,7 @@ def plugins_disable(name: str) -> None:
 
 
 @plugins.command("enable")
-@click.argument("name")
+@click.argument("name", shell_complete=_complete_disabled)
 @guarded
 def plugins_enable(name: str) -> None:
     """Enable a plugin disabled with `gleitzeit plugins disable`."""
