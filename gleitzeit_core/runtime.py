@@ -30,7 +30,15 @@ from .keys import CallerCounters
 from .plugins import PluginManager
 from .state import StateBackend
 from .status import RuntimeStatus
-from .wiring import FIRST_PARTY, build_hubs, build_providers, build_state, check_providers
+from .validators import did_you_mean
+from .wiring import (
+    FIRST_PARTY,
+    build_hubs,
+    build_providers,
+    build_state,
+    check_providers,
+    provider_hint,
+)
 
 __all__ = ["Runtime"]
 
@@ -170,9 +178,15 @@ class Runtime:
                     unavailable.args = (f"{unavailable.args[0]}; no default hub: {why}",)
                 raise unavailable
         error = UnknownMethod(method, list(methods))
+        guess = did_you_mean(method, list(methods))
+        if guess is not None:
+            error.args = (f'{error.args[0]}; did you mean "{guess}"?',)
+        registered = set(self.registries.providers.names())
         for protocol, dist in FIRST_PARTY["provider"].items():
-            if protocol.split("/", 1)[0] == prefix:
-                error.args = (f"{error.args[0]}; `pip install {dist}` provides {prefix}/*",)
+            # only for what is not there: "pip install" of an installed plugin would not help
+            if protocol.split("/", 1)[0] == prefix and protocol not in registered:
+                hint = provider_hint(self.registries, protocol) or f"`pip install {dist}`"
+                error.args = (f"{error.args[0]}; {prefix}/* is from {protocol}: {hint}",)
         raise error
 
     async def execute(self, method: str, params: Mapping[str, Any] | None = None) -> Any:

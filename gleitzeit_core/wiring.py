@@ -63,6 +63,12 @@ def _hint(registries: Registries, kind: str, name: str) -> str | None:
     return f"install it with `pip install {dist}`"
 
 
+def provider_hint(registries: Registries, protocol: str) -> str | None:
+    """What to do about a first-party provider that is not registered: install its plugin,
+    or (installed but disabled) what disabled it."""
+    return _hint(registries, "provider", protocol)
+
+
 def _lookup(registries: Registries, kind: str, name: str, path: str) -> Any:
     registry = registries.of(kind)
     return registry.get(name, path=path, hint=_hint(registries, registry.singular, name))
