@@ -48,7 +48,19 @@ def migrate_config_command(old: Path, output: Path | None, no_env: bool, force: 
 
     try:
         load_config(tomllib.loads(text))
-    except (ConfigError, tomllib.TOMLDecodeError) as exc:  # a bug here, not the user's
+    except ConfigError as exc:
+        # values the old code took unchecked (a url of "not a url") that the new config refuses:
+        # the old file's problem, so a config error (2), one line each, with the fix
+        for problem in exc.problems:
+            line = f"gleitzeit: migrate-config: {old}: the new config refuses {problem}"
+            click.echo(line, err=True)
+        click.echo(
+            f"gleitzeit: migrate-config: correct these values in {old} (the new keys above are "
+            "named in docs/migration.md) and run migrate-config again",
+            err=True,
+        )
+        sys.exit(2)
+    except tomllib.TOMLDecodeError as exc:  # we wrote TOML we cannot read: a bug, not the user's
         click.echo(f"gleitzeit: migrate-config: the migrated config is invalid: {exc}", err=True)
         sys.exit(1)
     report = "\n".join(migration.report_lines())
