@@ -259,9 +259,7 @@ def structure(raw: Any, cls: type[T], *, path: str = "", source: str | None = No
     try:
         return converter.structure(raw, cls)
     except Exception as exc:
-        problems = [
-            f"{_join(where)}: {what}" for where, what in _problems(exc, _split(path), raw, cls)
-        ]
+        problems = [_line(where, what) for where, what in _problems(exc, _split(path), raw, cls)]
         raise ConfigError(problems, source=source) from None
 
 
@@ -278,7 +276,7 @@ def structure_lenient(
         return converter.structure(raw, cls), []
     except Exception as exc:
         found = _problems(exc, prefix, raw, cls)
-    problems = [f"{_join(where)}: {what}" for where, what in found]
+    problems = [_line(where, what) for where, what in found]
     rest: Any = copy.deepcopy(dict(raw))
     for _ in range(8):  # each round drops what the last one objected to
         for where, _what in found:
@@ -335,6 +333,24 @@ def _split(path: str) -> list[str | int]:
     return [part for part in path.split(".") if part] if path else []
 
 
+# Keys whose value is a secret (or, mistyped, may be one: a raw token in token_sha256): a
+# problem with them never quotes the value, so it cannot end up in a terminal or CI log.
+SECRET_KEYS = frozenset({"token", "token_sha256"})
+
+
+def _line(where: Sequence[str | int], what: str) -> str:
+    """One problem line, ``KEY.PATH: what is wrong``, without the value of a secret key."""
+    if where and where[-1] in SECRET_KEYS and ", got " in what:
+        head, _, value = what.rpartition(", got ")
+        kinds = {'"': "a string", "[": "a list", "{": "a table", "t": "a boolean", "f": "a boolean"}
+        if value == '""':
+            what = f"{head}, got an empty string"
+        else:
+            kind = kinds.get(value[:1], "a number")
+            what = f"{head}, got {kind} (not shown: it may be a secret)"
+    return f"{_join(where)}: {what}"
+
+
 def _join(parts: Sequence[str | int]) -> str:
     text = ""
     for part in parts:
@@ -359,7 +375,7 @@ Problem = tuple[list[str | int], str]
 
 def problems_of(exc: BaseException, prefix: list[str | int], raw: Any, cls: Any) -> list[str]:
     """Flatten cattrs' exception tree into ``path: what was expected, what was found`` lines."""
-    return [f"{_join(where)}: {what}" for where, what in _problems(exc, prefix, raw, cls)]
+    return [_line(where, what) for where, what in _problems(exc, prefix, raw, cls)]
 
 
 def _problems(
