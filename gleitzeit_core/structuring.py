@@ -412,6 +412,9 @@ def _problems(
     if isinstance(exc, FieldError):  # one of our validators: it says what was wrong
         if not rel or rel[-1] != exc.field:
             rel = [*rel, exc.field]
+        index = getattr(exc, "index", None)
+        if index is not None:
+            rel = [*rel, index]
         return [([*prefix, *rel], str(exc))]
     if isinstance(exc, MissingKey):
         return [([*prefix, *rel, exc.field], "missing required key")]

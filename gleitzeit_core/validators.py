@@ -37,8 +37,9 @@ class FieldError(ValueError):
     ``field`` names it for the config error's key path. Raise it from a validator that
     compares fields."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, index: int | None = None) -> None:
         self.field = field
+        self.index = index  # the item of a list field it is about: ``engines[1]``
         super().__init__(message)
 
 

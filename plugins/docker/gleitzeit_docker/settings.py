@@ -24,6 +24,7 @@ from gleitzeit_core.validators import (
     one_of,
     satisfies,
     seconds,
+    shown,
 )
 
 __all__ = [
@@ -44,8 +45,9 @@ ENGINE_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://", "npipe:/
 class SettingsProblem(InvalidValue):
     """A problem found by a whole-settings check, worded freely (not "expected X, got Y")."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, index: int | None = None) -> None:
         self.field = field
+        self.index = index
         self.expected = message
         ValueError.__init__(self, message)
 
@@ -65,7 +67,9 @@ def _engines(_: Any, attribute: attrs.Attribute[Any], value: list[str]) -> None:
     for index, url in enumerate(value):
         problem = engine_url_problem(url)
         if problem is not None:
-            raise SettingsProblem(attribute.name, f"item {index}: expected {problem}, got {url!r}")
+            raise SettingsProblem(
+                attribute.name, f"expected {problem}, got {shown(url)}", index=index
+            )
 
 
 def _optional_name(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -197,8 +201,9 @@ class DockerSettings:
                 why = "unknown" if known is None else "networked (a key must name it)"
                 raise SettingsProblem(
                     "client_profiles",
-                    f"item {index}: {name!r} is {why}; expected one of "
+                    f"{name!r} is {why}; expected one of "
                     + ", ".join(sorted(n for n, p in profiles.profiles.items() if not p.networked)),
+                    index=index,
                 )
 
     def profile_config(self, only: str | None = None) -> dict[str, Any]:
