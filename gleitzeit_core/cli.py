@@ -590,15 +590,18 @@ def _gateway_target(
     """Which gateway ``status`` asks, and with which admin token: ``--url``, else the gateway
     of ``--config``/``GLEITZEIT_CONFIG`` (its host and port), else 127.0.0.1:11500; ``--port``
     replaces the port. The token is the config's ``[gateway] token`` (or its ``token_env``
-    variable), the one ``gleitzeit serve`` of that config accepts; ``--token`` wins over it."""
+    variable), the one ``gleitzeit serve`` of that config accepts, and only for that gateway:
+    never sent to a ``--url`` (any server); ``--token`` wins over it."""
     from .config import GatewayConfig, load_config
 
+    if url:
+        return url.rstrip("/"), None
     gateway = GatewayConfig()
     if config or os.environ.get("GLEITZEIT_CONFIG"):
         gateway = load_config(config).gateway
     token = gateway.token or os.environ.get(gateway.token_env) or None
-    if url:
-        return url.rstrip("/"), token
+    if port is not None and port != gateway.port:
+        token = None  # another port: whatever listens there is not that config's gateway
     host = gateway.host
     if host in ("0.0.0.0", "::", ""):  # listening everywhere: ask it on loopback
         host = "127.0.0.1"

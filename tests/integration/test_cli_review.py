@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .support import GLEITZEIT, gateway, gleitzeit, simulator, user_env
@@ -51,6 +53,40 @@ def test_status_of_a_config_with_a_token_uses_that_token(tmp_path: Path) -> None
             assert "GLEITZEIT_GATEWAY_TOKEN" in keyless.stderr
             for result in (by_option, by_env, keyless):
                 assert TOKEN not in result.stdout + result.stderr
+
+
+def test_the_configs_token_goes_only_to_the_configs_gateway(tmp_path: Path) -> None:
+    """With ``GLEITZEIT_CONFIG`` holding a ``[gateway] token``, ``status --url`` of another
+    server, and ``status --port`` of another port, do not send that token (a server on
+    loopback records the Authorization headers it got)."""
+    seen: list[str | None] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": "no"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = str(server.server_address[1])
+        config = _config(tmp_path, "http://127.0.0.1:1", f'token = "{TOKEN}"')
+        env = user_env(tmp_path, GLEITZEIT_CONFIG=str(config))
+        by_url = gleitzeit(tmp_path, "status", "--url", f"http://127.0.0.1:{port}", env=env)
+        by_port = gleitzeit(tmp_path, "status", "--port", port, env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert by_url.returncode == 1
+    assert by_port.returncode == 1
+    assert seen == [None, None]
 
 
 def test_status_watch_piped_to_head_ends_quietly(tmp_path: Path) -> None:
