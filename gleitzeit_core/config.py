@@ -240,11 +240,24 @@ def config_path_from_env() -> Path | None:
     return Path(value) if value else None
 
 
+# Bound on what is read as a config: a real one is a few KiB; a wrong path (/dev/zero, a
+# disk image) must end in a message, not in memory exhaustion.
+MAX_CONFIG_BYTES = 16 * 2**20
+
+
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A TOML file as a dict; a missing or malformed file is a ``ConfigError`` naming it."""
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a config file "
+                "(a config is a few KiB of TOML); check the path",
+                source=str(path),
+            )
+        return tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:

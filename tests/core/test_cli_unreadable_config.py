@@ -108,3 +108,30 @@ def test_doctor_reports_an_unreadable_config_without_a_traceback(
         assert "FAIL" in output
         assert expected in output
         assert "ports below 1024" not in output
+
+
+def _limit_memory() -> None:
+    """Cap the child's address space, so a reader without a bound fails fast here
+    instead of exhausting the machine."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (1536 * 2**20, 1536 * 2**20))
+
+
+def test_an_endless_file_as_config_is_refused_not_read_to_exhaustion(tmp_path: Path) -> None:
+    """``config check /dev/zero`` (a wrong path: endless, not a config) ends in one
+    ``gleitzeit: /dev/zero: larger than ...`` line with exit 2, within a 1.5 GiB cap."""
+    env = {key: val for key, val in os.environ.items() if not key.startswith("GLEITZEIT_")}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+    result = subprocess.run(
+        [sys.executable, "-m", "gleitzeit_core", "config", "check", "/dev/zero"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+        preexec_fn=_limit_memory,
+    )
+    assert result.returncode == 2, result.stderr[-500:]
+    assert result.stderr.startswith("gleitzeit: /dev/zero: larger than 16 MiB"), result.stderr
+    assert len(result.stderr.splitlines()) == 1
