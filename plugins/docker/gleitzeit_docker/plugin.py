@@ -6,13 +6,10 @@ imports neither aiodocker nor the hub: a config that never selects ``docker`` pa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gleitzeit_core import Register, hookimpl
 from gleitzeit_core.kinds import HubKind, ProviderKind
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["default_hub_check", "default_hub_config"]
 

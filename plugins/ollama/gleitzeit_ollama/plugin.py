@@ -7,13 +7,10 @@ neither aiohttp nor the hub: a config that never selects ``ollama`` pays nothing
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gleitzeit_core import Register, hookimpl
 from gleitzeit_core.kinds import HubKind, ProviderKind
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["default_hub_check", "default_hub_config"]
 
