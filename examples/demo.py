@@ -299,7 +299,8 @@ async def main() -> None:
             else:
                 console.print(
                     "No Docker engine is reachable here, so the python/execute step is "
-                    "skipped (start one with `bash .ci/docker-engine.sh start`)."
+                    "skipped (start Docker, or point DOCKER_HOST at an engine; `gleitzeit "
+                    "doctor` says what it finds)."
                 )
         finally:
             if gateway is not None and gateway.returncode is None:
