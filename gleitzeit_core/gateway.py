@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -70,11 +71,26 @@ DEADLINES_KEY: web.AppKey[Deadlines] = web.AppKey("gleitzeit_deadlines", Deadlin
 COOKIE_NAME = "gleitzeit_key"  # where a browser keeps its key after the dashboard login
 _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
 _PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)
+# (status, message, extra fields) -> the error body an API under a path prefix uses
+ErrorShape = Callable[[int, str, dict[str, Any]], dict[str, Any]]
+_ERROR_SHAPES_KEY: web.AppKey[list[tuple[str, ErrorShape]]] = web.AppKey(
+    "gleitzeit_error_shapes", list
+)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
+
+
+def _refusal(request: web.Request, status: int, message: str, **extra: Any) -> web.Response:
+    """An error the gateway answers itself (key, limits, body type, no such route), in the
+    shape of the API the path belongs to (``RouteRegistrar.error_shape``), else
+    ``{"error": message, ...}``: a client reads it with the parser it has for that API."""
+    for prefix, shape in request.app.get(_ERROR_SHAPES_KEY, ()):
+        if request.path.startswith(prefix):
+            return web.json_response(shape(status, message, extra), status=status)
+    return json_error(status, message, **extra)
 
 
 def status_for(exc: BaseException) -> int:
@@ -119,6 +135,12 @@ class RouteRegistrar:
             self.app[ROUTE_TIMEOUTS_KEY][route] = timeout
         if public:
             self.app[_PUBLIC_KEY].add(route)
+
+    def error_shape(self, prefix: str, shape: ErrorShape) -> None:
+        """Errors the gateway answers itself for paths under ``prefix`` (401, 403, 405, 408,
+        413, 415, 429, 504, an unknown path) take the body ``shape(status, message, extra)``
+        returns: an API with its own error format (OpenAI's ``/v1``) keeps it throughout."""
+        self.app[_ERROR_SHAPES_KEY].append((prefix, shape))
 
     @property
     def auth_required(self) -> bool:
@@ -181,14 +203,16 @@ def _guard_middleware(
         headers = request.headers
         host = headers.get("Host")
         if host is not None and not policy.host_allowed(host):
-            return json_error(
+            return _refusal(
+                request,
                 403,
                 f"Host {host!r} is not allowed; add it to [gateway] hosts if this gateway is "
                 "reached by that name",
             )
         origin = headers.get("Origin")
         if origin is not None and not policy.origin_allowed(origin):
-            return json_error(
+            return _refusal(
+                request,
                 403,
                 f"Origin {origin!r} is not allowed; add it to [gateway] origins or "
                 "GLEITZEIT_ORIGINS to let that page use the gateway",
@@ -196,14 +220,15 @@ def _guard_middleware(
         if request.method in _UNSAFE_METHODS and request.body_exists:
             problem = policy.body_type_problem(request)
             if problem is not None:
-                return json_error(415, problem)
+                return _refusal(request, 415, problem)
         if request.path == "/gleitzeit/health":
             return await handler(request)
         if request.match_info.route in request.app[_PUBLIC_KEY]:
             return await handler(request)
         key = ring.lookup(_presented_token(request))
         if key is None:
-            return json_error(
+            return _refusal(
+                request,
                 401,
                 "missing or unknown API key; send Authorization: Bearer <token>",
                 scope="key",
@@ -212,11 +237,14 @@ def _guard_middleware(
         if by_cookie and request.method not in _SAFE_METHODS and not same_origin(request):
             # every local page passes the Origin check above, and a browser adds the cookie to
             # what any of them sends: a change by cookie must come from this gateway's own page
-            return json_error(403, "a request authenticated by cookie must come from this origin")
+            return _refusal(
+                request, 403, "a request authenticated by cookie must come from this origin"
+            )
         refused = ring.admit(key)
         if refused is not None:
             limit, wait = refused
-            busy = json_error(
+            busy = _refusal(
+                request,
                 429,
                 f"key {key.caller.name!r} is over its {limit}; retry after {wait:.1f} s",
                 scope=limit,
@@ -238,7 +266,7 @@ def _guard_middleware(
                 transport = request.transport
                 if transport is not None:
                     transport.abort()
-            return json_error(504, f"request took longer than the gateway's {seconds:g} s")
+            return _refusal(request, 504, f"request took longer than the gateway's {seconds:g} s")
         except PermissionDenied:
             key.counters.denied += 1
             raise
@@ -257,22 +285,31 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         reason = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
-        return json_error(exc.status, reason or "request failed")
+        return _refusal(request, exc.status, reason or "request failed")
     except PermissionDenied as exc:
-        return json_error(403, str(exc), scope=exc.scope, key=exc.caller)
+        return _refusal(request, 403, str(exc), scope=exc.scope, key=exc.caller)
     except GleitzeitError as exc:
-        return json_error(status_for(exc), str(exc))
+        return _refusal(request, status_for(exc), str(exc))
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the server must survive any bug a request triggers
         print(f"gleitzeit gateway: {request.method} {request.path}: {exc!r}", file=sys.stderr)
-        return json_error(500, f"internal error: {type(exc).__name__}: {exc}")
+        return _refusal(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _not_json(constant: str) -> Any:
     # Python's reader takes NaN and +-Infinity; they are not JSON, and would pass "> 0" style
     # checks or reach an upstream as they are
     raise ValueError(f"{constant} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    # 1e400 is valid JSON but Python reads it as inf, which the same checks would let through
+    # and json.dumps would send upstream as the non-JSON ``Infinity``
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
@@ -294,7 +331,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not body:
         raise web.HTTPBadRequest(text="request body is empty; expected a JSON object")
     try:
-        data = json.loads(body, parse_constant=_not_json)
+        data = json.loads(body, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # [[[[...]]]] within the size limit
@@ -467,6 +504,7 @@ def build_app(
 
     app.on_cleanup.append(stop_sweeping)
     app[_PUBLIC_KEY] = set()
+    app[_ERROR_SHAPES_KEY] = []
     app.router.add_post("/gleitzeit/execute", _execute)
     app.router.add_get("/gleitzeit/status", _status)
     app.router.add_get("/gleitzeit/health", _health)

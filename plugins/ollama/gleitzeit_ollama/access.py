@@ -8,13 +8,16 @@ models and admin; the hub's settings decide which registries a pull may reach an
 
 from __future__ import annotations
 
-from gleitzeit_core import Caller, PermissionDenied, current_caller
+from typing import Any
+
+from gleitzeit_core import Caller, InvalidParams, PermissionDenied, current_caller
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.models import normalize_model
 from gleitzeit_ollama.settings import OllamaSettings
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "check_inputs",
     "check_method",
     "check_model",
     "check_pull",
@@ -60,6 +63,21 @@ def visible(answer: JSON) -> JSON:
         and _may_use(caller, normalize_model(str(entry.get("model") or entry.get("name") or "")))
     ]
     return {**answer, "models": kept}
+
+
+def check_inputs(method: str, given: Any, settings: OllamaSettings) -> None:
+    """Refuse an embedding request of a gateway client with more texts than the hub's
+    ``max_embed_inputs``: one such request would hold instances for its whole deadline, fail
+    over to the next with the same load, and have its oversized answer counted against them."""
+    limit = settings.max_embed_inputs
+    if current_caller() is not None and isinstance(given, list) and len(given) > limit:
+        raise InvalidParams(
+            method,
+            [
+                f"input: {len(given)} texts, more than one request may carry here "
+                f"({limit}, the hub's max_embed_inputs); send them in batches of at most {limit}"
+            ],
+        )
 
 
 def may_auto_pull() -> bool:

@@ -52,6 +52,7 @@ __all__ = [
     "embedding_answer",
     "embedding_request",
     "error_body",
+    "gateway_error",
     "model_entry",
     "sse",
 ]
@@ -76,15 +77,27 @@ def sse(data: Any) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-def error_body(status: int, message: str, param: str | None = None) -> JSON:
+def error_body(
+    status: int, message: str, param: str | None = None, code: str | None = None
+) -> JSON:
     """OpenAI's error object; ``type`` as Ollama names it for the status."""
     kind = {
         400: "invalid_request_error",
         401: "authentication_error",
         403: "permission_error",
         404: "not_found_error",
+        429: "rate_limit_error",
     }.get(status, "api_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def gateway_error(status: int, message: str, extra: Mapping[str, Any]) -> JSON:
+    """An error the gateway answers itself on a ``/v1`` path (no key, over a limit, no such
+    route) in OpenAI's shape; ``code`` as OpenAI names the two a client acts on, else the
+    gateway's scope (``models``, ``admin``, ...)."""
+    scope = extra.get("scope")
+    code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+    return error_body(status, message, code=code or (scope if isinstance(scope, str) else None))
 
 
 # -- field checks ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any
 
 from gleitzeit_core import InvalidParams, Request, current_caller, public_endpoint
 from gleitzeit_core.provider import Method, ProtocolProvider
-from gleitzeit_ollama.access import check_model, check_pull, visible
+from gleitzeit_ollama.access import check_inputs, check_model, check_pull, visible
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import (
@@ -206,6 +206,7 @@ class LlmProvider(ProtocolProvider):
         return await self._run("/api/chat", body, params.model, params.stream, params.timeout)
 
     async def embed(self, params: EmbedParams) -> JSON:
+        check_inputs("llm/embed", params.input, self.hub.settings)
         body = embed_body(params, keep_alive=self._keep_alive)
         result = await self._run("/api/embed", body, params.model, False, params.timeout)
         assert isinstance(result, dict)  # not streamed

@@ -57,6 +57,7 @@ from gleitzeit_core import GleitzeitError, Health, Request, Resource
 from gleitzeit_core import __version__ as gleitzeit_version
 from gleitzeit_core.gateway import json_error, read_json_object
 from gleitzeit_ollama.access import (
+    check_inputs,
     check_method,
     check_model,
     check_pull,
@@ -66,6 +67,7 @@ from gleitzeit_ollama.access import (
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import has_model, is_hot
+from gleitzeit_ollama.openai_wire import gateway_error
 from gleitzeit_ollama.prefix_affinity import prompt_attributes
 from gleitzeit_ollama.routes_body import (
     CHAT,
@@ -319,6 +321,7 @@ class OllamaApi:
         shown, model = model_of(body)
         check_model(model)
         hub = await self.hub_for(model, shown)
+        check_inputs("llm/embed", body.get("input"), hub.settings)
         default = hub.settings.default_keep_alive
         if default is not None and body.get("keep_alive") is None:
             body = {**body, "keep_alive": default}
@@ -409,3 +412,4 @@ def register_routes(router: Any) -> None:
             router.add(method, path, handler, timeout=pull_time)
         else:
             router.add(method, path, handler)
+    router.error_shape("/v1/", gateway_error)  # the key check, limits, unknown /v1 paths

@@ -73,6 +73,9 @@ class OllamaSettings:
     # clients may never name a file. Empty: no file paths at all.
     image_dirs: list[str] = attrs.field(factory=list)
     image_max_bytes: int = attrs.field(default=20 * 1024 * 1024, validator=at_least(1))
+    # Texts one embedding request of a gateway client may carry (OpenAI's own cap): each costs
+    # the instance work and answer bytes, while a key's rate limit counts the request once.
+    max_embed_inputs: int = attrs.field(default=2048, validator=at_least(1))
     # Bounds on what an instance may send (docs/configuration.md, "Limits on upstream answers").
     # A non-streamed answer (chat, generate, embed, show): big embedding batches fit.
     max_answer_bytes: int = attrs.field(default=64 * MIB, validator=at_least(1024))
