@@ -69,7 +69,8 @@ async def test_the_gateways_own_refusals_on_v1_are_openai_errors(
             assert reply.status == status, path
             error = (await reply.json())["error"]
         assert set(error) == {"message", "type", "param", "code"}, path
-        assert isinstance(error["message"], str) and error["message"], path
+        assert isinstance(error["message"], str), path
+        assert error["message"], path
     async with http.get(f"{pool.url}/api/tags") as reply:  # Ollama's shape on /api
         assert reply.status == 401
         assert isinstance((await reply.json())["error"], str)

@@ -198,6 +198,28 @@ async def test_streamed_chat_arrives_as_produced_with_usage_last(
     assert "usage" not in json.loads(events[-2][len("data: ") :])  # not asked for: none
 
 
+async def test_every_reasoning_effort_ollama_takes_is_served_and_streams_end_bare(
+    gateway_client: openai.AsyncOpenAI,
+) -> None:
+    """The ``reasoning_effort`` values Ollama's ``/v1`` accepts (OpenAI's ``minimal`` and
+    Ollama's ``max``, ``xhigh``, ``ultra`` too) are served, not refused; a streamed chat's
+    finish chunk carries an empty delta, as OpenAI's do."""
+    for effort in ("minimal", "max", "xhigh"):
+        answer = await gateway_client.chat.completions.create(
+            model="llama3.2",
+            messages=QUESTION,
+            extra_body={"reasoning_effort": effort},
+        )
+        assert answer.choices[0].message.content
+    stream = await gateway_client.chat.completions.create(
+        model="llama3.2", messages=QUESTION, stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    final = chunks[-1].choices[0]
+    assert final.finish_reason is not None
+    assert final.delta.model_dump(exclude_none=True) == {}
+
+
 async def test_completions_plain_and_streamed(
     gateway_client: openai.AsyncOpenAI, direct_client: openai.AsyncOpenAI
 ) -> None:

@@ -150,6 +150,53 @@ def test_answers_and_chunks_become_openai_objects() -> None:
     assert final["id"] == json.loads(first.removeprefix(b"data: "))["id"]
 
 
+@pytest.mark.parametrize(
+    ("effort", "think"),
+    [
+        ("none", False),
+        ("minimal", "low"),
+        ("low", "low"),
+        ("medium", "medium"),
+        ("high", "high"),
+        ("max", "max"),
+        ("xhigh", "max"),
+        ("ultra", "max"),
+    ],
+)
+def test_every_reasoning_effort_ollama_takes_becomes_its_think(effort: str, think: Any) -> None:
+    """Each ``reasoning_effort`` (and ``reasoning.effort``) Ollama's ``/v1`` accepts,
+    OpenAI's ``minimal`` included, becomes the ``think`` Ollama would send; an unknown one is
+    a 400 that lists them."""
+    for body in ({"reasoning_effort": effort}, {"reasoning": {"effort": effort}}):
+        translated, _, _ = chat_request(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], **body}
+        )
+        assert translated["think"] == think
+    with pytest.raises(ApiError) as refused:
+        chat_request(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "x"}
+        )
+    assert refused.value.status == 400
+    assert "minimal" in refused.value.message
+
+
+def test_the_finish_chunk_carries_an_empty_delta() -> None:
+    """The streamed chunk that ends a chat carries ``"delta": {}`` and its finish reason, as
+    OpenAI's and Ollama's streams do; a final chunk that still holds text keeps it."""
+    translator = ChatTranslator("m")
+    events = translator.chunk(
+        {"model": "m", "message": {"role": "assistant", "content": ""}, "done": True,
+         "done_reason": "length"}
+    )  # fmt: skip
+    final = json.loads(events.split(b"\n\n")[0].removeprefix(b"data: "))
+    assert final["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "length"}
+    events = translator.chunk(
+        {"model": "m", "message": {"content": "end."}, "done": True, "done_reason": "stop"}
+    )
+    final = json.loads(events.split(b"\n\n")[0].removeprefix(b"data: "))
+    assert final["choices"][0]["delta"] == {"role": "assistant", "content": "end."}
+
+
 def test_embeddings_and_completions() -> None:
     """Embedding input is a string or a non-empty list; base64 answers are little-endian
     float32; a completion's prompt and suffix go to ``/api/generate``."""

@@ -68,7 +68,18 @@ _IMAGE_PREFIXES = (
     "data:image/webp;base64,",
     "data:;base64,",
 )
-_EFFORTS = ("high", "medium", "low", "none")
+# reasoning efforts as Ollama's /v1 takes them, and the ``think`` each becomes: OpenAI's
+# "minimal" is Ollama's lowest level, "xhigh" and "ultra" its highest
+_EFFORTS: dict[str, bool | str] = {
+    "none": False,
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "max": "max",
+    "xhigh": "max",
+    "ultra": "max",
+}
 _FRACTION = re.compile(r"\.\d+")
 
 
@@ -221,9 +232,9 @@ def _think(body: Mapping[str, Any]) -> Any:
         effort = body.get("reasoning_effort")
     if effort is None or effort == "":
         return None
-    if effort not in _EFFORTS:
+    if not isinstance(effort, str) or effort not in _EFFORTS:
         raise _bad(f"reasoning_effort: expected one of {', '.join(_EFFORTS)}, got {effort!r}")
-    return False if effort == "none" else effort
+    return _EFFORTS[effort]
 
 
 def _arguments(call: Any, path: str) -> JSON:
@@ -480,7 +491,10 @@ class ChatTranslator(_Translator):
         """The event(s) for one ``/api/chat`` chunk; the final one adds usage and ``[DONE]``."""
         delta, calls = self._message(chunk)
         self._called_tools = self._called_tools or bool(calls)
-        finish = _finish(chunk, self._called_tools) if chunk.get("done") is True else None
+        done = chunk.get("done") is True
+        finish = _finish(chunk, self._called_tools) if done else None
+        if done and delta == {"role": "assistant", "content": ""}:
+            delta = {}  # the finish chunk carries nothing but its reason, as in OpenAI's streams
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
         return self._events(chunk, "chat.completion.chunk", choice)
 
