@@ -6,13 +6,20 @@ walks away from gives its slot back."""
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
 
-from tests.gateway.conftest import GatewayFactory, eventually, sim_stats, start_pool
+from tests.gateway.conftest import (
+    GatewayFactory,
+    eventually,
+    hub_table,
+    sim_stats,
+    start_pool,
+)
 from tests.ollama.conftest import SimFactory
 
 QUESTION = [{"role": "user", "content": "why is the sky blue?"}]
@@ -171,3 +178,39 @@ async def test_a_v1_stream_the_client_walks_away_from_frees_its_slot(
         await eventually(lambda: pool.gateway.in_flight() == 0, timeout=20)
         answer = await c.chat.completions.create(model="llama3.2", messages=QUESTION, max_tokens=3)
         assert answer.choices[0].finish_reason == "length"
+
+
+async def test_errors_name_instances_by_id_never_by_address(
+    sim_factory: SimFactory, gateway_factory: GatewayFactory, http: aiohttp.ClientSession
+) -> None:
+    """When the only instance with a model cannot be reached, a client without admin rights
+    learns which instance failed by its id, on ``/v1``, ``/api`` and in the merged listing,
+    but not its host or port."""
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (sim,) = await sim_factory(1, models=["llama3.2"], name="up")
+    hub = hub_table([sim.url, f"http://127.0.0.1:{port}"], retries=0, health={"enabled": False})
+    hub["resources"][1] |= {"id": "down", "models": ["qwen2.5"]}
+    keys = {"user": {"token": "user-token"}}
+    gateway = await gateway_factory({"hubs": {"llm": hub}, "gateway": {"keys": keys}})
+    answers = []
+    async with client(gateway.url, "user-token") as c:
+        with pytest.raises(openai.APIStatusError) as failed:
+            await c.chat.completions.create(model="qwen2.5", messages=QUESTION)
+    assert failed.value.status_code == 503
+    answers.append(json.dumps(failed.value.body))
+    async with http.post(
+        f"{gateway.url}/api/chat",
+        json={"model": "qwen2.5", "messages": QUESTION, "stream": False},
+        headers=bearer("user-token"),
+    ) as reply:
+        assert reply.status == 503
+        answers.append(await reply.text())
+    async with http.get(f"{gateway.url}/api/tags", headers=bearer("user-token")) as reply:
+        assert reply.status == 200
+        answers.append(await reply.text())
+    for answer in answers:
+        assert "down" in answer
+        assert str(port) not in answer
+        assert "127.0.0.1" not in answer

@@ -27,6 +27,7 @@ is a ``BadAnswer`` of that instance, and the instance remembers it for the statu
 
 from __future__ import annotations
 
+import errno
 import time
 from typing import Any
 
@@ -55,6 +56,7 @@ __all__ = [
     "read_object",
     "refused",
     "transport_error",
+    "transport_text",
 ]
 
 JSON = dict[str, Any]
@@ -89,12 +91,25 @@ def transport_error(exc: BaseException, resource: str, connect_timeout: float) -
         )
     if isinstance(exc, TimeoutError):
         return OllamaError("no answer in time", failure=FailureClass.TIMEOUT, resource=resource)
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ContentTypeError):
-        return OllamaError(text, failure=FailureClass.PROTOCOL, resource=resource)
-    return OllamaError(
-        f"{type(exc).__name__}: {text}", failure=FailureClass.CONNECTION, resource=resource
+    failure = (
+        FailureClass.PROTOCOL
+        if isinstance(exc, aiohttp.ClientResponseError)
+        else FailureClass.CONNECTION
     )
+    return OllamaError(transport_text(exc), failure=failure, resource=resource)
+
+
+def transport_text(exc: BaseException) -> str:
+    """What went wrong talking to an instance, without its address: aiohttp's own text names
+    the host and port (or ends with the URL), and these messages reach gateway clients, who
+    know instances by id only."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        code = errno.errorcode.get(exc.errno or 0) or type(exc.os_error).__name__
+        return f"{type(exc).__name__}: cannot connect ({code})"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: {exc.status}, {exc.message}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def post(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gleitzeit_core import Resource
-from gleitzeit_ollama.client import JSON
+from gleitzeit_ollama.client import JSON, transport_text
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import (
     VERSION,
@@ -58,8 +58,7 @@ async def _get(hub: OllamaHub, resource: Resource, path: str) -> JSON:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return transport_text(exc)
 
 
 async def _ask_all(pool: Sequence[Member], path: str) -> list[tuple[Member, JSON | str]]:
