@@ -20,19 +20,14 @@ from tests.gateway.conftest import (
     sim_stats,
     start_pool,
 )
+from tests.gateway.test_openai_api import QUESTION, client
 from tests.ollama.conftest import SimFactory
 
-QUESTION = [{"role": "user", "content": "why is the sky blue?"}]
 KEYS = {
     "limited": {"token": "limited-token", "models": ["llama3.2", "nomic-embed-text"]},
     "slow": {"token": "slow-token", "requests_per_minute": 1},
     "ops": {"token": "ops-token", "admin": True},
 }
-
-
-def client(url: str, api_key: str) -> openai.AsyncOpenAI:
-    """The official client; no retries, so every refusal is seen as it is."""
-    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0, timeout=30)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -47,7 +42,7 @@ async def test_the_gateways_own_refusals_on_v1_are_openai_errors(
     ``{"error": {"message", "type", "param", "code"}}`` with OpenAI's codes for the two a
     client acts on (``invalid_api_key``, ``rate_limit_exceeded``); ``/api`` keeps Ollama's."""
     pool = await start_pool(sim_factory, gateway_factory, keys=KEYS)
-    async with client(pool.url, "wrong") as c:
+    async with client(pool.url, api_key="wrong") as c:
         with pytest.raises(openai.AuthenticationError) as denied:
             await c.chat.completions.create(model="llama3.2", messages=QUESTION)
     assert denied.value.body == {
@@ -56,7 +51,7 @@ async def test_the_gateways_own_refusals_on_v1_are_openai_errors(
         "param": None,
         "code": "invalid_api_key",
     }
-    async with client(pool.url, "slow-token") as c:
+    async with client(pool.url, api_key="slow-token") as c:
         await c.models.list()
         with pytest.raises(openai.RateLimitError) as limited:
             await c.models.list()
@@ -122,7 +117,7 @@ async def test_embedding_batches_above_max_embed_inputs_are_refused_before_any_i
     them to its deadline nor get them blamed for an oversized answer; up to the limit is
     served, and in-process callers (the operator) are not held to it."""
     pool = await start_pool(sim_factory, gateway_factory, keys=KEYS, hub={"max_embed_inputs": 4})
-    async with client(pool.url, "limited-token") as c:
+    async with client(pool.url, api_key="limited-token") as c:
         with pytest.raises(openai.BadRequestError) as refused:
             await c.embeddings.create(model="nomic-embed-text", input=["x"] * 5)
         assert "max_embed_inputs" in str(refused.value.body)
@@ -164,7 +159,7 @@ async def test_a_v1_stream_the_client_walks_away_from_frees_its_slot(
         keys=keys,
         sim={"tokens_per_s": 5, "max_tokens": 1000},
     )
-    async with client(pool.url, "one-token") as c:
+    async with client(pool.url, api_key="one-token") as c:
         stream = await c.chat.completions.create(
             model="llama3.2", messages=QUESTION, stream=True, max_tokens=2000
         )
@@ -195,7 +190,7 @@ async def test_errors_name_instances_by_id_never_by_address(
     keys = {"user": {"token": "user-token"}}
     gateway = await gateway_factory({"hubs": {"llm": hub}, "gateway": {"keys": keys}})
     answers = []
-    async with client(gateway.url, "user-token") as c:
+    async with client(gateway.url, api_key="user-token") as c:
         with pytest.raises(openai.APIStatusError) as failed:
             await c.chat.completions.create(model="qwen2.5", messages=QUESTION)
     assert failed.value.status_code == 503
