@@ -428,6 +428,38 @@ async def test_bad_chat_requests_are_400s_naming_the_field(
         assert "/api/chat" not in (await sim_stats(http, sim.url))["requests"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", {"messages": QUESTION}, "model"),
+        ("/v1/chat/completions", {"model": "llama3.2", "messages": []}, "messages"),
+        ("/v1/chat/completions", {"model": "llama3.2", "messages": QUESTION, "n": 3}, "n"),
+        (
+            "/v1/chat/completions",
+            {"model": "llama3.2", "messages": [{"role": "user", "content": 5}]},
+            "messages[0].content",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "llama3.2", "messages": QUESTION, "stream_options": {"include_usage": 1}},
+            "stream_options.include_usage",
+        ),
+        ("/v1/embeddings", {"model": "nomic-embed-text", "input": [1, 2]}, "input"),
+        ("/v1/completions", {"model": "llama3.2", "prompt": "x", "max_tokens": "x"}, "max_tokens"),
+    ],
+)
+async def test_a_400_names_the_field_in_param(
+    pool: Pool, http: aiohttp.ClientSession, path: str, body: dict[str, Any], param: str
+) -> None:
+    """A 400 for one field carries that field in ``param``, as OpenAI's errors do, so a
+    client can point at it without parsing the message."""
+    async with http.post(pool.url + path, json=body) as reply:
+        assert reply.status == 400
+        error = (await reply.json())["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+
+
 async def test_unreadable_bodies_are_400s_in_openai_shape(
     pool: Pool, http: aiohttp.ClientSession
 ) -> None:

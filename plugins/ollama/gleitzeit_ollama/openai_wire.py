@@ -32,6 +32,7 @@ from typing import Any
 from gleitzeit_ollama.routes_body import (
     BOOL,
     INT,
+    MODEL_REQUIRED,
     NUMBER,
     OBJECT,
     OBJECTS,
@@ -54,6 +55,7 @@ __all__ = [
     "error_body",
     "gateway_error",
     "model_entry",
+    "param_of",
     "sse",
 ]
 
@@ -81,6 +83,8 @@ _EFFORTS: dict[str, bool | str] = {
     "ultra": "max",
 }
 _FRACTION = re.compile(r"\.\d+")
+# a field path at the start of a message, after an llm/* method's name when there is one
+_PARAM = re.compile(r"(?:llm/\w+: )?([a-z_]+(?:\.[a-z_]+|\[\d+\])*): ")
 
 
 def sse(data: Any) -> bytes:
@@ -100,6 +104,17 @@ def error_body(
         429: "rate_limit_error",
     }.get(status, "api_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def param_of(message: str) -> str | None:
+    """The request field a 400's message names (``messages[1].content: expected ...``), for
+    the error's ``param`` as OpenAI fills it; None when it names none."""
+    if message == MODEL_REQUIRED:
+        return "model"
+    if message.endswith("- 'messages'"):  # Ollama's words for an empty list
+        return "messages"
+    found = _PARAM.match(message)
+    return found.group(1) if found else None
 
 
 def gateway_error(status: int, message: str, extra: Mapping[str, Any]) -> JSON:
@@ -164,7 +179,7 @@ def _bad(message: str) -> ApiError:
 def _model(body: Mapping[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise _bad("model is required")
+        raise _bad(MODEL_REQUIRED)
     return model
 
 

@@ -49,6 +49,7 @@ from gleitzeit_ollama.openai_wire import (
     embedding_request,
     error_body,
     model_entry,
+    param_of,
 )
 from gleitzeit_ollama.routes import OllamaApi, json_answer, served_by
 from gleitzeit_ollama.routes_body import ApiError, error_parts
@@ -62,7 +63,8 @@ Translator = ChatTranslator | CompletionTranslator
 
 
 def _error(status: int, message: str) -> web.Response:
-    return json_answer(error_body(status, message), status=status)
+    param = param_of(message) if status == 400 else None
+    return json_answer(error_body(status, message, param), status=status)
 
 
 def _answers(handler: Handler, method: str) -> Handler:
