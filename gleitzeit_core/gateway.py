@@ -428,6 +428,15 @@ async def _health(request: web.Request) -> web.Response:
     )
 
 
+async def _not_for_caches(request: web.Request, response: web.StreamResponse) -> None:
+    """What a key opened (status, metrics, listings, answers) is never kept by a browser's or
+    a proxy's cache, which would hand it out again without the key; a handler that sets its
+    own Cache-Control (the dashboard's public files) keeps it."""
+    route = request.match_info.route
+    if route not in request.app[_PUBLIC_KEY] and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+
+
 def build_app(
     runtime: Any,
     *,
@@ -466,6 +475,7 @@ def build_app(
             connections.close()
 
     app.on_cleanup.append(stop_sweeping)
+    app.on_response_prepare.append(_not_for_caches)
     app[_PUBLIC_KEY] = set()
     app.router.add_post("/gleitzeit/execute", _execute)
     app.router.add_get("/gleitzeit/status", _status)

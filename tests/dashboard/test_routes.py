@@ -113,6 +113,34 @@ async def test_login_keeps_the_key_in_an_httponly_strict_cookie(
     ).status == 401
 
 
+async def test_nothing_a_key_opened_is_left_in_a_cache(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Every answer the login cookie (or a bearer key) opens - the status, the history,
+    ``/metrics``, an execute, and the 401 and 403 answers too - says ``Cache-Control:
+    no-store``, so neither the browser's cache nor a proxy on the way keeps it for whoever
+    asks next without the key."""
+    import gleitzeit_dashboard.plugin
+    import gleitzeit_prometheus.plugin
+
+    plugins = (
+        (echo, "echo"),
+        (gleitzeit_dashboard.plugin, "dashboard"),
+        (gleitzeit_prometheus.plugin, "prometheus"),
+    )
+    served = await serve_gateway(echo_config("a"), token=TOKEN, plugins=plugins)
+    cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
+    for path in ("/gleitzeit/status", "/gleitzeit/ui/history", "/metrics"):
+        for headers in (cookie, BEARER, {}):
+            reply = await http.get(served.url + path, headers=headers)
+            assert reply.status == (401 if not headers else 200), path
+            assert "no-store" in reply.headers.get("Cache-Control", ""), (path, headers)
+    body = {"method": "echo/say", "params": {"text": "hi"}}
+    reply = await http.post(served.url + "/gleitzeit/execute", json=body, headers=BEARER)
+    assert reply.status == 200
+    assert reply.headers["Cache-Control"] == "no-store"
+
+
 async def test_login_refuses_a_wrong_key_and_other_origins(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
@@ -134,6 +162,57 @@ async def test_login_refuses_a_wrong_key_and_other_origins(
             served.url + "/gleitzeit/ui/login", json={"key": bad}, headers={"Origin": served.origin}
         )
         assert reply.status == 400, bad
+
+
+async def test_guessing_keys_at_the_login_is_cut_off_per_address(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Brute force: after 10 failed logins from one address (a good login in between resets
+    nothing), the next login from it is a 429 with Retry-After and no cookie even with the
+    right key (so the answer tells a guesser nothing), while the same right key still logs
+    in from another address."""
+    served = await serve_gateway(echo_config("a"), token=TOKEN)
+    for attempt in range(10):
+        if attempt == 5:
+            assert (await login(http, served, TOKEN)).status == 200
+        reply = await login(http, served, f"guess-{attempt}")
+        assert reply.status == 401, attempt
+    refused = await login(http, served, TOKEN)
+    assert refused.status == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "Set-Cookie" not in refused.headers
+    assert "failed logins" in (await refused.json())["error"]
+    elsewhere = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(
+        connector=elsewhere, timeout=aiohttp.ClientTimeout(total=20)
+    ) as other:
+        reply = await login(other, served, TOKEN)
+        assert reply.status == 200
+        assert reply.headers["Set-Cookie"].startswith(f"gleitzeit_key={TOKEN};")
+
+
+def test_failed_logins_expire_and_stay_bounded() -> None:
+    """An address is let in again once its oldest counted failure is a window old, and only
+    then; however many addresses fail, only ``max_addresses`` are remembered (the least
+    recently failed are forgotten)."""
+    from gleitzeit_dashboard.app import FailedLogins
+
+    now = [1000.0]
+    limiter = FailedLogins(limit=3, window=60.0, max_addresses=100, clock=lambda: now[0])
+    for _ in range(3):
+        assert limiter.retry_after("10.0.0.1") is None
+        limiter.failed("10.0.0.1")
+        now[0] += 10.0
+    assert limiter.retry_after("10.0.0.1") == pytest.approx(30.0)
+    assert limiter.retry_after("10.0.0.2") is None
+    now[0] += 30.0
+    assert limiter.retry_after("10.0.0.1") is None  # the first failure is a window old
+    limiter.failed("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") is not None  # still 3 within the window
+    for index in range(10_000):
+        limiter.failed(f"192.0.2.{index}")
+    assert len(limiter._failures) == 100
+    assert limiter.retry_after("10.0.0.1") is None  # forgotten, not kept forever
 
 
 async def test_a_page_elsewhere_cannot_drain_with_the_cookie(
