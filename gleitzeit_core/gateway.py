@@ -10,8 +10,9 @@ foreign web pages and rebound Host names are refused (``guard``); with keys conf
 (``keys``) every route but the health check and the routes a plugin registers as public (a
 login page and its files) needs one, as ``Authorization: Bearer <token>`` or as the
 ``gleitzeit_key`` cookie a browser login set, and each request runs as that key's ``Caller``
-within its scopes and limits; a request that sends the key by cookie and changes something
-must come from the gateway's own origin (another local page cannot ride on the cookie);
+within its scopes and limits; a request that sends the key by cookie must not be marked by the
+browser as another page's (``Sec-Fetch-Site``), and if it changes something must carry the
+gateway's own Origin (another local page cannot ride on the cookie);
 draining needs an admin caller; bodies are size- and time-limited; anything a client sends
 that is wrong gets a 4xx with a JSON error, and nothing it sends can crash the server. A
 client that disconnects cancels its handler, and with it the upstream request.
@@ -71,6 +72,8 @@ COOKIE_NAME = "gleitzeit_key"  # where a browser keeps its key after the dashboa
 _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
 _PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sec-Fetch-Site values of a request this gateway's own page (or the address bar) made
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -209,6 +212,13 @@ def _guard_middleware(
                 scope="key",
             )
         by_cookie = "Authorization" not in headers and COOKIE_NAME in request.cookies
+        if by_cookie and headers.get("Sec-Fetch-Site", "none") not in _OWN_FETCH_SITES:
+            # a browser says another page (another port of this host included: SameSite
+            # ignores ports) sent it, e.g. an <img> or a fetch to a GET route: the cookie is
+            # this gateway's pages' only, for reading too (the key's rate budget is its own)
+            return json_error(
+                403, "the dashboard's key cookie works only on this gateway's own pages"
+            )
         if by_cookie and request.method not in _SAFE_METHODS and not same_origin(request):
             # every local page passes the Origin check above, and a browser adds the cookie to
             # what any of them sends: a change by cookie must come from this gateway's own page

@@ -244,6 +244,31 @@ async def test_a_page_elsewhere_cannot_drain_with_the_cookie(
     assert not hub.get("a").draining
 
 
+async def test_the_cookie_opens_nothing_for_a_page_elsewhere_even_to_read(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """A page on another port of the same host is "same site", so the browser sends it the
+    SameSite=Strict cookie, also for an ``<img>``/``fetch`` GET (no Origin): any request the
+    browser marks ``Sec-Fetch-Site`` other than same-origin or none (the address bar) is a
+    403 with the key only in the cookie, and is not counted against the key; the dashboard's
+    own requests, typed addresses, clients that send no such header and bearer keys work."""
+    served = await serve_gateway(echo_config("a"), token=TOKEN)
+    cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
+    before = served.runtime.callers["admin"].requests
+    for site in ("same-site", "cross-site"):
+        for path in ("/gleitzeit/status", "/gleitzeit/ui/history"):
+            reply = await http.get(served.url + path, headers={**cookie, "Sec-Fetch-Site": site})
+            assert reply.status == 403, (site, path)
+            assert "own pages" in (await reply.json())["error"]
+    assert served.runtime.callers["admin"].requests == before
+    for site in ("same-origin", "none", None):
+        headers = dict(cookie) if site is None else {**cookie, "Sec-Fetch-Site": site}
+        reply = await http.get(served.url + "/gleitzeit/status", headers=headers)
+        assert reply.status == 200, site
+    bearer = {**BEARER, "Sec-Fetch-Site": "cross-site"}
+    assert (await http.get(served.url + "/gleitzeit/status", headers=bearer)).status == 200
+
+
 def acting(caller: Caller) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
