@@ -151,8 +151,16 @@ def _presented_token(request: web.Request) -> str | None:
 
 
 def same_origin(request: web.Request) -> bool:
-    """Whether a browser says the request comes from a page of this gateway (its Origin)."""
-    return request.headers.get("Origin") == f"{request.scheme}://{request.host}"
+    """Whether a browser says the request comes from a page of this gateway (its Origin): the
+    scheme and name it was reached by, or an https page of that name when it came over http
+    (a TLS-terminating proxy in front, as docs/security.md advises; nobody else can serve an
+    https page of this name). The name itself passed the Host check."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    if origin == f"{request.scheme}://{request.host}":
+        return True
+    return request.scheme == "http" and origin == f"https://{request.host}"
 
 
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -190,7 +198,9 @@ def _guard_middleware(
                 "reached by that name",
             )
         origin = headers.get("Origin")
-        if origin is not None and not policy.origin_allowed(origin):
+        # the gateway's own page (the dashboard opened by a name in [gateway] hosts) is no
+        # foreign page, whatever [gateway] origins lists
+        if origin is not None and not policy.origin_allowed(origin) and not same_origin(request):
             return json_error(
                 403,
                 f"Origin {origin!r} is not allowed; add it to [gateway] origins or "

@@ -376,3 +376,44 @@ async def test_disabling_the_plugin_removes_the_dashboard(
     assert (await http.get(served.url + PAGE)).status == expected
     assert (await http.get(served.url + "/gleitzeit/ui/history")).status == expected
     assert (await http.get(served.url + "/gleitzeit/status")).status == 200
+
+
+async def test_the_dashboard_works_under_the_gateways_own_name_and_behind_tls(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Opened from another machine under a name in ``[gateway] hosts`` (the page's Origin is
+    the gateway's own, not a loopback page), the login and an admin's drain by cookie work
+    without listing the gateway in ``origins``; behind a TLS-terminating proxy (the page is
+    https, the gateway sees http under the same name) too, and the cookie is then ``Secure``.
+    Another name's page, or a plain-http page claiming an https gateway's name, is still
+    refused."""
+    config = {**echo_config("a", "b"), "gateway": {"hosts": ["dash.test"]}}
+    served = await serve_gateway(config, token=TOKEN)
+    hub = served.runtime.hubs["e"]
+    name = f"dash.test:{served.port}"
+    for page, secure in ((f"http://{name}", False), ("https://dash.test", True)):
+        host = name if page.startswith("http:") else "dash.test"
+        headers = {"Host": host, "Origin": page}
+        reply = await http.post(
+            served.url + "/gleitzeit/ui/login", json={"key": TOKEN}, headers=headers
+        )
+        assert reply.status == 200, (page, await reply.text())
+        attributes = {p.strip().lower() for p in reply.headers["Set-Cookie"].split(";")[1:]}
+        assert ("secure" in attributes) is secure, page
+        body = {"hub": "e", "resource": "a", "remove": False}
+        cookie = {**headers, "Cookie": f"gleitzeit_key={TOKEN}"}
+        reply = await http.post(served.url + "/gleitzeit/drain", json=body, headers=cookie)
+        assert reply.status == 200, page
+        assert hub.get("a").draining
+        hub.undrain("a")
+    for host, page in (
+        (name, "http://other.test"),
+        (name, f"http://other.test:{served.port}"),
+        ("dash.test", "http://dash.test:1"),
+    ):
+        headers = {"Host": host, "Origin": page}
+        reply = await http.post(
+            served.url + "/gleitzeit/ui/login", json={"key": TOKEN}, headers=headers
+        )
+        assert reply.status == 403, (host, page)
+        assert "Set-Cookie" not in reply.headers

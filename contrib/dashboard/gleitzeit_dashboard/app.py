@@ -216,7 +216,8 @@ class Dashboard:
             httponly=True,
             samesite="Strict",
             path="/",
-            secure=request.secure,
+            # an https page over plain http: TLS ends at a proxy in front (see same_origin)
+            secure=request.secure or request.headers["Origin"].startswith("https://"),
         )
         return response
 
