@@ -108,8 +108,8 @@ def test_dashboard_live_in_chromium(sims: list[SimProcess], tmp_path: Path) -> N
     """Logged in with the key (kept in an HttpOnly, SameSite=Strict cookie page scripts cannot
     read), the page lists every resource; when a simulator dies the page
     marks it down without a reload; the Drain button drains a resource at the gateway and the
-    page says so, Un-drain puts it back; charts and the events timeline fill. The screenshot
-    is saved (and copied to docs/ with GLEITZEIT_UPDATE_SCREENSHOT=1)."""
+    page says so, Un-drain puts it back; charts and the events timeline fill; Log out drops
+    the cookie and shows the login form. The screenshot is saved (and copied to docs/ with GLEITZEIT_UPDATE_SCREENSHOT=1)."""
     config = gateway_config([s.url for s in sims], token=TOKEN)
     with GatewayProcess(config, tmp_path, PLUGINS) as gateway, chromium() as driver:
         log_in(driver, gateway.url)
@@ -166,6 +166,13 @@ def test_dashboard_live_in_chromium(sims: list[SimProcess], tmp_path: Path) -> N
         assert driver.execute_script("return window.gleitzeitNoReload") == 42
         load_ms = driver.execute_script("return document.documentElement.dataset.firstRenderMs")
         assert load_ms is not None
+        driver.find_element("id", "logout").click()
+        wait_for(
+            driver,
+            "the login form again",
+            lambda: driver.find_element("id", "login").is_displayed(),
+        )
+        assert "gleitzeit_key" not in {c["name"] for c in driver.get_cookies()}
     assert shot.stat().st_size > 10_000
     if os.environ.get("GLEITZEIT_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, SCREENSHOT)
