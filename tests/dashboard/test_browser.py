@@ -109,7 +109,8 @@ def test_dashboard_live_in_chromium(sims: list[SimProcess], tmp_path: Path) -> N
     read), the page lists every resource; when a simulator dies the page
     marks it down without a reload; the Drain button drains a resource at the gateway and the
     page says so, Un-drain puts it back; charts and the events timeline fill; Log out drops
-    the cookie and shows the login form. The screenshot is saved (and copied to docs/ with GLEITZEIT_UPDATE_SCREENSHOT=1)."""
+    the cookie and shows the login form. The screenshot is saved (and copied to docs/ with
+    GLEITZEIT_UPDATE_SCREENSHOT=1)."""
     config = gateway_config([s.url for s in sims], token=TOKEN)
     with GatewayProcess(config, tmp_path, PLUGINS) as gateway, chromium() as driver:
         log_in(driver, gateway.url)

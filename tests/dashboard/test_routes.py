@@ -417,3 +417,39 @@ async def test_the_dashboard_works_under_the_gateways_own_name_and_behind_tls(
         )
         assert reply.status == 403, (host, page)
         assert "Set-Cookie" not in reply.headers
+
+
+async def test_a_viewer_key_logged_in_cannot_drain_or_undrain(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """With real keys: a non-admin key logged in at the dashboard, asking from the page's own
+    origin with its cookie (or as a bearer), gets 403 naming the admin scope from drain and
+    undrain, and the resource stays as it was; the history tells its page it is no admin."""
+    keys = {"viewer": {"token": "viewer-key"}, "ops": {"token": "ops-key", "admin": True}}
+    config = {**echo_config("a", "b"), "gateway": {"keys": keys}}
+    served = await serve_gateway(config)
+    hub = served.runtime.hubs["e"]
+    assert (await login(http, served, "viewer-key")).status == 200
+    as_page = {"Cookie": "gleitzeit_key=viewer-key", "Origin": served.origin}
+    as_bearer = {"Authorization": "Bearer viewer-key"}
+    body = {"hub": "e", "resource": "a", "remove": False}
+    for headers in (as_page, as_bearer):
+        reply = await http.post(served.url + "/gleitzeit/drain", json=body, headers=headers)
+        assert reply.status == 403
+        assert (await reply.json())["scope"] == "admin"
+        assert not hub.get("a").draining
+    await hub.drain("b")
+    for headers in (as_page, as_bearer):
+        reply = await http.post(
+            served.url + "/gleitzeit/undrain", json={"hub": "e", "resource": "b"}, headers=headers
+        )
+        assert reply.status == 403
+        assert hub.get("b").draining
+    history = await (await http.get(served.url + "/gleitzeit/ui/history", headers=as_page)).json()
+    assert history["caller"] == {"name": "viewer", "admin": False}
+    ops = {"Cookie": "gleitzeit_key=ops-key", "Origin": served.origin}
+    reply = await http.post(
+        served.url + "/gleitzeit/undrain", json={"hub": "e", "resource": "b"}, headers=ops
+    )
+    assert reply.status == 200
+    assert not hub.get("b").draining
