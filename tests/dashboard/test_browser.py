@@ -69,7 +69,8 @@ def wait_for(driver: Any, what: str, condition: Callable[[], bool], timeout: flo
 
 
 def log_in(driver: Any, url: str) -> None:
-    """Open the page, try a wrong key (refused, the form says so), then the right one."""
+    """Open the page, try a wrong key (refused, the form says so), then the right one, and
+    wait for its cookie."""
     driver.get(url + "/gleitzeit/ui")
     wait_for(driver, "the login form", lambda: driver.find_element("id", "login").is_displayed())
     for key in ("not-the-key", TOKEN):
@@ -84,6 +85,11 @@ def log_in(driver: Any, url: str) -> None:
                 lambda: driver.find_element("id", "login-error").text == "wrong key",
             )
             assert driver.get_cookies() == []
+    wait_for(
+        driver,
+        "the cookie",
+        lambda: "gleitzeit_key" in {c["name"] for c in driver.get_cookies()},
+    )
 
 
 def gateway_status(url: str) -> dict[str, Any]:
@@ -114,11 +120,6 @@ def test_dashboard_live_in_chromium(sims: list[SimProcess], tmp_path: Path) -> N
     config = gateway_config([s.url for s in sims], token=TOKEN)
     with GatewayProcess(config, tmp_path, PLUGINS) as gateway, chromium() as driver:
         log_in(driver, gateway.url)
-        wait_for(
-            driver,
-            "the cookie",
-            lambda: "gleitzeit_key" in {c["name"] for c in driver.get_cookies()},
-        )
         cookie = next(c for c in driver.get_cookies() if c["name"] == "gleitzeit_key")
         assert cookie["httpOnly"] is True
         assert cookie["sameSite"] == "Strict"
@@ -343,11 +344,6 @@ def test_a_page_on_another_port_gets_nothing_with_the_cookie(
     config = gateway_config([s.url for s in sims], token=TOKEN)
     with GatewayProcess(config, tmp_path, PLUGINS) as gateway, chromium() as driver:
         log_in(driver, gateway.url)
-        wait_for(
-            driver,
-            "the cookie",
-            lambda: "gleitzeit_key" in {c["name"] for c in driver.get_cookies()},
-        )
         driver.get("about:blank")  # the dashboard stops polling
         time.sleep(2)
         before = gateway_status(gateway.url)["callers"]["admin"]["requests"]

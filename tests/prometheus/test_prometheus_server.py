@@ -95,6 +95,43 @@ async def poll(
 
 
 @contextlib.asynccontextmanager
+async def scraping(target: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A real Prometheus scraping ``target`` with the shipped example (the key from a file;
+    ``promtool check config`` has nothing to say about it), once it reports ``up`` = 1;
+    yields its URL."""
+    key_file = tmp_path / "gleitzeit.key"
+    key_file.write_text(TOKEN)
+    config = tmp_path / "prometheus.yml"
+    config.write_text(scrape_config(target, key_file))
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [PROMTOOL, "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    storage = tmp_path / "data"
+    storage.mkdir()
+    with prometheus(config, storage) as server:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            await poll(http, server, 'up{job="gleitzeit"}', lambda r: r and r[0]["value"][1] == "1")
+        yield server
+
+
+async def rates_by(
+    http: aiohttp.ClientSession, server: str, metric: str, label: str, moving: int
+) -> dict[str, float]:
+    """``sum by (label) (rate(metric[5s]))`` from Prometheus once ``moving`` of its series
+    are above 0: label value -> rate."""
+    promql = f"sum by ({label}) (rate({metric}[5s]))"
+    result = await poll(
+        http, server, promql, lambda r: sum(float(s["value"][1]) > 0 for s in r) >= moving
+    )
+    return {s["metric"][label]: float(s["value"][1]) for s in result}
+
+
+@contextlib.asynccontextmanager
 async def traffic(url: str) -> AsyncIterator[list[int]]:
     """Echo calls through the gateway until the block ends; yields the count of answers."""
     done = asyncio.Event()
@@ -126,41 +163,19 @@ async def test_prometheus_scrapes_the_gateway_and_answers_rates(
     on that server (the per-path rates: the next test)."""
     gateway = await metrics_gateway("a", "b", "idle", token=TOKEN)
     await gateway.runtime.hubs["e"].drain("idle")
-    key_file = tmp_path / "gleitzeit.key"
-    key_file.write_text(TOKEN)
-    config = tmp_path / "prometheus.yml"
-    config.write_text(scrape_config(f"127.0.0.1:{gateway.port}", key_file))
-    checked = await asyncio.to_thread(
-        subprocess.run,
-        [PROMTOOL, "check", "config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    storage = tmp_path / "data"
-    storage.mkdir()
-    with prometheus(config, storage) as server:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
-            traffic(gateway.url) as answered,
-        ):
-            await poll(http, server, 'up{job="gleitzeit"}', lambda r: r and r[0]["value"][1] == "1")
-            rate = "sum by (resource) (rate(gleitzeit_requests_total[5s]))"
-            result = await poll(
-                http,
-                server,
-                rate,
-                lambda r: sum(float(s["value"][1]) > 0 for s in r) >= 2,
-            )
-            rates = {s["metric"]["resource"]: float(s["value"][1]) for s in result}
-            assert rates["a"] > 0
-            assert rates["b"] > 0
-            assert rates.get("idle", 0.0) == 0.0
-            assert answered[0] > 0
-            for expr in grafana_exprs():
-                promql = expr.replace("$__rate_interval", "30s").replace('"$hub"', '".*"')
-                await query(http, server, promql)  # asserts status "success"
+    async with (
+        scraping(f"127.0.0.1:{gateway.port}", tmp_path) as server,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+        traffic(gateway.url) as answered,
+    ):
+        rates = await rates_by(http, server, "gleitzeit_requests_total", "resource", 2)
+        assert rates["a"] > 0
+        assert rates["b"] > 0
+        assert rates.get("idle", 0.0) == 0.0
+        assert answered[0] > 0
+        for expr in grafana_exprs():
+            promql = expr.replace("$__rate_interval", "30s").replace('"$hub"', '".*"')
+            await query(http, server, promql)  # asserts status "success"
 
 
 @contextlib.asynccontextmanager
@@ -251,36 +266,22 @@ async def test_prometheus_gives_a_request_rate_per_path(
     async with (
         gateway_in_app_process(monkeypatch, tmp_path) as (hub, target),
         calls_on_both_paths(hub) as answered,
+        scraping(target, tmp_path) as server,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
     ):
-        key_file = tmp_path / "gleitzeit.key"
-        key_file.write_text(TOKEN)
-        config = tmp_path / "prometheus.yml"
-        config.write_text(scrape_config(target, key_file))
-        storage = tmp_path / "data"
-        storage.mkdir()
-        with prometheus(config, storage) as server:
-            await poll(http, server, 'up{job="gleitzeit"}', lambda r: r and r[0]["value"][1] == "1")
-            rate = "sum by (path) (rate(gleitzeit_path_requests_total[5s]))"
-            result = await poll(
-                http,
-                server,
-                rate,
-                lambda r: sum(float(s["value"][1]) > 0 for s in r) == 2,
-            )
-            rates = {s["metric"]["path"]: float(s["value"][1]) for s in result}
-            assert rates["hub"] > 0, rates
-            assert rates["legacy"] > 0, rates
-            assert answered["moved"] > 0
-            assert answered["old"] > 0
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-            async with http.get(f"http://{target}/metrics", headers=headers) as reply:
-                assert reply.status == 200
-                exported = await reply.text()
-            for name in grafana_series():
-                assert re.search(rf"^{name}[{{ ]", exported, re.M), f"{name} is not exported"
-                held = await query(http, server, f"count({name})")
-                assert held, f"Prometheus holds no {name}"
-            for expr in grafana_exprs():
-                promql = expr.replace("$__rate_interval", "30s").replace('"$hub"', '".*"')
-                await query(http, server, promql)  # asserts status "success"
+        rates = await rates_by(http, server, "gleitzeit_path_requests_total", "path", 2)
+        assert rates["hub"] > 0, rates
+        assert rates["legacy"] > 0, rates
+        assert answered["moved"] > 0
+        assert answered["old"] > 0
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with http.get(f"http://{target}/metrics", headers=headers) as reply:
+            assert reply.status == 200
+            exported = await reply.text()
+        for name in grafana_series():
+            assert re.search(rf"^{name}[{{ ]", exported, re.M), f"{name} is not exported"
+            held = await query(http, server, f"count({name})")
+            assert held, f"Prometheus holds no {name}"
+        for expr in grafana_exprs():
+            promql = expr.replace("$__rate_interval", "30s").replace('"$hub"', '".*"')
+            await query(http, server, promql)  # asserts status "success"
