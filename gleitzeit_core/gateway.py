@@ -9,10 +9,10 @@ Safe by default (docs/security.md): it binds 127.0.0.1 and refuses a wider bind 
 foreign web pages and rebound Host names are refused (``guard``); with keys configured
 (``keys``) every route but the health check and the routes a plugin registers as public (a
 login page and its files) needs one, as ``Authorization: Bearer <token>`` or as the
-``gleitzeit_key`` cookie a browser login set, and each request runs as that key's ``Caller``
-within its scopes and limits; a request that sends the key by cookie must not be marked by the
-browser as another page's (``Sec-Fetch-Site``), and if it changes something must carry the
-gateway's own Origin (another local page cannot ride on the cookie);
+``gleitzeit_key`` cookie a browser login set (under ``/gleitzeit`` only), and each request runs
+as that key's ``Caller`` within its scopes and limits; a request that sends the key by cookie
+must not be marked by the browser as another page's (``Sec-Fetch-Site``), and if it changes
+something must carry the gateway's own Origin (another local page cannot ride on the cookie);
 draining needs an admin caller; bodies are size- and time-limited; anything a client sends
 that is wrong gets a 4xx with a JSON error, and nothing it sends can crash the server. A
 client that disconnects cancels its handler, and with it the upstream request.
@@ -48,6 +48,7 @@ from .status import to_json
 
 __all__ = [
     "COOKIE_NAME",
+    "COOKIE_PATH",
     "KEYS_KEY",
     "RUNTIME_KEY",
     "RouteRegistrar",
@@ -69,6 +70,9 @@ ROUTE_TIMEOUTS_KEY: web.AppKey[dict[Any, float]] = web.AppKey("gleitzeit_route_t
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("gleitzeit_body_timeout", float)
 DEADLINES_KEY: web.AppKey[Deadlines] = web.AppKey("gleitzeit_deadlines", Deadlines)
 COOKIE_NAME = "gleitzeit_key"  # where a browser keeps its key after the dashboard login
+# the routes that cookie opens: the dashboard's (status, drain, its page's data), never the
+# Ollama/OpenAI APIs or /metrics, which a browser page has no business calling with it
+COOKIE_PATH = "/gleitzeit"
 _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
 _PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -145,9 +149,13 @@ def _presented_token(request: web.Request) -> str | None:
     if given is not None:
         scheme, _, value = given.partition(" ")
         return value.strip() if scheme.lower() == "bearer" else ""
-    if "Cookie" in request.headers:
+    if "Cookie" in request.headers and _under_cookie_path(request.path):
         return request.cookies.get(COOKIE_NAME)
     return None
+
+
+def _under_cookie_path(path: str) -> bool:
+    return path == COOKIE_PATH or path.startswith(COOKIE_PATH + "/")
 
 
 def same_origin(request: web.Request) -> bool:
@@ -221,7 +229,11 @@ def _guard_middleware(
                 "missing or unknown API key; send Authorization: Bearer <token>",
                 scope="key",
             )
-        by_cookie = "Authorization" not in headers and COOKIE_NAME in request.cookies
+        by_cookie = (
+            "Authorization" not in headers
+            and COOKIE_NAME in request.cookies
+            and _under_cookie_path(request.path)
+        )
         if by_cookie and headers.get("Sec-Fetch-Site", "none") not in _OWN_FETCH_SITES:
             # a browser says another page (another port of this host included: SameSite
             # ignores ports) sent it, e.g. an <img> or a fetch to a GET route: the cookie is

@@ -96,15 +96,15 @@ async def login(
 async def test_login_keeps_the_key_in_an_httponly_strict_cookie(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
-    """A right key posted once sets ``gleitzeit_key`` HttpOnly, SameSite=Strict, Path=/, and
-    that cookie alone then opens the status and the history."""
+    """A right key posted once sets ``gleitzeit_key`` HttpOnly, SameSite=Strict,
+    Path=/gleitzeit, and that cookie alone then opens the status and the history."""
     served = await serve_gateway(echo_config("a"), token=TOKEN)
     reply = await login(http, served, TOKEN)
     assert reply.status == 200
     header = reply.headers["Set-Cookie"]
     assert header.startswith(f"gleitzeit_key={TOKEN};")
     attributes = {part.strip().lower() for part in header.split(";")[1:]}
-    assert {"httponly", "samesite=strict", "path=/"} <= attributes
+    assert {"httponly", "samesite=strict", "path=/gleitzeit"} <= attributes
     cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
     for path in ("/gleitzeit/status", "/gleitzeit/ui/history"):
         assert (await http.get(served.url + path, headers=cookie)).status == 200
@@ -133,7 +133,8 @@ async def test_nothing_a_key_opened_is_left_in_a_cache(
     for path in ("/gleitzeit/status", "/gleitzeit/ui/history", "/metrics"):
         for headers in (cookie, BEARER, {}):
             reply = await http.get(served.url + path, headers=headers)
-            assert reply.status == (401 if not headers else 200), path
+            opened = headers == BEARER or (headers == cookie and path != "/metrics")
+            assert reply.status == (200 if opened else 401), (path, headers)
             assert "no-store" in reply.headers.get("Cache-Control", ""), (path, headers)
     body = {"method": "echo/say", "params": {"text": "hi"}}
     reply = await http.post(served.url + "/gleitzeit/execute", json=body, headers=BEARER)
@@ -453,3 +454,31 @@ async def test_a_viewer_key_logged_in_cannot_drain_or_undrain(
     )
     assert reply.status == 200
     assert not hub.get("b").draining
+
+
+async def test_the_cookie_opens_only_the_dashboards_routes(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """The login cookie is scoped to ``Path=/gleitzeit`` and the gateway takes it only there:
+    sent to ``/metrics`` or the Ollama API (a browser with an older cookie, or any client),
+    it opens nothing (401), while the same key as a bearer passes; under ``/gleitzeit`` it
+    works, and a look-alike path such as ``/gleitzeitx`` is not under it."""
+    import gleitzeit_dashboard.plugin
+    import gleitzeit_ollama.plugin
+    import gleitzeit_prometheus.plugin
+
+    plugins = (
+        (echo, "echo"),
+        (gleitzeit_dashboard.plugin, "dashboard"),
+        (gleitzeit_prometheus.plugin, "prometheus"),
+        (gleitzeit_ollama.plugin, "ollama"),
+    )
+    served = await serve_gateway(echo_config("a"), token=TOKEN, plugins=plugins)
+    cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
+    for path in ("/metrics", "/api/tags", "/api/ps", "/v1/models"):
+        reply = await http.get(served.url + path, headers=cookie)
+        assert reply.status == 401, path
+        as_bearer = await http.get(served.url + path, headers=BEARER)
+        assert as_bearer.status not in (401, 403), path  # (no Ollama hub here: 404 past the key)
+    assert (await http.get(served.url + "/gleitzeitx", headers=cookie)).status == 401
+    assert (await http.get(served.url + "/gleitzeit/status", headers=cookie)).status == 200

@@ -23,7 +23,13 @@ import attrs
 from aiohttp import web
 
 from gleitzeit_core import current_caller
-from gleitzeit_core.gateway import COOKIE_NAME, json_error, read_json_object, same_origin
+from gleitzeit_core.gateway import (
+    COOKIE_NAME,
+    COOKIE_PATH,
+    json_error,
+    read_json_object,
+    same_origin,
+)
 
 from .history import History
 
@@ -215,7 +221,7 @@ class Dashboard:
             key,
             httponly=True,
             samesite="Strict",
-            path="/",
+            path=COOKIE_PATH,
             # an https page over plain http: TLS ends at a proxy in front (see same_origin)
             secure=request.secure or request.headers["Origin"].startswith("https://"),
         )
@@ -225,5 +231,5 @@ class Dashboard:
         if not same_origin(request):
             return json_error(403, "log out from the dashboard page of this gateway")
         response = web.json_response({"logged_out": True})
-        response.del_cookie(COOKIE_NAME, path="/")
+        response.del_cookie(COOKIE_NAME, path=COOKIE_PATH)
         return response
