@@ -93,6 +93,15 @@ async def login(
     return await http.post(served.url + "/gleitzeit/ui/login", json={"key": key}, headers=headers)
 
 
+async def undrain(
+    http: aiohttp.ClientSession, served: Any, resource: str, headers: dict[str, str]
+) -> int:
+    """The status of ``POST /gleitzeit/undrain`` for ``resource`` of hub ``e``."""
+    body = {"hub": "e", "resource": resource}
+    reply = await http.post(served.url + "/gleitzeit/undrain", json=body, headers=headers)
+    return reply.status
+
+
 async def test_login_keeps_the_key_in_an_httponly_strict_cookie(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
@@ -238,10 +247,7 @@ async def test_a_page_elsewhere_cannot_drain_with_the_cookie(
     reply = await http.post(served.url + "/gleitzeit/drain", json=body, headers=own)
     assert reply.status == 200
     assert hub.get("a").draining
-    reply = await http.post(
-        served.url + "/gleitzeit/undrain", json={"hub": "e", "resource": "a"}, headers=BEARER
-    )
-    assert reply.status == 200
+    assert await undrain(http, served, "a", BEARER) == 200
     assert not hub.get("a").draining
 
 
@@ -441,18 +447,12 @@ async def test_a_viewer_key_logged_in_cannot_drain_or_undrain(
         assert not hub.get("a").draining
     await hub.drain("b")
     for headers in (as_page, as_bearer):
-        reply = await http.post(
-            served.url + "/gleitzeit/undrain", json={"hub": "e", "resource": "b"}, headers=headers
-        )
-        assert reply.status == 403
+        assert await undrain(http, served, "b", headers) == 403
         assert hub.get("b").draining
     history = await (await http.get(served.url + "/gleitzeit/ui/history", headers=as_page)).json()
     assert history["caller"] == {"name": "viewer", "admin": False}
     ops = {"Cookie": "gleitzeit_key=ops-key", "Origin": served.origin}
-    reply = await http.post(
-        served.url + "/gleitzeit/undrain", json={"hub": "e", "resource": "b"}, headers=ops
-    )
-    assert reply.status == 200
+    assert await undrain(http, served, "b", ops) == 200
     assert not hub.get("b").draining
 
 
