@@ -9,9 +9,10 @@ Safe by default (docs/security.md): it binds 127.0.0.1 and refuses a wider bind 
 foreign web pages and rebound Host names are refused (``guard``); with keys configured
 (``keys``) every route but the health check and the routes a plugin registers as public (a
 login page and its files) needs one, as ``Authorization: Bearer <token>`` or as the
-``gleitzeit_key`` cookie a browser login set, and each request runs as that key's ``Caller``
-within its scopes and limits; a request that sends the key by cookie and changes something
-must come from the gateway's own origin (another local page cannot ride on the cookie);
+``gleitzeit_key`` cookie a browser login set (under ``/gleitzeit`` only), and each request runs
+as that key's ``Caller`` within its scopes and limits; a request that sends the key by cookie
+must not be marked by the browser as another page's (``Sec-Fetch-Site``), and if it changes
+something must carry the gateway's own Origin (another local page cannot ride on the cookie);
 draining needs an admin caller; bodies are size- and time-limited; anything a client sends
 that is wrong gets a 4xx with a JSON error, and nothing it sends can crash the server. A
 client that disconnects cancels its handler, and with it the upstream request.
@@ -48,6 +49,7 @@ from .status import to_json
 
 __all__ = [
     "COOKIE_NAME",
+    "COOKIE_PATH",
     "KEYS_KEY",
     "RUNTIME_KEY",
     "RouteRegistrar",
@@ -69,6 +71,9 @@ ROUTE_TIMEOUTS_KEY: web.AppKey[dict[Any, float]] = web.AppKey("gleitzeit_route_t
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("gleitzeit_body_timeout", float)
 DEADLINES_KEY: web.AppKey[Deadlines] = web.AppKey("gleitzeit_deadlines", Deadlines)
 COOKIE_NAME = "gleitzeit_key"  # where a browser keeps its key after the dashboard login
+# the routes that cookie opens: the dashboard's (status, drain, its page's data), never the
+# Ollama/OpenAI APIs or /metrics, which a browser page has no business calling with it
+COOKIE_PATH = "/gleitzeit"
 _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
 _PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)
 # (status, message, extra fields) -> the error body an API under a path prefix uses
@@ -77,6 +82,8 @@ _ERROR_SHAPES_KEY: web.AppKey[list[tuple[str, ErrorShape]]] = web.AppKey(
     "gleitzeit_error_shapes", list
 )
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sec-Fetch-Site values of a request this gateway's own page (or the address bar) made
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -164,14 +171,26 @@ def _presented_token(request: web.Request) -> str | None:
     if given is not None:
         scheme, _, value = given.partition(" ")
         return value.strip() if scheme.lower() == "bearer" else ""
-    if "Cookie" in request.headers:
+    if "Cookie" in request.headers and _under_cookie_path(request.path):
         return request.cookies.get(COOKIE_NAME)
     return None
 
 
+def _under_cookie_path(path: str) -> bool:
+    return path == COOKIE_PATH or path.startswith(COOKIE_PATH + "/")
+
+
 def same_origin(request: web.Request) -> bool:
-    """Whether a browser says the request comes from a page of this gateway (its Origin)."""
-    return request.headers.get("Origin") == f"{request.scheme}://{request.host}"
+    """Whether a browser says the request comes from a page of this gateway (its Origin): the
+    scheme and name it was reached by, or an https page of that name when it came over http
+    (a TLS-terminating proxy in front, as docs/security.md advises; nobody else can serve an
+    https page of this name). The name itself passed the Host check."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    if origin == f"{request.scheme}://{request.host}":
+        return True
+    return request.scheme == "http" and origin == f"https://{request.host}"
 
 
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -210,7 +229,9 @@ def _guard_middleware(
                 "reached by that name",
             )
         origin = headers.get("Origin")
-        if origin is not None and not policy.origin_allowed(origin):
+        # the gateway's own page (the dashboard opened by a name in [gateway] hosts) is no
+        # foreign page, whatever [gateway] origins lists
+        if origin is not None and not policy.origin_allowed(origin) and not same_origin(request):
             return _refusal(
                 request,
                 403,
@@ -233,7 +254,18 @@ def _guard_middleware(
                 "missing or unknown API key; send Authorization: Bearer <token>",
                 scope="key",
             )
-        by_cookie = "Authorization" not in headers and COOKIE_NAME in request.cookies
+        by_cookie = (
+            "Authorization" not in headers
+            and COOKIE_NAME in request.cookies
+            and _under_cookie_path(request.path)
+        )
+        if by_cookie and headers.get("Sec-Fetch-Site", "none") not in _OWN_FETCH_SITES:
+            # a browser says another page (another port of this host included: SameSite
+            # ignores ports) sent it, e.g. an <img> or a fetch to a GET route: the cookie is
+            # this gateway's pages' only, for reading too (the key's rate budget is its own)
+            return json_error(
+                403, "the dashboard's key cookie works only on this gateway's own pages"
+            )
         if by_cookie and request.method not in _SAFE_METHODS and not same_origin(request):
             # every local page passes the Origin check above, and a browser adds the cookie to
             # what any of them sends: a change by cookie must come from this gateway's own page
@@ -465,6 +497,15 @@ async def _health(request: web.Request) -> web.Response:
     )
 
 
+async def _not_for_caches(request: web.Request, response: web.StreamResponse) -> None:
+    """What a key opened (status, metrics, listings, answers) is never kept by a browser's or
+    a proxy's cache, which would hand it out again without the key; a handler that sets its
+    own Cache-Control (the dashboard's public files) keeps it."""
+    route = request.match_info.route
+    if route not in request.app[_PUBLIC_KEY] and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+
+
 def build_app(
     runtime: Any,
     *,
@@ -503,6 +544,7 @@ def build_app(
             connections.close()
 
     app.on_cleanup.append(stop_sweeping)
+    app.on_response_prepare.append(_not_for_caches)
     app[_PUBLIC_KEY] = set()
     app[_ERROR_SHAPES_KEY] = []
     app.router.add_post("/gleitzeit/execute", _execute)

@@ -3,9 +3,12 @@ chromedriver, over ``gleitzeit serve`` with three simulator processes."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import shutil
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -66,7 +69,8 @@ def wait_for(driver: Any, what: str, condition: Callable[[], bool], timeout: flo
 
 
 def log_in(driver: Any, url: str) -> None:
-    """Open the page, try a wrong key (refused, the form says so), then the right one."""
+    """Open the page, try a wrong key (refused, the form says so), then the right one, and
+    wait for its cookie."""
     driver.get(url + "/gleitzeit/ui")
     wait_for(driver, "the login form", lambda: driver.find_element("id", "login").is_displayed())
     for key in ("not-the-key", TOKEN):
@@ -81,6 +85,11 @@ def log_in(driver: Any, url: str) -> None:
                 lambda: driver.find_element("id", "login-error").text == "wrong key",
             )
             assert driver.get_cookies() == []
+    wait_for(
+        driver,
+        "the cookie",
+        lambda: "gleitzeit_key" in {c["name"] for c in driver.get_cookies()},
+    )
 
 
 def gateway_status(url: str) -> dict[str, Any]:
@@ -105,16 +114,12 @@ def test_dashboard_live_in_chromium(sims: list[SimProcess], tmp_path: Path) -> N
     """Logged in with the key (kept in an HttpOnly, SameSite=Strict cookie page scripts cannot
     read), the page lists every resource; when a simulator dies the page
     marks it down without a reload; the Drain button drains a resource at the gateway and the
-    page says so, Un-drain puts it back; charts and the events timeline fill. The screenshot
-    is saved (and copied to docs/ with GLEITZEIT_UPDATE_SCREENSHOT=1)."""
+    page says so, Un-drain puts it back; charts and the events timeline fill; Log out drops
+    the cookie and shows the login form. The screenshot is saved (and copied to docs/ with
+    GLEITZEIT_UPDATE_SCREENSHOT=1)."""
     config = gateway_config([s.url for s in sims], token=TOKEN)
     with GatewayProcess(config, tmp_path, PLUGINS) as gateway, chromium() as driver:
         log_in(driver, gateway.url)
-        wait_for(
-            driver,
-            "the cookie",
-            lambda: "gleitzeit_key" in {c["name"] for c in driver.get_cookies()},
-        )
         cookie = next(c for c in driver.get_cookies() if c["name"] == "gleitzeit_key")
         assert cookie["httpOnly"] is True
         assert cookie["sameSite"] == "Strict"
@@ -163,6 +168,13 @@ def test_dashboard_live_in_chromium(sims: list[SimProcess], tmp_path: Path) -> N
         assert driver.execute_script("return window.gleitzeitNoReload") == 42
         load_ms = driver.execute_script("return document.documentElement.dataset.firstRenderMs")
         assert load_ms is not None
+        driver.find_element("id", "logout").click()
+        wait_for(
+            driver,
+            "the login form again",
+            lambda: driver.find_element("id", "login").is_displayed(),
+        )
+        assert "gleitzeit_key" not in {c["name"] for c in driver.get_cookies()}
     assert shot.stat().st_size > 10_000
     if os.environ.get("GLEITZEIT_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, SCREENSHOT)
@@ -271,3 +283,76 @@ def test_paths_and_hostile_names_render_as_text(sims: list[SimProcess], tmp_path
         assert hostile["models"] == HOSTILE_ID
         assert hostile["elements"] == 0
         assert driver.title == "Gleitzeit dashboard"
+
+
+@contextlib.contextmanager
+def page_elsewhere(html: str) -> Iterator[str]:
+    """A page served from another port of 127.0.0.1 (same site as the gateway: SameSite
+    ignores ports), as any local program's web page is; yields its URL."""
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+EVIL_PAGE = """<!doctype html><title>loading</title><script>
+const gw = GATEWAY;
+const image = new Promise((done) => {
+  const img = new Image();
+  img.onload = img.onerror = done;
+  img.src = gw + "/gleitzeit/status";
+});
+const asCookie = {mode: "no-cors", credentials: "include"};
+Promise.allSettled([
+  image,
+  fetch(gw + "/gleitzeit/status", asCookie),
+  fetch(gw + "/gleitzeit/ui/history", asCookie),
+  fetch(gw + "/api/tags", asCookie),
+  fetch(gw + "/gleitzeit/drain", {...asCookie, method: "POST",
+    headers: {"Content-Type": "text/plain"},
+    body: JSON.stringify({hub: "llm", resource: "s0", remove: false})}),
+]).then(() => { document.title = "done"; });
+</script>"""
+
+
+def test_a_page_on_another_port_gets_nothing_with_the_cookie(
+    sims: list[SimProcess], tmp_path: Path
+) -> None:
+    """Logged in to the dashboard, the browser then opens a page from another port of the
+    same host; that page's image and no-cors fetches to the gateway (status, history, the
+    Ollama API, a drain) carry the SameSite=Strict cookie, since ports do not make another
+    site, yet none of them is served as the key: its request count grows only by our own
+    bearer status call, and nothing is drained."""
+    config = gateway_config([s.url for s in sims], token=TOKEN)
+    with GatewayProcess(config, tmp_path, PLUGINS) as gateway, chromium() as driver:
+        log_in(driver, gateway.url)
+        driver.get("about:blank")  # the dashboard stops polling
+        time.sleep(2)
+        before = gateway_status(gateway.url)["callers"]["admin"]["requests"]
+        with page_elsewhere(EVIL_PAGE.replace("GATEWAY", json.dumps(gateway.url))) as evil:
+            driver.get(evil)
+            deadline = time.monotonic() + 45
+            while driver.title != "done":
+                assert time.monotonic() < deadline, "the page elsewhere never finished"
+                time.sleep(0.2)
+        status = gateway_status(gateway.url)
+        assert status["callers"]["admin"]["requests"] == before + 1  # this status call only
+        assert not any(r["draining"] for r in status["hubs"][0]["resources"])

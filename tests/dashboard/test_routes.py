@@ -93,24 +93,62 @@ async def login(
     return await http.post(served.url + "/gleitzeit/ui/login", json={"key": key}, headers=headers)
 
 
+async def undrain(
+    http: aiohttp.ClientSession, served: Any, resource: str, headers: dict[str, str]
+) -> int:
+    """The status of ``POST /gleitzeit/undrain`` for ``resource`` of hub ``e``."""
+    body = {"hub": "e", "resource": resource}
+    reply = await http.post(served.url + "/gleitzeit/undrain", json=body, headers=headers)
+    return reply.status
+
+
 async def test_login_keeps_the_key_in_an_httponly_strict_cookie(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
-    """A right key posted once sets ``gleitzeit_key`` HttpOnly, SameSite=Strict, Path=/, and
-    that cookie alone then opens the status and the history."""
+    """A right key posted once sets ``gleitzeit_key`` HttpOnly, SameSite=Strict,
+    Path=/gleitzeit, and that cookie alone then opens the status and the history."""
     served = await serve_gateway(echo_config("a"), token=TOKEN)
     reply = await login(http, served, TOKEN)
     assert reply.status == 200
     header = reply.headers["Set-Cookie"]
     assert header.startswith(f"gleitzeit_key={TOKEN};")
     attributes = {part.strip().lower() for part in header.split(";")[1:]}
-    assert {"httponly", "samesite=strict", "path=/"} <= attributes
+    assert {"httponly", "samesite=strict", "path=/gleitzeit"} <= attributes
     cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
     for path in ("/gleitzeit/status", "/gleitzeit/ui/history"):
         assert (await http.get(served.url + path, headers=cookie)).status == 200
     assert (
         await http.get(served.url + "/gleitzeit/status", headers={"Cookie": "gleitzeit_key=x"})
     ).status == 401
+
+
+async def test_nothing_a_key_opened_is_left_in_a_cache(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Every answer the login cookie (or a bearer key) opens - the status, the history,
+    ``/metrics``, an execute, and the 401 and 403 answers too - says ``Cache-Control:
+    no-store``, so neither the browser's cache nor a proxy on the way keeps it for whoever
+    asks next without the key."""
+    import gleitzeit_dashboard.plugin
+    import gleitzeit_prometheus.plugin
+
+    plugins = (
+        (echo, "echo"),
+        (gleitzeit_dashboard.plugin, "dashboard"),
+        (gleitzeit_prometheus.plugin, "prometheus"),
+    )
+    served = await serve_gateway(echo_config("a"), token=TOKEN, plugins=plugins)
+    cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
+    for path in ("/gleitzeit/status", "/gleitzeit/ui/history", "/metrics"):
+        for headers in (cookie, BEARER, {}):
+            reply = await http.get(served.url + path, headers=headers)
+            opened = headers == BEARER or (headers == cookie and path != "/metrics")
+            assert reply.status == (200 if opened else 401), (path, headers)
+            assert "no-store" in reply.headers.get("Cache-Control", ""), (path, headers)
+    body = {"method": "echo/say", "params": {"text": "hi"}}
+    reply = await http.post(served.url + "/gleitzeit/execute", json=body, headers=BEARER)
+    assert reply.status == 200
+    assert reply.headers["Cache-Control"] == "no-store"
 
 
 async def test_login_refuses_a_wrong_key_and_other_origins(
@@ -136,6 +174,57 @@ async def test_login_refuses_a_wrong_key_and_other_origins(
         assert reply.status == 400, bad
 
 
+async def test_guessing_keys_at_the_login_is_cut_off_per_address(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Brute force: after 10 failed logins from one address (a good login in between resets
+    nothing), the next login from it is a 429 with Retry-After and no cookie even with the
+    right key (so the answer tells a guesser nothing), while the same right key still logs
+    in from another address."""
+    served = await serve_gateway(echo_config("a"), token=TOKEN)
+    for attempt in range(10):
+        if attempt == 5:
+            assert (await login(http, served, TOKEN)).status == 200
+        reply = await login(http, served, f"guess-{attempt}")
+        assert reply.status == 401, attempt
+    refused = await login(http, served, TOKEN)
+    assert refused.status == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "Set-Cookie" not in refused.headers
+    assert "failed logins" in (await refused.json())["error"]
+    elsewhere = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(
+        connector=elsewhere, timeout=aiohttp.ClientTimeout(total=20)
+    ) as other:
+        reply = await login(other, served, TOKEN)
+        assert reply.status == 200
+        assert reply.headers["Set-Cookie"].startswith(f"gleitzeit_key={TOKEN};")
+
+
+def test_failed_logins_expire_and_stay_bounded() -> None:
+    """An address is let in again once its oldest counted failure is a window old, and only
+    then; however many addresses fail, only ``max_addresses`` are remembered (the least
+    recently failed are forgotten)."""
+    from gleitzeit_dashboard.app import FailedLogins
+
+    now = [1000.0]
+    limiter = FailedLogins(limit=3, window=60.0, max_addresses=100, clock=lambda: now[0])
+    for _ in range(3):
+        assert limiter.retry_after("10.0.0.1") is None
+        limiter.failed("10.0.0.1")
+        now[0] += 10.0
+    assert limiter.retry_after("10.0.0.1") == pytest.approx(30.0)
+    assert limiter.retry_after("10.0.0.2") is None
+    now[0] += 30.0
+    assert limiter.retry_after("10.0.0.1") is None  # the first failure is a window old
+    limiter.failed("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") is not None  # still 3 within the window
+    for index in range(10_000):
+        limiter.failed(f"192.0.2.{index}")
+    assert len(limiter._failures) == 100
+    assert limiter.retry_after("10.0.0.1") is None  # forgotten, not kept forever
+
+
 async def test_a_page_elsewhere_cannot_drain_with_the_cookie(
     serve_gateway: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
@@ -158,11 +247,33 @@ async def test_a_page_elsewhere_cannot_drain_with_the_cookie(
     reply = await http.post(served.url + "/gleitzeit/drain", json=body, headers=own)
     assert reply.status == 200
     assert hub.get("a").draining
-    reply = await http.post(
-        served.url + "/gleitzeit/undrain", json={"hub": "e", "resource": "a"}, headers=BEARER
-    )
-    assert reply.status == 200
+    assert await undrain(http, served, "a", BEARER) == 200
     assert not hub.get("a").draining
+
+
+async def test_the_cookie_opens_nothing_for_a_page_elsewhere_even_to_read(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """A page on another port of the same host is "same site", so the browser sends it the
+    SameSite=Strict cookie, also for an ``<img>``/``fetch`` GET (no Origin): any request the
+    browser marks ``Sec-Fetch-Site`` other than same-origin or none (the address bar) is a
+    403 with the key only in the cookie, and is not counted against the key; the dashboard's
+    own requests, typed addresses, clients that send no such header and bearer keys work."""
+    served = await serve_gateway(echo_config("a"), token=TOKEN)
+    cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
+    before = served.runtime.callers["admin"].requests
+    for site in ("same-site", "cross-site"):
+        for path in ("/gleitzeit/status", "/gleitzeit/ui/history"):
+            reply = await http.get(served.url + path, headers={**cookie, "Sec-Fetch-Site": site})
+            assert reply.status == 403, (site, path)
+            assert "own pages" in (await reply.json())["error"]
+    assert served.runtime.callers["admin"].requests == before
+    for site in ("same-origin", "none", None):
+        headers = dict(cookie) if site is None else {**cookie, "Sec-Fetch-Site": site}
+        reply = await http.get(served.url + "/gleitzeit/status", headers=headers)
+        assert reply.status == 200, site
+    bearer = {**BEARER, "Sec-Fetch-Site": "cross-site"}
+    assert (await http.get(served.url + "/gleitzeit/status", headers=bearer)).status == 200
 
 
 def acting(caller: Caller) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -272,3 +383,102 @@ async def test_disabling_the_plugin_removes_the_dashboard(
     assert (await http.get(served.url + PAGE)).status == expected
     assert (await http.get(served.url + "/gleitzeit/ui/history")).status == expected
     assert (await http.get(served.url + "/gleitzeit/status")).status == 200
+
+
+async def test_the_dashboard_works_under_the_gateways_own_name_and_behind_tls(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """Opened from another machine under a name in ``[gateway] hosts`` (the page's Origin is
+    the gateway's own, not a loopback page), the login and an admin's drain by cookie work
+    without listing the gateway in ``origins``; behind a TLS-terminating proxy (the page is
+    https, the gateway sees http under the same name) too, and the cookie is then ``Secure``.
+    Another name's page, or a plain-http page claiming an https gateway's name, is still
+    refused."""
+    config = {**echo_config("a", "b"), "gateway": {"hosts": ["dash.test"]}}
+    served = await serve_gateway(config, token=TOKEN)
+    hub = served.runtime.hubs["e"]
+    name = f"dash.test:{served.port}"
+    for page, secure in ((f"http://{name}", False), ("https://dash.test", True)):
+        host = name if page.startswith("http:") else "dash.test"
+        headers = {"Host": host, "Origin": page}
+        reply = await http.post(
+            served.url + "/gleitzeit/ui/login", json={"key": TOKEN}, headers=headers
+        )
+        assert reply.status == 200, (page, await reply.text())
+        attributes = {p.strip().lower() for p in reply.headers["Set-Cookie"].split(";")[1:]}
+        assert ("secure" in attributes) is secure, page
+        body = {"hub": "e", "resource": "a", "remove": False}
+        cookie = {**headers, "Cookie": f"gleitzeit_key={TOKEN}"}
+        reply = await http.post(served.url + "/gleitzeit/drain", json=body, headers=cookie)
+        assert reply.status == 200, page
+        assert hub.get("a").draining
+        hub.undrain("a")
+    for host, page in (
+        (name, "http://other.test"),
+        (name, f"http://other.test:{served.port}"),
+        ("dash.test", "http://dash.test:1"),
+    ):
+        headers = {"Host": host, "Origin": page}
+        reply = await http.post(
+            served.url + "/gleitzeit/ui/login", json={"key": TOKEN}, headers=headers
+        )
+        assert reply.status == 403, (host, page)
+        assert "Set-Cookie" not in reply.headers
+
+
+async def test_a_viewer_key_logged_in_cannot_drain_or_undrain(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """With real keys: a non-admin key logged in at the dashboard, asking from the page's own
+    origin with its cookie (or as a bearer), gets 403 naming the admin scope from drain and
+    undrain, and the resource stays as it was; the history tells its page it is no admin."""
+    keys = {"viewer": {"token": "viewer-key"}, "ops": {"token": "ops-key", "admin": True}}
+    config = {**echo_config("a", "b"), "gateway": {"keys": keys}}
+    served = await serve_gateway(config)
+    hub = served.runtime.hubs["e"]
+    assert (await login(http, served, "viewer-key")).status == 200
+    as_page = {"Cookie": "gleitzeit_key=viewer-key", "Origin": served.origin}
+    as_bearer = {"Authorization": "Bearer viewer-key"}
+    body = {"hub": "e", "resource": "a", "remove": False}
+    for headers in (as_page, as_bearer):
+        reply = await http.post(served.url + "/gleitzeit/drain", json=body, headers=headers)
+        assert reply.status == 403
+        assert (await reply.json())["scope"] == "admin"
+        assert not hub.get("a").draining
+    await hub.drain("b")
+    for headers in (as_page, as_bearer):
+        assert await undrain(http, served, "b", headers) == 403
+        assert hub.get("b").draining
+    history = await (await http.get(served.url + "/gleitzeit/ui/history", headers=as_page)).json()
+    assert history["caller"] == {"name": "viewer", "admin": False}
+    ops = {"Cookie": "gleitzeit_key=ops-key", "Origin": served.origin}
+    assert await undrain(http, served, "b", ops) == 200
+    assert not hub.get("b").draining
+
+
+async def test_the_cookie_opens_only_the_dashboards_routes(
+    serve_gateway: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """The login cookie is scoped to ``Path=/gleitzeit`` and the gateway takes it only there:
+    sent to ``/metrics`` or the Ollama API (a browser with an older cookie, or any client),
+    it opens nothing (401), while the same key as a bearer passes; under ``/gleitzeit`` it
+    works, and a look-alike path such as ``/gleitzeitx`` is not under it."""
+    import gleitzeit_dashboard.plugin
+    import gleitzeit_ollama.plugin
+    import gleitzeit_prometheus.plugin
+
+    plugins = (
+        (echo, "echo"),
+        (gleitzeit_dashboard.plugin, "dashboard"),
+        (gleitzeit_prometheus.plugin, "prometheus"),
+        (gleitzeit_ollama.plugin, "ollama"),
+    )
+    served = await serve_gateway(echo_config("a"), token=TOKEN, plugins=plugins)
+    cookie = {"Cookie": f"gleitzeit_key={TOKEN}"}
+    for path in ("/metrics", "/api/tags", "/api/ps", "/v1/models"):
+        reply = await http.get(served.url + path, headers=cookie)
+        assert reply.status == 401, path
+        as_bearer = await http.get(served.url + path, headers=BEARER)
+        assert as_bearer.status not in (401, 403), path  # (no Ollama hub here: 404 past the key)
+    assert (await http.get(served.url + "/gleitzeitx", headers=cookie)).status == 401
+    assert (await http.get(served.url + "/gleitzeit/status", headers=cookie)).status == 200

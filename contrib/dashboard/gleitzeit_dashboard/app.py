@@ -13,6 +13,9 @@ from __future__ import annotations
 import gzip
 import math
 import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -20,11 +23,17 @@ import attrs
 from aiohttp import web
 
 from gleitzeit_core import current_caller
-from gleitzeit_core.gateway import COOKIE_NAME, json_error, read_json_object, same_origin
+from gleitzeit_core.gateway import (
+    COOKIE_NAME,
+    COOKIE_PATH,
+    json_error,
+    read_json_object,
+    same_origin,
+)
 
 from .history import History
 
-__all__ = ["CONTENT_SECURITY_POLICY", "Dashboard"]
+__all__ = ["CONTENT_SECURITY_POLICY", "Dashboard", "FailedLogins"]
 
 PREFIX = "/gleitzeit/ui"
 CONTENT_SECURITY_POLICY = (
@@ -41,6 +50,44 @@ _TYPES = {
 _MAX_KEY_CHARS = 4096
 # what a key can be and still travel in a header and a cookie unchanged
 _KEY_SHAPE = re.compile(rf"[!-~]{{1,{_MAX_KEY_CHARS}}}")
+
+
+class FailedLogins:
+    """Failed logins per client address: after ``limit`` failures within ``window`` seconds an
+    address gets 429 for every login, right key or not (the answer must not tell a guesser
+    which key was right), until its oldest failure is ``window`` old. A success clears
+    nothing, so a known weak key cannot reset the count while guessing an admin's. At most
+    ``max_addresses`` addresses are remembered (the least recently failed are forgotten), so
+    many addresses cannot grow it without bound."""
+
+    def __init__(
+        self,
+        *,
+        limit: int = 10,
+        window: float = 60.0,
+        max_addresses: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_addresses = max_addresses
+        self.clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, address: str) -> float | None:
+        """Seconds until ``address`` may try again, or None if it may now."""
+        failures = self._failures.get(address)
+        if failures is None or len(failures) < self.limit:
+            return None
+        wait = failures[0] + self.window - self.clock()
+        return wait if wait > 0 else None
+
+    def failed(self, address: str) -> None:
+        failures = self._failures.pop(address, None) or deque(maxlen=self.limit)
+        failures.append(self.clock())
+        self._failures[address] = failures  # now the most recent
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
 
 
 @attrs.frozen
@@ -82,6 +129,7 @@ class Dashboard:
         self.router = router
         self.history = history or History(router.runtime)
         self.assets = load_assets()
+        self.failed_logins = FailedLogins()
 
     def register(self) -> None:
         router = self.router
@@ -140,26 +188,42 @@ class Dashboard:
         return response
 
     async def login(self, request: web.Request) -> web.Response:
-        """Check a key once and keep it in an HttpOnly, SameSite=Strict cookie."""
+        """Check a key once and keep it in an HttpOnly, SameSite=Strict cookie; an address
+        that failed too often lately gets 429 instead of an answer."""
         if not same_origin(request):  # another page must not log this browser in as someone
             return json_error(403, "log in from the dashboard page of this gateway")
+        address = request.remote or "unknown"
+        wait = self.failed_logins.retry_after(address)
+        if wait is not None:
+            busy = json_error(
+                429,
+                f"too many failed logins from {address}; retry after {math.ceil(wait)} s",
+            )
+            busy.headers["Retry-After"] = str(math.ceil(wait))
+            return busy
         data = await read_json_object(request)
         key = data.get("key")
         if isinstance(key, str):
             key = key.strip()
         if not isinstance(key, str) or not _KEY_SHAPE.fullmatch(key):
+            self.failed_logins.failed(address)
             return json_error(
                 400, f"key: expected the gateway key, 1 to {_MAX_KEY_CHARS} printable ASCII chars"
             )
-        caller = self.router.authenticate(key)  # a 401 for an unknown key
+        try:
+            caller = self.router.authenticate(key)  # a 401 for an unknown key
+        except web.HTTPUnauthorized:
+            self.failed_logins.failed(address)
+            raise
         response = web.json_response({"caller": caller.name, "admin": caller.admin})
         response.set_cookie(
             COOKIE_NAME,
             key,
             httponly=True,
             samesite="Strict",
-            path="/",
-            secure=request.secure,
+            path=COOKIE_PATH,
+            # an https page over plain http: TLS ends at a proxy in front (see same_origin)
+            secure=request.secure or request.headers["Origin"].startswith("https://"),
         )
         return response
 
@@ -167,5 +231,5 @@ class Dashboard:
         if not same_origin(request):
             return json_error(403, "log out from the dashboard page of this gateway")
         response = web.json_response({"logged_out": True})
-        response.del_cookie(COOKIE_NAME, path="/")
+        response.del_cookie(COOKIE_NAME, path=COOKIE_PATH)
         return response
