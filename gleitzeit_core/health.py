@@ -147,7 +147,20 @@ def _describe(exc: BaseException, timeout: float) -> str:
 
 
 class HealthMonitor:
-    """Probes every resource of a hub on its own jittered schedule."""
+    """Probes every resource of a hub on one shared schedule.
+
+    One scheduler task per monitor wakes ``SLOTS`` times per interval and starts the probes of
+    one slot, under one shared timeout timer; each resource sits in the least crowded slot, so
+    a thousand resources are probed evenly across the interval (``n / SLOTS`` at a time)
+    instead of waking the event loop a thousand times a second on timers of their own (that,
+    not the probes, was most of the monitor's CPU). A resource's next probe waits for its last
+    one to end and for ``interval x (1 - max(jitter, 0.1))`` after that, so a slow or hung
+    endpoint is never probed more often than every interval. A newly watched resource is probed
+    at a random point within ``interval x max(jitter, 0.05)``, so resources added together
+    spread out.
+    """
+
+    SLOTS = 20  # wake-ups per interval; the probes of one slot start together
 
     def __init__(
         self,
@@ -163,24 +176,50 @@ class HealthMonitor:
         self.settings = settings
         self.rng = rng or random.Random()
         self.on_change = on_change
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._watched: dict[str, Resource] = {}
+        self._slot_of: dict[str, int] = {}
+        self._slots: list[dict[str, Resource]] = [{} for _ in range(self.SLOTS)]
+        self._due: dict[str, float] = {}  # loop time before which a resource is not probed
+        self._first: dict[str, float] = {}  # resources waiting for their first probe: when
+        self._running: dict[str, asyncio.Task[None]] = {}  # probes in flight
+        self._scheduler: asyncio.Task[None] | None = None
+        self._expired: set[asyncio.Task[None]] = set()  # cancelled by their batch's timeout
+        self._loop_time: Callable[[], float] = time.monotonic  # the loop's clock, once running
+        # the least time from a probe's end to the next: under the interval by at least two
+        # slots, so a probe that takes a moment still comes round every interval
+        self._rest = settings.interval * (1 - max(settings.jitter, 2 / self.SLOTS))
 
     def watch(self, resource: Resource) -> None:
-        if resource.id in self._tasks or not self.settings.enabled:
+        if resource.id in self._watched or not self.settings.enabled:
             return
-        task = asyncio.get_running_loop().create_task(
-            self._loop(resource), name=f"gleitzeit-probe-{resource.id}"
-        )
-        self._tasks[resource.id] = task
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        slot = min(range(self.SLOTS), key=lambda i: len(self._slots[i]))
+        self._watched[resource.id] = resource
+        self._slot_of[resource.id] = slot
+        self._slots[slot][resource.id] = resource
+        window = settings.interval * max(settings.jitter, 0.05)
+        self._first[resource.id] = loop.time() + self.rng.random() * window
+        if self._scheduler is None or self._scheduler.done():
+            self._scheduler = loop.create_task(self._schedule(), name="gleitzeit-health")
 
     def unwatch(self, resource_id: str) -> None:
-        task = self._tasks.pop(resource_id, None)
+        if self._watched.pop(resource_id, None) is None:
+            return
+        self._slots[self._slot_of.pop(resource_id)].pop(resource_id, None)
+        self._due.pop(resource_id, None)
+        self._first.pop(resource_id, None)
+        task = self._running.pop(resource_id, None)
         if task is not None:
             task.cancel()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
+        tasks = list(self._running.values())
+        if self._scheduler is not None:
+            tasks.append(self._scheduler)
+        self._scheduler = None
+        for resource_id in list(self._watched):
+            self.unwatch(resource_id)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -224,14 +263,71 @@ class HealthMonitor:
         if resource.health is not before and self.on_change is not None:
             self.on_change(resource, before)
 
-    async def _loop(self, resource: Resource) -> None:
-        settings = self.settings
-        # start at a random point of the interval, so resources added together spread out
-        await asyncio.sleep(self.rng.random() * settings.interval * max(settings.jitter, 0.05))
-        while True:
-            await self.check(resource)
-            spread = settings.interval * settings.jitter
-            await asyncio.sleep(settings.interval + self.rng.uniform(-spread, spread))
+    async def _probe(self, resource: Resource) -> None:
+        # the scheduled path: the timeout is the batch's shared timer (``_expire``), not one
+        # timer per probe
+        try:
+            result = await self.probe.probe(resource)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task not in self._expired:
+                raise  # unwatched or stopped
+            self._expired.discard(task)
+            task.uncancel()
+            timeout = self.settings.timeout
+            result = ProbeResult(False, None, f"probe gave no answer within {timeout:g} s")
+        except Exception as exc:  # a buggy probe must not stop the monitor; it reads as a failure
+            result = ProbeResult(False, None, f"probe raised {type(exc).__name__}: {exc}")
+        resource_id = resource.id
+        self._running.pop(resource_id, None)
+        if self._expired:  # a probe that swallowed its timeout's cancellation
+            self._expired.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self.apply(resource, result)
+        self._due[resource_id] = self._loop_time() + self._rest
+
+    def _expire(self, batch: list[asyncio.Task[None]]) -> None:
+        """The batch's timeout: cancel the probes of it still running; they read as failures."""
+        for task in batch:
+            if not task.done():
+                self._expired.add(task)
+                task.cancel()
+
+    def _start(self, loop: asyncio.AbstractEventLoop, resources: list[Resource]) -> None:
+        batch = []
+        for resource in resources:
+            task = loop.create_task(self._probe(resource))
+            self._running[resource.id] = task
+            batch.append(task)
+        if batch:
+            loop.call_at(loop.time() + self.settings.timeout, self._expire, batch)
+
+    async def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop_time = loop.time
+        tick = self.settings.interval / self.SLOTS
+        slot, wake = 0, loop.time()
+        running, due, first = self._running, self._due, self._first
+        while self._watched:
+            now = loop.time()
+            if first:
+                starting = [r for r, when in first.items() if when <= now and r not in running]
+                for resource_id in starting:
+                    del first[resource_id]
+                self._start(loop, [self._watched[r] for r in starting])
+            batch = []
+            # half a tick of slack: a probe due just after this slot's turn waits no full round
+            horizon = now + tick / 2
+            for resource_id, resource in self._slots[slot].items():
+                if resource_id in running or resource_id in first:
+                    continue
+                if due.get(resource_id, 0.0) <= horizon:
+                    batch.append(resource)
+            self._start(loop, batch)
+            slot = (slot + 1) % self.SLOTS
+            wake += tick
+            if wake < loop.time():  # fell behind (a busy loop): skip ahead, never burst
+                wake = loop.time()
+            await asyncio.sleep(wake - loop.time())
 
 
 class OutlierDetector:

@@ -101,6 +101,99 @@ async def test_monitor_marks_dead_resource_unhealthy_and_back() -> None:
             await hub.stop()
 
 
+class _RecordingProbe:
+    """Answers healthy after ``delay`` (or never, for ids in ``hang``); records when each probe
+    started and how many of one resource ran at once."""
+
+    def __init__(self, delay: float = 0.0, hang: frozenset[str] = frozenset()) -> None:
+        self.delay = delay
+        self.hang = hang
+        self.started: list[tuple[float, str]] = []
+        self.in_flight: dict[str, int] = {}
+        self.most_at_once = 0
+
+    async def probe(self, resource: Resource) -> ProbeResult:
+        self.started.append((asyncio.get_running_loop().time(), resource.id))
+        self.in_flight[resource.id] = self.in_flight.get(resource.id, 0) + 1
+        self.most_at_once = max(self.most_at_once, self.in_flight[resource.id])
+        try:
+            await asyncio.sleep(3600 if resource.id in self.hang else self.delay)
+        finally:
+            self.in_flight[resource.id] -= 1
+        return ProbeResult(True, self.delay)
+
+
+async def test_monitor_spreads_probes_over_the_interval() -> None:
+    """Forty resources added together are not probed in one burst every interval: after the
+    first round, no window of a tenth of the interval holds more than a quarter of them, and
+    every resource is still probed about once per interval."""
+    probe = _RecordingProbe()
+    hub = ResourceHub("h", health=HealthSettings(interval=0.4, timeout=0.3))
+    hub.set_probe(probe)
+    for i in range(40):
+        hub.add(ResourceSpec(id=f"r{i}", endpoint=f"http://127.0.0.1:{20000 + i}"))
+    await hub.start()
+    try:
+        await asyncio.sleep(0.6)  # the first probes (all within the first tenth) are done
+        probe.started.clear()
+        await asyncio.sleep(1.6)  # four intervals
+    finally:
+        await hub.stop()
+    times = sorted(t for t, _ in probe.started)
+    assert times, "nothing was probed"
+    window = 0.04
+    busiest = max(sum(1 for t in times if start <= t < start + window) for start in times)
+    assert busiest <= 10, f"{busiest} of 40 resources probed within {window} s"
+    counts = [sum(1 for _, rid in probe.started if rid == f"r{i}") for i in range(40)]
+    assert min(counts) >= 2 and max(counts) <= 6, counts
+
+
+async def test_monitor_times_out_a_hung_probe_without_stalling_the_others() -> None:
+    """A probe that never answers reads as a failure naming the timeout once the timeout has
+    passed, the resource turns unhealthy after the threshold, it is never probed twice at once,
+    and the resources probed alongside it stay healthy."""
+    probe = _RecordingProbe(hang=frozenset({"hung"}))
+    settings = HealthSettings(interval=0.1, timeout=0.15, unhealthy_threshold=2)
+    hub = ResourceHub("h", health=settings)
+    hub.set_probe(probe)
+    for rid in ("hung", "a", "b"):
+        hub.add(ResourceSpec(id=rid, endpoint="http://127.0.0.1:20000"))
+    await hub.start()
+    try:
+        for _ in range(200):
+            if hub.get("hung").health is Health.UNHEALTHY:
+                break
+            await asyncio.sleep(0.05)
+        assert hub.get("hung").health is Health.UNHEALTHY
+        assert "no answer within 0.15 s" in hub.get("hung").health_detail
+        assert hub.get("a").health is Health.HEALTHY
+        assert hub.get("b").health is Health.HEALTHY
+        assert probe.most_at_once == 1
+    finally:
+        await hub.stop()
+    assert not any(probe.in_flight.values()), "a probe outlived the monitor's stop"
+
+
+async def test_unwatched_resource_is_no_longer_probed() -> None:
+    """A resource removed from the hub is not probed again, while the others still are."""
+    probe = _RecordingProbe()
+    hub = ResourceHub("h", health=HealthSettings(interval=0.1, timeout=0.5))
+    hub.set_probe(probe)
+    hub.add(ResourceSpec(id="gone", endpoint="http://127.0.0.1:20000"))
+    hub.add(ResourceSpec(id="kept", endpoint="http://127.0.0.1:20001"))
+    await hub.start()
+    try:
+        await asyncio.sleep(0.3)
+        await hub.remove("gone")
+        await asyncio.sleep(0.05)
+        probe.started.clear()
+        await asyncio.sleep(0.4)
+    finally:
+        await hub.stop()
+    ids = {rid for _, rid in probe.started}
+    assert ids == {"kept"}
+
+
 class HealthMachine(RuleBasedStateMachine):
     """The probe-threshold state machine against a small reference model."""
 
