@@ -5,7 +5,8 @@ interval, and memory per resource.
 
 The probe answers locally (no sockets), so the figures are the hub's own cost, not the
 network's: what 1,000 real instances would add on top is their round trips, which happen
-concurrently.
+concurrently. The health share is measured over rounds of ``ROUND_S`` seconds each and given
+as the median with a 90 % interval (``scale_1000_health_cpu_share_ci90``); so is the lease.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import random
 import resource as rusage
 import time
 import tracemalloc
+
+from _stats import figures, spread  # benchmarks/_stats.py
 
 from gleitzeit_core import HealthSettings, ProbeResult, Request, Resource, ResourceSpec
 from gleitzeit_core.hub import ResourceHub
@@ -65,36 +68,44 @@ def memory_per_resource_kb(size: int) -> float:
     return grown / size / 1024
 
 
-async def lease_us(size: int, picks: int) -> float:
+ROUND_S = 1.0  # one health round: one probe interval
+
+
+async def lease_us(size: int, picks: int, rounds: int = 7) -> list[float]:
+    """Microseconds per lease, one figure per round."""
     hub = build(size)
     request = Request()
-    best = float("inf")
-    for _ in range(5):
+    out = []
+    for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(picks):
             lease, _ = hub.try_lease(request)
             assert lease is not None
             lease.succeed()
-        best = min(best, (time.perf_counter() - started) / picks)
-    return best * 1e6
+        out.append((time.perf_counter() - started) / picks * 1e6)
+    return out
 
 
-async def health_cpu_share(size: int, seconds: float) -> tuple[float, int]:
+def cpu_seconds() -> float:
+    usage = rusage.getrusage(rusage.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def health_cpu_share(size: int, rounds: int) -> tuple[list[float], int]:
     """CPU seconds the process spends per wall second while 1,000 resources are probed every
-    second (nothing else runs)."""
+    second (nothing else runs), one figure per round of ``ROUND_S``; and the probes made."""
     probe = LocalProbe()
     hub = build(size, probe)
     await hub.start()
-    await asyncio.sleep(1.5)  # let the start-up spread settle
+    await asyncio.sleep(1.5)  # the first probes (within a tenth of the interval) are done
     probe.calls = 0
-    cpu0 = rusage.getrusage(rusage.RUSAGE_SELF)
-    wall0 = time.perf_counter()
-    await asyncio.sleep(seconds)
-    cpu1 = rusage.getrusage(rusage.RUSAGE_SELF)
-    wall = time.perf_counter() - wall0
+    shares = []
+    for _ in range(rounds):
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        await asyncio.sleep(ROUND_S)
+        shares.append((cpu_seconds() - cpu0) / (time.perf_counter() - wall0))
     await hub.stop()
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    return cpu / wall, probe.calls
+    return shares, probe.calls
 
 
 def main() -> None:
@@ -102,31 +113,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args()
-    seconds = 5.0 if args.quick else 20.0
-    pick = asyncio.run(lease_us(SIZE, 2_000 if args.quick else 20_000))
-    small = asyncio.run(lease_us(10, 2_000 if args.quick else 20_000))
-    share, probes = asyncio.run(health_cpu_share(SIZE, seconds))
+    rounds = 7 if args.quick else 20
+    pick = spread(asyncio.run(lease_us(SIZE, 2_000 if args.quick else 20_000)))
+    small = spread(asyncio.run(lease_us(10, 2_000 if args.quick else 20_000)))
+    shares, probes = asyncio.run(health_cpu_share(SIZE, rounds))
+    share = spread(shares)
     memory = memory_per_resource_kb(SIZE)
     print(
-        f"lease (select + admit + record), 1,000 resources: {pick:.2f} us "
-        f"(10 resources: {small:.2f} us)"
+        f"lease (select + admit + record), 1,000 resources: {pick.text()} us "
+        f"(10 resources: {small.text()} us)"
     )
     print(
-        f"health monitor, 1,000 resources at 1 s: {100 * share:.1f} % of one core "
-        f"({probes / seconds:.0f} probes/s)"
+        f"health monitor, 1,000 resources at 1 s: {share.text()} of one core "
+        f"({probes / (rounds * ROUND_S):.0f} probes/s; target <= 0.02)"
     )
     print(f"memory per resource: {memory:.1f} KiB (target <= 20)")
     if args.json_path:
         command = "python benchmarks/scale.py" + (" --quick" if args.quick else "")
-        figures = {
-            "scale_1000_pick_us": {"value": round(pick, 3), "command": command},
-            "scale_10_pick_us": {"value": round(small, 3), "command": command},
-            "scale_1000_health_cpu_share": {"value": round(share, 4), "command": command},
-            "scale_1000_probes_per_s": {"value": round(probes / seconds, 1), "command": command},
+        out = {
+            **figures("scale_1000_pick_us", pick, command, digits=3),
+            "scale_10_pick_us": {"value": round(small.median, 3), "command": command},
+            **figures("scale_1000_health_cpu_share", share, command),
+            "scale_1000_probes_per_s": {
+                "value": round(probes / (rounds * ROUND_S), 1),
+                "command": command,
+            },
             "scale_memory_per_resource_kb": {"value": round(memory, 2), "command": command},
         }
-        with open(args.json_path, "w", encoding="utf-8") as out:
-            json.dump(figures, out, indent=2)
+        with open(args.json_path, "w", encoding="utf-8") as handle:
+            json.dump(out, handle, indent=2)
 
 
 if __name__ == "__main__":

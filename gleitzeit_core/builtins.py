@@ -4,11 +4,13 @@ use."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .hookspecs import hookimpl
-from .registry import Register
-from .resources import ResourceSpec
+
+if TYPE_CHECKING:  # the resource model is not needed to register names (start-up time)
+    from .registry import Register
+    from .resources import ResourceSpec
 
 __all__ = ["StaticDiscoverer"]
 

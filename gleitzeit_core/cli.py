@@ -16,6 +16,7 @@ be switched off.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import os
@@ -286,7 +287,6 @@ def _manager(config: str | None) -> Any:
 def plugins_list(as_json: bool, config: str | None) -> None:
     """Every plugin: distribution, version, status (and what disabled it), error, and what it
     registered."""
-    import attrs
 
     from .plugins import command_entry_points
 
@@ -318,7 +318,7 @@ def plugins_list(as_json: bool, config: str | None) -> None:
     records = manager.report()
     if as_json:
         payload = {
-            "plugins": [attrs.asdict(r) for r in records],
+            "plugins": [dataclasses.asdict(r) for r in records],
             "conflicts": manager.conflicts(),
         }
         click.echo(json.dumps(payload, indent=2))
@@ -331,11 +331,11 @@ def plugins_list(as_json: bool, config: str | None) -> None:
 def _plugin_names() -> dict[str, str]:
     """Every installed plugin's name (and distribution name) -> its plugin name, from
     metadata only."""
-    from .plugins import GROUP, LIGHT_GROUPS, _short, entry_points_snapshot
+    from .plugins import GROUP, LIGHT_GROUPS, _short, distribution_of, entry_points_snapshot
 
     names: dict[str, str] = {}
     for ep in entry_points_snapshot():
-        dist = ep.dist.name if ep.dist else None
+        dist = distribution_of(ep)[0]
         if ep.group == GROUP:
             plugin = ep.name
         elif ep.group in LIGHT_GROUPS:

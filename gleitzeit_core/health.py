@@ -281,7 +281,7 @@ class HealthMonitor:
         resource_id = resource.id
         self._running.pop(resource_id, None)
         if self._expired:  # a probe that swallowed its timeout's cancellation
-            self._expired.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._expired.discard(asyncio.current_task())
         self.apply(resource, result)
         self._due[resource_id] = self._loop_time() + self._rest
 
