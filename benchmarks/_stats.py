@@ -102,7 +102,7 @@ def bootstrap_interval(
     stats = sorted(stat([values[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples))
     tail = (1 - level) / 2
     low = stats[int(tail * (resamples - 1))]
-    high = stats[int(round((1 - tail) * (resamples - 1)))]
+    high = stats[round((1 - tail) * (resamples - 1))]
     return low, high
 
 

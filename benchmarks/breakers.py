@@ -9,9 +9,10 @@ and ``with cb.calling(): fn(i)``. Two paths are measured, both in closed state:
   (5 consecutive failures, a 50 % failure rate, k = 2 for the adaptive throttle).
 
 Contenders are interleaved: each round runs every contender once (in a rotated order, with the
-garbage collector off), and the table shows the median over the rounds. ``bare`` is the loop
-with the function call alone; ``overhead`` subtracts it. Ratios are ours / pybreaker on the raw
-per-call figures (the conservative choice: the shared loop cost pulls ratios toward 1).
+garbage collector off), and the table shows the median over the rounds; each headline ratio is
+the median of the per-round ratios with its 90 % bootstrap interval (``..._ci90``). ``bare`` is
+the loop with the function call alone; ``overhead`` subtracts it. Ratios are ours / pybreaker on
+the raw per-call figures (the conservative choice: the shared loop cost pulls ratios toward 1).
 
     python benchmarks/breakers.py [--quick] [--json PATH]
 """
@@ -31,6 +32,8 @@ from time import perf_counter_ns
 from typing import Any
 
 import pybreaker
+from _stats import figures as figures_of  # benchmarks/_stats.py
+from _stats import ratio, rotated
 from gleitzeit_breaker_adaptive.breaker import AdaptiveThrottlingBreaker
 from gleitzeit_breaker_consecutive.breaker import ConsecutiveFailuresBreaker
 from gleitzeit_breaker_window.breaker import SlidingWindowBreaker
@@ -154,12 +157,12 @@ def contenders(fail_every: int) -> tuple[dict[str, Runner], list[Any]]:
     return runners, breakers
 
 
-def measure(runners: dict[str, Runner], n: int, rounds: int) -> dict[str, float]:
+def measure(runners: dict[str, Runner], n: int, rounds: int) -> dict[str, list[float]]:
+    """ns per call of every contender, one figure per interleaved round."""
     names = list(runners)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds + 1):  # round 0 warms up and is dropped
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
+        for name in rotated(names, r):
             gc.collect()
             gc.disable()
             try:
@@ -168,7 +171,7 @@ def measure(runners: dict[str, Runner], n: int, rounds: int) -> dict[str, float]
                 gc.enable()
             if r:
                 samples[name].append(elapsed / n)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
 
 
 def still_closed(breakers: list[Any]) -> None:
@@ -183,12 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a short run (less precise)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
-    n, rounds = (20_000, 5) if args.quick else (100_000, 15)
+    n, rounds = (20_000, 7) if args.quick else (100_000, 15)
 
     figures: dict[str, dict[str, float]] = {}
+    per_round: dict[str, dict[str, list[float]]] = {}
     for path, fail_every in PATHS.items():
         runners, breakers = contenders(fail_every)
-        figures[path] = measure(runners, n, rounds)
+        per_round[path] = measure(runners, n, rounds)
+        figures[path] = {name: statistics.median(v) for name, v in per_round[path].items()}
         still_closed(breakers)
 
     ratios: dict[str, dict[str, dict[str, float]]] = {}
@@ -210,13 +215,16 @@ def main(argv: list[str] | None = None) -> int:
                 line += f" {vs_call:>8.2f} {vs_calling:>11.2f}"
             print(line)
     print()
-    headline = {}
+    headline: dict[str, Any] = {}
+    success = per_round["success"]
+    # against the faster of pybreaker's two styles in each round, on the success path
+    pairs = zip(success["pybreaker.call"], success["pybreaker.calling"], strict=True)
+    best = [min(a, b) for a, b in pairs]
+    command = "python benchmarks/breakers.py" + (" --quick" if args.quick else "")
     for name in HEADLINE:
-        # against the faster of pybreaker's two styles, on the success path
-        best = min(figures["success"]["pybreaker.call"], figures["success"]["pybreaker.calling"])
-        headline[f"breaker_vs_pybreaker_ratio_{name}"] = figures["success"][name] / best
-    for key, value in headline.items():
-        print(f"{key} = {value:.3f}")
+        summary = ratio(success[name], best)
+        headline.update(figures_of(f"breaker_vs_pybreaker_ratio_{name}", summary, command))
+        print(f"breaker_vs_pybreaker_ratio_{name} = {summary.text()}")
     cheaper = all(
         ns < min(row["pybreaker.call"], row["pybreaker.calling"])
         for row in figures.values()

@@ -23,7 +23,10 @@ calls, interleaved, through ``OllamaPoolProvider("era", hub=OllamaHub(...))`` wi
 per-path figures) and straight through that hub's runtime (``runtime.execute``).
 ``hub_era_vs_hub_latency_ratio`` is adapter p50 / direct p50 (target <= 1.05).
 
-    python benchmarks/legacy_vs_hub.py [--quick] [--json PATH] [--requests N]
+Both headline ratios come from ``--rounds`` further rounds of ``--requests`` each (7 quick,
+15 full): the median of the per-round p50 ratios, with its 90 % interval (``..._ci90``).
+
+    python benchmarks/legacy_vs_hub.py [--quick] [--json PATH] [--requests N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import time
 import warnings
 from typing import Any
 
+from _stats import Summary, figures, ratio  # benchmarks/_stats.py
 from gleitzeit_ollama.sim import OllamaSimulator, SimConfig
 
 MODEL = "llama3.2"
@@ -187,11 +191,23 @@ async def hub_era_phase(sims: list[OllamaSimulator], args: argparse.Namespace) -
     try:
         await provider.initialize()
         await run_hub_era(provider, hub.runtime, 2 * args.concurrency, args.concurrency)
-        return await run_hub_era(provider, hub.runtime, args.requests, args.concurrency)
+        era = await run_hub_era(provider, hub.runtime, args.requests, args.concurrency)
+        rounds = [
+            await run_hub_era(provider, hub.runtime, args.requests, args.concurrency)
+            for _ in range(args.rounds)
+        ]
+        era["p50_ratio_rounds"] = per_round_ratio(rounds, "adapter", "direct")
+        return era
     finally:
         FEATURES.reset()
         await provider.shutdown()
         await hub.stop()
+
+
+def per_round_ratio(rounds: list[dict[str, Any]], num: str, den: str) -> Summary:
+    """p50 of ``num`` over p50 of ``den`` within each round (the two alternate request by
+    request in a round), as a median with its 90 % interval."""
+    return ratio([r[num]["p50_ms"] for r in rounds], [r[den]["p50_ms"] for r in rounds])
 
 
 def _round(value: float | None) -> float | None:
@@ -226,6 +242,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for sim in sims:
             sim.reset_stats()
         clean = await run_phase(provider, args.requests, args.concurrency, None)
+        rounds = [
+            await run_phase(provider, args.requests, args.concurrency, None)
+            for _ in range(args.rounds)
+        ]
+        clean_ratio = per_round_ratio(rounds, "hub", "legacy")
         faults = await run_phase(provider, args.requests, args.concurrency, sims[0])
         era = await hub_era_phase(sims, args)
     finally:
@@ -241,7 +262,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "simulated_latency_ms": args.latency_ms,
         "clean": clean,
         "faults": faults,
-        "legacy_vs_hub_latency_ratio": _ratio(clean["hub"]["p50_ms"], clean["legacy"]["p50_ms"]),
+        **figures("legacy_vs_hub_latency_ratio", clean_ratio, args.command),
         "legacy_vs_hub_p99_ratio": _ratio(clean["hub"]["p99_ms"], clean["legacy"]["p99_ms"]),
         "faults_latency_ratio": _ratio(faults["hub"]["p50_ms"], faults["legacy"]["p50_ms"]),
         "hub_error_rate": clean["hub"]["error_rate"],
@@ -250,8 +271,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "legacy_error_rate_with_faults": faults["legacy"]["error_rate"],
         "hub_extra_attempts_with_faults": faults["hub"]["extra_attempts_per_request"],
         "legacy_extra_attempts_with_faults": faults["legacy"]["extra_attempts_per_request"],
+        **figures("hub_era_vs_hub_latency_ratio", era.pop("p50_ratio_rounds"), args.command),
         "hub_era": era,
-        "hub_era_vs_hub_latency_ratio": _ratio(era["adapter"]["p50_ms"], era["direct"]["p50_ms"]),
         "hub_era_vs_hub_p99_ratio": _ratio(era["adapter"]["p99_ms"], era["direct"]["p99_ms"]),
     }
 
@@ -273,9 +294,10 @@ def show(report: dict[str, Any]) -> None:
                 f"{phase:<8} {path:<7} {row['p50_ms']!s:>9} {row['p99_ms']!s:>9} "
                 f"{row['error_rate']:>8.2%} {row['extra_attempts_per_request']:>12.3f}"
             )
-    ratio = report["legacy_vs_hub_latency_ratio"]
-    met = "met" if ratio is not None and ratio <= 1.05 else "MISSED"
-    print(f"\nhub/legacy p50 (clean): {ratio}  (target <= 1.05: {met})")
+    clean = report["legacy_vs_hub_latency_ratio"]["value"]
+    low, high = report["legacy_vs_hub_latency_ratio_ci90"]["value"]
+    met = "met" if clean <= 1.05 else "MISSED"
+    print(f"\nhub/legacy p50 (clean): {clean} (90 % CI {low}-{high}; target <= 1.05: {met})")
     print(f"hub/legacy p99 (clean): {report['legacy_vs_hub_p99_ratio']}")
     print(f"hub/legacy p50 (faults): {report['faults_latency_ratio']}")
     hub_err = report["hub_error_rate_with_faults"]
@@ -290,15 +312,16 @@ def show(report: dict[str, Any]) -> None:
         f"(target: hub fewer or equal: {verdict})"
     )
     era = report["hub_era"]
-    era_ratio = report["hub_era_vs_hub_latency_ratio"]
-    era_met = "met" if era_ratio is not None and era_ratio <= 1.05 else "MISSED"
+    era_ratio = report["hub_era_vs_hub_latency_ratio"]["value"]
+    era_low, era_high = report["hub_era_vs_hub_latency_ratio_ci90"]["value"]
+    era_met = "met" if era_ratio <= 1.05 else "MISSED"
     print(
         f"\nhub-era adapters vs the hub path: p50 {era['adapter']['p50_ms']} vs "
         f"{era['direct']['p50_ms']} ms, p99 {era['adapter']['p99_ms']} vs "
         f"{era['direct']['p99_ms']} ms, errors {era['adapter']['errors']} vs "
         f"{era['direct']['errors']}"
     )
-    print(f"hub-era/hub p50: {era_ratio}  (target <= 1.05: {era_met})")
+    print(f"hub-era/hub p50: {era_ratio} (90 % CI {era_low}-{era_high}; target <= 1.05: {era_met})")
 
 
 def main() -> None:
@@ -306,11 +329,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short run (smoke test)")
     parser.add_argument("--json", dest="json_path", default=None, help="write the figures here")
     parser.add_argument("--requests", type=int, default=None, help="requests per phase")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds for the p50 ratios")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     args = parser.parse_args()
     if args.requests is None:
-        args.requests = 200 if args.quick else 2000
+        args.requests = 100 if args.quick else 1000
+    if args.rounds is None:
+        args.rounds = 7 if args.quick else 15
+    args.command = "python benchmarks/legacy_vs_hub.py" + (" --quick" if args.quick else "")
     # the shim's runtimes use only these plugins; no user or file config leaks in
     os.environ.setdefault("GLEITZEIT_LOAD_PLUGINS", "ollama,breaker-consecutive,legacy")
     os.environ.pop("GLEITZEIT_CONFIG", None)

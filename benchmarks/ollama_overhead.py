@@ -11,9 +11,10 @@ reports p50/p99 and the share of requests each instance got.
 
     python benchmarks/ollama_overhead.py [--quick] [--json PATH]
 
-JSON keys: ``hub_vs_raw_latency_ratio`` (concurrency 1, p50 hub / p50 raw),
-``hub_vs_raw_throughput_ratio`` (concurrency 32, hub / raw), ``overhead`` (all figures of
-part 1) and ``strategies`` (part 2, per strategy).
+JSON keys: ``hub_vs_raw_latency_ratio`` (concurrency 1, p50 hub / p50 raw: the median over ten
+blocks of paired requests), ``hub_vs_raw_throughput_ratio`` (concurrency 32, hub / raw: the
+median over rounds of one batch each), each with its 90 % interval (``..._ci90``), ``overhead``
+(all figures of part 1) and ``strategies`` (part 2, per strategy).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from collections import Counter
@@ -31,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from _stats import figures, ratio  # benchmarks/_stats.py
 from gleitzeit_ollama.sim import SimConfig, SimProcess
 
 from gleitzeit_core.runtime import Runtime
@@ -170,21 +173,32 @@ async def overhead(quick: bool) -> dict[str, Any]:
                     await call()
                     single[name].append(time.perf_counter() - started)
 
-            # concurrency 32: alternate batches
+            # concurrency 32: alternate batches, one pair per round
             many: dict[str, list[float]] = {"hub": [], "raw": []}
             spent = {"hub": 0.0, "raw": 0.0}
-            size = 320 if quick else 1280
-            for i in range(4 if quick else 8):
+            per_round: dict[str, list[float]] = {"hub": [], "raw": []}
+            size = 256 if quick else 1280
+            for i in range(6 if quick else 10):
                 order = (("hub", hub), ("raw", raw)) if i % 2 == 0 else (("raw", raw), ("hub", hub))
                 for name, call in order:
                     elapsed, latencies = await batch(call, size, 32)
                     spent[name] += elapsed
+                    per_round[name].append(size / elapsed)
                     many[name].extend(latencies)
     finally:
         await asyncio.to_thread(sim.terminate)
     c1 = {name: summary(values, sum(values)) for name, values in single.items()}
     c32 = {name: summary(many[name], spent[name]) for name in many}
+    # concurrency 1: the paired requests cut into blocks (rounds); p50 hub / p50 raw of each
+    blocks = 10
+    size1 = len(single["hub"]) // blocks
+    p50 = {
+        name: [statistics.median(values[b * size1 : (b + 1) * size1]) for b in range(blocks)]
+        for name, values in single.items()
+    }
     return {
+        "latency_ratio_c1_p50_spread": ratio(p50["hub"], p50["raw"]),
+        "throughput_ratio_c32_spread": ratio(per_round["hub"], per_round["raw"]),
         "sim_latency_ms": 20.0,
         "concurrency_1": c1,
         "concurrency_32": c32,
@@ -248,8 +262,13 @@ def show(report: dict[str, Any]) -> None:
     print(
         f"ratios hub/raw: latency c=1 p50 {over['latency_ratio_c1_p50']:.3f}, "
         f"p99 {over['latency_ratio_c1_p99']:.3f}; c=32 p50 {over['latency_ratio_c32_p50']:.3f}; "
-        f"throughput c=32 {over['throughput_ratio_c32']:.3f}"
+        f"throughput c=32 {over['throughput_ratio_c32']:.3f} (all requests pooled)"
     )
+    for key in ("hub_vs_raw_latency_ratio", "hub_vs_raw_throughput_ratio"):
+        low, high = report[f"{key}_ci90"]["value"]
+        print(
+            f"{key} = {report[key]['value']:.3f} (median of rounds; 90 % CI {low:.3f}-{high:.3f})"
+        )
     print()
     print("Pool of three simulators (10/30/90 ms), concurrency 12, num_parallel 8 each")
     print(f"{'strategy':15}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}   share 10/30/90 ms")
@@ -265,9 +284,12 @@ async def main(quick: bool) -> dict[str, Any]:
     started = time.perf_counter()
     over = await overhead(quick)
     pool = await strategies(quick)
+    command = "python benchmarks/ollama_overhead.py" + (" --quick" if quick else "")
+    latency = over.pop("latency_ratio_c1_p50_spread")
+    throughput = over.pop("throughput_ratio_c32_spread")
     return {
-        "hub_vs_raw_latency_ratio": over["latency_ratio_c1_p50"],
-        "hub_vs_raw_throughput_ratio": over["throughput_ratio_c32"],
+        **figures("hub_vs_raw_latency_ratio", latency, command),
+        **figures("hub_vs_raw_throughput_ratio", throughput, command),
         "overhead": over,
         "strategies": pool,
         "quick": quick,
