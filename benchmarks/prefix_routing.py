@@ -30,6 +30,12 @@ again in between (so every run starts with empty caches), in one process run.
 Keys: ``prefix_vs_p2c_ttft_p50_ratio`` (target <= 0.5), ``prefix_vs_p2c_throughput_ratio``
 (target >= 1), ``prefix_max_share_vs_fair`` (uniform workload, target <= 1.3),
 ``prefix_hotspot_max_share_vs_fair``, ``prefix_routing`` (every figure, per strategy).
+
+The headline figures come from interleaved rounds of ``prefix_affinity`` and ``p2c`` only, each
+round on a fresh uniform workload of its own (5 rounds of 12 conversations quick, 7 of 24
+full): the median of the per-round ratios with its 90 % interval (``..._ci90``). ``--quick``
+runs only those rounds (about a minute); the full run adds the table of all strategies and
+the hot spot.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+from _stats import figures, ratio, rotated, spread  # benchmarks/_stats.py
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.prefix_affinity import prompt_attributes
 from gleitzeit_ollama.sim import SimConfig, SimProcess
@@ -283,6 +290,25 @@ HOTSPOT = {
 }
 
 
+async def rounds_of(
+    session: aiohttp.ClientSession, urls: list[str], rounds: int, count: int
+) -> dict[str, list[dict[str, Any]]]:
+    """``prefix_affinity`` and ``p2c`` on a fresh uniform workload (its own seed) per round,
+    in alternating order: the rounds the headline ratios are taken from."""
+    names = ["prefix_affinity", "p2c"]
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for r in range(rounds):
+        jobs = conversations(100 + r, count)
+        for name in rotated(names, r):
+            out[name].append(await measure(session, urls, UNIFORM[name], jobs))
+        print(
+            f"round {r + 1}/{rounds}: "
+            + ", ".join(f"{n} TTFT p50 {out[n][-1]['ttft_p50_ms']} ms" for n in names),
+            flush=True,
+        )
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     count = 24 if args.quick else 96
     sims = [
@@ -293,6 +319,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"uniform": {}, "hotspot": {}}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            # quick: one conversation per user per round, and only the two the goals compare
+            rounds, per_round = (5, USERS) if args.quick else (7, 2 * USERS)
+            results["rounds"] = await rounds_of(session, urls, rounds, per_round)
+            if args.quick:
+                results["uniform"] = {n: rows[-1] for n, rows in results["rounds"].items()}
+                return results
             uniform = conversations(7, count)
             for name, strategy in UNIFORM.items():
                 results["uniform"][name] = await measure(session, urls, strategy, uniform)
@@ -334,9 +366,18 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     uniform, hot = results["uniform"], results["hotspot"]
-    ours, p2c = uniform["prefix_affinity"], uniform["p2c"]
-    ttft_ratio = ours["ttft_p50_ms"] / p2c["ttft_p50_ms"]
-    throughput_ratio = ours["throughput_rps"] / p2c["throughput_rps"]
+    by_round = results["rounds"]
+
+    def per_round(key: str) -> tuple[list[float], list[float]]:
+        return (
+            [row[key] for row in by_round["prefix_affinity"]],
+            [row[key] for row in by_round["p2c"]],
+        )
+
+    ttft_ratio = ratio(*per_round("ttft_p50_ms"))
+    ttft_p99_ratio = ratio(*per_round("ttft_p99_ms"))
+    throughput_ratio = ratio(*per_round("throughput_rps"))
+    max_share = spread(per_round("max_share_vs_fair")[0])
     print()
     print(f"{'':<36}{'TTFT p50':>10}{'p99':>10}{'req/s':>8}{'hit':>7}{'max/fair':>10}")
     rows = [*(("uniform " + k, v) for k, v in uniform.items())]
@@ -347,25 +388,26 @@ def main() -> None:
             f"{row['throughput_rps']:>8.2f}{row['token_hit_rate']:>7.2f}"
             f"{row['max_share_vs_fair']:>10.2f}"
         )
-    print(f"prefix_vs_p2c_ttft_p50_ratio = {ttft_ratio:.3f} (target <= 0.5)")
-    print(f"prefix_vs_p2c_throughput_ratio = {throughput_ratio:.3f} (target >= 1)")
-    print(f"prefix_max_share_vs_fair = {ours['max_share_vs_fair']:.2f} (target <= 1.3)")
+    print(f"over {len(by_round['p2c'])} interleaved rounds (median, 90 % interval):")
+    print(f"prefix_vs_p2c_ttft_p50_ratio = {ttft_ratio.text()} (target <= 0.5)")
+    print(f"prefix_vs_p2c_throughput_ratio = {throughput_ratio.text()} (target >= 1)")
+    print(f"prefix_max_share_vs_fair = {max_share.text()} (target <= 1.3)")
     if args.json_path:
         command = "python benchmarks/prefix_routing.py" + (" --quick" if args.quick else "")
-        figures = {
-            "prefix_vs_p2c_ttft_p50_ratio": round(ttft_ratio, 3),
-            "prefix_vs_p2c_ttft_p99_ratio": round(ours["ttft_p99_ms"] / p2c["ttft_p99_ms"], 3),
-            "prefix_vs_p2c_throughput_ratio": round(throughput_ratio, 3),
-            "prefix_max_share_vs_fair": ours["max_share_vs_fair"],
-            "prefix_hotspot_max_share_vs_fair": hot["prefix_affinity"]["max_share_vs_fair"],
-            "prefix_routing": results,
+        out = {
+            **figures("prefix_vs_p2c_ttft_p50_ratio", ttft_ratio, command, digits=3),
+            **figures("prefix_vs_p2c_ttft_p99_ratio", ttft_p99_ratio, command, digits=3),
+            **figures("prefix_vs_p2c_throughput_ratio", throughput_ratio, command, digits=3),
+            **figures("prefix_max_share_vs_fair", max_share, command, digits=3),
+            "prefix_routing": {"value": results, "command": command},
         }
-        with open(args.json_path, "w", encoding="utf-8") as out:
-            json.dump(
-                {key: {"value": value, "command": command} for key, value in figures.items()},
-                out,
-                indent=2,
-            )
+        if hot:
+            out["prefix_hotspot_max_share_vs_fair"] = {
+                "value": hot["prefix_affinity"]["max_share_vs_fair"],
+                "command": command,
+            }
+        with open(args.json_path, "w", encoding="utf-8") as handle:
+            json.dump(out, handle, indent=2)
 
 
 if __name__ == "__main__":
