@@ -125,12 +125,12 @@ def report(times: dict[str, list[float]], runs: int, command: str) -> dict[str, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 runs per path, 2 warm-up")
+    parser.add_argument("--quick", action="store_true", help="15 runs per path, 2 warm-up")
     parser.add_argument("--runs", type=int, default=30, help="measured runs per path")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
     parser.add_argument("--image", default=os.environ.get("GLEITZEIT_TEST_IMAGE", "localpython:3"))
     opts = parser.parse_args()
-    runs, warmup = (10, 2) if opts.quick else (opts.runs, 3)
+    runs, warmup = (15, 2) if opts.quick else (opts.runs, 3)
     if not os.environ.get("DOCKER_HOST"):
         print("note: DOCKER_HOST is not set; using the default socket", file=sys.stderr)
     times = asyncio.run(measure(runs, warmup, opts.image))
