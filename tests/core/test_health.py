@@ -76,6 +76,15 @@ async def test_http_probe_fails_on_a_bad_status() -> None:
     assert "HTTP 500" in result.detail
 
 
+async def until_health(hub: ResourceHub, resource_id: str, health: Health) -> None:
+    """Wait (10 s at most: generous, a busy machine is slow) until the resource has ``health``."""
+    for _ in range(200):
+        if hub.get(resource_id).health is health:
+            return
+        await asyncio.sleep(0.05)
+    assert hub.get(resource_id).health is health
+
+
 async def test_monitor_marks_dead_resource_unhealthy_and_back() -> None:
     """Probing on an interval marks a dead endpoint unhealthy after the threshold, and a
     revived one healthy again; the hub then routes around it."""
@@ -86,11 +95,7 @@ async def test_monitor_marks_dead_resource_unhealthy_and_back() -> None:
         hub.add(ResourceSpec(id="dead", endpoint=unused_endpoint()))
         await hub.start()
         try:
-            for _ in range(100):
-                if hub.get("dead").health is Health.UNHEALTHY:
-                    break
-                await asyncio.sleep(0.05)
-            assert hub.get("dead").health is Health.UNHEALTHY
+            await until_health(hub, "dead", Health.UNHEALTHY)
             assert hub.get("live").health is Health.HEALTHY
             assert "ConnectionRefused" in hub.get("dead").health_detail
             for _ in range(10):
@@ -145,7 +150,8 @@ async def test_monitor_spreads_probes_over_the_interval() -> None:
     busiest = max(sum(1 for t in times if start <= t < start + window) for start in times)
     assert busiest <= 10, f"{busiest} of 40 resources probed within {window} s"
     counts = [sum(1 for _, rid in probe.started if rid == f"r{i}") for i in range(40)]
-    assert min(counts) >= 2 and max(counts) <= 6, counts
+    assert min(counts) >= 2, counts
+    assert max(counts) <= 6, counts
 
 
 async def test_monitor_times_out_a_hung_probe_without_stalling_the_others() -> None:
@@ -160,11 +166,7 @@ async def test_monitor_times_out_a_hung_probe_without_stalling_the_others() -> N
         hub.add(ResourceSpec(id=rid, endpoint="http://127.0.0.1:20000"))
     await hub.start()
     try:
-        for _ in range(200):
-            if hub.get("hung").health is Health.UNHEALTHY:
-                break
-            await asyncio.sleep(0.05)
-        assert hub.get("hung").health is Health.UNHEALTHY
+        await until_health(hub, "hung", Health.UNHEALTHY)
         assert "no answer within 0.15 s" in hub.get("hung").health_detail
         assert hub.get("a").health is Health.HEALTHY
         assert hub.get("b").health is Health.HEALTHY
