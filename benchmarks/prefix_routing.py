@@ -25,7 +25,7 @@ slots, as Ollama does), so nothing but the guard stops a pile-up.
 Strategies run one after another on the same simulators, whose models are unloaded and loaded
 again in between (so every run starts with empty caches), in one process run.
 
-    python benchmarks/prefix_routing.py [--quick] [--json PATH]
+    python benchmarks/prefix_routing.py [--quick] [--max-seconds S] [--json PATH]
 
 Keys: ``prefix_vs_p2c_ttft_p50_ratio`` (target <= 0.5), ``prefix_vs_p2c_throughput_ratio``
 (target >= 1), ``prefix_max_share_vs_fair`` (uniform workload, target <= 1.3),
@@ -291,13 +291,24 @@ HOTSPOT = {
 
 
 async def rounds_of(
-    session: aiohttp.ClientSession, urls: list[str], rounds: int, count: int
+    session: aiohttp.ClientSession,
+    urls: list[str],
+    rounds: int,
+    count: int,
+    max_seconds: float | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """``prefix_affinity`` and ``p2c`` on a fresh uniform workload (its own seed) per round,
-    in alternating order: the rounds the headline ratios are taken from."""
+    in alternating order: the rounds the headline ratios are taken from. With
+    ``max_seconds``, no round starts that would likely end after it (on a machine too busy for
+    the planned rounds, fewer rounds and a wider interval beat no figures at all)."""
     names = ["prefix_affinity", "p2c"]
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    started = time.monotonic()
     for r in range(rounds):
+        spent = time.monotonic() - started
+        if max_seconds is not None and r >= 2 and spent + spent / r > max_seconds:
+            print(f"stopping after {r} rounds: the next would end after {max_seconds:g} s")
+            break
         jobs = conversations(100 + r, count)
         for name in rotated(names, r):
             out[name].append(await measure(session, urls, UNIFORM[name], jobs))
@@ -321,7 +332,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             # quick: one conversation per user per round, and only the two the goals compare
             rounds, per_round = (5, USERS) if args.quick else (7, 2 * USERS)
-            results["rounds"] = await rounds_of(session, urls, rounds, per_round)
+            results["rounds"] = await rounds_of(session, urls, rounds, per_round, args.max_seconds)
             if args.quick:
                 results["uniform"] = {n: rows[-1] for n, rows in results["rounds"].items()}
                 return results
@@ -360,6 +371,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", dest="json_path")
+    parser.add_argument(
+        "--max-seconds", type=float, help="start no round that would end after this (rounds)"
+    )
     parser.add_argument("--prefill-ms-per-token", type=float, default=0.42)
     # llama-bench README, same GPU and model: "tg 128" at 131.42 t/s
     parser.add_argument("--tokens-per-s", type=float, default=130.0)

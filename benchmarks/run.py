@@ -175,6 +175,13 @@ def chaos_args(quick: bool, budget: float) -> list[str]:
     return ["--seconds", str(seconds)]
 
 
+def prefix_args(quick: bool, budget: float) -> list[str]:
+    # its rounds stop in time to write their figures (a busy machine slows every round)
+    # quick: at most 150 s of rounds (about 100 s on an idle 2-core machine)
+    limit = min(150.0, budget - 40) if quick else budget - 40
+    return [*quick_flag(quick, budget), "--max-seconds", str(int(max(60.0, limit)))]
+
+
 SCRIPTS = (
     Script(
         "strategies", "benchmarks/strategies.py", ("p2c_pick_vs_random_choice_ratio_1000",), 300
@@ -230,8 +237,9 @@ SCRIPTS = (
             "prefix_vs_p2c_throughput_ratio",
             "prefix_max_share_vs_fair",
         ),
-        600,
+        1200,  # full: the rounds, then every strategy and the hot spot
         aliases=("prefix",),
+        args=prefix_args,
     ),
     Script(
         "legacy_vs_hub",
