@@ -225,10 +225,9 @@ def advice(probe: dict[str, Any], imports: dict[str, Any]) -> list[str]:
     if core_self:
         notes.append(
             f"gleitzeit_core's own modules take {core_self:.0f} ms of import (self time: "
-            "module bodies, chiefly attrs class creation); importing the core eagerly pulls "
-            "in the hub, health monitor, balancing, config and structuring modules; lazy "
-            "imports in gleitzeit_core/__init__.py (PEP 562 __getattr__) and a plugins module "
-            "that does not import the package's runtime would help most"
+            "module bodies of plugins, registry, hookspecs, errors and kinds; the public "
+            "names load lazily and discovery imports neither attrs nor the hub); what is "
+            "left is the modules themselves"
         )
     heavy = [
         name
