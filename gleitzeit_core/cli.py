@@ -20,7 +20,6 @@ import dataclasses
 import errno
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -536,13 +535,14 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
     Without a key ([gateway] token or [gateway.keys.NAME]) it binds only loopback addresses;
     see docs/security.md."""
     from .gateway import serve as serve_gateway
-    from .reachability import port_problem
+    from .reachability import migrate_problem, port_problem
     from .runtime import Runtime
 
     runtime = Runtime.from_config(config)
     bind_host = host or runtime.config.gateway.host
     bind_port = runtime.config.gateway.port if port is None else port
-    busy = port_problem(bind_host, bind_port) if bind_port else None
+    reuse_port = runtime.config.gateway.reuse_port
+    busy = port_problem(bind_host, bind_port, reuse_port=reuse_port) if bind_port else None
     if busy is not None:
         fail(
             f"cannot serve: {busy}; stop what runs there (`gleitzeit status --port "
@@ -553,6 +553,9 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
 
     def ready(url: str) -> None:
         click.echo(f"gleitzeit gateway listening on {url}", err=True)
+        handover = migrate_problem() if reuse_port else None
+        if handover is not None:
+            click.echo(f"  WARNING: {handover}", err=True)
         for name, hub in runtime.hubs.items():
             found = ", ".join(r.id for r in hub.resources) or "no resources yet"
             click.echo(f"  hub {name} ({hub.kind}): {found}", err=True)
@@ -567,17 +570,13 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
         sys.stderr.flush()
 
     async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await serve_gateway(
             runtime,
             host=host,
             port=port,
             ready=ready,
-            stop=stop,
             insecure_no_auth=insecure_no_auth,
+            signals=True,
         )
 
     asyncio.run(go())

@@ -111,6 +111,9 @@ class GatewayConfig:
     body_timeout: float = attrs.field(default=60.0, validator=seconds())
     max_connections: int = attrs.field(default=256, validator=at_least(1))
     max_batch: int = attrs.field(default=64, validator=at_least(1))  # tasks of one */batch
+    # SIGTERM: requests and streams in flight get this long to finish (docs/scale-out.md)
+    shutdown_grace: float = attrs.field(default=30.0, validator=seconds(allow_zero=True))
+    reuse_port: bool = False  # SO_REUSEPORT: replicas share one port for rolling restarts
 
 
 _NETWORK_SCHEMES = ("http", "https", "tcp")

@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -44,14 +45,17 @@ from .errors import (
 )
 from .guard import ConnectionGuard, Deadlines, GuardedSite, OriginPolicy, is_loopback_host
 from .keys import KeyRing
+from .reload import Commit, ReloadReport
 from .resources import Health
 from .status import to_json
 
 __all__ = [
     "COOKIE_NAME",
     "COOKIE_PATH",
+    "GATE_KEY",
     "KEYS_KEY",
     "RUNTIME_KEY",
+    "Gate",
     "RouteRegistrar",
     "build_app",
     "check_bind",
@@ -66,6 +70,7 @@ __all__ = [
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RUNTIME_KEY: web.AppKey[Any] = web.AppKey("gleitzeit_runtime", object)
+GATE_KEY: web.AppKey[Gate] = web.AppKey("gleitzeit_gate")
 KEYS_KEY: web.AppKey[KeyRing] = web.AppKey("gleitzeit_keys", KeyRing)
 ROUTE_TIMEOUTS_KEY: web.AppKey[dict[Any, float]] = web.AppKey("gleitzeit_route_timeouts", dict)
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("gleitzeit_body_timeout", float)
@@ -75,6 +80,9 @@ COOKIE_NAME = "gleitzeit_key"  # where a browser keeps its key after the dashboa
 # Ollama/OpenAI APIs or /metrics, which a browser page has no business calling with it
 COOKIE_PATH = "/gleitzeit"
 _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
+_HANDOVER = 1.0  # draining: a kept-alive connection idle this long has no client using it
+_DRAIN_POLL = 0.05  # seconds between looks at what a drain still waits for
+_LAST_WRITES = 5.0  # after the drain: time for the last responses to leave
 _PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)
 # (status, message, extra fields) -> the error body an API under a path prefix uses
 ErrorShape = Callable[[int, str, dict[str, Any]], dict[str, Any]]
@@ -203,6 +211,7 @@ def _guard_middleware(
     timeouts: dict[Any, float],
     default_timeout: float,
     deadlines: Deadlines,
+    gate: Gate,
 ) -> Any:
     """Every check before a handler runs, in the order an attacker meets them: Host, Origin,
     body type, key, limits; then the handler runs as the key's caller, within its time."""
@@ -212,9 +221,11 @@ def _guard_middleware(
         protocol = request.protocol
         if connections is not None:
             connections.request_started(protocol)
+        gate.in_flight += 1
         try:
             return await _guarded(request, handler)
         finally:
+            gate.in_flight -= 1
             if connections is not None:
                 connections.request_finished(protocol)
 
@@ -468,13 +479,31 @@ async def _undrain(request: web.Request) -> web.Response:
     return web.json_response({"hub": hub.name, "resource": resource_id, "draining": False})
 
 
+async def _reload(request: web.Request) -> web.Response:
+    """Re-read the config file (the same as ``SIGHUP``); a config with a problem changes
+    nothing and is answered 400 with every problem, each naming its key path."""
+    _require_admin("POST /gleitzeit/reload")
+    report = await request.app[GATE_KEY].reload()
+    body = report.to_json()
+    if not report.ok:
+        error = "config not reloaded, the running one stays: " + "; ".join(report.problems)
+        return json_error(400, error, **body)
+    return web.json_response(body)
+
+
 async def _status(request: web.Request) -> web.Response:
     return web.json_response(to_json(request.app[RUNTIME_KEY].status()))
 
 
 async def _health(request: web.Request) -> web.Response:
-    """``ok`` when every hub has a resource that is not unhealthy; per hub, what is wrong."""
+    """``ok`` when every hub has a resource that is not unhealthy; per hub, what is wrong;
+    ``draining`` (503) once the gateway is shutting down."""
     runtime = request.app[RUNTIME_KEY]
+    if request.app[GATE_KEY].draining:
+        return web.json_response(
+            {"status": "draining", "detail": "shutting down: finishing requests in flight"},
+            status=503,
+        )
     hubs: dict[str, dict[str, Any]] = {}
     ok = True
     for name, hub in runtime.hubs.items():
@@ -513,11 +542,15 @@ def build_app(
     max_body_bytes: int | None = None,
     host: str | None = None,
     connections: ConnectionGuard | None = None,
+    insecure_no_auth: bool = False,
 ) -> web.Application:
     """The gateway's application. ``host`` is the bound address (a Host it accepts);
     ``connections`` is the guard of a :class:`GuardedSite` serving it, if any."""
     gateway = runtime.config.gateway
     ring = KeyRing.from_config(gateway, token=token, counters=runtime.callers)
+    gate = Gate(
+        runtime, ring, token=token, host=host or gateway.host, insecure_no_auth=insecure_no_auth
+    )
     extra = os.environ.get("GLEITZEIT_ORIGINS", "")
     origins = [*gateway.origins, *(o for o in extra.split(",") if o.strip())]
     policy = OriginPolicy(origins=origins, hosts=gateway.hosts, bound=host or gateway.host)
@@ -527,7 +560,7 @@ def build_app(
         middlewares=[
             _error_middleware,
             _guard_middleware(
-                ring, policy, connections, timeouts, gateway.request_timeout, deadlines
+                ring, policy, connections, timeouts, gateway.request_timeout, deadlines, gate
             ),
         ],
         client_max_size=max_body_bytes or gateway.max_body_bytes,
@@ -537,6 +570,9 @@ def build_app(
     app[ROUTE_TIMEOUTS_KEY] = timeouts
     app[BODY_TIMEOUT_KEY] = gateway.body_timeout
     app[DEADLINES_KEY] = deadlines
+    app[GATE_KEY] = gate
+    app.on_response_prepare.append(gate.on_response_prepare)
+    runtime.add_status_section("gateway", gate.status)
 
     async def stop_sweeping(_: web.Application) -> None:
         deadlines.close()
@@ -552,6 +588,7 @@ def build_app(
     app.router.add_get("/gleitzeit/health", _health)
     app.router.add_post("/gleitzeit/drain", _drain)
     app.router.add_post("/gleitzeit/undrain", _undrain)
+    app.router.add_post("/gleitzeit/reload", _reload)
     runtime.plugins.call_each("gleitzeit_register_routes", router=RouteRegistrar(app, runtime))
     return app
 
@@ -587,16 +624,30 @@ async def start_gateway(
     connections = ConnectionGuard(
         max_connections=gateway.max_connections, header_timeout=gateway.header_timeout
     )
-    app = build_app(runtime, token=token, host=host, connections=connections)
+    app = build_app(
+        runtime,
+        token=token,
+        host=host,
+        connections=connections,
+        insecure_no_auth=insecure_no_auth,
+    )
+    app[GATE_KEY].connections = connections
     warning = check_bind(host, app[KEYS_KEY], insecure_no_auth=insecure_no_auth)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, keepalive_timeout=_KEEPALIVE
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        keepalive_timeout=_KEEPALIVE,
+        # Gate.drain has waited for the requests in flight by then: this only lets the
+        # last responses leave
+        shutdown_timeout=_LAST_WRITES,
     )
     await runner.setup()
     try:
-        await GuardedSite(runner, host, port, connections).start()
+        site = GuardedSite(runner, host, port, connections, reuse_port=gateway.reuse_port)
+        await site.start()
     except BaseException:
         await runner.cleanup()
         raise
@@ -611,22 +662,170 @@ async def serve(
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
     insecure_no_auth: bool = False,
+    signals: bool = False,
 ) -> None:
-    """Run the gateway until ``stop`` is set (or forever), with the runtime started."""
+    """Run the gateway until ``stop`` is set (or forever), with the runtime started, then
+    drain it (:meth:`Gate.drain`). ``signals``: ``SIGTERM``/``SIGINT`` set ``stop`` (a second
+    one cuts the drain short) and ``SIGHUP`` reloads the config."""
     gateway = runtime.config.gateway
     host = host or gateway.host
     port = gateway.port if port is None else port
+    stop = stop or asyncio.Event()
     # refuse an open non-loopback bind before starting anything
     check_bind(host, KeyRing.from_config(gateway), insecure_no_auth=insecure_no_auth)
     async with runtime:
         runner = await start_gateway(runtime, host, port, insecure_no_auth=insecure_no_auth)
+        gate = runner.app[GATE_KEY]
         try:
+            if signals:
+                _handle_signals(gate, stop)
             bound = _bound_port(runner) or port
             if ready is not None:
                 ready(f"http://{_host_for_url(host)}:{bound}")
-            await (stop or asyncio.Event()).wait()
+            await stop.wait()
+            await gate.drain(runner)
         finally:
+            if signals:
+                _unhandle_signals()
             await runner.cleanup()
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _handle_signals(gate: Gate, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stopping(name: str) -> None:
+        if stop.is_set():  # asked twice: stop waiting for the requests in flight
+            _log(f"{name} again: cutting {gate.in_flight} request(s) still in flight")
+            gate.cut()
+            return
+        grace = gate.runtime.config.gateway.shutdown_grace
+        _log(f"{name}: draining ({gate.in_flight} request(s) in flight, grace {grace:g} s)")
+        stop.set()
+
+    def reloading() -> None:
+        gate.runtime.keep_running(_reload_quietly(gate))
+
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stopping, sig.name)
+    loop.add_signal_handler(signal.SIGHUP, reloading)
+
+
+async def _reload_quietly(gate: Gate) -> None:
+    await gate.reload()  # the report goes to the log and the status
+
+
+def _unhandle_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (*_STOP_SIGNALS, signal.SIGHUP):
+        loop.remove_signal_handler(sig)
+
+
+def _log(message: str) -> None:
+    print(f"gleitzeit gateway: {message}", file=sys.stderr, flush=True)
+
+
+class Gate:
+    """The gateway's life after start: draining on shutdown, and config reloads.
+
+    **Drain** (``SIGTERM``): the listening socket closes at once (with ``reuse_port`` and
+    ``net.ipv4.tcp_migrate_req = 1`` the connections queued on it move to another replica
+    instead of being reset), the health check answers 503 ``draining``, and every response
+    from then on carries ``Connection: close`` so keep-alive clients reconnect (to another
+    replica). Requests and streams in flight run to their end within ``[gateway]
+    shutdown_grace``. A connection kept alive by a response sent before the drain gets
+    :data:`_HANDOVER` seconds to bring its next request (answered, with ``Connection:
+    close``); only connections idle that long are closed, as an idle keep-alive timeout
+    would. Past the grace whatever is left is cut."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        ring: KeyRing,
+        *,
+        token: str | None,
+        host: str,
+        insecure_no_auth: bool,
+    ) -> None:
+        self.runtime, self.ring = runtime, ring
+        self.token, self.host, self.insecure_no_auth = token, host, insecure_no_auth
+        self.connections: ConnectionGuard | None = None
+        self.draining = False
+        self.in_flight = 0  # requests inside the handlers, streams included
+        self.cut_requests = 0  # requests still running when the grace ran out
+        self._cut = asyncio.Event()
+        self._reloading = asyncio.Lock()
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.draining:
+            response.force_close()  # Connection: close, then the connection ends
+
+    def cut(self) -> None:
+        """End the drain now; requests still in flight are cut."""
+        self._cut.set()
+
+    async def drain(self, runner: web.BaseRunner) -> None:
+        """Stop listening, let what is in flight finish within the grace, cut the rest."""
+        self.draining = True
+        grace = self.runtime.config.gateway.shutdown_grace
+        for site in list(runner.sites):
+            await site.stop()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        handover = min(_HANDOVER, grace)
+        connections = self.connections
+        while not self._cut.is_set():
+            waited = loop.time() - started
+            if waited >= grace:
+                break
+            quiet = connections is None or connections.quiet_for(handover)
+            if waited >= handover and self.in_flight == 0 and quiet:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_DRAIN_POLL):
+                    await self._cut.wait()
+        self.cut_requests = self.in_flight
+        if self.in_flight:
+            _log(f"grace over: cutting {self.in_flight} request(s) still in flight")
+        if connections is not None:
+            connections.abort_all()
+
+    async def reload(self) -> ReloadReport:
+        """Re-read the config file and apply it whole, or report why not and keep the old."""
+        async with self._reloading:
+            report: ReloadReport = await self.runtime.reload(prepare=self._prepare)
+        if report.ok:
+            changes = "; ".join(report.applied) or "nothing changed"
+            _log(f"config reloaded from {report.source}: {changes}")
+            if report.restart_needed:
+                _log("applied at the next restart: " + ", ".join(report.restart_needed))
+        else:
+            _log(f"config NOT reloaded, the running one stays: {'; '.join(report.problems)}")
+        return report
+
+    def _prepare(self, config: Any) -> Commit:
+        """Check the new config's keys (raises ``ConfigError``); the step that installs them."""
+        ring = KeyRing.from_config(config.gateway, token=self.token, counters=self.runtime.callers)
+        try:
+            check_bind(self.host, ring, insecure_no_auth=self.insecure_no_auth)
+        except ConfigError as exc:
+            raise ConfigError(f"gateway.keys: no key left; {exc.problems[0]}") from None
+
+        def commit() -> list[str]:
+            return self.ring.adopt(ring)
+
+        return commit
+
+    def status(self) -> dict[str, Any]:
+        last = self.runtime.last_reload
+        return {
+            "draining": self.draining,
+            "in_flight": self.in_flight,
+            "reuse_port": self.runtime.config.gateway.reuse_port,
+            "last_reload": last.to_json() if last is not None else None,
+        }
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

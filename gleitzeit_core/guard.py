@@ -242,11 +242,30 @@ class ConnectionGuard:
         wrapper = self.open.get(protocol)
         if wrapper is not None:
             wrapper.header_since = None
+            wrapper.idle_since = None
 
     def request_finished(self, protocol: Any) -> None:
         wrapper = self.open.get(protocol)
         if wrapper is not None:
             wrapper.waiting_first_byte = True
+            wrapper.idle_since = asyncio.get_running_loop().time()
+
+    def quiet_for(self, seconds: float) -> bool:
+        """Whether every open connection has been idle (no request arriving or running)
+        for ``seconds``: a client still using one would have sent its next request by now."""
+        since = asyncio.get_running_loop().time() - seconds
+        return all(
+            w.header_since is None and w.idle_since is not None and w.idle_since <= since
+            for w in self.open.values()
+        )
+
+    def abort_all(self) -> int:
+        """Cut every open connection (a shutdown's grace is over); how many there were."""
+        wrappers = list(self.open.values())
+        for wrapper in wrappers:
+            if wrapper.transport is not None:
+                wrapper.transport.abort()
+        return len(wrappers)
 
     def opened(self, wrapper: _GuardedProtocol) -> None:
         self.open[wrapper.inner] = wrapper
@@ -290,6 +309,7 @@ class _GuardedProtocol(asyncio.Protocol):
         self.header_since: float | None = None
         self.waiting_first_byte = False
         self.refused = False
+        self.idle_since: float | None = None  # when its last request ended; None while busy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -302,7 +322,7 @@ class _GuardedProtocol(asyncio.Protocol):
             transport.close()
             return
         # a connection that sends nothing at all is on the clock too
-        self.header_since = asyncio.get_running_loop().time()
+        self.header_since = self.idle_since = asyncio.get_running_loop().time()
         guard.opened(self)
         self.inner.connection_made(transport)
 
@@ -343,13 +363,22 @@ class _GuardedProtocol(asyncio.Protocol):
 
 
 class GuardedSite(web.BaseSite):
-    """A TCP site whose connections go through a :class:`ConnectionGuard`."""
+    """A TCP site whose connections go through a :class:`ConnectionGuard`; ``reuse_port``
+    sets ``SO_REUSEPORT`` so several processes share the port (the kernel spreads new
+    connections over them)."""
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner)
         self.host, self.port, self.guard = host, port, guard
+        self.reuse_port = reuse_port
 
     @property
     def name(self) -> str:
@@ -363,5 +392,8 @@ class GuardedSite(web.BaseSite):
         guard = self.guard
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _GuardedProtocol(server(), guard), self.host, self.port
+            lambda: _GuardedProtocol(server(), guard),
+            self.host,
+            self.port,
+            reuse_port=self.reuse_port or None,
         )

@@ -225,6 +225,15 @@ class ResourceHub:
         self.on_removed(resource)
         self._emit(resource, "removed", "left the hub")
 
+    def replace_breakers(self, factory: Callable[[], Breaker]) -> None:
+        """Give every resource a new breaker from ``factory`` (a reload changed the hub's
+        breaker); calls in flight record their outcome on the breaker that admitted them."""
+        self.breaker_factory = factory
+        for resource in self._members:
+            resource.breaker = factory()
+            resource.breaker.subscribe(self._breaker_listener(resource))
+        self._wake()
+
     def set_probe(self, probe: Probe) -> None:
         """Probe resources with ``probe`` (before ``start``)."""
         self.monitor = HealthMonitor(
@@ -523,7 +532,7 @@ class ResourceHub:
             else:
                 resource.slots.pop(slot, None)
         if not record:
-            resource.breaker.record(lease.permit, CallOutcome.IGNORED, duration)
+            lease.breaker.record(lease.permit, CallOutcome.IGNORED, duration)
         else:
             metrics.record(duration, failure, now)
             if failure is None:
@@ -532,7 +541,7 @@ class ResourceHub:
                 outcome = CallOutcome.FAILURE
             else:
                 outcome = CallOutcome.IGNORED
-            resource.breaker.record(lease.permit, outcome, duration)
+            lease.breaker.record(lease.permit, outcome, duration)
             if self.outlier.observe(resource, failure, now, self._members):
                 until = resource.ejected_until or now
                 cause = failure.value if failure is not None else "failure"

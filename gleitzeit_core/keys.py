@@ -194,6 +194,29 @@ class KeyRing:
         anonymous = None if keys else Caller(name=ANONYMOUS, admin=True)
         return cls(keys, anonymous=anonymous, environ=env, counters=counters)
 
+    def adopt(self, other: KeyRing) -> list[str]:
+        """Serve ``other``'s keys from now on (a config reload): requests in flight finish
+        under the key they came with; a key whose name and rate stay keeps its bucket.
+        Returns what changed, one line per key name."""
+        before = {key.caller.name: key for key in self._by_digest.values()}
+        after = {key.caller.name: key for key in other._by_digest.values()}
+        for name, key in after.items():
+            kept = before.get(name)
+            if kept is not None and kept.rate == key.rate:
+                key.tokens, key.stamp = kept.tokens, kept.stamp
+        changed = [f"gateway.keys: added {n}" for n in sorted(after.keys() - before.keys())]
+        changed += [f"gateway.keys: removed {n}" for n in sorted(before.keys() - after.keys())]
+        changed += [
+            f"gateway.keys: changed {n}"
+            for n in sorted(after.keys() & before.keys())
+            if after[n].caller != before[n].caller
+            or after[n].rate != before[n].rate
+            or after[n].max_concurrent != before[n].max_concurrent
+        ]
+        self._by_digest, self._anonymous_key = other._by_digest, other._anonymous_key
+        self.anonymous = other.anonymous
+        return changed
+
     @property
     def open(self) -> bool:
         """True when no key is configured and every request is the anonymous caller."""

@@ -21,7 +21,7 @@ class Lease:
     class itself and still let the hub's context manager run its fallback.
     """
 
-    __slots__ = ("_done", "hub", "permit", "request", "reserved", "resource", "started")
+    __slots__ = ("_done", "breaker", "hub", "permit", "request", "reserved", "resource", "started")
 
     def __init__(
         self, hub: ResourceHub, resource: Resource, permit: Any, request: Request, started: float
@@ -29,6 +29,8 @@ class Lease:
         self.hub = hub
         self.resource = resource
         self.permit = permit
+        # the breaker that issued the permit: a reload may give the resource a new one
+        self.breaker = resource.breaker
         self.request = request
         self.started = started
         self._done = False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
-__all__ = ["connect_problem", "port_problem"]
+__all__ = ["MIGRATE_SYSCTL", "connect_problem", "migrate_problem", "port_problem"]
 
 
 def connect_problem(url: str, timeout: float = 1.0) -> str | None:
@@ -35,13 +35,16 @@ def connect_problem(url: str, timeout: float = 1.0) -> str | None:
         return str(exc) or type(exc).__name__
 
 
-def port_problem(host: str, port: int) -> str | None:
+def port_problem(host: str, port: int, *, reuse_port: bool = False) -> str | None:
     """``None`` when ``host:port`` is free to listen on, else why not (in use, no such
-    address, not allowed)."""
+    address, not allowed). ``reuse_port``: a port held by processes that set
+    ``SO_REUSEPORT`` too (other replicas, same user) counts as free."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
     except OSError as exc:
         import errno
@@ -51,4 +54,28 @@ def port_problem(host: str, port: int) -> str | None:
         if exc.errno == errno.EACCES:
             return f"not allowed to listen on {host}:{port} (ports below 1024 need root)"
         return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+MIGRATE_SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+def migrate_problem() -> str | None:
+    """Why a replica sharing its port (``reuse_port``) may reset connections when it stops,
+    or ``None``: Linux resets the connections queued on a closing ``SO_REUSEPORT`` socket
+    unless ``net.ipv4.tcp_migrate_req`` is 1 (Linux >= 5.14), which hands them to another
+    replica."""
+    try:
+        with open(MIGRATE_SYSCTL, encoding="ascii") as file:
+            value = file.read().strip()
+    except OSError:
+        return (
+            "reuse_port: this kernel has no net.ipv4.tcp_migrate_req (Linux >= 5.14): connections "
+            "queued at a replica that stops are reset; see docs/scale-out.md"
+        )
+    if value != "1":
+        return (
+            "reuse_port: net.ipv4.tcp_migrate_req is 0, so connections queued at a replica that "
+            "stops are reset; run `sysctl -w net.ipv4.tcp_migrate_req=1` (docs/scale-out.md)"
+        )
     return None

@@ -16,7 +16,7 @@ import contextlib
 import inspect
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import attrs
@@ -28,6 +28,7 @@ from .features import FeatureFlags
 from .hub import ResourceHub
 from .keys import CallerCounters
 from .plugins import PluginManager
+from .reload import Commit, ReloadReport, reload_config
 from .state import StateBackend
 from .status import RuntimeStatus
 from .validators import did_you_mean
@@ -85,6 +86,8 @@ class Runtime:
         self.status_sections: dict[str, Callable[[], Any]] = {}
         self._started = False
         self._starting: asyncio.Future[None] | None = None
+        self.last_reload: ReloadReport | None = None
+        self._background: set[asyncio.Task[None]] = set()  # drains a reload started
 
     @classmethod
     def from_config(
@@ -142,6 +145,10 @@ class Runtime:
         for _, result in self.plugins.call_each("gleitzeit_shutdown", runtime=self):
             if inspect.isawaitable(result):
                 await result
+        background, self._background = self._background, set()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         for provider in self.providers.values():
             await provider.stop()
         await self.state.stop()
@@ -157,6 +164,24 @@ class Runtime:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    async def reload(
+        self,
+        source: str | os.PathLike[str] | None = None,
+        *,
+        prepare: Callable[[GleitzeitConfig], Commit] | None = None,
+    ) -> ReloadReport:
+        """Re-read the config file and apply it whole or not at all (see
+        ``gleitzeit_core.reload``); the report is also kept as ``last_reload``."""
+        report = await reload_config(self, source, prepare=prepare)
+        self.last_reload = report
+        return report
+
+    def keep_running(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background until it ends or the runtime stops."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- execution ------------------------------------------------------------------------------
     def methods(self) -> dict[str, Any]:
