@@ -759,8 +759,9 @@ class Gate:
         self._reloading = asyncio.Lock()
 
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        if self.draining:
-            response.force_close()  # Connection: close, then the connection ends
+        if self.draining:  # the headers are made by now: say it, and end the connection after
+            response.headers["Connection"] = "close"
+            response.force_close()
 
     def cut(self) -> None:
         """End the drain now; requests still in flight are cut."""
