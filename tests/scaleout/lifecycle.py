@@ -128,8 +128,10 @@ async def sim_requests(url: str, path: str = "/api/chat") -> int:
 
 
 class Load:
-    """``clients`` tasks, each with its own keep-alive session, calling ``/api/chat`` in a
-    loop (every other one streamed) until :meth:`stop`; every failure is kept with why."""
+    """``clients`` tasks, each with its own session, calling ``/api/chat`` in a loop (every
+    other one streamed) until :meth:`stop`; every failure is kept with why. Three clients
+    in four keep their connection alive; the fourth opens a new one per request, as a
+    client without a pool does (so connections are always arriving)."""
 
     def __init__(self, url: str, clients: int, *, headers: dict[str, str] | None = None) -> None:
         self.url, self.headers = url, headers or {}
@@ -137,7 +139,8 @@ class Load:
         self.failures: list[str] = []
         self._stop = asyncio.Event()
         self._tasks = [
-            asyncio.create_task(self._client(i % 2 == 1)) for i in range(clients)
+            asyncio.create_task(self._client(i % 2 == 1, keep_alive=i % 4 < 3))
+            for i in range(clients)
         ]
 
     @property
@@ -157,9 +160,12 @@ class Load:
         self._stop.set()
         await asyncio.gather(*self._tasks)
 
-    async def _client(self, stream: bool) -> None:
+    async def _client(self, stream: bool, *, keep_alive: bool) -> None:
         timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(timeout=timeout, headers=self.headers) as http:
+        connector = aiohttp.TCPConnector(force_close=not keep_alive)
+        async with aiohttp.ClientSession(
+            timeout=timeout, headers=self.headers, connector=connector
+        ) as http:
             while not self._stop.is_set():
                 try:
                     problem = await (self._streamed(http) if stream else self._plain(http))
