@@ -533,7 +533,9 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
     """Serve the gateway: /gleitzeit/* plus the routes plugins add (the Ollama API).
 
     Without a key ([gateway] token or [gateway.keys.NAME]) it binds only loopback addresses;
-    see docs/security.md."""
+    see docs/security.md. SIGTERM or Ctrl-C drains (requests in flight finish within
+    [gateway] shutdown_grace; a second one cuts them) and exits 0; SIGHUP re-reads the config
+    (docs/scale-out.md)."""
     from .gateway import serve as serve_gateway
     from .reachability import migrate_problem, port_problem
     from .runtime import Runtime

@@ -781,9 +781,11 @@ class Gate:
             waited = loop.time() - started
             if waited >= grace:
                 break
-            quiet = connections is None or connections.quiet_for(handover)
-            if waited >= handover and self.in_flight == 0 and quiet:
-                return
+            if self.in_flight == 0:
+                if connections is None or not connections.open:
+                    return  # nobody left to answer
+                if waited >= handover and connections.quiet_for(handover):
+                    return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_DRAIN_POLL):
                     await self._cut.wait()

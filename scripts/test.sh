@@ -21,6 +21,17 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
 fi
 
+# The rolling-restart test (tests/scaleout/test_zero_downtime.py) stops a replica that shares
+# its port; Linux hands the connections queued on its socket to the other replica only with
+# net.ipv4.tcp_migrate_req = 1 (Linux >= 5.14; docs/scale-out.md). The test fails, saying so,
+# when it is not set.
+migrate=/proc/sys/net/ipv4/tcp_migrate_req
+if [ "$(id -u)" = 0 ] && [ "$(cat "$migrate" 2>/dev/null)" != 1 ]; then
+  if ! { [ -e "$migrate" ] && echo 1 >"$migrate"; } 2>/dev/null; then
+    echo "[test] cannot set net.ipv4.tcp_migrate_req=1 (kernel $(uname -r); Linux >= 5.14 and a writable /proc/sys needed): the rolling-restart test will fail" >&2
+  fi
+fi
+
 # A real Docker engine for the Docker plugin's tests (see .ci/docker-engine.sh). In CI a
 # missing engine fails the run; elsewhere the docker tests say why they cannot run.
 export DOCKER_CI_ROOT=${DOCKER_CI_ROOT:-/tmp/ci-docker}

@@ -51,7 +51,8 @@ def config_text(
         "timeout = 5.0",
     ]
     for rid, url in urls.items():
-        lines += ["[[hubs.llm.resources]]", f'id = "{rid}"', f'url = "{url}"', f"num_parallel = {num_parallel}"]
+        lines += ["[[hubs.llm.resources]]", f'id = "{rid}"', f'url = "{url}"']
+        lines.append(f"num_parallel = {num_parallel}")
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,6 @@ from gleitzeit_core.reachability import MIGRATE_SYSCTL
 from tests.ollama.conftest import SimFactory
 from tests.scaleout.lifecycle import CHAT, Load, Served, config_text, free_port, sim_requests
 
-
 ADMIN, ALICE, BOB = "admin-token-0123456789", "alice-token-0123456789", "bob-token-0123456789"
 
 
@@ -117,9 +116,13 @@ async def test_past_the_grace_what_remains_is_cut(sim_factory: SimFactory, tmp_p
             assert json.loads(await reply.content.readline())["done"] is False
             served.signal(signal.SIGTERM)
             chunks: list[dict[str, Any]] = []
-            with pytest.raises(aiohttp.ClientPayloadError):
+
+            async def read_all() -> None:
                 async for line in reply.content:
                     chunks.append(json.loads(line))
+
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await read_all()
             assert not any(c.get("done") for c in chunks)  # 200 tokens would take 100 s
         assert await served.exit_code() == 0
         assert "grace over: cutting 1 request(s) still in flight" in served.text()
@@ -160,7 +163,8 @@ async def test_sighup_adds_and_removes_instances_under_load(
         served.signal(signal.SIGTERM)
         code = await served.exit_code()
     assert load.failures == []
-    assert load.ok["stream"] > 0 and load.ok["plain"] > 0
+    assert load.ok["stream"] > 0
+    assert load.ok["plain"] > 0
     assert await sim_requests(urls["s2"]) > 0
     assert await sim_requests(urls["s0"]) == s0_after_drain
     reload = status["gateway"]["last_reload"]
@@ -262,9 +266,7 @@ async def test_rolling_restart_of_two_replicas_sharing_a_port(
     _migrate_enabled()
     sims = await sim_factory(2, tokens_per_s=50.0, max_tokens=10, num_parallel=64)
     port = free_port()
-    text = config_text(
-        port, {"s0": sims[0].url, "s1": sims[1].url}, reuse_port=True, grace=60.0
-    )
+    text = config_text(port, {"s0": sims[0].url, "s1": sims[1].url}, reuse_port=True, grace=60.0)
     a, _ = await _serve(tmp_path, text, "a")
     b, _ = await _serve(tmp_path, text, "b")
     load = Load(a.url, 50)
@@ -288,6 +290,8 @@ async def test_rolling_restart_of_two_replicas_sharing_a_port(
             replica.signal(signal.SIGTERM)
             exits.append(await replica.exit_code())
     assert load.failures == [], load.failures[:5]
-    assert load.ok["stream"] > 0 and load.ok["plain"] > 0
+    assert load.ok["stream"] > 0
+    assert load.ok["plain"] > 0
     assert exits == [0, 0, 0, 0]
-    assert "draining" in a.text() and "draining" in b.text()
+    assert "draining" in a.text()
+    assert "draining" in b.text()
