@@ -95,24 +95,8 @@ async def start_gateway(config: str, folder: Path, plugins: str) -> GatewayProce
     path = folder / "gateway.toml"
     text = f'[gateway]\nhost = "127.0.0.1"\nport = {port}\n' + config
     path.write_text(text, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
-    env["GLEITZEIT_LOAD_PLUGINS"] = plugins
-    env["XDG_CONFIG_HOME"] = str(folder)
-    env.pop("OLLAMA_HOST", None)
-    env.pop("OLLAMA_HOSTS", None)
     log = folder / "gateway.log"
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gleitzeit_core",
-            "serve",
-            "--config",
-            str(path),
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=sink,
-        )
+    process = await spawn_serve(path, log, plugins)
     gateway = GatewayProcess(process, f"http://127.0.0.1:{port}", log)
     try:
         await wait_healthy(gateway.url)
@@ -120,3 +104,25 @@ async def start_gateway(config: str, folder: Path, plugins: str) -> GatewayProce
         await gateway.stop()
         raise
     return gateway
+
+
+async def spawn_serve(config: Path, log: Path, plugins: str) -> asyncio.subprocess.Process:
+    """``gleitzeit serve --config config`` as a child with only ``plugins`` loaded, no
+    ``GLEITZEIT_*``/``OLLAMA_HOST(S)`` from this environment, and its stderr in ``log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
+    env["GLEITZEIT_LOAD_PLUGINS"] = plugins
+    env["XDG_CONFIG_HOME"] = str(config.parent)
+    env.pop("OLLAMA_HOST", None)
+    env.pop("OLLAMA_HOSTS", None)
+    with log.open("wb") as sink:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gleitzeit_core",
+            "serve",
+            "--config",
+            str(config),
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=sink,
+        )

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from typing import Any
 import aiohttp
 import attrs
 
-from tests.chaos.gateway_process import free_port
+from tests.chaos.gateway_process import free_port, spawn_serve
 
 __all__ = ["Load", "Served", "config_text", "free_port", "sim_requests"]
 
@@ -66,23 +64,7 @@ class Served:
 
     @classmethod
     async def start(cls, config: Path, log: Path, url: str) -> Served:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GLEITZEIT_")}
-        env["GLEITZEIT_LOAD_PLUGINS"] = "ollama"
-        env["XDG_CONFIG_HOME"] = str(config.parent)
-        env.pop("OLLAMA_HOST", None)
-        env.pop("OLLAMA_HOSTS", None)
-        with log.open("wb") as sink:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "gleitzeit_core",
-                "serve",
-                "--config",
-                str(config),
-                env=env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=sink,
-            )
+        process = await spawn_serve(config, log, "ollama")
         served = cls(process, log, url)
         try:
             await served.wait_for_log("listening on", 60.0)

@@ -55,7 +55,7 @@ async def test_sigterm_finishes_streams_refuses_new_connections_and_exits_0(
     """Streams in flight when SIGTERM arrives complete whole; new connections after it are
     refused; a kept-alive connection is answered (health: 503 draining) with Connection:
     close; the process exits 0."""
-    (sim,) = await sim_factory(1, tokens_per_s=10.0, max_tokens=30, num_parallel=16)
+    (sim,) = await sim_factory(1, tokens_per_s=5.0, max_tokens=30, num_parallel=16)
     port = free_port()
     served, _ = await _serve(tmp_path, config_text(port, {"s0": sim.url}))
     url = served.url
