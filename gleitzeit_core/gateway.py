@@ -80,7 +80,10 @@ COOKIE_NAME = "gleitzeit_key"  # where a browser keeps its key after the dashboa
 # Ollama/OpenAI APIs or /metrics, which a browser page has no business calling with it
 COOKIE_PATH = "/gleitzeit"
 _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own is an hour)
-_HANDOVER = 1.0  # draining: a kept-alive connection idle this long has no client using it
+# draining: a connection kept alive by an answer sent before the drain and idle this long is
+# closed. Closing races a request the client may be sending; a client that is merely slow
+# (a busy event loop, a GC pause) must not lose it, so this is seconds, not milliseconds
+_HANDOVER = 5.0
 _DRAIN_POLL = 0.05  # seconds between looks at what a drain still waits for
 _LAST_WRITES = 5.0  # after the drain: time for the last responses to leave
 _PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)
@@ -738,7 +741,8 @@ class Gate:
     shutdown_grace``. A connection kept alive by a response sent before the drain gets
     :data:`_HANDOVER` seconds to bring its next request (answered, with ``Connection:
     close``); only connections idle that long are closed, as an idle keep-alive timeout
-    would. Past the grace whatever is left is cut."""
+    would. Past the grace whatever is left is cut. With no connection open and nothing in
+    flight it returns at once."""
 
     def __init__(
         self,

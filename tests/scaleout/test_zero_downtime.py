@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from gleitzeit_core.reachability import MIGRATE_SYSCTL
-from tests.ollama.conftest import SimFactory
+from tests.ollama.conftest import SimFactory, SimProcessFactory
 from tests.scaleout.lifecycle import CHAT, Load, Served, config_text, free_port, sim_requests
 
 ADMIN, ALICE, BOB = "admin-token-0123456789", "alice-token-0123456789", "bob-token-0123456789"
@@ -258,13 +258,16 @@ def _migrate_enabled() -> None:
 
 
 async def test_rolling_restart_of_two_replicas_sharing_a_port(
-    sim_factory: SimFactory, tmp_path: Path
+    sim_process_factory: SimProcessFactory, tmp_path: Path
 ) -> None:
     """Two replicas on one port (reuse_port) under 50 keep-alive clients, half of them
     streaming: A is SIGTERM'd and started again, then B; no request fails, streams included,
     and every replica exits 0."""
     _migrate_enabled()
-    sims = await sim_factory(2, tokens_per_s=50.0, max_tokens=10, num_parallel=64)
+    # the simulators run as processes of their own: this process's loop runs only the clients
+    sims = [
+        sim_process_factory(tokens_per_s=50.0, max_tokens=10, num_parallel=64) for _ in range(2)
+    ]
     port = free_port()
     text = config_text(port, {"s0": sims[0].url, "s1": sims[1].url}, reuse_port=True, grace=60.0)
     a, _ = await _serve(tmp_path, text, "a")
