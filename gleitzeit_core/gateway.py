@@ -776,7 +776,10 @@ class Gate:
         self.draining = True
         grace = self.runtime.config.gateway.shutdown_grace
         for site in list(runner.sites):
-            await site.stop()
+            if isinstance(site, GuardedSite):
+                await site.stop_accepting()
+            else:
+                await site.stop()
         loop = asyncio.get_running_loop()
         started = loop.time()
         handover = min(_HANDOVER, grace)

@@ -288,6 +288,8 @@ class ConnectionGuard:
             self._timer = None
 
 
+_ATTACH_TURNS = 3  # loop turns for connections accepted just before a close to attach
+
 _BUSY = json.dumps({"error": "too many open connections; retry later"}).encode()
 _BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -379,6 +381,7 @@ class GuardedSite(web.BaseSite):
         super().__init__(runner)
         self.host, self.port, self.guard = host, port, guard
         self.reuse_port = reuse_port
+        self._listening: asyncio.Server | None = None
 
     @property
     def name(self) -> str:
@@ -391,9 +394,27 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         guard = self.guard
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
+        self._listening = await loop.create_server(
             lambda: _GuardedProtocol(server(), guard),
             self.host,
             self.port,
             reuse_port=self.reuse_port or None,
         )
+        self._server = self._listening
+
+    async def stop_accepting(self) -> None:
+        """Close the listening socket(s) without losing a connection already accepted.
+
+        asyncio accepts a connection and attaches it to the server in a task of its own; a
+        server closed in between drops that connection (reset, request and all). So stop
+        watching the socket first, let those tasks run, then close it; what the kernel has
+        queued by then is reset, or, with ``net.ipv4.tcp_migrate_req = 1`` and another
+        ``SO_REUSEPORT`` listener, handed to it."""
+        listening = self._listening
+        if listening is not None:
+            loop = asyncio.get_running_loop()
+            for sock in listening.sockets:
+                loop.remove_reader(sock.fileno())
+            for _ in range(_ATTACH_TURNS):
+                await asyncio.sleep(0)
+        await self.stop()
