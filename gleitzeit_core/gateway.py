@@ -83,7 +83,7 @@ _KEEPALIVE = 75.0  # idle keep-alive connections close after this (aiohttp's own
 # draining: a connection kept alive by an answer sent before the drain and idle this long is
 # closed. Closing races a request the client may be sending; a client that is merely slow
 # (a busy event loop, a GC pause) must not lose it, so this is seconds, not milliseconds
-_HANDOVER = 5.0
+_HANDOVER = 10.0
 _DRAIN_POLL = 0.05  # seconds between looks at what a drain still waits for
 _LAST_WRITES = 5.0  # after the drain: time for the last responses to leave
 _PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)

@@ -9,11 +9,7 @@ from typing import Any
 import pytest
 
 from gleitzeit_core import Runtime
-from tests.ollama.conftest import (  # noqa: F401  (fixtures)
-    SimFactory,
-    sim_factory,
-    sim_process_factory,
-)
+from tests.ollama.conftest import SimFactory, sim_factory  # noqa: F401  (fixtures)
 from tests.scaleout.redis_server import RedisServer
 
 

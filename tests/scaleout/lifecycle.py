@@ -67,7 +67,7 @@ class Served:
         process = await spawn_serve(config, log, "ollama")
         served = cls(process, log, url)
         try:
-            await served.wait_for_log("listening on", 60.0)
+            await served.wait_for_log("listening on", 180.0)  # a loaded machine starts slowly
         except BaseException:
             await served.kill()
             raise
@@ -88,7 +88,8 @@ class Served:
             await asyncio.sleep(0.05)
 
     def signal(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
+        if self.process.returncode is None:  # an exited process has no signal to take
+            self.process.send_signal(sig)
 
     async def exit_code(self, timeout: float = 60.0) -> int:
         async with asyncio.timeout(timeout):

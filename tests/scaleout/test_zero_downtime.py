@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from gleitzeit_core.reachability import MIGRATE_SYSCTL
-from tests.ollama.conftest import SimFactory, SimProcessFactory
+from tests.ollama.conftest import SimFactory
 from tests.scaleout.lifecycle import CHAT, Load, Served, config_text, free_port, sim_requests
 
 ADMIN, ALICE, BOB = "admin-token-0123456789", "alice-token-0123456789", "bob-token-0123456789"
@@ -258,43 +258,38 @@ def _migrate_enabled() -> None:
 
 
 async def test_rolling_restart_of_two_replicas_sharing_a_port(
-    sim_process_factory: SimProcessFactory, tmp_path: Path
+    sim_factory: SimFactory, tmp_path: Path
 ) -> None:
-    """Two replicas on one port (reuse_port) under 50 keep-alive clients, half of them
-    streaming: A is SIGTERM'd and started again, then B; no request fails, streams included,
-    and every replica exits 0."""
+    """Two replicas on one port (reuse_port) under 50 clients, half of them streaming, a
+    quarter opening a connection per request: A is SIGTERM'd and started again, then B; no
+    request fails, streams included, and every replica exits 0."""
     _migrate_enabled()
-    # the simulators run as processes of their own: this process's loop runs only the clients
-    sims = [
-        sim_process_factory(tokens_per_s=50.0, max_tokens=10, num_parallel=64) for _ in range(2)
-    ]
+    sims = await sim_factory(2, tokens_per_s=50.0, max_tokens=10, num_parallel=64)
     port = free_port()
     text = config_text(port, {"s0": sims[0].url, "s1": sims[1].url}, reuse_port=True, grace=60.0)
-    a, _ = await _serve(tmp_path, text, "a")
-    b, _ = await _serve(tmp_path, text, "b")
-    load = Load(a.url, 50)
+    running: dict[str, Served] = {}
     exits: list[int] = []
+    load: Load | None = None
     try:
+        running["a"], _ = await _serve(tmp_path, text, "a")
+        running["b"], _ = await _serve(tmp_path, text, "b")
+        load = Load(running["a"].url, 50)
         await load.until(200)
-        for name in ("a2", "b2"):
-            old = a if name == "a2" else b
-            old.signal(signal.SIGTERM)
-            exits.append(await old.exit_code())
+        for name in ("a", "b"):
+            running[name].signal(signal.SIGTERM)
+            exits.append(await running[name].exit_code())
             await load.until(100)  # the other replica alone
-            new, _ = await _serve(tmp_path, text, name)
-            if name == "a2":
-                a = new
-            else:
-                b = new
+            running[name], _ = await _serve(tmp_path, text, f"{name}2")
             await load.until(200)
     finally:
-        await load.stop()
-        for replica in (a, b):
+        if load is not None:
+            await load.stop()
+        for replica in running.values():
             replica.signal(signal.SIGTERM)
             exits.append(await replica.exit_code())
+            await replica.kill()
     assert load.failures == [], load.failures[:5]
     assert load.ok["stream"] > 0
     assert load.ok["plain"] > 0
     assert exits == [0, 0, 0, 0]
-    assert "draining" in a.text()
-    assert "draining" in b.text()
+    assert all("draining" in replica.text() for replica in running.values())
