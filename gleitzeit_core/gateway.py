@@ -818,10 +818,13 @@ class Gate:
     def _prepare(self, config: Any) -> Commit:
         """Check the new config's keys (raises ``ConfigError``); the step that installs them."""
         ring = KeyRing.from_config(config.gateway, token=self.token, counters=self.runtime.callers)
-        try:
-            check_bind(self.host, ring, insecure_no_auth=self.insecure_no_auth)
-        except ConfigError as exc:
-            raise ConfigError(f"gateway.keys: no key left; {exc.problems[0]}") from None
+        if ring.open and not self.ring.open:
+            # a file caught half-written (or emptied by mistake) must not switch keys off
+            raise ConfigError(
+                "gateway.keys: the new config has no key (no [gateway] token or "
+                "[gateway.keys.NAME]); a reload never turns authentication off, restart "
+                "the gateway to serve without keys"
+            )
 
         def commit() -> list[str]:
             return self.ring.adopt(ring)

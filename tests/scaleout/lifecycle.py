@@ -76,11 +76,11 @@ class Served:
     def text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
-    async def wait_for_log(self, needle: str, timeout: float) -> None:
-        """Until ``needle`` appears in the log (the port may be shared: asking it over HTTP
-        could reach another replica)."""
+    async def wait_for_log(self, needle: str, timeout: float, count: int = 1) -> None:
+        """Until ``needle`` appears ``count`` times in the log (the port may be shared: asking
+        it over HTTP could reach another replica)."""
         deadline = time.monotonic() + timeout
-        while needle not in self.text():
+        while self.text().count(needle) < count:
             if self.process.returncode is not None:
                 raise RuntimeError(f"gateway exited ({self.process.returncode}):\n{self.text()}")
             if time.monotonic() > deadline:

@@ -180,7 +180,8 @@ async def test_reload_needs_admin_keeps_old_config_on_error_and_applies_keys(
 ) -> None:
     """POST /gleitzeit/reload: 403 for a key that is not admin; a config with a mistake is
     refused with its key path (JSON answer, log, status) and the old config keeps serving;
-    a good one swaps keys, strategy and weights at once."""
+    one without any key is refused (a reload never opens the gateway); a good one swaps
+    keys, strategy and weights at once."""
     sims = await sim_factory(2)
     urls = {"s0": sims[0].url, "s1": sims[1].url}
     port = free_port()
@@ -220,8 +221,15 @@ async def test_reload_needs_admin_keeps_old_config_on_error_and_applies_keys(
                 status["gateway"]["last_reload"]["problems"]
             )
             assert "config NOT reloaded" in served.text()
+            config.write_text(config_text(port, urls), encoding="utf-8")  # no key at all
+            code, body = await reload(ADMIN)
+            assert code == 400
+            assert body["problems"][0].startswith("gateway.keys: the new config has no key")
+            assert await chat(ALICE) == 200
+            config.write_text(bad, encoding="utf-8")
             served.signal(signal.SIGHUP)  # the same through the signal: logged with its path
-            await served.wait_for_log("hubs.llm.resources[1].weight", 30.0)
+            await served.wait_for_log("hubs.llm.resources[1].weight", 60.0, count=2)
+            assert await chat(ALICE) == 200
 
             good_keys = f'token = "{ADMIN}"\n[gateway.keys.bob]\ntoken = "{BOB}"'
             good = config_text(
