@@ -545,15 +545,12 @@ def build_app(
     max_body_bytes: int | None = None,
     host: str | None = None,
     connections: ConnectionGuard | None = None,
-    insecure_no_auth: bool = False,
 ) -> web.Application:
     """The gateway's application. ``host`` is the bound address (a Host it accepts);
     ``connections`` is the guard of a :class:`GuardedSite` serving it, if any."""
     gateway = runtime.config.gateway
     ring = KeyRing.from_config(gateway, token=token, counters=runtime.callers)
-    gate = Gate(
-        runtime, ring, token=token, host=host or gateway.host, insecure_no_auth=insecure_no_auth
-    )
+    gate = Gate(runtime, ring, token=token)
     extra = os.environ.get("GLEITZEIT_ORIGINS", "")
     origins = [*gateway.origins, *(o for o in extra.split(",") if o.strip())]
     policy = OriginPolicy(origins=origins, hosts=gateway.hosts, bound=host or gateway.host)
@@ -627,13 +624,7 @@ async def start_gateway(
     connections = ConnectionGuard(
         max_connections=gateway.max_connections, header_timeout=gateway.header_timeout
     )
-    app = build_app(
-        runtime,
-        token=token,
-        host=host,
-        connections=connections,
-        insecure_no_auth=insecure_no_auth,
-    )
+    app = build_app(runtime, token=token, host=host, connections=connections)
     app[GATE_KEY].connections = connections
     warning = check_bind(host, app[KEYS_KEY], insecure_no_auth=insecure_no_auth)
     if warning is not None:
@@ -744,21 +735,11 @@ class Gate:
     would. Past the grace whatever is left is cut. With no connection open and nothing in
     flight it returns at once."""
 
-    def __init__(
-        self,
-        runtime: Any,
-        ring: KeyRing,
-        *,
-        token: str | None,
-        host: str,
-        insecure_no_auth: bool,
-    ) -> None:
-        self.runtime, self.ring = runtime, ring
-        self.token, self.host, self.insecure_no_auth = token, host, insecure_no_auth
-        self.connections: ConnectionGuard | None = None
+    def __init__(self, runtime: Any, ring: KeyRing, *, token: str | None) -> None:
+        self.runtime, self.ring, self.token = runtime, ring, token
+        self.connections: ConnectionGuard | None = None  # set when a GuardedSite serves it
         self.draining = False
         self.in_flight = 0  # requests inside the handlers, streams included
-        self.cut_requests = 0  # requests still running when the grace ran out
         self._cut = asyncio.Event()
         self._reloading = asyncio.Lock()
 
@@ -796,11 +777,10 @@ class Gate:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_DRAIN_POLL):
                     await self._cut.wait()
-        self.cut_requests = self.in_flight
-        if self.in_flight:
+        if self.in_flight:  # idle connections only: the runner's cleanup closes them politely
             _log(f"grace over: cutting {self.in_flight} request(s) still in flight")
-        if connections is not None:
-            connections.abort_all()
+            if connections is not None:
+                connections.abort_all()
 
     async def reload(self) -> ReloadReport:
         """Re-read the config file and apply it whole, or report why not and keep the old."""
