@@ -286,7 +286,7 @@ def _guard_middleware(
             return _refusal(
                 request, 403, "a request authenticated by cookie must come from this origin"
             )
-        refused = ring.admit(key)
+        refused = await ring.admit(key)
         if refused is not None:
             limit, wait = refused
             busy = _refusal(
@@ -549,7 +549,7 @@ def build_app(
     """The gateway's application. ``host`` is the bound address (a Host it accepts);
     ``connections`` is the guard of a :class:`GuardedSite` serving it, if any."""
     gateway = runtime.config.gateway
-    ring = KeyRing.from_config(gateway, token=token, counters=runtime.callers)
+    ring = KeyRing.from_config(gateway, token=token, counters=runtime.callers, state=runtime.state)
     gate = Gate(runtime, ring, token=token)
     extra = os.environ.get("GLEITZEIT_ORIGINS", "")
     origins = [*gateway.origins, *(o for o in extra.split(",") if o.strip())]
@@ -797,7 +797,12 @@ class Gate:
 
     def _prepare(self, config: Any) -> Commit:
         """Check the new config's keys (raises ``ConfigError``); the step that installs them."""
-        ring = KeyRing.from_config(config.gateway, token=self.token, counters=self.runtime.callers)
+        ring = KeyRing.from_config(
+            config.gateway,
+            token=self.token,
+            counters=self.runtime.callers,
+            state=self.runtime.state,
+        )
         if ring.open and not self.ring.open:
             # a file caught half-written (or emptied by mistake) must not switch keys off
             raise ConfigError(

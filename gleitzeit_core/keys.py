@@ -11,6 +11,11 @@ Tokens are never kept, compared or shown as given: the ring keeps SHA-256 digest
 presented token up by its digest, so any bytes (non-ASCII included) are a plain miss, and the
 time a lookup takes says nothing useful about a real token. Counters are keyed by the key's
 name, which is what status and metrics show.
+
+Where the limits are counted depends on the runtime's state backend: the in-process default
+keeps them here (a token bucket and a count, no await); a shared backend (``[state] backend =
+"redis"``) counts them for the whole fleet of replicas (its ``take`` and ``enter``/``leave``),
+and falls back to this process's own counts while the store is unreachable.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import attrs
 
 from .caller import Caller
 from .errors import ConfigError
+from .state import StateBackend
 from .validators import FieldError, at_least, satisfies
 
 __all__ = ["ANONYMOUS", "CallerCounters", "KeyConfig", "KeyRing", "token_digest"]
@@ -108,6 +114,7 @@ class CallerCounters:
 class _Key:
     caller: Caller
     max_concurrent: int | None
+    per_minute: int | None
     rate: float | None  # tokens per second; bucket size is one minute's worth
     capacity: float
     tokens: float
@@ -129,9 +136,11 @@ class _Key:
 class KeyRing:
     """Tokens -> callers, with each key's limits and counters.
 
-    Limits are a token bucket per key (``requests_per_minute`` tokens, refilled evenly, so a
-    quiet key may burst one minute's worth) and a count of requests in flight. Both are in this
-    process only: several gateway processes each allow the full amount.
+    With a state backend that is not shared (the default), limits are a token bucket per key
+    (``requests_per_minute`` tokens, refilled evenly, so a quiet key may burst one minute's
+    worth) and a count of requests in flight, in this process only. With a shared ``state``
+    they are the backend's sliding window (at most ``requests_per_minute`` in any 60 s) and
+    concurrency count, across every replica that shares it.
     """
 
     def __init__(
@@ -142,9 +151,12 @@ class KeyRing:
         environ: Mapping[str, str] | None = None,
         counters: dict[str, CallerCounters] | None = None,
         clock: Any = time.monotonic,
+        state: StateBackend | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.clock = clock
+        # only a shared backend changes anything: the local one would count what we count here
+        self.state = state if state is not None and state.shared else None
         self.counters: dict[str, CallerCounters] = {} if counters is None else counters
         self.anonymous = anonymous
         self._by_digest: dict[bytes, _Key] = {}
@@ -163,6 +175,7 @@ class KeyRing:
         return _Key(
             caller=caller,
             max_concurrent=config.max_concurrent if config else None,
+            per_minute=per_minute,
             rate=per_minute / 60.0 if per_minute else None,
             capacity=float(per_minute or 0),
             tokens=float(per_minute or 0),
@@ -178,6 +191,7 @@ class KeyRing:
         token: str | None = None,
         environ: Mapping[str, str] | None = None,
         counters: dict[str, CallerCounters] | None = None,
+        state: StateBackend | None = None,
     ) -> KeyRing:
         """The keys of a ``GatewayConfig``: ``keys`` plus the single ``token`` (else
         ``token_env``'s variable) as an admin key named ``admin``. No key at all: an anonymous
@@ -192,7 +206,7 @@ class KeyRing:
                 )
             keys["admin"] = KeyConfig(token=single, admin=True)
         anonymous = None if keys else Caller(name=ANONYMOUS, admin=True)
-        return cls(keys, anonymous=anonymous, environ=env, counters=counters)
+        return cls(keys, anonymous=anonymous, environ=env, counters=counters, state=state)
 
     def adopt(self, other: KeyRing) -> list[str]:
         """Serve ``other``'s keys from now on (a config reload): requests in flight finish
@@ -230,24 +244,55 @@ class KeyRing:
             return None
         return self._by_digest.get(token_digest(token))
 
-    def admit(self, key: _Key) -> tuple[str, float] | None:
+    async def admit(self, key: _Key) -> tuple[str, float] | None:
         """Count a request in, or say which limit refuses it and when to retry."""
         counters = key.counters
         if key.max_concurrent is not None and counters.in_flight >= key.max_concurrent:
+            # this process alone is at the limit: no need to ask a shared backend
             counters.concurrency_limited += 1
             return "max_concurrent", 1.0
-        wait = key.retry_after(self.clock())
-        if wait is not None:
-            counters.rate_limited += 1
-            return "requests_per_minute", wait
+        if self.state is not None and (key.max_concurrent or key.per_minute):
+            refused = await self._admit_shared(key, self.state)
+            if refused is not None:
+                return refused
+        else:
+            wait = key.retry_after(self.clock())
+            if wait is not None:
+                counters.rate_limited += 1
+                return "requests_per_minute", wait
         counters.requests += 1
         counters.in_flight += 1
         return None
 
     @staticmethod
-    def release(key: _Key) -> None:
+    async def _admit_shared(key: _Key, state: StateBackend) -> tuple[str, float] | None:
+        bucket = _bucket(key)
+        entered = False
+        if key.max_concurrent is not None:
+            if not await state.enter(bucket, key.max_concurrent):
+                key.counters.concurrency_limited += 1
+                return "max_concurrent", 1.0
+            entered = True
+        if key.per_minute is not None:
+            wait = await state.take(bucket, key.per_minute)
+            if wait > 0.0:
+                if entered:
+                    state.leave(bucket)
+                key.counters.rate_limited += 1
+                return "requests_per_minute", wait
+        return None
+
+    def release(self, key: _Key) -> None:
+        """End a request :meth:`admit` admitted."""
         key.counters.in_flight -= 1
+        if self.state is not None and key.max_concurrent is not None:
+            self.state.leave(_bucket(key))
 
     @staticmethod
     def retry_header(seconds: float) -> str:
         return str(max(1, math.ceil(seconds)))
+
+
+def _bucket(key: _Key) -> str:
+    # what a shared backend counts a key's limits under (its name: the same on every replica)
+    return f"key:{key.caller.name}"

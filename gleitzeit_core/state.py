@@ -54,6 +54,11 @@ class StateStatus:
     replica: str | None = None  # this replica's id
     replicas: list[ReplicaInfo] = attrs.field(factory=list)
     staleness_s: float = 0.0  # the most a shared view may lag behind
+    # "fleet" while per-key limits and caps count across the replicas, else "per-process"
+    # (the local backend, or a shared one serving from local state while its store is down)
+    limits: str = "per-process"
+    degraded_s: float = 0.0  # how long the current outage has lasted (0 while connected)
+    degraded_total_s: float = 0.0  # seconds spent degraded since start, the current one too
     counters: dict[str, int] = attrs.field(factory=dict)
 
 

@@ -201,3 +201,50 @@ def test_per_path_series_pass_promtool() -> None:
     p95 = (("path", "hub"), ("percentile", "95"))
     assert samples[("gleitzeit_path_latency_seconds", p95)] == 0.0095
     assert samples[("gleitzeit_rollout_percent", ())] == 25
+
+
+def test_state_backend_series_pass_promtool() -> None:
+    """The state-backend families built from the status's ``state`` section (a Redis backend
+    in the middle of an outage) pass promtool and carry what the status says: not connected,
+    per-process limits, the seconds degraded, the outages, resyncs and replicas seen."""
+    from gleitzeit_prometheus.exporter import _state_families
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.registry import Collector
+
+    state = {
+        "backend": "redis",
+        "shared": True,
+        "connected": False,
+        "degraded": "redis unreachable: ConnectionError",
+        "replicas": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+        "staleness_s": 0.1,
+        "limits": "per-process",
+        "degraded_s": 2.5,
+        "degraded_total_s": 4.25,
+        "counters": {"degraded": 2, "resyncs": 1, "published": 5},
+    }
+
+    class State(Collector):
+        def collect(self) -> Any:
+            return _state_families(state)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(State())
+    text = generate_latest(registry).decode()
+    result = promtool_check(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "", result
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    redis = (("backend", "redis"),)
+    assert samples[("gleitzeit_state_connected", redis)] == 0
+    assert samples[("gleitzeit_state_fleet_limits", redis)] == 0
+    assert samples[("gleitzeit_state_degraded_seconds_total", redis)] == 4.25
+    assert samples[("gleitzeit_state_degradations_total", redis)] == 2
+    assert samples[("gleitzeit_state_resyncs_total", redis)] == 1
+    assert samples[("gleitzeit_state_replicas", redis)] == 3
+    assert samples[("gleitzeit_state_events_total", (*redis, ("event", "published")))] == 5
+    assert list(_state_families(None)) == []

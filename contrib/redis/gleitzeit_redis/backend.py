@@ -141,6 +141,8 @@ class RedisState:
     _runtime: Runtime | None = attrs.field(init=False, default=None, repr=False)
     _tasks: list[asyncio.Task[None]] = attrs.field(init=False, factory=list, repr=False)
     _degraded: str | None = attrs.field(init=False, default="not started")
+    _degraded_since: float | None = attrs.field(init=False, default=None)  # monotonic
+    _degraded_before_s: float = attrs.field(init=False, default=0.0)  # finished outages
     _recovering: bool = attrs.field(init=False, default=False)
     _started_at: float = attrs.field(init=False, default=0.0)
     _live: dict[str, ReplicaInfo] = attrs.field(init=False, factory=dict)
@@ -255,6 +257,8 @@ class RedisState:
             self._send("release", key)
 
     def status(self) -> StateStatus:
+        since = self._degraded_since
+        outage = time.monotonic() - since if since is not None else 0.0
         return StateStatus(
             backend=self.name,
             shared=True,
@@ -263,6 +267,9 @@ class RedisState:
             replica=self.replica_id,
             replicas=sorted(self._live.values(), key=lambda r: r.id),
             staleness_s=self.sync_interval,
+            limits="fleet" if self._degraded is None else "per-process",
+            degraded_s=round(outage, 3),
+            degraded_total_s=round(self._degraded_before_s + outage, 3),
             counters=dict(self.counters),
         )
 
@@ -284,6 +291,8 @@ class RedisState:
             self.counters["degraded"] += 1
             log.warning("state backend %s: %s; serving from local state", self.url, exc)
         self._degraded = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
+        if self._degraded_since is None:
+            self._degraded_since = time.monotonic()
         if not self._recovering and self._client is not None:
             self._recovering = True
             self._tasks.append(asyncio.ensure_future(self._reconnect_loop()))
@@ -318,6 +327,9 @@ class RedisState:
             log.info("state backend %s: connected again; resynchronised", self.url)
             self.counters["resyncs"] += 1
         self._degraded = None
+        if self._degraded_since is not None:
+            self._degraded_before_s += time.monotonic() - self._degraded_since
+            self._degraded_since = None
         self._republish_open()
 
     # -- sharing what happened ------------------------------------------------------------------
