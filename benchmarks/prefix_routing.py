@@ -29,7 +29,11 @@ again in between (so every run starts with empty caches), in one process run.
 
 Keys: ``prefix_vs_p2c_ttft_p50_ratio`` (target <= 0.5), ``prefix_vs_p2c_throughput_ratio``
 (target >= 1), ``prefix_max_share_vs_fair`` (uniform workload, target <= 1.3),
-``prefix_hotspot_max_share_vs_fair``, ``prefix_routing`` (every figure, per strategy).
+``prefix_hotspot_max_share_vs_fair``, ``prefix_routing`` (every figure, per strategy); in the
+full run also ``prefix_two_replicas_vs_one_ttft_p50_ratio`` and the token hit rates of one and
+of two replicas: the uniform workload through two hubs with an index each (two gateway replicas
+that do not share the index) whose load balancer alternates a conversation's turns between
+them.
 
 The headline figures come from interleaved rounds of ``prefix_affinity`` and ``p2c`` only, each
 round on a fresh uniform workload of its own (5 rounds of 12 conversations quick, 7 of 24
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import random
@@ -171,15 +176,19 @@ def hot_questions(seed: int, count: int) -> list[tuple[str, list[str]]]:
     ]
 
 
-async def run(hub: OllamaHub, jobs: list[tuple[str, list[str]]], users: int) -> dict[str, Any]:
-    """``users`` clients take conversations off ``jobs`` in order and play all their turns."""
+async def run(
+    hubs: list[OllamaHub], jobs: list[tuple[str, list[str]]], users: int
+) -> dict[str, Any]:
+    """``users`` clients take conversations off ``jobs`` in order and play all their turns;
+    with several hubs (gateway replicas behind a load balancer without stickiness), turn *t*
+    of conversation *c* goes to hub ``(c + t) % len(hubs)``."""
     ttft: list[float] = []
     served: Counter[str] = Counter()
     evaluated = 0
     queue = list(enumerate(jobs))
     queue.reverse()
 
-    async def turn(key: str, messages: list[dict[str, str]]) -> dict[str, str]:
+    async def turn(hub: OllamaHub, key: str, messages: list[dict[str, str]]) -> dict[str, str]:
         nonlocal evaluated
         body = {
             "model": MODEL,
@@ -211,9 +220,10 @@ async def run(hub: OllamaHub, jobs: list[tuple[str, list[str]]], users: int) -> 
         while queue:
             index, (system, questions) = queue.pop()
             messages = [{"role": "system", "content": system}]
-            for question in questions:
+            for number_, question in enumerate(questions):
+                hub = hubs[(index + number_) % len(hubs)]
                 messages.append({"role": "user", "content": question})
-                messages.append(await turn(f"conversation-{index}", messages))
+                messages.append(await turn(hub, f"conversation-{index}", messages))
                 await asyncio.sleep(pause.uniform(*THINK_S))
 
     started = time.perf_counter()
@@ -254,14 +264,18 @@ async def measure(
     strategy: dict[str, Any],
     jobs: list[tuple[str, list[str]]],
     hub_parallel: int = NUM_PARALLEL,
+    replicas: int = 1,
 ) -> dict[str, Any]:
     await fresh(session, urls)
-    runtime = runtime_for(urls, strategy, hub_parallel)
-    async with runtime:
-        hub = runtime.hubs["llm"]
-        assert isinstance(hub, OllamaHub)
-        figures = await run(hub, jobs, USERS)
-        counters = hub.status().counters
+    async with contextlib.AsyncExitStack() as stack:
+        hubs = []
+        for _ in range(replicas):  # each replica has its own index, as separate processes do
+            runtime = await stack.enter_async_context(runtime_for(urls, strategy, hub_parallel))
+            hub = runtime.hubs["llm"]
+            assert isinstance(hub, OllamaHub)
+            hubs.append(hub)
+        figures = await run(hubs, jobs, USERS)
+        counters = hubs[0].status().counters
     figures.update(await cache_figures(session, urls))
     prefix = {k: v for k, v in counters.items() if k.startswith("prefix_")}
     if prefix:
@@ -340,6 +354,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for name, strategy in UNIFORM.items():
                 results["uniform"][name] = await measure(session, urls, strategy, uniform)
                 print(f"uniform  {name:<36}{results['uniform'][name]}", flush=True)
+            # two gateway replicas, each with its own index, a conversation's turns alternating
+            results["replicas"] = await measure(
+                session, urls, UNIFORM["prefix_affinity"], uniform, replicas=2
+            )
+            print(f"uniform  prefix_affinity, 2 replicas  {results['replicas']}", flush=True)
             hot = hot_questions(11, count * 4)
             for name, strategy in HOTSPOT.items():
                 results["hotspot"][name] = await measure(
@@ -396,6 +415,9 @@ def main() -> None:
     print(f"{'':<36}{'TTFT p50':>10}{'p99':>10}{'req/s':>8}{'hit':>7}{'max/fair':>10}")
     rows = [*(("uniform " + k, v) for k, v in uniform.items())]
     rows += [("hotspot " + k, v) for k, v in hot.items()]
+    replicas = results.get("replicas")
+    if replicas:
+        rows.append(("uniform prefix_affinity, 2 replicas", replicas))
     for name, row in rows:
         print(
             f"{name:<36}{row['ttft_p50_ms']:>10.0f}{row['ttft_p99_ms']:>10.0f}"
@@ -415,6 +437,17 @@ def main() -> None:
             **figures("prefix_max_share_vs_fair", max_share, command, digits=3),
             "prefix_routing": {"value": results, "command": command},
         }
+        if replicas:
+            one = uniform["prefix_affinity"]
+            for key, value in (
+                (
+                    "prefix_two_replicas_vs_one_ttft_p50_ratio",
+                    round(replicas["ttft_p50_ms"] / one["ttft_p50_ms"], 3),
+                ),
+                ("prefix_two_replicas_token_hit_rate", replicas["token_hit_rate"]),
+                ("prefix_one_replica_token_hit_rate", one["token_hit_rate"]),
+            ):
+                out[key] = {"value": value, "command": command}
         if hot:
             out["prefix_hotspot_max_share_vs_fair"] = {
                 "value": hot["prefix_affinity"]["max_share_vs_fair"],

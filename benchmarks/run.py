@@ -100,6 +100,7 @@ TARGETS = {
     "prefix_max_share_vs_fair": Target("<=", 1.3),
     "dashboard_load_ms": Target("<", 1000),
     "dashboard_transfer_kb": Target("<", 200),
+    "redis_vs_local_state_latency_ratio": Target("<=", 1.10),
 }
 
 # The keys of the summary table, in order: every goal, plus the peer's and context figures.
@@ -137,6 +138,8 @@ HEADLINE = (
     "prefix_max_share_vs_fair",
     "dashboard_load_ms",
     "dashboard_transfer_kb",
+    "redis_vs_local_state_latency_ratio",
+    "scale_out_throughput_ratio_3_vs_1",
 )
 
 # Goals whose figure no script of this run writes yet: where it is to come from, so that
@@ -247,6 +250,18 @@ SCRIPTS = (
         ("legacy_vs_hub_latency_ratio", "hub_era_vs_hub_latency_ratio"),
         600,
         aliases=("legacy",),
+    ),
+    Script(
+        "scale_out",
+        "benchmarks/scale_out.py",
+        (
+            "redis_vs_local_state_latency_ratio",
+            "scale_out_rps_1",
+            "scale_out_rps_2",
+            "scale_out_rps_3",
+        ),
+        300,
+        aliases=("redis", "replicas"),
     ),
     Script(
         "litellm_peer",

@@ -211,3 +211,23 @@ async def test_redis_killed_mid_load_costs_clients_nothing(
         lambda: resource(b, "s2").breaker.state is BreakerState.OPEN,
         "a breaker opened after the restart reaches B",
     )
+
+
+async def test_a_place_is_reused_locally_then_given_back(replicas: Replicas) -> None:
+    """A replica that ends a request keeps its place for its own next request (no round
+    trip), yet a place it no longer uses goes back within a few sync intervals: another
+    replica at the cap then gets it. The cap holds throughout."""
+    a, b = await replicas(2, [])
+    assert await a.state.enter("key:k", 2)
+    a.state.leave("key:k")
+    assert await a.state.enter("key:k", 2)  # the spare place, without asking Redis
+    assert a.state.status().counters.get("places_reused") == 1
+    a.state.leave("key:k")
+    assert await b.state.enter("key:k", 2)  # the second place
+    for _ in range(100):  # A's idle place comes back within two sync intervals
+        if await b.state.enter("key:k", 2):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the place A no longer used never reached replica B")
+    assert not await a.state.enter("key:k", 2)  # both places are B's now

@@ -17,8 +17,11 @@ What goes where (``NS`` is the ``namespace`` option; all replicas of one gateway
 
 Staleness: breaker and ejection news arrive within a pub/sub hop (milliseconds); the load view
 lags by at most ``sync_interval`` plus a round trip; caps and rate limits are exact while Redis
-answers. Redis is on a request's path only for capped resources (``reserve``) and for keys with
-limits (``take``, ``enter``); releases are sent in the background.
+answers. A place under a cap (``reserve``, ``enter``) that a request gives back stays this
+replica's as a spare for its next request (no round trip); one unused for a whole
+``sync_interval`` goes back to Redis at the next sync (so within two), and places of a cap that
+was full go back at once. Redis is thus on a request's path for each ``take`` (a key with
+``requests_per_minute``) and for a place when the replica holds no spare one.
 
 Failures: every Redis call has a deadline (``op_timeout``). The first failure makes the backend
 *degraded*: it stops asking Redis on the request path and serves from local state (the hub's
@@ -66,7 +69,7 @@ T = TypeVar("T")
 
 # KEYS[1]: a hash replica -> count. ARGV: this replica, the cap, the alive-key prefix.
 # Counts of replicas whose alive key expired are dropped first, so a crashed replica's
-# places come back by themselves.
+# places come back by themselves. Returns 0 (refused) or the free places before this one.
 _RESERVE = """
 local fields = redis.call('HGETALL', KEYS[1])
 local total = 0
@@ -78,16 +81,17 @@ for i = 1, #fields, 2 do
     total = total + tonumber(fields[i + 1])
   end
 end
-if total >= tonumber(ARGV[2]) then
+local free = tonumber(ARGV[2]) - total
+if free <= 0 then
   return 0
 end
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-return 1
+return free
 """
 
-# KEYS[1]: a hash replica -> count; ARGV[1]: this replica.
+# KEYS[1]: a hash replica -> count; ARGV[1]: this replica, ARGV[2]: how many places.
 _RELEASE = """
-local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
 if left <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
 end
@@ -141,6 +145,9 @@ class RedisState:
     _runtime: Runtime | None = attrs.field(init=False, default=None, repr=False)
     _tasks: list[asyncio.Task[None]] = attrs.field(init=False, factory=list, repr=False)
     _degraded: str | None = attrs.field(init=False, default="not started")
+    # set by stop(): every loop ends at its next turn even if a cancellation was swallowed
+    # (one that lands as an operation's deadline expires may surface as TimeoutError)
+    _stopped: bool = attrs.field(init=False, default=False)
     _degraded_since: float | None = attrs.field(init=False, default=None)  # monotonic
     _degraded_before_s: float = attrs.field(init=False, default=0.0)  # finished outages
     _recovering: bool = attrs.field(init=False, default=False)
@@ -149,7 +156,15 @@ class RedisState:
     _applying: bool = attrs.field(init=False, default=False)
     _outbox: list[tuple[str, Any]] = attrs.field(init=False, factory=list, repr=False)
     _outbox_ready: asyncio.Event = attrs.field(init=False, factory=asyncio.Event, repr=False)
+    # places this replica holds in Redis (NS:cap:... and NS:conc:... keys), in use or spare
     _held: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+    # held places no request uses: reused by the next reserve/enter without a round trip
+    _spare: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
+    # the fewest spare places of each key since the last sync: that many were not needed
+    _idle: dict[str, int] = attrs.field(init=False, factory=dict)
+    # keys whose last reservation took the last free place (or was refused): places
+    # given back go back to Redis at once, so other replicas are not kept waiting
+    _contended: set[str] = attrs.field(init=False, factory=set)
     _local_windows: dict[str, collections.deque[float]] = attrs.field(init=False, factory=dict)
     _local_running: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
     _scripts: dict[str, Any] = attrs.field(init=False, factory=dict, repr=False)
@@ -183,6 +198,8 @@ class RedisState:
             self._tasks.append(asyncio.ensure_future(loop()))
 
     async def stop(self) -> None:
+        self._stopped = True
+        self._outbox_ready.set()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -198,25 +215,11 @@ class RedisState:
 
     async def reserve(self, hub: str, resource: str, slot: str | None, cap: int) -> bool:
         key = self._cap_key(hub, resource, slot)
-        admitted = await self._call(
-            lambda: self._scripts["reserve"](
-                keys=[key], args=[self.replica_id, cap, self._key("alive:")]
-            )
-        )
-        if admitted is None:  # degraded: the hub's local counts still hold the cap here
-            return True
-        if admitted:
-            self._held[key] += 1
-            return True
-        self.counters["reserve_refused"] += 1
-        return False
+        taken = await self._take_place(key, cap)
+        return True if taken is None else taken  # degraded: the hub's local counts hold it
 
     def release(self, hub: str, resource: str, slot: str | None) -> None:
-        key = self._cap_key(hub, resource, slot)
-        if self._held[key] <= 0:
-            return  # reserved while degraded: nothing was counted in Redis
-        self._held[key] -= 1
-        self._send("release", key)
+        self._give_place(self._cap_key(hub, resource, slot))
 
     async def take(self, bucket: str, per_minute: int) -> float:
         member = f"{self.replica_id}:{next(self._serial)}"
@@ -230,31 +233,74 @@ class RedisState:
         return float(wait_ms) / 1000.0
 
     async def enter(self, bucket: str, limit: int) -> bool:
-        key = self._key(f"conc:{bucket}")
-        admitted = await self._call(
-            lambda: self._scripts["reserve"](
-                keys=[key], args=[self.replica_id, limit, self._key("alive:")]
-            )
-        )
-        if admitted is None:
+        taken = await self._take_place(self._key(f"conc:{bucket}"), limit)
+        if taken is None:
             if self._local_running[bucket] >= limit:
                 return False
             self._local_running[bucket] += 1
             return True
-        if admitted:
-            self._held[key] += 1
-        return bool(admitted)
+        return taken
 
     def leave(self, bucket: str) -> None:
         if self._local_running[bucket] > 0:
             self._local_running[bucket] -= 1
             return
-        self.release_key(self._key(f"conc:{bucket}"))
+        self._give_place(self._key(f"conc:{bucket}"))
 
-    def release_key(self, key: str) -> None:
-        if self._held[key] > 0:
+    # -- places under a cap: exact across replicas, a round trip only when none is spare -------
+    async def _take_place(self, key: str, cap: int) -> bool | None:
+        """One of ``cap`` places of ``key`` for this replica: a spare one it already holds
+        (no round trip), else one from Redis (atomic). None while degraded."""
+        spare = self._spare[key]
+        if spare > 0:
+            self._spare[key] = spare - 1
+            self._idle[key] = min(self._idle.get(key, spare), spare - 1)
+            self.counters["places_reused"] += 1
+            return True
+        free = await self._call(
+            lambda: self._scripts["reserve"](
+                keys=[key], args=[self.replica_id, cap, self._key("alive:")]
+            )
+        )
+        if free is None:
+            return None
+        if not free:
+            self._contended.add(key)
+            self.counters["reserve_refused"] += 1
+            return False
+        self._held[key] += 1
+        if free <= 1:
+            self._contended.add(key)
+        else:
+            self._contended.discard(key)
+        return True
+
+    def _give_place(self, key: str) -> None:
+        """End the use of a place: kept as a spare (given back to Redis by the sync loop once
+        it stays unused for a whole ``sync_interval``), or given back at once when others
+        may be waiting for it."""
+        if self._held[key] - self._spare[key] <= 0:
+            return  # taken while degraded: nothing was counted in Redis
+        if key in self._contended:
             self._held[key] -= 1
-            self._send("release", key)
+            self._send("release", (key, 1))
+        else:
+            self._spare[key] += 1
+
+    def _return_idle_places(self) -> None:
+        """Give back the spare places that no request needed since the last sync."""
+        for key, spare in list(self._spare.items()):
+            idle = min(self._idle.get(key, spare), spare)
+            if idle > 0:
+                self._held[key] -= idle
+                self._spare[key] = spare - idle
+                self._send("release", (key, idle))
+            left = self._spare[key]
+            if left:
+                self._idle[key] = left
+            else:
+                del self._spare[key]
+                self._idle.pop(key, None)
 
     def status(self) -> StateStatus:
         since = self._degraded_since
@@ -293,13 +339,13 @@ class RedisState:
         self._degraded = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
         if self._degraded_since is None:
             self._degraded_since = time.monotonic()
-        if not self._recovering and self._client is not None:
+        if not self._recovering and self._client is not None and not self._stopped:
             self._recovering = True
             self._tasks.append(asyncio.ensure_future(self._reconnect_loop()))
 
     async def _reconnect_loop(self) -> None:
         try:
-            while self._degraded is not None and self._client is not None:
+            while self._degraded is not None and self._client is not None and not self._stopped:
                 await asyncio.sleep(min(1.0, self.heartbeat))
                 await self._recover()
         finally:
@@ -416,7 +462,7 @@ class RedisState:
             self._outbox_ready.set()
 
     async def _send_loop(self) -> None:
-        while True:
+        while not self._stopped:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
             batch, self._outbox = self._outbox, []
@@ -429,15 +475,17 @@ class RedisState:
                 if op == "publish":
                     pipe.publish(self._key("events"), argument)
                 else:
+                    key, count = argument
                     await self._scripts["release"](
-                        keys=[argument], args=[self.replica_id], client=pipe
+                        keys=[key], args=[self.replica_id, count], client=pipe
                     )
             await pipe.execute()
 
     async def _sync_loop(self) -> None:
         """Write this replica's calls in flight and read everybody's, every ``sync_interval``."""
-        while True:
+        while not self._stopped:
             await asyncio.sleep(self.sync_interval)
+            self._return_idle_places()
             runtime = self._runtime
             replies = None
             if runtime is not None and self._degraded is None:
@@ -507,7 +555,7 @@ class RedisState:
                     hub.wake()
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._stopped:
             await asyncio.sleep(self.heartbeat)
             if self._degraded is None:
                 await self._call(self._beat)
@@ -541,14 +589,14 @@ class RedisState:
 
     async def _events_loop(self) -> None:
         """Listen for the peers' news; reconnect (after the backend recovers) when it breaks."""
-        while True:
+        while not self._stopped:
             if self._degraded is not None or self._client is None:
                 await asyncio.sleep(min(1.0, self.heartbeat))
                 continue
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._key("events"))
-                while True:
+                while not self._stopped:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         if not self.status().connected:  # the backend degraded meanwhile
