@@ -32,7 +32,9 @@ CHAT = {
 
 def fleet_config(redis_url: str, namespace: str, urls: list[str], replica: str) -> str:
     """One replica's config (after its ``[gateway]`` host and port): three keys, one hub over
-    the simulators with 2 places per instance, the Redis backend with fast timings."""
+    the simulators with 2 places per instance, the Redis backend with fast timings but a
+    generous deadline per call (a loaded CI machine must not make a replica degrade: these
+    tests are about sharing; a dead Redis is refused at once, not timed out)."""
     resources = "".join(
         f'[[hubs.llm.resources]]\nid = "s{i}"\nurl = "{url}"\n' for i, url in enumerate(urls)
     )
@@ -66,7 +68,8 @@ url = "{redis_url}"
 namespace = "{namespace}"
 replica_id = "{replica}"
 sync_interval = 0.05
-heartbeat = 0.2
+heartbeat = 0.5
+op_timeout = 2.0
 """
 
 
@@ -187,7 +190,8 @@ async def test_least_loaded_keeps_instances_under_num_parallel(fleet: Fleet) -> 
     results = await asyncio.gather(*calls)
     assert [status for status, _, _ in results] == [200] * 30
     peaks = [sim.stats()["max_concurrency"]["overall"] for sim in fleet.sims]
-    assert max(peaks) <= 2, peaks
+    states = [await fleet.state(i) for i in range(3)]
+    assert max(peaks) <= 2, (peaks, [(s["degraded_total_s"], s["counters"]) for s in states])
     assert sum(sim.stats()["requests"].get("/api/chat", 0) for sim in fleet.sims) == 30
 
 
