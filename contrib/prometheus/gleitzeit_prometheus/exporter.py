@@ -203,55 +203,62 @@ def _state_families(state: Any) -> Iterator[Any]:
         return
     backend = [str(state.get("backend", ""))]
     counters = state.get("counters") or {}
-    connected = GaugeMetricFamily(
-        "gleitzeit_state_connected",
-        "1 while the state backend answers (always 1 for the in-process backend)",
-        labels=["backend"],
-    )
-    connected.add_metric(backend, 1.0 if state.get("connected") else 0.0)
-    shared = GaugeMetricFamily(
-        "gleitzeit_state_shared",
-        "1 when the state backend is shared by replicas",
-        labels=["backend"],
-    )
-    shared.add_metric(backend, 1.0 if state.get("shared") else 0.0)
-    fleet = GaugeMetricFamily(
-        "gleitzeit_state_fleet_limits",
-        "1 while key limits and caps count across replicas, 0 while per process",
-        labels=["backend"],
-    )
-    fleet.add_metric(backend, 1.0 if state.get("limits") == "fleet" else 0.0)
-    degraded = CounterMetricFamily(
-        "gleitzeit_state_degraded_seconds",
-        "Seconds served from local state because the shared store was unreachable",
-        labels=["backend"],
-    )
-    degraded.add_metric(backend, float(state.get("degraded_total_s") or 0.0))
-    outages = CounterMetricFamily(
-        "gleitzeit_state_degradations",
-        "Times the shared store became unreachable",
-        labels=["backend"],
-    )
-    outages.add_metric(backend, float(counters.get("degraded", 0)))
-    resyncs = CounterMetricFamily(
-        "gleitzeit_state_resyncs",
-        "Times this replica resynchronised with the shared store after an outage",
-        labels=["backend"],
-    )
-    resyncs.add_metric(backend, float(counters.get("resyncs", 0)))
-    replicas = GaugeMetricFamily(
-        "gleitzeit_state_replicas",
-        "Live gateway replicas sharing the store, this one included (1 when not shared)",
-        labels=["backend"],
-    )
     live = state.get("replicas") or []
-    replicas.add_metric(backend, float(len(live) if state.get("shared") else 1))
-    staleness = GaugeMetricFamily(
-        "gleitzeit_state_staleness_seconds",
-        "The most the shared view of the load may lag behind",
-        labels=["backend"],
+    shared = bool(state.get("shared"))
+    values: tuple[tuple[type[Any], str, str, float], ...] = (
+        (
+            GaugeMetricFamily,
+            "gleitzeit_state_connected",
+            "1 while the state backend answers (always 1 for the in-process backend)",
+            1.0 if state.get("connected") else 0.0,
+        ),
+        (
+            GaugeMetricFamily,
+            "gleitzeit_state_shared",
+            "1 when the state backend is shared by replicas",
+            1.0 if shared else 0.0,
+        ),
+        (
+            GaugeMetricFamily,
+            "gleitzeit_state_fleet_limits",
+            "1 while key limits and caps count across replicas, 0 while per process",
+            1.0 if state.get("limits") == "fleet" else 0.0,
+        ),
+        (
+            CounterMetricFamily,
+            "gleitzeit_state_degraded_seconds",
+            "Seconds served from local state because the shared store was unreachable",
+            float(state.get("degraded_total_s") or 0.0),
+        ),
+        (
+            CounterMetricFamily,
+            "gleitzeit_state_degradations",
+            "Times the shared store became unreachable",
+            float(counters.get("degraded", 0)),
+        ),
+        (
+            CounterMetricFamily,
+            "gleitzeit_state_resyncs",
+            "Times this replica resynchronised with the shared store after an outage",
+            float(counters.get("resyncs", 0)),
+        ),
+        (
+            GaugeMetricFamily,
+            "gleitzeit_state_replicas",
+            "Live gateway replicas sharing the store, this one included (1 when not shared)",
+            float(len(live) if shared else 1),
+        ),
+        (
+            GaugeMetricFamily,
+            "gleitzeit_state_staleness_seconds",
+            "The most the shared view of the load may lag behind",
+            float(state.get("staleness_s") or 0.0),
+        ),
     )
-    staleness.add_metric(backend, float(state.get("staleness_s") or 0.0))
+    for kind, name, help_text, value in values:
+        family = kind(name, help_text, labels=["backend"])
+        family.add_metric(backend, value)
+        yield family
     events = CounterMetricFamily(
         "gleitzeit_state_events",
         "State backend events: news published and applied, places refused, bad messages",
@@ -259,7 +266,7 @@ def _state_families(state: Any) -> Iterator[Any]:
     )
     for event in _STATE_EVENTS:
         events.add_metric([*backend, event], float(counters.get(event, 0)))
-    yield from (connected, shared, fleet, degraded, outages, resyncs, replicas, staleness, events)
+    yield events
 
 
 class Exporter:
