@@ -274,7 +274,12 @@ class KeyRing:
                 return "max_concurrent", 1.0
             entered = True
         if key.per_minute is not None:
-            wait = await state.take(bucket, key.per_minute)
+            try:
+                wait = await state.take(bucket, key.per_minute)
+            except BaseException:  # the client went away meanwhile: its place is free again
+                if entered:
+                    state.leave(bucket)
+                raise
             if wait > 0.0:
                 if entered:
                     state.leave(bucket)

@@ -5,11 +5,13 @@ clients nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import redis.asyncio
 
 from gleitzeit_core import BreakerState, Runtime
 from tests.ollama.conftest import SimFactory
@@ -231,3 +233,26 @@ async def test_a_place_is_reused_locally_then_given_back(replicas: Replicas) -> 
     else:
         raise AssertionError("the place A no longer used never reached replica B")
     assert not await a.state.enter("key:k", 2)  # both places are B's now
+
+
+async def test_a_place_granted_to_a_caller_that_went_away_comes_back(replicas: Replicas) -> None:
+    """A caller cancelled while Redis grants it a place (a client hanging up mid-admission)
+    does not keep that place for good: the single place reaches another replica."""
+    a, b = await replicas(2, [])
+    pauser = redis.asyncio.Redis.from_url(replicas.redis.url)
+    try:  # Redis holds every write for 300 ms: the script is sent, and waits there
+        await pauser.execute_command("CLIENT", "PAUSE", 300, "WRITE")
+    finally:
+        await pauser.aclose()
+    entering = asyncio.ensure_future(a.state.enter("key:gone", 1))
+    await asyncio.sleep(0.1)
+    assert not entering.done()
+    entering.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await entering
+    for _ in range(100):
+        if await b.state.enter("key:gone", 1):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the place granted to the cancelled caller was never given back")

@@ -257,11 +257,20 @@ class RedisState:
             self._idle[key] = min(self._idle.get(key, spare), spare - 1)
             self.counters["places_reused"] += 1
             return True
-        free = await self._call(
-            lambda: self._scripts["reserve"](
-                keys=[key], args=[self.replica_id, cap, self._key("alive:")]
+        call = asyncio.ensure_future(
+            self._call(
+                lambda: self._scripts["reserve"](
+                    keys=[key], args=[self.replica_id, cap, self._key("alive:")]
+                )
             )
         )
+        try:
+            free = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # the caller went away (a client hung up) while Redis may be granting the place:
+            # give it back once granted, or it would count against the cap for good
+            call.add_done_callback(functools.partial(self._give_back_granted, key))
+            raise
         if free is None:
             return None
         if not free:
@@ -274,6 +283,10 @@ class RedisState:
         else:
             self._contended.discard(key)
         return True
+
+    def _give_back_granted(self, key: str, call: asyncio.Future[Any]) -> None:
+        if not call.cancelled() and call.exception() is None and call.result():
+            self._send("release", (key, 1))
 
     def _give_place(self, key: str) -> None:
         """End the use of a place: kept as a spare (given back to Redis by the sync loop once
