@@ -29,6 +29,16 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0
         await asyncio.sleep(0.02)
 
 
+async def enters_eventually(runtime: Runtime, bucket: str, limit: int, what: str) -> None:
+    """Ask ``runtime``'s backend for a place of ``bucket`` until it grants one (10 s at most:
+    places come back in the background)."""
+    for _ in range(500):
+        if await runtime.state.enter(bucket, limit):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(what)
+
+
 def resource(runtime: Runtime, rid: str) -> Any:
     return runtime.hubs["llm"].get(rid)
 
@@ -154,12 +164,7 @@ async def test_concurrency_limits_count_across_replicas(replicas: Replicas) -> N
     assert await b.state.enter("key:k", 2)
     assert not await c.state.enter("key:k", 2)
     a.state.leave("key:k")  # the release is sent in the background
-    for _ in range(50):
-        if await c.state.enter("key:k", 2):
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the freed place never reached replica C")
+    await enters_eventually(c, "key:k", 2, "the freed place never reached replica C")
 
 
 async def test_redis_killed_mid_load_costs_clients_nothing(
@@ -226,12 +231,7 @@ async def test_a_place_is_reused_locally_then_given_back(replicas: Replicas) -> 
     assert a.state.status().counters.get("places_reused") == 1
     a.state.leave("key:k")
     assert await b.state.enter("key:k", 2)  # the second place
-    for _ in range(100):  # A's idle place comes back within two sync intervals
-        if await b.state.enter("key:k", 2):
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the place A no longer used never reached replica B")
+    await enters_eventually(b, "key:k", 2, "the place A no longer used never reached replica B")
     assert not await a.state.enter("key:k", 2)  # both places are B's now
 
 
@@ -250,9 +250,6 @@ async def test_a_place_granted_to_a_caller_that_went_away_comes_back(replicas: R
     entering.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await entering
-    for _ in range(100):
-        if await b.state.enter("key:gone", 1):
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("the place granted to the cancelled caller was never given back")
+    await enters_eventually(
+        b, "key:gone", 1, "the place granted to the cancelled caller was never given back"
+    )
