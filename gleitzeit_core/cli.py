@@ -137,15 +137,6 @@ def _config_option() -> str | None:
     return None
 
 
-def _disabled() -> dict[str, str]:
-    from .config import disabled_plugins
-
-    try:
-        return disabled_plugins(_config_option())
-    except ConfigError:
-        return {}  # the command itself reports the broken file
-
-
 class LazyGroup(click.Group):
     """Core commands are always there. Plugin commands are listed from the plugins' metadata
     and imported on first use; commands a plugin adds only through the
@@ -154,14 +145,15 @@ class LazyGroup(click.Group):
     _plugins_loaded = False
 
     def _declared(self) -> dict[str, Any]:
-        from .plugins import PluginManager, command_entry_points
+        from .plugins import PluginSelection, command_entry_points
 
-        manager = PluginManager.from_env(disabled=_disabled())
+        # a broken config file is reported by the command itself
+        selection = PluginSelection.resolve(_config_option(), lenient=True)
         return {
             name: command
             for name, command in command_entry_points().items()
             if name not in self.commands
-            and manager.is_enabled(command.plugin, command.distribution)
+            and selection.reason(command.plugin, command.distribution) is None
         }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -241,14 +233,13 @@ class LazyGroup(click.Group):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        from .config import disabled_plugins
-        from .plugins import PluginManager
+        from .plugins import PluginSelection
 
         try:
-            disabled = disabled_plugins(_config_option())
+            selection = PluginSelection.resolve(_config_option())
         except ConfigError as exc:
             fail(str(exc), EXIT_USAGE)
-        manager = PluginManager.from_env(disabled=disabled).load()
+        manager = selection.manager().load()
         manager.call_each("gleitzeit_register_commands", cli=self)
 
 
@@ -273,10 +264,9 @@ def plugins() -> None:
 
 
 def _manager(config: str | None) -> Any:
-    from .config import disabled_plugins
-    from .plugins import PluginManager
+    from .plugins import PluginSelection
 
-    return PluginManager.from_env(disabled=disabled_plugins(config)).load()
+    return PluginSelection.resolve(config).manager().load()
 
 
 @plugins.command("list")

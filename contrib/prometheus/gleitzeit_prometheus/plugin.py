@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from gleitzeit_core import hookimpl
+from gleitzeit_core import RouteRegistrar, hookimpl
 
 
 @hookimpl
-def gleitzeit_register_routes(router: Any) -> None:
+def gleitzeit_register_routes(router: RouteRegistrar) -> None:
     from .exporter import Exporter  # prometheus-client only loads when a gateway starts
 
     exporter = Exporter(router.runtime)

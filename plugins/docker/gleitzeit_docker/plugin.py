@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gleitzeit_core import Register, hookimpl
-from gleitzeit_core.kinds import HubKind, ProviderKind
+from gleitzeit_core import HubKind, ProviderKind, Register, hookimpl
 
 __all__ = ["default_hub_check", "default_hub_config"]
 

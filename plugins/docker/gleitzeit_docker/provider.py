@@ -28,11 +28,12 @@ from gleitzeit_core import (
     Caller,
     FailureClass,
     InvalidParams,
+    Method,
     PermissionDenied,
+    ProtocolProvider,
     Request,
     current_caller,
 )
-from gleitzeit_core.provider import Method, ProtocolProvider
 from gleitzeit_docker.errors import JobError, ProfileError
 from gleitzeit_docker.execution import ExecutionResult, Job, info
 from gleitzeit_docker.hub import SLOT, DockerHub, EngineFailure

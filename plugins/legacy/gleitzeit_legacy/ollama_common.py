@@ -21,9 +21,9 @@ from gleitzeit_core import (
     InvalidParams,
     Resource,
     ResourceError,
+    ResourceHub,
     current_caller,
 )
-from gleitzeit_core.hub import ResourceHub
 
 __all__ = [
     "CallTimeout",

@@ -21,8 +21,7 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core import NoResourceAvailable, ResourceSpec, Runtime
-from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core import NoResourceAvailable, ResourceHub, ResourceSpec, Runtime
 
 from .backend import Backend
 from .hub_base import (

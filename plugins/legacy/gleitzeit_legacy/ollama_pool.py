@@ -33,15 +33,15 @@ from gleitzeit_core import (
     BUILTIN_STRATEGIES,
     BreakerState,
     FailureClass,
+    Lease,
     NoResourceAvailable,
     Request,
     Resource,
+    ResourceHub,
     ResourceSpec,
     Runtime,
     Strategy,
 )
-from gleitzeit_core.hub import ResourceHub
-from gleitzeit_core.lease import Lease
 
 from .backend import HUB, Backend, Timer, failure_of
 from .deprecation import warn_once

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gleitzeit_core import Register, hookimpl
-from gleitzeit_core.kinds import HubKind, ProviderKind
+from gleitzeit_core import HubKind, ProviderKind, Register, RouteRegistrar, hookimpl
 
 __all__ = ["default_hub_check", "default_hub_config"]
 
@@ -96,7 +95,7 @@ def gleitzeit_register_providers(register: Register) -> None:
 
 
 @hookimpl
-def gleitzeit_register_routes(router: Any) -> None:
+def gleitzeit_register_routes(router: RouteRegistrar) -> None:
     """The Ollama HTTP API on the gateway, over every Ollama hub (``gleitzeit_ollama.routes``)."""
     from gleitzeit_ollama.routes import register_routes  # only when a gateway is built
 
