@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import errno
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -250,11 +251,13 @@ class LazyGroup(click.Group):
     "Completion: gleitzeit completion bash|zsh|fish.",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="gleitzeit")
-@click.option("--debug", is_flag=True, help="Show tracebacks of failures.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of failures and debug logs.")
+@click.option("-v", "--verbose", count=True, help="Show informational logs too.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     """Route work to pools of resources: Ollama servers, Docker sandboxes, and more."""
     ctx.obj = {"debug": debug}
+    show_logs(debug=debug or debug_enabled(), verbose=verbose)
 
 
 # -- plugins ------------------------------------------------------------------------------------
@@ -641,5 +644,37 @@ def status(
         show_status(data, wide=wide)
 
 
+class _EchoHandler(logging.Handler):
+    """Log records as ``gleitzeit:`` lines on the current stderr (looked up per record, so a
+    captured or replaced stderr gets them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            for line in self.format(record).splitlines() or [""]:
+                click.echo(f"gleitzeit: {line}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def show_logs(*, debug: bool = False, verbose: int = 0) -> None:
+    """What the core's and the plugins' logs show on the command line: warnings and errors,
+    ``-v`` adds information, ``--debug`` everything (the library itself only logs)."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _EchoHandler)), None)
+    if handler is None:
+        handler = _EchoHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    handler.setLevel(level)
+    root.setLevel(min(level, root.level or logging.WARNING))
+
+
 def main() -> None:
+    # before click parses: plugin commands load (and may log) before the group's callback runs
+    args = sys.argv[1:]
+    show_logs(
+        debug="--debug" in args or debug_enabled(),
+        verbose=sum(a in ("-v", "--verbose") for a in args),
+    )
     cli(prog_name="gleitzeit")
