@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
+from gleitzeit_ollama import normalize_model
 
 from gleitzeit_core import NoResourceAvailable, ResourceHub, ResourceSpec, Runtime
 
@@ -32,7 +33,7 @@ from .hub_base import (
     ResourceType,
     status_of,
 )
-from .ollama_common import LegacyHttp, LoadBalancingStrategy, normalize_model
+from .ollama_common import LegacyHttp, LoadBalancingStrategy
 from .ollama_pool import OllamaPoolManager, make_ollama_backend
 from .translate import STRATEGIES
 

@@ -27,6 +27,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from gleitzeit_ollama import normalize_model
 from typing_extensions import deprecated
 
 from gleitzeit_core import (
@@ -50,7 +51,6 @@ from .ollama_common import (
     InstanceState,
     LoadBalancingStrategy,
     OllamaInstance,
-    normalize_model,
     select_legacy,
 )
 from .translate import STRATEGIES, ollama_hub_table

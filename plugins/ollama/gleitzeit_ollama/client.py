@@ -131,6 +131,7 @@ async def post(
 
 
 def failure_for_status(status: int) -> FailureClass:
+    """Whose fault an Ollama answer with ``status`` is (499: the client went away)."""
     if status in (429, 503):
         return FailureClass.OVERLOADED
     if status == 404:

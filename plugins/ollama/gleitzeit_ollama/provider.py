@@ -66,7 +66,7 @@ from gleitzeit_ollama.params import (
 from gleitzeit_ollama.prefix_affinity import prompt_attributes
 from gleitzeit_ollama.stream import ChunkStream
 
-__all__ = ["ImageFiles", "LlmProvider", "load_images"]
+__all__ = ["ImageFiles", "LlmProvider", "load_images", "read_image"]
 
 _DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 _MAX_PATH = 4096
@@ -95,7 +95,7 @@ class ImageFiles:
         return data if len(data) <= self.max_bytes else None
 
 
-def _image(value: str, files: ImageFiles | None) -> str | None:
+def read_image(value: str, files: ImageFiles | None) -> str | None:
     """base64 of one image given as base64, a data: URI or (``files``) an allowed file path;
     None when it is none of them."""
     match = _DATA_URI.match(value)
@@ -121,10 +121,10 @@ async def load_images(
     if not values:
         return None
     if files is None:
-        converted = [_image(v, None) for v in values]
+        converted = [read_image(v, None) for v in values]
         expected = "expected base64 data or a data: URI"
     else:
-        converted = await asyncio.to_thread(lambda: [_image(v, files) for v in values])
+        converted = await asyncio.to_thread(lambda: [read_image(v, files) for v in values])
         expected = (
             "expected base64 data, a data: URI or the path of a file under the hub's "
             f"image_dirs (at most {files.max_bytes} bytes)"
