@@ -34,8 +34,6 @@ class HubKind:
     default_port: int | None = None
     default_config: Callable[[], Mapping[str, Any]] | None = None
     default_check: Callable[[], str | None] | None = None
-    description: str = ""
-    install_hint: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,4 +46,3 @@ class ProviderKind:
 
     factory: Any
     hub_kind: str | None
-    description: str = ""

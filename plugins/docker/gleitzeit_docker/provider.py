@@ -94,10 +94,10 @@ class PythonProvider(ProtocolProvider):
         self._methods = {
             m.name: m
             for m in (
-                Method(_EXECUTE, self.execute_one, ExecuteParams, "Run Python in a sandbox."),
-                Method("python/validate", self.validate_code, ValidateParams, "Compile only."),
-                Method("python/info", self.info, InfoParams, "Sandbox Python and limits."),
-                Method("python/batch", self.batch, BatchParams, "Run many, bounded."),
+                Method(_EXECUTE, self.execute_one, ExecuteParams),
+                Method("python/validate", self.validate_code, ValidateParams),
+                Method("python/info", self.info, InfoParams),
+                Method("python/batch", self.batch, BatchParams),
             )
         }
 

@@ -59,8 +59,6 @@ def gleitzeit_register_hubs(register: Register) -> None:
             default_port=11434,
             default_config=default_hub_config,
             default_check=default_hub_check,
-            description="Ollama servers, routed by model (loaded > installed), capped per model",
-            install_hint="pip install gleitzeit-ollama",
         ),
     )
 
@@ -89,7 +87,6 @@ def gleitzeit_register_providers(register: Register) -> None:
         ProviderKind(
             factory="gleitzeit_ollama.provider:LlmProvider",
             hub_kind="ollama",
-            description="generate, chat, vision, embed, list_models, pull_model over Ollama",
         ),
     )
 

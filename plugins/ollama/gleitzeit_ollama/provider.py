@@ -147,12 +147,12 @@ class LlmProvider(ProtocolProvider):
         self._methods = {
             m.name: m
             for m in (
-                Method("llm/generate", self.generate, GenerateParams, "Complete a prompt."),
-                Method("llm/chat", self.chat, ChatParams, "Answer a conversation."),
-                Method("llm/vision", self.vision, VisionParams, "Describe images."),
-                Method("llm/embed", self.embed, EmbedParams, "Embed text(s)."),
-                Method("llm/list_models", self.list_models, ListModelsParams, "Models, merged."),
-                Method("llm/pull_model", self.pull_model, PullModelParams, "Pull a model."),
+                Method("llm/generate", self.generate, GenerateParams),
+                Method("llm/chat", self.chat, ChatParams),
+                Method("llm/vision", self.vision, VisionParams),
+                Method("llm/embed", self.embed, EmbedParams),
+                Method("llm/list_models", self.list_models, ListModelsParams),
+                Method("llm/pull_model", self.pull_model, PullModelParams),
             )
         }
 
