@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from gleitzeit_ollama import ImageFiles, failure_for_status, normalize_model, read_image
+from gleitzeit_ollama.api import ImageFiles, failure_for_status, normalize_model, read_image
 
 from gleitzeit_core import (
     FailureClass,

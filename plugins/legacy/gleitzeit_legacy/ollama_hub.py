@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
-from gleitzeit_ollama import normalize_model
+from gleitzeit_ollama.api import normalize_model
 
 from gleitzeit_core import NoResourceAvailable, ResourceHub, ResourceSpec, Runtime
 

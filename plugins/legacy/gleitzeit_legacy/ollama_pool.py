@@ -27,7 +27,7 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from gleitzeit_ollama import normalize_model
+from gleitzeit_ollama.api import normalize_model
 from typing_extensions import deprecated
 
 from gleitzeit_core import (
