@@ -22,11 +22,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
-<<<<<<< HEAD
 from dataclasses import dataclass, field
-=======
 from pathlib import Path
->>>>>>> fbca894 (Plugin API: __all__ is the plugin author's API; one PluginSelection; check_pending; one hook loop; guarded CLIs)
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -178,7 +175,7 @@ def _allow_list(names: Iterable[str] | None) -> frozenset[str] | None:
     return None if names is None else frozenset(name.lower() for name in names)
 
 
-@attrs.frozen
+@dataclass(frozen=True, init=False)  # dataclasses, not attrs: start-up imports this module
 class PluginSelection:
     """Which plugins this process loads and what left each other one out: the one answer the
     runtime, the CLI and the legacy shim share.
@@ -189,9 +186,19 @@ class PluginSelection:
     ``GLEITZEIT_STRICT_PLUGINS``.
     """
 
-    disabled: Mapping[str, str] = attrs.field(factory=dict, converter=_deny_list)
-    allow: frozenset[str] | None = attrs.field(default=None, converter=_allow_list)
-    strict: bool = False
+    disabled: Mapping[str, str]  # lower-cased name -> what disabled it
+    allow: frozenset[str] | None
+    strict: bool
+
+    def __init__(
+        self,
+        disabled: Iterable[str] | Mapping[str, str] = (),
+        allow: Iterable[str] | None = None,
+        strict: bool = False,
+    ) -> None:
+        object.__setattr__(self, "disabled", _deny_list(disabled))
+        object.__setattr__(self, "allow", _allow_list(allow))
+        object.__setattr__(self, "strict", strict)
 
     @classmethod
     def resolve(

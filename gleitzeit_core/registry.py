@@ -7,14 +7,9 @@ when a config selects it, so registering costs a plugin nothing at startup.
 from __future__ import annotations
 
 import importlib
-<<<<<<< HEAD
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
-=======
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
->>>>>>> fbca894 (Plugin API: __all__ is the plugin author's API; one PluginSelection; check_pending; one hook loop; guarded CLIs)
 
 from .errors import DuplicateNameError, UnknownNameError
 

@@ -27,11 +27,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-<<<<<<< HEAD
-from gleitzeit_core import InvalidParams, Request, current_caller, public_endpoint
-from gleitzeit_core.provider import Method, ProtocolProvider
-from gleitzeit_ollama.access import check_inputs, check_model, check_pull, visible
-=======
 from gleitzeit_core import (
     InvalidParams,
     Method,
@@ -40,8 +35,7 @@ from gleitzeit_core import (
     current_caller,
     public_endpoint,
 )
-from gleitzeit_ollama.access import check_model, check_pull, visible
->>>>>>> fbca894 (Plugin API: __all__ is the plugin author's API; one PluginSelection; check_pending; one hook loop; guarded CLIs)
+from gleitzeit_ollama.access import check_inputs, check_model, check_pull, visible
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.models import (
