@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from gleitzeit_core import RouteRegistrar, hookimpl
+from typing import TYPE_CHECKING
+
+from gleitzeit_core import hookimpl
+
+if TYPE_CHECKING:  # the gateway (and aiohttp) load only when routes are registered
+    from gleitzeit_core import RouteRegistrar
 
 
 @hookimpl

@@ -7,9 +7,12 @@ neither aiohttp nor the hub: a config that never selects ``ollama`` pays nothing
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gleitzeit_core import HubKind, ProviderKind, Register, RouteRegistrar, hookimpl
+from gleitzeit_core import HubKind, ProviderKind, Register, hookimpl
+
+if TYPE_CHECKING:  # the gateway (and aiohttp) load only when routes are registered
+    from gleitzeit_core import RouteRegistrar
 
 __all__ = ["default_hub_check", "default_hub_config"]
 
