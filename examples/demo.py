@@ -34,7 +34,7 @@ from gleitzeit_ollama.sim import SimConfig, SimProcess
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gleitzeit_core.status_view import show_status
+from gleitzeit_core import show_status
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 

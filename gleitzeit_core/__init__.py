@@ -2,7 +2,9 @@
 
 The core defines hook specifications and the machinery every resource kind shares (hubs,
 leases, strategies, breakers, health, metrics, config, runtime); plugins bring the concrete
-kinds. Everything a plugin may use is exported here; anything else is private.
+kinds. ``__all__`` below is the whole API a plugin may use (with ``gleitzeit_core.testing``);
+docs/plugins.md documents exactly these names and the import-linter contracts in
+pyproject.toml keep plugins from reaching past them. Every other module is private.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         WeightedRandomStrategy,
         WeightedRoundRobinStrategy,
     )
-    from .bounded import BoundedLines, LimitExceeded, loads_bounded, read_capped
+    from .bounded import (
+        BoundedLines,
+        LimitExceeded,
+        loads_bounded,
+        read_capped,
+    )
     from .breaker import (
         BaseBreaker,
         Breaker,
@@ -37,10 +44,26 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         PassThroughBreaker,
         Permit,
     )
-    from .caller import Caller, PermissionDenied, acting_as, current_caller
-    from .clock import Clock, ManualClock, SystemClock
+    from .caller import (
+        Caller,
+        PermissionDenied,
+        acting_as,
+        current_caller,
+    )
+    from .cli import (
+        guarded,
+    )
+    from .clock import (
+        Clock,
+        ManualClock,
+        SystemClock,
+    )
+    from .config import (
+        FeaturesConfig,
+        GleitzeitConfig,
+        load_config,
+    )
     from .errors import (
-        BreakerOpen,
         ConfigError,
         DuplicateNameError,
         EmptyPool,
@@ -48,28 +71,74 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         InvalidParams,
         NoResourceAvailable,
         PluginLoadError,
+        ProviderUnavailable,
         RequestTimeout,
         ResourceError,
         UnknownMethod,
         UnknownNameError,
     )
+    from .features import (
+        FeatureFlags,
+    )
+    from .gateway import (
+        COOKIE_NAME,
+        COOKIE_PATH,
+        RouteRegistrar,
+        json_error,
+        read_json_object,
+        same_origin,
+        status_for,
+    )
     from .health import (
-        HealthMonitor,
         HealthSettings,
         HttpProbe,
-        OutlierDetector,
         OutlierSettings,
         Probe,
         ProbeResult,
         TcpProbe,
     )
-    from .hookspecs import hookimpl, hookspec
-    from .hub import HubEvent, HubEventListener
-    from .metrics import MetricsSnapshot, ResourceMetrics
-    from .outcomes import CallOutcome, FailureClass
-    from .reachability import connect_problem
-    from .registry import Register
-    from .request import Request
+    from .hookspecs import (
+        hookimpl,
+        hookspec,
+    )
+    from .hub import (
+        HubEvent,
+        HubEventListener,
+        ResourceHub,
+    )
+    from .kinds import (
+        HubKind,
+        ProviderKind,
+    )
+    from .lease import (
+        Lease,
+    )
+    from .metrics import (
+        MetricsSnapshot,
+        ResourceMetrics,
+    )
+    from .outcomes import (
+        CallOutcome,
+        FailureClass,
+    )
+    from .plugins import (
+        PluginManager,
+        PluginRecord,
+        PluginSelection,
+    )
+    from .provider import (
+        Method,
+        ProtocolProvider,
+    )
+    from .reachability import (
+        connect_problem,
+    )
+    from .registry import (
+        Register,
+    )
+    from .request import (
+        Request,
+    )
     from .resources import (
         Candidate,
         Health,
@@ -78,18 +147,48 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         public_endpoint,
         resource_id_for,
     )
-    from .runtime import Runtime
-    from .state import LocalState, ReplicaInfo, StateBackend, StateStatus
+    from .runtime import (
+        Runtime,
+    )
+    from .state import (
+        ReplicaInfo,
+        StateBackend,
+        StateStatus,
+        sliding_window_take,
+    )
+    from .status import (
+        HubStatus,
+        RuntimeStatus,
+        to_json,
+    )
+    from .status_view import (
+        show_status,
+    )
+    from .structuring import (
+        build_component,
+    )
+    from .validators import (
+        InvalidValue,
+        at_least,
+        fraction,
+        in_range,
+        one_of,
+        positive,
+        satisfies,
+        seconds,
+        shown,
+    )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BUILTIN_STRATEGIES",
+    "COOKIE_NAME",
+    "COOKIE_PATH",
     "BaseBreaker",
     "BoundedLines",
     "Breaker",
     "BreakerListener",
-    "BreakerOpen",
     "BreakerState",
     "BreakerTransition",
     "BucketRing",
@@ -102,33 +201,44 @@ __all__ = [
     "DuplicateNameError",
     "EmptyPool",
     "FailureClass",
+    "FeatureFlags",
+    "FeaturesConfig",
     "GatedBreaker",
+    "GleitzeitConfig",
     "GleitzeitError",
     "Health",
-    "HealthMonitor",
     "HealthSettings",
     "HttpProbe",
     "HubEvent",
     "HubEventListener",
+    "HubKind",
+    "HubStatus",
     "InvalidParams",
+    "InvalidValue",
+    "Lease",
     "LeastLatencyStrategy",
     "LeastLoadedStrategy",
     "LimitExceeded",
-    "LocalState",
     "ManualClock",
+    "Method",
     "MetricsSnapshot",
     "NoResourceAvailable",
-    "OutlierDetector",
     "OutlierSettings",
     "PassThroughBreaker",
     "PeakEwmaStrategy",
     "PermissionDenied",
     "Permit",
     "PluginLoadError",
+    "PluginManager",
+    "PluginRecord",
+    "PluginSelection",
     "PowerOfTwoChoicesStrategy",
     "PriorityStrategy",
     "Probe",
     "ProbeResult",
+    "ProtocolProvider",
+    "ProviderKind",
+    "ProviderUnavailable",
     "RandomStrategy",
     "Register",
     "ReplicaInfo",
@@ -136,10 +246,13 @@ __all__ = [
     "RequestTimeout",
     "Resource",
     "ResourceError",
+    "ResourceHub",
     "ResourceMetrics",
     "ResourceSpec",
     "RoundRobinStrategy",
+    "RouteRegistrar",
     "Runtime",
+    "RuntimeStatus",
     "StateBackend",
     "StateStatus",
     "Strategy",
@@ -151,91 +264,143 @@ __all__ = [
     "WeightedRoundRobinStrategy",
     "__version__",
     "acting_as",
+    "at_least",
+    "build_component",
     "connect_problem",
     "current_caller",
+    "fraction",
+    "guarded",
     "hookimpl",
     "hookspec",
+    "in_range",
+    "json_error",
+    "load_config",
     "loads_bounded",
+    "one_of",
+    "positive",
     "public_endpoint",
     "read_capped",
+    "read_json_object",
     "resource_id_for",
+    "same_origin",
+    "satisfies",
+    "seconds",
+    "show_status",
+    "shown",
+    "sliding_window_take",
+    "status_for",
+    "to_json",
 ]
 
+# each public name -> the private module that defines it
 _EXPORTS: dict[str, str] = {
-    "StateStatus": "state",
-    "StateBackend": "state",
-    "ReplicaInfo": "state",
-    "LocalState": "state",
+    "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+    "Register": "registry",
+    "HubKind": "kinds",
+    "ProviderKind": "kinds",
+    "HubEvent": "hub",
+    "HubEventListener": "hub",
+    "ResourceHub": "hub",
+    "Lease": "lease",
+    "Candidate": "resources",
+    "Health": "resources",
+    "Resource": "resources",
+    "ResourceSpec": "resources",
+    "public_endpoint": "resources",
+    "resource_id_for": "resources",
+    "Request": "request",
+    "Method": "provider",
+    "ProtocolProvider": "provider",
     "BUILTIN_STRATEGIES": "balancing",
+    "ConsistentHashStrategy": "balancing",
+    "LeastLatencyStrategy": "balancing",
+    "LeastLoadedStrategy": "balancing",
+    "PeakEwmaStrategy": "balancing",
+    "PowerOfTwoChoicesStrategy": "balancing",
+    "PriorityStrategy": "balancing",
+    "RandomStrategy": "balancing",
+    "RoundRobinStrategy": "balancing",
+    "Strategy": "balancing",
+    "WeightedRandomStrategy": "balancing",
+    "WeightedRoundRobinStrategy": "balancing",
     "BaseBreaker": "breaker",
-    "BoundedLines": "bounded",
     "Breaker": "breaker",
     "BreakerListener": "breaker",
-    "BreakerOpen": "errors",
     "BreakerState": "breaker",
     "BreakerTransition": "breaker",
     "BucketRing": "breaker",
-    "CallOutcome": "outcomes",
-    "Caller": "caller",
-    "Candidate": "resources",
-    "Clock": "clock",
-    "ConfigError": "errors",
-    "ConsistentHashStrategy": "balancing",
-    "DuplicateNameError": "errors",
-    "EmptyPool": "errors",
-    "FailureClass": "outcomes",
     "GatedBreaker": "breaker",
-    "GleitzeitError": "errors",
-    "Health": "resources",
-    "HealthMonitor": "health",
+    "PassThroughBreaker": "breaker",
+    "Permit": "breaker",
     "HealthSettings": "health",
     "HttpProbe": "health",
-    "HubEvent": "hub",
-    "HubEventListener": "hub",
-    "InvalidParams": "errors",
-    "LeastLatencyStrategy": "balancing",
-    "LeastLoadedStrategy": "balancing",
-    "LimitExceeded": "bounded",
-    "ManualClock": "clock",
-    "MetricsSnapshot": "metrics",
-    "NoResourceAvailable": "errors",
-    "OutlierDetector": "health",
     "OutlierSettings": "health",
-    "PassThroughBreaker": "breaker",
-    "PeakEwmaStrategy": "balancing",
-    "Permit": "breaker",
-    "PermissionDenied": "caller",
-    "PluginLoadError": "errors",
-    "PowerOfTwoChoicesStrategy": "balancing",
-    "PriorityStrategy": "balancing",
     "Probe": "health",
     "ProbeResult": "health",
-    "RandomStrategy": "balancing",
-    "Register": "registry",
-    "Request": "request",
-    "RequestTimeout": "errors",
-    "Resource": "resources",
-    "ResourceError": "errors",
-    "ResourceMetrics": "metrics",
-    "ResourceSpec": "resources",
-    "RoundRobinStrategy": "balancing",
-    "Runtime": "runtime",
-    "Strategy": "balancing",
-    "SystemClock": "clock",
     "TcpProbe": "health",
+    "CallOutcome": "outcomes",
+    "FailureClass": "outcomes",
+    "MetricsSnapshot": "metrics",
+    "ResourceMetrics": "metrics",
+    "ReplicaInfo": "state",
+    "StateBackend": "state",
+    "StateStatus": "state",
+    "sliding_window_take": "state",
+    "HubStatus": "status",
+    "RuntimeStatus": "status",
+    "to_json": "status",
+    "ConfigError": "errors",
+    "DuplicateNameError": "errors",
+    "EmptyPool": "errors",
+    "GleitzeitError": "errors",
+    "InvalidParams": "errors",
+    "NoResourceAvailable": "errors",
+    "PluginLoadError": "errors",
+    "ProviderUnavailable": "errors",
+    "RequestTimeout": "errors",
+    "ResourceError": "errors",
     "UnknownMethod": "errors",
     "UnknownNameError": "errors",
-    "WeightedRandomStrategy": "balancing",
-    "WeightedRoundRobinStrategy": "balancing",
+    "InvalidValue": "validators",
+    "at_least": "validators",
+    "fraction": "validators",
+    "in_range": "validators",
+    "one_of": "validators",
+    "positive": "validators",
+    "satisfies": "validators",
+    "seconds": "validators",
+    "shown": "validators",
+    "build_component": "structuring",
+    "Caller": "caller",
+    "PermissionDenied": "caller",
     "acting_as": "caller",
-    "connect_problem": "reachability",
     "current_caller": "caller",
-    "public_endpoint": "resources",
-    "resource_id_for": "resources",
-    "hookimpl": "hookspecs",
-    "hookspec": "hookspecs",
+    "Clock": "clock",
+    "ManualClock": "clock",
+    "SystemClock": "clock",
+    "BoundedLines": "bounded",
+    "LimitExceeded": "bounded",
     "loads_bounded": "bounded",
     "read_capped": "bounded",
+    "connect_problem": "reachability",
+    "COOKIE_NAME": "gateway",
+    "COOKIE_PATH": "gateway",
+    "RouteRegistrar": "gateway",
+    "json_error": "gateway",
+    "read_json_object": "gateway",
+    "same_origin": "gateway",
+    "status_for": "gateway",
+    "guarded": "cli",
+    "FeaturesConfig": "config",
+    "GleitzeitConfig": "config",
+    "load_config": "config",
+    "FeatureFlags": "features",
+    "PluginManager": "plugins",
+    "PluginRecord": "plugins",
+    "PluginSelection": "plugins",
+    "Runtime": "runtime",
+    "show_status": "status_view",
 }
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import attrs
 
-from .config import GleitzeitConfig, disabled_by, read_toml, split_sections
+from .config import GleitzeitConfig, read_toml, split_sections
 from .errors import ConfigError, DuplicateNameError, PluginLoadError
-from .plugins import PluginManager
+from .plugins import PluginManager, PluginSelection
 from .structuring import structure_lenient
 from .wiring import check_providers, plan_hub
 
@@ -56,7 +56,7 @@ def _path_of(line: str) -> str:
 def _wiring_problems(
     config: GleitzeitConfig, top: Mapping[str, Any], plugins: PluginManager | None
 ) -> list[str]:
-    manager = (plugins or PluginManager.from_env(disabled=disabled_by(config))).load()
+    manager = (plugins or PluginSelection.resolve(config).manager()).load()
     registries = manager.registries
     problems: list[str] = []
     for name, hub in config.hubs.items():

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import errno
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -137,15 +138,6 @@ def _config_option() -> str | None:
     return None
 
 
-def _disabled() -> dict[str, str]:
-    from .config import disabled_plugins
-
-    try:
-        return disabled_plugins(_config_option())
-    except ConfigError:
-        return {}  # the command itself reports the broken file
-
-
 class LazyGroup(click.Group):
     """Core commands are always there. Plugin commands are listed from the plugins' metadata
     and imported on first use; commands a plugin adds only through the
@@ -154,14 +146,15 @@ class LazyGroup(click.Group):
     _plugins_loaded = False
 
     def _declared(self) -> dict[str, Any]:
-        from .plugins import PluginManager, command_entry_points
+        from .plugins import PluginSelection, command_entry_points
 
-        manager = PluginManager.from_env(disabled=_disabled())
+        # a broken config file is reported by the command itself
+        selection = PluginSelection.resolve(_config_option(), lenient=True)
         return {
             name: command
             for name, command in command_entry_points().items()
             if name not in self.commands
-            and manager.is_enabled(command.plugin, command.distribution)
+            and selection.reason(command.plugin, command.distribution) is None
         }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -241,14 +234,13 @@ class LazyGroup(click.Group):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        from .config import disabled_plugins
-        from .plugins import PluginManager
+        from .plugins import PluginSelection
 
         try:
-            disabled = disabled_plugins(_config_option())
+            selection = PluginSelection.resolve(_config_option())
         except ConfigError as exc:
             fail(str(exc), EXIT_USAGE)
-        manager = PluginManager.from_env(disabled=disabled).load()
+        manager = selection.manager().load()
         manager.call_each("gleitzeit_register_commands", cli=self)
 
 
@@ -259,11 +251,13 @@ class LazyGroup(click.Group):
     "Completion: gleitzeit completion bash|zsh|fish.",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="gleitzeit")
-@click.option("--debug", is_flag=True, help="Show tracebacks of failures.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of failures and debug logs.")
+@click.option("-v", "--verbose", count=True, help="Show informational logs too.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
     """Route work to pools of resources: Ollama servers, Docker sandboxes, and more."""
     ctx.obj = {"debug": debug}
+    show_logs(debug=debug or debug_enabled(), verbose=verbose)
 
 
 # -- plugins ------------------------------------------------------------------------------------
@@ -273,10 +267,9 @@ def plugins() -> None:
 
 
 def _manager(config: str | None) -> Any:
-    from .config import disabled_plugins
-    from .plugins import PluginManager
+    from .plugins import PluginSelection
 
-    return PluginManager.from_env(disabled=disabled_plugins(config)).load()
+    return PluginSelection.resolve(config).manager().load()
 
 
 @plugins.command("list")
@@ -651,5 +644,37 @@ def status(
         show_status(data, wide=wide)
 
 
+class _EchoHandler(logging.Handler):
+    """Log records as ``gleitzeit:`` lines on the current stderr (looked up per record, so a
+    captured or replaced stderr gets them)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            for line in self.format(record).splitlines() or [""]:
+                click.echo(f"gleitzeit: {line}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+def show_logs(*, debug: bool = False, verbose: int = 0) -> None:
+    """What the core's and the plugins' logs show on the command line: warnings and errors,
+    ``-v`` adds information, ``--debug`` everything (the library itself only logs)."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _EchoHandler)), None)
+    if handler is None:
+        handler = _EchoHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    handler.setLevel(level)
+    root.setLevel(min(level, root.level or logging.WARNING))
+
+
 def main() -> None:
+    # before click parses: plugin commands load (and may log) before the group's callback runs
+    args = sys.argv[1:]
+    show_logs(
+        debug="--debug" in args or debug_enabled(),
+        verbose=sum(a in ("-v", "--verbose") for a in args),
+    )
     cli(prog_name="gleitzeit")

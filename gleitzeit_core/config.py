@@ -50,8 +50,6 @@ __all__ = [
     "ResourceConfig",
     "StateConfig",
     "config_path_from_env",
-    "disabled_by",
-    "disabled_plugins",
     "is_url",
     "load_config",
     "plugins_disabled_in",
@@ -358,29 +356,3 @@ def plugins_disabled_in(source: str | os.PathLike[str]) -> list[str]:
     raw = read_toml(path)
     section = structure(raw.get("plugins", {}), PluginsConfig, path="plugins", source=str(path))
     return list(section.disabled)
-
-
-def _user_disabled() -> dict[str, str]:
-    user = f"the user config {user_config_path()} (`gleitzeit plugins enable NAME` undoes it)"
-    return dict.fromkeys(read_user_config().disabled, user)
-
-
-def disabled_plugins(source: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """Every plugin this process must not load, each with what disabled it: the user's
-    deny-list plus ``[plugins] disabled`` of the config file (``source``, else
-    ``GLEITZEIT_CONFIG``). Only that table of the file is read."""
-    names = _user_disabled()
-    path = Path(source) if source is not None else config_path_from_env()
-    if path is None or not path.exists():
-        return names
-    for name in plugins_disabled_in(path):
-        names.setdefault(name, f"[plugins] disabled in {path}")
-    return names
-
-
-def disabled_by(config: GleitzeitConfig) -> dict[str, str]:
-    """The plugins a loaded config and the user's settings disable, each with what did."""
-    names = _user_disabled()
-    for name in config.plugins.disabled:
-        names.setdefault(name, f"[plugins] disabled in {config.source or 'the config'}")
-    return names

@@ -59,12 +59,11 @@ def run_doctor(config: str | None, timeout: float) -> int:
 
 
 def _plugins(report: Report, config: str | None) -> None:
-    from .config import disabled_plugins
-    from .plugins import PluginManager
+    from .plugins import PluginSelection
 
     report.section("Plugins")
     try:
-        manager = PluginManager.from_env(disabled=disabled_plugins(config)).load()
+        manager = PluginSelection.resolve(config).manager().load()
     except ConfigError as exc:
         report.problem(f"cannot read the plugin settings: {exc}", "fix the file named above")
         return

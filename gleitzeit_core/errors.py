@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from .outcomes import FailureClass
 
 __all__ = [
-    "BreakerOpen",
     "ConfigError",
     "DuplicateNameError",
     "EmptyPool",
@@ -131,10 +130,6 @@ class EmptyPool(GleitzeitError, LookupError):
 
 class RequestTimeout(GleitzeitError, TimeoutError):
     """The request's deadline passed before any resource answered."""
-
-
-class BreakerOpen(GleitzeitError, RuntimeError):
-    """A circuit breaker refused the call."""
 
 
 class ResourceError(GleitzeitError, ConnectionError):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -48,6 +49,8 @@ from .keys import KeyRing
 from .reload import Commit, ReloadReport
 from .resources import Health
 from .status import to_json
+
+log = logging.getLogger("gleitzeit.gateway")
 
 __all__ = [
     "COOKIE_NAME",
@@ -339,7 +342,8 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:  # the server must survive any bug a request triggers
-        print(f"gleitzeit gateway: {request.method} {request.path}: {exc!r}", file=sys.stderr)
+        trace = log.isEnabledFor(logging.DEBUG)  # the traceback with --debug
+        log.error("gateway: %s %s: %r", request.method, request.path, exc, exc_info=trace)
         return _refusal(request, 500, f"internal error: {type(exc).__name__}: {exc}")
 
 
@@ -628,7 +632,7 @@ async def start_gateway(
     app[GATE_KEY].connections = connections
     warning = check_bind(host, app[KEYS_KEY], insecure_no_auth=insecure_no_auth)
     if warning is not None:
-        print(warning, file=sys.stderr, flush=True)
+        log.warning("%s", warning)
     runner = web.AppRunner(
         app,
         handler_cancellation=True,

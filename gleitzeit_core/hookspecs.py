@@ -7,14 +7,18 @@ and probes are then chosen by name in the config, never by hook order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     import click
 
+    from .gateway import RouteRegistrar
     from .registry import Register
+    from .runtime import Runtime
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -64,18 +68,21 @@ def gleitzeit_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def gleitzeit_register_routes(router: Any) -> None:
-    """Add HTTP routes to the gateway (an ``aiohttp.web.UrlDispatcher`` plus the runtime)."""
+def gleitzeit_register_routes(router: RouteRegistrar) -> None:
+    """Add HTTP routes to the gateway: ``router.add(method, path, handler)``; the runtime is
+    ``router.runtime``."""
 
 
 @hookspec
-def gleitzeit_startup(runtime: Any) -> None:
-    """Called once the runtime has built its hubs and providers, before it serves requests."""
+def gleitzeit_startup(runtime: Runtime) -> Awaitable[None] | None:
+    """Called once the runtime has started its hubs and providers, before it serves requests;
+    an ``async def`` implementation is awaited."""
 
 
 @hookspec
-def gleitzeit_shutdown(runtime: Any) -> None:
-    """Called when the runtime stops, before its hubs close."""
+def gleitzeit_shutdown(runtime: Runtime) -> Awaitable[None] | None:
+    """Called when the runtime stops, before its hubs close; an ``async def`` implementation
+    is awaited."""
 
 
 @hookspec

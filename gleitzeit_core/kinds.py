@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .hub import ResourceHub
+    from .provider import ProtocolProvider
 
 __all__ = ["HubKind", "ProviderKind"]
 
@@ -25,17 +29,15 @@ class HubKind:
     hubs whose backend answers.
     """
 
-    factory: Any
-    settings_class: Any = None
-    resource_options: Any = None
+    factory: Callable[..., ResourceHub] | str
+    settings_class: type | str | None = None  # an attrs class, or "module:attribute"
+    resource_options: type | str | None = None
     default_probe: str | None = "tcp"
     default_discovery: tuple[str, ...] = ("static",)
     default_scheme: str = "http"
     default_port: int | None = None
     default_config: Callable[[], Mapping[str, Any]] | None = None
     default_check: Callable[[], str | None] | None = None
-    description: str = ""
-    install_hint: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,6 +48,5 @@ class ProviderKind:
     object with a ``methods`` mapping (see ``gleitzeit_core.provider``).
     """
 
-    factory: Any
+    factory: Callable[..., ProtocolProvider] | str
     hub_kind: str | None
-    description: str = ""

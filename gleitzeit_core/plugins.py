@@ -6,18 +6,26 @@ and skipped while the rest load; with ``GLEITZEIT_STRICT_PLUGINS=1`` the first f
 fatal. A disabled plugin is never imported. The core's built-ins are a plugin like any other,
 registered first.
 
-Environment: ``GLEITZEIT_LOAD_PLUGINS=a,b`` loads only those (empty: none),
+Which plugins load is decided in one place, ``PluginSelection`` (the environment, the config
+file and the user's ``gleitzeit plugins disable`` list); the runtime, the CLI and the legacy shim
+all ask it. Environment: ``GLEITZEIT_LOAD_PLUGINS=a,b`` loads only those (empty: none),
 ``GLEITZEIT_DISABLED_PLUGINS=a,b`` skips those, ``GLEITZEIT_STRICT_PLUGINS=1`` makes errors fatal.
+
+After a plugin registers, pluggy's ``check_pending`` runs for it: a hook implementation that
+matches no hook specification (a misspelled ``gleitzeit_register_strategy``) makes the plugin
+broken, with the hook's name in the report, instead of silently doing nothing. Problems are
+logged on the ``gleitzeit.plugins`` logger; the CLI decides what to show.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -25,15 +33,21 @@ from . import hookspecs
 from .errors import PluginLoadError
 from .registry import Registries
 
+if TYPE_CHECKING:
+    from .config import GleitzeitConfig
+
 __all__ = [
     "BUILTIN",
     "COMMANDS_GROUP",
     "PluginCommand",
     "PluginManager",
     "PluginRecord",
+    "PluginSelection",
     "command_entry_points",
     "entry_points_snapshot",
 ]
+
+log = logging.getLogger("gleitzeit.plugins")
 
 GROUP = "gleitzeit"
 # command line commands a plugin adds, named in its metadata so `gleitzeit --help` can list
@@ -54,6 +68,7 @@ _REGISTER_HOOKS = {
     "gleitzeit_register_providers": "providers",
     "gleitzeit_register_state_backends": "state_backends",
 }
+_HOOK_NAMES = frozenset(name for name in dir(hookspecs) if name.startswith("gleitzeit_"))
 
 
 @dataclass(slots=True)  # dataclasses, not attrs: start-up imports this module
@@ -151,48 +166,139 @@ def _short(distribution: str | None) -> str | None:
     return name.removeprefix("gleitzeit-")
 
 
+def _deny_list(names: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    reasons = names if isinstance(names, Mapping) else dict.fromkeys(names, "")
+    return {name.lower(): why or "the caller's deny-list" for name, why in reasons.items()}
+
+
+def _allow_list(names: Iterable[str] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(name.lower() for name in names)
+
+
+@dataclass(frozen=True, init=False)  # dataclasses, not attrs: start-up imports this module
+class PluginSelection:
+    """Which plugins this process loads and what left each other one out: the one answer the
+    runtime, the CLI and the legacy shim share.
+
+    ``resolve`` reads, first reason kept: ``GLEITZEIT_DISABLED_PLUGINS``, ``[plugins] disabled``
+    of the config (a loaded config, a path or a dict; else ``$GLEITZEIT_CONFIG``), the user's
+    deny-list (``gleitzeit plugins disable``), the allow-list ``GLEITZEIT_LOAD_PLUGINS`` and
+    ``GLEITZEIT_STRICT_PLUGINS``.
+    """
+
+    disabled: Mapping[str, str]  # lower-cased name -> what disabled it
+    allow: frozenset[str] | None
+    strict: bool
+
+    def __init__(
+        self,
+        disabled: Iterable[str] | Mapping[str, str] = (),
+        allow: Iterable[str] | None = None,
+        strict: bool = False,
+    ) -> None:
+        object.__setattr__(self, "disabled", _deny_list(disabled))
+        object.__setattr__(self, "allow", _allow_list(allow))
+        object.__setattr__(self, "strict", strict)
+
+    @classmethod
+    def resolve(
+        cls,
+        config: GleitzeitConfig | str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        extra: Iterable[str] | Mapping[str, str] = (),
+        lenient: bool = False,
+    ) -> PluginSelection:
+        """The selection of this process. ``extra`` adds names (with reasons, as a mapping);
+        ``lenient`` makes an unreadable config or user config disable nothing instead of
+        raising its ``ConfigError`` (for the shim's import-time check: the runtime reports the
+        same file when it loads it)."""
+        from .config import (
+            GleitzeitConfig,
+            plugins_disabled_in,
+            read_user_config,
+            user_config_path,
+        )
+        from .errors import ConfigError
+
+        env = os.environ if environ is None else environ
+        deny: dict[str, str] = {}
+
+        def add(names: Iterable[str], why: str) -> None:
+            for name in names:
+                deny.setdefault(name.lower(), why)
+
+        add(_names(env.get("GLEITZEIT_DISABLED_PLUGINS")) or [], "GLEITZEIT_DISABLED_PLUGINS")
+        try:
+            if isinstance(config, GleitzeitConfig):
+                where = config.source or "the config"
+                add(config.plugins.disabled, f"[plugins] disabled in {where}")
+            elif isinstance(config, Mapping):
+                table = config.get("plugins")
+                listed = table.get("disabled", []) if isinstance(table, Mapping) else []
+                add([str(name) for name in listed], "[plugins] disabled in the config")
+            else:
+                value = config if config is not None else env.get("GLEITZEIT_CONFIG")
+                path = Path(value) if value else None
+                if path is not None and path.exists():
+                    add(plugins_disabled_in(path), f"[plugins] disabled in {path}")
+        except (OSError, UnicodeDecodeError, ConfigError):
+            if not lenient:
+                raise
+        try:
+            user = read_user_config().disabled
+        except ConfigError:
+            if not lenient:
+                raise
+            user = []
+        add(
+            user,
+            f"the user config {user_config_path()} (`gleitzeit plugins enable NAME` undoes it)",
+        )
+        more = extra if isinstance(extra, Mapping) else dict.fromkeys(extra, "")
+        for name, why in more.items():
+            deny.setdefault(name.lower(), why or "the caller's deny-list")
+        strict = env.get("GLEITZEIT_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
+        return cls(deny, _names(env.get("GLEITZEIT_LOAD_PLUGINS")), strict)
+
+    def reason(self, *names: str | None) -> str | None:
+        """What keeps a plugin (known by any of ``names``) from loading, or ``None``."""
+        wanted = [n.lower() for n in names if n]
+        for name in wanted:
+            if name in self.disabled:
+                return self.disabled[name]
+        if self.allow is not None and not set(wanted) & self.allow:
+            return "not listed in GLEITZEIT_LOAD_PLUGINS"
+        return None
+
+    def manager(self, *, autoload: bool = True) -> PluginManager:
+        """A plugin manager that loads what this selection enables (not loaded yet)."""
+        return PluginManager(selection=self, autoload=autoload)
+
+
 class PluginManager:
     """Loads plugins and keeps what they registered, per kind, and a record per plugin."""
 
     def __init__(
         self,
         *,
+        selection: PluginSelection | None = None,
         disabled: Iterable[str] | Mapping[str, str] = (),
         allow: Iterable[str] | None = None,
         strict: bool = False,
         autoload: bool = True,
     ) -> None:
+        """Load what ``selection`` enables; without one, ``disabled``/``allow``/``strict``
+        make the selection (for tests and embedding; the runtime and the CLI pass
+        ``PluginSelection.resolve(...)``)."""
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.registries = Registries()
         self.records: dict[str, PluginRecord] = {}
-        # name -> what disabled it (shown by `plugins list` and in "not installed" messages)
-        reasons = disabled if isinstance(disabled, Mapping) else dict.fromkeys(disabled, "")
-        self.disabled: dict[str, str] = {}
-        for name, why in reasons.items():
-            self.disabled.setdefault(name.lower(), why or "the caller's deny-list")
-        self.allow = None if allow is None else {name.lower() for name in allow}
-        self.strict = strict
+        self.selection = selection or PluginSelection(disabled, allow, strict)
+        self.strict = self.selection.strict
         self.autoload = autoload
         self._loaded = False
-
-    @classmethod
-    def from_env(
-        cls,
-        disabled: Iterable[str] | Mapping[str, str] = (),
-        environ: Mapping[str, str] | None = None,
-    ) -> PluginManager:
-        """A manager configured by the ``GLEITZEIT_*`` variables plus extra deny-list names
-        (a mapping gives what disabled each, for ``plugins list``)."""
-        env = os.environ if environ is None else environ
-        deny = dict.fromkeys(
-            _names(env.get("GLEITZEIT_DISABLED_PLUGINS")) or [], "GLEITZEIT_DISABLED_PLUGINS"
-        )
-        extra = disabled if isinstance(disabled, Mapping) else dict.fromkeys(disabled, "")
-        for name, why in extra.items():
-            deny.setdefault(name, why)
-        strict = env.get("GLEITZEIT_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
-        return cls(disabled=deny, allow=_names(env.get("GLEITZEIT_LOAD_PLUGINS")), strict=strict)
 
     # -- loading --------------------------------------------------------------------------------
     def load(self) -> PluginManager:
@@ -208,17 +314,11 @@ class PluginManager:
         return self
 
     def is_enabled(self, *names: str | None) -> bool:
-        return self.disabled_reason(*names) is None
+        return self.selection.reason(*names) is None
 
     def disabled_reason(self, *names: str | None) -> str | None:
         """What keeps a plugin (by any of its names) from loading, or ``None``."""
-        wanted = [n.lower() for n in names if n]
-        for name in wanted:
-            if name in self.disabled:
-                return self.disabled[name]
-        if self.allow is not None and not set(wanted) & self.allow:
-            return "not listed in GLEITZEIT_LOAD_PLUGINS"
-        return None
+        return self.selection.reason(*names)
 
     def _disabled(
         self, name: str, dist: str | None, version: str | None, module: str | None
@@ -283,8 +383,13 @@ class PluginManager:
         module = getattr(plugin, "__name__", type(plugin).__name__)
         try:
             self.pm.register(plugin, name=name)
-        except Exception as exc:  # e.g. a hook implementation that matches no spec
+        except Exception as exc:  # e.g. a hook implementation whose arguments match no spec
             return self._fail(name, distribution, version, module, _format(exc))
+        unknown = self._unknown_hooks(plugin)
+        if unknown:
+            self.pm.unregister(name=name)
+            problem = "; ".join(_unknown_hook_problem(hook) for hook in unknown)
+            return self._fail(name, distribution, version, module, problem)
         record = PluginRecord(name, distribution, version, module, "loaded")
         record.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         self.records[name] = record
@@ -292,12 +397,12 @@ class PluginManager:
             registry = self.registries.of(kind)
 
             def register(
-                item_name: str, target: Any, *, hint: str | None = None, _r: Any = registry
+                item_name: str, target: object, *, hint: str | None = None, _r: Any = registry
             ) -> None:
                 _r.add(item_name, target, plugin=name, hint=hint)
 
             try:
-                self._call_one(name, hook_name, register=register)
+                self._call(hook_name, {"register": register}, only=name, isolate=False)
             except Exception as exc:
                 self.registries.remove_plugin(name)
                 self.pm.unregister(name=name)
@@ -307,12 +412,23 @@ class PluginManager:
         record.registered = self.registries.registered_by(name)
         return record
 
-    def _call_one(self, plugin_name: str, hook_name: str, **kwargs: Any) -> list[Any]:
-        results = []
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            if impl.plugin_name == plugin_name:
-                results.append(impl.function(**{arg: kwargs[arg] for arg in impl.argnames}))
-        return results
+    def _unknown_hooks(self, plugin: object) -> list[str]:
+        """The hook implementations of ``plugin`` that match no specification, found by
+        pluggy's ``check_pending`` (which names only the first; all are listed here)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            names = sorted(
+                caller.name
+                for caller in self.pm.get_hookcallers(plugin) or []
+                if not caller.has_spec()
+                and any(
+                    impl.plugin is plugin and not impl.optionalhook
+                    for impl in caller.get_hookimpls()
+                )
+            )
+            return names or [str(exc)]
+        return []
 
     def call_each(
         self,
@@ -323,30 +439,50 @@ class PluginManager:
     ) -> list[tuple[str, Any]]:
         """Call a hook on every plugin separately; a plugin that raises is reported, not fatal.
         ``after(plugin, result)`` runs right after each plugin's call (to see what it added)."""
+        return self._call(hook_name, kwargs, after=after)
+
+    def _call(
+        self,
+        hook_name: str,
+        kwargs: Mapping[str, Any],
+        *,
+        only: str | None = None,
+        isolate: bool = True,
+        after: Callable[[str, Any], None] | None = None,
+    ) -> list[tuple[str, Any]]:
+        """The one loop every hook call goes through: each implementation on its own (of
+        plugin ``only``, else of every plugin), so one that raises is reported and skipped
+        (``isolate``; with ``strict`` fatal) while the others run; without ``isolate`` the
+        exception propagates to the caller, which reports the plugin."""
         results: list[tuple[str, Any]] = []
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if only is not None and impl.plugin_name != only:
+                continue
             try:
                 value = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as exc:
-                record = self.records.get(impl.plugin_name)
-                message = f"{hook_name}: {_format(exc)}"
-                if record is not None:
-                    record.status, record.error = "error", message
-                if self.strict:
-                    raise PluginLoadError(
-                        impl.plugin_name,
-                        record.distribution if record else None,
-                        record.version if record else None,
-                        message,
-                    ) from exc
-                print(
-                    f"gleitzeit: plugin {impl.plugin_name!r} failed in {message}", file=sys.stderr
-                )
+                if not isolate:
+                    raise
+                self._hook_failed(impl.plugin_name, hook_name, exc)
                 continue
             results.append((impl.plugin_name, value))
             if after is not None:
                 after(impl.plugin_name, value)
         return results
+
+    def _hook_failed(self, plugin: str, hook_name: str, exc: Exception) -> None:
+        record = self.records.get(plugin)
+        message = f"{hook_name}: {_format(exc)}"
+        if record is not None:
+            record.status, record.error = "error", message
+        if self.strict:
+            raise PluginLoadError(
+                plugin,
+                record.distribution if record else None,
+                record.version if record else None,
+                message,
+            ) from exc
+        log.warning("plugin %r failed in %s", plugin, message)
 
     def _fail(
         self, name: str, dist: str | None, version: str | None, module: str | None, error: str
@@ -356,10 +492,13 @@ class PluginManager:
         if self.strict:
             raise PluginLoadError(name, dist, version, error)
         dist_text = f" ({dist} {version})" if dist else ""
-        print(
-            f"gleitzeit: plugin {name!r}{dist_text} failed to load and was skipped: {error} "
-            f"(disable it with `gleitzeit plugins disable {name}`)",
-            file=sys.stderr,
+        log.warning(
+            "plugin %r%s failed to load and was skipped: %s "
+            "(disable it with `gleitzeit plugins disable %s`)",
+            name,
+            dist_text,
+            error,
+            name,
         )
         return record
 
@@ -372,6 +511,14 @@ class PluginManager:
             if record.status == "loaded":
                 record.registered = self.registries.registered_by(name)
         return sorted(self.records.values(), key=lambda r: (r.name != BUILTIN, r.name))
+
+
+def _unknown_hook_problem(hook: str) -> str:
+    from .validators import did_you_mean
+
+    guess = did_you_mean(hook, sorted(_HOOK_NAMES))
+    fix = f'did you mean "{guess}"?' if guess else f"the hooks are {', '.join(sorted(_HOOK_NAMES))}"
+    return f"unknown hook {hook}: no hook specification has that name; {fix}"
 
 
 def _format(exc: BaseException) -> str:

@@ -25,7 +25,6 @@ class Method:
     name: str
     handler: Callable[[Any], Awaitable[Any]]
     params: Any = None  # an attrs class, or None to pass the raw mapping through
-    description: str = ""
 
 
 class ProtocolProvider:

@@ -7,9 +7,9 @@ when a config selects it, so registering costs a plugin nothing at startup.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import DuplicateNameError, UnknownNameError
 
@@ -17,7 +17,17 @@ __all__ = ["KINDS", "Entry", "Register", "Registries", "Registry", "resolve_refe
 
 T = TypeVar("T")
 
-Register = Callable[..., None]
+
+class Register(Protocol):
+    """What a ``gleitzeit_register_*`` hook receives: ``register(name, target, hint=...)``.
+
+    ``target`` is the registered object (a ``HubKind``, a strategy or breaker factory, ...) or
+    a ``"module:attribute"`` reference imported only when a config selects it; ``hint`` is
+    shown when a config names the entry and it cannot be used (say, how to install what it
+    needs)."""
+
+    def __call__(self, name: str, target: object, *, hint: str | None = None) -> None: ...
+
 
 KINDS = (
     "hubs",

@@ -22,12 +22,12 @@ from typing import Any
 import attrs
 
 from .clock import Clock, SystemClock
-from .config import GleitzeitConfig, disabled_by, load_config
+from .config import GleitzeitConfig, load_config
 from .errors import ConfigError, ProviderUnavailable, UnknownMethod
 from .features import FeatureFlags
 from .hub import ResourceHub
 from .keys import CallerCounters
-from .plugins import PluginManager
+from .plugins import PluginManager, PluginSelection
 from .reload import Commit, ReloadReport, reload_config
 from .state import StateBackend
 from .status import RuntimeStatus
@@ -54,7 +54,7 @@ class Runtime:
     ) -> None:
         self.config = config or GleitzeitConfig()
         if plugins is None:
-            plugins = PluginManager.from_env(disabled=disabled_by(self.config))
+            plugins = PluginSelection.resolve(self.config).manager()
         self.plugins = plugins.load()
         self.registries = self.plugins.registries
         self.features = FeatureFlags(self.config.features, random.Random())
@@ -111,7 +111,7 @@ class Runtime:
 
                 raise (check_config(source, plugins=plugins) or exc) from None
         if plugins is None:
-            plugins = PluginManager.from_env(disabled=disabled_by(config))
+            plugins = PluginSelection.resolve(config).manager()
         return cls(config, plugins, clock=clock)
 
     # -- lifecycle ------------------------------------------------------------------------------

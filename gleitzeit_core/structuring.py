@@ -373,11 +373,6 @@ _MISSING = object()
 Problem = tuple[list[str | int], str]
 
 
-def problems_of(exc: BaseException, prefix: list[str | int], raw: Any, cls: Any) -> list[str]:
-    """Flatten cattrs' exception tree into ``path: what was expected, what was found`` lines."""
-    return [_line(where, what) for where, what in _problems(exc, prefix, raw, cls)]
-
-
 def _problems(
     exc: BaseException,
     prefix: list[str | int],

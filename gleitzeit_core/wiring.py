@@ -199,12 +199,14 @@ def plan_hub(
     kind: HubKind | None = attempt(
         lambda: _lookup(registries, "hubs", config.kind, f"hubs.{name}.kind")
     )
+    known = kind is not None
     if kind is None:  # nothing kind-specific can be checked; the common parts still can
-        kind = HubKind(factory=None)
+        kind = HubKind(factory=ResourceHub)  # for the common defaults only: nothing is built
     owner = _owner(registries, "hubs", config.kind)
-    factory = _load(kind.factory, owner)  # imported now, so a broken plugin shows at check time
-    settings_class = _load(kind.settings_class, owner) if kind.settings_class else None
-    if config.options and (settings_class is not None or kind.factory is not None):
+    # imported now, so a broken plugin shows at check time
+    factory = _load(kind.factory, owner) if known else None
+    settings_class = _load(kind.settings_class, owner) if known and kind.settings_class else None
+    if config.options and (settings_class is not None or known):
         settings = attempt(
             lambda: _kind_options(config.options, settings_class, _COMMON_HUB_KEYS, f"hubs.{name}")
         )

@@ -63,5 +63,7 @@ for package in plugins/*/gleitzeit_*/ plugins/legacy/gleitzeit/ contrib/*/gleitz
   case "$package" in *.egg-info/) continue ;; esac
   .venv/bin/mypy --strict --no-error-summary "$package"
 done
+echo "[test] import contracts" >&2
+.venv/bin/lint-imports --no-cache
 echo "[test] pytest" >&2
 .venv/bin/pytest -q -p no:cacheprovider "$@"

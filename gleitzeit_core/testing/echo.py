@@ -72,8 +72,8 @@ class EchoProvider(ProtocolProvider):
 
     def methods(self) -> Mapping[str, Method]:
         return {
-            "echo/say": Method("echo/say", self.say, SayParams, "Echo the text back"),
-            "echo/stream": Method("echo/stream", self.stream, StreamParams, "Echo word by word"),
+            "echo/say": Method("echo/say", self.say, SayParams),
+            "echo/stream": Method("echo/stream", self.stream, StreamParams),
         }
 
     async def say(self, params: SayParams) -> dict[str, Any]:

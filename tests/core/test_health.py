@@ -16,14 +16,13 @@ from gleitzeit_core import (
     Health,
     HealthSettings,
     HttpProbe,
-    OutlierDetector,
     OutlierSettings,
     ProbeResult,
     Resource,
     ResourceSpec,
     TcpProbe,
 )
-from gleitzeit_core.health import HealthMonitor
+from gleitzeit_core.health import HealthMonitor, OutlierDetector
 from gleitzeit_core.hub import ResourceHub
 from gleitzeit_core.testing import ProbeContract
 from gleitzeit_core.testing.probe_contract import unused_endpoint

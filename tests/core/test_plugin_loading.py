@@ -171,3 +171,41 @@ def test_duplicate_registered_names_are_conflicts(gleitzeit: Run, site: Site) ->
     result = gleitzeit("plugins", "list", "--json")
     conflicts = json.loads(result.stdout)["conflicts"]
     assert conflicts["strategies"]["p2c"] == ["builtin", "dup"]
+
+
+MISSPELLED_PLUGIN = """
+from gleitzeit_core import hookimpl
+
+@hookimpl
+def gleitzeit_register_strategy(register):  # the spec is gleitzeit_register_strategies
+    register("never", "gleitzeit_core:RandomStrategy")
+
+@hookimpl
+def gleitzeit_register_breakers(register):
+    register("half-registered", "gleitzeit_core:PassThroughBreaker")
+"""
+
+
+def test_a_misspelled_hook_makes_the_plugin_broken_naming_the_hook(
+    gleitzeit: Run, site: Site
+) -> None:
+    """An installed plugin implementing ``gleitzeit_register_strategy`` (no such hook) is listed
+    as broken, the error names the misspelled hook and the right one, nothing it registers
+    through its other hooks is kept, and the other plugins load."""
+    site.distribution(
+        "gleitzeit-typo",
+        {"gleitzeit": {"typo": "typo_plugin"}},
+        {"typo_plugin": MISSPELLED_PLUGIN},
+    )
+    result = gleitzeit("plugins", "list", "--json")
+    plugins = listed(result)
+    typo = plugins["typo"]
+    assert typo["status"] == "error"
+    assert "gleitzeit_register_strategy" in typo["error"]
+    assert 'did you mean "gleitzeit_register_strategies"' in typo["error"]
+    assert typo["registered"] == {}
+    assert plugins["builtin"]["status"] == "loaded"
+    assert "gleitzeit: plugin 'typo'" in result.stderr
+    strict = gleitzeit("plugins", "list", "--json", env={"GLEITZEIT_STRICT_PLUGINS": "1"})
+    assert strict.returncode != 0
+    assert "gleitzeit_register_strategy" in strict.stderr

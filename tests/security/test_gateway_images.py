@@ -124,11 +124,12 @@ async def test_library_callers_read_files_only_under_image_dirs(
 
 def test_the_legacy_shim_reads_no_file_for_a_gateway_caller(tmp_path: Path) -> None:
     """The pre-hub API's image paths are read for in-process code only: under a gateway
-    caller the path is passed on as text, never as the file's contents."""
+    caller a path is refused as not an image, and the error carries nothing of the file."""
     secret = tmp_path / "secret.env"
     secret.write_bytes(SECRET)
     leaked = base64.b64encode(SECRET).decode()
     assert encode_images("llm/vision", [str(secret)]) == [leaked]  # in-process: as before
-    with acting_as(Caller(name="client")):
-        encoded = encode_images("llm/vision", [str(secret)])
-    assert leaked not in encoded
+    with acting_as(Caller(name="client")), pytest.raises(InvalidParams) as refused:
+        encode_images("llm/vision", [str(secret)])
+    assert leaked not in str(refused.value)
+    assert SECRET.decode(errors="replace") not in str(refused.value)

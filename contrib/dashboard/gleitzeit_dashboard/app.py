@@ -22,10 +22,10 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from gleitzeit_core import current_caller
-from gleitzeit_core.gateway import (
+from gleitzeit_core import (
     COOKIE_NAME,
     COOKIE_PATH,
+    current_caller,
     json_error,
     read_json_object,
     same_origin,

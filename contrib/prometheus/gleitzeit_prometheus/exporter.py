@@ -12,9 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gleitzeit_core import BreakerState, FailureClass
-from gleitzeit_core.lease import Lease
-from gleitzeit_core.status import to_json
+from gleitzeit_core import BreakerState, FailureClass, Lease, to_json
 
 __all__ = ["Exporter"]
 

@@ -58,9 +58,10 @@ from gleitzeit_core import (
     Runtime,
     StateStatus,
     SystemClock,
+    satisfies,
+    seconds,
+    sliding_window_take,
 )
-from gleitzeit_core.state import sliding_window_take
-from gleitzeit_core.validators import satisfies, seconds
 
 __all__ = ["RedisState"]
 

@@ -8,8 +8,7 @@ import os
 import subprocess
 import sys
 
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core import PluginManager, Runtime
 from gleitzeit_core.testing import echo
 
 

@@ -21,8 +21,7 @@ import random
 
 import attrs
 
-from gleitzeit_core import BaseBreaker, BucketRing, CallOutcome, Permit
-from gleitzeit_core.validators import at_least, seconds
+from gleitzeit_core import BaseBreaker, BucketRing, CallOutcome, Permit, at_least, seconds
 
 __all__ = ["AdaptiveThrottlingBreaker"]
 

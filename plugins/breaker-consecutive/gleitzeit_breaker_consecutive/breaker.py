@@ -17,8 +17,7 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core import BreakerState, CallOutcome, GatedBreaker
-from gleitzeit_core.validators import InvalidValue, at_least, seconds
+from gleitzeit_core import BreakerState, CallOutcome, GatedBreaker, InvalidValue, at_least, seconds
 
 __all__ = ["ConsecutiveFailuresBreaker"]
 

@@ -20,8 +20,15 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core import BreakerState, CallOutcome, GatedBreaker
-from gleitzeit_core.validators import InvalidValue, at_least, one_of, seconds
+from gleitzeit_core import (
+    BreakerState,
+    CallOutcome,
+    GatedBreaker,
+    InvalidValue,
+    at_least,
+    one_of,
+    seconds,
+)
 
 from .windows import CountWindow, OutcomeWindow, TimeWindow
 

@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 import click
+
+from gleitzeit_core import ConfigError, GleitzeitError, guarded
 
 __all__ = ["docker_command"]
 
 _CONFIG_HELP = "TOML config file (default: $GLEITZEIT_CONFIG)."
 _STEPS = ("Pulling fs layer", "Waiting", "Downloading", "Verifying", "Download complete")
 _DONE = ("Pull complete", "Already exists")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    from gleitzeit_core.cli import fail
-
-    fail(message, code)
 
 
 class LayerProgress:
@@ -103,20 +99,12 @@ async def _engines_of(hubs: Sequence[Any]) -> list[str]:
 
 
 def _run(coro: Any) -> None:
-    from gleitzeit_core.cli import debug_enabled, explain
     from gleitzeit_docker.errors import DockerLayerError
 
     try:
         asyncio.run(coro)
-    except DockerLayerError as exc:
-        if debug_enabled():
-            raise
-        _fail(str(exc), 1)
-    except Exception as exc:  # an unreachable engine, a bad config: one line, no traceback
-        explained = explain(exc)
-        if explained is None or debug_enabled():
-            raise
-        _fail(*explained)
+    except DockerLayerError as exc:  # the engine's own words say what failed: one line
+        raise GleitzeitError(str(exc)) from exc
 
 
 @click.group("docker")
@@ -134,6 +122,7 @@ def docker_command() -> None:
     "or the default socket).",
 )
 @click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
+@guarded
 def pull_command(image: str, engines: tuple[str, ...], config: str | None) -> None:
     """Pull IMAGE onto the engines, with a progress bar per layer."""
 
@@ -151,6 +140,7 @@ def pull_command(image: str, engines: tuple[str, ...], config: str | None) -> No
 
 @docker_command.command("prepare")
 @click.option("--config", type=click.Path(readable=False), default=None, help=_CONFIG_HELP)
+@guarded
 def prepare_command(config: str | None) -> None:
     """Make sure every engine has the image of every enabled profile (pulls what is
     missing where a registry is reachable)."""
@@ -158,7 +148,9 @@ def prepare_command(config: str | None) -> None:
     async def go() -> None:
         hubs = _docker_hubs(config)
         if not hubs:
-            _fail("no docker hub is configured; add a [hubs.NAME] table with kind = 'docker'", 2)
+            raise ConfigError(
+                "no docker hub is configured; add a [hubs.NAME] table with kind = 'docker'"
+            )
         images: list[str] = []
         for hub in hubs:
             for profile in hub.profiles.profiles.values():

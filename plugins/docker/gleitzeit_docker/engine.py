@@ -6,7 +6,8 @@ missing socket surfaces as a generic ``DockerError(900)``. ``Engine`` wraps each
 ``EngineUnavailable`` (fast: the socket connect has its own short timeout), ``ImageMissing``
 (with the command that gets the image), ``EngineTimeout`` and ``EngineAPIError``.
 
-Every answer is read with a bound (``gleitzeit_core.bounded``): a whole answer (version,
+Every answer is read with a bound (the core's ``read_capped``, ``BoundedLines``): a whole
+answer (version,
 inspect, list, an error body) at most ``max_answer_bytes``, a line of a progress stream (pull)
 at most ``2 * STREAM_BUFFER`` bytes (aiohttp's own line limit); a bigger, endless or undecodable
 answer is an ``EngineAPIError`` (status 0: the engine's fault, counted against it), never

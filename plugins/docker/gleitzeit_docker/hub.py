@@ -22,8 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
-from gleitzeit_core import FailureClass, Health, Request, Resource, ResourceError
-from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core import FailureClass, Health, Request, Resource, ResourceError, ResourceHub
 from gleitzeit_docker.engine import Engine
 from gleitzeit_docker.errors import (
     EngineAPIError,

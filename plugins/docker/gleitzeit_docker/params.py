@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core.validators import InvalidValue, at_least, in_range, positive, satisfies, seconds
+from gleitzeit_core import InvalidValue, at_least, in_range, positive, satisfies, seconds
 
 __all__ = [
     "MAX_BATCH_CONCURRENCY",

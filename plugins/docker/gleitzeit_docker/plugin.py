@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gleitzeit_core import Register, hookimpl
-from gleitzeit_core.kinds import HubKind, ProviderKind
+from gleitzeit_core import HubKind, ProviderKind, Register, hookimpl
 
 __all__ = ["default_hub_check", "default_hub_config"]
 
@@ -54,8 +53,6 @@ def gleitzeit_register_hubs(register: Register) -> None:
             default_port=2375,
             default_config=default_hub_config,
             default_check=default_hub_check,
-            description="Docker engines; each runs a pool of hardened, warm Python sandboxes",
-            install_hint="pip install gleitzeit-docker",
         ),
     )
 
@@ -77,6 +74,5 @@ def gleitzeit_register_providers(register: Register) -> None:
         ProviderKind(
             factory="gleitzeit_docker.provider:PythonProvider",
             hub_kind="docker",
-            description="execute, validate, info and batch of Python code in Docker sandboxes",
         ),
     )

@@ -28,11 +28,12 @@ from gleitzeit_core import (
     Caller,
     FailureClass,
     InvalidParams,
+    Method,
     PermissionDenied,
+    ProtocolProvider,
     Request,
     current_caller,
 )
-from gleitzeit_core.provider import Method, ProtocolProvider
 from gleitzeit_docker.errors import JobError, ProfileError
 from gleitzeit_docker.execution import ExecutionResult, Job, info
 from gleitzeit_docker.hub import SLOT, DockerHub, EngineFailure
@@ -93,10 +94,10 @@ class PythonProvider(ProtocolProvider):
         self._methods = {
             m.name: m
             for m in (
-                Method(_EXECUTE, self.execute_one, ExecuteParams, "Run Python in a sandbox."),
-                Method("python/validate", self.validate_code, ValidateParams, "Compile only."),
-                Method("python/info", self.info, InfoParams, "Sandbox Python and limits."),
-                Method("python/batch", self.batch, BatchParams, "Run many, bounded."),
+                Method(_EXECUTE, self.execute_one, ExecuteParams),
+                Method("python/validate", self.validate_code, ValidateParams),
+                Method("python/info", self.info, InfoParams),
+                Method("python/batch", self.batch, BatchParams),
             )
         }
 

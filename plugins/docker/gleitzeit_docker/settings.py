@@ -17,15 +17,7 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core.validators import (
-    InvalidValue,
-    at_least,
-    in_range,
-    one_of,
-    satisfies,
-    seconds,
-    shown,
-)
+from gleitzeit_core import InvalidValue, at_least, in_range, one_of, satisfies, seconds, shown
 
 __all__ = [
     "ENGINE_SCHEMES",

@@ -159,7 +159,7 @@ class HubProviderAdapter:
 
     async def health_check(self) -> dict[str, Any]:
         """``{"status": "healthy"|"unhealthy", "details": {...}}``."""
-        from gleitzeit_core.status import to_json
+        from gleitzeit_core import to_json
 
         if self.provider is not None:
             result: dict[str, Any] = await self.provider.health_check()

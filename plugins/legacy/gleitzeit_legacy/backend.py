@@ -27,14 +27,13 @@ from gleitzeit_core import (
     FailureClass,
     InvalidParams,
     NoResourceAvailable,
+    PluginSelection,
     ResourceError,
+    ResourceHub,
     Runtime,
     UnknownMethod,
     current_caller,
 )
-from gleitzeit_core.config import read_user_config
-from gleitzeit_core.hub import ResourceHub
-from gleitzeit_core.plugins import PluginManager
 
 from .features import hub_path_wanted
 from .paths import HUB, LEDGER, LEGACY, PathLedger
@@ -139,11 +138,7 @@ class Backend:
             config.setdefault(key, value)
         if features is not None:
             config["features"] = dict(features)
-        plugins_table = config.get("plugins")
-        disabled = (
-            list(plugins_table.get("disabled", [])) if isinstance(plugins_table, dict) else []
-        )
-        manager = PluginManager.from_env(disabled=[*disabled, *read_user_config().disabled]).load()
+        manager = PluginSelection.resolve(config).manager().load()
         for kind in self.require_kinds:
             if kind not in manager.registries.hubs:
                 raise ImportError(

@@ -29,17 +29,19 @@ from gleitzeit_core import (
     CallOutcome,
     FailureClass,
     Health,
+    HealthSettings,
+    HttpProbe,
+    PluginSelection,
+    ProbeResult,
     Request,
     Resource,
+    ResourceHub,
     ResourceSpec,
+    build_component,
 )
 from gleitzeit_core import (
     ResourceMetrics as CoreMetrics,
 )
-from gleitzeit_core.health import HealthMonitor as CoreMonitor
-from gleitzeit_core.health import HealthSettings, HttpProbe, ProbeResult
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.structuring import build_component
 
 from .translate import STRATEGIES
 
@@ -90,7 +92,7 @@ class CircuitBreaker:
         *,
         kind: str = "consecutive",
     ) -> None:
-        registries = PluginManager.from_env().load().registries
+        registries = PluginSelection.resolve().manager().load().registries
         if kind not in registries.breakers:
             raise ImportError(
                 f"circuit breaker {kind!r} is not installed; `pip install gleitzeit-breaker-{kind}`"
@@ -358,14 +360,20 @@ class HealthMonitor:
             interval=float(check_interval), unhealthy_threshold=unhealthy_threshold
         )
         self._resources: dict[str, Resource] = {}
-        self._monitors: dict[str, CoreMonitor] = {}
+        self._monitors: dict[str, Any] = {}  # the core's monitor of each resource's hub
         self._running = False
 
     def register_resource(
         self, resource_id: str, endpoint: str, health_check: HealthCheck | None = None
     ) -> None:
         resource = Resource(ResourceSpec(id=resource_id, endpoint=endpoint))
-        monitor = CoreMonitor(_CheckProbe(health_check or HTTPHealthCheck()), self.settings)
+        # a hub of its own runs the core's probe loop for this resource (no leases are taken)
+        hub = ResourceHub(
+            f"legacy-health-{resource_id}",
+            probe=_CheckProbe(health_check or HTTPHealthCheck()),
+            health=self.settings,
+        )
+        monitor: Any = hub.monitor  # never None: the hub was given a probe
         self._resources[resource_id] = resource
         self._monitors[resource_id] = monitor
         if self._running:

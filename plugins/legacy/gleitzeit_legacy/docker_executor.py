@@ -27,8 +27,8 @@ import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+import aiodocker
 import aiohttp
 import attrs
 from typing_extensions import deprecated
@@ -617,28 +617,19 @@ class DockerExecutor:
 
     async def pull_image(self, image: str) -> bool:
         """Pull ``image`` on the engine (``True`` if it is there afterwards)."""
-        name, _, tag = image.partition(":") if "@" not in image else (image, "", "")
-        query = f"fromImage={quote(name, safe='')}" + (f"&tag={quote(tag, safe='')}" if tag else "")
         try:
-            async with _engine_session(self.shim.engine_url()) as (session, base):
-                async with session.post(f"{base}/images/create?{query}") as response:
-                    if response.status != 200:
-                        return False
-                    async for _ in response.content.iter_any():
-                        pass
-                async with session.get(f"{base}/images/{quote(image, safe='')}/json") as check:
-                    return check.status == 200
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            async with _engine(self.shim.engine_url()) as docker:
+                await docker.images.pull(image)
+                await docker.images.inspect(image)
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("gleitzeit legacy: pulling %s failed: %s", image, exc)
             return False
+        return True
 
     async def list_images(self) -> list[str]:
         """Every image tag on the engine."""
-        async with (
-            _engine_session(self.shim.engine_url()) as (session, base),
-            session.get(f"{base}/images/json") as response,
-        ):
-            images = await response.json()
+        async with _engine(self.shim.engine_url()) as docker:
+            images = await docker.images.list()
         return sorted(tag for item in images for tag in (item.get("RepoTags") or []))
 
     async def shutdown(self) -> None:
@@ -651,23 +642,7 @@ class DockerExecutor:
         await self.shutdown()
 
 
-class _engine_session:
-    """An aiohttp session to a Docker engine URL (unix:// or tcp://) and its base URL."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.session: aiohttp.ClientSession | None = None
-
-    async def __aenter__(self) -> tuple[aiohttp.ClientSession, str]:
-        timeout = aiohttp.ClientTimeout(total=600, sock_connect=5)
-        if self.url.startswith("unix://"):
-            connector = aiohttp.UnixConnector(path=self.url[len("unix://") :])
-            self.session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-            return self.session, "http://docker"
-        base = "http://" + self.url.split("://", 1)[-1]
-        self.session = aiohttp.ClientSession(timeout=timeout)
-        return self.session, base.rstrip("/")
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.session is not None:
-            await self.session.close()
+def _engine(url: str) -> aiodocker.Docker:
+    """An aiodocker client of the engine at ``url`` (unix:// or tcp://); ``async with`` it.
+    A pull may take minutes; connecting may not."""
+    return aiodocker.Docker(url=url, timeout=aiohttp.ClientTimeout(total=600, sock_connect=5))

@@ -29,8 +29,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
-from gleitzeit_core.config import FeaturesConfig
-from gleitzeit_core.features import FeatureFlags
+from gleitzeit_core import FeatureFlags, FeaturesConfig
 
 __all__ = ["DEFAULTS", "FEATURES", "LiveFeatures", "hub_path_wanted"]
 

@@ -15,7 +15,7 @@ Accepted old shapes (YAML or JSON, or the dicts themselves):
   ``GLEITZEIT_DOCKER_IMAGE``, ``_MEMORY`` and ``_NETWORK`` (they override the file).
 
 Every key of the input ends up in the report: carried over, changed (with how), or dropped
-(with why). ``migrate(old).config`` loads with ``gleitzeit_core.config.load_config``.
+(with why). ``migrate(old).config`` loads with ``gleitzeit_core.load_config``.
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ import json
 import random
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import aiohttp
+from gleitzeit_ollama.api import ImageFiles, failure_for_status, normalize_model, read_image
 
 from gleitzeit_core import (
     FailureClass,
@@ -21,9 +21,9 @@ from gleitzeit_core import (
     InvalidParams,
     Resource,
     ResourceError,
+    ResourceHub,
     current_caller,
 )
-from gleitzeit_core.hub import ResourceHub
 
 __all__ = [
     "CallTimeout",
@@ -33,7 +33,6 @@ __all__ = [
     "LoadBalancingStrategy",
     "OllamaInstance",
     "encode_images",
-    "normalize_model",
     "select_legacy",
     "state_of",
 ]
@@ -59,13 +58,6 @@ class LoadBalancingStrategy(enum.StrEnum):
     MODEL_AFFINITY = "model_affinity"
     LATENCY_BASED = "latency_based"
     WEIGHTED = "weighted"
-
-
-def normalize_model(name: str) -> str:
-    """``llama3.2`` -> ``llama3.2:latest`` (what ``/api/tags`` reports); tagged names stay."""
-    name = name.strip()
-    last = name.rsplit("/", 1)[-1]
-    return name if not name or ":" in last else f"{name}:latest"
 
 
 def state_of(hub: ResourceHub, resource: Resource) -> InstanceState:
@@ -219,45 +211,30 @@ def select_legacy(
     return _least_loaded(instances)
 
 
+# The old API read any host file an in-process caller named; gateway clients get none.
+_HOST_FILES = ImageFiles(["/"], max_bytes=64 * 2**20)
+
+
 def encode_images(method: str, images: Sequence[Any]) -> list[str]:
-    """Images as base64: ``data:`` URIs are stripped, file paths read, base64 kept. File paths
-    are the old API's, for in-process code only: a request made for a gateway client
-    (``current_caller()`` set) never reads a host file, whether or not it exists."""
+    """Images as base64, by the Ollama plugin's rules (base64 or a ``data:`` URI), plus what
+    the old API took: ``bytes``, and file paths for in-process code only; a request made for a
+    gateway client (``current_caller()`` set) never reads a host file."""
+    files = _HOST_FILES if current_caller() is None else None
     encoded: list[str] = []
     problems: list[str] = []
-    files_allowed = current_caller() is None
     for index, image in enumerate(images):
         if isinstance(image, bytes):
             encoded.append(base64.b64encode(image).decode("ascii"))
-        elif isinstance(image, str) and image.startswith("data:"):
-            encoded.append(image.split(",", 1)[1] if "," in image else image)
-        elif files_allowed and isinstance(image, str) and len(image) < 4096 and "\n" not in image:
-            path = Path(image).expanduser()
-            try:
-                is_file = path.is_file()
-            except OSError:
-                is_file = False
-            if is_file:
-                encoded.append(base64.b64encode(path.read_bytes()).decode("ascii"))
-            else:
-                encoded.append(image)  # base64 already (the provider checks it)
-        elif isinstance(image, str):
-            encoded.append(image)
+            continue
+        converted = read_image(image, files) if isinstance(image, str) else None
+        if converted is None:
+            expected = "a data: URI or a file path" if files else "or a data: URI"
+            problems.append(f"params.images[{index}]: expected base64, {expected}")
         else:
-            problems.append(f"params.images[{index}]: expected base64, a data: URI or a path")
+            encoded.append(converted)
     if problems:
         raise InvalidParams(method, problems)
     return encoded
-
-
-def failure_for_status(status: int) -> FailureClass:
-    if status in (429, 503):
-        return FailureClass.OVERLOADED
-    if status == 404:
-        return FailureClass.MISROUTED
-    if status >= 500:
-        return FailureClass.SERVER_ERROR
-    return FailureClass.CLIENT_ERROR
 
 
 class CallTimeout(ResourceError, TimeoutError):

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
+from gleitzeit_ollama.api import normalize_model
 
-from gleitzeit_core import NoResourceAvailable, ResourceSpec, Runtime
-from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core import NoResourceAvailable, ResourceHub, ResourceSpec, Runtime
 
 from .backend import Backend
 from .hub_base import (
@@ -33,7 +33,7 @@ from .hub_base import (
     ResourceType,
     status_of,
 )
-from .ollama_common import LegacyHttp, LoadBalancingStrategy, normalize_model
+from .ollama_common import LegacyHttp, LoadBalancingStrategy
 from .ollama_pool import OllamaPoolManager, make_ollama_backend
 from .translate import STRATEGIES
 

@@ -27,21 +27,22 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from gleitzeit_ollama.api import normalize_model
 from typing_extensions import deprecated
 
 from gleitzeit_core import (
     BUILTIN_STRATEGIES,
     BreakerState,
     FailureClass,
+    Lease,
     NoResourceAvailable,
     Request,
     Resource,
+    ResourceHub,
     ResourceSpec,
     Runtime,
     Strategy,
 )
-from gleitzeit_core.hub import ResourceHub
-from gleitzeit_core.lease import Lease
 
 from .backend import HUB, Backend, Timer, failure_of
 from .deprecation import warn_once
@@ -50,7 +51,6 @@ from .ollama_common import (
     InstanceState,
     LoadBalancingStrategy,
     OllamaInstance,
-    normalize_model,
     select_legacy,
 )
 from .translate import STRATEGIES, ollama_hub_table

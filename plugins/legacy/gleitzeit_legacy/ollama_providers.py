@@ -29,12 +29,12 @@ from typing_extensions import deprecated
 from gleitzeit_core import (
     FailureClass,
     InvalidParams,
+    Lease,
     NoResourceAvailable,
     RequestTimeout,
     Runtime,
     UnknownMethod,
 )
-from gleitzeit_core.lease import Lease
 
 from .adapter import HubProviderAdapter
 from .backend import HUB, LEGACY, Backend, Timer, failure_of, request_timeout

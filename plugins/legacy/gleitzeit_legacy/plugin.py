@@ -10,12 +10,14 @@ only when asked.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gleitzeit_core import hookimpl
 
 if TYPE_CHECKING:
     import click
+
+    from gleitzeit_core import Runtime
 
 __all__: list[str] = []
 
@@ -34,7 +36,7 @@ def gleitzeit_register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
-def gleitzeit_startup(runtime: Any) -> None:
+def gleitzeit_startup(runtime: Runtime) -> None:
     from gleitzeit_legacy.paths import section
     from gleitzeit_legacy.shadow import warn_once_if_shadowed
 

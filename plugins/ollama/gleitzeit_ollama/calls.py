@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from gleitzeit_core import FailureClass, LimitExceeded, Request, Resource
-from gleitzeit_core.lease import Lease
+from gleitzeit_core import FailureClass, Lease, LimitExceeded, Request, Resource
 from gleitzeit_ollama.client import (
     JSON,
     error_from_response,

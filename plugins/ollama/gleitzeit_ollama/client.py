@@ -18,7 +18,8 @@ other 4xx                              CLIENT_ERROR         back to the caller u
 499                                    CANCELLED            nobody's fault
 =====================================  ===================  ==================================
 
-Everything read from an instance is bounded (``gleitzeit_core.bounded``): ``read_object`` for
+Everything read from an instance is bounded (the core's ``read_capped``, ``BoundedLines``):
+``read_object`` for
 whole answers, ``lines`` for streams, each with the hub's limits (``max_answer_bytes``,
 ``max_probe_bytes``, ``max_line_bytes``, ``max_json_depth``, ``stall_timeout``). A broken bound
 is a ``BadAnswer`` of that instance, and the instance remembers it for the status
@@ -131,6 +132,7 @@ async def post(
 
 
 def failure_for_status(status: int) -> FailureClass:
+    """Whose fault an Ollama answer with ``status`` is (499: the client went away)."""
     if status in (429, 503):
         return FailureClass.OVERLOADED
     if status == 404:

@@ -31,9 +31,14 @@ from typing import Any, ClassVar
 import aiohttp
 import attrs
 
-from gleitzeit_core import FailureClass, NoResourceAvailable, Request, Resource
-from gleitzeit_core.hub import ResourceHub
-from gleitzeit_core.status import HubStatus
+from gleitzeit_core import (
+    FailureClass,
+    HubStatus,
+    NoResourceAvailable,
+    Request,
+    Resource,
+    ResourceHub,
+)
 from gleitzeit_ollama import calls, pulling
 from gleitzeit_ollama.access import may_auto_pull
 from gleitzeit_ollama.client import JSON, LIMIT_HIT, make_session

@@ -16,14 +16,7 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core.validators import (
-    at_least,
-    fraction,
-    in_range,
-    one_of,
-    satisfies,
-    seconds,
-)
+from gleitzeit_core import at_least, fraction, in_range, one_of, satisfies, seconds
 from gleitzeit_ollama.settings import keep_alive_value
 
 __all__ = [

@@ -7,10 +7,12 @@ neither aiohttp nor the hub: a config that never selects ``ollama`` pays nothing
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gleitzeit_core import Register, hookimpl
-from gleitzeit_core.kinds import HubKind, ProviderKind
+from gleitzeit_core import HubKind, ProviderKind, Register, hookimpl
+
+if TYPE_CHECKING:  # the gateway (and aiohttp) load only when routes are registered
+    from gleitzeit_core import RouteRegistrar
 
 __all__ = ["default_hub_check", "default_hub_config"]
 
@@ -60,8 +62,6 @@ def gleitzeit_register_hubs(register: Register) -> None:
             default_port=11434,
             default_config=default_hub_config,
             default_check=default_hub_check,
-            description="Ollama servers, routed by model (loaded > installed), capped per model",
-            install_hint="pip install gleitzeit-ollama",
         ),
     )
 
@@ -90,13 +90,12 @@ def gleitzeit_register_providers(register: Register) -> None:
         ProviderKind(
             factory="gleitzeit_ollama.provider:LlmProvider",
             hub_kind="ollama",
-            description="generate, chat, vision, embed, list_models, pull_model over Ollama",
         ),
     )
 
 
 @hookimpl
-def gleitzeit_register_routes(router: Any) -> None:
+def gleitzeit_register_routes(router: RouteRegistrar) -> None:
     """The Ollama HTTP API on the gateway, over every Ollama hub (``gleitzeit_ollama.routes``)."""
     from gleitzeit_ollama.routes import register_routes  # only when a gateway is built
 

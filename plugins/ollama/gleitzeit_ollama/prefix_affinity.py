@@ -63,8 +63,10 @@ from gleitzeit_core import (
     PowerOfTwoChoicesStrategy,
     Request,
     Strategy,
+    at_least,
+    one_of,
+    satisfies,
 )
-from gleitzeit_core.validators import at_least, one_of, satisfies
 
 __all__ = [
     "BASE_BYTES",

@@ -27,8 +27,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gleitzeit_core import InvalidParams, Request, current_caller, public_endpoint
-from gleitzeit_core.provider import Method, ProtocolProvider
+from gleitzeit_core import (
+    InvalidParams,
+    Method,
+    ProtocolProvider,
+    Request,
+    current_caller,
+    public_endpoint,
+)
 from gleitzeit_ollama.access import check_inputs, check_model, check_pull, visible
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.hub import OllamaHub
@@ -54,7 +60,7 @@ from gleitzeit_ollama.params import (
 from gleitzeit_ollama.prefix_affinity import prompt_attributes
 from gleitzeit_ollama.stream import ChunkStream
 
-__all__ = ["ImageFiles", "LlmProvider", "load_images"]
+__all__ = ["ImageFiles", "LlmProvider", "load_images", "read_image"]
 
 _DATA_URI = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 _MAX_PATH = 4096
@@ -83,7 +89,7 @@ class ImageFiles:
         return data if len(data) <= self.max_bytes else None
 
 
-def _image(value: str, files: ImageFiles | None) -> str | None:
+def read_image(value: str, files: ImageFiles | None) -> str | None:
     """base64 of one image given as base64, a data: URI or (``files``) an allowed file path;
     None when it is none of them."""
     match = _DATA_URI.match(value)
@@ -109,10 +115,10 @@ async def load_images(
     if not values:
         return None
     if files is None:
-        converted = [_image(v, None) for v in values]
+        converted = [read_image(v, None) for v in values]
         expected = "expected base64 data or a data: URI"
     else:
-        converted = await asyncio.to_thread(lambda: [_image(v, files) for v in values])
+        converted = await asyncio.to_thread(lambda: [read_image(v, files) for v in values])
         expected = (
             "expected base64 data, a data: URI or the path of a file under the hub's "
             f"image_dirs (at most {files.max_bytes} bytes)"
@@ -135,12 +141,12 @@ class LlmProvider(ProtocolProvider):
         self._methods = {
             m.name: m
             for m in (
-                Method("llm/generate", self.generate, GenerateParams, "Complete a prompt."),
-                Method("llm/chat", self.chat, ChatParams, "Answer a conversation."),
-                Method("llm/vision", self.vision, VisionParams, "Describe images."),
-                Method("llm/embed", self.embed, EmbedParams, "Embed text(s)."),
-                Method("llm/list_models", self.list_models, ListModelsParams, "Models, merged."),
-                Method("llm/pull_model", self.pull_model, PullModelParams, "Pull a model."),
+                Method("llm/generate", self.generate, GenerateParams),
+                Method("llm/chat", self.chat, ChatParams),
+                Method("llm/vision", self.vision, VisionParams),
+                Method("llm/embed", self.embed, EmbedParams),
+                Method("llm/list_models", self.list_models, ListModelsParams),
+                Method("llm/pull_model", self.pull_model, PullModelParams),
             )
         }
 

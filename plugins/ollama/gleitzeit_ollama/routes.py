@@ -53,9 +53,8 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from gleitzeit_core import GleitzeitError, Health, Request, Resource
+from gleitzeit_core import GleitzeitError, Health, Request, Resource, json_error, read_json_object
 from gleitzeit_core import __version__ as gleitzeit_version
-from gleitzeit_core.gateway import json_error, read_json_object
 from gleitzeit_ollama.access import (
     check_inputs,
     check_method,

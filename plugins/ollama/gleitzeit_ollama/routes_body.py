@@ -23,8 +23,9 @@ from gleitzeit_core import (
     InvalidParams,
     NoResourceAvailable,
     PermissionDenied,
+    json_error,
+    status_for,
 )
-from gleitzeit_core.gateway import json_error, status_for
 from gleitzeit_ollama.errors import ModelNotFound, OllamaError
 from gleitzeit_ollama.models import normalize_model, parse_keep_alive
 

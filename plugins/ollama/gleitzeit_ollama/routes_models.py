@@ -46,8 +46,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gleitzeit_core import Resource, current_caller
-from gleitzeit_core.gateway import read_json_object
+from gleitzeit_core import Resource, current_caller, read_json_object
 from gleitzeit_ollama.access import check_model, check_registry
 from gleitzeit_ollama.client import JSON, error_from_response, transport_error
 from gleitzeit_ollama.hub import OllamaHub

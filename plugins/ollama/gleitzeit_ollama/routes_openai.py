@@ -34,8 +34,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gleitzeit_core import GleitzeitError
-from gleitzeit_core.gateway import read_json_object
+from gleitzeit_core import GleitzeitError, read_json_object
 from gleitzeit_ollama.access import check_method, check_model, visible
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.models import normalize_model

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from gleitzeit_core.validators import InvalidValue, at_least, in_range, seconds
+from gleitzeit_core import InvalidValue, at_least, in_range, seconds
 from gleitzeit_ollama.models import parse_keep_alive
 
 __all__ = ["OllamaResourceOptions", "OllamaSettings", "keep_alive_value"]

@@ -30,8 +30,8 @@ from gleitzeit_core import (
     LeastLoadedStrategy,
     Request,
     Strategy,
+    one_of,
 )
-from gleitzeit_core.validators import one_of
 from gleitzeit_ollama.models import INSTALLED, LOADED, normalize_model
 
 __all__ = ["ModelAwareStrategy"]

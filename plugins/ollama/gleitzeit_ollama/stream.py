@@ -33,11 +33,11 @@ from gleitzeit_core import (
     BoundedLines,
     Clock,
     FailureClass,
+    Lease,
     LimitExceeded,
     RequestTimeout,
     Resource,
 )
-from gleitzeit_core.lease import Lease
 from gleitzeit_ollama.client import JSON, parse_object, refused
 from gleitzeit_ollama.errors import OllamaError, StreamFailed, StreamStalled
 from gleitzeit_ollama.settings import OllamaSettings

@@ -8,12 +8,12 @@ import errno
 import math
 import os
 import signal
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
+from gleitzeit_core import GleitzeitError, guarded
 from gleitzeit_ollama.sim.config import SimConfig
 from gleitzeit_ollama.sim.faults import FaultSpec
 from gleitzeit_ollama.sim.server import OllamaSimulator
@@ -154,6 +154,7 @@ async def serve(config: SimConfig, host: str, port: int, *, parent_pid: int | No
         await sim.stop()
 
 
+@guarded
 def run(options: dict[str, Any]) -> None:
     try:
         config = config_from_options(options)
@@ -169,17 +170,13 @@ def run(options: dict[str, Any]) -> None:
             )
         )
     except OSError as exc:
-        from gleitzeit_core.cli import debug_enabled
-
-        if exc.errno != errno.EADDRINUSE or debug_enabled():
+        if exc.errno != errno.EADDRINUSE:
             raise
-        click.echo(
-            f"gleitzeit: sim ollama: port {options['port']} on {options['host']} is already in "
+        raise GleitzeitError(
+            f"sim ollama: port {options['port']} on {options['host']} is already in "
             "use (a real Ollama, perhaps); choose another with --port, or --port 0 for a free "
-            "one (the ready line names it)",
-            err=True,
-        )
-        sys.exit(1)
+            "one (the ready line names it)"
+        ) from exc
 
 
 @click.command(name="ollama-sim")
