@@ -84,7 +84,8 @@ class BoundedLines:
 
     ``line(wait, finish)``: ``wait`` bounds the time until the next line's first byte,
     ``finish`` the time from there to its newline, so a line dripped slowly or never ended
-    costs ``finish`` seconds, not the whole deadline. Holds one partial line plus one read.
+    costs ``finish`` seconds, not the whole deadline. Holds one partial line plus one read
+    (at most ``_NOWAIT`` bytes when what already arrived is taken at once).
     """
 
     __slots__ = ("_buffer", "_done", "_limit_name", "_max_line", "_scanned", "_source", "what")
@@ -158,6 +159,10 @@ class BoundedLines:
         line = self._take()
         if line is not None:
             return line
+        if self.ready():  # arrived already: no timer, no wait
+            line = self._take()
+            if line is not None:
+                return line
         if finish is None:
             finish = wait
         loop = asyncio.get_running_loop()

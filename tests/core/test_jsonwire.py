@@ -105,7 +105,8 @@ def test_speedups_switch_the_event_loop_and_json_together() -> None:
     (no factory) and the standard library's JSON."""
     try:
         factory, used = speedups(True)
-        assert factory is uvloop.new_event_loop and used == ["orjson", "uvloop"]
+        assert factory is uvloop.new_event_loop
+        assert used == ["orjson", "uvloop"]
         assert jsonwire.fast()
         loop = factory()
         try:
