@@ -428,7 +428,7 @@ async def servers(python: Path, quick: bool) -> dict[str, Any]:
     """Part 3: ``/v1/chat/completions`` straight to the simulator, through our gateway and
     through LiteLLM's proxy server, interleaved request by request in each round; then a CPU
     block per server (``SERVER_CONCURRENCY`` in flight) with its process's CPU time."""
-    rounds = 6 if quick else 12
+    rounds = 5 if quick else 12
     per_round = 40 if quick else 150
     cpu_block = 60 if quick else 200
     body = json.dumps(
@@ -641,7 +641,7 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
 
     LiteLLM's two strategies take turns (one Router alive at a time); the bare client and the
     hub run in both turns."""
-    rounds = 300 if quick else 1000
+    rounds = 200 if quick else 1000
     cpu_rounds, cpu_block = (3, 40) if quick else (8, 100)
     latencies: dict[str, list[float]] = {}
     paired: dict[str, list[float]] = {}
@@ -710,7 +710,7 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
 
 async def pool(urls: list[str], quick: bool) -> dict[str, Any]:
     """Part 2: the 10/30/90 ms pool at concurrency 12, one batch per contender per round."""
-    per_contender = 900 if quick else 3000
+    per_contender = 600 if quick else 3000
     rounds = 3 if quick else 6
     per_batch = per_contender // rounds
     hubs = [Hub(strategy, urls) for strategy in HUB_STRATEGIES]
