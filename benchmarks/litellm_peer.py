@@ -20,6 +20,16 @@ Part 2, pool: three simulators answering in 10, 30 and 90 ms, concurrency 12, ``
 8 on each (told to both routers: ``num_parallel`` for ours, ``max_parallel_requests`` for
 LiteLLM). Each round runs one batch per contender, in a rotating order.
 
+Part 3, servers: LiteLLM's proxy server (``litellm --config``, one worker, ``litellm[proxy]``
+in its own venv, ``.venv/litellm-proxy``, created from ``requirements-proxy.txt`` on first
+use) and ``gleitzeit serve``, each in its own process over one 1 ms simulator, serving
+``/v1/chat/completions`` to the same aiohttp client, interleaved request by request with a
+direct request in each round (5 quick, 12 full), then a CPU block per server with its
+process's CPU time from ``/proc``: ``litellm_proxy_vs_gateway_overhead_ratio`` (added p50,
+theirs over ours) and ``litellm_proxy_vs_gateway_cpu_ratio``, medians of the per-round ratios
+with 90 % intervals. The proxy runs behind ``netguard.py`` as a program (the guard below, in
+its process); ``--no-proxy`` leaves this part out.
+
 Keys: ``litellm_vs_hub_overhead_ratio`` (LiteLLM's added latency over ours, both against the
 bare client; LiteLLM's better strategy against our ``p2c``, the default) and
 ``litellm_vs_hub_p99_ratio`` (LiteLLM's better p99 on the pool over our best strategy's p99).
@@ -29,7 +39,8 @@ No traffic leaves the machine: LiteLLM reads its bundled model-cost map
 (``LITELLM_LOCAL_MODEL_COST_MAP=True``) instead of fetching it, asks the first simulator, not a
 default ``localhost:11434``, for model info (``OLLAMA_API_BASE``), reads no ``.env`` file
 (``LITELLM_MODE=PRODUCTION``) and ignores proxy variables; and an audit hook refuses any
-connection or name lookup outside the loopback range and counts it (``blocked_outbound``).
+connection or name lookup outside the loopback range and counts it (``blocked_outbound``;
+``benchmarks/netguard.py``, shared with the proxy server's process).
 """
 
 from __future__ import annotations
