@@ -622,13 +622,23 @@ async def main(quick: bool, streams: bool = True) -> dict[str, Any]:
                 await asyncio.to_thread(gateway.stop)
             if sim is not None:
                 await asyncio.to_thread(sim.terminate)
-    return figures | {
+    return (
+        figures
+        | run_metadata(quick, started)
+        | {
+            "ollama_client": metadata.version("ollama"),
+            "openai_client": metadata.version("openai"),
+        }
+    )
+
+
+def run_metadata(quick: bool, started: float) -> dict[str, Any]:
+    """What run.py keeps apart from the figures: quick or not, seconds, Python, CPUs."""
+    return {
         "quick": quick,
         "seconds": round(time.perf_counter() - started, 1),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "ollama_client": metadata.version("ollama"),
-        "openai_client": metadata.version("openai"),
     }
 
 

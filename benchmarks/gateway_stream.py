@@ -26,8 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from gateway import bench_gateway, cpu_seconds, percentile, spread
-from gleitzeit_ollama.sim import SimConfig, SimProcess
+from gateway import bench_gateway, cpu_seconds, percentile, run_metadata, spread, start_sim
+from gleitzeit_ollama.sim import SimProcess
 
 MODEL = "llama3.2"
 TOKENS = 1000
@@ -52,21 +50,6 @@ ROUTES = {
         {"model": MODEL, "messages": MESSAGES, "max_tokens": TOKENS, "stream": True},
     ),
 }
-
-
-def start_stream_sim() -> SimProcess:
-    config = SimConfig(
-        models=[MODEL],
-        latency_ms=1.0,
-        tokens_per_s=0.0,  # as fast as it can: the relay's cost per chunk is what shows
-        load_ms=0.0,
-        max_tokens=TOKENS,
-        num_parallel=64,
-        max_queue=4096,
-        keep_alive=-1.0,
-        name="stream-bench",
-    )
-    return SimProcess(config, host="127.0.0.1", port=0).start()
 
 
 async def one_stream(session: aiohttp.ClientSession, url: str, route: str) -> tuple[int, float]:
@@ -204,7 +187,7 @@ async def main(quick: bool) -> dict[str, Any]:
     gateway = None
     with tempfile.TemporaryDirectory(prefix="gleitzeit-bench-") as workdir:
         try:
-            sim = await asyncio.to_thread(start_stream_sim)
+            sim = await asyncio.to_thread(start_sim)  # it streams up to 1,000 tokens
             gateway = await asyncio.to_thread(bench_gateway(sim.url, Path(workdir)).start)
             pid = gateway.proc.pid if gateway.proc is not None else None
             figures = await measure_streams(sim.url, gateway.url, quick, pid)
@@ -213,12 +196,7 @@ async def main(quick: bool) -> dict[str, Any]:
                 await asyncio.to_thread(gateway.stop)
             if sim is not None:
                 await asyncio.to_thread(sim.terminate)
-    return figures | {
-        "quick": quick,
-        "seconds": round(time.perf_counter() - started, 1),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-    }
+    return figures | run_metadata(quick, started)
 
 
 if __name__ == "__main__":

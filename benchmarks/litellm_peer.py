@@ -76,7 +76,7 @@ os.environ.setdefault("GLEITZEIT_LOAD_PLUGINS", "ollama")  # the hub needs this 
 BLOCKED = netguard.BLOCKED
 
 import aiohttp  # noqa: E402
-from gateway import cpu_seconds  # noqa: E402 - benchmarks/gateway.py
+from gateway import cpu_seconds, spread  # noqa: E402 - benchmarks/gateway.py
 from gleitzeit_ollama.sim import SimConfig, SimProcess  # noqa: E402
 
 from gleitzeit_core.runtime import Runtime  # noqa: E402
@@ -541,19 +541,6 @@ async def servers(python: Path, quick: bool) -> dict[str, Any]:
     }
 
 
-def spread(values: list[float], digits: int = 2) -> dict[str, Any]:
-    """Median of per-round figures with a 90 % interval (5th-95th percentile of the rounds,
-    nearest rank: with under 20 rounds, the lowest and highest)."""
-    ordered = sorted(values)
-    n = len(ordered)
-    low = ordered[max(0, math.ceil(0.05 * n) - 1)]
-    high = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
-    return {
-        "median": round(statistics.median(ordered), digits),
-        "interval_90": [round(low, digits), round(high, digits)],
-    }
-
-
 def server_figures(part: dict[str, Any]) -> dict[str, Any]:
     """Per round: what each server adds to the direct p50 and p99, and its CPU per request;
     the ratios LiteLLM's proxy over our gateway, as medians with 90 % intervals."""
@@ -577,11 +564,11 @@ def server_figures(part: dict[str, Any]) -> dict[str, Any]:
     cpu = part["cpu"]
     cpu_ratio = [p / g for p, g in zip(cpu["litellm proxy"], cpu["gateway"], strict=True)]
     return {
-        "litellm_proxy_vs_gateway_overhead_ratio": spread(overhead)["median"],
-        "litellm_proxy_vs_gateway_overhead_ratio_interval_90": spread(overhead)["interval_90"],
-        "litellm_proxy_vs_gateway_p99_overhead_ratio": spread(overhead_p99)["median"],
-        "litellm_proxy_vs_gateway_cpu_ratio": spread(cpu_ratio)["median"],
-        "litellm_proxy_vs_gateway_cpu_ratio_interval_90": spread(cpu_ratio)["interval_90"],
+        "litellm_proxy_vs_gateway_overhead_ratio": spread(overhead, 2)["median"],
+        "litellm_proxy_vs_gateway_overhead_ratio_interval_90": spread(overhead, 2)["interval_90"],
+        "litellm_proxy_vs_gateway_p99_overhead_ratio": spread(overhead_p99, 2)["median"],
+        "litellm_proxy_vs_gateway_cpu_ratio": spread(cpu_ratio, 2)["median"],
+        "litellm_proxy_vs_gateway_cpu_ratio_interval_90": spread(cpu_ratio, 2)["interval_90"],
         "litellm_proxy_added_p50_ms": spread(added["litellm proxy"]["p50"], 3)["median"],
         "litellm_proxy_added_p99_ms": spread(added["litellm proxy"]["p99"], 3)["median"],
         "gateway_v1_server_added_p50_ms": spread(added["gateway"]["p50"], 3)["median"],
