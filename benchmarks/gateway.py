@@ -31,7 +31,7 @@ event loop. Every process started here is stopped at the end, also on errors and
 
 The sequential and concurrency-16 parts run in 7 interleaved rounds (15 full) against two
 gateways, one with ``[gateway] speedups`` (uvloop, orjson when installed) and one without;
-each figure is the median over the rounds with a 90 % interval (``_interval_90``), and the
+each figure is the median over the rounds with a 90 % interval (``_ci90``), and the
 gateway process's CPU time per request comes from ``/proc``. Then ``gateway_stream.py``'s
 1,000-token streams (``--no-streams`` leaves them out). ``--profile DIR`` instead samples the
 gateway with py-spy under the concurrency-16 load and prints where its time goes.
@@ -64,6 +64,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import _stats
 import ollama
 import openai
 from gleitzeit_ollama.openai_wire import ChatTranslator
@@ -250,17 +251,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def spread(values: list[float], digits: int = 3) -> dict[str, Any]:
-    """Median of per-round figures with a 90 % interval (the 5th and 95th percentiles of the
-    rounds, nearest rank; with under 20 rounds, the lowest and highest). Here until the shared
-    stats helper of ``benchmarks/`` lands."""
-    ordered = sorted(values)
-    n = len(ordered)
-    low = ordered[max(0, math.ceil(0.05 * n) - 1)]
-    high = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
+    """Median of per-round figures with its 90 % bootstrap interval (``_stats.spread``)."""
+    summary = _stats.spread(values)
     return {
-        "median": round(statistics.median(ordered), digits),
-        "interval_90": [round(low, digits), round(high, digits)],
-        "rounds": n,
+        "median": round(summary.median, digits),
+        "interval_90": [round(summary.low, digits), round(summary.high, digits)],
+        "rounds": summary.rounds,
     }
 
 
@@ -337,10 +333,10 @@ async def measure(urls: dict[str, str], pids: dict[str, int], quick: bool) -> di
     }
     return {
         "gateway_added_p50_ms": added["gateway"]["median"],
-        "gateway_added_p50_ms_interval_90": added["gateway"]["interval_90"],
+        "gateway_added_p50_ms_ci90": added["gateway"]["interval_90"],
         "gateway_added_p99_ms": round(s["gateway"]["p99_ms"] - s["direct"]["p99_ms"], 3),
         "gateway_throughput_ratio": ratio["gateway"]["median"],
-        "gateway_throughput_ratio_interval_90": ratio["gateway"]["interval_90"],
+        "gateway_throughput_ratio_ci90": ratio["gateway"]["interval_90"],
         "sequential": s,
         "streamed": st
         | {"added_p50_ms": round(st["gateway"]["p50_ms"] - st["direct"]["p50_ms"], 3)},

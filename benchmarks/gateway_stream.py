@@ -139,11 +139,11 @@ async def measure_streams(
     headline = figures[f"api_c{CONCURRENCY}"]["ratio"]
     report: dict[str, Any] = {
         "gateway_stream_chunk_ratio": headline["median"],
-        "gateway_stream_chunk_ratio_interval_90": headline["interval_90"],
+        "gateway_stream_chunk_ratio_ci90": headline["interval_90"],
         "gateway_stream_chunk_ratio_c1": figures["api_c1"]["ratio"]["median"],
         "gateway_stream_chunk_ratio_v1": figures[f"v1_c{CONCURRENCY}"]["ratio"]["median"],
         "gateway_ttft_added_ms": added["median"],
-        "gateway_ttft_added_ms_interval_90": added["interval_90"],
+        "gateway_ttft_added_ms_ci90": added["interval_90"],
         "streams": figures
         | {
             "tokens": TOKENS,
@@ -174,7 +174,7 @@ def show(report: dict[str, Any]) -> None:
         )
     print(
         f"time to first chunk added: {report['gateway_ttft_added_ms']:.3f} ms "
-        f"(90 % {report['gateway_ttft_added_ms_interval_90']}); p50 direct "
+        f"(90 % {report['gateway_ttft_added_ms_ci90']}); p50 direct "
         f"{streams['ttft_p50_ms']['direct']} ms, gateway {streams['ttft_p50_ms']['gateway']} ms"
     )
     if "gateway_stream_cpu_us_per_chunk" in report:

@@ -565,10 +565,10 @@ def server_figures(part: dict[str, Any]) -> dict[str, Any]:
     cpu_ratio = [p / g for p, g in zip(cpu["litellm proxy"], cpu["gateway"], strict=True)]
     return {
         "litellm_proxy_vs_gateway_overhead_ratio": spread(overhead, 2)["median"],
-        "litellm_proxy_vs_gateway_overhead_ratio_interval_90": spread(overhead, 2)["interval_90"],
+        "litellm_proxy_vs_gateway_overhead_ratio_ci90": spread(overhead, 2)["interval_90"],
         "litellm_proxy_vs_gateway_p99_overhead_ratio": spread(overhead_p99, 2)["median"],
         "litellm_proxy_vs_gateway_cpu_ratio": spread(cpu_ratio, 2)["median"],
-        "litellm_proxy_vs_gateway_cpu_ratio_interval_90": spread(cpu_ratio, 2)["interval_90"],
+        "litellm_proxy_vs_gateway_cpu_ratio_ci90": spread(cpu_ratio, 2)["interval_90"],
         "litellm_proxy_added_p50_ms": spread(added["litellm proxy"]["p50"], 3)["median"],
         "litellm_proxy_added_p99_ms": spread(added["litellm proxy"]["p99"], 3)["median"],
         "gateway_v1_server_added_p50_ms": spread(added["gateway"]["p50"], 3)["median"],
@@ -895,7 +895,7 @@ def show(report: dict[str, Any], heads: dict[str, Any]) -> None:
             "litellm_proxy_vs_gateway_cpu_ratio",
             "litellm_proxy_vs_gateway_p99_overhead_ratio",
         ):
-            print(f"{key} = {heads[key]} (90 % {heads.get(key + '_interval_90', '')})")
+            print(f"{key} = {heads[key]} (90 % {heads.get(key + '_ci90', '')})")
         print(
             f"proxy: outbound attempts blocked {heads['litellm_proxy_blocked_outbound']}, "
             f"non-loopback peers at the end {len(detail['foreign_peers'])}"

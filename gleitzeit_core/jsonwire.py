@@ -1,22 +1,25 @@
 """JSON on the gateway's hot path: orjson when it is installed (``gleitzeit-core[speed]``) and
 switched on (``[gateway] speedups``, the default), else the standard library.
 
-The two agree on every document: whatever orjson refuses (when reading: integers beyond 64
-bits, lone surrogates, ``NaN``, numbers too large for a float such as ``1e400``; when
-writing: integers beyond 64 bits, keys that are not strings) goes to the standard library,
-which decides as it always did. One difference is left: orjson writes a float ``NaN`` or
-infinity as ``null`` where the standard library writes ``NaN``, which is not JSON.
+The two agree on every document: what orjson refuses or might read differently goes to the
+standard library, which decides as it always did (when reading: a run of 19 digits or more,
+which may be an integer beyond 64 bits, lone surrogates, ``NaN``, numbers too large for a
+float such as ``1e400``; when writing: integers beyond 64 bits, keys that are not strings).
+One difference is left: orjson writes a float ``NaN`` or infinity as ``null`` where the
+standard library writes ``NaN``, which is not JSON.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["dumps", "fast", "loads", "use_orjson"]
 
 _SEPARATORS = (",", ":")
+_LONG_NUMBER = re.compile(rb"\d{19}")  # 19 digits or more: maybe beyond 64 bits
 
 try:
     import orjson as _orjson
@@ -56,7 +59,8 @@ def loads(
 ) -> Any:
     """Decode ``raw``; ``ValueError`` (``UnicodeDecodeError``, ``RecursionError``) as the
     standard library raises them for a document that is not JSON."""
-    if _enabled:
+    # orjson reads some integers just past 64 bits as floats instead of refusing them
+    if _enabled and _LONG_NUMBER.search(raw.encode() if isinstance(raw, str) else raw) is None:
         try:
             return _orjson.loads(raw)
         except ValueError:  # orjson.JSONDecodeError: the standard library has the last word
