@@ -29,10 +29,19 @@ event loop. Every process started here is stopped at the end, also on errors and
 
     python benchmarks/gateway.py [--quick] [--json PATH]
 
+The sequential and concurrency-16 parts run in 7 interleaved rounds (15 full) against two
+gateways, one with ``[gateway] speedups`` (uvloop, orjson when installed) and one without;
+each figure is the median over the rounds with a 90 % interval (``_ci90``), and the
+gateway process's CPU time per request comes from ``/proc``. Then ``gateway_stream.py``'s
+1,000-token streams (``--no-streams`` leaves them out). ``--profile DIR`` instead samples the
+gateway with py-spy under the concurrency-16 load and prints where its time goes.
+
 JSON keys: ``gateway_added_p50_ms``, ``gateway_throughput_ratio``,
-``gateway_checks_added_us``, ``gateway_chat_added_p50_ms``, ``gateway_v1_added_p50_ms``,
-``v1_translate_us_per_chunk``, and every figure under ``sequential``, ``streamed``,
-``concurrent``, ``checks``, ``chat`` and ``v1``.
+``gateway_cpu_us_per_request`` (and each ``_no_speedups``), ``gateway_checks_added_us``,
+``gateway_chat_added_p50_ms``, ``gateway_v1_added_p50_ms``, ``v1_translate_us_per_chunk``,
+``gateway_stream_chunk_ratio``, ``gateway_ttft_added_ms``, ``gateway_stream_cpu_us_per_chunk``,
+and every figure under ``sequential``, ``streamed``, ``concurrent``, ``rounds``, ``checks``,
+``chat``, ``v1`` and ``streams``.
 """
 
 from __future__ import annotations
@@ -40,10 +49,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import glob
+import importlib.util
 import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -52,6 +64,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import _stats
 import ollama
 import openai
 from gleitzeit_ollama.openai_wire import ChatTranslator
@@ -59,6 +72,7 @@ from gleitzeit_ollama.sim import SimConfig, SimProcess
 
 from gleitzeit_core.testing.serve import GatewayProcess
 
+SPEEDUPS = [name for name in ("uvloop", "orjson") if importlib.util.find_spec(name)]
 MODEL = "llama3.2"
 TOKENS = 8
 SIM_LATENCY_MS = 1.0  # a fast model: the gateway's share shows, not the model's
@@ -83,7 +97,7 @@ def start_sim() -> SimProcess:
         latency_ms=SIM_LATENCY_MS,
         tokens_per_s=0.0,  # unpaced: the answer follows the latency at once
         load_ms=0.0,
-        max_tokens=TOKENS,
+        max_tokens=1000,  # requests ask for TOKENS; the streaming benchmark for 1,000
         num_parallel=64,
         max_queue=4096,
         keep_alive=-1.0,
@@ -92,9 +106,12 @@ def start_sim() -> SimProcess:
     return SimProcess(config, host="127.0.0.1", port=0).start()
 
 
-def bench_gateway(sim_url: str, workdir: Path) -> GatewayProcess:
-    """``gleitzeit serve`` in a child process, over one simulator."""
+def bench_gateway(sim_url: str, workdir: Path, speedups: bool = True) -> GatewayProcess:
+    """``gleitzeit serve`` in a child process, over one simulator; ``speedups``: ``[gateway]
+    speedups`` (uvloop and orjson, when installed)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     config = (
+        f"[gateway]\nspeedups = {'true' if speedups else 'false'}\n"
         "[hubs.llm]\n"
         'kind = "ollama"\n'
         'discovery = ["static"]\n'
@@ -148,13 +165,14 @@ def latency_summary(values: list[float]) -> dict[str, float]:
 
 def translate_cost_us(rounds: int = 20_000) -> float:
     """Microseconds to frame one streamed ``/api/chat`` chunk as an OpenAI event, over what
-    the ``/api`` relay spends framing it as an NDJSON line."""
+    the ``/api`` relay spends on it (it passes the instance's line on as it came)."""
     chunk = {
         "model": MODEL,
         "created_at": "2025-01-01T00:00:00.000000Z",
         "message": {"role": "assistant", "content": " token"},
         "done": False,
     }
+    line = json.dumps(chunk, separators=(",", ":")).encode()
     translator = ChatTranslator(MODEL)
     started = time.perf_counter()
     for _ in range(rounds):
@@ -162,7 +180,7 @@ def translate_cost_us(rounds: int = 20_000) -> float:
     translated = time.perf_counter() - started
     started = time.perf_counter()
     for _ in range(rounds):
-        json.dumps(chunk, separators=(",", ":")).encode()
+        line + b"\n"  # what the /api relay does per chunk
     passed = time.perf_counter() - started
     return round((translated - passed) / rounds * 1e6, 2)
 
@@ -222,10 +240,35 @@ async def measure_chat(sim_url: str, gateway_url: str, quick: bool) -> dict[str,
     }
 
 
-async def measure(sim_url: str, gateway_url: str, quick: bool) -> dict[str, Any]:
-    direct = ollama.AsyncClient(host=sim_url, timeout=120)
-    gateway = ollama.AsyncClient(host=gateway_url, timeout=120)
-    clients = {"direct": direct, "gateway": gateway}
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far, all its threads, in nanoseconds' resolution
+    (``/proc/<pid>/task/*/schedstat``; ``/proc/<pid>/stat`` counts 10 ms ticks)."""
+    total = 0
+    for task in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        with contextlib.suppress(OSError), open(task, encoding="ascii") as handle:
+            total += int(handle.read().split()[0])
+    return total / 1e9
+
+
+def spread(values: list[float], digits: int = 3) -> dict[str, Any]:
+    """Median of per-round figures with its 90 % bootstrap interval (``_stats.spread``)."""
+    summary = _stats.spread(values)
+    return {
+        "median": round(summary.median, digits),
+        "interval_90": [round(summary.low, digits), round(summary.high, digits)],
+        "rounds": summary.rounds,
+    }
+
+
+async def measure(urls: dict[str, str], pids: dict[str, int], quick: bool) -> dict[str, Any]:
+    """Interleaved rounds: in each, a sequential block (alternating the contenders request by
+    request) and a concurrency-16 block per contender, in a rotating order; the CPU time each
+    gateway process (``pids``) spends per request in its concurrency-16 blocks."""
+    clients = {name: ollama.AsyncClient(host=url, timeout=120) for name, url in urls.items()}
+    rounds = 7 if quick else 15
+    per_round = 60 if quick else 200
+    stream_per_round = 20 if quick else 60
+    size = 320 if quick else 1200
     try:
 
         def generate(client: ollama.AsyncClient) -> Call:
@@ -254,36 +297,58 @@ async def measure(sim_url: str, gateway_url: str, quick: bool) -> dict[str, Any]
         for call in [*plain.values(), *streams.values()]:  # connections, caches, model loaded
             await batch(call, 100, 4)
 
-        seq = await sequential(plain, 300 if quick else 2000)
-        stream_seq = await sequential(streams, 100 if quick else 600)
-
-        spent = dict.fromkeys(plain, 0.0)
-        done = dict.fromkeys(plain, 0)
-        size = 600 if quick else 2400
-        for i in range(4 if quick else 8):
-            names = list(plain) if i % 2 == 0 else list(plain)[::-1]
-            for name in names:
-                spent[name] += await batch(plain[name], size, CONCURRENCY)
-                done[name] += size
+        seq: dict[str, list[float]] = {name: [] for name in plain}
+        stream_seq: dict[str, list[float]] = {name: [] for name in plain}
+        p50s: dict[str, list[float]] = {name: [] for name in plain}
+        rps: dict[str, list[float]] = {name: [] for name in plain}
+        cpu: dict[str, list[float]] = {name: [] for name in pids}
+        names = list(plain)
+        for i in range(rounds):
+            seen = await sequential(plain, per_round)
+            for name, values in seen.items():
+                seq[name] += values
+                p50s[name].append(percentile(values, 0.5))
+            for name, values in (await sequential(streams, stream_per_round)).items():
+                stream_seq[name] += values
+            order = names[i % len(names) :] + names[: i % len(names)]
+            for name in order:
+                used = cpu_seconds(pids[name]) if name in pids else 0.0
+                rps[name].append(size / await batch(plain[name], size, CONCURRENCY))
+                if name in pids:
+                    cpu[name].append((cpu_seconds(pids[name]) - used) / size * 1e6)
     finally:
-        await direct.close()
-        await gateway.close()
+        for client in clients.values():
+            await client.close()
 
     s = {name: latency_summary(values) for name, values in seq.items()}
     st = {name: latency_summary(values) for name, values in stream_seq.items()}
-    rps = {name: round(done[name] / spent[name], 1) for name in plain}
+    gateways = [name for name in names if name != "direct"]
+    added = {
+        name: spread([(g - d) * 1000 for g, d in zip(p50s[name], p50s["direct"], strict=True)])
+        for name in gateways
+    }
+    ratio = {
+        name: spread([g / d for g, d in zip(rps[name], rps["direct"], strict=True)], 4)
+        for name in gateways
+    }
     return {
-        "gateway_added_p50_ms": round(s["gateway"]["p50_ms"] - s["direct"]["p50_ms"], 3),
+        "gateway_added_p50_ms": added["gateway"]["median"],
+        "gateway_added_p50_ms_ci90": added["gateway"]["interval_90"],
         "gateway_added_p99_ms": round(s["gateway"]["p99_ms"] - s["direct"]["p99_ms"], 3),
-        "gateway_throughput_ratio": round(rps["gateway"] / rps["direct"], 4),
+        "gateway_throughput_ratio": ratio["gateway"]["median"],
+        "gateway_throughput_ratio_ci90": ratio["gateway"]["interval_90"],
         "sequential": s,
         "streamed": st
         | {"added_p50_ms": round(st["gateway"]["p50_ms"] - st["direct"]["p50_ms"], 3)},
         "concurrent": {
             "concurrency": CONCURRENCY,
-            "requests": done,
-            "throughput_rps": rps,
+            "requests_per_round": size,
+            "throughput_rps": {name: round(statistics.median(v), 1) for name, v in rps.items()},
         },
+        "rounds": {"added_p50_ms": added, "throughput_ratio": ratio},
+        "gateway_cpu_us_per_request": spread(cpu["gateway"], 1)["median"],
+        "cpu_us_per_request": {name: spread(values, 1) for name, values in cpu.items()},
+        "speedups": SPEEDUPS,
     }
 
 
@@ -292,23 +357,32 @@ def show(report: dict[str, Any]) -> None:
         f"Official ollama client: direct vs through the gateway, one simulator "
         f"({SIM_LATENCY_MS:g} ms, {TOKENS} tokens), non-streamed generate"
     )
-    print(f"{'':28}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
-    for name in ("direct", "gateway"):
+    names = list(report["sequential"])
+    print(f"{'':36}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}")
+    for name in names:
         row = report["sequential"][name]
         rps = report["concurrent"]["throughput_rps"][name]
-        print(f"{'sequential ' + name:28}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}{'':>10}")
-        print(f"{f'concurrency {CONCURRENCY} ' + name:28}{'':>10}{'':>10}{rps:>10.1f}")
-    for name in ("direct", "gateway"):
+        print(f"{'sequential ' + name:36}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}{'':>10}")
+        print(f"{f'concurrency {CONCURRENCY} ' + name:36}{'':>10}{'':>10}{rps:>10.1f}")
+    for name in names:
         row = report["streamed"][name]
-        print(f"{'streamed ' + name:28}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}")
+        print(f"{'streamed ' + name:36}{row['p50_ms']:>10.3f}{row['p99_ms']:>10.3f}")
+    for name, added in report["rounds"]["added_p50_ms"].items():
+        ratio = report["rounds"]["throughput_ratio"][name]
+        print(
+            f"{name}: added p50 {added['median']:.3f} ms (90 % {added['interval_90']}), "
+            f"throughput ratio at concurrency {CONCURRENCY} {ratio['median']:.3f} "
+            f"(90 % {ratio['interval_90']}), {added['rounds']} rounds"
+        )
+    for name, used in report["cpu_us_per_request"].items():
+        print(
+            f"{name}: CPU per request at concurrency {CONCURRENCY}: {used['median']:.0f} us "
+            f"(90 % {used['interval_90']})"
+        )
     print(
-        f"gateway added p50: {report['gateway_added_p50_ms']:.3f} ms (target < 1 ms); "
-        f"added p99: {report['gateway_added_p99_ms']:.3f} ms; "
-        f"streamed added p50: {report['streamed']['added_p50_ms']:.3f} ms"
-    )
-    print(
-        f"throughput ratio gateway/direct at concurrency {CONCURRENCY}: "
-        f"{report['gateway_throughput_ratio']:.3f}"
+        f"speedups installed: {', '.join(report['speedups']) or 'none'}; gateway added p99: "
+        f"{report['gateway_added_p99_ms']:.3f} ms; streamed added p50: "
+        f"{report['streamed']['added_p50_ms']:.3f} ms"
     )
     print("\nNon-streamed chat, sequential: /api/chat (ollama client), /v1 (openai client)")
     for route in ("chat", "v1"):
@@ -380,14 +454,13 @@ async def _in_process(rounds: int) -> dict[str, float]:
     async def handler(request: web.Request) -> web.StreamResponse:
         return answer
 
-    guards = {
-        "open": build_app(_checks_runtime(False)).middlewares[-1],
-        "keys": build_app(_checks_runtime(True)).middlewares[-1],
-    }
+    apps = {"open": build_app(_checks_runtime(False)), "keys": build_app(_checks_runtime(True))}
+    guards = {name: app.middlewares[-1] for name, app in apps.items()}
+    local = {"Host": "127.0.0.1"}
     requests = {
-        "bare": make_mocked_request("GET", "/api/version", headers={"Host": "127.0.0.1"}),
-        "open": make_mocked_request("GET", "/api/version", headers={"Host": "127.0.0.1"}),
-        "keys": make_mocked_request("POST", "/api/chat", headers=KEYED_HEADERS),
+        "bare": make_mocked_request("GET", "/api/version", headers=local, app=apps["open"]),
+        "open": make_mocked_request("GET", "/api/version", headers=local, app=apps["open"]),
+        "keys": make_mocked_request("POST", "/api/chat", headers=KEYED_HEADERS, app=apps["keys"]),
     }
     samples: dict[str, list[float]] = {name: [] for name in requests}
     batch = 200
@@ -502,40 +575,202 @@ async def measure_checks(quick: bool) -> dict[str, Any]:
     }
 
 
-async def main(quick: bool) -> dict[str, Any]:
+async def main(quick: bool, streams: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
+    sim: SimProcess | None = None
+    gateways: dict[str, GatewayProcess] = {}
+    with tempfile.TemporaryDirectory(prefix="gleitzeit-bench-") as workdir:
+        try:
+            sim = await asyncio.to_thread(start_sim)
+            # the gateway as configured by default and, when uvloop/orjson are installed, once
+            # more with [gateway] speedups = false: both measured in the same rounds
+            variants = {"gateway": True} | ({"gateway without speedups": False} if SPEEDUPS else {})
+            for name, fast in variants.items():
+                process = bench_gateway(sim.url, Path(workdir) / str(len(gateways)), fast)
+                gateways[name] = await asyncio.to_thread(process.start)
+            urls = {"direct": sim.url} | {name: g.url for name, g in gateways.items()}
+            pids = {name: g.proc.pid for name, g in gateways.items() if g.proc is not None}
+            figures = await measure(urls, pids, quick)
+            if "gateway without speedups" in gateways:
+                rounds = figures["rounds"]
+                plain = "gateway without speedups"
+                figures["gateway_added_p50_ms_no_speedups"] = rounds["added_p50_ms"][plain][
+                    "median"
+                ]
+                figures["gateway_throughput_ratio_no_speedups"] = rounds["throughput_ratio"][plain][
+                    "median"
+                ]
+                figures["gateway_cpu_us_per_request_no_speedups"] = figures["cpu_us_per_request"][
+                    plain
+                ]["median"]
+            gateway_url = gateways["gateway"].url
+            figures |= await measure_chat(sim.url, gateway_url, quick)
+            figures |= await measure_checks(quick)
+            if streams:
+                from gateway_stream import measure_streams
+
+                pid = gateways["gateway"].proc
+                figures |= await measure_streams(
+                    sim.url, gateway_url, quick, pid.pid if pid is not None else None
+                )
+        finally:
+            for gateway in gateways.values():
+                await asyncio.to_thread(gateway.stop)
+            if sim is not None:
+                await asyncio.to_thread(sim.terminate)
+    return (
+        figures
+        | run_metadata(quick, started)
+        | {
+            "ollama_client": metadata.version("ollama"),
+            "openai_client": metadata.version("openai"),
+        }
+    )
+
+
+def run_metadata(quick: bool, started: float) -> dict[str, Any]:
+    """What run.py keeps apart from the figures: quick or not, seconds, Python, CPUs."""
+    return {
+        "quick": quick,
+        "seconds": round(time.perf_counter() - started, 1),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+
+
+# -- profiling ----------------------------------------------------------------------------------
+_IDLE = "select (selectors.py:468)"
+
+
+def summarize_profile(collapsed: Path, top: int = 40) -> str:
+    """The frames the gateway spent its samples in: self share (the frame was on top) and
+    total share (anywhere on the stack), from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in collapsed.read_text(encoding="utf-8").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        if stack.endswith(_IDLE):
+            continue  # waiting in the event loop's select: not time the gateway spends
+        samples += count
+        frames = [
+            frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].split(":")[0].rstrip(")")
+            for frame in stack.split(";")
+        ]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + count
+    rows = [f"{samples} busy samples (event loop idle left out); self % | total % | frame"]
+    for frame, count in sorted(own.items(), key=lambda item: -item[1])[:top]:
+        rows.append(f"{count / samples:6.1%} {total[frame] / samples:7.1%}  {frame}")
+    rows.append("-- by total share --")
+    for frame, count in sorted(total.items(), key=lambda item: -item[1])[:top]:
+        rows.append(f"{own.get(frame, 0) / samples:6.1%} {count / samples:7.1%}  {frame}")
+    return "\n".join(rows)
+
+
+async def profile(out: Path, seconds: float, streamed: bool, speedups: bool) -> None:
+    """Load the gateway with the concurrency-16 workload while py-spy samples it."""
+    import subprocess
+
+    await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     sim: SimProcess | None = None
     gateway: GatewayProcess | None = None
     with tempfile.TemporaryDirectory(prefix="gleitzeit-bench-") as workdir:
         try:
             sim = await asyncio.to_thread(start_sim)
-            gateway = await asyncio.to_thread(bench_gateway(sim.url, Path(workdir)).start)
-            figures = await measure(sim.url, gateway.url, quick)
-            figures |= await measure_chat(sim.url, gateway.url, quick)
-            figures |= await measure_checks(quick)
+            process = bench_gateway(sim.url, Path(workdir), speedups)
+            gateway = await asyncio.to_thread(process.start)
+            assert gateway.proc is not None
+            client = ollama.AsyncClient(host=gateway.url, timeout=120)
+
+            async def call() -> Any:
+                if streamed:
+                    return [
+                        p
+                        async for p in await client.generate(
+                            MODEL, "benchmark me", options=OPTIONS, stream=True
+                        )
+                    ]
+                return await client.generate(MODEL, "benchmark me", options=OPTIONS)
+
+            await batch(call, 200, 4)
+            collapsed = out / "gateway.collapsed"
+            spy = await asyncio.to_thread(
+                subprocess.Popen,
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(gateway.proc.pid),
+                    "--rate",
+                    "250",
+                    "--duration",
+                    str(int(seconds)),
+                    "--format",
+                    "raw",
+                    "-o",
+                    str(collapsed),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            began = time.perf_counter()
+            done = 0
+            while spy.poll() is None and time.perf_counter() - began < seconds + 30:
+                await batch(call, 160, CONCURRENCY)
+                done += 160
+            await asyncio.to_thread(spy.wait)
+            await client.close()
+            print(f"{done} requests; profile in {collapsed}")
+            print(summarize_profile(collapsed))
         finally:
             if gateway is not None:
                 await asyncio.to_thread(gateway.stop)
             if sim is not None:
                 await asyncio.to_thread(sim.terminate)
-    return figures | {
-        "quick": quick,
-        "seconds": round(time.perf_counter() - started, 1),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "ollama_client": metadata.version("ollama"),
-        "openai_client": metadata.version("openai"),
-    }
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (about 20 s)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="instead: sample the gateway with py-spy under the concurrency-16 load "
+        "(pip install py-spy) and print where its time goes",
+    )
+    parser.add_argument(
+        "--no-streams",
+        action="store_true",
+        help="leave out the 1,000-token streams (benchmarks/gateway_stream.py)",
+    )
+    parser.add_argument("--profile-seconds", type=float, default=15.0)
+    parser.add_argument("--profile-streamed", action="store_true")
+    parser.add_argument("--profile-no-speedups", action="store_true")
     args = parser.parse_args()
+    if args.profile:
+        asyncio.run(
+            profile(
+                Path(args.profile),
+                args.profile_seconds,
+                args.profile_streamed,
+                not args.profile_no_speedups,
+            )
+        )
+        sys.exit(0)
     with contextlib.suppress(KeyboardInterrupt):
-        report = asyncio.run(main(args.quick))
+        report = asyncio.run(main(args.quick, not args.no_streams))
         show(report)
+        if "streams" in report:
+            from gateway_stream import show as show_streams
+
+            print()
+            show_streams(report)
         print(f"\n({report['seconds']} s)", file=sys.stderr)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as handle:

@@ -20,6 +20,16 @@ Part 2, pool: three simulators answering in 10, 30 and 90 ms, concurrency 12, ``
 8 on each (told to both routers: ``num_parallel`` for ours, ``max_parallel_requests`` for
 LiteLLM). Each round runs one batch per contender, in a rotating order.
 
+Part 3, servers: LiteLLM's proxy server (``litellm --config``, one worker, ``litellm[proxy]``
+in its own venv, ``.venv/litellm-proxy``, created from ``requirements-proxy.txt`` on first
+use) and ``gleitzeit serve``, each in its own process over one 1 ms simulator, serving
+``/v1/chat/completions`` to the same aiohttp client, interleaved request by request with a
+direct request in each round (5 quick, 12 full), then a CPU block per server with its
+process's CPU time from ``/proc``: ``litellm_proxy_vs_gateway_overhead_ratio`` (added p50,
+theirs over ours) and ``litellm_proxy_vs_gateway_cpu_ratio``, medians of the per-round ratios
+with 90 % intervals. The proxy runs behind ``netguard.py`` as a program (the guard below, in
+its process); ``--no-proxy`` leaves this part out.
+
 Keys: ``litellm_vs_hub_overhead_ratio`` (LiteLLM's added latency over ours, both against the
 bare client; LiteLLM's better strategy against our ``p2c``, the default) and
 ``litellm_vs_hub_p99_ratio`` (LiteLLM's better p99 on the pool over our best strategy's p99).
@@ -29,84 +39,44 @@ No traffic leaves the machine: LiteLLM reads its bundled model-cost map
 (``LITELLM_LOCAL_MODEL_COST_MAP=True``) instead of fetching it, asks the first simulator, not a
 default ``localhost:11434``, for model info (``OLLAMA_API_BASE``), reads no ``.env`` file
 (``LITELLM_MODE=PRODUCTION``) and ignores proxy variables; and an audit hook refuses any
-connection or name lookup outside the loopback range and counts it (``blocked_outbound``).
+connection or name lookup outside the loopback range and counts it (``blocked_outbound``;
+``benchmarks/netguard.py``, shared with the proxy server's process).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import glob
 import importlib.util
-import ipaddress
 import json
 import math
 import os
 import platform
 import random
+import socket
 import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
-import traceback
+import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 # -- network guard: set before anything that could open a socket is imported -----------------
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # bundled cost map, no fetch at import
-os.environ["LITELLM_MODE"] = "PRODUCTION"  # no load_dotenv() of a stray .env at import
+import netguard
+
+netguard.install()
 os.environ.setdefault("GLEITZEIT_LOAD_PLUGINS", "ollama")  # the hub needs this plugin alone
-for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-    os.environ.pop(_proxy, None)
-os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
-
-BLOCKED: list[dict[str, Any]] = []
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-
-def _is_local(host: Any) -> bool:
-    if host is None:
-        return True
-    if isinstance(host, bytes):
-        host = host.decode(errors="replace")
-    host = str(host).strip("[]")
-    if host.lower() in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    host: Any = None
-    if event == "socket.getaddrinfo" or event in ("socket.gethostbyname", "socket.gethostbyaddr"):
-        host = args[0]
-    elif event in ("socket.connect", "socket.sendto"):
-        address = args[1]
-        if not isinstance(address, tuple):
-            return  # a Unix socket
-        host = address[0]
-    else:
-        return
-    if _is_local(host):
-        return
-    where = [f"{f.filename}:{f.lineno}" for f in traceback.extract_stack(limit=12)[:-1]]
-    BLOCKED.append(
-        {
-            "event": event,
-            "host": str(host),
-            "thread": threading.current_thread().name,
-            "stack": where[-6:],
-        }
-    )
-    raise PermissionError(f"benchmark guard: no traffic outside loopback ({event} {host})")
-
-
-sys.addaudithook(_audit)
+BLOCKED = netguard.BLOCKED
 
 import aiohttp  # noqa: E402
+from gateway import cpu_seconds, spread  # noqa: E402 - benchmarks/gateway.py
 from gleitzeit_ollama.sim import SimConfig, SimProcess  # noqa: E402
 
 from gleitzeit_core.runtime import Runtime  # noqa: E402
@@ -303,6 +273,332 @@ def configure_litellm(model_info_base: str) -> dict[str, Any]:
     return {"import_s": round(imported, 3), "version": version("litellm")}
 
 
+# -- part 3: the proxy servers -------------------------------------------------------------------
+REPO = Path(__file__).resolve().parent.parent
+PROXY_REQUIREMENTS = REPO / "benchmarks" / "requirements-proxy.txt"
+DEFAULT_PROXY_VENV = REPO / ".venv" / "litellm-proxy"
+SERVER_LATENCY_MS = 1.0  # a fast model: what the servers add shows, not the model
+SERVER_CONCURRENCY = 4  # the CPU blocks: a few requests in flight, as a server sees them
+
+
+def ensure_proxy_venv(venv: Path) -> Path:
+    """The venv's ``python`` with ``litellm[proxy]`` (``requirements-proxy.txt``), created
+    and installed on first use."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import litellm.proxy.proxy_cli"]
+    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        return python
+    print(f"[litellm_peer] installing the LiteLLM proxy into {venv} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+            str(PROXY_REQUIREMENTS),
+        ],
+        check=True,
+        timeout=900,
+    )
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"{url} did not come up:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+class ServerProcess:
+    """A server in a child process, its CPU time read from ``/proc``."""
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str], workdir: Path, port: int
+    ) -> None:
+        self.name, self.argv, self.env, self.port = name, argv, env, port
+        self.log = workdir / f"{name.replace(' ', '-')}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, ready_path: str, timeout: float) -> ServerProcess:
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=self.env,
+                start_new_session=True,
+            )
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_ready(self.url + ready_path, self.proc, self.log, timeout)
+        return self
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and its children (a proxy may fork workers)."""
+        assert self.proc is not None
+        pids = [self.proc.pid, *children(self.proc.pid)]
+        return sum(cpu_seconds(pid) for pid in pids if os.path.exists(f"/proc/{pid}"))
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (``/proc/<pid>/task/*/children``)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in glob.glob(f"/proc/{parent}/task/*/children"):
+            with contextlib.suppress(OSError), open(task, encoding="ascii") as handle:
+                kids = [int(k) for k in handle.read().split()]
+                found += kids
+                todo += kids
+    return found
+
+
+def proxy_server(python: Path, sim_url: str, workdir: Path, blocked_log: Path) -> ServerProcess:
+    """``litellm --config`` (one worker) over the simulator, behind ``netguard``."""
+    config = workdir / "litellm-proxy.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: ollama_chat/{MODEL}\n"
+        f"      api_base: {sim_url}\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+        "  suppress_debug_info: true\n"
+        "  turn_off_message_logging: true\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    argv = [str(python), str(REPO / "benchmarks" / "netguard.py"), "--log", str(blocked_log)]
+    argv += ["--", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--num_workers", "1", "--telemetry", "False"]
+    env = netguard.quiet_environment(dict(os.environ)) | {"LITELLM_LOG": "ERROR"}
+    env.pop("DATABASE_URL", None)  # no Prisma, no database
+    return ServerProcess("litellm proxy", argv, env, workdir, port)
+
+
+def our_gateway(sim_url: str, workdir: Path) -> ServerProcess:
+    """``gleitzeit serve`` over the simulator, as the gateway benchmark runs it."""
+    port = free_port()
+    config = workdir / "gleitzeit.toml"
+    config.write_text(
+        "[hubs.llm]\n"
+        'kind = "ollama"\n'
+        'discovery = ["static"]\n'
+        "request_timeout = 60.0\n"
+        "queue_timeout = 60.0\n"
+        "[hubs.llm.health]\n"
+        "interval = 5.0\n"
+        "[[hubs.llm.resources]]\n"
+        'id = "s0"\n'
+        f'url = "{sim_url}"\n'
+        "num_parallel = 64\n",
+        encoding="utf-8",
+    )
+    argv = [sys.executable, "-m", "gleitzeit_core", "serve", "--config", str(config)]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    env = dict(os.environ, GLEITZEIT_LOAD_PLUGINS="ollama", PYTHONUNBUFFERED="1")
+    for name in ("GLEITZEIT_CONFIG", "GLEITZEIT_GATEWAY_TOKEN", "OLLAMA_HOST", "OLLAMA_HOSTS"):
+        env.pop(name, None)
+    return ServerProcess("gateway", argv, env, workdir, port)
+
+
+async def servers(python: Path, quick: bool) -> dict[str, Any]:
+    """Part 3: ``/v1/chat/completions`` straight to the simulator, through our gateway and
+    through LiteLLM's proxy server, interleaved request by request in each round; then a CPU
+    block per server (``SERVER_CONCURRENCY`` in flight) with its process's CPU time."""
+    rounds = 5 if quick else 12
+    per_round = 40 if quick else 150
+    cpu_block = 60 if quick else 200
+    body = json.dumps(
+        {"model": MODEL, "messages": MESSAGES, "max_tokens": TOKENS, "stream": False}
+    ).encode()
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer unused"}
+    sim = await asyncio.to_thread(start_sims, (SERVER_LATENCY_MS,))
+    with tempfile.TemporaryDirectory(prefix="gleitzeit-peer-") as tmp:
+        workdir = Path(tmp)
+        blocked_log = workdir / "proxy-blocked.jsonl"
+        running: list[ServerProcess] = []
+        peers: list[str] = []
+        try:
+            # start the proxy first, alone: its start-up is slow and CPU-bound
+            started = time.perf_counter()
+            proxy = proxy_server(python, sim[0].url, workdir, blocked_log)
+            running.append(proxy)
+            await asyncio.to_thread(proxy.start, "/health/liveliness", 240.0)
+            proxy_start_s = time.perf_counter() - started
+            gateway = our_gateway(sim[0].url, workdir)
+            running.append(gateway)
+            await asyncio.to_thread(gateway.start, "/api/version", 60.0)
+            urls = {
+                "direct": sim[0].url,
+                "gateway": gateway.url,
+                "litellm proxy": proxy.url,
+            }
+            latencies: dict[str, list[list[float]]] = {name: [] for name in urls}
+            cpu: dict[str, list[float]] = {"gateway": [], "litellm proxy": []}
+            errors: Counter[str] = Counter()
+            connector = aiohttp.TCPConnector(limit=64)
+            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+                def caller(url: str) -> Call:
+                    async def call() -> str:
+                        async with session.post(
+                            f"{url}/v1/chat/completions", data=body, headers=headers
+                        ) as resp:
+                            reply = json.loads(await resp.read())
+                        if resp.status != 200 or not reply["choices"][0]["message"]["content"]:
+                            raise RuntimeError(f"{url}: HTTP {resp.status} {reply!r:.300}")
+                        return "s0"
+
+                    return call
+
+                calls = {name: caller(url) for name, url in urls.items()}
+                for call in calls.values():  # warm: connections, caches, the model loaded
+                    await batch(call, 40, SERVER_CONCURRENCY, [], Counter())
+                names = list(calls)
+                by_server = {"gateway": gateway, "litellm proxy": proxy}
+                for r in range(rounds):
+                    this: dict[str, list[float]] = {name: [] for name in names}
+                    for i in range(per_round):
+                        for name in rotate(names, r + i):
+                            began = time.perf_counter()
+                            try:
+                                await guarded(calls[name])
+                            except Exception:
+                                errors[name] += 1
+                                continue
+                            this[name].append(time.perf_counter() - began)
+                    for name, values in this.items():
+                        latencies[name].append(values)
+                    for name in rotate(list(by_server), r):
+                        server = by_server[name]
+                        used = server.cpu_seconds()
+                        failed = (
+                            await batch(calls[name], cpu_block, SERVER_CONCURRENCY, [], Counter())
+                        )[1]
+                        errors[name] += failed
+                        cpu[name].append((server.cpu_seconds() - used) / cpu_block)
+                for server in running:
+                    assert server.proc is not None
+                    for pid in [server.proc.pid, *children(server.proc.pid)]:
+                        peers += [
+                            f"{server.name}: {peer}"
+                            for peer in netguard.remote_peers(pid)
+                            if not netguard.is_local(peer.rsplit(":", 1)[0])
+                        ]
+        finally:
+            for server in running:
+                await asyncio.to_thread(server.stop)
+            await asyncio.to_thread(sim[0].terminate)
+        blocked = []
+        if blocked_log.exists():
+            blocked = [json.loads(line) for line in blocked_log.read_text().splitlines()]
+    return {
+        "latencies": latencies,
+        "cpu": cpu,
+        "errors": dict(errors),
+        "proxy_start_s": round(proxy_start_s, 1),
+        "proxy_blocked_outbound": blocked,
+        "foreign_peers": peers,
+        "rounds": rounds,
+        "requests_per_round": per_round,
+        "cpu_block": cpu_block,
+        "sim_latency_ms": SERVER_LATENCY_MS,
+    }
+
+
+def server_figures(part: dict[str, Any]) -> dict[str, Any]:
+    """Per round: what each server adds to the direct p50 and p99, and its CPU per request;
+    the ratios LiteLLM's proxy over our gateway, as medians with 90 % intervals."""
+    lat = part["latencies"]
+    added: dict[str, dict[str, list[float]]] = {}
+    for name in ("gateway", "litellm proxy"):
+        for q in (0.5, 0.99):
+            added.setdefault(name, {})[f"p{round(q * 100)}"] = [
+                (percentile(mine, q) - percentile(direct, q)) * 1000
+                for mine, direct in zip(lat[name], lat["direct"], strict=True)
+            ]
+    floor = 0.01  # ms: a gateway at the clock's resolution would make the ratio meaningless
+    overhead = [
+        p / max(g, floor)
+        for p, g in zip(added["litellm proxy"]["p50"], added["gateway"]["p50"], strict=True)
+    ]
+    overhead_p99 = [
+        p / max(g, floor)
+        for p, g in zip(added["litellm proxy"]["p99"], added["gateway"]["p99"], strict=True)
+    ]
+    cpu = part["cpu"]
+    cpu_ratio = [p / g for p, g in zip(cpu["litellm proxy"], cpu["gateway"], strict=True)]
+    return {
+        "litellm_proxy_vs_gateway_overhead_ratio": spread(overhead, 2)["median"],
+        "litellm_proxy_vs_gateway_overhead_ratio_ci90": spread(overhead, 2)["interval_90"],
+        "litellm_proxy_vs_gateway_p99_overhead_ratio": spread(overhead_p99, 2)["median"],
+        "litellm_proxy_vs_gateway_cpu_ratio": spread(cpu_ratio, 2)["median"],
+        "litellm_proxy_vs_gateway_cpu_ratio_ci90": spread(cpu_ratio, 2)["interval_90"],
+        "litellm_proxy_added_p50_ms": spread(added["litellm proxy"]["p50"], 3)["median"],
+        "litellm_proxy_added_p99_ms": spread(added["litellm proxy"]["p99"], 3)["median"],
+        "gateway_v1_server_added_p50_ms": spread(added["gateway"]["p50"], 3)["median"],
+        "gateway_v1_server_added_p99_ms": spread(added["gateway"]["p99"], 3)["median"],
+        "litellm_proxy_cpu_ms_per_request": spread([c * 1000 for c in cpu["litellm proxy"]], 3)[
+            "median"
+        ],
+        "gateway_cpu_ms_per_request": spread([c * 1000 for c in cpu["gateway"]], 3)["median"],
+        "litellm_proxy_blocked_outbound": len(part["proxy_blocked_outbound"]),
+        "servers_detail": {
+            "added_ms": {
+                name: {q: spread(v, 3) for q, v in qs.items()} for name, qs in added.items()
+            },
+            "direct_p50_ms": spread([percentile(v, 0.5) * 1000 for v in lat["direct"]], 3),
+            "cpu_ms_per_request": {
+                name: spread([c * 1000 for c in v], 3) for name, v in cpu.items()
+            },
+            "errors": part["errors"],
+            "proxy_start_s": part["proxy_start_s"],
+            "proxy_blocked": part["proxy_blocked_outbound"][:20],
+            "foreign_peers": part["foreign_peers"],
+            "rounds": part["rounds"],
+            "requests_per_round": part["requests_per_round"],
+            "cpu_requests_per_round": part["cpu_block"],
+            "cpu_concurrency": SERVER_CONCURRENCY,
+            "sim_latency_ms": part["sim_latency_ms"],
+        },
+    }
+
+
 # -- measurement -------------------------------------------------------------------------------
 async def guarded(call: Call) -> str:
     return await asyncio.wait_for(call(), REQUEST_TIMEOUT_S)
@@ -343,7 +639,7 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
 
     LiteLLM's two strategies take turns (one Router alive at a time); the bare client and the
     hub run in both turns."""
-    rounds = 300 if quick else 1000
+    rounds = 200 if quick else 1000
     cpu_rounds, cpu_block = (3, 40) if quick else (8, 100)
     latencies: dict[str, list[float]] = {}
     paired: dict[str, list[float]] = {}
@@ -412,7 +708,7 @@ async def overhead(url: str, quick: bool) -> dict[str, Any]:
 
 async def pool(urls: list[str], quick: bool) -> dict[str, Any]:
     """Part 2: the 10/30/90 ms pool at concurrency 12, one batch per contender per round."""
-    per_contender = 900 if quick else 3000
+    per_contender = 600 if quick else 3000
     rounds = 3 if quick else 6
     per_batch = per_contender // rounds
     hubs = [Hub(strategy, urls) for strategy in HUB_STRATEGIES]
@@ -471,18 +767,22 @@ async def pool(urls: list[str], quick: bool) -> dict[str, Any]:
     }
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def run(quick: bool, proxy_python: Path | None) -> dict[str, Any]:
+    started = time.perf_counter()
+    part3 = await servers(proxy_python, quick) if proxy_python is not None else None
     sims = await asyncio.to_thread(start_sims, (OVERHEAD_LATENCY_MS, *POOL_LATENCIES_MS))
     try:
         peer = configure_litellm(sims[0].url)
-        started = time.perf_counter()
         part1 = await overhead(sims[0].url, quick)
         part2 = await pool([sim.url for sim in sims[1:]], quick)
-        seconds = time.perf_counter() - started
     finally:
         for sim in sims:
             await asyncio.to_thread(sim.terminate)
-    return {"litellm": peer, "overhead": part1, "pool": part2, "seconds": round(seconds, 1)}
+    seconds = time.perf_counter() - started
+    report = {"litellm": peer, "overhead": part1, "pool": part2, "seconds": round(seconds, 1)}
+    if part3 is not None:
+        report["servers"] = part3
+    return report
 
 
 def ratio_ci(peer: list[float], hub: list[float], floor: float) -> tuple[float, float]:
@@ -573,6 +873,33 @@ def show(report: dict[str, Any], heads: dict[str, Any]) -> None:
         "litellm_vs_hub_cpu_ratio",
     ):
         print(f"{key} = {heads[key]}")
+    if "litellm_proxy_vs_gateway_overhead_ratio" in heads:
+        detail = heads["servers_detail"]
+        print(
+            f"\nPart 3: /v1/chat/completions, servers in their own processes over one "
+            f"{detail['sim_latency_ms']:g} ms simulator ({detail['rounds']} rounds of "
+            f"{detail['requests_per_round']} requests each, interleaved; CPU blocks of "
+            f"{detail['cpu_requests_per_round']} at concurrency {detail['cpu_concurrency']}); "
+            f"the proxy took {detail['proxy_start_s']} s to start"
+        )
+        print(f"{'server':16}{'+p50 ms':>10}{'+p99 ms':>10}{'CPU ms/req':>12}")
+        for name in ("gateway", "litellm proxy"):
+            added, used = detail["added_ms"][name], detail["cpu_ms_per_request"][name]
+            print(
+                f"{name:16}{added['p50']['median']:>10.3f}{added['p99']['median']:>10.3f}"
+                f"{used['median']:>12.3f}"
+            )
+        print(f"direct p50: {detail['direct_p50_ms']['median']} ms; errors: {detail['errors']}")
+        for key in (
+            "litellm_proxy_vs_gateway_overhead_ratio",
+            "litellm_proxy_vs_gateway_cpu_ratio",
+            "litellm_proxy_vs_gateway_p99_overhead_ratio",
+        ):
+            print(f"{key} = {heads[key]} (90 % {heads.get(key + '_ci90', '')})")
+        print(
+            f"proxy: outbound attempts blocked {heads['litellm_proxy_blocked_outbound']}, "
+            f"non-loopback peers at the end {len(detail['foreign_peers'])}"
+        )
     print(f"outbound connections blocked: {len(BLOCKED)}")
     for attempt in BLOCKED[:5]:
         print(f"  {attempt['event']} {attempt['host']} from {attempt['stack'][-3:]}")
@@ -582,14 +909,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests (about a minute)")
     parser.add_argument("--json", dest="json_path", help="write the figures to this JSON file")
+    parser.add_argument(
+        "--proxy-venv",
+        type=Path,
+        default=DEFAULT_PROXY_VENV,
+        help="the venv of LiteLLM's proxy server (created with requirements-proxy.txt if "
+        "missing; default .venv/litellm-proxy)",
+    )
+    parser.add_argument(
+        "--no-proxy", action="store_true", help="leave out part 3 (LiteLLM's proxy server)"
+    )
     args = parser.parse_args()
     if importlib.util.find_spec("litellm") is None:
         print(
             "litellm is not installed: pip install -r benchmarks/requirements.txt", file=sys.stderr
         )
         return 2
-    report = asyncio.run(run(args.quick))
+    proxy_python = None if args.no_proxy else ensure_proxy_venv(args.proxy_venv)
+    report = asyncio.run(run(args.quick, proxy_python))
     heads = headline(report)
+    if "servers" in report:
+        heads |= server_figures(report.pop("servers"))
     show(report, heads)
     if args.json_path:
         command = "python benchmarks/litellm_peer.py" + (" --quick" if args.quick else "")

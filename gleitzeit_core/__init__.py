@@ -106,6 +106,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         HubEventListener,
         ResourceHub,
     )
+    from .jsonwire import json_bytes
     from .kinds import (
         HubKind,
         ProviderKind,
@@ -273,6 +274,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "in_range",
+    "json_bytes",
     "json_error",
     "load_config",
     "loads_bounded",
@@ -387,6 +389,7 @@ _EXPORTS: dict[str, str] = {
     "COOKIE_NAME": "gateway",
     "COOKIE_PATH": "gateway",
     "RouteRegistrar": "gateway",
+    "json_bytes": "jsonwire",
     "json_error": "gateway",
     "read_json_object": "gateway",
     "same_origin": "gateway",

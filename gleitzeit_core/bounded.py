@@ -12,9 +12,10 @@ resource. Envoy and nginx bound every buffer the same way (``max_response_header
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any, Protocol
+
+from . import jsonwire
 
 __all__ = ["BoundedLines", "LimitExceeded", "check_json_shape", "loads_bounded", "read_capped"]
 
@@ -83,7 +84,8 @@ class BoundedLines:
 
     ``line(wait, finish)``: ``wait`` bounds the time until the next line's first byte,
     ``finish`` the time from there to its newline, so a line dripped slowly or never ended
-    costs ``finish`` seconds, not the whole deadline. Holds one partial line plus one read.
+    costs ``finish`` seconds, not the whole deadline. Holds one partial line plus one read
+    (at most ``_NOWAIT`` bytes when what already arrived is taken at once).
     """
 
     __slots__ = ("_buffer", "_done", "_limit_name", "_max_line", "_scanned", "_source", "what")
@@ -117,6 +119,22 @@ class BoundedLines:
             if line:
                 return line
 
+    def ready(self) -> bool:
+        """Whether the next line has arrived already, so ``line`` returns it without waiting
+        (takes what the source holds, up to ``_NOWAIT`` bytes, if it can be read at once: an
+        aiohttp ``StreamReader``'s ``read_nowait``)."""
+        buffer = self._buffer
+        if buffer.find(b"\n", self._scanned) >= 0:
+            return True
+        take = getattr(self._source, "read_nowait", None)
+        if take is None or self._done:
+            return False
+        more = take(_NOWAIT)
+        if not more:
+            return False
+        buffer += more
+        return buffer.find(b"\n", self._scanned) >= 0
+
     def _too_long(self) -> LimitExceeded:
         return LimitExceeded(
             self._limit_name, self._max_line, f"{self.what} is longer than {self._max_line} bytes"
@@ -141,6 +159,10 @@ class BoundedLines:
         line = self._take()
         if line is not None:
             return line
+        if self.ready():  # arrived already: no timer, no wait
+            line = self._take()
+            if line is not None:
+                return line
         if finish is None:
             finish = wait
         loop = asyncio.get_running_loop()
@@ -164,6 +186,7 @@ class BoundedLines:
 
 
 _WINDOW = 64 * 1024
+_NOWAIT = 64 * 1024  # most bytes ``BoundedLines.ready`` takes at once
 
 
 def _outside_strings(text: bytes) -> Iterator[bytes]:
@@ -238,7 +261,7 @@ def loads_bounded(raw: bytes | bytearray, *, max_depth: int, max_values: int | N
     it is not JSON, too deep or has too many values."""
     check_json_shape(raw, max_depth, max_values)
     try:
-        return json.loads(raw)
+        return jsonwire.loads(raw)
     except RecursionError:  # unbalanced brackets the depth check could not measure
         raise LimitExceeded(
             "max_json_depth", max_depth, f"JSON nested deeper than {max_depth}"

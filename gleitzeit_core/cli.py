@@ -530,6 +530,7 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
     [gateway] shutdown_grace; a second one cuts them) and exits 0; SIGHUP re-reads the config
     (docs/scale-out.md)."""
     from .gateway import serve as serve_gateway
+    from .gateway import speedups
     from .reachability import migrate_problem, port_problem
     from .runtime import Runtime
 
@@ -546,11 +547,15 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
             EXIT_FAILED,
         )
 
+    loop_factory, faster = speedups(runtime.config.gateway.speedups)
+
     def ready(url: str) -> None:
         click.echo(f"gleitzeit gateway listening on {url}", err=True)
         handover = migrate_problem() if reuse_port else None
         if handover is not None:
             click.echo(f"  WARNING: {handover}", err=True)
+        if faster:
+            click.echo(f"  speedups: {', '.join(faster)}", err=True)
         for name, hub in runtime.hubs.items():
             found = ", ".join(r.id for r in hub.resources) or "no resources yet"
             click.echo(f"  hub {name} ({hub.kind}): {found}", err=True)
@@ -574,7 +579,8 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
             signals=True,
         )
 
-    asyncio.run(go())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(go())
 
 
 # -- status -------------------------------------------------------------------------------------

@@ -112,6 +112,7 @@ class GatewayConfig:
     # SIGTERM: requests and streams in flight get this long to finish (docs/scale-out.md)
     shutdown_grace: float = attrs.field(default=30.0, validator=seconds(allow_zero=True))
     reuse_port: bool = False  # SO_REUSEPORT: replicas share one port for rolling restarts
+    speedups: bool = True  # uvloop and orjson when installed (gleitzeit-core[speed])
 
 
 _NETWORK_SCHEMES = ("http", "https", "tcp")

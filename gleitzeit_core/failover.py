@@ -71,13 +71,16 @@ async def open_with_failover(
             # a hung resource costs one try, not the whole deadline (Envoy's per_try_timeout);
             # the last try may use whatever time is left
             budget_s = min(remaining, hub.attempt_timeout)
+        timer = asyncio.timeout(budget_s)
         try:
-            async with asyncio.timeout(budget_s):
+            async with timer:
                 result = await operation(lease)
         except BaseException as exc:
             failure = hub.classify(exc)
             lease.fail(failure)
-            out_of_time = hub.clock.now() >= deadline
+            # uvloop's timers run on a millisecond clock and may fire a little before the
+            # deadline by hub.clock: the deadline's own timer expiring is out of time too
+            out_of_time = hub.clock.now() >= deadline or (timer.expired() and budget_s >= remaining)
             if isinstance(exc, TimeoutError) and out_of_time:
                 raise RequestTimeout(
                     f"hub {hub.name!r}: no answer within the request deadline "

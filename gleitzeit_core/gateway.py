@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import jsonwire
 from .caller import Caller, PermissionDenied, acting_as, current_caller
 from .errors import (
     ConfigError,
@@ -66,6 +66,7 @@ __all__ = [
     "read_json_object",
     "same_origin",
     "serve",
+    "speedups",
     "start_gateway",
     "status_for",
     "stream_ndjson",
@@ -355,7 +356,8 @@ def _not_json(constant: str) -> Any:
 
 def _finite(text: str) -> float:
     # 1e400 is valid JSON but Python reads it as inf, which the same checks would let through
-    # and json.dumps would send upstream as the non-JSON ``Infinity``
+    # and would go upstream as the non-JSON ``Infinity`` (orjson refuses it; the standard
+    # library then decides, with this check)
     number = float(text)
     if not math.isfinite(number):
         raise ValueError(f"the number {text[:40]} is out of range")
@@ -381,7 +383,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not body:
         raise web.HTTPBadRequest(text="request body is empty; expected a JSON object")
     try:
-        data = json.loads(body, parse_constant=_not_json, parse_float=_finite)
+        data = jsonwire.loads(body, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text=f"request body is not valid JSON: {exc}") from None
     except RecursionError:  # [[[[...]]]] within the size limit
@@ -399,9 +401,9 @@ async def stream_ndjson(
     await response.prepare(request)
     try:
         async for chunk in chunks:
-            await response.write(json.dumps(chunk).encode() + b"\n")
+            await response.write(jsonwire.dumps(chunk) + b"\n")
     except GleitzeitError as exc:  # headers are gone; say it the way Ollama does, in a line
-        await response.write(json.dumps({"error": str(exc)}).encode() + b"\n")
+        await response.write(jsonwire.dumps({"error": str(exc)}) + b"\n")
     finally:
         close = getattr(chunks, "aclose", None)
         if close is not None:
@@ -595,6 +597,20 @@ def build_app(
     app.router.add_post("/gleitzeit/reload", _reload)
     runtime.plugins.call_each("gleitzeit_register_routes", router=RouteRegistrar(app, runtime))
     return app
+
+
+def speedups(enabled: bool) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, list[str]]:
+    """``[gateway] speedups``: orjson for JSON and uvloop's event loop, each when installed
+    (``pip install 'gleitzeit-core[speed]'``); the loop factory for ``asyncio.Runner`` (None:
+    the standard loop) and the names of those in use."""
+    used = ["orjson"] if jsonwire.use_orjson(enabled) else []
+    if not enabled:
+        return None, used
+    try:
+        import uvloop
+    except ImportError:
+        return None, used
+    return uvloop.new_event_loop, [*used, "uvloop"]
 
 
 def check_bind(host: str, ring: KeyRing, *, insecure_no_auth: bool = False) -> str | None:

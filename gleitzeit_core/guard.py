@@ -28,7 +28,7 @@ import fnmatch
 import ipaddress
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -314,7 +314,8 @@ class _GuardedProtocol(asyncio.Protocol):
         self.idle_since: float | None = None  # when its last request ended; None while busy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's TCP transports are not asyncio.Transport subclasses; both have write/close
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         guard = self.guard
         if len(guard.open) >= guard.max_connections:

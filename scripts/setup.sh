@@ -17,7 +17,7 @@ quiet_pip() {
   fi
 }
 quiet_pip --upgrade pip
-packages=(-e .)
+packages=(-e ".[speed]")  # the gateway's speedups too: the subprocess tests serve on uvloop
 for dir in plugins/* contrib/* examples/custom-strategy; do
   [ -f "$dir/pyproject.toml" ] && packages+=(-e "$dir")
 done

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+import uvloop
 from aiohttp import web
 from gleitzeit_ollama import plugin as ollama_plugin
 
@@ -23,6 +24,19 @@ from gleitzeit_core.runtime import Runtime
 
 # the simulator fixtures are the Ollama tests' own
 from tests.ollama.conftest import SimFactory, sim_factory  # noqa: F401
+
+# the gateway serves on uvloop with [gateway] speedups (the gleitzeit-core[speed] extra): the
+# connection limits and the exposure checks run on both loops
+_BOTH_LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+_ON_BOTH_LOOPS = {"test_gateway_limits", "test_gateway_exposure"}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+    """The event loops each test here runs on."""
+    module = getattr(item, "module", None)
+    name = getattr(module, "__name__", "").rsplit(".", 1)[-1]
+    return _BOTH_LOOPS if name in _ON_BOTH_LOOPS else {"asyncio": asyncio.new_event_loop}
+
 
 LOOPBACK = "127.0.0.1"
 MODELS = ["llama3.2", "nomic-embed-text", "llava"]

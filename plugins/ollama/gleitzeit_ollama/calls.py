@@ -8,14 +8,13 @@ hands the caller a ``ChunkStream`` that holds the lease until the answer ends.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from gleitzeit_core import FailureClass, Lease, LimitExceeded, Request, Resource
+from gleitzeit_core import FailureClass, Lease, LimitExceeded, Request, Resource, json_bytes
 from gleitzeit_ollama.client import (
     JSON,
     error_from_response,
@@ -90,7 +89,7 @@ async def call_json(
 ) -> JSON:
     """POST ``body`` (not streamed) with failover; Ollama's JSON answer plus a ``gleitzeit``
     key naming the instance that served it and the attempts it took."""
-    payload = json.dumps(body).encode()
+    payload = json_bytes(body)
     attempts = 0
 
     async def attempt(lease: Lease) -> JSON:
@@ -143,7 +142,7 @@ async def open_stream(
     """POST ``body`` as a stream, failing over (never to an instance already tried, within
     the deadline) until one answers with a first chunk; then the caller iterates.
     ``exclude`` lists instances that already failed this request (a resumed stream)."""
-    payload = json.dumps(body).encode()
+    payload = json_bytes(body)
     deadline = hub.deadline_for(request)
     attempts = 0
 
@@ -228,4 +227,5 @@ async def _first_chunk(
         lease=lease,
         attempts=attempts,
         on_final=done,
+        first_line=line,
     )

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from gleitzeit_core import json_bytes
 from gleitzeit_ollama.routes_body import (
     BOOL,
     INT,
@@ -89,7 +90,7 @@ _PARAM = re.compile(r"(?:llm/\w+: )?([a-z_]+(?:\.[a-z_]+|\[\d+\])*): ")
 
 def sse(data: Any) -> bytes:
     """One server-sent event carrying ``data`` as JSON."""
-    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + json_bytes(data) + b"\n\n"
 
 
 def error_body(

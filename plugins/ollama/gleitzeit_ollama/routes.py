@@ -45,7 +45,6 @@ Also served, by their own modules: model management across the pool (``/api/dele
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -53,7 +52,15 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from gleitzeit_core import GleitzeitError, Health, Request, Resource, json_error, read_json_object
+from gleitzeit_core import (
+    GleitzeitError,
+    Health,
+    Request,
+    Resource,
+    json_bytes,
+    json_error,
+    read_json_object,
+)
 from gleitzeit_core import __version__ as gleitzeit_version
 from gleitzeit_ollama.access import (
     check_inputs,
@@ -127,7 +134,7 @@ def json_answer(data: Any, instance: str | None = None, *, status: int = 200) ->
     """``data`` as compact JSON; ``instance`` (who answered) in the ``X-Gleitzeit-Instance``
     header."""
     response = web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
+        body=json_bytes(data),
         status=status,
         content_type="application/json",
         charset="utf-8",

@@ -93,6 +93,7 @@ class _Events(Framing):
     """Each ``/api`` chunk as the server-sent event(s) of one OpenAI stream."""
 
     content_type = EVENT_STREAM
+    passes_lines = False
 
     def __init__(self, translator: Translator) -> None:
         self.translator = translator

@@ -22,13 +22,12 @@ draws on the hub's ``retries``, within the request's deadline.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Callable
 
 from aiohttp import web
 
-from gleitzeit_core import GleitzeitError, Request
+from gleitzeit_core import GleitzeitError, Request, json_bytes
 from gleitzeit_ollama.calls import open_stream
 from gleitzeit_ollama.client import JSON
 from gleitzeit_ollama.errors import OllamaError
@@ -39,12 +38,12 @@ from gleitzeit_ollama.stream import ChunkStream, is_done
 __all__ = ["INSTANCE_HEADER", "NDJSON", "Framing", "StreamRelay", "encode"]
 
 NDJSON = "application/x-ndjson"
+_HOLD_BYTES = 64 * 1024  # most bytes of chunks held for one write
 INSTANCE_HEADER = "X-Gleitzeit-Instance"
-_SEPARATORS = (",", ":")
 
 
 def encode(chunk: JSON) -> bytes:
-    return json.dumps(chunk, separators=_SEPARATORS).encode() + b"\n"
+    return json_bytes(chunk) + b"\n"
 
 
 class Framing:
@@ -52,6 +51,9 @@ class Framing:
     chunk as server-sent events instead (one instance per response, so it may keep state)."""
 
     content_type = NDJSON
+    # a chunk goes out as the line the instance sent (already checked to be one bounded JSON
+    # object, so it cannot end the line early): no encoding per chunk
+    passes_lines = True
 
     def chunk(self, chunk: JSON) -> bytes:
         """Any chunk, the final one included."""
@@ -65,7 +67,7 @@ class Framing:
 def _signature(chunk: JSON) -> bytes:
     """What a replayed chunk must repeat: the text, never timings or timestamps."""
     text = (chunk.get("response"), chunk.get("thinking"), chunk.get("message"))
-    return json.dumps(text, sort_keys=True, separators=_SEPARATORS).encode()
+    return json_bytes(text, sort_keys=True)
 
 
 class Delivered:
@@ -151,23 +153,40 @@ class StreamRelay:
         """Write every chunk as it arrives; ``None`` when the stream ended with its final
         chunk, else why it failed (the client's own disconnects propagate)."""
         delivered, final, frame = self._delivered, self._final, self._framing.chunk
+        as_sent = self._framing.passes_lines
+        # chunks that arrived together go out in one write (one system call, the most costly
+        # step per chunk); a chunk is held only while the next one is already here
+        held = bytearray()
+        failure: Exception | None = None
         try:
             async for chunk in stream:
+                line = stream.line
+                data = line + b"\n" if as_sent and line is not None else frame(chunk)
                 if final(chunk):  # the end of the response goes out with the last chunk
                     self._ended = True
-                    await response.write_eof(frame(chunk))
+                    await response.write_eof(bytes(held + data) if held else data)
+                    held.clear()
                     continue  # the stream still lets its upstream answer end cleanly
-                await response.write(frame(chunk))
                 if delivered is not None:
                     delivered.add(_signature(chunk))
+                if len(held) < _HOLD_BYTES and stream.ready():
+                    held += data
+                    continue
+                if held:
+                    held += data
+                    data = bytes(held)
+                    held.clear()
+                await response.write(data)
         except GleitzeitError as exc:  # before ConnectionError: OllamaError is one too
-            return exc
+            failure = exc
         except ConnectionError:
             raise
         except Exception as exc:  # a bug must end this stream with an error line, not hang it
             print(f"gleitzeit gateway: {self.path} stream: {exc!r}", file=sys.stderr)
-            return exc
-        return None
+            failure = exc
+        if held:  # what the client is counted as having (the replay's reference) goes out
+            await response.write(bytes(held))
+        return failure
 
     def _can_resume(self, failure: Exception) -> bool:
         return (

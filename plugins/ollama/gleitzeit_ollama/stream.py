@@ -57,7 +57,9 @@ def is_pull_success(chunk: JSON) -> bool:
 
 class ChunkStream:
     """``async for chunk in stream`` (or ``async with stream``); ``instance`` and ``attempts``
-    say which instance is answering and after how many tries."""
+    say which instance is answering and after how many tries; ``line`` is the chunk last
+    returned as the instance sent it (one line that parsed as a bounded JSON object), so a
+    relay can pass it on without encoding it again (None when not known)."""
 
     def __init__(
         self,
@@ -75,6 +77,7 @@ class ChunkStream:
         attempts: int = 1,
         final: Callable[[JSON], bool] = is_done,
         on_final: Callable[[JSON], None] | None = None,
+        first_line: bytes | None = None,
     ) -> None:
         self.instance = resource.id if isinstance(resource, Resource) else resource
         self._resource = resource
@@ -83,6 +86,8 @@ class ChunkStream:
         self._response: aiohttp.ClientResponse | None = response
         self._reader = reader
         self._pending = first
+        self._pending_line = first_line
+        self.line: bytes | None = None
         self._clock = clock
         self._deadline = deadline
         self._stall = stall_timeout
@@ -100,6 +105,7 @@ class ChunkStream:
         pending = self._pending
         if pending is not None:
             self._pending = None
+            self.line = self._pending_line
             return self._deliver(pending)
         if self._finished or self._response is None:
             await self._drain()
@@ -142,7 +148,20 @@ class ChunkStream:
             )
         except OllamaError as exc:
             self._fail(exc)
+        self.line = line
         return self._deliver(chunk)
+
+    def ready(self) -> bool:
+        """Whether the next chunk (or the end) is here already: a relay may then write this
+        chunk together with the next one instead of one write (one system call) each."""
+        if self._pending is not None:
+            return True
+        if self._finished or self._response is None:
+            return False
+        try:
+            return self._reader.ready()
+        except (aiohttp.ClientError, OSError):
+            return False  # the next read reports it
 
     def _deliver(self, chunk: JSON) -> JSON:
         if "error" in chunk:
