@@ -34,8 +34,8 @@ from _stats import figures, spread  # noqa: E402  (benchmarks/_stats.py)
 from gleitzeit_dashboard.history import History  # noqa: E402
 from gleitzeit_ollama.sim import SimConfig, SimProcess  # noqa: E402
 
-from gleitzeit_core.plugins import PluginManager  # noqa: E402
-from gleitzeit_core.runtime import Runtime  # noqa: E402
+from gleitzeit_core._plugins import PluginManager  # noqa: E402
+from gleitzeit_core._runtime import Runtime  # noqa: E402
 from gleitzeit_core.testing import echo  # noqa: E402
 from gleitzeit_core.testing.serve import GatewayProcess  # noqa: E402
 from tests.dashboard.harness import PLUGINS, Traffic, chromium, gateway_config  # noqa: E402

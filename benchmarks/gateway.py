@@ -429,8 +429,8 @@ KEYED_HEADERS = {
 def _checks_runtime(keys: bool) -> Any:
     from gleitzeit_ollama import plugin as ollama_plugin
 
-    from gleitzeit_core.plugins import PluginManager
-    from gleitzeit_core.runtime import Runtime
+    from gleitzeit_core._plugins import PluginManager
+    from gleitzeit_core._runtime import Runtime
 
     manager = PluginManager(autoload=False)
     manager.load()
@@ -447,7 +447,7 @@ async def _in_process(rounds: int) -> dict[str, float]:
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
 
-    from gleitzeit_core.gateway import build_app
+    from gleitzeit_core._gateway import build_app
 
     answer = web.Response(text="ok")
 
@@ -496,7 +496,7 @@ async def _http_checks(rounds: int) -> dict[str, float]:
     the guard, one without keys and one with keys (this process serves all three)."""
     from aiohttp import web
 
-    from gleitzeit_core.gateway import (
+    from gleitzeit_core._gateway import (
         ROUTE_TIMEOUTS_KEY,
         RouteRegistrar,
         _error_middleware,

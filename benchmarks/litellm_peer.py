@@ -79,7 +79,7 @@ import aiohttp  # noqa: E402
 from gateway import cpu_seconds, spread  # noqa: E402 - benchmarks/gateway.py
 from gleitzeit_ollama.sim import SimConfig, SimProcess  # noqa: E402
 
-from gleitzeit_core.runtime import Runtime  # noqa: E402
+from gleitzeit_core._runtime import Runtime  # noqa: E402
 
 MODEL = "llama3.2"
 TOKENS = 8

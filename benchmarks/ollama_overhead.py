@@ -36,7 +36,7 @@ import aiohttp
 from _stats import figures, ratio  # benchmarks/_stats.py
 from gleitzeit_ollama.sim import SimConfig, SimProcess
 
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._runtime import Runtime
 
 MODEL = "llama3.2"
 TOKENS = 8

@@ -23,7 +23,7 @@ import tracemalloc
 from _stats import figures, spread  # benchmarks/_stats.py
 
 from gleitzeit_core import HealthSettings, ProbeResult, Request, Resource, ResourceSpec
-from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core._hub import ResourceHub
 
 SIZE = 1000
 

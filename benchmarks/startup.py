@@ -41,7 +41,7 @@ from typing import Any
 from _stats import Summary, figures, rotated, spread  # benchmarks/_stats.py
 
 TARGET_MS = 100.0
-LOAD = "from gleitzeit_core.plugins import PluginManager; PluginManager.from_env().load()"
+LOAD = "from gleitzeit_core._plugins import PluginManager; PluginManager.from_env().load()"
 IMPORT_CORE = "import gleitzeit_core"
 # Run in one child: where the time goes inside the process, and what loaded.
 PROBE = r"""
@@ -49,7 +49,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import gleitzeit_core
 t1 = time.perf_counter()
-from gleitzeit_core.plugins import PluginManager, entry_points_snapshot
+from gleitzeit_core._plugins import PluginManager, entry_points_snapshot
 eps = entry_points_snapshot()
 t2 = time.perf_counter()
 manager = PluginManager.from_env().load()

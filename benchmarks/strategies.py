@@ -22,7 +22,7 @@ from collections.abc import Callable
 from _stats import Summary, figures, interleave, ratio  # benchmarks/_stats.py
 
 from gleitzeit_core import BUILTIN_STRATEGIES, Request, ResourceSpec
-from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core._hub import ResourceHub
 from gleitzeit_core.testing import FakeCandidate
 
 SIZES = (10, 100, 1000)

@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on first use
-    from .balancing import (
+    from ._balancing import (
         BUILTIN_STRATEGIES,
         ConsistentHashStrategy,
         LeastLatencyStrategy,
@@ -27,13 +27,13 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         WeightedRandomStrategy,
         WeightedRoundRobinStrategy,
     )
-    from .bounded import (
+    from ._bounded import (
         BoundedLines,
         LimitExceeded,
         loads_bounded,
         read_capped,
     )
-    from .breaker import (
+    from ._breaker import (
         BaseBreaker,
         Breaker,
         BreakerListener,
@@ -44,26 +44,26 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         PassThroughBreaker,
         Permit,
     )
-    from .caller import (
+    from ._caller import (
         Caller,
         PermissionDenied,
         acting_as,
         current_caller,
     )
-    from .cli import (
+    from ._cli import (
         guarded,
     )
-    from .clock import (
+    from ._clock import (
         Clock,
         ManualClock,
         SystemClock,
     )
-    from .config import (
+    from ._config import (
         FeaturesConfig,
         GleitzeitConfig,
         load_config,
     )
-    from .errors import (
+    from ._errors import (
         ConfigError,
         DuplicateNameError,
         EmptyPool,
@@ -77,10 +77,10 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         UnknownMethod,
         UnknownNameError,
     )
-    from .features import (
+    from ._features import (
         FeatureFlags,
     )
-    from .gateway import (
+    from ._gateway import (
         COOKIE_NAME,
         COOKIE_PATH,
         RouteRegistrar,
@@ -89,7 +89,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         same_origin,
         status_for,
     )
-    from .health import (
+    from ._health import (
         HealthSettings,
         HttpProbe,
         OutlierSettings,
@@ -97,50 +97,50 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         ProbeResult,
         TcpProbe,
     )
-    from .hookspecs import (
+    from ._hookspecs import (
         hookimpl,
         hookspec,
     )
-    from .hub import (
+    from ._hub import (
         HubEvent,
         HubEventListener,
         ResourceHub,
     )
-    from .jsonwire import json_bytes
-    from .kinds import (
+    from ._jsonwire import json_bytes
+    from ._kinds import (
         HubKind,
         ProviderKind,
     )
-    from .lease import (
+    from ._lease import (
         Lease,
     )
-    from .metrics import (
+    from ._metrics import (
         MetricsSnapshot,
         ResourceMetrics,
     )
-    from .outcomes import (
+    from ._outcomes import (
         CallOutcome,
         FailureClass,
     )
-    from .plugins import (
+    from ._plugins import (
         PluginManager,
         PluginRecord,
         PluginSelection,
     )
-    from .provider import (
+    from ._provider import (
         Method,
         ProtocolProvider,
     )
-    from .reachability import (
+    from ._reachability import (
         connect_problem,
     )
-    from .registry import (
+    from ._registry import (
         Register,
     )
-    from .request import (
+    from ._request import (
         Request,
     )
-    from .resources import (
+    from ._resources import (
         Candidate,
         Health,
         Resource,
@@ -148,27 +148,27 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         public_endpoint,
         resource_id_for,
     )
-    from .runtime import (
+    from ._runtime import (
         Runtime,
     )
-    from .state import (
+    from ._state import (
         ReplicaInfo,
         StateBackend,
         StateStatus,
         sliding_window_take,
     )
-    from .status import (
+    from ._status import (
         HubStatus,
         RuntimeStatus,
         to_json,
     )
-    from .status_view import (
+    from ._status_view import (
         show_status,
     )
-    from .structuring import (
+    from ._structuring import (
         build_component,
     )
-    from .validators import (
+    from ._validators import (
         InvalidValue,
         at_least,
         fraction,
@@ -296,114 +296,114 @@ __all__ = [
 
 # each public name -> the private module that defines it
 _EXPORTS: dict[str, str] = {
-    "hookimpl": "hookspecs",
-    "hookspec": "hookspecs",
-    "Register": "registry",
-    "HubKind": "kinds",
-    "ProviderKind": "kinds",
-    "HubEvent": "hub",
-    "HubEventListener": "hub",
-    "ResourceHub": "hub",
-    "Lease": "lease",
-    "Candidate": "resources",
-    "Health": "resources",
-    "Resource": "resources",
-    "ResourceSpec": "resources",
-    "public_endpoint": "resources",
-    "resource_id_for": "resources",
-    "Request": "request",
-    "Method": "provider",
-    "ProtocolProvider": "provider",
-    "BUILTIN_STRATEGIES": "balancing",
-    "ConsistentHashStrategy": "balancing",
-    "LeastLatencyStrategy": "balancing",
-    "LeastLoadedStrategy": "balancing",
-    "PeakEwmaStrategy": "balancing",
-    "PowerOfTwoChoicesStrategy": "balancing",
-    "PriorityStrategy": "balancing",
-    "RandomStrategy": "balancing",
-    "RoundRobinStrategy": "balancing",
-    "Strategy": "balancing",
-    "WeightedRandomStrategy": "balancing",
-    "WeightedRoundRobinStrategy": "balancing",
-    "BaseBreaker": "breaker",
-    "Breaker": "breaker",
-    "BreakerListener": "breaker",
-    "BreakerState": "breaker",
-    "BreakerTransition": "breaker",
-    "BucketRing": "breaker",
-    "GatedBreaker": "breaker",
-    "PassThroughBreaker": "breaker",
-    "Permit": "breaker",
-    "HealthSettings": "health",
-    "HttpProbe": "health",
-    "OutlierSettings": "health",
-    "Probe": "health",
-    "ProbeResult": "health",
-    "TcpProbe": "health",
-    "CallOutcome": "outcomes",
-    "FailureClass": "outcomes",
-    "MetricsSnapshot": "metrics",
-    "ResourceMetrics": "metrics",
-    "ReplicaInfo": "state",
-    "StateBackend": "state",
-    "StateStatus": "state",
-    "sliding_window_take": "state",
-    "HubStatus": "status",
-    "RuntimeStatus": "status",
-    "to_json": "status",
-    "ConfigError": "errors",
-    "DuplicateNameError": "errors",
-    "EmptyPool": "errors",
-    "GleitzeitError": "errors",
-    "InvalidParams": "errors",
-    "NoResourceAvailable": "errors",
-    "PluginLoadError": "errors",
-    "ProviderUnavailable": "errors",
-    "RequestTimeout": "errors",
-    "ResourceError": "errors",
-    "UnknownMethod": "errors",
-    "UnknownNameError": "errors",
-    "InvalidValue": "validators",
-    "at_least": "validators",
-    "fraction": "validators",
-    "in_range": "validators",
-    "one_of": "validators",
-    "positive": "validators",
-    "satisfies": "validators",
-    "seconds": "validators",
-    "shown": "validators",
-    "build_component": "structuring",
-    "Caller": "caller",
-    "PermissionDenied": "caller",
-    "acting_as": "caller",
-    "current_caller": "caller",
-    "Clock": "clock",
-    "ManualClock": "clock",
-    "SystemClock": "clock",
-    "BoundedLines": "bounded",
-    "LimitExceeded": "bounded",
-    "loads_bounded": "bounded",
-    "read_capped": "bounded",
-    "connect_problem": "reachability",
-    "COOKIE_NAME": "gateway",
-    "COOKIE_PATH": "gateway",
-    "RouteRegistrar": "gateway",
-    "json_bytes": "jsonwire",
-    "json_error": "gateway",
-    "read_json_object": "gateway",
-    "same_origin": "gateway",
-    "status_for": "gateway",
-    "guarded": "cli",
-    "FeaturesConfig": "config",
-    "GleitzeitConfig": "config",
-    "load_config": "config",
-    "FeatureFlags": "features",
-    "PluginManager": "plugins",
-    "PluginRecord": "plugins",
-    "PluginSelection": "plugins",
-    "Runtime": "runtime",
-    "show_status": "status_view",
+    "hookimpl": "_hookspecs",
+    "hookspec": "_hookspecs",
+    "Register": "_registry",
+    "HubKind": "_kinds",
+    "ProviderKind": "_kinds",
+    "HubEvent": "_hub",
+    "HubEventListener": "_hub",
+    "ResourceHub": "_hub",
+    "Lease": "_lease",
+    "Candidate": "_resources",
+    "Health": "_resources",
+    "Resource": "_resources",
+    "ResourceSpec": "_resources",
+    "public_endpoint": "_resources",
+    "resource_id_for": "_resources",
+    "Request": "_request",
+    "Method": "_provider",
+    "ProtocolProvider": "_provider",
+    "BUILTIN_STRATEGIES": "_balancing",
+    "ConsistentHashStrategy": "_balancing",
+    "LeastLatencyStrategy": "_balancing",
+    "LeastLoadedStrategy": "_balancing",
+    "PeakEwmaStrategy": "_balancing",
+    "PowerOfTwoChoicesStrategy": "_balancing",
+    "PriorityStrategy": "_balancing",
+    "RandomStrategy": "_balancing",
+    "RoundRobinStrategy": "_balancing",
+    "Strategy": "_balancing",
+    "WeightedRandomStrategy": "_balancing",
+    "WeightedRoundRobinStrategy": "_balancing",
+    "BaseBreaker": "_breaker",
+    "Breaker": "_breaker",
+    "BreakerListener": "_breaker",
+    "BreakerState": "_breaker",
+    "BreakerTransition": "_breaker",
+    "BucketRing": "_breaker",
+    "GatedBreaker": "_breaker",
+    "PassThroughBreaker": "_breaker",
+    "Permit": "_breaker",
+    "HealthSettings": "_health",
+    "HttpProbe": "_health",
+    "OutlierSettings": "_health",
+    "Probe": "_health",
+    "ProbeResult": "_health",
+    "TcpProbe": "_health",
+    "CallOutcome": "_outcomes",
+    "FailureClass": "_outcomes",
+    "MetricsSnapshot": "_metrics",
+    "ResourceMetrics": "_metrics",
+    "ReplicaInfo": "_state",
+    "StateBackend": "_state",
+    "StateStatus": "_state",
+    "sliding_window_take": "_state",
+    "HubStatus": "_status",
+    "RuntimeStatus": "_status",
+    "to_json": "_status",
+    "ConfigError": "_errors",
+    "DuplicateNameError": "_errors",
+    "EmptyPool": "_errors",
+    "GleitzeitError": "_errors",
+    "InvalidParams": "_errors",
+    "NoResourceAvailable": "_errors",
+    "PluginLoadError": "_errors",
+    "ProviderUnavailable": "_errors",
+    "RequestTimeout": "_errors",
+    "ResourceError": "_errors",
+    "UnknownMethod": "_errors",
+    "UnknownNameError": "_errors",
+    "InvalidValue": "_validators",
+    "at_least": "_validators",
+    "fraction": "_validators",
+    "in_range": "_validators",
+    "one_of": "_validators",
+    "positive": "_validators",
+    "satisfies": "_validators",
+    "seconds": "_validators",
+    "shown": "_validators",
+    "build_component": "_structuring",
+    "Caller": "_caller",
+    "PermissionDenied": "_caller",
+    "acting_as": "_caller",
+    "current_caller": "_caller",
+    "Clock": "_clock",
+    "ManualClock": "_clock",
+    "SystemClock": "_clock",
+    "BoundedLines": "_bounded",
+    "LimitExceeded": "_bounded",
+    "loads_bounded": "_bounded",
+    "read_capped": "_bounded",
+    "connect_problem": "_reachability",
+    "COOKIE_NAME": "_gateway",
+    "COOKIE_PATH": "_gateway",
+    "RouteRegistrar": "_gateway",
+    "json_bytes": "_jsonwire",
+    "json_error": "_gateway",
+    "read_json_object": "_gateway",
+    "same_origin": "_gateway",
+    "status_for": "_gateway",
+    "guarded": "_cli",
+    "FeaturesConfig": "_config",
+    "GleitzeitConfig": "_config",
+    "load_config": "_config",
+    "FeatureFlags": "_features",
+    "PluginManager": "_plugins",
+    "PluginRecord": "_plugins",
+    "PluginSelection": "_plugins",
+    "Runtime": "_runtime",
+    "show_status": "_status_view",
 }
 
 

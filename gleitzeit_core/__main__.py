@@ -1,5 +1,5 @@
 """``python -m gleitzeit_core`` runs the command line."""
 
-from .cli import main
+from ._cli import main
 
 main()

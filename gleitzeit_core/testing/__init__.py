@@ -11,7 +11,7 @@ Plugin authors subclass the contracts in their own test suites::
 Needs the ``testing`` extra (hypothesis, pytest): ``pip install gleitzeit-core[testing]``.
 """
 
-from ..clock import ManualClock
+from .._clock import ManualClock
 from . import strategies
 from .breaker_contract import BreakerContract
 from .fakes import FakeCandidate

@@ -24,9 +24,9 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..breaker import Breaker, BreakerState, BreakerTransition, Permit
-from ..clock import ManualClock
-from ..outcomes import CallOutcome
+from .._breaker import Breaker, BreakerState, BreakerTransition, Permit
+from .._clock import ManualClock
+from .._outcomes import CallOutcome
 from .strategies import breaker_operations
 
 # The same test functions run once per subclass: that is the point of a contract.

@@ -18,16 +18,16 @@ from typing import Any
 
 import attrs
 
-from ..errors import ResourceError
-from ..health import ProbeResult
-from ..hookspecs import hookimpl
-from ..hub import ResourceHub
-from ..kinds import HubKind, ProviderKind
-from ..outcomes import FailureClass
-from ..provider import Method, ProtocolProvider
-from ..registry import Register
-from ..request import Request
-from ..resources import Resource
+from .._errors import ResourceError
+from .._health import ProbeResult
+from .._hookspecs import hookimpl
+from .._hub import ResourceHub
+from .._kinds import HubKind, ProviderKind
+from .._outcomes import FailureClass
+from .._provider import Method, ProtocolProvider
+from .._registry import Register
+from .._request import Request
+from .._resources import Resource
 
 __all__ = ["EchoHub", "EchoProbe", "EchoProvider", "SayParams"]
 

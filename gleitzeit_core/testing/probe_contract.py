@@ -16,8 +16,8 @@ import asyncio
 import time
 from contextlib import AbstractAsyncContextManager
 
-from ..health import Probe, ProbeResult
-from ..resources import Resource, ResourceSpec
+from .._health import Probe, ProbeResult
+from .._resources import Resource, ResourceSpec
 
 __all__ = ["ProbeContract", "free_loopback_port", "unused_endpoint"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from ..request import Request
+from .._request import Request
 from .fakes import FakeCandidate
 
 __all__ = [

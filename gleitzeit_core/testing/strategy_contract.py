@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..balancing import Strategy
-from ..errors import EmptyPool
-from ..request import Request
+from .._balancing import Strategy
+from .._errors import EmptyPool
+from .._request import Request
 from .fakes import FakeCandidate
 from .strategies import candidate_pools, request_keys, requests
 

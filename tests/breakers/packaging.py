@@ -9,7 +9,7 @@ import sys
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from gleitzeit_core.registry import resolve_reference
+from gleitzeit_core._registry import resolve_reference
 
 __all__ = ["check_entry_point", "check_lazy_plugin_module", "check_lazy_reference"]
 

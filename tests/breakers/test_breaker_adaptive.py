@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize
 
 from gleitzeit_core import BreakerState, CallOutcome, ConfigError, ManualClock, Permit
-from gleitzeit_core.structuring import build_component
+from gleitzeit_core._structuring import build_component
 from gleitzeit_core.testing import BreakerContract
 
 from .machine import BreakerMachine

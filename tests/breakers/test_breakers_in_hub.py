@@ -12,7 +12,7 @@ import pytest
 from gleitzeit_ollama.sim import OllamaSimulator, SimConfig
 
 from gleitzeit_core import Runtime
-from gleitzeit_core.plugins import PluginManager
+from gleitzeit_core._plugins import PluginManager
 
 BREAKERS: dict[str, dict[str, Any]] = {
     "consecutive": {"kind": "consecutive", "failures": 3, "open_for": 0.5},

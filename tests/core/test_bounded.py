@@ -1,4 +1,4 @@
-"""``gleitzeit_core.bounded``: the JSON shape check agrees with the real nesting and size of
+"""``gleitzeit_core._bounded``: the JSON shape check agrees with the real nesting and size of
 any document, whatever its strings contain."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gleitzeit_core import LimitExceeded, bounded, loads_bounded
-from gleitzeit_core.bounded import check_json_shape
+from gleitzeit_core import LimitExceeded, loads_bounded
+from gleitzeit_core import _bounded as bounded
+from gleitzeit_core._bounded import check_json_shape
 
 # strings full of what the check must not mistake for structure
 _TRICKY = st.text(alphabet='[]{}"\\,:ab \n', max_size=12)

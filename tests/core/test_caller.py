@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from gleitzeit_core import Caller, PermissionDenied, acting_as, current_caller
-from gleitzeit_core.gateway import status_for
+from gleitzeit_core._gateway import status_for
 
 
 def test_scopes_match_globs_and_name_the_missing_scope() -> None:

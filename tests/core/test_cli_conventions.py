@@ -30,8 +30,8 @@ BROKEN_MODULES = {"gz_broken_plugin/__init__": "raise ImportError('the wheel is 
 # and a provider whose method reports a failed run.
 KINDS_MODULE = """
 from gleitzeit_core import hookimpl
-from gleitzeit_core.kinds import HubKind, ProviderKind
-from gleitzeit_core.provider import Method, ProtocolProvider
+from gleitzeit_core._kinds import HubKind, ProviderKind
+from gleitzeit_core._provider import Method, ProtocolProvider
 from gleitzeit_core.testing.echo import EchoHub, EchoProbe
 
 class UpHub(EchoHub):
@@ -355,7 +355,7 @@ def test_a_run_whose_result_failed_exits_1(site: Site, gleitzeit: Run) -> None:
 
 FACTORY_GONE = """
 from gleitzeit_core import hookimpl
-from gleitzeit_core.kinds import HubKind
+from gleitzeit_core._kinds import HubKind
 
 @hookimpl
 def gleitzeit_register_hubs(register):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from gleitzeit_core import ConfigError, UnknownNameError
-from gleitzeit_core.config import load_config
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._config import load_config
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import echo
 
 from .conftest import Run, Site
@@ -213,7 +213,7 @@ def test_a_value_out_of_an_attrs_validators_range_says_the_bound() -> None:
     set to 0 reads "expected a number >= 1, got 0", not a type complaint."""
     import attrs
 
-    from gleitzeit_core.structuring import structure
+    from gleitzeit_core._structuring import structure
 
     @attrs.frozen
     class Options:
@@ -227,7 +227,7 @@ def test_a_value_out_of_an_attrs_validators_range_says_the_bound() -> None:
 def test_a_common_hub_key_misspelt_is_suggested_whatever_the_kind() -> None:
     """``retry = 2`` in a hub of a kind with its own keys (or none) suggests ``retries``,
     never a list of kind-only keys."""
-    from gleitzeit_core.checking import check_config
+    from gleitzeit_core._checking import check_config
 
     manager = echo_manager()
     error = check_config(

@@ -16,9 +16,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gleitzeit_core.gateway import build_app
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._gateway import build_app
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import echo
 
 Gateway = Callable[..., Any]

@@ -22,8 +22,8 @@ from gleitzeit_core import (
     ResourceSpec,
     TcpProbe,
 )
-from gleitzeit_core.health import HealthMonitor, OutlierDetector
-from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core._health import HealthMonitor, OutlierDetector
+from gleitzeit_core._hub import ResourceHub
 from gleitzeit_core.testing import ProbeContract
 from gleitzeit_core.testing.probe_contract import unused_endpoint
 

@@ -19,7 +19,7 @@ from gleitzeit_core import (
     ResourceSpec,
     RoundRobinStrategy,
 )
-from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core._hub import ResourceHub
 
 
 def make_hub(*ids: str, **kwargs: object) -> ResourceHub:

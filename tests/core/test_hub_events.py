@@ -19,7 +19,7 @@ from gleitzeit_core import (
     Resource,
     ResourceSpec,
 )
-from gleitzeit_core.hub import ResourceHub
+from gleitzeit_core._hub import ResourceHub
 
 
 def hub_with_log(*ids: str, **kwargs: object) -> tuple[ResourceHub, list[HubEvent]]:

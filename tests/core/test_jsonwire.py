@@ -1,4 +1,4 @@
-"""``gleitzeit_core.jsonwire``: orjson when installed and switched on, the standard library
+"""``gleitzeit_core._jsonwire``: orjson when installed and switched on, the standard library
 otherwise, with the same results; and ``[gateway] speedups``, which switches both speedups."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import uvloop
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gleitzeit_core import jsonwire
-from gleitzeit_core.config import load_config
-from gleitzeit_core.errors import ConfigError
-from gleitzeit_core.gateway import speedups
+from gleitzeit_core import _jsonwire as jsonwire
+from gleitzeit_core._config import load_config
+from gleitzeit_core._errors import ConfigError
+from gleitzeit_core._gateway import speedups
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
 scalars = st.none() | st.booleans() | st.integers() | finite | st.text()

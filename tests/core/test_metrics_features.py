@@ -8,9 +8,9 @@ import hypothesis.strategies as st
 from hypothesis import given
 
 from gleitzeit_core import FailureClass, ResourceMetrics
-from gleitzeit_core.config import FeaturesConfig
-from gleitzeit_core.features import FeatureFlags
-from gleitzeit_core.status import to_json
+from gleitzeit_core._config import FeaturesConfig
+from gleitzeit_core._features import FeatureFlags
+from gleitzeit_core._status import to_json
 
 
 @given(st.lists(st.floats(min_value=0.0, max_value=10.0), min_size=1, max_size=600))

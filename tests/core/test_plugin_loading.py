@@ -14,7 +14,7 @@ from gleitzeit_core import hookimpl
 
 @hookimpl
 def gleitzeit_register_strategies(register):
-    register("marked", "gleitzeit_core.balancing:RandomStrategy")
+    register("marked", "gleitzeit_core._balancing:RandomStrategy")
 """
 
 
@@ -166,7 +166,7 @@ def test_duplicate_registered_names_are_conflicts(gleitzeit: Run, site: Site) ->
     """Two plugins registering the same strategy name show up as a conflict."""
     site.distribution(
         "gleitzeit-dup",
-        {"gleitzeit.strategies": {"p2c": "gleitzeit_core.balancing:RandomStrategy"}},
+        {"gleitzeit.strategies": {"p2c": "gleitzeit_core._balancing:RandomStrategy"}},
     )
     result = gleitzeit("plugins", "list", "--json")
     conflicts = json.loads(result.stdout)["conflicts"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gleitzeit_core import PluginSelection, Runtime, hookimpl, load_config
-from gleitzeit_core.config import write_user_disabled
+from gleitzeit_core._config import write_user_disabled
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gleitzeit_core.errors import ResourceError
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._errors import ResourceError
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import echo
 
 

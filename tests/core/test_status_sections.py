@@ -10,10 +10,10 @@ import pytest
 from rich.console import Console
 
 from gleitzeit_core import hookimpl
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
-from gleitzeit_core.status import to_json
-from gleitzeit_core.status_view import status_tables
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
+from gleitzeit_core._status import to_json
+from gleitzeit_core._status_view import status_tables
 from gleitzeit_core.testing import echo
 
 

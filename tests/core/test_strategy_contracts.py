@@ -76,7 +76,7 @@ def test_builtin_names_match_the_classes() -> None:
     """The names the built-in plugin registers (as lazy references) are the strategies' own
     ``name``s, and every built-in strategy is registered."""
     from gleitzeit_core import BUILTIN_STRATEGIES
-    from gleitzeit_core.plugins import PluginManager
+    from gleitzeit_core._plugins import PluginManager
 
     manager = PluginManager(autoload=False).load()
     registry = manager.registries.strategies

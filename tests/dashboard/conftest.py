@@ -12,9 +12,9 @@ import gleitzeit_dashboard.plugin
 import pytest
 from aiohttp import web
 
-from gleitzeit_core.gateway import build_app
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._gateway import build_app
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import echo
 
 LOOPBACK = "127.0.0.1"

@@ -11,8 +11,8 @@ from gleitzeit_dashboard.history import COLUMNS, History, SampleRing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import echo
 
 from .conftest import echo_config

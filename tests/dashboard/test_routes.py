@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from gleitzeit_core import Caller, acting_as
-from gleitzeit_core.plugins import PluginManager
+from gleitzeit_core._plugins import PluginManager
 from gleitzeit_core.testing import echo
 
 from .conftest import TOKEN, ServeFactory, echo_config

@@ -22,9 +22,9 @@ from gleitzeit_ollama import plugin as ollama_plugin
 from gleitzeit_ollama.sim import OllamaSimulator, SimProcess
 from hypothesis import strategies as st
 
-from gleitzeit_core.gateway import build_app
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._gateway import build_app
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 
 # The simulator fixtures are the Ollama tests' own; importing them here makes them fixtures of
 # this folder too.

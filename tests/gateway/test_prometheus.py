@@ -7,9 +7,9 @@ import gleitzeit_prometheus.plugin
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from gleitzeit_core.gateway import build_app
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._gateway import build_app
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import echo
 
 

@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 from gleitzeit_ollama import plugin as ollama_plugin
 
-from gleitzeit_core.gateway import start_gateway
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._gateway import start_gateway
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 
 LOOPBACK = "127.0.0.1"
 MODEL = "llama3.2"

@@ -184,7 +184,7 @@ async def test_old_objects_on_a_shared_runtime(sims: Sims) -> None:
     from gleitzeit_legacy import migrate_provider_config
 
     from gleitzeit_core import Runtime
-    from gleitzeit_core.status import to_json
+    from gleitzeit_core._status import to_json
 
     pair = await sims(2)
     runtime = Runtime.from_config(migrate_provider_config({"instances": instances(pair)}))

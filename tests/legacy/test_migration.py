@@ -25,7 +25,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gleitzeit_core import Runtime
-from gleitzeit_core.config import load_config
+from gleitzeit_core._config import load_config
 from tests.legacy.conftest import Sims, instances, preload, requests_to
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

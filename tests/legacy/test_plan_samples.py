@@ -579,7 +579,7 @@ async def gateway(sims: Sims, on_sim: Any, monkeypatch: pytest.MonkeyPatch) -> A
     plugin) serving that hub's runtime on a loopback port."""
     from gleitzeit.hub.ollama_hub import OllamaHub
 
-    from gleitzeit_core.gateway import build_app
+    from gleitzeit_core._gateway import build_app
 
     monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", PLUGINS + ",prometheus")
     pair = await sims(2, num_parallel=4)

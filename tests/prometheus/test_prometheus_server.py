@@ -190,7 +190,7 @@ async def gateway_in_app_process(
     from aiohttp import web
     from gleitzeit.hub.ollama_hub import OllamaHub
 
-    from gleitzeit_core.gateway import build_app
+    from gleitzeit_core._gateway import build_app
     from tests.legacy.conftest import PLUGINS, Sims
 
     monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", PLUGINS + ",prometheus")

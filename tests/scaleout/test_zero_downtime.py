@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gleitzeit_core.reachability import MIGRATE_SYSCTL
+from gleitzeit_core._reachability import MIGRATE_SYSCTL
 from tests.ollama.conftest import SimFactory
 from tests.scaleout.lifecycle import CHAT, Load, Served, config_text, free_port, sim_requests
 

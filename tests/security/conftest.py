@@ -18,9 +18,9 @@ import uvloop
 from aiohttp import web
 from gleitzeit_ollama import plugin as ollama_plugin
 
-from gleitzeit_core.gateway import start_gateway
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._gateway import start_gateway
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 
 # the simulator fixtures are the Ollama tests' own
 from tests.ollama.conftest import SimFactory, sim_factory  # noqa: F401

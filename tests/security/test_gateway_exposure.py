@@ -13,9 +13,9 @@ from gleitzeit_ollama.discovery import EnvDiscoverer
 from gleitzeit_ollama.settings import OllamaSettings
 
 from gleitzeit_core import resource_id_for
-from gleitzeit_core.errors import ConfigError
-from gleitzeit_core.gateway import check_bind
-from gleitzeit_core.keys import KeyConfig, KeyRing
+from gleitzeit_core._errors import ConfigError
+from gleitzeit_core._gateway import check_bind
+from gleitzeit_core._keys import KeyConfig, KeyRing
 from tests.security.conftest import CHAT, ServeFactory
 
 

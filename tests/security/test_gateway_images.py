@@ -15,8 +15,8 @@ from gleitzeit_ollama import plugin as ollama_plugin
 from gleitzeit_ollama.sim import OllamaSimulator
 
 from gleitzeit_core import Caller, InvalidParams, acting_as
-from gleitzeit_core.plugins import PluginManager
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._plugins import PluginManager
+from gleitzeit_core._runtime import Runtime
 from tests.security.conftest import ServeFactory, SimFactory
 
 SECRET = b"AWS_SECRET=hunter2-do-not-leak\n"

@@ -10,9 +10,9 @@ import json
 import aiohttp
 import pytest
 
-from gleitzeit_core.config import load_config
-from gleitzeit_core.errors import ConfigError
-from gleitzeit_core.keys import KeyConfig, KeyRing
+from gleitzeit_core._config import load_config
+from gleitzeit_core._errors import ConfigError
+from gleitzeit_core._keys import KeyConfig, KeyRing
 from tests.security.conftest import (
     ADMIN_TOKEN,
     CHAT,

@@ -9,7 +9,7 @@ import asyncio
 
 import aiohttp
 
-from gleitzeit_core.config import GatewayConfig
+from gleitzeit_core._config import GatewayConfig
 from tests.security.conftest import (
     ADMIN_TOKEN,
     CHAT,

@@ -21,7 +21,7 @@ from gleitzeit_docker.engine import LABEL_HUB, LABEL_PROFILE, Engine
 from gleitzeit_docker.profiles import limit_tiers
 
 from gleitzeit_core import Caller, PermissionDenied, Runtime, acting_as
-from gleitzeit_core.gateway import start_gateway
+from gleitzeit_core._gateway import start_gateway
 
 from ..docker.hub.conftest import _isolated  # noqa: F401 - autouse: only this plugin
 from ..docker_engine import IMAGE, require_engine

@@ -16,7 +16,7 @@ from aiohttp import web
 from gleitzeit_docker.engine import Engine
 
 from gleitzeit_core import Runtime
-from gleitzeit_core.gateway import build_app
+from gleitzeit_core._gateway import build_app
 
 from ..conftest import IMAGE
 from .conftest import MakeRuntime, hub_config, hub_containers

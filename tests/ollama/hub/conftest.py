@@ -14,7 +14,7 @@ from gleitzeit_ollama.settings import OllamaSettings
 from gleitzeit_ollama.sim import OllamaSimulator
 
 from gleitzeit_core import HealthSettings, OutlierSettings, ResourceSpec
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._runtime import Runtime
 from tests.ollama.hub.support import RecordingBreaker, config
 
 

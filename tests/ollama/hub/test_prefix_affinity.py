@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gleitzeit_core import ConfigError, Request, Strategy
-from gleitzeit_core.runtime import Runtime
+from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import FakeCandidate, StrategyContract
 from gleitzeit_core.testing import strategies as gst
 from tests.ollama.conftest import SimFactory

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from gleitzeit_ollama.hub import OllamaHub
 
-from gleitzeit_core.gateway import build_app
-from gleitzeit_core.runtime import Runtime
-from gleitzeit_core.status import to_json
+from gleitzeit_core._gateway import build_app
+from gleitzeit_core._runtime import Runtime
+from gleitzeit_core._status import to_json
 from tests.ollama.conftest import SimFactory
 from tests.ollama.hub.conftest import RuntimeFactory
 from tests.ollama.hub.support import MODEL, MODEL_TAG, preload
