@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from ._caller import current_caller
 from ._clock import Clock, SystemClock
 from ._config import GleitzeitConfig, load_config
 from ._errors import ConfigError, ProviderUnavailable, UnknownMethod
@@ -229,14 +230,23 @@ class Runtime:
         self.status_sections[name] = producer
 
     def status(self) -> RuntimeStatus:
+        """The whole status; a gateway key that is not an admin sees only its own counters
+        under ``callers`` (another tenant's traffic is not its business), here so that every
+        reader of the status (``/gleitzeit/status``, ``/metrics``, the dashboard) agrees."""
         from . import __version__
 
+        caller = current_caller()
+        visible = {
+            name: counters
+            for name, counters in sorted(self.callers.items())
+            if caller is None or caller.admin or name == caller.name
+        }
         return RuntimeStatus(
             version=__version__,
             hubs=[hub.status() for hub in self.hubs.values()],
             providers={proto: p.hub.name for proto, p in self.providers.items()},
             plugins={r.name: r.status for r in self.plugins.report()},
-            callers={name: attrs.asdict(c) for name, c in sorted(self.callers.items())},
+            callers={name: attrs.asdict(c) for name, c in visible.items()},
             sections={name: _section(produce) for name, produce in self.status_sections.items()},
             state=self.state.status(),
         )
