@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -253,3 +254,39 @@ async def test_a_place_granted_to_a_caller_that_went_away_comes_back(replicas: R
     await enters_eventually(
         b, "key:gone", 1, "the place granted to the cancelled caller was never given back"
     )
+
+
+async def test_forged_news_on_the_channel_cannot_take_a_resource_out_for_good(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Whoever can publish on the events channel is trusted, but only so far: a breaker
+    opened by a peer's news half-opens within MAX_PEER_HOLD however long the message says,
+    news with an infinite, NaN or negative time or that is not a JSON object is counted as
+    bad and changes nothing, and after all of it the replica still applies real news."""
+    from gleitzeit_redis.backend import MAX_PEER_HOLD
+
+    sims = await sim_factory(2)
+    (a,) = await replicas(
+        1, [s.url for s in sims], breaker={"kind": "consecutive", "failures": 2, "open_for": 30}
+    )
+    backend: Any = a.state
+    channel = f"{replicas.namespace}:events"
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    try:
+        for raw in ("[1, 2]", "7", '"x"'):
+            await client.publish(channel, raw)
+        for left in ("Infinity", "NaN", "-5", "true"):
+            raw = (
+                '{"replica": "evil", "kind": "breaker_open", "hub": "llm", '
+                f'"resource": "s0", "left": {left}, "detail": "forged"}}'
+            )
+            await client.publish(channel, raw)
+        await eventually(lambda: backend.counters["bad_events"] >= 7, "7 bad events counted")
+        assert resource(a, "s0").breaker.state is BreakerState.CLOSED
+        forged = {"replica": "evil", "kind": "breaker_open", "hub": "llm", "resource": "s1"}
+        await client.publish(channel, json.dumps({**forged, "left": 1e12, "detail": "x"}))
+        breaker = resource(a, "s1").breaker
+        await eventually(lambda: breaker.state is BreakerState.OPEN, "s1 opened by news")
+        assert breaker.half_open_at - a.hubs["llm"].clock.now() <= MAX_PEER_HOLD
+    finally:
+        await client.aclose()

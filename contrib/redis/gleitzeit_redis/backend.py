@@ -38,6 +38,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -67,6 +68,10 @@ __all__ = ["RedisState"]
 
 log = logging.getLogger("gleitzeit.redis")
 T = TypeVar("T")
+# the longest a peer's news may hold a breaker open or a resource ejected here: anyone who can
+# publish on the channel is trusted, but one message (or a bug) must not take a resource out
+# for good; a longer real outage is seen again by this replica's own calls and probes
+MAX_PEER_HOLD = 3600.0
 
 # KEYS[1]: a hash replica -> count. ARGV: this replica, the cap, the alive-key prefix.
 # Counts of replicas whose alive key expired are dropped first, so a crashed replica's
@@ -438,15 +443,20 @@ class RedisState:
         self._send("publish", json.dumps(message))
         self.counters["published"] += 1
 
-    def _apply(self, message: dict[str, Any]) -> None:
+    def _apply(self, message: Any) -> None:
+        if not isinstance(message, dict):  # a JSON list or number would end the subscriber
+            raise TypeError(f"a peer's news is not a JSON object: {message!r:.80}")
         runtime = self._runtime
         if runtime is None or message.get("replica") == self.replica_id:
             return
         hub = runtime.hubs.get(str(message.get("hub")))
         resource_id = message.get("resource")
         left = message.get("left")
-        if hub is None or resource_id not in hub or not isinstance(left, int | float):
+        if hub is None or resource_id not in hub:
             return
+        if isinstance(left, bool) or not isinstance(left, int | float) or not 0 < left < math.inf:
+            raise ValueError(f"bad 'left' in a peer's news: {left!r}")  # counted as bad_events
+        left = min(float(left), MAX_PEER_HOLD)
         resource = hub.get(str(resource_id))
         peer = str(message.get("replica"))
         now = hub.clock.now()
@@ -591,12 +601,14 @@ class RedisState:
                 continue
             try:
                 info = json.loads(raw)
-            except ValueError:
-                info = {}
+                started_at = float(info.get("started_at", 0.0))
+            except (ValueError, TypeError, AttributeError):  # not what _announce writes
+                info, started_at = {}, 0.0
+            address = info.get("address")
             live[replica] = ReplicaInfo(
                 id=replica,
-                address=info.get("address"),
-                started_at=float(info.get("started_at", 0.0)),
+                address=address if isinstance(address, str) else None,
+                started_at=started_at,
                 heartbeat_age_s=round(max(0.0, ttl_full - ttl / 1000.0), 3),
             )
         self._live = live
