@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio
 
 from gleitzeit_core import BreakerState, Runtime
+from gleitzeit_core.status import to_json as status_json
 from tests.ollama.conftest import SimFactory
-from tests.scaleout.conftest import Replicas
+from tests.scaleout.conftest import Replicas, replica_config
+from tests.scaleout.redis_server import free_port
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -290,3 +294,28 @@ async def test_forged_news_on_the_channel_cannot_take_a_resource_out_for_good(
         assert breaker.half_open_at - a.hubs["llm"].clock.now() <= MAX_PEER_HOLD
     finally:
         await client.aclose()
+
+
+async def test_the_redis_password_never_reaches_the_log_or_the_status(
+    sim_factory: SimFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica whose Redis is unreachable logs and shows why it serves from local state,
+    naming the server but not the password in the URL (``user:password@`` or ``?password=``)."""
+    sims = await sim_factory(1)
+    for url in (
+        f"redis://gw:hunter2secret@127.0.0.1:{free_port()}/0",
+        f"redis://127.0.0.1:{free_port()}/0?password=hunter2secret",
+    ):
+        config = replica_config(url, "creds", [sims[0].url], "r0")
+        runtime = Runtime.from_config(config)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            await runtime.start()
+            try:
+                await eventually(lambda: "serving from local state" in caplog.text, "logged")
+                shown = json.dumps(status_json(runtime.status())) + caplog.text
+                assert "redis unreachable" in shown
+            finally:
+                await runtime.stop()
+        assert "127.0.0.1" in caplog.text
+        assert "hunter2secret" not in shown

@@ -59,6 +59,7 @@ from gleitzeit_core import (
     Runtime,
     StateStatus,
     SystemClock,
+    public_endpoint,
     satisfies,
     seconds,
     sliding_window_take,
@@ -354,7 +355,8 @@ class RedisState:
     def _degrade(self, exc: BaseException) -> None:
         if self._degraded is None:
             self.counters["degraded"] += 1
-            log.warning("state backend %s: %s; serving from local state", self.url, exc)
+        if self._degraded is None or self._degraded == "not started":  # say so at start too
+            log.warning("state backend %s: %s; serving from local state", self.shown_url, exc)
         self._degraded = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
         if self._degraded_since is None:
             self._degraded_since = time.monotonic()
@@ -389,7 +391,7 @@ class RedisState:
             self._degrade(exc)
             return
         if self.counters["degraded"]:
-            log.info("state backend %s: connected again; resynchronised", self.url)
+            log.info("state backend %s: connected again; resynchronised", self.shown_url)
             self.counters["resyncs"] += 1
         self._degraded = None
         if self._degraded_since is not None:
@@ -657,6 +659,11 @@ class RedisState:
                 if held:
                     pipe.hdel(key, self.replica_id)
             await pipe.execute()
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as logs may show it: no ``user:password@``, no query (``?password=``)."""
+        return public_endpoint(self.url).partition("?")[0]
 
     def _key(self, suffix: str) -> str:
         return f"{self.namespace}:{suffix}"
