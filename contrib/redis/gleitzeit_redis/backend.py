@@ -122,11 +122,18 @@ return 0
 """
 
 
+def _shown(url: str) -> str:
+    """``url`` as logs and errors may show it: no ``user:password@``, no query (``?password=``)."""
+    return public_endpoint(url).partition("?")[0]
+
+
 def _redis_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    satisfies(
-        "a redis://, rediss:// or unix:// URL",
-        lambda v: isinstance(v, str) and v.split("://", 1)[0] in ("redis", "rediss", "unix"),
-    )(_, attribute, value)
+    if isinstance(value, str) and value.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        return
+    # the error reaches the status of a refused reload, which every key may read
+    satisfies("a redis://, rediss:// or unix:// URL", lambda _v: False)(
+        _, attribute, _shown(value) if isinstance(value, str) else value
+    )
 
 
 def _default_replica() -> str:
@@ -662,8 +669,8 @@ class RedisState:
 
     @property
     def shown_url(self) -> str:
-        """The URL as logs may show it: no ``user:password@``, no query (``?password=``)."""
-        return public_endpoint(self.url).partition("?")[0]
+        """The URL as logs may show it (see ``_shown``)."""
+        return _shown(self.url)
 
     def _key(self, suffix: str) -> str:
         return f"{self.namespace}:{suffix}"
