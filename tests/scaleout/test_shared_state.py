@@ -319,3 +319,26 @@ async def test_the_redis_password_never_reaches_the_log_or_the_status(
                 await runtime.stop()
         assert "127.0.0.1" in caplog.text
         assert "hunter2secret" not in shown
+
+
+async def test_garbage_in_the_registry_and_the_load_does_not_stop_the_exchange(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """A live-looking replica whose registry entry and load entry are not the objects the
+    backend writes (a list, a number) is ignored: A keeps reading B's load and lists B."""
+    (sim,) = await sim_factory(1, num_parallel=8, latency_ms=400)
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    ns = replicas.namespace
+    try:
+        await client.hset(f"{ns}:replicas", "evil", "[]")
+        await client.set(f"{ns}:alive:evil", "1", px=60_000)
+        await client.hset(f"{ns}:load:llm", "evil", '{"at": 1e30, "load": [1]}')
+        a, b = await replicas(2, [sim.url], default_num_parallel=4)
+        await client.hset(f"{ns}:load:llm", "evil", '{"at": 1e30, "load": [1]}')
+        await asyncio.sleep(0.3)  # several exchanges read the garbage
+        calls = [asyncio.ensure_future(b.execute("llm/chat", CHAT)) for _ in range(3)]
+        await eventually(lambda: resource(a, "s0").remote_in_flight == 3, "A sees B's 3 calls")
+        await asyncio.gather(*calls)
+        assert "r1" in {replica.id for replica in a.status().state.replicas}
+    finally:
+        await client.aclose()

@@ -560,8 +560,8 @@ class RedisState:
                     total = remote.setdefault(rid, [0, collections.Counter()])
                     total[0] += int(count)
                     total[1].update({str(k): int(v) for k, v in slots.items()})
-            except (ValueError, KeyError, TypeError):
-                continue  # another version's entry, or garbage: ignore it
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # another version's entry, or garbage (a list for a dict): ignore it
         freed = False
         for resource in hub.members():
             count, slots = remote.get(resource.id, (0, {}))
