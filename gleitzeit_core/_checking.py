@@ -15,11 +15,12 @@ from typing import Any
 
 import attrs
 
+from ._clock import SystemClock
 from ._config import GleitzeitConfig, read_toml, split_sections
 from ._errors import ConfigError, DuplicateNameError, PluginLoadError
 from ._plugins import PluginManager, PluginSelection
 from ._structuring import structure_lenient
-from ._wiring import check_providers, plan_hub
+from ._wiring import build_state, check_providers, plan_hub
 
 __all__ = ["check_config"]
 
@@ -73,4 +74,10 @@ def _wiring_problems(
             kind = table.get("kind") if isinstance(table, Mapping) else None
             kinds.setdefault(name, kind if isinstance(kind, str) else None)
     problems.extend(check_providers(config, kinds, registries))
+    try:  # building the backend checks its options; it connects only when started
+        build_state(config, registries, clock=SystemClock())
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    except PluginLoadError as exc:
+        problems.append(f"state.backend: {exc}")
     return problems

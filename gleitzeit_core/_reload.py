@@ -59,7 +59,7 @@ class ReloadReport:
     at: float  # Unix time
     problems: list[str] = attrs.field(factory=list)  # each starts with its key path
     applied: list[str] = attrs.field(factory=list)
-    restart_needed: list[str] = attrs.field(factory=list)  # key paths, since the start
+    restart_needed: list[str] = attrs.field(factory=list)  # key paths differing from the start
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -76,6 +76,7 @@ async def reload_config(
     ``ConfigError``) and returns the step that applies it."""
     old = runtime.config
     path = str(source) if source is not None else old.source
+    # a refused reload changes nothing: what waited for a restart still does
     earlier = runtime.last_reload.restart_needed if runtime.last_reload is not None else []
 
     def refused(problems: list[str]) -> ReloadReport:
@@ -98,7 +99,9 @@ async def reload_config(
         error, new = exc, None
     if error is not None or new is None:
         return refused(list(error.problems) if error is not None else ["config: not readable"])
-    restart = _restart_needed(old, new)
+    # against what the process started with, not the last file: a change reverted in the file
+    # needs no restart, and one made by an earlier reload still does
+    restart = _restart_needed(runtime.started_config, new)
     commits: list[Commit] = []
     problems: list[str] = []
     for name in sorted(set(old.hubs) & set(new.hubs)):
@@ -126,13 +129,16 @@ async def reload_config(
     applied: list[str] = []
     for commit in commits:  # nothing below raises: the new config goes in whole
         applied.extend(commit())
-    runtime.config = new
+    # a hub that left the file still runs until a restart: keep the config it runs with, so
+    # a later file that brings it back is compared with that (and its changes applied)
+    running = {name: hub for name, hub in old.hubs.items() if name in runtime.hubs}
+    runtime.config = attrs.evolve(new, hubs={**running, **new.hubs})
     return ReloadReport(
         ok=True,
         source=path,
         at=time.time(),
         applied=applied,
-        restart_needed=sorted({*earlier, *restart}),
+        restart_needed=sorted(restart),
     )
 
 

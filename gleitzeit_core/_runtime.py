@@ -88,6 +88,8 @@ class Runtime:
         self._started = False
         self._starting: asyncio.Future[None] | None = None
         self.last_reload: ReloadReport | None = None
+        # what the restart-only settings run with: a reload changes only the live ones
+        self.started_config = self.config
         self._background: set[asyncio.Task[None]] = set()  # drains a reload started
 
     @classmethod

@@ -164,6 +164,44 @@ async def test_what_needs_a_restart_is_listed_and_the_rest_applies(started: Any)
     assert "b" in runtime.hubs["e"]
 
 
+async def test_a_restart_only_change_reverted_in_the_file_needs_no_restart(started: Any) -> None:
+    """restart_needed compares the file with what the process started with: a port changed by
+    one reload is listed, and once the file has the old port again nothing is (the process
+    still listens there), while a refused file in between keeps the earlier answer."""
+    original = _toml({"a": 1.0})
+    path, runtime = await started(original)
+    path.write_text(original + "[gateway]\nport = 12345\n", encoding="utf-8")
+    assert (await runtime.reload()).restart_needed == ["gateway.port"]
+    path.write_text("[gateway\n", encoding="utf-8")  # caught half-written
+    refused = await runtime.reload()
+    assert not refused.ok
+    assert refused.restart_needed == ["gateway.port"]
+    path.write_text(original, encoding="utf-8")
+    report = await runtime.reload()
+    assert report.ok, report.problems
+    assert report.restart_needed == []
+
+
+async def test_a_hub_that_left_the_file_and_came_back_gets_its_changes(started: Any) -> None:
+    """A hub removed from the file keeps running (restart needed); when the file brings it
+    back with another resource, that resource joins as it would in any hub."""
+    with_f = _toml({"a": 1.0}) + '[hubs.f]\nkind = "echo"\n'
+    with_f += '[[hubs.f.resources]]\nid = "f1"\nurl = "echo://f1"\n'
+    path, runtime = await started(with_f)
+    path.write_text(_toml({"a": 1.0}), encoding="utf-8")
+    gone = await runtime.reload()
+    assert gone.ok
+    assert gone.restart_needed == ["hubs.f"]
+    assert "f" in runtime.hubs
+    back = with_f + '[[hubs.f.resources]]\nid = "f2"\nurl = "echo://f2"\n'
+    path.write_text(back, encoding="utf-8")
+    report = await runtime.reload()
+    assert report.ok, report.problems
+    assert report.restart_needed == []
+    assert "hubs.f.resources: added f2 (echo://f2)" in report.applied
+    assert "f2" in runtime.hubs["f"]
+
+
 async def test_a_runtime_built_from_a_dict_has_nothing_to_reread() -> None:
     """Reload of a runtime made from a dict says so, and changes nothing."""
     manager = PluginManager(autoload=False)

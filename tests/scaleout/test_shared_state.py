@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 import redis.asyncio
 
 from gleitzeit_core import BreakerState, Runtime
+from gleitzeit_core.status import to_json as status_json
 from tests.ollama.conftest import SimFactory
-from tests.scaleout.conftest import Replicas
+from tests.scaleout.conftest import Replicas, replica_config
+from tests.scaleout.redis_server import free_port
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -253,3 +258,87 @@ async def test_a_place_granted_to_a_caller_that_went_away_comes_back(replicas: R
     await enters_eventually(
         b, "key:gone", 1, "the place granted to the cancelled caller was never given back"
     )
+
+
+async def test_forged_news_on_the_channel_cannot_take_a_resource_out_for_good(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Whoever can publish on the events channel is trusted, but only so far: a breaker
+    opened by a peer's news half-opens within MAX_PEER_HOLD however long the message says,
+    news with an infinite, NaN or negative time or that is not a JSON object is counted as
+    bad and changes nothing, and after all of it the replica still applies real news."""
+    from gleitzeit_redis.backend import MAX_PEER_HOLD
+
+    sims = await sim_factory(2)
+    (a,) = await replicas(
+        1, [s.url for s in sims], breaker={"kind": "consecutive", "failures": 2, "open_for": 30}
+    )
+    backend: Any = a.state
+    channel = f"{replicas.namespace}:events"
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    try:
+        for raw in ("[1, 2]", "7", '"x"'):
+            await client.publish(channel, raw)
+        for left in ("Infinity", "NaN", "-5", "true"):
+            raw = (
+                '{"replica": "evil", "kind": "breaker_open", "hub": "llm", '
+                f'"resource": "s0", "left": {left}, "detail": "forged"}}'
+            )
+            await client.publish(channel, raw)
+        await eventually(lambda: backend.counters["bad_events"] >= 7, "7 bad events counted")
+        assert resource(a, "s0").breaker.state is BreakerState.CLOSED
+        forged = {"replica": "evil", "kind": "breaker_open", "hub": "llm", "resource": "s1"}
+        await client.publish(channel, json.dumps({**forged, "left": 1e12, "detail": "x"}))
+        breaker = resource(a, "s1").breaker
+        await eventually(lambda: breaker.state is BreakerState.OPEN, "s1 opened by news")
+        assert breaker.half_open_at - a.hubs["llm"].clock.now() <= MAX_PEER_HOLD
+    finally:
+        await client.aclose()
+
+
+async def test_the_redis_password_never_reaches_the_log_or_the_status(
+    sim_factory: SimFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica whose Redis is unreachable logs and shows why it serves from local state,
+    naming the server but not the password in the URL (``user:password@`` or ``?password=``)."""
+    sims = await sim_factory(1)
+    for url in (
+        f"redis://gw:hunter2secret@127.0.0.1:{free_port()}/0",
+        f"redis://127.0.0.1:{free_port()}/0?password=hunter2secret",
+    ):
+        config = replica_config(url, "creds", [sims[0].url], "r0")
+        runtime = Runtime.from_config(config)
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            await runtime.start()
+            try:
+                await eventually(lambda: "serving from local state" in caplog.text, "logged")
+                shown = json.dumps(status_json(runtime.status())) + caplog.text
+                assert "redis unreachable" in shown
+            finally:
+                await runtime.stop()
+        assert "127.0.0.1" in caplog.text
+        assert "hunter2secret" not in shown
+
+
+async def test_garbage_in_the_registry_and_the_load_does_not_stop_the_exchange(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """A live-looking replica whose registry entry and load entry are not the objects the
+    backend writes (a list, a number) is ignored: A keeps reading B's load and lists B."""
+    (sim,) = await sim_factory(1, num_parallel=8, latency_ms=400)
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    ns = replicas.namespace
+    try:
+        await client.hset(f"{ns}:replicas", "evil", "[]")
+        await client.set(f"{ns}:alive:evil", "1", px=60_000)
+        await client.hset(f"{ns}:load:llm", "evil", '{"at": 1e30, "load": [1]}')
+        a, b = await replicas(2, [sim.url], default_num_parallel=4)
+        await client.hset(f"{ns}:load:llm", "evil", '{"at": 1e30, "load": [1]}')
+        await asyncio.sleep(0.3)  # several exchanges read the garbage
+        calls = [asyncio.ensure_future(b.execute("llm/chat", CHAT)) for _ in range(3)]
+        await eventually(lambda: resource(a, "s0").remote_in_flight == 3, "A sees B's 3 calls")
+        await asyncio.gather(*calls)
+        assert "r1" in {replica.id for replica in a.status().state.replicas}
+    finally:
+        await client.aclose()

@@ -178,10 +178,10 @@ async def test_sighup_adds_and_removes_instances_under_load(
 async def test_reload_needs_admin_keeps_old_config_on_error_and_applies_keys(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
-    """POST /gleitzeit/reload: 403 for a key that is not admin; a config with a mistake is
-    refused with its key path (JSON answer, log, status) and the old config keeps serving;
-    one without any key is refused (a reload never opens the gateway); a good one swaps
-    keys, strategy and weights at once."""
+    """POST /gleitzeit/reload: 403 for a key that is not admin; a file named in the request
+    (body or query) is not read; a config with a mistake is refused with its key path (JSON
+    answer, log, status) and the old config keeps serving; one without any key is refused (a
+    reload never opens the gateway); a good one swaps keys, strategy and weights at once."""
     sims = await sim_factory(2)
     urls = {"s0": sims[0].url, "s1": sims[1].url}
     port = free_port()
@@ -204,6 +204,20 @@ async def test_reload_needs_admin_keeps_old_config_on_error_and_applies_keys(
 
             code, body = await reload(ALICE)
             assert code == 403
+
+            # a request never names a host file: a path in the body or the query is not read
+            mallory = "mallory-token-0123456789abcdef"
+            evil = tmp_path / "evil.toml"
+            evil_keys = f'token = "{ADMIN}"\n[gateway.keys.mallory]\ntoken = "{mallory}"'
+            evil.write_text(config_text(port, urls, gateway_extra=evil_keys), encoding="utf-8")
+            named = {"config": str(evil), "path": str(evil), "source": str(evil)}
+            async with http.post(
+                f"{url}/gleitzeit/reload", params=named, json=named, headers=_bearer(ADMIN)
+            ) as r:
+                assert r.status == 200
+                assert (await r.json())["source"] != str(evil)
+            assert await chat(mallory) == 401
+            assert await chat(ALICE) == 200
 
             bad = config_text(port, urls, gateway_extra=keys).replace(
                 f'id = "s1"\nurl = "{urls["s1"]}"', f'id = "s1"\nurl = "{urls["s1"]}"\nweight = -2'

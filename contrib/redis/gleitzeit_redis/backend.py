@@ -38,6 +38,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -58,6 +59,7 @@ from gleitzeit_core import (
     Runtime,
     StateStatus,
     SystemClock,
+    public_endpoint,
     satisfies,
     seconds,
     sliding_window_take,
@@ -67,6 +69,10 @@ __all__ = ["RedisState"]
 
 log = logging.getLogger("gleitzeit.redis")
 T = TypeVar("T")
+# the longest a peer's news may hold a breaker open or a resource ejected here: anyone who can
+# publish on the channel is trusted, but one message (or a bug) must not take a resource out
+# for good; a longer real outage is seen again by this replica's own calls and probes
+MAX_PEER_HOLD = 3600.0
 
 # KEYS[1]: a hash replica -> count. ARGV: this replica, the cap, the alive-key prefix.
 # Counts of replicas whose alive key expired are dropped first, so a crashed replica's
@@ -116,11 +122,18 @@ return 0
 """
 
 
+def _shown(url: str) -> str:
+    """``url`` as logs and errors may show it: no ``user:password@``, no query (``?password=``)."""
+    return public_endpoint(url).partition("?")[0]
+
+
 def _redis_url(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    satisfies(
-        "a redis://, rediss:// or unix:// URL",
-        lambda v: isinstance(v, str) and v.split("://", 1)[0] in ("redis", "rediss", "unix"),
-    )(_, attribute, value)
+    if isinstance(value, str) and value.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        return
+    # the error reaches the status of a refused reload, which every key may read
+    satisfies("a redis://, rediss:// or unix:// URL", lambda _v: False)(
+        _, attribute, _shown(value) if isinstance(value, str) else value
+    )
 
 
 def _default_replica() -> str:
@@ -349,7 +362,8 @@ class RedisState:
     def _degrade(self, exc: BaseException) -> None:
         if self._degraded is None:
             self.counters["degraded"] += 1
-            log.warning("state backend %s: %s; serving from local state", self.url, exc)
+        if self._degraded is None or self._degraded == "not started":  # say so at start too
+            log.warning("state backend %s: %s; serving from local state", self.shown_url, exc)
         self._degraded = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
         if self._degraded_since is None:
             self._degraded_since = time.monotonic()
@@ -384,7 +398,7 @@ class RedisState:
             self._degrade(exc)
             return
         if self.counters["degraded"]:
-            log.info("state backend %s: connected again; resynchronised", self.url)
+            log.info("state backend %s: connected again; resynchronised", self.shown_url)
             self.counters["resyncs"] += 1
         self._degraded = None
         if self._degraded_since is not None:
@@ -438,15 +452,20 @@ class RedisState:
         self._send("publish", json.dumps(message))
         self.counters["published"] += 1
 
-    def _apply(self, message: dict[str, Any]) -> None:
+    def _apply(self, message: Any) -> None:
+        if not isinstance(message, dict):  # a JSON list or number would end the subscriber
+            raise TypeError(f"a peer's news is not a JSON object: {message!r:.80}")
         runtime = self._runtime
         if runtime is None or message.get("replica") == self.replica_id:
             return
         hub = runtime.hubs.get(str(message.get("hub")))
         resource_id = message.get("resource")
         left = message.get("left")
-        if hub is None or resource_id not in hub or not isinstance(left, int | float):
+        if hub is None or resource_id not in hub:
             return
+        if isinstance(left, bool) or not isinstance(left, int | float) or not 0 < left < math.inf:
+            raise ValueError(f"bad 'left' in a peer's news: {left!r}")  # counted as bad_events
+        left = min(float(left), MAX_PEER_HOLD)
         resource = hub.get(str(resource_id))
         peer = str(message.get("replica"))
         now = hub.clock.now()
@@ -541,8 +560,8 @@ class RedisState:
                     total = remote.setdefault(rid, [0, collections.Counter()])
                     total[0] += int(count)
                     total[1].update({str(k): int(v) for k, v in slots.items()})
-            except (ValueError, KeyError, TypeError):
-                continue  # another version's entry, or garbage: ignore it
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # another version's entry, or garbage (a list for a dict): ignore it
         freed = False
         for resource in hub.members():
             count, slots = remote.get(resource.id, (0, {}))
@@ -591,12 +610,14 @@ class RedisState:
                 continue
             try:
                 info = json.loads(raw)
-            except ValueError:
-                info = {}
+                started_at = float(info.get("started_at", 0.0))
+            except (ValueError, TypeError, AttributeError):  # not what _announce writes
+                info, started_at = {}, 0.0
+            address = info.get("address")
             live[replica] = ReplicaInfo(
                 id=replica,
-                address=info.get("address"),
-                started_at=float(info.get("started_at", 0.0)),
+                address=address if isinstance(address, str) else None,
+                started_at=started_at,
                 heartbeat_age_s=round(max(0.0, ttl_full - ttl / 1000.0), 3),
             )
         self._live = live
@@ -645,6 +666,11 @@ class RedisState:
                 if held:
                     pipe.hdel(key, self.replica_id)
             await pipe.execute()
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as logs may show it (see ``_shown``)."""
+        return _shown(self.url)
 
     def _key(self, suffix: str) -> str:
         return f"{self.namespace}:{suffix}"
