@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio
 
 from gleitzeit_core import BreakerState, Runtime
-from gleitzeit_core.status import to_json as status_json
+from gleitzeit_core._status import to_json as status_json
 from tests.ollama.conftest import SimFactory
 from tests.scaleout.conftest import Replicas, replica_config
 from tests.scaleout.redis_server import free_port

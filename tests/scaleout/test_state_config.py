@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gleitzeit_core import Runtime
-from gleitzeit_core.checking import check_config
+from gleitzeit_core._checking import check_config
 
 HUB = '[hubs.e]\nkind = "echo"\n[[hubs.e.resources]]\nid = "a"\nurl = "echo://a"\n'
 BAD_URL = '[state]\nbackend = "redis"\nurl = "http://gw:hunter2secret@127.0.0.1:1/0"\n'
@@ -38,7 +38,7 @@ async def test_a_reload_refuses_a_state_section_the_next_start_would_refuse(
     """A reload of a file whose [state] section is wrong is refused with the key path (it
     would be accepted as restart_needed, and the next restart would fail), and the problem
     shown in the status carries no password."""
-    from gleitzeit_core.plugins import PluginManager
+    from gleitzeit_core._plugins import PluginManager
     from gleitzeit_core.testing import echo
 
     manager = PluginManager(allow=["redis"])
