@@ -118,7 +118,14 @@ def _section_table(name: str, section: dict[str, Any]) -> Table:
     """A plugin's status section (``Runtime.add_status_section``): entries shaped like the
     first table entry are rows with its keys as columns; anything else goes in the caption."""
     rows = {k: v for k, v in section.items() if isinstance(v, dict)}
-    columns = list(next(iter(rows.values()), {}) or ["value"])
+    if not rows:  # a flat section (the gateway's: draining, in_flight, ...): one row per key
+        flat = Table(title=f"[bold]{name}[/]", title_justify="left")
+        flat.add_column("")
+        flat.add_column("value")
+        for key, value in section.items():
+            flat.add_row(key.replace("_", " "), _cell(value))
+        return flat
+    columns = list(next(iter(rows.values())) or ["value"])
     rows = {k: v for k, v in rows.items() if set(v) <= set(columns)}
     table = Table(title=f"[bold]{name}[/]", title_justify="left")
     table.add_column("")

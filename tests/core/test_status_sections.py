@@ -73,3 +73,17 @@ async def test_core_keys_are_refused_and_a_broken_section_does_not_break_the_sta
         data = to_json(runtime.status())
     assert data["broken"] == {"error": "RuntimeError: no numbers today"}
     assert data["hubs"][0]["name"] == "e"
+
+
+def test_a_flat_section_shows_one_row_per_key() -> None:
+    """A section of plain values (the gateway's: draining, in flight, ...) is shown as a row
+    per key with its value, not as an empty table with the values crammed under it."""
+    data = {"version": "x", "hubs": [], "providers": {}, "plugins": {}}
+    data["gateway"] = {"draining": False, "in_flight": 3, "last_reload": None}
+    console = Console(width=80, record=True)
+    for table in status_tables(data):
+        console.print(table)
+    lines = console.export_text().splitlines()
+    assert any("draining" in line and "False" in line for line in lines)
+    assert any("in flight" in line and "3" in line for line in lines)
+    assert any("last reload" in line and "-" in line for line in lines)
