@@ -6,7 +6,7 @@ Each figure is the median wall time of a fresh interpreter (same executable, sam
 same site-packages) running one command, minus the median of a bare ``python -c pass`` measured
 in the same interleaved rounds, so that interpreter start-up and ``site`` are not counted:
 
-- ``startup_ms_all_plugins``: ``PluginManager.from_env().load()`` (import the core, read the
+- ``startup_ms_all_plugins``: ``PluginSelection.resolve().manager().load()`` (import the core, read the
   entry points, load every enabled plugin). Target: <= 100 ms. Reported with the 90 %
   interval of the per-round difference (``startup_ms_all_plugins_ci90``).
 - ``startup_cpu_ms_all_plugins``: the same in CPU time (user + system) of the child, which a
@@ -41,7 +41,7 @@ from typing import Any
 from _stats import Summary, figures, rotated, spread  # benchmarks/_stats.py
 
 TARGET_MS = 100.0
-LOAD = "from gleitzeit_core._plugins import PluginManager; PluginManager.from_env().load()"
+LOAD = "from gleitzeit_core._plugins import PluginSelection; PluginSelection.resolve().manager().load()"
 IMPORT_CORE = "import gleitzeit_core"
 # Run in one child: where the time goes inside the process, and what loaded.
 PROBE = r"""
@@ -49,10 +49,10 @@ import json, sys, time
 t0 = time.perf_counter()
 import gleitzeit_core
 t1 = time.perf_counter()
-from gleitzeit_core._plugins import PluginManager, entry_points_snapshot
+from gleitzeit_core._plugins import PluginSelection, entry_points_snapshot
 eps = entry_points_snapshot()
 t2 = time.perf_counter()
-manager = PluginManager.from_env().load()
+manager = PluginSelection.resolve().manager().load()
 t3 = time.perf_counter()
 import importlib.metadata
 dists = sum(1 for _ in importlib.metadata.distributions())
