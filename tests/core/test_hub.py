@@ -10,6 +10,7 @@ import pytest
 from gleitzeit_core import (
     BreakerState,
     FailureClass,
+    GleitzeitError,
     Health,
     NoResourceAvailable,
     OutlierSettings,
@@ -394,3 +395,31 @@ async def test_attempt_timeout_fails_over_from_a_hung_resource() -> None:
     for _ in range(5):
         assert await hub.call(first_hangs) == "b"
     assert hub.get("a").metrics.failures.get(FailureClass.TIMEOUT, 0) >= 1
+
+
+class _BrokenStrategy:
+    """A third-party strategy with a bug: its select raises."""
+
+    name = "broken_select"
+    sampling = 0
+    guarantees: frozenset[str] = frozenset()
+
+    def select(self, candidates: object, request: Request) -> object:
+        raise ZeroDivisionError("bug in select")
+
+
+async def test_a_strategy_that_raises_is_reported_naming_hub_strategy_and_hook() -> None:
+    """A strategy whose ``select`` raises fails the request with a GleitzeitError naming the
+    hub, the strategy's name, its class and the hook, instead of a bare ZeroDivisionError
+    that says nothing about which plugin to fix; nothing is left in flight."""
+    hub = make_hub("a", "b", strategy=_BrokenStrategy())
+    with pytest.raises(GleitzeitError) as raised:
+        async with hub.lease():
+            pass
+    message = str(raised.value)
+    assert "hub 'test'" in message
+    assert "strategy 'broken_select'" in message
+    assert "_BrokenStrategy) raised in select" in message
+    assert "ZeroDivisionError: bug in select" in message
+    assert isinstance(raised.value.__cause__, ZeroDivisionError)
+    assert all(hub.get(rid).in_flight == 0 for rid in ("a", "b"))
