@@ -620,7 +620,12 @@ class ResourceHub:
             if future.done():
                 waiters.remove(waiter)
                 continue
-            lease, saturated = self.try_lease(waiter.request, waiter.exclude, waiter.strategy)
+            try:
+                lease, saturated = self.try_lease(waiter.request, waiter.exclude, waiter.strategy)
+            except GleitzeitError as exc:  # the waiter's strategy failed: its caller hears it
+                waiters.remove(waiter)
+                future.set_exception(exc)
+                continue
             if lease is not None:
                 waiters.remove(waiter)
                 future.set_result(lease)

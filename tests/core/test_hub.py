@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
+from typing import TypeVar
 
 import pytest
 
 from gleitzeit_core import (
     BreakerState,
+    Candidate,
     FailureClass,
     GleitzeitError,
     Health,
@@ -423,3 +426,38 @@ async def test_a_strategy_that_raises_is_reported_naming_hub_strategy_and_hook()
     assert "ZeroDivisionError: bug in select" in message
     assert isinstance(raised.value.__cause__, ZeroDivisionError)
     assert all(hub.get(rid).in_flight == 0 for rid in ("a", "b"))
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+class _BreaksAfterFirstPick:
+    """A strategy that picks once, then raises (a bug met only under load)."""
+
+    name = "breaks_later"
+    sampling = 0
+    guarantees: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.picks = 0
+
+    def select(self, candidates: Sequence[C], request: Request) -> C:
+        self.picks += 1
+        if self.picks > 1:
+            raise ZeroDivisionError("bug in select")
+        return candidates[0]
+
+
+async def test_a_strategy_raising_for_a_waiter_fails_that_waiter_not_the_releasing_call() -> None:
+    """When a freed slot is handed to a waiting request and the strategy raises while picking
+    for it, the waiter gets the error naming the strategy at once; the call that freed the
+    slot finishes normally (it did nothing wrong)."""
+    hub = ResourceHub("test", strategy=_BreaksAfterFirstPick())
+    hub.add(ResourceSpec(id="a", max_concurrency=1))
+    first = await hub.acquire()
+    waiter = asyncio.create_task(hub.acquire(timeout=30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    first.succeed()  # must not raise the waiter's strategy error into this caller
+    with pytest.raises(GleitzeitError, match="strategy 'breaks_later'"):
+        await asyncio.wait_for(waiter, 10)
