@@ -434,12 +434,14 @@ class PluginManager:
         self,
         hook_name: str,
         *,
+        before: Callable[[str], None] | None = None,
         after: Callable[[str, Any], None] | None = None,
         **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Call a hook on every plugin separately; a plugin that raises is reported, not fatal.
-        ``after(plugin, result)`` runs right after each plugin's call (to see what it added)."""
-        return self._call(hook_name, kwargs, after=after)
+        ``before(plugin)`` runs right before each plugin's call (to know who adds what),
+        ``after(plugin, result)`` right after it (to see what it added)."""
+        return self._call(hook_name, kwargs, before=before, after=after)
 
     def _call(
         self,
@@ -448,6 +450,7 @@ class PluginManager:
         *,
         only: str | None = None,
         isolate: bool = True,
+        before: Callable[[str], None] | None = None,
         after: Callable[[str, Any], None] | None = None,
     ) -> list[tuple[str, Any]]:
         """The one loop every hook call goes through: each implementation on its own (of
@@ -458,6 +461,8 @@ class PluginManager:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             if only is not None and impl.plugin_name != only:
                 continue
+            if before is not None:
+                before(impl.plugin_name)
             try:
                 value = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as exc:

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gleitzeit_core import RouteRegistrar, hookimpl
 from gleitzeit_core._gateway import build_app
 from gleitzeit_core._plugins import PluginManager
 from gleitzeit_core._runtime import Runtime
@@ -327,3 +329,40 @@ async def test_status_command_shows_a_running_gateway(gateway: Gateway) -> None:
     code, _, err = await run_cli("status", "--url", "http://127.0.0.1:9")
     assert code == 1
     assert "cannot reach a gateway" in err
+
+
+async def test_a_plugin_route_that_raises_is_reported_naming_the_plugin() -> None:
+    """A third-party route whose handler raises answers 500 with an error naming the plugin
+    and the route (the operator knows which plugin to fix or disable); the log line names it
+    too, and the gateway's own routes keep working."""
+    runtime = echo_runtime()
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise KeyError("bug in route")
+
+    @hookimpl
+    def gleitzeit_register_routes(router: RouteRegistrar) -> None:
+        router.add("GET", "/broken", broken)
+
+    runtime.plugins.add(
+        SimpleNamespace(gleitzeit_register_routes=gleitzeit_register_routes), "badroute"
+    )
+    await runtime.start()
+    runner = web.AppRunner(build_app(runtime))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            reply = await http.get(f"{url}/broken")
+            assert reply.status == 500
+            error = (await reply.json())["error"]
+            assert "plugin 'badroute'" in error
+            assert "GET /broken" in error
+            assert "KeyError" in error
+            health = await http.get(f"{url}/gleitzeit/health")
+            assert health.status == 200
+    finally:
+        await runner.cleanup()
+        await runtime.stop()
