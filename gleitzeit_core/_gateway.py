@@ -353,8 +353,11 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception as exc:  # the server must survive any bug a request triggers
         trace = log.isEnabledFor(logging.DEBUG)  # the traceback with --debug
         owner = request.app.get(_ROUTE_OWNERS_KEY, {}).get(request.match_info.route)
-        where = f" in plugin {owner!r} (its route {request.method} {request.path})" if owner else ""
-        log.error("gateway: %s %s%s: %r", request.method, request.path, where, exc, exc_info=trace)
+        what = f"{request.method} {request.path}"
+        where = f" in plugin {owner!r} (its route {what})" if owner else ""
+        log.error(
+            "gateway: %s: %s%r", what, f"plugin {owner!r}: " if owner else "", exc, exc_info=trace
+        )
         return _refusal(request, 500, f"internal error{where}: {type(exc).__name__}: {exc}")
 
 
