@@ -397,7 +397,7 @@ class ResourceHub:
         except Exception as exc:
             cls = type(strategy)
             raise GleitzeitError(
-                f"hub {self.name!r}: strategy {strategy.name!r} "
+                f"hub {self.name!r}: strategy {getattr(strategy, 'name', '?')!r} "
                 f"({cls.__module__}.{cls.__qualname__}) raised in select: "
                 f"{type(exc).__name__}: {exc}; `gleitzeit plugins list` shows which plugin "
                 "registers it"

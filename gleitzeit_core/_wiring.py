@@ -149,6 +149,25 @@ def _owner(registries: Registries, kind: str, name: str) -> str | None:
         return None
 
 
+_STRATEGY_READS = ("select", "name", "guarantees", "sampling")  # what the hub uses
+
+
+def _strategy_problems(strategy: object, registries: Registries, kind: str, hub: str) -> list[str]:
+    """A strategy lacking what the hub reads would fail every request with a bare
+    AttributeError; say so once, at check time, naming the plugin to fix."""
+    missing = [attr for attr in _STRATEGY_READS if not hasattr(strategy, attr)]
+    if not missing:
+        return []
+    cls = type(strategy)
+    owner = _owner(registries, "strategies", kind)
+    source = f", plugin {owner!r}" if owner else ""
+    return [
+        f"hubs.{hub}.strategy: strategy {kind!r} ({cls.__module__}.{cls.__qualname__}{source}) "
+        f"lacks {', '.join(missing)}; a strategy has select, name, guarantees and sampling "
+        "(the Strategy protocol in docs/plugins.md)"
+    ]
+
+
 def _breaker_factory(
     registries: Registries, name: str, config: HubConfig, clock: Clock, rng: random.Random
 ) -> Callable[[], Breaker]:
@@ -220,6 +239,8 @@ def plan_hub(
             inject={"rng": rng, "clock": clock},
         )
     )
+    if strategy is not None:
+        problems += _strategy_problems(strategy, registries, config.strategy.kind, name)
     breaker_factory = attempt(lambda: _breaker_factory(registries, name, config, clock, rng))
     specs: list[ResourceSpec] = []
     first_of: dict[str, int] = {}
