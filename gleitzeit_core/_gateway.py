@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -49,6 +49,9 @@ from ._keys import KeyRing
 from ._reload import Commit, ReloadReport
 from ._resources import Health
 from ._status import to_json
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
 
 log = logging.getLogger("gleitzeit.gateway")
 
@@ -138,7 +141,7 @@ def status_for(exc: BaseException) -> int:
 class RouteRegistrar:
     """What ``gleitzeit_register_routes`` receives: the app's router and the runtime."""
 
-    def __init__(self, app: web.Application, runtime: Any) -> None:
+    def __init__(self, app: web.Application, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
         self._plugin: str | None = None  # whose gleitzeit_register_routes is running
@@ -558,7 +561,7 @@ async def _not_for_caches(request: web.Request, response: web.StreamResponse) ->
 
 
 def build_app(
-    runtime: Any,
+    runtime: Runtime,
     *,
     token: str | None = None,
     max_body_bytes: int | None = None,
