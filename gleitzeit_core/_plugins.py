@@ -366,6 +366,8 @@ class PluginManager:
                     self.records[owner] = record
                 else:
                     record = self._disabled(owner, dist, version, None)
+            if record.status == "disabled":
+                self.registries.disabled_names[(self.registries.of(kind).singular, ep.name)] = owner
             if record.status != "loaded":
                 continue
             self.registries.of(kind).add(ep.name, ep.value, plugin=owner)

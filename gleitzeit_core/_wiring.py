@@ -54,13 +54,18 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
 
 def _hint(registries: Registries, kind: str, name: str) -> str | None:
     dist = FIRST_PARTY.get(kind, {}).get(name)
-    if dist is None:
+    # else a third party's name, known from a disabled plugin's metadata
+    plugin = (
+        dist.removeprefix("gleitzeit-") if dist else registries.disabled_names.get((kind, name))
+    )
+    if plugin is None:
         return None
-    plugin = dist.removeprefix("gleitzeit-")
-    why = registries.disabled.get(plugin) or registries.disabled.get(dist)
+    why = registries.disabled.get(plugin)
+    if why is None and dist:
+        why = registries.disabled.get(dist)
     if why is not None:  # installed, but switched off: installing it again would not help
         return f"its plugin {plugin!r} is installed but disabled ({why or 'a deny-list'})"
-    return f"install it with `pip install {dist}`"
+    return f"install it with `pip install {dist}`" if dist else None
 
 
 def provider_hint(registries: Registries, protocol: str) -> str | None:
