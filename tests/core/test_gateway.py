@@ -26,10 +26,12 @@ from gleitzeit_core.testing import echo
 Gateway = Callable[..., Any]
 
 
-def echo_runtime(**gateway: Any) -> Runtime:
+def echo_runtime(plugins: dict[str, object] | None = None, **gateway: Any) -> Runtime:
     manager = PluginManager(autoload=False)
     manager.load()
     manager.add(echo, "echo")
+    for name, plugin in (plugins or {}).items():
+        manager.add(plugin, name)
     config = {
         "hubs": {
             "e": {
@@ -48,8 +50,10 @@ async def gateway() -> AsyncIterator[Gateway]:
     """Start gateways on 127.0.0.1:<free port>; yields a factory returning (url, runtime)."""
     runners: list[tuple[web.AppRunner, Runtime]] = []
 
-    async def start(**options: Any) -> tuple[str, Runtime]:
-        runtime = echo_runtime(**options)
+    async def start(
+        plugins: dict[str, object] | None = None, **options: Any
+    ) -> tuple[str, Runtime]:
+        runtime = echo_runtime(plugins, **options)
         await runtime.start()
         runner = web.AppRunner(build_app(runtime), handler_cancellation=True)
         await runner.setup()
@@ -331,11 +335,10 @@ async def test_status_command_shows_a_running_gateway(gateway: Gateway) -> None:
     assert "cannot reach a gateway" in err
 
 
-async def test_a_plugin_route_that_raises_is_reported_naming_the_plugin() -> None:
+async def test_a_plugin_route_that_raises_is_reported_naming_the_plugin(gateway: Gateway) -> None:
     """A third-party route whose handler raises answers 500 with an error naming the plugin
     and the route (the operator knows which plugin to fix or disable); the log line names it
     too, and the gateway's own routes keep working."""
-    runtime = echo_runtime()
 
     async def broken(request: web.Request) -> web.StreamResponse:
         raise KeyError("bug in route")
@@ -344,25 +347,14 @@ async def test_a_plugin_route_that_raises_is_reported_naming_the_plugin() -> Non
     def gleitzeit_register_routes(router: RouteRegistrar) -> None:
         router.add("GET", "/broken", broken)
 
-    runtime.plugins.add(
-        SimpleNamespace(gleitzeit_register_routes=gleitzeit_register_routes), "badroute"
-    )
-    await runtime.start()
-    runner = web.AppRunner(build_app(runtime))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            reply = await http.get(f"{url}/broken")
-            assert reply.status == 500
-            error = (await reply.json())["error"]
-            assert "plugin 'badroute'" in error
-            assert "GET /broken" in error
-            assert "KeyError" in error
-            health = await http.get(f"{url}/gleitzeit/health")
-            assert health.status == 200
-    finally:
-        await runner.cleanup()
-        await runtime.stop()
+    plugin = SimpleNamespace(gleitzeit_register_routes=gleitzeit_register_routes)
+    url, _ = await gateway({"badroute": plugin})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        reply = await http.get(f"{url}/broken")
+        assert reply.status == 500
+        error = (await reply.json())["error"]
+        assert "plugin 'badroute'" in error
+        assert "GET /broken" in error
+        assert "KeyError" in error
+        health = await http.get(f"{url}/gleitzeit/health")
+        assert health.status == 200
