@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -49,6 +49,9 @@ from ._keys import KeyRing
 from ._reload import Commit, ReloadReport
 from ._resources import Health
 from ._status import to_json
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
 
 log = logging.getLogger("gleitzeit.gateway")
 
@@ -91,6 +94,8 @@ _HANDOVER = 10.0
 _DRAIN_POLL = 0.05  # seconds between looks at what a drain still waits for
 _LAST_WRITES = 5.0  # after the drain: time for the last responses to leave
 _PUBLIC_KEY: web.AppKey[set[Any]] = web.AppKey("gleitzeit_public_routes", set)
+#: the plugin that added each route, so a route's bug names the plugin to fix
+_ROUTE_OWNERS_KEY: web.AppKey[dict[Any, str]] = web.AppKey("gleitzeit_route_owners", dict)
 # (status, message, extra fields) -> the error body an API under a path prefix uses
 ErrorShape = Callable[[int, str, dict[str, Any]], dict[str, Any]]
 _ERROR_SHAPES_KEY: web.AppKey[list[tuple[str, ErrorShape]]] = web.AppKey(
@@ -136,9 +141,13 @@ def status_for(exc: BaseException) -> int:
 class RouteRegistrar:
     """What ``gleitzeit_register_routes`` receives: the app's router and the runtime."""
 
-    def __init__(self, app: web.Application, runtime: Any) -> None:
+    def __init__(self, app: web.Application, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
+        self._plugin: str | None = None  # whose gleitzeit_register_routes is running
+
+    def _adding_for(self, plugin: str | None) -> None:
+        self._plugin = plugin
 
     def add(
         self,
@@ -153,6 +162,8 @@ class RouteRegistrar:
         that legitimately runs longer (a model pull); ``public`` routes need no key (a login
         form and the static files of a page: nothing that shows or changes state)."""
         route = self.app.router.add_route(method, path, handler)
+        if self._plugin is not None:
+            self.app[_ROUTE_OWNERS_KEY][route] = self._plugin
         if timeout is not None:
             self.app[ROUTE_TIMEOUTS_KEY][route] = timeout
         if public:
@@ -344,8 +355,13 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except Exception as exc:  # the server must survive any bug a request triggers
         trace = log.isEnabledFor(logging.DEBUG)  # the traceback with --debug
-        log.error("gateway: %s %s: %r", request.method, request.path, exc, exc_info=trace)
-        return _refusal(request, 500, f"internal error: {type(exc).__name__}: {exc}")
+        owner = request.app.get(_ROUTE_OWNERS_KEY, {}).get(request.match_info.route)
+        what = f"{request.method} {request.path}"
+        where = f" in plugin {owner!r} (its route {what})" if owner else ""
+        log.error(
+            "gateway: %s: %s%r", what, f"plugin {owner!r}: " if owner else "", exc, exc_info=trace
+        )
+        return _refusal(request, 500, f"internal error{where}: {type(exc).__name__}: {exc}")
 
 
 def _not_json(constant: str) -> Any:
@@ -545,7 +561,7 @@ async def _not_for_caches(request: web.Request, response: web.StreamResponse) ->
 
 
 def build_app(
-    runtime: Any,
+    runtime: Runtime,
     *,
     token: str | None = None,
     max_body_bytes: int | None = None,
@@ -595,7 +611,12 @@ def build_app(
     app.router.add_post("/gleitzeit/drain", _drain)
     app.router.add_post("/gleitzeit/undrain", _undrain)
     app.router.add_post("/gleitzeit/reload", _reload)
-    runtime.plugins.call_each("gleitzeit_register_routes", router=RouteRegistrar(app, runtime))
+    app[_ROUTE_OWNERS_KEY] = {}
+    registrar = RouteRegistrar(app, runtime)
+    runtime.plugins.call_each(
+        "gleitzeit_register_routes", router=registrar, before=registrar._adding_for
+    )
+    registrar._adding_for(None)  # a route added later has no known owner
     return app
 
 

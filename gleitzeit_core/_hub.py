@@ -27,7 +27,7 @@ from . import _selection as selection
 from ._balancing import PowerOfTwoChoicesStrategy, Strategy
 from ._breaker import Breaker, BreakerState, BreakerTransition, PassThroughBreaker
 from ._clock import Clock, SystemClock
-from ._errors import NoResourceAvailable, ResourceError
+from ._errors import GleitzeitError, NoResourceAvailable, ResourceError
 from ._failover import open_with_failover
 from ._health import HealthMonitor, HealthSettings, OutlierDetector, OutlierSettings, Probe
 from ._lease import Lease
@@ -362,7 +362,7 @@ class ResourceHub:
         if sampling and len(self._members) > _SAMPLE_ABOVE and not self._tiered:
             sample = selection.sample(self, sampling, request, exclude, now)
             if sample is not None:
-                resource = strategy.select(sample, request)
+                resource = self._select(strategy, sample, request)
                 permit = resource.breaker.acquire()
                 if permit is not None:
                     self.panic = False
@@ -377,7 +377,7 @@ class ResourceHub:
                 ranks = [self.tier(r, request) for r in eligible]
                 best = min(ranks)
                 tier = [r for r, rank in zip(eligible, ranks, strict=True) if rank == best]
-            resource = strategy.select(tier, request)
+            resource = self._select(strategy, tier, request)
             permit = resource.breaker.acquire()
             if permit is not None:
                 if panic:
@@ -385,6 +385,23 @@ class ResourceHub:
                 return self._open_lease(resource, permit, request, now), saturated
             eligible = [r for r in eligible if r is not resource]
         return None, saturated
+
+    def _select(
+        self, strategy: Strategy, candidates: Sequence[Resource], request: Request
+    ) -> Resource:
+        # A strategy is often a third party's code: its bug must say which one to fix.
+        try:
+            return strategy.select(candidates, request)
+        except GleitzeitError:
+            raise
+        except Exception as exc:
+            cls = type(strategy)
+            raise GleitzeitError(
+                f"hub {self.name!r}: strategy {getattr(strategy, 'name', '?')!r} "
+                f"({cls.__module__}.{cls.__qualname__}) raised in select: "
+                f"{type(exc).__name__}: {exc}; `gleitzeit plugins list` shows which plugin "
+                "registers it"
+            ) from exc
 
     def _open_lease(self, resource: Resource, permit: Any, request: Request, now: float) -> Lease:
         resource.metrics.in_flight += 1
@@ -603,7 +620,12 @@ class ResourceHub:
             if future.done():
                 waiters.remove(waiter)
                 continue
-            lease, saturated = self.try_lease(waiter.request, waiter.exclude, waiter.strategy)
+            try:
+                lease, saturated = self.try_lease(waiter.request, waiter.exclude, waiter.strategy)
+            except GleitzeitError as exc:  # the waiter's strategy failed: its caller hears it
+                waiters.remove(waiter)
+                future.set_exception(exc)
+                continue
             if lease is not None:
                 waiters.remove(waiter)
                 future.set_result(lease)

@@ -366,6 +366,8 @@ class PluginManager:
                     self.records[owner] = record
                 else:
                     record = self._disabled(owner, dist, version, None)
+            if record.status == "disabled":
+                self.registries.disabled_names[(self.registries.of(kind).singular, ep.name)] = owner
             if record.status != "loaded":
                 continue
             self.registries.of(kind).add(ep.name, ep.value, plugin=owner)
@@ -434,12 +436,14 @@ class PluginManager:
         self,
         hook_name: str,
         *,
+        before: Callable[[str], None] | None = None,
         after: Callable[[str, Any], None] | None = None,
         **kwargs: Any,
     ) -> list[tuple[str, Any]]:
         """Call a hook on every plugin separately; a plugin that raises is reported, not fatal.
-        ``after(plugin, result)`` runs right after each plugin's call (to see what it added)."""
-        return self._call(hook_name, kwargs, after=after)
+        ``before(plugin)`` runs right before each plugin's call (to know who adds what),
+        ``after(plugin, result)`` right after it (to see what it added)."""
+        return self._call(hook_name, kwargs, before=before, after=after)
 
     def _call(
         self,
@@ -448,6 +452,7 @@ class PluginManager:
         *,
         only: str | None = None,
         isolate: bool = True,
+        before: Callable[[str], None] | None = None,
         after: Callable[[str, Any], None] | None = None,
     ) -> list[tuple[str, Any]]:
         """The one loop every hook call goes through: each implementation on its own (of
@@ -458,6 +463,8 @@ class PluginManager:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             if only is not None and impl.plugin_name != only:
                 continue
+            if before is not None:
+                before(impl.plugin_name)
             try:
                 value = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             except Exception as exc:

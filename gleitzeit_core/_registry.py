@@ -144,6 +144,9 @@ class Registries:
         self.providers: Registry[Any] = Registry("providers")
         # installed but disabled plugins (by name and by distribution) -> what disabled them
         self.disabled: dict[str, str] = {}
+        # (kind, name) a disabled plugin declares in its metadata -> that plugin, so selecting
+        # the name says what disabled it instead of "unknown"
+        self.disabled_names: dict[tuple[str, str], str] = {}
         self.state_backends: Registry[Any] = Registry("state_backends")
 
     def of(self, kind: str) -> Registry[Any]:

@@ -54,13 +54,18 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
 
 def _hint(registries: Registries, kind: str, name: str) -> str | None:
     dist = FIRST_PARTY.get(kind, {}).get(name)
-    if dist is None:
+    # else a third party's name, known from a disabled plugin's metadata
+    plugin = (
+        dist.removeprefix("gleitzeit-") if dist else registries.disabled_names.get((kind, name))
+    )
+    if plugin is None:
         return None
-    plugin = dist.removeprefix("gleitzeit-")
-    why = registries.disabled.get(plugin) or registries.disabled.get(dist)
+    why = registries.disabled.get(plugin)
+    if why is None and dist:
+        why = registries.disabled.get(dist)
     if why is not None:  # installed, but switched off: installing it again would not help
         return f"its plugin {plugin!r} is installed but disabled ({why or 'a deny-list'})"
-    return f"install it with `pip install {dist}`"
+    return f"install it with `pip install {dist}`" if dist else None
 
 
 def provider_hint(registries: Registries, protocol: str) -> str | None:
@@ -149,6 +154,25 @@ def _owner(registries: Registries, kind: str, name: str) -> str | None:
         return None
 
 
+_STRATEGY_READS = ("select", "name", "guarantees", "sampling")  # what the hub uses
+
+
+def _strategy_problems(strategy: object, registries: Registries, kind: str, hub: str) -> list[str]:
+    """A strategy lacking what the hub reads would fail every request with a bare
+    AttributeError; say so once, at check time, naming the plugin to fix."""
+    missing = [attr for attr in _STRATEGY_READS if not hasattr(strategy, attr)]
+    if not missing:
+        return []
+    cls = type(strategy)
+    owner = _owner(registries, "strategies", kind)
+    source = f", plugin {owner!r}" if owner else ""
+    return [
+        f"hubs.{hub}.strategy: strategy {kind!r} ({cls.__module__}.{cls.__qualname__}{source}) "
+        f"lacks {', '.join(missing)}; a strategy has select, name, guarantees and sampling "
+        "(the Strategy protocol in docs/plugins.md)"
+    ]
+
+
 def _breaker_factory(
     registries: Registries, name: str, config: HubConfig, clock: Clock, rng: random.Random
 ) -> Callable[[], Breaker]:
@@ -220,6 +244,8 @@ def plan_hub(
             inject={"rng": rng, "clock": clock},
         )
     )
+    if strategy is not None:
+        problems += _strategy_problems(strategy, registries, config.strategy.kind, name)
     breaker_factory = attempt(lambda: _breaker_factory(registries, name, config, clock, rng))
     specs: list[ResourceSpec] = []
     first_of: dict[str, int] = {}

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gleitzeit_core import RouteRegistrar, hookimpl
 from gleitzeit_core._gateway import build_app
 from gleitzeit_core._plugins import PluginManager
 from gleitzeit_core._runtime import Runtime
@@ -24,10 +26,12 @@ from gleitzeit_core.testing import echo
 Gateway = Callable[..., Any]
 
 
-def echo_runtime(**gateway: Any) -> Runtime:
+def echo_runtime(plugins: dict[str, object] | None = None, **gateway: Any) -> Runtime:
     manager = PluginManager(autoload=False)
     manager.load()
     manager.add(echo, "echo")
+    for name, plugin in (plugins or {}).items():
+        manager.add(plugin, name)
     config = {
         "hubs": {
             "e": {
@@ -46,8 +50,10 @@ async def gateway() -> AsyncIterator[Gateway]:
     """Start gateways on 127.0.0.1:<free port>; yields a factory returning (url, runtime)."""
     runners: list[tuple[web.AppRunner, Runtime]] = []
 
-    async def start(**options: Any) -> tuple[str, Runtime]:
-        runtime = echo_runtime(**options)
+    async def start(
+        plugins: dict[str, object] | None = None, **options: Any
+    ) -> tuple[str, Runtime]:
+        runtime = echo_runtime(plugins, **options)
         await runtime.start()
         runner = web.AppRunner(build_app(runtime), handler_cancellation=True)
         await runner.setup()
@@ -327,3 +333,28 @@ async def test_status_command_shows_a_running_gateway(gateway: Gateway) -> None:
     code, _, err = await run_cli("status", "--url", "http://127.0.0.1:9")
     assert code == 1
     assert "cannot reach a gateway" in err
+
+
+async def test_a_plugin_route_that_raises_is_reported_naming_the_plugin(gateway: Gateway) -> None:
+    """A third-party route whose handler raises answers 500 with an error naming the plugin
+    and the route (the operator knows which plugin to fix or disable); the log line names it
+    too, and the gateway's own routes keep working."""
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise KeyError("bug in route")
+
+    @hookimpl
+    def gleitzeit_register_routes(router: RouteRegistrar) -> None:
+        router.add("GET", "/broken", broken)
+
+    plugin = SimpleNamespace(gleitzeit_register_routes=gleitzeit_register_routes)
+    url, _ = await gateway({"badroute": plugin})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        reply = await http.get(f"{url}/broken")
+        assert reply.status == 500
+        error = (await reply.json())["error"]
+        assert "plugin 'badroute'" in error
+        assert "GET /broken" in error
+        assert "KeyError" in error
+        health = await http.get(f"{url}/gleitzeit/health")
+        assert health.status == 200

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
+from typing import TypeVar
 
 import pytest
 
 from gleitzeit_core import (
     BreakerState,
+    Candidate,
     FailureClass,
+    GleitzeitError,
     Health,
     NoResourceAvailable,
     OutlierSettings,
@@ -394,3 +398,66 @@ async def test_attempt_timeout_fails_over_from_a_hung_resource() -> None:
     for _ in range(5):
         assert await hub.call(first_hangs) == "b"
     assert hub.get("a").metrics.failures.get(FailureClass.TIMEOUT, 0) >= 1
+
+
+class _BrokenStrategy:
+    """A third-party strategy with a bug: its select raises."""
+
+    name = "broken_select"
+    sampling = 0
+    guarantees: frozenset[str] = frozenset()
+
+    def select(self, candidates: object, request: Request) -> object:
+        raise ZeroDivisionError("bug in select")
+
+
+async def test_a_strategy_that_raises_is_reported_naming_hub_strategy_and_hook() -> None:
+    """A strategy whose ``select`` raises fails the request with a GleitzeitError naming the
+    hub, the strategy's name, its class and the hook, instead of a bare ZeroDivisionError
+    that says nothing about which plugin to fix; nothing is left in flight."""
+    hub = make_hub("a", "b", strategy=_BrokenStrategy())
+    with pytest.raises(GleitzeitError) as raised:
+        async with hub.lease():
+            pass
+    message = str(raised.value)
+    assert "hub 'test'" in message
+    assert "strategy 'broken_select'" in message
+    assert "_BrokenStrategy) raised in select" in message
+    assert "ZeroDivisionError: bug in select" in message
+    assert isinstance(raised.value.__cause__, ZeroDivisionError)
+    assert all(hub.get(rid).in_flight == 0 for rid in ("a", "b"))
+
+
+C = TypeVar("C", bound=Candidate)
+
+
+class _BreaksAfterFirstPick:
+    """A strategy that picks once, then raises (a bug met only under load)."""
+
+    name = "breaks_later"
+    sampling = 0
+    guarantees: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.picks = 0
+
+    def select(self, candidates: Sequence[C], request: Request) -> C:
+        self.picks += 1
+        if self.picks > 1:
+            raise ZeroDivisionError("bug in select")
+        return candidates[0]
+
+
+async def test_a_strategy_raising_for_a_waiter_fails_that_waiter_not_the_releasing_call() -> None:
+    """When a freed slot is handed to a waiting request and the strategy raises while picking
+    for it, the waiter gets the error naming the strategy at once; the call that freed the
+    slot finishes normally (it did nothing wrong)."""
+    hub = ResourceHub("test", strategy=_BreaksAfterFirstPick())
+    hub.add(ResourceSpec(id="a", max_concurrency=1))
+    first = await hub.acquire()
+    waiter = asyncio.create_task(hub.acquire(timeout=30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    first.succeed()  # must not raise the waiter's strategy error into this caller
+    with pytest.raises(GleitzeitError, match="strategy 'breaks_later'"):
+        await asyncio.wait_for(waiter, 10)

@@ -209,3 +209,26 @@ def test_a_misspelled_hook_makes_the_plugin_broken_naming_the_hook(
     strict = gleitzeit("plugins", "list", "--json", env={"GLEITZEIT_STRICT_PLUGINS": "1"})
     assert strict.returncode != 0
     assert "gleitzeit_register_strategy" in strict.stderr
+
+
+def test_a_strategy_of_a_disabled_third_party_plugin_says_it_is_disabled(
+    gleitzeit: Run, site: Site, tmp_path: Path
+) -> None:
+    """Selecting a strategy whose (third-party, light) plugin is installed but disabled is a
+    config error saying which plugin declares it and what disabled it, not just "unknown
+    strategy" (which sends the user to install what is installed)."""
+    site.distribution(
+        "gleitzeit-fancy",
+        {"gleitzeit.strategies": {"fancy": "fancy_strategy:Fancy"}},
+        {"fancy_strategy": MARKER_PLUGIN},
+    )
+    config = tmp_path / "gleitzeit.toml"
+    config.write_text(
+        '[hubs.llm]\nkind = "ollama"\nstrategy = "fancy"\n'
+        'resources = [{ url = "http://127.0.0.1:9" }]\n',
+        encoding="utf-8",
+    )
+    result = gleitzeit("config", "check", str(config), env={"GLEITZEIT_DISABLED_PLUGINS": "fancy"})
+    assert result.returncode == 2
+    assert "unknown strategy 'fancy'" in result.stderr
+    assert "plugin 'fancy' is installed but disabled (GLEITZEIT_DISABLED_PLUGINS)" in result.stderr

@@ -54,6 +54,12 @@ def _core_imports(path: Path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append(node.module)
+            # `from gleitzeit_core import _hub` imports the private module gleitzeit_core._hub
+            found += [
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if alias.name.startswith("_") and not alias.name.startswith("__")
+            ]
         elif isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
     return [m for m in found if m.split(".")[0] == "gleitzeit_core"]
@@ -62,7 +68,7 @@ def _core_imports(path: Path) -> list[str]:
 def test_plugins_and_examples_import_only_the_public_api() -> None:
     """No shipped module of a plugin, contrib package or example (scripts included, which
     import-linter does not see) imports a core module but ``gleitzeit_core`` and
-    ``gleitzeit_core.testing``."""
+    ``gleitzeit_core.testing``, also not as ``from gleitzeit_core import _private``."""
     allowed = ("gleitzeit_core", "gleitzeit_core.testing")
     offenders = []
     for top in ("plugins", "contrib", "examples"):
