@@ -6,8 +6,8 @@ Each figure is the median wall time of a fresh interpreter (same executable, sam
 same site-packages) running one command, minus the median of a bare ``python -c pass`` measured
 in the same interleaved rounds, so that interpreter start-up and ``site`` are not counted:
 
-- ``startup_ms_all_plugins``: ``PluginSelection.resolve().manager().load()`` (import the core, read the
-  entry points, load every enabled plugin). Target: <= 100 ms. Reported with the 90 %
+- ``startup_ms_all_plugins``: ``PluginSelection.resolve().manager().load()`` (import the
+  core, read the entry points, load every enabled plugin). Target: <= 100 ms. Reported with the 90 %
   interval of the per-round difference (``startup_ms_all_plugins_ci90``).
 - ``startup_cpu_ms_all_plugins``: the same in CPU time (user + system) of the child, which a
   busy machine inflates far less than wall time.
@@ -41,7 +41,10 @@ from typing import Any
 from _stats import Summary, figures, rotated, spread  # benchmarks/_stats.py
 
 TARGET_MS = 100.0
-LOAD = "from gleitzeit_core._plugins import PluginSelection; PluginSelection.resolve().manager().load()"
+LOAD = (
+    "from gleitzeit_core._plugins import PluginSelection; "
+    "PluginSelection.resolve().manager().load()"
+)
 IMPORT_CORE = "import gleitzeit_core"
 # Run in one child: where the time goes inside the process, and what loaded.
 PROBE = r"""
