@@ -183,7 +183,9 @@ class PluginSelection:
     ``resolve`` reads, first reason kept: ``GLEITZEIT_DISABLED_PLUGINS``, ``[plugins] disabled``
     of the config (a loaded config, a path or a dict; else ``$GLEITZEIT_CONFIG``), the user's
     deny-list (``gleitzeit plugins disable``), the allow-list ``GLEITZEIT_LOAD_PLUGINS`` and
-    ``GLEITZEIT_STRICT_PLUGINS``.
+    ``GLEITZEIT_STRICT_PLUGINS``; ``PluginManager()`` without a selection uses it too. The
+    constructor takes the lists as they are and reads nothing: for a caller that has decided
+    everything itself (a test of the loader).
     """
 
     disabled: Mapping[str, str]  # lower-cased name -> what disabled it
@@ -207,12 +209,16 @@ class PluginSelection:
         *,
         environ: Mapping[str, str] | None = None,
         extra: Iterable[str] | Mapping[str, str] = (),
+        allow: Iterable[str] | None = None,
+        strict: bool = False,
         lenient: bool = False,
     ) -> PluginSelection:
         """The selection of this process. ``extra`` adds names (with reasons, as a mapping);
-        ``lenient`` makes an unreadable config or user config disable nothing instead of
-        raising its ``ConfigError`` (for the shim's import-time check: the runtime reports the
-        same file when it loads it)."""
+        ``allow`` replaces ``GLEITZEIT_LOAD_PLUGINS`` (an embedder or a test that wants
+        exactly these plugins: the deny-lists still apply); ``strict`` makes errors fatal
+        whatever ``GLEITZEIT_STRICT_PLUGINS`` says; ``lenient`` makes an unreadable config or
+        user config disable nothing instead of raising its ``ConfigError`` (for the shim's
+        import-time check: the runtime reports the same file when it loads it)."""
         from ._config import (
             GleitzeitConfig,
             plugins_disabled_in,
@@ -258,8 +264,9 @@ class PluginSelection:
         more = extra if isinstance(extra, Mapping) else dict.fromkeys(extra, "")
         for name, why in more.items():
             deny.setdefault(name.lower(), why or "the caller's deny-list")
-        strict = env.get("GLEITZEIT_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
-        return cls(deny, _names(env.get("GLEITZEIT_LOAD_PLUGINS")), strict)
+        strict = strict or env.get("GLEITZEIT_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
+        allowed = _names(env.get("GLEITZEIT_LOAD_PLUGINS")) if allow is None else list(allow)
+        return cls(deny, allowed, strict)
 
     def reason(self, *names: str | None) -> str | None:
         """What keeps a plugin (known by any of ``names``) from loading, or ``None``."""
@@ -288,14 +295,18 @@ class PluginManager:
         strict: bool = False,
         autoload: bool = True,
     ) -> None:
-        """Load what ``selection`` enables; without one, ``disabled``/``allow``/``strict``
-        make the selection (for tests and embedding; the runtime and the CLI pass
-        ``PluginSelection.resolve(...)``)."""
+        """Load what ``selection`` enables; without one, ``PluginSelection.resolve`` makes it
+        as it does for the runtime and the CLI (the environment, ``$GLEITZEIT_CONFIG`` and
+        the user's ``gleitzeit plugins disable`` list), with ``disabled`` added to the
+        deny-lists, ``allow`` in place of ``GLEITZEIT_LOAD_PLUGINS`` and ``strict``. There is
+        no way to build a plugin set that skips the user's deny-list by accident."""
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.registries = Registries()
         self.records: dict[str, PluginRecord] = {}
-        self.selection = selection or PluginSelection(disabled, allow, strict)
+        if selection is None:
+            selection = PluginSelection.resolve(extra=disabled, allow=allow, strict=strict)
+        self.selection = selection
         self.strict = self.selection.strict
         self.autoload = autoload
         self._loaded = False

@@ -4,11 +4,12 @@ per-plugin isolation."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gleitzeit_core import PluginSelection, Runtime, hookimpl, load_config
+from gleitzeit_core import PluginManager, PluginSelection, Runtime, hookimpl, load_config
 from gleitzeit_core._config import write_user_disabled
 
 
@@ -77,3 +78,28 @@ def test_a_raising_startup_hook_is_reported_and_the_others_still_run(user_config
     assert manager.records["raising"].status == "error"
     assert "startup broke on purpose" in (manager.records["raising"].error or "")
     assert manager.records["recording"].status == "loaded"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: PluginManager(),
+        lambda: PluginManager(allow=["ollama"]),
+        lambda: PluginManager(disabled=["docker"], allow=["ollama", "docker"]),
+        lambda: PluginManager(strict=True, allow=["ollama"]),
+    ],
+    ids=["no-arguments", "allow", "disabled", "strict"],
+)
+def test_every_plugin_manager_constructor_honours_the_user_deny_list(
+    user_config: Path, build: Callable[[], PluginManager]
+) -> None:
+    """A ``PluginManager`` built without a selection (however its arguments narrow it) goes
+    through ``PluginSelection.resolve``: a plugin the user switched off with ``gleitzeit
+    plugins disable`` is not imported, and the record says the user config disabled it."""
+    write_user_disabled(["ollama"])
+    manager = build().load()
+    ollama = manager.records.get("ollama")
+    assert ollama is not None
+    assert ollama.status == "disabled"
+    assert "the user config" in (ollama.disabled_by or "")
+    assert "gleitzeit_register_routes" not in ollama.hooks
