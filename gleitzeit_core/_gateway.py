@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -101,6 +102,8 @@ ErrorShape = Callable[[int, str, dict[str, Any]], dict[str, Any]]
 _ERROR_SHAPES_KEY: web.AppKey[list[tuple[str, ErrorShape]]] = web.AppKey(
     "gleitzeit_error_shapes", list
 )
+#: the caller a request was admitted as, for the error middleware (outside ``acting_as``)
+_CALLER_KEY: web.RequestKey[Caller] = web.RequestKey("gleitzeit_caller", Caller)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Sec-Fetch-Site values of a request this gateway's own page (or the address bar) made
 _OWN_FETCH_SITES = frozenset({"same-origin", "none"})
@@ -312,6 +315,7 @@ def _guard_middleware(
             )
             busy.headers["Retry-After"] = ring.retry_header(wait)
             return busy
+        request[_CALLER_KEY] = key.caller
         seconds = timeouts.get(request.match_info.route, default_timeout)
         deadline = deadlines.enter(seconds)
         try:
@@ -358,10 +362,25 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         owner = request.app.get(_ROUTE_OWNERS_KEY, {}).get(request.match_info.route)
         what = f"{request.method} {request.path}"
         where = f" in plugin {owner!r} (its route {what})" if owner else ""
+        request_id = secrets.token_hex(8)
         log.error(
-            "gateway: %s: %s%r", what, f"plugin {owner!r}: " if owner else "", exc, exc_info=trace
+            "gateway: request %s: %s: %s%r",
+            request_id,
+            what,
+            f"plugin {owner!r}: " if owner else "",
+            exc,
+            exc_info=trace,
         )
-        return _refusal(request, 500, f"internal error{where}: {type(exc).__name__}: {exc}")
+        message = f"internal error{where}; request id {request_id}"
+        caller = request.get(_CALLER_KEY)
+        # an exception's text can carry what the client must not see (a path, a token, an
+        # upstream's answer): only an admin key, the operator, reads it here; others get the
+        # request id to find it in the log
+        if caller is not None and caller.admin:
+            message += f": {type(exc).__name__}: {exc}"
+        else:
+            message += " (the gateway's log has the detail)"
+        return _refusal(request, 500, message, request_id=request_id)
 
 
 def _not_json(constant: str) -> Any:

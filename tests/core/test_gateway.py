@@ -358,3 +358,41 @@ async def test_a_plugin_route_that_raises_is_reported_naming_the_plugin(gateway:
         assert "KeyError" in error
         health = await http.get(f"{url}/gleitzeit/health")
         assert health.status == 200
+
+
+async def test_a_raising_plugin_route_shows_its_exception_only_to_admins(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a plugin route's exception says (here a secret it held) never reaches a key that
+    is not admin: its 500 names the plugin, the route and a request id; the log line with
+    that id has the exception, and an admin key's 500 shows it too."""
+    secret = "upstream-password-hunter2"
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError(f"could not log in with {secret}")
+
+    @hookimpl
+    def gleitzeit_register_routes(router: RouteRegistrar) -> None:
+        router.add("GET", "/broken", broken)
+
+    plugin = SimpleNamespace(gleitzeit_register_routes=gleitzeit_register_routes)
+    admin, user = "admin-token-0123456789", "alice-token-0123456789"
+    url, _ = await gateway({"badroute": plugin}, token=admin, keys={"alice": {"token": user}})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        reply = await http.get(f"{url}/broken", headers={"Authorization": f"Bearer {user}"})
+        assert reply.status == 500
+        body = await reply.json()
+        assert secret not in json.dumps(body)
+        assert "RuntimeError" not in body["error"]
+        assert "plugin 'badroute'" in body["error"]
+        assert "GET /broken" in body["error"]
+        request_id = body["request_id"]
+        assert request_id in body["error"]
+        logged = [r.getMessage() for r in caplog.records if request_id in r.getMessage()]
+        assert len(logged) == 1
+        assert secret in logged[0]
+        reply = await http.get(f"{url}/broken", headers={"Authorization": f"Bearer {admin}"})
+        assert reply.status == 500
+        body = await reply.json()
+        assert f"RuntimeError: could not log in with {secret}" in body["error"]
+        assert body["request_id"] != request_id
