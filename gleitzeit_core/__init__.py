@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
     )
     from ._bounded import (
         BoundedLines,
+        ByteSource,
         LimitExceeded,
         loads_bounded,
         read_capped,
@@ -59,8 +60,15 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         SystemClock,
     )
     from ._config import (
+        ComponentRef,
         FeaturesConfig,
+        GatewayConfig,
         GleitzeitConfig,
+        HubConfig,
+        PluginsConfig,
+        ProviderConfig,
+        ResourceConfig,
+        StateConfig,
         load_config,
     )
     from ._errors import (
@@ -108,6 +116,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         ResourceHub,
     )
     from ._jsonwire import json_bytes
+    from ._keys import KeyConfig
     from ._kinds import (
         HubKind,
         ProviderKind,
@@ -138,6 +147,9 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
     from ._registry import (
         Register,
     )
+    from ._reload import (
+        ReloadReport,
+    )
     from ._request import (
         Request,
     )
@@ -160,6 +172,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
     )
     from ._status import (
         HubStatus,
+        ResourceStatus,
         RuntimeStatus,
         to_json,
     )
@@ -170,6 +183,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         build_component,
     )
     from ._validators import (
+        FieldError,
         InvalidValue,
         at_least,
         fraction,
@@ -194,10 +208,12 @@ __all__ = [
     "BreakerState",
     "BreakerTransition",
     "BucketRing",
+    "ByteSource",
     "CallOutcome",
     "Caller",
     "Candidate",
     "Clock",
+    "ComponentRef",
     "ConfigError",
     "ConsistentHashStrategy",
     "DuplicateNameError",
@@ -205,18 +221,22 @@ __all__ = [
     "FailureClass",
     "FeatureFlags",
     "FeaturesConfig",
+    "FieldError",
     "GatedBreaker",
+    "GatewayConfig",
     "GleitzeitConfig",
     "GleitzeitError",
     "Health",
     "HealthSettings",
     "HttpProbe",
+    "HubConfig",
     "HubEvent",
     "HubEventListener",
     "HubKind",
     "HubStatus",
     "InvalidParams",
     "InvalidValue",
+    "KeyConfig",
     "Lease",
     "LeastLatencyStrategy",
     "LeastLoadedStrategy",
@@ -234,28 +254,34 @@ __all__ = [
     "PluginManager",
     "PluginRecord",
     "PluginSelection",
+    "PluginsConfig",
     "PowerOfTwoChoicesStrategy",
     "PriorityStrategy",
     "Probe",
     "ProbeResult",
     "ProtocolProvider",
+    "ProviderConfig",
     "ProviderKind",
     "ProviderUnavailable",
     "RandomStrategy",
     "Register",
+    "ReloadReport",
     "ReplicaInfo",
     "Request",
     "RequestTimeout",
     "Resource",
+    "ResourceConfig",
     "ResourceError",
     "ResourceHub",
     "ResourceMetrics",
     "ResourceSpec",
+    "ResourceStatus",
     "RoundRobinStrategy",
     "RouteRegistrar",
     "Runtime",
     "RuntimeStatus",
     "StateBackend",
+    "StateConfig",
     "StateStatus",
     "Strategy",
     "SystemClock",
@@ -407,6 +433,18 @@ _EXPORTS: dict[str, str] = {
     "PluginSelection": "_plugins",
     "Runtime": "_runtime",
     "show_status": "_status_view",
+    "ByteSource": "_bounded",
+    "GatewayConfig": "_config",
+    "HubConfig": "_config",
+    "PluginsConfig": "_config",
+    "ProviderConfig": "_config",
+    "StateConfig": "_config",
+    "ReloadReport": "_reload",
+    "ResourceStatus": "_status",
+    "FieldError": "_validators",
+    "ComponentRef": "_config",
+    "ResourceConfig": "_config",
+    "KeyConfig": "_keys",
 }
 
 

@@ -585,10 +585,24 @@ def build_app(
     token: str | None = None,
     max_body_bytes: int | None = None,
     host: str | None = None,
+) -> web.Application:
+    """The gateway as an aiohttp application, to serve in your own process (``token``: an
+    admin key besides the config's; ``host``: the bound address, a Host it accepts). Served
+    this way, the connection limits of ``[gateway]`` (``max_connections``,
+    ``header_timeout``) are the server's to set; ``gleitzeit serve`` applies them."""
+    return _gateway_app(runtime, token=token, max_body_bytes=max_body_bytes, host=host)
+
+
+def _gateway_app(
+    runtime: Runtime,
+    *,
+    token: str | None = None,
+    max_body_bytes: int | None = None,
+    host: str | None = None,
     connections: ConnectionGuard | None = None,
 ) -> web.Application:
-    """The gateway's application. ``host`` is the bound address (a Host it accepts);
-    ``connections`` is the guard of a :class:`GuardedSite` serving it, if any."""
+    """``build_app``, and ``connections``: the guard of the :class:`GuardedSite` serving it
+    (``start_gateway``'s)."""
     gateway = runtime.config.gateway
     ring = KeyRing.from_config(gateway, token=token, counters=runtime.callers, state=runtime.state)
     gate = Gate(runtime, ring, token=token)
@@ -684,7 +698,7 @@ async def start_gateway(
     connections = ConnectionGuard(
         max_connections=gateway.max_connections, header_timeout=gateway.header_timeout
     )
-    app = build_app(runtime, token=token, host=host, connections=connections)
+    app = _gateway_app(runtime, token=token, host=host, connections=connections)
     app[GATE_KEY].connections = connections
     warning = check_bind(host, app[KEYS_KEY], insecure_no_auth=insecure_no_auth)
     if warning is not None:

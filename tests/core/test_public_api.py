@@ -4,7 +4,12 @@ name imports, and the first-party plugins and examples import nothing else of th
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import re
+import sys
+import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,3 +85,77 @@ def test_plugins_and_examples_import_only_the_public_api() -> None:
                 if module not in allowed and not module.startswith("gleitzeit_core.testing."):
                     offenders.append(f"{path.relative_to(ROOT)}: {module}")
     assert offenders == []
+
+
+def _core_namespace() -> dict[str, object]:
+    """Every module-level name of every core module: what an annotation written under
+    ``TYPE_CHECKING`` (``Runtime`` in the gateway's) refers to."""
+    namespace: dict[str, object] = {}
+    for path in sorted((ROOT / "gleitzeit_core").glob("_[a-z]*.py")):
+        module = importlib.import_module(f"gleitzeit_core.{path.stem}")
+        namespace.update(vars(module))
+    return namespace
+
+
+def _private_types_in(annotation: object, scope: dict[str, object]) -> set[str]:
+    """The core's non-public classes an annotation names (strings are read name by name, so
+    one that cannot be evaluated at run time is still checked)."""
+    found: set[str] = set()
+    if isinstance(annotation, str):
+        for dotted in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", annotation):
+            head, *rest = dotted.split(".")
+            value = scope.get(head)
+            for part in rest:
+                value = getattr(value, part, None)
+            found |= _private_types_in(value, {}) if isinstance(value, type) else set()
+        return found
+    if isinstance(annotation, type):
+        module = annotation.__module__
+        if module.startswith("gleitzeit_core") and annotation.__name__ not in _PUBLIC:
+            found.add(f"{module}.{annotation.__qualname__}")
+    for arg in typing.get_args(annotation):
+        found |= _private_types_in(arg, scope)
+    return found
+
+
+_PUBLIC = set(gleitzeit_core.__all__)
+
+
+def _signatures(obj: object) -> Iterator[tuple[str, Callable[..., object] | type]]:
+    if inspect.isclass(obj):
+        yield "", obj
+        for attribute, member in vars(obj).items():
+            if attribute.startswith("_") and attribute != "__init__":
+                continue
+            function = member.__func__ if isinstance(member, classmethod | staticmethod) else member
+            function = function.fget if isinstance(function, property) else function
+            if inspect.isfunction(function):
+                yield f".{attribute}", function
+    elif inspect.isfunction(obj):
+        yield "", obj
+
+
+def test_every_type_in_a_public_signature_is_public() -> None:
+    """A plugin author can name every type the public API hands out or asks for: the
+    parameters, return values and fields of every ``__all__`` function and class (its public
+    methods and properties), and the core classes a public class derives from, are in
+    ``__all__`` themselves (a non-public one, such as the gateway's ``ConnectionGuard``,
+    stays behind a private function)."""
+    core = _core_namespace()
+    offenders: dict[str, set[str]] = {}
+    for name in sorted(_PUBLIC):
+        obj = getattr(gleitzeit_core, name)
+        if inspect.isclass(obj):
+            for base in obj.__mro__[1:]:
+                if base.__module__.startswith("gleitzeit_core") and base.__name__ not in _PUBLIC:
+                    offenders.setdefault(f"{base.__module__}.{base.__name__}", set()).add(name)
+        for member, function in _signatures(obj):
+            scope = {**core, **getattr(function, "__globals__", vars(sys.modules[obj.__module__]))}
+            for annotation in inspect.get_annotations(function).values():
+                for private in _private_types_in(annotation, scope):
+                    offenders.setdefault(private, set()).add(f"{name}{member}")
+    assert offenders == {}, "\n".join(
+        f"{private} appears in {', '.join(sorted(where))}: add it to __all__ (and "
+        "docs/plugins.md) or keep it out of the public signatures"
+        for private, where in sorted(offenders.items())
+    )
