@@ -534,6 +534,7 @@ def serve(config: str | None, host: str | None, port: int | None, insecure_no_au
     from ._reachability import migrate_problem, port_problem
     from ._runtime import Runtime
 
+    show_info_of("gleitzeit.gateway")  # it tells the operator when it drains or reloads
     runtime = Runtime.from_config(config)
     bind_host = host or runtime.config.gateway.host
     bind_port = runtime.config.gateway.port if port is None else port
@@ -652,7 +653,23 @@ def status(
 
 class _EchoHandler(logging.Handler):
     """Log records as ``gleitzeit:`` lines on the current stderr (looked up per record, so a
-    captured or replaced stderr gets them)."""
+    captured or replaced stderr gets them): those at ``threshold`` or above, and the
+    informational ones of the loggers in ``info_from`` (what a command reports as it runs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threshold = logging.WARNING
+        self.info_from: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.threshold and not (
+            record.levelno >= logging.INFO
+            and any(
+                record.name == name or record.name.startswith(name + ".") for name in self.info_from
+            )
+        ):
+            return False
+        return bool(super().filter(record))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -662,18 +679,32 @@ class _EchoHandler(logging.Handler):
             self.handleError(record)
 
 
-def show_logs(*, debug: bool = False, verbose: int = 0) -> None:
-    """What the core's and the plugins' logs show on the command line: warnings and errors,
-    ``-v`` adds information, ``--debug`` everything (the library itself only logs)."""
+def _echo_handler() -> _EchoHandler:
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _EchoHandler)), None)
     if handler is None:
         handler = _EchoHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)
+    return handler
+
+
+def show_logs(*, debug: bool = False, verbose: int = 0) -> None:
+    """What the core's and the plugins' logs show on the command line: warnings and errors,
+    ``-v`` adds information, ``--debug`` everything (the library itself only logs)."""
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    handler.setLevel(level)
+    _echo_handler().threshold = level
+    root = logging.getLogger()
     root.setLevel(min(level, root.level or logging.WARNING))
+
+
+def show_info_of(logger_name: str) -> None:
+    """Show ``logger_name``'s informational records at the default level too: what a
+    long-running command says as it goes (``serve``: draining, config reloaded)."""
+    _echo_handler().info_from.add(logger_name)
+    logger = logging.getLogger(logger_name)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 def main() -> None:

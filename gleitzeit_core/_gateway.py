@@ -27,7 +27,6 @@ import math
 import os
 import secrets
 import signal
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -766,11 +765,18 @@ def _handle_signals(gate: Gate, stop: asyncio.Event) -> None:
 
     def stopping(name: str) -> None:
         if stop.is_set():  # asked twice: stop waiting for the requests in flight
-            _log(f"{name} again: cutting {gate.in_flight} request(s) still in flight")
+            log.warning(
+                "gateway: %s again: cutting %d request(s) still in flight", name, gate.in_flight
+            )
             gate.cut()
             return
         grace = gate.runtime.config.gateway.shutdown_grace
-        _log(f"{name}: draining ({gate.in_flight} request(s) in flight, grace {grace:g} s)")
+        log.info(
+            "gateway: %s: draining (%d request(s) in flight, grace %g s)",
+            name,
+            gate.in_flight,
+            grace,
+        )
         stop.set()
 
     def reloading() -> None:
@@ -789,10 +795,6 @@ def _unhandle_signals() -> None:
     loop = asyncio.get_running_loop()
     for sig in (*_STOP_SIGNALS, signal.SIGHUP):
         loop.remove_signal_handler(sig)
-
-
-def _log(message: str) -> None:
-    print(f"gleitzeit gateway: {message}", file=sys.stderr, flush=True)
 
 
 class Gate:
@@ -852,7 +854,9 @@ class Gate:
                 async with asyncio.timeout(_DRAIN_POLL):
                     await self._cut.wait()
         if self.in_flight:  # idle connections only: the runner's cleanup closes them politely
-            _log(f"grace over: cutting {self.in_flight} request(s) still in flight")
+            log.warning(
+                "gateway: grace over: cutting %d request(s) still in flight", self.in_flight
+            )
             if connections is not None:
                 connections.abort_all()
 
@@ -862,11 +866,16 @@ class Gate:
             report: ReloadReport = await self.runtime.reload(prepare=self._prepare)
         if report.ok:
             changes = "; ".join(report.applied) or "nothing changed"
-            _log(f"config reloaded from {report.source}: {changes}")
+            log.info("gateway: config reloaded from %s: %s", report.source, changes)
             if report.restart_needed:
-                _log("applied at the next restart: " + ", ".join(report.restart_needed))
+                log.warning(
+                    "gateway: applied at the next restart: %s", ", ".join(report.restart_needed)
+                )
         else:
-            _log(f"config NOT reloaded, the running one stays: {'; '.join(report.problems)}")
+            log.warning(
+                "gateway: config NOT reloaded, the running one stays: %s",
+                "; ".join(report.problems),
+            )
         return report
 
     def _prepare(self, config: Any) -> Commit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gleitzeit_core import RouteRegistrar, hookimpl
+from gleitzeit_core._cli import show_info_of, show_logs
 from gleitzeit_core._gateway import build_app
 from gleitzeit_core._plugins import PluginManager
 from gleitzeit_core._runtime import Runtime
@@ -396,3 +398,43 @@ async def test_a_raising_plugin_route_shows_its_exception_only_to_admins(
         body = await reply.json()
         assert f"RuntimeError: could not log in with {secret}" in body["error"]
         assert body["request_id"] != request_id
+
+
+async def test_the_gateway_reports_reloads_as_log_records(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the gateway says about its own life (here a reload that cannot read a config
+    file) is a log record of ``gleitzeit.gateway``, not a line printed past the logging
+    setup: an embedding program chooses where it goes."""
+    url, _ = await gateway()
+    caplog.set_level(logging.INFO, logger="gleitzeit.gateway")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        reply = await http.post(f"{url}/gleitzeit/reload")
+        assert reply.status == 400
+    said = [
+        r
+        for r in caplog.records
+        if r.name == "gleitzeit.gateway" and "config NOT reloaded" in r.getMessage()
+    ]
+    assert [r.levelno for r in said] == [logging.WARNING]
+
+
+def test_serve_shows_the_gateways_information_at_the_default_level(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On the command line ``gleitzeit serve`` shows the gateway's informational records
+    (draining, config reloaded) without ``-v``; other loggers' information stays hidden."""
+    root, gateway_log = logging.getLogger(), logging.getLogger("gleitzeit.gateway")
+    handlers, levels = list(root.handlers), (root.level, gateway_log.level)
+    try:
+        show_logs()
+        show_info_of("gleitzeit.gateway")
+        gateway_log.info("gateway: SIGTERM: draining (0 request(s))")
+        logging.getLogger("gleitzeit.plugins").info("loaded the built-ins")
+        err = capsys.readouterr().err
+    finally:  # the command line's logging setup, undone for the other tests
+        root.handlers[:] = handlers
+        root.setLevel(levels[0])
+        gateway_log.setLevel(levels[1])
+    assert "gleitzeit: gateway: SIGTERM: draining (0 request(s))" in err
+    assert "loaded the built-ins" not in err

@@ -22,7 +22,7 @@ draws on the hub's ``retries``, within the request's deadline.
 from __future__ import annotations
 
 import hashlib
-import sys
+import logging
 from collections.abc import Callable
 
 from aiohttp import web
@@ -40,6 +40,7 @@ __all__ = ["INSTANCE_HEADER", "NDJSON", "Framing", "StreamRelay", "encode"]
 NDJSON = "application/x-ndjson"
 _HOLD_BYTES = 64 * 1024  # most bytes of chunks held for one write
 INSTANCE_HEADER = "X-Gleitzeit-Instance"
+log = logging.getLogger("gleitzeit.ollama")
 
 
 def encode(chunk: JSON) -> bytes:
@@ -182,7 +183,7 @@ class StreamRelay:
         except ConnectionError:
             raise
         except Exception as exc:  # a bug must end this stream with an error line, not hang it
-            print(f"gleitzeit gateway: {self.path} stream: {exc!r}", file=sys.stderr)
+            log.error("gateway: %s stream: %r", self.path, exc)
             failure = exc
         if held:  # what the client is counted as having (the replay's reference) goes out
             await response.write(bytes(held))
