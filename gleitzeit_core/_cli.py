@@ -303,6 +303,7 @@ def plugins_list(as_json: bool, config: str | None) -> None:
             record.notes = [str(note) for note in notes]
 
     manager.call_each("gleitzeit_plugin_notes", after=note_problems)
+    manager.check_imports()
     for name, command in command_entry_points().items():
         record = manager.records.get(command.plugin)
         if record is not None and name not in record.commands:

@@ -85,6 +85,8 @@ class PluginRecord:
     commands: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)  # the hook implementations it provides
     notes: list[str] = field(default_factory=list)  # from gleitzeit_plugin_notes
+    # what the loader found wrong that does not stop it: a private core module it imports
+    warnings: list[str] = field(default_factory=list)
     disabled_by: str | None = None  # what disabled it: the environment, a config file, ...
 
 
@@ -520,6 +522,30 @@ class PluginManager:
         )
         return record
 
+    def check_imports(self) -> None:
+        """Add a warning to each loaded or broken plugin whose source imports a private core
+        module (``gleitzeit_core._hub``): the API is ``gleitzeit_core``'s ``__all__`` and
+        ``gleitzeit_core.testing``, anything else may change in any release. Reads the
+        files of the modules its distribution's entry points name (a package whole); runs
+        nothing. For ``gleitzeit plugins list``, not at every start-up."""
+        tops: dict[str, set[str]] = {}
+        for ep in entry_points_snapshot():
+            dist = distribution_of(ep)[0]
+            if dist:
+                tops.setdefault(dist, set()).add(ep.value.split(":")[0].split(".")[0].strip())
+        for record in self.records.values():
+            if record.name == BUILTIN or record.status == "disabled" or not record.distribution:
+                continue
+            modules = tops.get(record.distribution, set()) - {"gleitzeit_core"}
+            record.warnings = [
+                f"{where} imports the private module {module}; import only from "
+                "gleitzeit_core (its __all__) and gleitzeit_core.testing, the rest may change "
+                "in any release"
+                for where, module in private_core_imports(_source_files(modules))
+            ]
+            for warning in record.warnings:
+                log.warning("plugin %r: %s", record.name, warning)
+
     def conflicts(self) -> dict[str, dict[str, list[str]]]:
         """Names claimed by more than one plugin, per kind."""
         return {r.kind: dict(r.conflicts) for r in self.registries.all() if r.conflicts}
@@ -529,6 +555,68 @@ class PluginManager:
             if record.status == "loaded":
                 record.registered = self.registries.registered_by(name)
         return sorted(self.records.values(), key=lambda r: (r.name != BUILTIN, r.name))
+
+
+_PUBLIC_MODULES = ("gleitzeit_core", "gleitzeit_core.testing")
+
+
+def private_core_imports(paths: Iterable[Path]) -> list[tuple[str, str]]:
+    """``(file:line, module)`` for every import of a core module other than the public API
+    (``gleitzeit_core``, ``gleitzeit_core.testing`` and below) in these Python files,
+    ``from gleitzeit_core import _hub`` included; read with ``ast``, nothing is run."""
+    import ast
+
+    found: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            source = path.read_bytes()
+        except OSError:
+            continue
+        if b"gleitzeit_core" not in source:
+            continue
+        try:
+            tree = ast.parse(source, filename=str(path))
+        except (SyntaxError, ValueError):
+            continue  # importing it fails and is reported as such
+        for node in ast.walk(tree):
+            modules: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.append(node.module)
+                modules += [
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+            elif isinstance(node, ast.Import):
+                modules += [alias.name for alias in node.names]
+            for module in modules:
+                if module.split(".")[0] != "gleitzeit_core" or module in _PUBLIC_MODULES:
+                    continue
+                if module.startswith("gleitzeit_core.testing."):
+                    continue
+                found.append((f"{path}:{node.lineno}", module))
+    return found
+
+
+def _source_files(modules: Iterable[str]) -> list[Path]:
+    """The Python files of these top-level modules (every file of a package), found without
+    importing them."""
+    import importlib.util
+
+    files: list[Path] = []
+    for name in sorted(modules):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None:
+            continue
+        if spec.submodule_search_locations:
+            for location in spec.submodule_search_locations:
+                files += sorted(Path(location).rglob("*.py"))
+        elif spec.origin and spec.origin.endswith(".py"):
+            files.append(Path(spec.origin))
+    return files
 
 
 def _unknown_hook_problem(hook: str) -> str:

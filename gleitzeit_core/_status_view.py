@@ -240,6 +240,8 @@ def plugins_table(records: list[Any], conflicts: dict[str, dict[str, list[str]]]
     for record in records:
         for note in record.notes:
             console.print(f"[yellow]note[/] ({record.name}): {note}")
+        for warning in record.warnings:
+            console.print(f"[yellow]warning[/] ({record.name}): {warning}")
     for kind, names in conflicts.items():
         for name, owners in names.items():
             console.print(f"[red]conflict[/]: {kind} {name!r} registered by {', '.join(owners)}")

@@ -232,3 +232,41 @@ def test_a_strategy_of_a_disabled_third_party_plugin_says_it_is_disabled(
     assert result.returncode == 2
     assert "unknown strategy 'fancy'" in result.stderr
     assert "plugin 'fancy' is installed but disabled (GLEITZEIT_DISABLED_PLUGINS)" in result.stderr
+
+
+PRIVATE_IMPORTING_PLUGIN = """
+from gleitzeit_core import hookimpl
+from gleitzeit_core._hub import ResourceHub
+from gleitzeit_core import _lease
+
+
+@hookimpl
+def gleitzeit_register_hubs(register):
+    register("peeking", "peeking_plugin:ResourceHub")
+"""
+
+
+def test_a_plugin_importing_a_private_core_module_is_warned_about(
+    gleitzeit: Run, site: Site
+) -> None:
+    """An installed plugin that imports ``gleitzeit_core._hub`` (or ``from gleitzeit_core
+    import _lease``) still loads, but ``plugins list`` warns, naming the plugin, the file and
+    line and the private module; the first-party plugins get no warning."""
+    site.distribution(
+        "gleitzeit-peeking",
+        {"gleitzeit": {"peeking": "peeking_plugin"}},
+        {"peeking_plugin": PRIVATE_IMPORTING_PLUGIN},
+    )
+    result = gleitzeit("plugins", "list", "--json")
+    plugins = listed(result)
+    peeking = plugins["peeking"]
+    assert peeking["status"] == "loaded"
+    warned = " ".join(peeking["warnings"])
+    assert "peeking_plugin.py:3 imports the private module gleitzeit_core._hub" in warned
+    assert "peeking_plugin.py:4 imports the private module gleitzeit_core._lease" in warned
+    assert "plugin 'peeking'" in result.stderr
+    assert "gleitzeit_core._hub" in result.stderr
+    others = {name: p["warnings"] for name, p in plugins.items() if name != "peeking"}
+    assert all(warnings == [] for warnings in others.values()), others
+    table = gleitzeit("plugins", "list")
+    assert "warning (peeking)" in table.stdout
