@@ -579,6 +579,8 @@ def private_core_imports(paths: Iterable[Path]) -> list[tuple[str, str]]:
         except (SyntaxError, ValueError):
             continue  # importing it fails and is reported as such
         for node in ast.walk(tree):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
             modules: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.append(node.module)
