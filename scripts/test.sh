@@ -59,8 +59,10 @@ echo "[test] ruff" >&2
 .venv/bin/ruff format --check .
 echo "[test] mypy" >&2
 .venv/bin/mypy
-for package in plugins/*/gleitzeit_*/ plugins/legacy/gleitzeit/ contrib/*/gleitzeit_*/ examples/custom-strategy/gleitzeit_sticky/; do
-  case "$package" in *.egg-info/) continue ;; esac
+# every top-level package of every plugin, contrib and example folder (its tests aside)
+for init in plugins/*/*/__init__.py contrib/*/*/__init__.py examples/*/*/__init__.py; do
+  package=$(dirname "$init")
+  [ "$(basename "$package")" = tests ] && continue
   .venv/bin/mypy --strict --no-error-summary "$package"
 done
 echo "[test] import contracts" >&2
