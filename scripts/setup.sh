@@ -18,8 +18,13 @@ quiet_pip() {
 }
 quiet_pip --upgrade pip
 packages=(-e ".[speed]")  # the gateway's speedups too: the subprocess tests serve on uvloop
-for dir in plugins/* contrib/* examples/custom-strategy; do
+for dir in plugins/* contrib/* examples/*; do
   [ -f "$dir/pyproject.toml" ] && packages+=(-e "$dir")
 done
-quiet_pip "${packages[@]}" -r requirements-dev.txt
+# editable_mode=compat: a .pth line naming each source folder instead of setuptools' import
+# hook, which only Python runs: mypy (and other static tools) find the packages from any
+# folder, as `mypy --strict plugins/x/gleitzeit_x` in a plugin's own folder needs. Only these
+# editable builds get the setting; requirements-dev.txt is installed by a second call.
+quiet_pip --config-settings editable_mode=compat "${packages[@]}"
+quiet_pip -r requirements-dev.txt
 echo "[setup] installed: ${packages[*]} (pip's log: $log)" >&2
