@@ -26,9 +26,10 @@ def test_mypy_finds_every_installed_package_from_any_folder(tmp_path: Path) -> N
     probe = tmp_path / "probe.py"
     probe.write_text("".join(f"import {name}\n" for name in packages), encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if key != "MYPYPATH"}
+    command = [sys.executable, "-m", "mypy", "--strict", "--follow-imports=skip"]
+    command += ["--no-incremental", "--config-file=", "--no-error-summary", str(probe)]
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=skip", "--no-incremental"]
-        + ["--config-file=", "--no-error-summary", str(probe)],
+        command,
         cwd=tmp_path,
         env=env,
         capture_output=True,
