@@ -17,6 +17,7 @@ its median over the rounds and a 90 % percentile-bootstrap interval of that medi
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "ratio",
     "rotated",
     "spread",
+    "write_json",
 ]
 
 T = TypeVar("T")
@@ -134,3 +136,11 @@ def figures(name: str, summary: Summary, command: str, digits: int = 4) -> dict[
             "note": f"90 % bootstrap interval of the median over {summary.rounds} rounds",
         },
     }
+
+
+def write_json(path: str, data: Any, *, sort_keys: bool = False) -> None:
+    """Write a benchmark's figures (``--json PATH``) as indented JSON ending in a newline,
+    the form benchmarks/run.py collects."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=sort_keys)
+        handle.write("\n")

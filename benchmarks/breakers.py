@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import random
 import statistics
@@ -33,7 +32,7 @@ from typing import Any
 
 import pybreaker
 from _stats import figures as figures_of  # benchmarks/_stats.py
-from _stats import ratio, rotated
+from _stats import ratio, rotated, write_json
 from gleitzeit_breaker_adaptive.breaker import AdaptiveThrottlingBreaker
 from gleitzeit_breaker_consecutive.breaker import ConsecutiveFailuresBreaker
 from gleitzeit_breaker_window.breaker import SlidingWindowBreaker
@@ -243,9 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "pybreaker": version("pybreaker"),
         }
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        write_json(args.json, out, sort_keys=True)
     return 0 if cheaper else 1
 
 

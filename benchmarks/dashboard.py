@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _stats import figures, spread  # noqa: E402  (benchmarks/_stats.py)
+from _stats import figures, spread, write_json  # noqa: E402  (benchmarks/_stats.py)
 from gleitzeit_dashboard.history import History  # noqa: E402
 from gleitzeit_ollama.sim import SimConfig, SimProcess  # noqa: E402
 
@@ -135,9 +134,7 @@ def main() -> int:
             "dashboard_history_kb_per_resource": figure(round(per_resource / 1000, 1)),
             "dashboard_details": figure({"load_ms": [round(t, 1) for t in times]}),
         }
-        with open(args.json_path, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=2)
-            handle.write("\n")
+        write_json(args.json_path, out)
     return 0
 
 

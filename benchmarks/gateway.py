@@ -773,6 +773,4 @@ if __name__ == "__main__":
             show_streams(report)
         print(f"\n({report['seconds']} s)", file=sys.stderr)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as handle:
-                json.dump(report, handle, indent=2)
-                handle.write("\n")
+            _stats.write_json(args.json, report)

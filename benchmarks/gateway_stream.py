@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _stats import write_json
 from gateway import bench_gateway, cpu_seconds, percentile, run_metadata, spread, start_sim
 from gleitzeit_ollama.sim import SimProcess
 
@@ -209,6 +209,4 @@ if __name__ == "__main__":
         show(report)
         print(f"\n({report['seconds']} s)", file=sys.stderr)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as handle:
-                json.dump(report, handle, indent=2)
-                handle.write("\n")
+            write_json(args.json, report)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import platform
@@ -43,7 +42,7 @@ import time
 import warnings
 from typing import Any
 
-from _stats import Summary, figures, ratio  # benchmarks/_stats.py
+from _stats import Summary, figures, ratio, write_json  # benchmarks/_stats.py
 from gleitzeit_ollama.sim import OllamaSimulator, SimConfig
 
 MODEL = "llama3.2"
@@ -345,9 +344,7 @@ def main() -> None:
     report = asyncio.run(main_async(args))
     show(report)
     if args.json_path:
-        with open(args.json_path, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2)
-            fh.write("\n")
+        write_json(args.json_path, report)
         print(f"\nwrote {args.json_path}", file=sys.stderr)
 
 

@@ -76,6 +76,7 @@ os.environ.setdefault("GLEITZEIT_LOAD_PLUGINS", "ollama")  # the hub needs this 
 BLOCKED = netguard.BLOCKED
 
 import aiohttp  # noqa: E402
+from _stats import write_json  # noqa: E402 - benchmarks/_stats.py
 from gateway import cpu_seconds, spread  # noqa: E402 - benchmarks/gateway.py
 from gleitzeit_ollama.sim import SimConfig, SimProcess  # noqa: E402
 
@@ -946,9 +947,7 @@ def main() -> int:
             },
             "command": command,
         }
-        with open(args.json_path, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=2)
-            handle.write("\n")
+        write_json(args.json_path, out)
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import statistics
@@ -33,7 +32,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from _stats import figures, ratio  # benchmarks/_stats.py
+from _stats import figures, ratio, write_json  # benchmarks/_stats.py
+from gateway import ms, percentile  # benchmarks/gateway.py
 from gleitzeit_ollama.sim import SimConfig, SimProcess
 
 from gleitzeit_core._runtime import Runtime
@@ -58,15 +58,6 @@ RAW_BODY = {
 }
 
 Call = Callable[[], Awaitable[Any]]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 3)
 
 
 def start_sim(name: str, latency_ms: float, num_parallel: int) -> SimProcess:
@@ -309,6 +300,4 @@ if __name__ == "__main__":
     show(report)
     print(f"\n({report['seconds']} s)", file=sys.stderr)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
+        write_json(args.json, report)

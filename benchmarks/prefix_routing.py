@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import random
 import time
@@ -55,7 +54,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
-from _stats import figures, ratio, rotated, spread  # benchmarks/_stats.py
+from _stats import figures, ratio, rotated, spread, write_json  # benchmarks/_stats.py
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.prefix_affinity import prompt_attributes
 from gleitzeit_ollama.sim import SimConfig, SimProcess
@@ -453,8 +452,7 @@ def main() -> None:
                 "value": hot["prefix_affinity"]["max_share_vs_fair"],
                 "command": command,
             }
-        with open(args.json_path, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=2)
+        write_json(args.json_path, out)
 
 
 if __name__ == "__main__":

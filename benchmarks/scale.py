@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import random
 import resource as rusage
 import time
 import tracemalloc
 
-from _stats import figures, spread  # benchmarks/_stats.py
+from _stats import figures, spread, write_json  # benchmarks/_stats.py
 
 from gleitzeit_core import HealthSettings, ProbeResult, Request, Resource, ResourceSpec
 from gleitzeit_core._hub import ResourceHub
@@ -140,8 +139,7 @@ def main() -> None:
             },
             "scale_memory_per_resource_kb": {"value": round(memory, 2), "command": command},
         }
-        with open(args.json_path, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=2)
+        write_json(args.json_path, out)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
@@ -46,6 +45,8 @@ from gleitzeit_core.testing.serve import GatewayProcess
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from _stats import write_json  # noqa: E402 - benchmarks/_stats.py
+
 from tests.scaleout.redis_server import RedisServer  # noqa: E402
 
 MODEL = "llama3.2"
@@ -339,8 +340,7 @@ def main() -> int:
     if args.json_path:
         out = figures(report) | {key: report[key] for key in ("python", "quick", "seconds", "cpus")}
         out["scale_out_details"] = report
-        with open(args.json_path, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=2)
+        write_json(args.json_path, out)
     return 0
 
 

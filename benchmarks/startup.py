@@ -38,7 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from _stats import Summary, figures, rotated, spread  # benchmarks/_stats.py
+from _stats import Summary, figures, rotated, spread, write_json  # benchmarks/_stats.py
 
 TARGET_MS = 100.0
 LOAD = (
@@ -343,9 +343,7 @@ def main() -> int:
                 }
             ),
         }
-        with open(args.json_path, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=2)
-            handle.write("\n")
+        write_json(args.json_path, out)
     return 0
 
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import time
 from collections.abc import Callable
 
-from _stats import Summary, figures, interleave, ratio  # benchmarks/_stats.py
+from _stats import Summary, figures, interleave, ratio, write_json  # benchmarks/_stats.py
 
 from gleitzeit_core import BUILTIN_STRATEGIES, Request, ResourceSpec
 from gleitzeit_core._hub import ResourceHub
@@ -147,8 +146,7 @@ def main() -> None:
             "strategy_pick_ns": {"value": results, "command": command},
             "hub_lease_ns": {"value": lease, "command": command},
         }
-        with open(args.json_path, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=2)
+        write_json(args.json_path, out)
 
 
 if __name__ == "__main__":
