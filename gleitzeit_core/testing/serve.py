@@ -1,5 +1,7 @@
-"""``gleitzeit serve`` as a child process, for tests and benchmarks that need the gateway as
-users run it (its own process, its own event loop, stopped by SIGTERM)."""
+"""The gateway for tests: ``GatewayProcess``, ``gleitzeit serve`` as a child process (for
+tests and benchmarks that need it as users run it: its own process, its own event loop,
+stopped by SIGTERM), and ``InProcessGateways``, gateways in the test's own event loop over a
+runtime with exactly the plugins a test names (a plugin's routes against real sockets)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,112 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["GatewayProcess"]
+import attrs
+from aiohttp import web
+
+from .._gateway import build_app, start_gateway
+from .._plugins import PluginManager
+from .._runtime import Runtime
+
+__all__ = ["GatewayProcess", "InProcessGateways", "ServedGateway"]
+
+LOOPBACK = "127.0.0.1"
+
+
+@attrs.define
+class ServedGateway:
+    """One gateway of :class:`InProcessGateways`: its URL and port on 127.0.0.1, the started
+    runtime behind it, its runner and application."""
+
+    url: str
+    port: int
+    runtime: Runtime
+    runner: web.AppRunner
+
+    @property
+    def app(self) -> web.Application:
+        return self.runner.app
+
+    @property
+    def origin(self) -> str:
+        """The ``Origin`` a page of this gateway sends."""
+        return self.url
+
+
+class InProcessGateways:
+    """Gateways served in the running event loop on 127.0.0.1 port 0; ``close()`` stops every
+    one (its runner, then its runtime), newest first. As a pytest fixture::
+
+        @pytest.fixture
+        async def gateways():
+            served = InProcessGateways()
+            yield served
+            await served.close()
+
+        async def test_my_route(gateways):
+            gateway = await gateways.start(config, plugins=[(my_plugin, "mine")])
+    """
+
+    def __init__(self) -> None:
+        self._started: list[tuple[web.AppRunner, Runtime]] = []
+
+    async def start(
+        self,
+        config: dict[str, Any],
+        *,
+        plugins: Sequence[tuple[object, str]] = (),
+        manager: PluginManager | None = None,
+        token: str | None = None,
+        max_body_bytes: int | None = None,
+        middlewares: Sequence[Any] = (),
+        limits: bool = False,
+    ) -> ServedGateway:
+        """A started runtime over ``config`` with the core's built-ins and ``plugins``
+        (``(module or object, name)`` pairs; nothing installed is loaded), or ``manager``'s,
+        and its gateway. ``middlewares`` run inside the gateway's; ``limits`` serves it as
+        ``gleitzeit serve`` does (the guarded site: ``[gateway] max_connections``,
+        ``header_timeout``)."""
+        if manager is None:
+            manager = PluginManager(autoload=False).load()
+            for plugin, name in plugins:
+                manager.add(plugin, name)
+        runtime = Runtime.from_config(config, plugins=manager)
+        await runtime.start()
+        try:
+            if limits:
+                runner = await start_gateway(runtime, LOOPBACK, 0, token=token)
+            else:
+                runner = await _serve(
+                    build_app(runtime, token=token, max_body_bytes=max_body_bytes), middlewares
+                )
+        except BaseException:
+            await runtime.stop()
+            raise
+        self._started.append((runner, runtime))
+        port = int(runner.addresses[0][1])
+        return ServedGateway(f"http://{LOOPBACK}:{port}", port, runtime, runner)
+
+    async def close(self) -> None:
+        while self._started:
+            runner, runtime = self._started.pop()
+            await runner.cleanup()
+            await runtime.stop()
+
+
+async def _serve(app: web.Application, middlewares: Sequence[Any]) -> web.AppRunner:
+    app.middlewares.extend(middlewares)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, LOOPBACK, 0).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 class GatewayProcess:

@@ -20,21 +20,15 @@ from hypothesis import strategies as st
 
 from gleitzeit_core import RouteRegistrar, hookimpl
 from gleitzeit_core._cli import show_info_of, show_logs
-from gleitzeit_core._gateway import build_app
-from gleitzeit_core._plugins import PluginManager
 from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import echo
+from gleitzeit_core.testing.serve import InProcessGateways
 
 Gateway = Callable[..., Any]
 
 
-def echo_runtime(plugins: dict[str, object] | None = None, **gateway: Any) -> Runtime:
-    manager = PluginManager(autoload=False)
-    manager.load()
-    manager.add(echo, "echo")
-    for name, plugin in (plugins or {}).items():
-        manager.add(plugin, name)
-    config = {
+def echo_config(**gateway: Any) -> dict[str, Any]:
+    return {
         "hubs": {
             "e": {
                 "kind": "echo",
@@ -44,31 +38,24 @@ def echo_runtime(plugins: dict[str, object] | None = None, **gateway: Any) -> Ru
         },
         "gateway": gateway,
     }
-    return Runtime.from_config(config, plugins=manager)
 
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     """Start gateways on 127.0.0.1:<free port>; yields a factory returning (url, runtime)."""
-    runners: list[tuple[web.AppRunner, Runtime]] = []
+    gateways = InProcessGateways()
 
     async def start(
         plugins: dict[str, object] | None = None, **options: Any
     ) -> tuple[str, Runtime]:
-        runtime = echo_runtime(plugins, **options)
-        await runtime.start()
-        runner = web.AppRunner(build_app(runtime), handler_cancellation=True)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        runners.append((runner, runtime))
-        return f"http://127.0.0.1:{port}", runtime
+        named = [(echo, "echo"), *((plugin, name) for name, plugin in (plugins or {}).items())]
+        served = await gateways.start(echo_config(**options), plugins=named)
+        return served.url, served.runtime
 
-    yield start
-    for runner, runtime in runners:
-        await runner.cleanup()
-        await runtime.stop()
+    try:
+        yield start
+    finally:
+        await gateways.close()
 
 
 async def test_execute_runs_a_provider_method(gateway: Gateway) -> None:

@@ -17,14 +17,12 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
-from aiohttp import web
 from gleitzeit_ollama import plugin as ollama_plugin
 from gleitzeit_ollama.sim import OllamaSimulator, SimProcess
 from hypothesis import strategies as st
 
-from gleitzeit_core._gateway import build_app
-from gleitzeit_core._plugins import PluginManager
 from gleitzeit_core._runtime import Runtime
+from gleitzeit_core.testing.serve import InProcessGateways
 
 # The simulator fixtures are the Ollama tests' own; importing them here makes them fixtures of
 # this folder too.
@@ -102,30 +100,23 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 async def gateway_factory() -> AsyncIterator[GatewayFactory]:
     """``await gateway_factory(config, token=None, max_body_bytes=None)`` -> a started runtime
     and its gateway on 127.0.0.1:<free port>; ``config`` is a whole config dict."""
-    started: list[tuple[web.AppRunner, Runtime]] = []
+    gateways = InProcessGateways()
 
     async def start(
         config: dict[str, Any], *, token: str | None = None, max_body_bytes: int | None = None
     ) -> Gateway:
-        manager = PluginManager(autoload=False)
-        manager.load()
-        manager.add(ollama_plugin, "ollama")
-        runtime = Runtime.from_config(config, plugins=manager)
-        await runtime.start()
-        app = build_app(runtime, token=token, max_body_bytes=max_body_bytes)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        started.append((runner, runtime))
-        site = web.TCPSite(runner, LOOPBACK, 0)
-        await site.start()
-        return Gateway(f"http://{LOOPBACK}:{runner.addresses[0][1]}", runtime)
+        served = await gateways.start(
+            config,
+            plugins=[(ollama_plugin, "ollama")],
+            token=token,
+            max_body_bytes=max_body_bytes,
+        )
+        return Gateway(served.url, served.runtime)
 
     try:
         yield start
     finally:
-        for runner, runtime in reversed(started):
-            await runner.cleanup()
-            await runtime.stop()
+        await gateways.close()
 
 
 @attrs.define

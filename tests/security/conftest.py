@@ -18,9 +18,8 @@ import uvloop
 from aiohttp import web
 from gleitzeit_ollama import plugin as ollama_plugin
 
-from gleitzeit_core._gateway import start_gateway
-from gleitzeit_core._plugins import PluginManager
 from gleitzeit_core._runtime import Runtime
+from gleitzeit_core.testing.serve import InProcessGateways
 
 # the simulator fixtures are the Ollama tests' own
 from tests.ollama.conftest import SimFactory, sim_factory  # noqa: F401
@@ -98,7 +97,7 @@ async def serve_gateway(sim_factory: SimFactory, isolated: None) -> AsyncIterato
     """``await serve_gateway(gateway={...}, hub={...}, sim={...}, userinfo=None)`` -> a
     started runtime over one simulator (hub ``llm``, instance ``s0``) behind
     ``start_gateway`` on 127.0.0.1:<free port>."""
-    started: list[tuple[web.AppRunner, Runtime]] = []
+    gateways = InProcessGateways()
 
     async def start(
         *,
@@ -122,22 +121,13 @@ async def serve_gateway(sim_factory: SimFactory, isolated: None) -> AsyncIterato
             **(hub or {}),
         }
         config = {"gateway": gateway or {}, "hubs": {"llm": hub_table}}
-        manager = PluginManager(autoload=False)
-        manager.load()
-        manager.add(ollama_plugin, "ollama")
-        runtime = Runtime.from_config(config, plugins=manager)
-        await runtime.start()
-        runner = await start_gateway(runtime, LOOPBACK, 0)
-        started.append((runner, runtime))
-        port = int(runner.addresses[0][1])
-        return Served(f"http://{LOOPBACK}:{port}", port, runtime, runner, one.url)
+        served = await gateways.start(config, plugins=[(ollama_plugin, "ollama")], limits=True)
+        return Served(served.url, served.port, served.runtime, served.runner, one.url)
 
     try:
         yield start
     finally:
-        for runner, runtime in reversed(started):
-            await runner.cleanup()
-            await runtime.stop()
+        await gateways.close()
 
 
 @pytest.fixture
