@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # A shared 2-core CI machine can stall any single example for a moment; a generous deadline
@@ -18,3 +20,22 @@ settings.register_profile("dev", **_COMMON)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+
+def isolate_from_machine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, plugins: str = "ollama"
+) -> None:
+    """Nothing of the machine's environment leaks into a test: no user config (its own
+    ``XDG_CONFIG_HOME``), config file, gateway token, origins or ``OLLAMA_HOST(S)``; child
+    processes (``gleitzeit serve``) load only ``plugins``."""
+    monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", plugins)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in (
+        "OLLAMA_HOST",
+        "OLLAMA_HOSTS",
+        "GLEITZEIT_CONFIG",
+        "GLEITZEIT_DISABLED_PLUGINS",
+        "GLEITZEIT_GATEWAY_TOKEN",
+        "GLEITZEIT_ORIGINS",
+    ):
+        monkeypatch.delenv(name, raising=False)

@@ -48,13 +48,13 @@ class ServedGateway:
 
 class InProcessGateways:
     """Gateways served in the running event loop on 127.0.0.1 port 0; ``close()`` stops every
-    one (its runner, then its runtime), newest first. As a pytest fixture::
+    one (its runner, then its runtime), newest first, as leaving ``async with`` does. As a
+    pytest fixture::
 
         @pytest.fixture
         async def gateways():
-            served = InProcessGateways()
-            yield served
-            await served.close()
+            async with InProcessGateways() as served:
+                yield served
 
         async def test_my_route(gateways):
             gateway = await gateways.start(config, plugins=[(my_plugin, "mine")])
@@ -104,6 +104,12 @@ class InProcessGateways:
             runner, runtime = self._started.pop()
             await runner.cleanup()
             await runtime.stop()
+
+    async def __aenter__(self) -> InProcessGateways:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 async def _serve(app: web.Application, middlewares: Sequence[Any]) -> web.AppRunner:

@@ -43,19 +43,16 @@ def echo_config(**gateway: Any) -> dict[str, Any]:
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     """Start gateways on 127.0.0.1:<free port>; yields a factory returning (url, runtime)."""
-    gateways = InProcessGateways()
+    async with InProcessGateways() as gateways:
 
-    async def start(
-        plugins: dict[str, object] | None = None, **options: Any
-    ) -> tuple[str, Runtime]:
-        named = [(echo, "echo"), *((plugin, name) for name, plugin in (plugins or {}).items())]
-        served = await gateways.start(echo_config(**options), plugins=named)
-        return served.url, served.runtime
+        async def start(
+            plugins: dict[str, object] | None = None, **options: Any
+        ) -> tuple[str, Runtime]:
+            named = [(echo, "echo"), *((plugin, name) for name, plugin in (plugins or {}).items())]
+            served = await gateways.start(echo_config(**options), plugins=named)
+            return served.url, served.runtime
 
-    try:
         yield start
-    finally:
-        await gateways.close()
 
 
 async def test_execute_runs_a_provider_method(gateway: Gateway) -> None:

@@ -3,14 +3,14 @@ dashboard plugin) on 127.0.0.1 port 0, torn down with everything it started."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import gleitzeit_dashboard.plugin
 import pytest
 
-from gleitzeit_core._plugins import PluginManager
 from gleitzeit_core.testing import echo
 from gleitzeit_core.testing.serve import InProcessGateways, ServedGateway
 
@@ -32,24 +32,8 @@ async def serve_gateway() -> AsyncIterator[ServeFactory]:
     """``await serve_gateway(config, plugins=WITH_DASHBOARD, token=None, middlewares=(),
     manager=None)`` -> a started runtime with those plugins (or ``manager``'s) and its gateway;
     ``middlewares`` run inside the gateway's."""
-    gateways = InProcessGateways()
-
-    async def start(
-        config: dict[str, Any],
-        *,
-        plugins: Sequence[tuple[Any, str]] = WITH_DASHBOARD,
-        token: str | None = None,
-        middlewares: tuple[Any, ...] = (),
-        manager: PluginManager | None = None,
-    ) -> Served:
-        return await gateways.start(
-            config, plugins=plugins, token=token, middlewares=middlewares, manager=manager
-        )
-
-    try:
-        yield start
-    finally:
-        await gateways.close()
+    async with InProcessGateways() as gateways:
+        yield functools.partial(gateways.start, plugins=WITH_DASHBOARD)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from gleitzeit_core.testing.serve import InProcessGateways
 
 # The simulator fixtures are the Ollama tests' own; importing them here makes them fixtures of
 # this folder too.
+from tests.conftest import isolate_from_machine
 from tests.ollama.conftest import (  # noqa: F401
     SimFactory,
     SimProcessFactory,
@@ -47,16 +48,7 @@ PULLABLE = ["phi3"]
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user config, token or OLLAMA_HOST(S) leaking in from the machine; child processes
     (``gleitzeit serve``) load only the Ollama plugin."""
-    monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", "ollama")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in (
-        "OLLAMA_HOST",
-        "OLLAMA_HOSTS",
-        "GLEITZEIT_CONFIG",
-        "GLEITZEIT_DISABLED_PLUGINS",
-        "GLEITZEIT_GATEWAY_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    isolate_from_machine(monkeypatch, tmp_path)
 
 
 def hub_table(urls: Sequence[str], **overrides: Any) -> dict[str, Any]:
@@ -100,23 +92,20 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 async def gateway_factory() -> AsyncIterator[GatewayFactory]:
     """``await gateway_factory(config, token=None, max_body_bytes=None)`` -> a started runtime
     and its gateway on 127.0.0.1:<free port>; ``config`` is a whole config dict."""
-    gateways = InProcessGateways()
+    async with InProcessGateways() as gateways:
 
-    async def start(
-        config: dict[str, Any], *, token: str | None = None, max_body_bytes: int | None = None
-    ) -> Gateway:
-        served = await gateways.start(
-            config,
-            plugins=[(ollama_plugin, "ollama")],
-            token=token,
-            max_body_bytes=max_body_bytes,
-        )
-        return Gateway(served.url, served.runtime)
+        async def start(
+            config: dict[str, Any], *, token: str | None = None, max_body_bytes: int | None = None
+        ) -> Gateway:
+            served = await gateways.start(
+                config,
+                plugins=[(ollama_plugin, "ollama")],
+                token=token,
+                max_body_bytes=max_body_bytes,
+            )
+            return Gateway(served.url, served.runtime)
 
-    try:
         yield start
-    finally:
-        await gateways.close()
 
 
 @attrs.define

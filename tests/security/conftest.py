@@ -22,6 +22,7 @@ from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing.serve import InProcessGateways
 
 # the simulator fixtures are the Ollama tests' own
+from tests.conftest import isolate_from_machine
 from tests.ollama.conftest import SimFactory, sim_factory  # noqa: F401
 
 # the gateway serves on uvloop with [gateway] speedups (the gleitzeit-core[speed] extra): the
@@ -56,17 +57,7 @@ KEYS: dict[str, Any] = {
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user config, token, origins or Ollama hosts leaking in from the machine; only the
     Ollama plugin. Not autouse: the sandbox tests in this folder load other plugins."""
-    monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", "ollama")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in (
-        "OLLAMA_HOST",
-        "OLLAMA_HOSTS",
-        "GLEITZEIT_CONFIG",
-        "GLEITZEIT_DISABLED_PLUGINS",
-        "GLEITZEIT_GATEWAY_TOKEN",
-        "GLEITZEIT_ORIGINS",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    isolate_from_machine(monkeypatch, tmp_path)
 
 
 @attrs.define
@@ -97,37 +88,34 @@ async def serve_gateway(sim_factory: SimFactory, isolated: None) -> AsyncIterato
     """``await serve_gateway(gateway={...}, hub={...}, sim={...}, userinfo=None)`` -> a
     started runtime over one simulator (hub ``llm``, instance ``s0``) behind
     ``start_gateway`` on 127.0.0.1:<free port>."""
-    gateways = InProcessGateways()
+    async with InProcessGateways() as gateways:
 
-    async def start(
-        *,
-        gateway: dict[str, Any] | None = None,
-        hub: dict[str, Any] | None = None,
-        sim: dict[str, Any] | None = None,
-        userinfo: str | None = None,
-    ) -> Served:
-        (one,) = await sim_factory(1, models=MODELS, name="s0", **(sim or {}))
-        # with ``userinfo`` the instance is configured by a URL with credentials and no id
-        resource = (
-            {"url": one.url.replace("://", f"://{userinfo}@")}
-            if userinfo
-            else {"id": "s0", "url": one.url}
-        )
-        hub_table: dict[str, Any] = {
-            "kind": "ollama",
-            "discovery": ["static"],
-            "health": {"interval": 0.2, "timeout": 1.0},
-            "resources": [resource],
-            **(hub or {}),
-        }
-        config = {"gateway": gateway or {}, "hubs": {"llm": hub_table}}
-        served = await gateways.start(config, plugins=[(ollama_plugin, "ollama")], limits=True)
-        return Served(served.url, served.port, served.runtime, served.runner, one.url)
+        async def start(
+            *,
+            gateway: dict[str, Any] | None = None,
+            hub: dict[str, Any] | None = None,
+            sim: dict[str, Any] | None = None,
+            userinfo: str | None = None,
+        ) -> Served:
+            (one,) = await sim_factory(1, models=MODELS, name="s0", **(sim or {}))
+            # with ``userinfo`` the instance is configured by a URL with credentials and no id
+            resource = (
+                {"url": one.url.replace("://", f"://{userinfo}@")}
+                if userinfo
+                else {"id": "s0", "url": one.url}
+            )
+            hub_table: dict[str, Any] = {
+                "kind": "ollama",
+                "discovery": ["static"],
+                "health": {"interval": 0.2, "timeout": 1.0},
+                "resources": [resource],
+                **(hub or {}),
+            }
+            config = {"gateway": gateway or {}, "hubs": {"llm": hub_table}}
+            served = await gateways.start(config, plugins=[(ollama_plugin, "ollama")], limits=True)
+            return Served(served.url, served.port, served.runtime, served.runner, one.url)
 
-    try:
         yield start
-    finally:
-        await gateways.close()
 
 
 @pytest.fixture

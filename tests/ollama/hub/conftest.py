@@ -15,22 +15,14 @@ from gleitzeit_ollama.sim import OllamaSimulator
 
 from gleitzeit_core import HealthSettings, OutlierSettings, ResourceSpec
 from gleitzeit_core._runtime import Runtime
+from tests.conftest import isolate_from_machine
 from tests.ollama.hub.support import RecordingBreaker, config
 
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Only this plugin, no user config, no OLLAMA_HOST(S) leaking in from the machine."""
-    monkeypatch.setenv("GLEITZEIT_LOAD_PLUGINS", "ollama")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in (
-        "OLLAMA_HOST",
-        "OLLAMA_HOSTS",
-        "GLEITZEIT_CONFIG",
-        "GLEITZEIT_DISABLED_PLUGINS",
-        "GLEITZEIT_GATEWAY_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    isolate_from_machine(monkeypatch, tmp_path)
 
 
 RuntimeFactory = Callable[..., Any]
