@@ -172,8 +172,12 @@ class RunnerConnection:
         self._cleaned: tuple[int | None, bool] = (None, True)  # last "cleaned" (id, clean)
         self._cleaned_event = asyncio.Event()
         self.last_activity = time.monotonic()
-        if hello:  # registered before the container starts: the line cannot be missed
-            self._waiter("hello", None)
+        # Registered before the container starts, so the line cannot be missed; kept here
+        # too because the reader hands the hello over (and forgets the waiter) as soon as
+        # it arrives, which may be before ``start`` has returned to the caller.
+        self._hello: asyncio.Future[dict[str, Any]] | None = (
+            self._waiter("hello", None) if hello else None
+        )
 
     @classmethod
     async def attach(cls, engine: Engine, container_id: str) -> RunnerConnection:
@@ -280,7 +284,7 @@ class RunnerConnection:
         return await asyncio.wait_for(asyncio.shield(waiter), timeout)
 
     async def wait_hello(self, timeout: float) -> dict[str, Any]:
-        waiter = self._waiting.get(("hello", None))
+        waiter = self._hello
         if waiter is None:
             raise RunnerError(f"no hello is expected from the runner in {self.short_id}")
         try:
