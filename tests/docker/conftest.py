@@ -26,7 +26,7 @@ from gleitzeit_docker.engine import Engine
 from gleitzeit_docker.pool import PoolConfig, WarmPool
 from gleitzeit_docker.profiles import Profile, load_profiles
 
-from ..docker_engine import IMAGE, require_engine
+from ..docker_engine import CALL_TIMEOUT, GENEROUS, IMAGE, require_engine
 
 HUB_ID = f"gz-test-{uuid.uuid4().hex[:8]}"
 
@@ -56,7 +56,7 @@ def sandboxed(profiles: dict[str, Profile]) -> Profile:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def engine() -> AsyncIterator[Engine]:
     require_engine()  # session fixtures run before the autouse gate
-    eng = Engine()
+    eng = Engine(call_timeout=CALL_TIMEOUT)
     await eng.ping()
     yield eng
     await eng.remove_all(HUB_ID)
@@ -66,19 +66,22 @@ async def engine() -> AsyncIterator[Engine]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pool(engine: Engine) -> AsyncIterator[WarmPool]:
     """A shared runner-mode pool, large enough for the 16-way concurrency test."""
-    shared = WarmPool(engine, hub_id=HUB_ID, config=PoolConfig(max_size=16, acquire_timeout=60))
+    config = PoolConfig(max_size=16, acquire_timeout=60, **GENEROUS)
+    shared = WarmPool(engine, hub_id=HUB_ID, config=config)
     yield shared
     await shared.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def make_pool(engine: Engine) -> AsyncIterator[Callable[..., WarmPool]]:
-    """Factory for private pools: ``make_pool([engines], **PoolConfig fields)``; all are
-    closed at the end of the test."""
+    """Factory for private pools: ``make_pool([engines], **PoolConfig fields)`` (with the
+    ``GENEROUS`` timeouts unless given); all are closed at the end of the test."""
     made: list[WarmPool] = []
 
     def factory(engines: Engine | list[Engine] | None = None, **config: Any) -> WarmPool:
-        new = WarmPool(engines or engine, hub_id=HUB_ID, config=PoolConfig(**config))
+        new = WarmPool(
+            engines or engine, hub_id=HUB_ID, config=PoolConfig(**{**GENEROUS, **config})
+        )
         made.append(new)
         return new
 

@@ -31,19 +31,21 @@ def short_tmp() -> Iterator[Path]:
 
 
 async def test_missing_socket_fails_fast(short_tmp: Path) -> None:
-    """A socket path nobody listens on gives EngineUnavailable (a ConnectionError) in < 3 s."""
+    """A socket path nobody listens on gives EngineUnavailable (a ConnectionError) long
+    before a call's 30 s budget (the bound is generous: a loaded machine is slow)."""
     engine = Engine(f"unix://{short_tmp}/nobody.sock")
     started = time.perf_counter()
     with pytest.raises(EngineUnavailable, match="engine unavailable") as caught:
         await engine.ping()
-    assert time.perf_counter() - started < 3.0
+    assert time.perf_counter() - started < engine.call_timeout / 2
     assert isinstance(caught.value, ConnectionError)
     assert "nobody.sock" in str(caught.value)
     await engine.close()
 
 
 async def test_socket_that_refuses_or_never_answers_fails_fast(short_tmp: Path) -> None:
-    """A bound-but-not-listening socket, and one that accepts but never answers: < 3 s."""
+    """A bound-but-not-listening socket, and one that accepts but never answers: unavailable
+    at the ping's 1.5 s deadline, long before a call's 30 s budget."""
     refusing = socket.socket(socket.AF_UNIX)
     refusing.bind(str(short_tmp / "refuse.sock"))  # bound, never listen(): ECONNREFUSED
     silent = socket.socket(socket.AF_UNIX)
@@ -55,7 +57,7 @@ async def test_socket_that_refuses_or_never_answers_fails_fast(short_tmp: Path) 
             started = time.perf_counter()
             with pytest.raises(EngineUnavailable):
                 await engine.ping()
-            assert time.perf_counter() - started < 3.0, name
+            assert time.perf_counter() - started < engine.call_timeout / 2, name
             await engine.close()
     finally:
         refusing.close()
@@ -65,12 +67,13 @@ async def test_socket_that_refuses_or_never_answers_fails_fast(short_tmp: Path) 
 async def test_execution_on_a_dead_engine_reports_it(short_tmp: Path, sandboxed: Profile) -> None:
     """Pool and fresh paths turn a dead engine into a fast 'engine unavailable' result."""
     engine = Engine(f"unix://{short_tmp}/gone.sock")
-    pool = WarmPool(engine, hub_id=HUB_ID, config=PoolConfig(acquire_timeout=5))
+    pool = WarmPool(engine, hub_id=HUB_ID, config=PoolConfig(acquire_timeout=60))
     try:
         started = time.perf_counter()
         pooled = await pool.execute(sandboxed, Job(code="print(1)"))
         fresh = await execute_fresh(engine, sandboxed, Job(code="print(1)"), hub_id=HUB_ID)
-        assert time.perf_counter() - started < 3.0
+        # at once, not after waiting out the pool's 60 s (generous: a loaded machine is slow)
+        assert time.perf_counter() - started < 20.0
         for res in (pooled, fresh):
             assert res.success is False
             assert res.error is not None
@@ -161,7 +164,7 @@ async def test_remove_orphans_only_touches_stopped_containers_of_other_runs(
 async def test_calls_are_bounded_by_timeouts(engine: Engine) -> None:
     """Even a long-running engine call (wait on a container that never exits) ends at its
     budget: EngineTimeout names the budget while the container is still running, long before
-    the engine's default call timeout."""
+    the engine's own call timeout."""
     sandboxed = Profile(name="t", image=IMAGE)
     cid = await engine.create(  # input() on the open, never-written stdin: runs for ever
         sandboxed.container_config(engine.labels(HUB_ID), ["python3", "-c", "input()"])
@@ -173,7 +176,7 @@ async def test_calls_are_bounded_by_timeouts(engine: Engine) -> None:
             await engine.call("wait", lambda: engine.container(cid).wait(), timeout=0.5)
         elapsed = time.perf_counter() - started
         # the budget ended the call, not the container; the bound is generous (a loaded
-        # machine is slow, not wrong) yet far below the 30 s a call gets by default
+        # machine is slow, not wrong) yet far below the engine's own budget for a call
         assert (await engine.inspect(cid))["State"]["Running"] is True
         assert elapsed < engine.call_timeout / 2
     finally:

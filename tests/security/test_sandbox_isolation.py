@@ -21,7 +21,7 @@ from gleitzeit_docker.pool import PoolConfig, WarmPool
 from gleitzeit_docker.profiles import Profile, load_profiles
 from gleitzeit_docker.runner import RunnerConnection
 
-from ..docker_engine import IMAGE, require_engine
+from ..docker_engine import CALL_TIMEOUT, GENEROUS, IMAGE, require_engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
 
@@ -41,7 +41,7 @@ def sandboxed() -> Profile:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def engine() -> AsyncIterator[Engine]:
     require_engine()
-    eng = Engine()
+    eng = Engine(call_timeout=CALL_TIMEOUT)
     await eng.ping()
     yield eng
     await eng.remove_all(HUB_ID)
@@ -52,7 +52,9 @@ async def engine() -> AsyncIterator[Engine]:
 async def one_container(engine: Engine, request: pytest.FixtureRequest) -> AsyncIterator[WarmPool]:
     """A pool of exactly one warm container: every job runs in the same one, in turn (by
     the resident runner, or by a one-shot runner per job through `docker exec`)."""
-    config = PoolConfig(mode=request.param, max_size=1, acquire_timeout=60, fallback=False)
+    config = PoolConfig(
+        mode=request.param, max_size=1, acquire_timeout=60, fallback=False, **GENEROUS
+    )
     pool = WarmPool(engine, hub_id=HUB_ID, config=config)
     yield pool
     await pool.close()
@@ -285,9 +287,9 @@ async def test_the_host_never_matches_unsolicited_frames_to_later_requests(
     conn = await RunnerConnection.attach(engine, cid)
     try:
         await engine.start(cid)
-        await conn.wait_hello(20)
+        await conn.wait_hello(60)  # generous: a container starts slowly on a loaded machine
         request = Job(code="result = 1").request(sandboxed)
-        first = await conn.run(request, timeout=20, kill_grace=1)
+        first = await conn.run(request, timeout=60, kill_grace=1)
         second = await conn.run(request, timeout=5, kill_grace=1)
         assert [(o.reply or {}).get("result") for o in (first, second)] == [None, None]
         assert second.responsive is False
@@ -296,7 +298,8 @@ async def test_the_host_never_matches_unsolicited_frames_to_later_requests(
         await conn.close()
         await engine.delete(cid)
     # The honest runner on a normal container still answers.
-    pool = WarmPool(engine, hub_id=HUB_ID, config=PoolConfig(max_size=1))
+    config = PoolConfig(max_size=1, **GENEROUS)
+    pool = WarmPool(engine, hub_id=HUB_ID, config=config)
     try:
         ok = await pool.execute(sandboxed, Job(code="result = 6 * 7"))
         assert (ok.success, ok.result) == (True, 42)

@@ -38,23 +38,25 @@ async def test_bombs_are_contained_and_the_pool_keeps_serving(shared: Runtime) -
     execute = shared.execute
     await asyncio.gather(*(execute("python/execute", {"code": "1"}) for i in range(10)))  # warm
     started = time.perf_counter()
+    forking = asyncio.ensure_future(execute("python/execute", {"code": FORK_BOMB, "timeout": 10}))
     bombs = asyncio.gather(
-        execute("python/execute", {"code": FORK_BOMB, "timeout": 3}),
+        forking,
         execute("python/execute", {"code": MEMORY_BOMB}),
         execute("python/execute", {"code": LOOP, "timeout": 1.5}),
         execute("python/execute", {"code": FLOOD}),
     )
     await asyncio.sleep(0.3)  # the bombs are running now
-    quick_started = time.perf_counter()
     quick = await asyncio.gather(
         *(execute("python/execute", {"code": f"result = {i}"}) for i in range(6))
     )
     assert [r["result"] for r in quick] == list(range(6))
-    assert time.perf_counter() - quick_started < 4  # two cores busy with bombs
+    # served while the fork bomb still runs (two cores busy with bombs), not after it: no
+    # clock needed, so a loaded machine cannot make this fail
+    assert not forking.done()
     fork, memory, loop, flood = await bombs
-    assert time.perf_counter() - started < 8
+    assert time.perf_counter() - started < 45  # their own timeouts, not the profile's 60 s
 
-    assert (fork["success"], fork["error"]) == (False, "timeout after 3 s")
+    assert (fork["success"], fork["error"]) == (False, "timeout after 10 s")
     assert (memory["success"], memory["error"]) == (False, "memory limit exceeded (256m)")
     assert memory["exit_code"] == 137
     assert "never" not in memory["stdout"]
@@ -121,7 +123,7 @@ async def test_requests_may_tighten_a_profile(shared: Runtime) -> None:
     started = time.perf_counter()
     loop = await shared.execute("python/execute", {"code": "while True: pass", "timeout": 1})
     assert loop["error"] == "timeout after 1 s"
-    assert time.perf_counter() - started < 3
+    assert time.perf_counter() - started < 30  # its own 1 s, not the profile's 60 (generous)
     short = await shared.execute(
         "python/execute", {"code": "print('y' * 5000)", "output_limit": "1k"}
     )
