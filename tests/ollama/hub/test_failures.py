@@ -67,15 +67,16 @@ async def test_failing_instance_is_ejected_and_its_requests_fail_over(
     assert s0.metrics.snapshot(0.0).failures == {"server_error": 3}
     assert s0.metrics.requests == 3  # given calls only until it was ejected
     assert hub.counters["failovers"] == 3
-    await asyncio.sleep(0.6)  # a few probe rounds: /api/version is fine, inference is not
+    # a probe round ran (polled, not slept for: a loaded machine is slow): /api/version is
+    # fine, inference is not, and the instance stays ejected
+    await eventually(lambda: "load-only generate" in s0.health_detail, timeout=30.0)
     assert s0.is_ejected(hub.clock.now())
-    assert "load-only generate" in s0.health_detail
     await set_faults(http, sims[0], error_rate=0.0)
 
     async def back() -> bool:
         return not s0.is_ejected(hub.clock.now())
 
-    await eventually(back, timeout=3.0)  # healed: the next probe ends the ejection
+    await eventually(back, timeout=30.0)  # healed: the next probe ends the ejection
 
 
 async def test_every_instance_is_tried_at_most_once_per_request(
@@ -243,7 +244,8 @@ async def test_hang_is_bounded_by_the_deadline(
         await runtime.execute("llm/generate", {**GEN, "timeout": 0.4})
     with pytest.raises(TimeoutError):
         await runtime.execute("llm/chat", {**CHAT, "timeout": 0.4})
-    assert time.monotonic() - started < 2.5
+    # their own 0.4 s, far from the hub's request_timeout (generous: a loaded machine is slow)
+    assert time.monotonic() - started < 20.0
     resource = runtime.hubs["llm"].get("s0")
     assert resource.in_flight == 0
     assert resource.metrics.snapshot(0.0).failures == {"timeout": 2}
@@ -263,7 +265,7 @@ async def test_stalled_stream_is_detected(sim_factory: SimFactory, hub_factory: 
     started = time.monotonic()
     with pytest.raises(StreamStalled) as info:
         await anext(stream)  # the next token would take 0.5 s: longer than stall_timeout
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 15.0  # well before the 30 s deadline (generous)
     assert isinstance(info.value, TimeoutError)
     assert hub.get("s0").metrics.snapshot(0.0).failures == {"timeout": 1}
 
@@ -287,7 +289,7 @@ async def test_caller_leaving_a_stream_releases_everything(
     async def idle() -> bool:
         return (await sim_stats(http, sim))["current"]["overall"] == 0
 
-    await eventually(idle, timeout=2.0)
+    await eventually(idle, timeout=30.0)
 
 
 async def test_cancelled_call_releases_its_lease(
@@ -308,7 +310,7 @@ async def test_cancelled_call_releases_its_lease(
     async def idle() -> bool:
         return (await sim_stats(http, sim))["current"]["overall"] == 0
 
-    await eventually(idle, timeout=2.0)
+    await eventually(idle, timeout=30.0)
     await set_faults(http, sim, slow_ms=0)
     sim.config.latency_ms = 0.0
     sim.config.tokens_per_s = 5.0
@@ -327,7 +329,7 @@ async def test_cancelled_call_releases_its_lease(
         await task
     assert resource.in_flight == 0
     assert resource.metrics.snapshot(0.0).failures == {"cancelled": 2}
-    await eventually(idle, timeout=2.0)
+    await eventually(idle, timeout=30.0)
 
 
 async def test_instance_killed_mid_stream(

@@ -82,7 +82,9 @@ async def test_probe_fails_without_raising_and_marks_unhealthy(
     more calls; when it answers again it comes back."""
     sims = await sim_factory(2, models=[MODEL])
     runtime = await runtime_factory(
-        sims, health={"interval": 0.05, "timeout": 0.3, "unhealthy_threshold": 2}
+        # a generous probe deadline: the healthy s1 must not miss it on a loaded machine
+        sims,
+        health={"interval": 0.05, "timeout": 2.0, "unhealthy_threshold": 2},
     )
     hub = runtime.hubs["llm"]
     await set_faults(http, sims[0], probes_down=True)
@@ -90,21 +92,20 @@ async def test_probe_fails_without_raising_and_marks_unhealthy(
     def down() -> bool:
         return hub.get("s0").health is Health.UNHEALTHY
 
-    await eventually(down, timeout=3.0)
+    await eventually(down, timeout=30.0)
     assert hub.get("s0").health_detail
     for _ in range(5):
         reply = await runtime.execute("llm/generate", {"model": MODEL, "prompt": "x"})
         assert reply["gleitzeit"]["instance"] == "s1"
     await set_faults(http, sims[0], probes_down=False, hang_probes=True)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: "no answer" in hub.get("s0").health_detail, timeout=30.0)
     assert hub.get("s0").health is Health.UNHEALTHY
-    assert "no answer" in hub.get("s0").health_detail
     await set_faults(http, sims[0], hang_probes=False)
 
     def up() -> bool:
         return hub.get("s0").health is Health.HEALTHY
 
-    await eventually(up, timeout=3.0)
+    await eventually(up, timeout=30.0)
 
 
 async def test_probe_of_a_dead_instance_forgets_its_loaded_models() -> None:
