@@ -68,7 +68,8 @@ url = "{redis_url}"
 namespace = "{namespace}"
 replica_id = "{replica}"
 sync_interval = 0.05
-heartbeat = 0.5
+# gone after 3 late beats (6 s): a gateway process starved on a loaded machine is not gone
+heartbeat = 2.0
 op_timeout = 2.0
 """
 

@@ -44,6 +44,21 @@ async def enters_eventually(runtime: Runtime, bucket: str, limit: int, what: str
     raise AssertionError(what)
 
 
+async def subscribers(replicas: Replicas, count: int) -> None:
+    """Wait (20 s at most) until ``count`` listeners are subscribed to the events channel."""
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    channel = f"{replicas.namespace}:events"
+    try:
+        for _ in range(1000):
+            ((_, listening),) = await client.pubsub_numsub(channel)
+            if listening >= count:
+                return
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+    raise AssertionError(f"fewer than {count} replicas listen on {channel} after 20 s")
+
+
 def resource(runtime: Runtime, rid: str) -> Any:
     return runtime.hubs["llm"].get(rid)
 
@@ -216,6 +231,9 @@ async def test_redis_killed_mid_load_costs_clients_nothing(
     served = sum(await asyncio.gather(*clients))
     assert failures == []
     assert served > 0
+    # news on the channel reaches only the replicas subscribed at that moment, and a replica
+    # says "connected" before its listener has subscribed again: wait for both listeners
+    await subscribers(replicas, 2)
     sims[2].set_faults(error_rate=1.0, error_status=500)
     for _ in range(6):
         await a.execute("llm/chat", CHAT)
@@ -339,6 +357,8 @@ async def test_garbage_in_the_registry_and_the_load_does_not_stop_the_exchange(
         calls = [asyncio.ensure_future(b.execute("llm/chat", CHAT)) for _ in range(3)]
         await eventually(lambda: resource(a, "s0").remote_in_flight == 3, "A sees B's 3 calls")
         await asyncio.gather(*calls)
-        assert "r1" in {replica.id for replica in a.status().state.replicas}
+        await eventually(  # listed once A's next heartbeat has read the registry
+            lambda: "r1" in {replica.id for replica in a.status().state.replicas}, "A lists B"
+        )
     finally:
         await client.aclose()
