@@ -114,6 +114,7 @@ if TYPE_CHECKING:  # the same names, for type checkers; at run time they load on
         HubEvent,
         HubEventListener,
         ResourceHub,
+        SharedFactHandler,
     )
     from ._jsonwire import json_bytes
     from ._keys import KeyConfig
@@ -280,6 +281,7 @@ __all__ = [
     "RouteRegistrar",
     "Runtime",
     "RuntimeStatus",
+    "SharedFactHandler",
     "StateBackend",
     "StateConfig",
     "StateStatus",
@@ -331,6 +333,7 @@ _EXPORTS: dict[str, str] = {
     "ProviderKind": "_kinds",
     "HubEvent": "_hub",
     "HubEventListener": "_hub",
+    "SharedFactHandler": "_hub",
     "ResourceHub": "_hub",
     "Lease": "_lease",
     "Candidate": "_resources",

@@ -40,7 +40,7 @@ from ._status import HubStatus, ResourceStatus
 if TYPE_CHECKING:
     from ._state import StateBackend
 
-__all__ = ["HubEvent", "HubEventListener", "ResourceHub"]
+__all__ = ["HubEvent", "HubEventListener", "ResourceHub", "SharedFactHandler"]
 
 # Above this many members, strategies that only compare a few random candidates (p2c) get a
 # uniform sample of eligible ones instead of a scan of the whole hub.
@@ -66,6 +66,8 @@ class HubEvent:
 
 
 HubEventListener = Callable[[HubEvent], None]
+# ``handler(fact, replica)``: a fact another gateway replica shared (see ``ResourceHub.share``)
+SharedFactHandler = Callable[[Any, str], None]
 
 
 class _Waiter:
@@ -109,8 +111,10 @@ class ResourceHub:
         self.name = name
         self.rng = rng or random.Random()
         self.clock = clock or SystemClock()
+        self._shared_handlers: dict[str, SharedFactHandler] = {}
         self.strategy: Strategy = strategy or PowerOfTwoChoicesStrategy(rng=self.rng)
-        self.strategy_name: str = strategy_name or self.strategy.name
+        self.strategy_name: str = ""
+        self.use_strategy(self.strategy, strategy_name)
         self.breaker_factory = breaker_factory or (lambda: PassThroughBreaker(clock=self.clock))
         self.health_settings = health or HealthSettings()
         self.outlier = OutlierDetector(outlier or OutlierSettings())
@@ -587,6 +591,53 @@ class ResourceHub:
         """Call ``callback(event)`` for every :class:`HubEvent` of this hub (dashboards and
         audit logs build their timelines from it). Callbacks run inline and must be quick."""
         self._listeners.append(callback)
+
+    def use_strategy(self, strategy: Strategy, name: str | None = None) -> None:
+        """Route with ``strategy`` from the next call on. A strategy that learns across
+        replicas has a ``bind_hub(hub)`` method, called here: it may ``share`` facts and
+        register ``on_shared`` handlers; the handlers of the strategy it replaces go."""
+        old = self.strategy
+        if old is not strategy:
+            for topic, handler in list(self._shared_handlers.items()):
+                if getattr(handler, "__self__", None) is old:
+                    del self._shared_handlers[topic]
+        self.strategy, self.strategy_name = strategy, name or strategy.name
+        bind = getattr(strategy, "bind_hub", None)
+        if bind is not None:
+            bind(self)
+
+    # -- facts shared between gateway replicas (through the state backend) --------------------
+    @property
+    def sharing(self) -> bool:
+        """Whether ``share`` reaches other replicas (a shared state backend is attached)."""
+        state = self.state
+        return state is not None and state.shared
+
+    def share(self, topic: str, fact: Any) -> None:
+        """Tell the other replicas of this gateway ``fact`` (JSON-able, small) under
+        ``topic``: each one's handler for ``topic`` on its hub of the same name receives it,
+        within milliseconds while the store answers. Never blocks, never fails for the store:
+        without a shared backend, or while it is down, the fact stays here. Raises
+        ``TypeError``/``ValueError`` at once for a fact JSON cannot carry."""
+        state = self.state
+        if state is not None and state.shared:
+            state.share(self.name, topic, fact)
+
+    def on_shared(self, topic: str, handler: SharedFactHandler) -> None:
+        """Call ``handler(fact, replica)`` for each fact another replica shares on ``topic``
+        (one handler per topic; a later one replaces it). The fact comes from the store:
+        the handler must check it and raise ``ValueError``/``TypeError`` for what it cannot
+        use (the backend counts those as ``bad_events``); it runs inline and must be quick."""
+        self._shared_handlers[topic] = handler
+
+    def receive_shared(self, topic: str, fact: Any, replica: str) -> bool:
+        """Hand a peer's fact to the handler of ``topic`` (called by the state backend);
+        False when nothing here handles the topic."""
+        handler = self._shared_handlers.get(topic)
+        if handler is None:
+            return False
+        handler(fact, replica)
+        return True
 
     def _emit(self, resource: Resource, kind: str, detail: str) -> None:
         if self._listeners:

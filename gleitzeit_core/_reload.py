@@ -172,7 +172,7 @@ def _hub_commit(
         name, after = hub.name, plan.config
         lines: list[str] = []
         if before.strategy != after.strategy:
-            hub.strategy, hub.strategy_name = plan.strategy, after.strategy.kind
+            hub.use_strategy(plan.strategy, after.strategy.kind)
             lines.append(f"hubs.{name}.strategy: now {after.strategy.kind}")
         if before.breaker != after.breaker:
             hub.replace_breakers(plan.breaker_factory)

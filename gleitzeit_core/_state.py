@@ -13,7 +13,11 @@ like any other plugin part. A shared backend
 * guards hard caps (``reserve``/``release``): a resource's ``max_concurrency`` or a slot's
   capacity holds across replicas, checked atomically;
 * counts per-key request rates and concurrency (``take``, ``enter``/``leave``) for the
-  gateway's API keys.
+  gateway's API keys;
+* carries facts a hub shares with its namesakes on the other replicas (``share``; a plugin
+  calls ``ResourceHub.share`` and registers ``ResourceHub.on_shared``): the backend delivers
+  each peer's fact to ``hub.receive_shared`` and knows nothing of what it means (the Ollama
+  plugin shares its ``prefix_affinity`` placements and which instance has which model loaded).
 
 A shared backend must never fail a request because the store is down or slow: it then answers
 from local state (``degraded`` in its status) and resynchronises when the store is back.
@@ -101,6 +105,12 @@ class StateBackend(Protocol):
         """End a request ``enter`` admitted (must not block)."""
         ...
 
+    def share(self, hub: str, topic: str, fact: Any) -> None:
+        """Send ``fact`` (JSON-able) to hub ``hub``'s ``topic`` handler on every other
+        replica, in the background (must not block; lost while the store is down). Raises
+        ``TypeError``/``ValueError`` for a fact JSON cannot carry."""
+        ...
+
     def status(self) -> StateStatus: ...
 
 
@@ -145,6 +155,9 @@ class LocalState:
             self._concurrent[bucket] = left
         else:
             del self._concurrent[bucket]
+
+    def share(self, hub: str, topic: str, fact: Any) -> None:
+        return None  # no other replica to tell
 
     def status(self) -> StateStatus:
         return StateStatus(backend=self.name, shared=False, connected=True)

@@ -191,7 +191,14 @@ def _caller_families(callers: Any) -> Iterator[Any]:
 
 
 # the state backend's own counters (``state.counters``) that are worth a series
-_STATE_EVENTS = ("published", "applied", "reserve_refused", "bad_events")
+_STATE_EVENTS = (
+    "published",
+    "applied",
+    "reserve_refused",
+    "bad_events",
+    "facts_shared",
+    "facts_applied",
+)
 
 
 def _state_families(state: Any) -> Iterator[Any]:

@@ -8,6 +8,10 @@ What goes where (``NS`` is the ``namespace`` option; all replicas of one gateway
 * ``NS:events`` (pub/sub): a breaker that opened or a resource that was ejected on one replica,
   with the time left; the others apply it to their own breaker (``GatedBreaker.trip``) or
   resource. Lost while Redis is down; each replica republishes what is open when it is back.
+  The same channel carries the facts hubs share (``share``: a hub name, a topic and a JSON
+  value), every fact queued since the last flush in one message; each peer hands them to its
+  hub's handler (``ResourceHub.receive_shared``). Lost while Redis is down (each replica keeps
+  what it learnt itself; the next facts flow again once it is back).
 * ``NS:load:HUB`` (hash: replica -> JSON of its calls in flight per resource and slot), written
   and read every ``sync_interval`` in one pipelined round trip: what least-loaded and p2c see.
 * ``NS:cap:HUB:RESOURCE:SLOT`` (hash: replica -> places held): ``reserve`` takes a place only
@@ -73,6 +77,9 @@ T = TypeVar("T")
 # publish on the channel is trusted, but one message (or a bug) must not take a resource out
 # for good; a longer real outage is seen again by this replica's own calls and probes
 MAX_PEER_HOLD = 3600.0
+# facts (``share``) per published message: one message per flush, split beyond this; a
+# message from the channel with more is not read at all (counted under bad_events)
+MAX_FACTS_PER_MESSAGE = 256
 
 # KEYS[1]: a hash replica -> count. ARGV: this replica, the cap, the alive-key prefix.
 # Counts of replicas whose alive key expired are dropped first, so a crashed replica's
@@ -260,6 +267,12 @@ class RedisState:
             self._local_running[bucket] -= 1
             return
         self._give_place(self._key(f"conc:{bucket}"))
+
+    def share(self, hub: str, topic: str, fact: Any) -> None:
+        encoded = json.dumps([hub, topic, fact], allow_nan=False, separators=(",", ":"))
+        if self._degraded is None:  # else dropped, as _send would
+            self._send("fact", encoded)
+            self.counters["facts_shared"] += 1
 
     # -- places under a cap: exact across replicas, a round trip only when none is spare -------
     async def _take_place(self, key: str, cap: int) -> bool | None:
@@ -458,6 +471,9 @@ class RedisState:
         runtime = self._runtime
         if runtime is None or message.get("replica") == self.replica_id:
             return
+        if message.get("kind") == "facts":
+            self._apply_facts(runtime, str(message.get("replica")), message.get("facts"))
+            return
         hub = runtime.hubs.get(str(message.get("hub")))
         resource_id = message.get("resource")
         left = message.get("left")
@@ -486,6 +502,24 @@ class RedisState:
             self._applying = False
         hub.wake()
 
+    def _apply_facts(self, runtime: Runtime, peer: str, facts: Any) -> None:
+        """Hand each of a peer's facts to its hub; one the hub's handler refuses is counted
+        under ``bad_events`` and the others are still applied."""
+        if not isinstance(facts, list) or len(facts) > MAX_FACTS_PER_MESSAGE:
+            raise ValueError("a peer's facts are not a list of at most 256")
+        for item in facts:
+            try:
+                if not isinstance(item, list) or len(item) != 3:
+                    raise TypeError(f"a shared fact is not [hub, topic, fact]: {item!r:.80}")
+                hub_name, topic, fact = item
+                hub = runtime.hubs.get(hub_name) if isinstance(hub_name, str) else None
+                if hub is None or not isinstance(topic, str):
+                    continue  # a hub this replica does not have (another config version)
+                if hub.receive_shared(topic, fact, peer):
+                    self.counters["facts_applied"] += 1
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+                self.counters["bad_events"] += 1
+
     # -- background loops -------------------------------------------------------------------------
     def _send(self, op: str, argument: Any) -> None:
         """Queue a write that must not block the caller; dropped while degraded (the resync
@@ -503,8 +537,14 @@ class RedisState:
                 await self._call(functools.partial(self._flush, batch))
 
     async def _flush(self, batch: list[tuple[str, Any]]) -> None:
+        facts = [argument for op, argument in batch if op == "fact"]
         async with self._client.pipeline(transaction=False) as pipe:
+            for start in range(0, len(facts), MAX_FACTS_PER_MESSAGE):
+                chunk = ",".join(facts[start : start + MAX_FACTS_PER_MESSAGE])
+                pipe.publish(self._key("events"), self._facts_header + chunk + "]}")
             for op, argument in batch:
+                if op == "fact":
+                    continue
                 if op == "publish":
                     pipe.publish(self._key("events"), argument)
                 else:
@@ -639,7 +679,7 @@ class RedisState:
                         continue
                     try:
                         self._apply(json.loads(message["data"]))
-                    except (ValueError, TypeError, KeyError):
+                    except (ValueError, TypeError, KeyError, RecursionError):
                         self.counters["bad_events"] += 1
             except (RedisError, OSError, TimeoutError) as exc:
                 self._degrade(exc)
@@ -666,6 +706,12 @@ class RedisState:
                 if held:
                     pipe.hdel(key, self.replica_id)
             await pipe.execute()
+
+    @property
+    def _facts_header(self) -> str:
+        """A facts message up to its list of facts (each already JSON)."""
+        replica = json.dumps(self.replica_id)
+        return f'{{"replica":{replica},"kind":"facts","facts":['
 
     @property
     def shown_url(self) -> str:

@@ -50,6 +50,7 @@ async def post_to(
         if exc.failure is FailureClass.CONNECTION:
             # unreachable (crashed, restarting): whatever it had loaded is gone or moot
             loaded_models(resource).clear()
+            hub.loaded_changed(resource)
         raise
 
 
@@ -68,6 +69,7 @@ async def raise_for_status(
 def _used(hub: OllamaHub, resource: Resource, model: str | None, keep_alive: float | None) -> None:
     if model is not None:
         record_used(resource, model, keep_alive, hub.default_keep_alive, time.time())
+        hub.loaded_changed(resource)
 
 
 def _answered(hub: OllamaHub, request: Request, resource: Resource, answer: JSON) -> None:

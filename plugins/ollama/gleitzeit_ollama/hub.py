@@ -13,6 +13,12 @@ A strategy with ``reads_prompt`` also finds the rendered prompt in ``attributes[
 is shown every final answer (``observe_answer``) and adds its own numbers to the status
 (``status_counters``, ``resource_details``); ``prefix_affinity`` uses all three.
 
+With a shared state backend (several gateway replicas), what one replica learns about which
+instance has which model loaded (an answer, a connection failure, a probe's ``/api/ps``) is
+shared with the others (``ResourceHub.share``, topic ``loaded``: the instance's loaded models
+with their expiry, when that set changed or an expiry moved by more than
+``_SHARE_EXPIRY_STEP``), so they route by it before their own next probe.
+
 When nobody has the model, ``ensure_model`` pulls it onto one healthy instance (``auto_pull``)
 or raises ``NoResourceAvailable`` listing which instance has which models.
 
@@ -45,13 +51,16 @@ from gleitzeit_ollama.client import JSON, LIMIT_HIT, make_session
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.models import (
     DEFAULT_KEEP_ALIVE,
+    LOADED,
     TAGS_AT,
     VERSION,
     has_model,
     installed_models,
     is_hot,
     loaded_models,
+    normalize_model,
     parse_keep_alive,
+    record_installed,
     seed_installed,
 )
 from gleitzeit_ollama.probe import check_instance
@@ -61,6 +70,11 @@ from gleitzeit_ollama.stream import ChunkStream
 __all__ = ["OllamaHub"]
 
 _SHOWN_MODELS = 8  # models listed per instance in a "nobody has it" message
+LOADED_TOPIC = "loaded"  # the facts shared with the other replicas: [instance, {model: until}]
+# an expiry that moved by less than this is not shared again (every answer moves it)
+_SHARE_EXPIRY_STEP = 10.0
+_MAX_SHARED_MODELS = 256  # loaded models per instance in a peer's fact (Ollama: a handful)
+_MAX_MODEL_NAME = 512
 
 
 class OllamaHub(ResourceHub):
@@ -76,6 +90,9 @@ class OllamaHub(ResourceHub):
         default = parse_keep_alive(self.settings.default_keep_alive)
         # what a call without keep_alive leaves its model loaded for (Ollama's default: 5m)
         self.default_keep_alive = DEFAULT_KEEP_ALIVE if default is None else default
+        # per instance, the loaded models as last shared with (or learnt from) the replicas
+        self._shared_loaded: dict[str, dict[str, float]] = {}
+        self.on_shared(LOADED_TOPIC, self._apply_peer_loaded)
 
     # -- session and lifecycle ------------------------------------------------------------------
     @property
@@ -126,6 +143,50 @@ class OllamaHub(ResourceHub):
             ),
             return_exceptions=True,
         )
+        for resource in targets:
+            self.loaded_changed(resource)
+
+    # -- which instance has which model loaded, shared between gateway replicas ----------------
+    def loaded_changed(self, resource: Resource) -> None:
+        """Tell the other replicas what ``resource`` has loaded now, if that differs from what
+        they last heard (another model set, or an expiry moved by over ``_SHARE_EXPIRY_STEP``)."""
+        if not self.sharing:
+            return
+        loaded = dict(loaded_models(resource))
+        before = self._shared_loaded.get(resource.id)
+        if before is not None and not _differs(before, loaded):
+            return
+        self._shared_loaded[resource.id] = loaded
+        fact = {m: None if math.isinf(at) else round(at, 1) for m, at in loaded.items()}
+        self.share(LOADED_TOPIC, [resource.id, fact])
+
+    def _apply_peer_loaded(self, fact: Any, replica: str) -> None:
+        """A peer's ``[instance, {model: expires_at or None (forever)}]``: that instance's
+        loaded models as the peer last saw them replace ours (the newest news wins; our own
+        next probe or answer corrects it)."""
+        if not isinstance(fact, list) or len(fact) != 2:
+            raise TypeError(f"shared loaded models are not [instance, models]: {fact!r:.80}")
+        instance, models = fact
+        if not isinstance(instance, str) or instance not in self:
+            raise ValueError(f"shared loaded models name no instance here: {instance!r:.80}")
+        if not isinstance(models, dict) or len(models) > _MAX_SHARED_MODELS:
+            raise ValueError(f"shared loaded models: not a table of <= {_MAX_SHARED_MODELS}")
+        loaded: dict[str, float] = {}
+        for model, until in models.items():
+            if not isinstance(model, str) or not 0 < len(model) <= _MAX_MODEL_NAME:
+                raise ValueError(f"a shared model name is not 1-{_MAX_MODEL_NAME} characters")
+            if until is None:
+                loaded[normalize_model(model)] = math.inf
+            elif type(until) in (int, float) and 0 <= until < math.inf:
+                loaded[normalize_model(model)] = float(until)
+            else:
+                raise ValueError(f"a shared model's expiry is not a time: {until!r:.40}")
+        resource = self.get(instance)
+        resource.attributes[LOADED] = loaded
+        for model in loaded:
+            record_installed(resource, model)
+        self._shared_loaded[instance] = dict(loaded)
+        self.wake()  # a waiting caller may prefer the instance now
 
     def on_added(self, resource: Resource) -> None:
         seed_installed(resource, resource.spec.options.get("models") or ())
@@ -271,6 +332,18 @@ class OllamaHub(ResourceHub):
         return await calls.open_stream(
             self, path, body, request, model=model, keep_alive=keep_alive
         )
+
+
+def _differs(before: dict[str, float], now: dict[str, float]) -> bool:
+    if before.keys() != now.keys():
+        return True
+    for model, at in now.items():
+        old = before[model]
+        if math.isinf(at) != math.isinf(old):
+            return True
+        if not math.isinf(at) and abs(at - old) > _SHARE_EXPIRY_STEP:
+            return True
+    return False
 
 
 def _strategy_details(strategy: object, instance: str) -> dict[str, Any]:

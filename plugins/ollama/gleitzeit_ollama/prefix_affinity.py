@@ -37,10 +37,14 @@ Memory: at most ``max_blocks`` keys, each under ``ENTRY_BYTES`` (a 64-bit key, a
 most ``max_owners`` references to the instance ids the hub already holds, the LRU links); the
 status reports the count, the bytes and their bound (``prefix_index_*`` counters).
 
-Sharing between gateway replicas (later, with the Redis backend): the keys are stable across
-processes (BLAKE2b, not Python's salted ``hash``), so each replica can ``ZADD`` its placements
-to a per-model sorted set scored by time and trim it to ``max_blocks``; lookups stay local with
-a periodic merge. Until then each replica learns on its own, which costs only a first miss.
+Sharing between gateway replicas: with a shared state backend (``[state] backend =
+"redis"``) each pick is also told to the other replicas (``ResourceHub.share`` on topic
+``SHARED_TOPIC``: the instance and the prompt's block keys, which are stable across processes:
+BLAKE2b, not Python's salted ``hash``), in the background and batched; each replica records its
+peers' picks in its own index (``apply_shared``), so lookups stay local and a conversation whose
+turns alternate between replicas keeps finding the instance that holds it. A peer's entry is
+checked like any untrusted input (an instance this hub has, at most as many keys as a prompt
+can have, 64-bit keys) and obeys the same ``max_blocks``/``max_owners`` bounds.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from gleitzeit_core import (
     LeastLoadedStrategy,
     PowerOfTwoChoicesStrategy,
     Request,
+    ResourceHub,
     Strategy,
     at_least,
     one_of,
@@ -71,6 +76,7 @@ from gleitzeit_core import (
 __all__ = [
     "BASE_BYTES",
     "ENTRY_BYTES",
+    "SHARED_TOPIC",
     "PrefixAffinityStrategy",
     "PrefixIndex",
     "block_keys",
@@ -98,6 +104,8 @@ _FALLBACKS: dict[str, type[PowerOfTwoChoicesStrategy] | type[LeastLoadedStrategy
 _RECENT = 4096  # predictions kept until their answer arrives
 _RELIABILITY_FLOOR = 0.1
 _DECAY = 0.998  # per pick: recent picks halve in about 350 picks
+SHARED_TOPIC = "prefix_affinity"  # what peers' picks are shared under (ResourceHub.share)
+_KEY_LIMIT = 1 << 64
 
 
 # -- the prompt -----------------------------------------------------------------------------------
@@ -328,12 +336,47 @@ class PrefixAffinityStrategy:
         init=False, factory=OrderedDict, repr=False
     )
     _chars_per_token: float = attrs.field(init=False, default=4.0, repr=False)
+    _hub: ResourceHub | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self.index = PrefixIndex(self.max_blocks, self.max_owners)
         self._fallback = _FALLBACKS[self.fallback](rng=self.rng)
-        for name in ("affine", "cold", "guarded", "no_prompt", "hits", "misses", "mispredicted"):
+        for name in (
+            "affine",
+            "cold",
+            "guarded",
+            "no_prompt",
+            "hits",
+            "misses",
+            "mispredicted",
+            "peer_placements",
+        ):
             self.counters[name] = 0
+
+    def bind_hub(self, hub: ResourceHub) -> None:
+        """Called by the hub that routes with this strategy: picks are shared with the other
+        gateway replicas through it, and theirs recorded here."""
+        self._hub = hub
+        hub.on_shared(SHARED_TOPIC, self.apply_shared)
+
+    def apply_shared(self, fact: Any, replica: str) -> None:
+        """Record a peer replica's pick ``[instance, [key, ...]]`` as if made here. Raises
+        ``ValueError``/``TypeError`` for anything else (the backend counts it as bad)."""
+        hub = self._hub
+        if not isinstance(fact, list) or len(fact) != 2:
+            raise TypeError(f"a shared prefix placement is not [instance, keys]: {fact!r:.80}")
+        owner, keys = fact
+        if hub is None or not isinstance(owner, str) or owner not in hub:
+            raise ValueError(f"a shared prefix placement names no instance here: {owner!r:.80}")
+        limit = MAX_PROMPT_CHARS // self.block_chars
+        if not isinstance(keys, list) or not keys or len(keys) > limit:
+            raise ValueError(f"a shared prefix placement has not 1-{limit} keys")
+        for key in keys:
+            if type(key) is not int or not 0 <= key < _KEY_LIMIT:
+                raise ValueError(f"a shared prefix key is not a 64-bit number: {key!r:.40}")
+        # the hub's own string for the instance: the index holds no peer's bytes
+        self.index.record(keys, hub.get(owner).id)
+        self.counters["peer_placements"] += 1
 
     # -- choosing ---------------------------------------------------------------------------------
     def select(self, candidates: Sequence[C], request: Request) -> C:
@@ -347,6 +390,9 @@ class PrefixAffinityStrategy:
         keys = block_keys(prompt, self.block_chars, str(model))
         choice, matched = self._choose(candidates, request, keys)
         self.index.record(keys, choice.id)
+        hub = self._hub
+        if keys and hub is not None and hub.sharing:
+            hub.share(SHARED_TOPIC, [choice.id, keys])
         self._picks[choice.id] = self._picks.get(choice.id, 0) + 1
         self._ticks += 1
         self._recent_picks[choice.id] = (self._recency(choice.id) + 1.0, self._ticks)

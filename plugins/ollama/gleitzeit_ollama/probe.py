@@ -229,6 +229,9 @@ class OllamaProbe:
                 tags=self.tags_due(resource),
                 settings=settings if isinstance(settings, OllamaSettings) else None,
             )
+            shared = getattr(self.hub, "loaded_changed", None)
+            if shared is not None:  # tell the other gateway replicas what it has loaded
+                shared(resource)
             if result.ok and self._ejected(resource):
                 left = max(0.05, self.timeout - (time.monotonic() - started))
                 problem = await serves_a_loaded_model(session, resource, timeout=left)

@@ -1,0 +1,205 @@
+"""Facts a hub shares with its namesakes on the other replicas (``ResourceHub.share``) through a
+real Redis: the Ollama plugin's ``prefix_affinity`` placements and which instance has which
+model loaded; a Redis outage costs nothing and sharing resumes; garbage is counted, not used."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import redis.asyncio
+from gleitzeit_ollama.hub import LOADED_TOPIC
+from gleitzeit_ollama.models import loaded_models
+from gleitzeit_ollama.prefix_affinity import SHARED_TOPIC
+
+from gleitzeit_core import Request, Runtime
+from tests.ollama.conftest import SimFactory
+from tests.scaleout.conftest import Replicas
+from tests.scaleout.test_shared_state import eventually, warm
+
+TAG = "llama3.2:latest"
+# one long turn each (far over a 256-character block): the follow-ups extend it
+OPENING = " ".join(f"paragraph {i} of a pasted document about caches." for i in range(60))
+PREFIX = {"kind": "prefix_affinity"}
+# four places per instance, as Ollama's own default: with one, the place a replica keeps as a
+# spare for a moment after its call (see docs/scale-out.md) would turn the other one away
+PARALLEL = {"default_num_parallel": 4}
+
+
+def hub(runtime: Runtime) -> Any:
+    return runtime.hubs["llm"]
+
+
+def peer_placements(runtime: Runtime) -> int:
+    return int(hub(runtime).strategy.counters["peer_placements"])
+
+
+async def chat(runtime: Runtime, messages: list[dict[str, str]]) -> str:
+    """One turn; the answer joins the conversation; returns the instance that served it."""
+    answer = await runtime.execute("llm/chat", {"model": "llama3.2", "messages": messages})
+    messages.append({"role": "assistant", "content": answer["message"]["content"]})
+    instance: str = answer["gleitzeit"]["instance"]
+    return instance
+
+
+def picks(runtime: Runtime) -> int:
+    return sum(hub(runtime).strategy._picks.values())
+
+
+async def alternate(runtimes: list[Runtime], conversation: int, turns: int) -> list[str]:
+    """Play one conversation whose turn *t* goes to replica ``t % 2``; before each turn, wait
+    until that replica has applied every pick the other made since this began (the test is
+    about what is shared, not about how fast)."""
+    base_peer = [peer_placements(rt) for rt in runtimes]
+    base_picks = [picks(rt) for rt in runtimes]
+    messages = [{"role": "user", "content": f"conversation {conversation}: {OPENING}"}]
+    served = []
+    for turn in range(turns):
+        me, other = turn % 2, 1 - turn % 2
+        runtime = runtimes[me]
+        expected = base_peer[me] + picks(runtimes[other]) - base_picks[other]
+        await eventually(
+            lambda rt=runtime, n=expected: peer_placements(rt) >= n,  # type: ignore[misc]
+            "the other replica's picks arrived",
+        )
+        served.append(await chat(runtime, messages))
+        messages.append({"role": "user", "content": f"follow-up {turn} of {conversation}"})
+    return served
+
+
+async def test_alternating_turns_keep_hitting_the_instance_holding_the_prefix(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """A conversation whose turns alternate between two replicas (a load balancer without
+    session affinity) is served by one instance throughout, because each replica records the
+    other's picks in its index; that instance's prompt cache then holds every follow-up's
+    prefix (the simulators count a cache hit for each)."""
+    sims = await sim_factory(3)
+    await warm(sims)
+    for sim in sims:
+        sim.reset_stats()
+    a, b = await replicas(2, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    turns = 4
+    for conversation in range(4):
+        served = await alternate([a, b], conversation, turns)
+        assert len(set(served)) == 1, f"conversation {conversation} moved: {served}"
+    hits = sum(s.stats()["prompt_cache"][TAG]["hits"] for s in sims)
+    assert hits >= 4 * (turns - 1)
+    assert a.state.status().counters.get("bad_events", 0) == 0
+    assert b.state.status().counters.get("bad_events", 0) == 0
+
+
+async def test_a_model_loaded_through_one_replica_is_loaded_on_the_other_before_its_probe(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """With no probes after the start (the longest probe interval there is), replica B learns
+    that an instance has the model loaded, and then that it unloaded it, from replica A's
+    answers: no /api/ps reaches any instance meanwhile."""
+    sims = await sim_factory(2)
+    a, b = await replicas(
+        2, [s.url for s in sims], strategy="round_robin", health={"enabled": False}
+    )
+    assert all(TAG not in loaded_models(r) for r in hub(b).members())
+    ps_before = sum(s.stats()["requests"].get("/api/ps", 0) for s in sims)
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+    answer = await a.execute("llm/chat", {**body, "keep_alive": "1h"})
+    instance = answer["gleitzeit"]["instance"]
+    on_b = hub(b).get(instance)
+    await eventually(lambda: TAG in loaded_models(on_b), "B knows the model is loaded")
+    assert hub(b).tier(on_b, _request()) == 0  # B now prefers it, as A does
+    for _ in range(2):  # round robin: once on each instance
+        await a.execute("llm/generate", {"model": "llama3.2", "keep_alive": 0, "prompt": ""})
+    assert all(TAG not in loaded_models(r) for r in hub(a).members())
+    await eventually(
+        lambda: all(TAG not in loaded_models(r) for r in hub(b).members()),
+        "B knows the model was unloaded",
+    )
+    assert sum(s.stats()["requests"].get("/api/ps", 0) for s in sims) == ps_before
+
+
+def _request() -> Request:
+    return Request(slot=TAG, attributes={"model": TAG})
+
+
+async def test_redis_killed_costs_nothing_and_sharing_resumes(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """While Redis is down both replicas serve on their own indexes without a client error;
+    once it is back, a conversation alternating between them stays on one instance again."""
+    sims = await sim_factory(3)
+    await warm(sims)
+    a, b = await replicas(2, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    replicas.redis.kill()
+    await eventually(lambda: all(rt.state.status().degraded for rt in (a, b)), "degraded")
+    for turn in range(6):  # a conversation while nothing is shared: no error
+        messages = [{"role": "user", "content": f"offline {turn}: {OPENING}"}]
+        await chat((a, b)[turn % 2], messages)
+    replicas.redis.restart()
+    await eventually(lambda: all(rt.state.status().connected for rt in (a, b)), "connected")
+    # facts published before a replica listens again are lost (as while Redis was down)
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    try:
+        channel = f"{replicas.namespace}:events"
+        for _ in range(500):
+            if (await client.pubsub_numsub(channel))[0][1] == 2:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the replicas never listened again")
+    finally:
+        await client.aclose()
+    served = await alternate([a, b], 99, 4)
+    assert len(set(served)) == 1, f"the conversation moved after the restart: {served}"
+
+
+async def test_garbage_facts_are_counted_and_ignored(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Facts on the channel that are not what a peer sends (wrong shape, an unknown
+    instance, keys out of range, an expiry that is not a time, too many at once) are each
+    counted under bad_events and change neither the index nor the loaded models; a good
+    fact in the same message is still applied, and the replica keeps serving."""
+    sims = await sim_factory(2)
+    (a,) = await replicas(1, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    backend: Any = a.state
+    strategy = hub(a).strategy
+    channel = f"{replicas.namespace}:events"
+    garbage: list[Any] = [
+        "not a fact",
+        ["llm", SHARED_TOPIC],
+        ["llm", SHARED_TOPIC, "garbage"],
+        ["llm", SHARED_TOPIC, ["nowhere", [1, 2]]],
+        ["llm", SHARED_TOPIC, ["s0", [-1]]],
+        ["llm", SHARED_TOPIC, ["s0", [2**64]]],
+        ["llm", SHARED_TOPIC, ["s0", [True]]],
+        ["llm", SHARED_TOPIC, ["s0", []]],
+        ["llm", SHARED_TOPIC, ["s0", list(range(70_000))]],
+        ["llm", LOADED_TOPIC, ["s0", {TAG: "tomorrow"}]],
+        ["llm", LOADED_TOPIC, ["s0", {"x" * 600: 1.0}]],
+        ["llm", LOADED_TOPIC, ["s0", [TAG]]],
+        ["llm", LOADED_TOPIC, ["s9", {TAG: None}]],
+    ]
+    good = ["llm", SHARED_TOPIC, ["s1", [12345]]]
+    message = {"replica": "evil", "kind": "facts", "facts": [*garbage, good]}
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    try:
+        await client.publish(channel, json.dumps(message))
+        too_many = {"replica": "evil", "kind": "facts", "facts": [good] * 1000}
+        await client.publish(channel, json.dumps(too_many))
+        await client.publish(channel, '{"replica": "evil", "kind": "facts", "facts": 7}')
+        await client.publish(channel, '{"replica": "evil", "kind": "facts", "facts": ' * 5000)
+        await eventually(
+            lambda: backend.counters["bad_events"] >= len(garbage) + 3, "every bad fact counted"
+        )
+    finally:
+        await client.aclose()
+    assert backend.counters["bad_events"] == len(garbage) + 3
+    assert backend.counters["facts_applied"] == 1
+    assert strategy.index.owners(12345) == ("s1",)
+    assert len(strategy.index) == 1
+    assert all(not loaded_models(r) for r in hub(a).members())
+    answer = await a.execute(
+        "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert answer["done"] is True
