@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from gleitzeit_core import ConfigError, Request, Strategy
+from gleitzeit_core import ConfigError, Request, ResourceHub, ResourceSpec, Strategy
 from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import FakeCandidate, StrategyContract
 from gleitzeit_core.testing import strategies as gst
@@ -448,3 +448,57 @@ def test_a_chat_of_countless_messages_is_rendered_only_as_far_as_it_is_keyed() -
     )
     assert len(full) > 4 * MAX_PROMPT_CHARS
     assert block_keys(rendered, 256, "m") == block_keys(full, 256, "m")
+
+
+def _hub_with(strategy: PrefixAffinityStrategy, *ids: str) -> ResourceHub:
+    hub = ResourceHub("llm", strategy=strategy, rng=random.Random(1))  # type: ignore[arg-type]
+    for rid in ids:
+        hub.add(ResourceSpec(id=rid, endpoint=f"http://{rid}"))
+    return hub
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    placements=st.lists(
+        st.tuples(
+            st.sampled_from(["s0", "s1", "s2"]),
+            st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=40),
+        ),
+        max_size=60,
+    ),
+    max_blocks=st.integers(1, 50),
+    max_owners=st.integers(1, 3),
+)
+def test_peers_placements_obey_the_index_bounds(
+    placements: list[tuple[str, list[int]]], max_blocks: int, max_owners: int
+) -> None:
+    """However many placements peers share, the index keeps at most ``max_blocks`` keys with
+    at most ``max_owners`` owners each, within its memory bound, and holds the hub's own
+    instance strings, never the peer's copies."""
+    strategy = PrefixAffinityStrategy(max_blocks=max_blocks, max_owners=max_owners)
+    hub = _hub_with(strategy, "s0", "s1", "s2")
+    for owner, keys in placements:
+        strategy.apply_shared([owner[:1] + owner[1:], keys], "peer")
+    index = strategy.index
+    assert len(index) <= max_blocks
+    assert index.approx_bytes() <= index.max_bytes()
+    mine = {r.id for r in hub.members()}
+    for key in index.in_lru_order():
+        owners = index.owners(key)
+        assert 1 <= len(owners) <= max_owners
+        assert all(any(o is m for m in mine) for o in owners)
+    if placements:  # the last placement's keys are the newest: they are all there
+        owner, keys = placements[-1]
+        assert all(index.owners(k)[0] == owner for k in keys[-max_blocks:])
+
+
+def test_a_peer_placement_is_matched_like_an_own_pick() -> None:
+    """A prompt a peer placed on s1 goes to s1 here, as if this replica had placed it."""
+    strategy = PrefixAffinityStrategy(block_chars=BLOCK)
+    _hub_with(strategy, "s0", "s1", "s2")
+    prompt = "the shared conversation so far " * 20
+    strategy.apply_shared(["s1", block_keys(prompt, BLOCK, MODEL)], "peer")
+    candidates = [FakeCandidate(id=i) for i in ("s0", "s1", "s2")]
+    chosen = strategy.select(candidates, request_for(prompt + " and a new question"))
+    assert chosen.id == "s1"
+    assert strategy.counters["affine"] == 1
