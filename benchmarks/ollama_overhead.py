@@ -82,10 +82,17 @@ async def preload(session: aiohttp.ClientSession, url: str) -> None:
         await response.read()
 
 
-def runtime_for(urls: list[str], strategy: str | dict[str, Any], num_parallel: int) -> Runtime:
-    """A runtime with one Ollama hub over ``urls``; ``strategy`` is a name or an options table."""
+def runtime_for(
+    urls: list[str],
+    strategy: str | dict[str, Any],
+    num_parallel: int,
+    state: dict[str, Any] | None = None,
+) -> Runtime:
+    """A runtime with one Ollama hub over ``urls``; ``strategy`` is a name or an options table;
+    ``state``: a ``[state]`` table (a shared backend), else the in-process one."""
     return Runtime.from_config(
         {
+            **({"state": state} if state is not None else {}),
             "hubs": {
                 "llm": {
                     "kind": "ollama",
@@ -100,7 +107,7 @@ def runtime_for(urls: list[str], strategy: str | dict[str, Any], num_parallel: i
                         for i, url in enumerate(urls)
                     ],
                 }
-            }
+            },
         }
     )
 

@@ -29,11 +29,18 @@ again in between (so every run starts with empty caches), in one process run.
 
 Keys: ``prefix_vs_p2c_ttft_p50_ratio`` (target <= 0.5), ``prefix_vs_p2c_throughput_ratio``
 (target >= 1), ``prefix_max_share_vs_fair`` (uniform workload, target <= 1.3),
-``prefix_hotspot_max_share_vs_fair``, ``prefix_routing`` (every figure, per strategy); in the
-full run also ``prefix_two_replicas_vs_one_ttft_p50_ratio`` and the token hit rates of one and
-of two replicas: the uniform workload through two hubs with an index each (two gateway replicas
-that do not share the index) whose load balancer alternates a conversation's turns between
-them.
+``prefix_hotspot_max_share_vs_fair`` (full run), ``prefix_routing`` (every figure, per
+strategy).
+
+Replicas: ``prefix_affinity`` on the uniform workload through one hub, through two hubs with an
+index each (two gateway replicas that do not share it) and through two hubs sharing their
+picks through a real ``redis-server`` on a loopback port (``[state] backend = "redis"``), a
+conversation's turns alternating between the two as a load balancer without session affinity
+does; interleaved rounds (3 quick, 5 full), each on a fresh workload.
+``prefix_two_replicas_shared_vs_one_ttft_p50_ratio`` (goal: about 1) and
+``prefix_two_replicas_vs_one_ttft_p50_ratio`` (unshared) are the medians of the per-round
+ratios with their 90 % intervals; ``prefix_{one_replica,two_replicas,two_replicas_shared}_
+token_hit_rate`` the medians of the share of prompt tokens served from the simulators' caches.
 
 The headline figures come from interleaved rounds of ``prefix_affinity`` and ``p2c`` only, each
 round on a fresh uniform workload of its own (5 rounds of 12 conversations quick, 7 of 24
@@ -49,8 +56,11 @@ import asyncio
 import contextlib
 import math
 import random
+import sys
 import time
+import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -61,6 +71,9 @@ from gleitzeit_ollama.sim import SimConfig, SimProcess
 from ollama_overhead import runtime_for  # benchmarks/: the same hub table
 
 from gleitzeit_core import Request
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.scaleout.redis_server import RedisServer
 
 MODEL = "llama3.2"
 TAG = "llama3.2:latest"
@@ -264,12 +277,28 @@ async def measure(
     jobs: list[tuple[str, list[str]]],
     hub_parallel: int = NUM_PARALLEL,
     replicas: int = 1,
+    redis_url: str | None = None,
 ) -> dict[str, Any]:
+    """One run; with ``redis_url``, the replicas share their state (the index included)
+    through that Redis, in a namespace of their own."""
     await fresh(session, urls)
+    namespace = f"prefix-bench-{uuid.uuid4().hex[:8]}"
     async with contextlib.AsyncExitStack() as stack:
         hubs = []
-        for _ in range(replicas):  # each replica has its own index, as separate processes do
-            runtime = await stack.enter_async_context(runtime_for(urls, strategy, hub_parallel))
+        for number in range(replicas):  # each replica has its own index, as processes do
+            state = (
+                None
+                if redis_url is None
+                else {
+                    "backend": "redis",
+                    "url": redis_url,
+                    "namespace": namespace,
+                    "replica_id": f"r{number}",
+                }
+            )
+            runtime = await stack.enter_async_context(
+                runtime_for(urls, strategy, hub_parallel, state)
+            )
             hub = runtime.hubs["llm"]
             assert isinstance(hub, OllamaHub)
             hubs.append(hub)
@@ -333,6 +362,36 @@ async def rounds_of(
     return out
 
 
+REPLICA_SETUPS = ("one", "two", "two_shared")
+
+
+async def replica_rounds(
+    session: aiohttp.ClientSession, urls: list[str], rounds: int, count: int, redis_url: str
+) -> dict[str, list[dict[str, Any]]]:
+    """``prefix_affinity`` through one replica, two with an index each and two sharing theirs
+    through Redis (turns alternating between the two), in rotated order on a fresh uniform
+    workload per round."""
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in REPLICA_SETUPS}
+    strategy = UNIFORM["prefix_affinity"]
+    for r in range(rounds):
+        jobs = conversations(500 + r, count)
+        for name in rotated(list(REPLICA_SETUPS), r):
+            replicas = 1 if name == "one" else 2
+            url = redis_url if name == "two_shared" else None
+            out[name].append(
+                await measure(session, urls, strategy, jobs, NUM_PARALLEL, replicas, url)
+            )
+        print(
+            f"replicas round {r + 1}/{rounds}: "
+            + ", ".join(
+                f"{n} TTFT p50 {out[n][-1]['ttft_p50_ms']} ms hit {out[n][-1]['token_hit_rate']}"
+                for n in REPLICA_SETUPS
+            ),
+            flush=True,
+        )
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     count = 24 if args.quick else 96
     sims = [
@@ -341,11 +400,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     ]
     urls = [sim.url for sim in sims]
     results: dict[str, Any] = {"uniform": {}, "hotspot": {}}
+    redis = await asyncio.to_thread(RedisServer().start)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             # quick: one conversation per user per round, and only the two the goals compare
             rounds, per_round = (5, USERS) if args.quick else (7, 2 * USERS)
             results["rounds"] = await rounds_of(session, urls, rounds, per_round, args.max_seconds)
+            results["replica_rounds"] = await replica_rounds(
+                session, urls, 3 if args.quick else 5, per_round, redis.url
+            )
             if args.quick:
                 results["uniform"] = {n: rows[-1] for n, rows in results["rounds"].items()}
                 return results
@@ -353,11 +416,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for name, strategy in UNIFORM.items():
                 results["uniform"][name] = await measure(session, urls, strategy, uniform)
                 print(f"uniform  {name:<36}{results['uniform'][name]}", flush=True)
-            # two gateway replicas, each with its own index, a conversation's turns alternating
-            results["replicas"] = await measure(
-                session, urls, UNIFORM["prefix_affinity"], uniform, replicas=2
-            )
-            print(f"uniform  prefix_affinity, 2 replicas  {results['replicas']}", flush=True)
             hot = hot_questions(11, count * 4)
             for name, strategy in HOTSPOT.items():
                 results["hotspot"][name] = await measure(
@@ -365,6 +423,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 print(f"hotspot  {name:<36}{results['hotspot'][name]}", flush=True)
     finally:
+        await asyncio.to_thread(redis.stop)
         for sim in sims:
             await asyncio.to_thread(sim.terminate)
     results["setup"] = {
@@ -414,9 +473,9 @@ def main() -> None:
     print(f"{'':<36}{'TTFT p50':>10}{'p99':>10}{'req/s':>8}{'hit':>7}{'max/fair':>10}")
     rows = [*(("uniform " + k, v) for k, v in uniform.items())]
     rows += [("hotspot " + k, v) for k, v in hot.items()]
-    replicas = results.get("replicas")
-    if replicas:
-        rows.append(("uniform prefix_affinity, 2 replicas", replicas))
+    by_replicas = results["replica_rounds"]
+    for name in REPLICA_SETUPS:
+        rows.append((f"prefix_affinity, replicas {name}", by_replicas[name][-1]))
     for name, row in rows:
         print(
             f"{name:<36}{row['ttft_p50_ms']:>10.0f}{row['ttft_p99_ms']:>10.0f}"
@@ -427,6 +486,19 @@ def main() -> None:
     print(f"prefix_vs_p2c_ttft_p50_ratio = {ttft_ratio.text()} (target <= 0.5)")
     print(f"prefix_vs_p2c_throughput_ratio = {throughput_ratio.text()} (target >= 1)")
     print(f"prefix_max_share_vs_fair = {max_share.text()} (target <= 1.3)")
+
+    def replica_figures(name: str, key: str) -> list[float]:
+        return [row[key] for row in by_replicas[name]]
+
+    one_ttft = replica_figures("one", "ttft_p50_ms")
+    shared_ratio = ratio(replica_figures("two_shared", "ttft_p50_ms"), one_ttft)
+    unshared_ratio = ratio(replica_figures("two", "ttft_p50_ms"), one_ttft)
+    hit_rates = {name: spread(replica_figures(name, "token_hit_rate")) for name in REPLICA_SETUPS}
+    print(f"over {len(one_ttft)} interleaved rounds of one / two / two sharing replicas:")
+    print(f"prefix_two_replicas_shared_vs_one_ttft_p50_ratio = {shared_ratio.text()}")
+    print(f"prefix_two_replicas_vs_one_ttft_p50_ratio = {unshared_ratio.text()} (unshared)")
+    for name, summary in hit_rates.items():
+        print(f"token hit rate, {name}: {summary.text()}")
     if args.json_path:
         command = "python benchmarks/prefix_routing.py" + (" --quick" if args.quick else "")
         out = {
@@ -436,17 +508,20 @@ def main() -> None:
             **figures("prefix_max_share_vs_fair", max_share, command, digits=3),
             "prefix_routing": {"value": results, "command": command},
         }
-        if replicas:
-            one = uniform["prefix_affinity"]
-            for key, value in (
-                (
-                    "prefix_two_replicas_vs_one_ttft_p50_ratio",
-                    round(replicas["ttft_p50_ms"] / one["ttft_p50_ms"], 3),
-                ),
-                ("prefix_two_replicas_token_hit_rate", replicas["token_hit_rate"]),
-                ("prefix_one_replica_token_hit_rate", one["token_hit_rate"]),
-            ):
-                out[key] = {"value": value, "command": command}
+        out.update(
+            figures(
+                "prefix_two_replicas_shared_vs_one_ttft_p50_ratio", shared_ratio, command, digits=3
+            )
+        )
+        out.update(
+            figures("prefix_two_replicas_vs_one_ttft_p50_ratio", unshared_ratio, command, digits=3)
+        )
+        for name, key in (
+            ("one", "prefix_one_replica_token_hit_rate"),
+            ("two", "prefix_two_replicas_token_hit_rate"),
+            ("two_shared", "prefix_two_replicas_shared_token_hit_rate"),
+        ):
+            out.update(figures(key, hit_rates[name], command, digits=3))
         if hot:
             out["prefix_hotspot_max_share_vs_fair"] = {
                 "value": hot["prefix_affinity"]["max_share_vs_fair"],
