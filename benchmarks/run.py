@@ -236,6 +236,8 @@ SCRIPTS = (
             "prefix_vs_p2c_ttft_p50_ratio",
             "prefix_vs_p2c_throughput_ratio",
             "prefix_max_share_vs_fair",
+            "prefix_two_replicas_shared_vs_one_ttft_p50_ratio",
+            "prefix_two_replicas_vs_one_ttft_p50_ratio",
         ),
         1200,  # full: the rounds, then every strategy and the hot spot
         aliases=("prefix",),

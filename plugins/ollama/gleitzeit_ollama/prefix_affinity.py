@@ -375,7 +375,10 @@ class PrefixAffinityStrategy:
             if type(key) is not int or not 0 <= key < _KEY_LIMIT:
                 raise ValueError(f"a shared prefix key is not a 64-bit number: {key!r:.40}")
         # the hub's own string for the instance: the index holds no peer's bytes
-        self.index.record(keys, hub.get(owner).id)
+        instance = hub.get(owner).id
+        self.index.record(keys, instance)
+        # the fleet's recent picks balance new conversations, not only this replica's
+        self._note_pick(instance)
         self.counters["peer_placements"] += 1
 
     # -- choosing ---------------------------------------------------------------------------------
@@ -394,12 +397,15 @@ class PrefixAffinityStrategy:
         if keys and hub is not None and hub.sharing:
             hub.share(SHARED_TOPIC, [choice.id, keys])
         self._picks[choice.id] = self._picks.get(choice.id, 0) + 1
-        self._ticks += 1
-        self._recent_picks[choice.id] = (self._recency(choice.id) + 1.0, self._ticks)
+        self._note_pick(choice.id)
         self._recent[id(request)] = (choice.id, matched)
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
         return choice
+
+    def _note_pick(self, instance: str) -> None:
+        self._ticks += 1
+        self._recent_picks[instance] = (self._recency(instance) + 1.0, self._ticks)
 
     def _recency(self, instance: str) -> float:
         score, tick = self._recent_picks.get(instance, (0.0, self._ticks))
