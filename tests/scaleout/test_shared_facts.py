@@ -168,6 +168,8 @@ async def test_garbage_facts_are_counted_and_ignored(
     garbage: list[Any] = [
         "not a fact",
         ["llm", SHARED_TOPIC],
+        [7, SHARED_TOPIC, ["s0", [1]]],
+        ["llm", None, ["s0", [1]]],
         ["llm", SHARED_TOPIC, "garbage"],
         ["llm", SHARED_TOPIC, ["nowhere", [1, 2]]],
         ["llm", SHARED_TOPIC, ["s0", [-1]]],

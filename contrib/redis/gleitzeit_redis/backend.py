@@ -506,19 +506,24 @@ class RedisState:
         """Hand each of a peer's facts to its hub; one the hub's handler refuses is counted
         under ``bad_events`` and the others are still applied."""
         if not isinstance(facts, list) or len(facts) > MAX_FACTS_PER_MESSAGE:
-            raise ValueError("a peer's facts are not a list of at most 256")
+            raise ValueError(f"a peer's facts are not a list of at most {MAX_FACTS_PER_MESSAGE}")
         for item in facts:
             try:
                 if not isinstance(item, list) or len(item) != 3:
                     raise TypeError(f"a shared fact is not [hub, topic, fact]: {item!r:.80}")
                 hub_name, topic, fact = item
-                hub = runtime.hubs.get(hub_name) if isinstance(hub_name, str) else None
-                if hub is None or not isinstance(topic, str):
+                if not isinstance(hub_name, str) or not isinstance(topic, str):
+                    raise TypeError(f"a shared fact's hub or topic is no name: {item!r:.80}")
+                hub = runtime.hubs.get(hub_name)
+                if hub is None:
                     continue  # a hub this replica does not have (another config version)
                 if hub.receive_shared(topic, fact, peer):
                     self.counters["facts_applied"] += 1
             except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
                 self.counters["bad_events"] += 1
+            except Exception:  # a plugin's handler has a bug: it must not end the subscriber
+                self.counters["bad_events"] += 1
+                log.exception("state backend: a handler failed on a peer's fact")
 
     # -- background loops -------------------------------------------------------------------------
     def _send(self, op: str, argument: Any) -> None:
