@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
+import uuid
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import redis.asyncio
 from gleitzeit_ollama.hub import LOADED_TOPIC
 from gleitzeit_ollama.models import loaded_models
 from gleitzeit_ollama.prefix_affinity import SHARED_TOPIC
 
 from gleitzeit_core import Request, Runtime
+from tests.chaos.gateway_process import GatewayProcess, start_gateway
 from tests.ollama.conftest import SimFactory
 from tests.scaleout.conftest import Replicas
+from tests.scaleout.redis_server import RedisServer
 from tests.scaleout.test_shared_state import eventually, warm
 
 TAG = "llama3.2:latest"
@@ -205,3 +211,95 @@ async def test_garbage_facts_are_counted_and_ignored(
         "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
     )
     assert answer["done"] is True
+
+
+def _gateway_config(redis_url: str, namespace: str, urls: list[str], replica: str) -> str:
+    resources = "".join(
+        f'[[hubs.llm.resources]]\nid = "s{i}"\nurl = "{url}"\n' for i, url in enumerate(urls)
+    )
+    return f"""
+[gateway.keys.ops]
+token = "ops-token"
+
+[hubs.llm]
+kind = "ollama"
+discovery = ["static"]
+strategy = "prefix_affinity"
+default_num_parallel = 4
+
+{resources}
+[state]
+backend = "redis"
+url = "{redis_url}"
+namespace = "{namespace}"
+replica_id = "{replica}"
+sync_interval = 0.05
+heartbeat = 0.5
+op_timeout = 2.0
+"""
+
+
+async def test_two_gateway_processes_keep_an_alternating_conversation_on_one_instance(
+    sim_factory: SimFactory, redis_server: RedisServer
+) -> None:
+    """Two ``gleitzeit serve`` processes sharing a Redis, a client alternating between them
+    for each streamed turn (no session affinity): every turn is served by the instance that
+    served the first (the X-Gleitzeit-Instance header), whose prompt cache then holds each
+    follow-up's prefix."""
+    sims = await sim_factory(3)
+    await warm(sims)
+    namespace = f"gw-{uuid.uuid4().hex[:8]}"
+    urls = [s.url for s in sims]
+    gateways: list[GatewayProcess] = []
+    headers = {"Authorization": "Bearer ops-token"}
+    with tempfile.TemporaryDirectory(prefix="gleitzeit-shared-") as folder:
+        try:
+            for i in range(2):
+                home = Path(folder) / f"r{i}"
+                home.mkdir()
+                config = _gateway_config(redis_server.url, namespace, urls, f"r{i}")
+                gateways.append(await start_gateway(config, home, "ollama,redis"))
+            timeout = aiohttp.ClientTimeout(total=60)
+            async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
+
+                async def counters(replica: int) -> dict[str, int]:
+                    url = f"{gateways[replica].url}/gleitzeit/status"
+                    async with http.get(url) as reply:
+                        assert reply.status == 200, await reply.text()
+                        status = await reply.json()
+                    (llm,) = [h for h in status["hubs"] if h["name"] == "llm"]
+                    found: dict[str, int] = llm["counters"]
+                    return found
+
+                def picked(found: dict[str, int]) -> int:
+                    return sum(found[f"prefix_{k}"] for k in ("affine", "cold", "guarded"))
+
+                for sim in sims:
+                    sim.reset_stats()
+                messages = [{"role": "user", "content": f"gateway: {OPENING}"}]
+                served = []
+                for turn in range(4):
+                    me, other = turn % 2, 1 - turn % 2
+                    want = picked(await counters(other))
+                    for _ in range(500):  # the other's picks have arrived here
+                        if (await counters(me))["prefix_peer_placements"] >= want:
+                            break
+                        await asyncio.sleep(0.02)
+                    else:
+                        raise AssertionError("the other replica's picks never arrived")
+                    body = {"model": "llama3.2", "messages": messages, "stream": True}
+                    url = f"{gateways[me].url}/api/chat"
+                    async with http.post(url, json=body) as reply:
+                        assert reply.status == 200, await reply.text()
+                        served.append(reply.headers["X-Gleitzeit-Instance"])
+                        lines = (await reply.read()).splitlines()
+                    chunks = [json.loads(line) for line in lines if line]
+                    text = "".join(c["message"]["content"] for c in chunks)
+                    messages.append({"role": "assistant", "content": text})
+                    messages.append({"role": "user", "content": f"gateway follow-up {turn}"})
+        finally:
+            for gateway in gateways:
+                await gateway.stop()
+    assert len(set(served)) == 1, f"the conversation moved: {served}"
+    hits = sum(s.stats()["prompt_cache"].get(TAG, {}).get("hits", 0) for s in sims)
+    assert hits >= 3
