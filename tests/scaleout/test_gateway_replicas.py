@@ -30,10 +30,17 @@ CHAT = {
 }
 
 
-def fleet_config(redis_url: str, namespace: str, urls: list[str], replica: str) -> str:
+def fleet_config(
+    redis_url: str,
+    namespace: str,
+    urls: list[str],
+    replica: str,
+    strategy: str = "least_loaded",
+    num_parallel: int = 2,
+) -> str:
     """One replica's config (after its ``[gateway]`` host and port): three keys, one hub over
-    the simulators with 2 places per instance, the Redis backend with fast timings but a
-    generous deadline per call (a loaded CI machine must not make a replica degrade: these
+    the simulators routed by ``strategy`` with ``num_parallel`` places per instance, the Redis
+    backend with fast timings but a generous deadline per call (a loaded CI machine must not make a replica degrade: these
     tests are about sharing; a dead Redis is refused at once, not timed out)."""
     resources = "".join(
         f'[[hubs.llm.resources]]\nid = "s{i}"\nurl = "{url}"\n' for i, url in enumerate(urls)
@@ -53,8 +60,8 @@ token = "ops-token"
 [hubs.llm]
 kind = "ollama"
 discovery = ["static"]
-strategy = "least_loaded"
-default_num_parallel = 2
+strategy = "{strategy}"
+default_num_parallel = {num_parallel}
 queue_timeout = 60
 
 [hubs.llm.health]

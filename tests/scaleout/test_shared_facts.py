@@ -22,6 +22,7 @@ from tests.chaos.gateway_process import GatewayProcess, start_gateway
 from tests.ollama.conftest import SimFactory
 from tests.scaleout.conftest import Replicas
 from tests.scaleout.redis_server import RedisServer
+from tests.scaleout.test_gateway_replicas import fleet_config
 from tests.scaleout.test_shared_state import eventually, subscribers, warm
 
 TAG = "llama3.2:latest"
@@ -203,32 +204,6 @@ async def test_garbage_facts_are_counted_and_ignored(
     assert answer["done"] is True
 
 
-def _gateway_config(redis_url: str, namespace: str, urls: list[str], replica: str) -> str:
-    resources = "".join(
-        f'[[hubs.llm.resources]]\nid = "s{i}"\nurl = "{url}"\n' for i, url in enumerate(urls)
-    )
-    return f"""
-[gateway.keys.ops]
-token = "ops-token"
-
-[hubs.llm]
-kind = "ollama"
-discovery = ["static"]
-strategy = "prefix_affinity"
-default_num_parallel = 4
-
-{resources}
-[state]
-backend = "redis"
-url = "{redis_url}"
-namespace = "{namespace}"
-replica_id = "{replica}"
-sync_interval = 0.05
-heartbeat = 2.0
-op_timeout = 2.0
-"""
-
-
 async def test_two_gateway_processes_keep_an_alternating_conversation_on_one_instance(
     sim_factory: SimFactory, redis_server: RedisServer
 ) -> None:
@@ -247,7 +222,9 @@ async def test_two_gateway_processes_keep_an_alternating_conversation_on_one_ins
             for i in range(2):
                 home = Path(folder) / f"r{i}"
                 home.mkdir()
-                config = _gateway_config(redis_server.url, namespace, urls, f"r{i}")
+                config = fleet_config(
+                    redis_server.url, namespace, urls, f"r{i}", "prefix_affinity", 4
+                )
                 gateways.append(await start_gateway(config, home, "ollama,redis"))
             timeout = aiohttp.ClientTimeout(total=60)
             async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
