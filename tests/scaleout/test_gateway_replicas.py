@@ -40,8 +40,9 @@ def fleet_config(
 ) -> str:
     """One replica's config (after its ``[gateway]`` host and port): three keys, one hub over
     the simulators routed by ``strategy`` with ``num_parallel`` places per instance, the Redis
-    backend with fast timings but a generous deadline per call (a loaded CI machine must not make a replica degrade: these
-    tests are about sharing; a dead Redis is refused at once, not timed out)."""
+    backend with fast timings but a generous deadline per call (a loaded CI machine must not
+    make a replica degrade: these tests are about sharing; a dead Redis is refused at once,
+    not timed out)."""
     resources = "".join(
         f'[[hubs.llm.resources]]\nid = "s{i}"\nurl = "{url}"\n' for i, url in enumerate(urls)
     )
