@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 
 from ._clock import SystemClock
-from ._config import GleitzeitConfig, read_toml, split_sections
+from ._config import GleitzeitConfig, split_sections
+from ._configfile import read_toml
 from ._errors import ConfigError, DuplicateNameError, PluginLoadError
 from ._plugins import PluginManager, PluginSelection
 from ._structuring import structure_lenient

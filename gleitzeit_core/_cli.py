@@ -342,11 +342,11 @@ def _plugin_names() -> dict[str, str]:
 
 
 def _persist(name: str, disable: bool) -> None:
-    from ._config import read_user_config, write_user_disabled
+    from ._configfile import user_disabled_plugins, write_user_disabled
     from ._plugins import BUILTIN
     from ._validators import did_you_mean
 
-    current = set(read_user_config().disabled)
+    current = set(user_disabled_plugins())
     if disable:
         if name.lower() == BUILTIN:
             fail("the built-ins are part of the core and cannot be disabled", EXIT_USAGE)
@@ -385,10 +385,10 @@ def _complete_installed(ctx: click.Context, param: click.Parameter, incomplete: 
 def _complete_disabled(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """The user config's disabled plugins for ``plugins enable``; none when it is unreadable
     (completion must never print an error into the shell)."""
-    from ._config import read_user_config
+    from ._configfile import user_disabled_plugins
 
     try:
-        names = sorted(read_user_config().disabled)
+        names = sorted(user_disabled_plugins())
     except GleitzeitError:
         return []
     return [name for name in names if name.startswith(incomplete)]

@@ -8,23 +8,21 @@ references between tables when the runtime builds the hubs, and all of it in one
 resource (an Ollama hub's ``auto_pull``, say) are collected in ``options`` here and checked
 against the hub kind's own settings class.
 
-The user's own settings (plugins enabled or disabled with ``gleitzeit plugins``) live in
-``$XDG_CONFIG_HOME/gleitzeit/config.toml``.
+Reading the files themselves, and the user's own settings (plugins enabled or disabled with
+``gleitzeit plugins``), is ``gleitzeit_core._configfile``'s: plugin selection needs them at start-up
+without importing attrs and cattrs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
-import tomli_w
 
+from ._configfile import read_toml
 from ._errors import ConfigError
 from ._health import HealthSettings, OutlierSettings
 from ._keys import KeyConfig
@@ -52,11 +50,6 @@ __all__ = [
     "config_path_from_env",
     "is_url",
     "load_config",
-    "plugins_disabled_in",
-    "read_toml",
-    "read_user_config",
-    "user_config_path",
-    "write_user_disabled",
 ]
 
 
@@ -242,41 +235,6 @@ def config_path_from_env() -> Path | None:
     return Path(value) if value else None
 
 
-# Bound on what is read as a config: a real one is a few KiB; a wrong path (/dev/zero, a
-# disk image) must end in a message, not in memory exhaustion.
-MAX_CONFIG_BYTES = 16 * 2**20
-
-
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A TOML file as a dict; a missing or malformed file is a ``ConfigError`` naming it."""
-    path = Path(path)
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
-        if len(data) > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a config file "
-                "(a config is a few KiB of TOML); check the path",
-                source=str(path),
-            )
-        return tomllib.loads(data.decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a directory, not a config file") from None
-    except PermissionError:
-        # before the generic EACCES explanation in the CLI, which is about ports
-        raise ConfigError(
-            "cannot read the file (permission denied); make it readable by this user "
-            "(chmod u+r) or point --config / GLEITZEIT_CONFIG at another file",
-            source=str(path),
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError("not a text file (expected TOML in UTF-8)", source=str(path)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
-
-
 def split_sections(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The known top-level tables of a config, and one line per unknown one."""
     problems = unknown_keys([], [key for key in raw if key not in _FROM_FILE], _FROM_FILE)
@@ -308,52 +266,3 @@ def load_config(
     if problems:
         raise ConfigError(problems, source=name)
     return attrs.evolve(config, source=name, raw=raw)
-
-
-# -- the user's own settings ------------------------------------------------------------------
-
-
-def user_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "gleitzeit" / "config.toml"
-
-
-def read_user_config() -> PluginsConfig:
-    """The user's persisted plugin settings; a broken file is reported, not ignored."""
-    path = user_config_path()
-    if not path.exists():
-        return PluginsConfig()
-    raw = read_toml(path)
-    return structure(raw.get("plugins", {}), PluginsConfig, path="plugins", source=str(path))
-
-
-def write_user_disabled(disabled: list[str]) -> Path:
-    """Persist the user's deny-list of plugins (atomically)."""
-    path = user_config_path()
-    # a symlinked config (dotfiles) is written through, not replaced by a file
-    target = path.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    document = {"plugins": {"disabled": sorted(set(disabled))}}
-    text = "# Written by `gleitzeit plugins enable|disable`.\n" + tomli_w.dumps(document)
-    # a fresh name (O_EXCL): a link planted at a fixed temporary name cannot redirect the write
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-        os.chmod(tmp, mode)  # mkstemp's 0600 would change the user's file
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def plugins_disabled_in(source: str | os.PathLike[str]) -> list[str]:
-    """``[plugins] disabled`` of one config file. Only that table is read, so a mistake
-    elsewhere in the file cannot stop a broken plugin being switched off."""
-    path = Path(source)
-    raw = read_toml(path)
-    section = structure(raw.get("plugins", {}), PluginsConfig, path="plugins", source=str(path))
-    return list(section.disabled)

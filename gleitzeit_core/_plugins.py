@@ -221,12 +221,8 @@ class PluginSelection:
         whatever ``GLEITZEIT_STRICT_PLUGINS`` says; ``lenient`` makes an unreadable config or
         user config disable nothing instead of raising its ``ConfigError`` (for the shim's
         import-time check: the runtime reports the same file when it loads it)."""
-        from ._config import (
-            GleitzeitConfig,
-            plugins_disabled_in,
-            read_user_config,
-            user_config_path,
-        )
+        # the stdlib-only reader: the full config machinery (attrs, cattrs) is not needed here
+        from ._configfile import plugins_disabled_in, user_config_path, user_disabled_plugins
         from ._errors import ConfigError
 
         env = os.environ if environ is None else environ
@@ -238,23 +234,23 @@ class PluginSelection:
 
         add(_names(env.get("GLEITZEIT_DISABLED_PLUGINS")) or [], "GLEITZEIT_DISABLED_PLUGINS")
         try:
-            if isinstance(config, GleitzeitConfig):
-                where = config.source or "the config"
-                add(config.plugins.disabled, f"[plugins] disabled in {where}")
-            elif isinstance(config, Mapping):
-                table = config.get("plugins")
-                listed = table.get("disabled", []) if isinstance(table, Mapping) else []
-                add([str(name) for name in listed], "[plugins] disabled in the config")
-            else:
+            if config is None or isinstance(config, (str, os.PathLike)):
                 value = config if config is not None else env.get("GLEITZEIT_CONFIG")
                 path = Path(value) if value else None
                 if path is not None and path.exists():
                     add(plugins_disabled_in(path), f"[plugins] disabled in {path}")
+            elif isinstance(config, Mapping):
+                table = config.get("plugins")
+                listed = table.get("disabled", []) if isinstance(table, Mapping) else []
+                add([str(name) for name in listed], "[plugins] disabled in the config")
+            else:  # a GleitzeitConfig (not imported here: see above)
+                where = config.source or "the config"
+                add(config.plugins.disabled, f"[plugins] disabled in {where}")
         except (OSError, UnicodeDecodeError, ConfigError):
             if not lenient:
                 raise
         try:
-            user = read_user_config().disabled
+            user = user_disabled_plugins()
         except ConfigError:
             if not lenient:
                 raise

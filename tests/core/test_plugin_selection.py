@@ -4,13 +4,23 @@ per-plugin isolation."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gleitzeit_core import PluginManager, PluginSelection, Runtime, hookimpl, load_config
-from gleitzeit_core._config import write_user_disabled
+from gleitzeit_core import (
+    ConfigError,
+    PluginManager,
+    PluginSelection,
+    Runtime,
+    hookimpl,
+    load_config,
+)
+from gleitzeit_core._configfile import write_user_disabled
 
 
 @pytest.fixture
@@ -103,3 +113,51 @@ def test_every_plugin_manager_constructor_honours_the_user_deny_list(
     assert ollama.status == "disabled"
     assert "the user config" in (ollama.disabled_by or "")
     assert "gleitzeit_register_routes" not in ollama.hooks
+
+
+def test_selection_reads_deny_lists_without_the_config_machinery(
+    user_config: Path, tmp_path: Path
+) -> None:
+    """Resolving the selection (a config file and a user config, both with deny-lists) in a
+    fresh interpreter leaves attrs, cattrs and the config classes unimported: start-up pays
+    for them only when a config is actually loaded."""
+    config = tmp_path / "gleitzeit.toml"
+    config.write_text('[plugins]\ndisabled = ["b"]\n', encoding="utf-8")
+    write_user_disabled(["c"])
+    code = (
+        "import sys; from gleitzeit_core._plugins import PluginSelection; "
+        "s = PluginSelection.resolve(); assert s.reason('b') and s.reason('c'), s.disabled; "
+        "print(sorted(m for m in ('attrs', 'cattrs', 'gleitzeit_core._config') "
+        "if m in sys.modules))"
+    )
+    env = {**os.environ, "GLEITZEIT_CONFIG": str(config)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [('disabled = "ollama"', "plugins.disabled"), ('disabled = []\nenabled = ["x"]', "enabled")],
+)
+def test_a_malformed_plugins_table_is_reported_with_its_key_path(
+    user_config: Path, tmp_path: Path, table: str, expected: str
+) -> None:
+    """A ``[plugins]`` table that is not a plain list of names (a string, an unknown key) is
+    a ``ConfigError`` naming the file and the key, from the user config as from a config
+    file; it is never silently read as "nothing disabled"."""
+    bad = tmp_path / "gleitzeit.toml"
+    bad.write_text(f"[plugins]\n{table}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        PluginSelection.resolve(environ={"GLEITZEIT_CONFIG": str(bad)})
+    assert expected in str(raised.value)
+    assert str(bad) in str(raised.value)
+    user = tmp_path / "xdg" / "gleitzeit" / "config.toml"
+    user.parent.mkdir(parents=True, exist_ok=True)
+    user.write_text(f"[plugins]\n{table}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        PluginSelection.resolve(environ={})
+    assert expected in str(raised.value)
+    assert str(user) in str(raised.value)
