@@ -285,12 +285,19 @@ class Exporter:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        # each labelled child looked up once: ``labels()`` takes a lock and checks the values
+        # on every call, and this runs for every finished call
+        self._latency_of: dict[tuple[str, str, str], Histogram] = {}
         for hub in runtime.hubs.values():
             hub.observe(self._observe)
 
     def _observe(self, lease: Lease, failure: FailureClass | None, duration: float) -> None:
         outcome = "success" if failure is None else failure.value
-        self.latency.labels(lease.hub.name, lease.resource.id, outcome).observe(duration)
+        key = (lease.hub.name, lease.resource.id, outcome)
+        child = self._latency_of.get(key)
+        if child is None:
+            child = self._latency_of[key] = self.latency.labels(*key)
+        child.observe(duration)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)

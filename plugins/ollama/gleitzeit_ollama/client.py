@@ -79,7 +79,14 @@ def make_session(settings: OllamaSettings) -> aiohttp.ClientSession:
         limit=settings.max_connections, limit_per_host=0, ttl_dns_cache=300
     )
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
+    # no cookie jar: Ollama sets no cookies, and one an instance (or whatever answers at its
+    # address) did set must not follow other requests; it also saves a jar lookup per call
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        raise_for_status=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 def transport_error(exc: BaseException, resource: str, connect_timeout: float) -> OllamaError:

@@ -1,0 +1,63 @@
+"""An instance's cookies stay with nobody: the hub's session keeps no cookie jar."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from gleitzeit_ollama.client import make_session, post
+from gleitzeit_ollama.settings import OllamaSettings
+
+
+@pytest.fixture
+async def instances() -> AsyncIterator[tuple[list[str], list[str | None]]]:
+    """Two HTTP servers on loopback, reached as ``localhost`` (a name: a cookie jar keeps
+    cookies of names, not of IP addresses; different ports, one cookie domain): each answers
+    ``/api/generate`` with a ``Set-Cookie`` and records the ``Cookie`` header it was sent."""
+    seen: list[str | None] = []
+
+    async def generate(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        response = web.json_response({"response": "ok", "done": True})
+        response.set_cookie("session", f"secret-of-{request.url.port}", path="/")
+        return response
+
+    runners: list[web.AppRunner] = []
+    urls: list[str] = []
+    for _ in range(2):
+        app = web.Application()
+        app.router.add_post("/api/generate", generate)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        urls.append(f"http://localhost:{runner.addresses[0][1]}")
+    try:
+        yield urls, seen
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_a_cookie_set_by_one_instance_is_never_sent_on(
+    instances: tuple[list[str], list[str | None]],
+) -> None:
+    """An instance (or whatever answers at its address) sets a cookie; neither it nor another
+    instance on the same host sees that cookie on the hub's next calls, so one instance
+    cannot plant state that follows other clients' prompts."""
+    urls, seen = instances
+    session = make_session(OllamaSettings())
+    try:
+        for url in (urls[0], urls[1], urls[0]):
+            response = await post(
+                session, url + "/api/generate", b"{}", resource="x", connect_timeout=5.0
+            )
+            assert response.status == 200
+            assert "Set-Cookie" in response.headers
+            await response.read()
+            response.release()
+    finally:
+        await session.close()
+    assert seen == [None, None, None]
