@@ -26,6 +26,7 @@ from gleitzeit_core._health import HealthMonitor, OutlierDetector
 from gleitzeit_core._hub import ResourceHub
 from gleitzeit_core.testing import ProbeContract
 from gleitzeit_core.testing.probe_contract import unused_endpoint
+from tests.loopback import serving
 
 
 @asynccontextmanager
@@ -35,14 +36,8 @@ async def http_server(status: int = 200) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 class TestTcpProbe(ProbeContract):

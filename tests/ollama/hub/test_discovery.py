@@ -11,6 +11,7 @@ from gleitzeit_ollama.plugin import default_hub_config
 from gleitzeit_ollama.settings import OllamaSettings
 
 from gleitzeit_core.testing.probe_contract import free_loopback_port
+from tests.loopback import serving
 from tests.ollama.conftest import SimFactory
 from tests.ollama.hub.conftest import RuntimeFactory
 from tests.ollama.hub.support import MODEL
@@ -95,14 +96,8 @@ async def not_ollama() -> AsyncIterator[int]:
 
     app = web.Application()
     app.router.add_get("/api/version", version)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield int(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port:
+        yield port
 
 
 async def test_scan_keeps_only_ports_that_answer_like_ollama(

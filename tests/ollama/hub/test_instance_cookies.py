@@ -9,6 +9,8 @@ from aiohttp import web
 from gleitzeit_ollama.client import make_session, post
 from gleitzeit_ollama.settings import OllamaSettings
 
+from tests.loopback import serving
+
 
 @pytest.fixture
 async def instances() -> AsyncIterator[tuple[list[str], list[str | None]]]:
@@ -23,22 +25,13 @@ async def instances() -> AsyncIterator[tuple[list[str], list[str | None]]]:
         response.set_cookie("session", f"secret-of-{request.url.port}", path="/")
         return response
 
-    runners: list[web.AppRunner] = []
-    urls: list[str] = []
-    for _ in range(2):
+    def instance() -> web.Application:
         app = web.Application()
         app.router.add_post("/api/generate", generate)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        urls.append(f"http://localhost:{runner.addresses[0][1]}")
-    try:
-        yield urls, seen
-    finally:
-        for runner in runners:
-            await runner.cleanup()
+        return app
+
+    async with serving(instance()) as first, serving(instance()) as second:
+        yield [f"http://localhost:{first}", f"http://localhost:{second}"], seen
 
 
 async def test_a_cookie_set_by_one_instance_is_never_sent_on(
