@@ -497,6 +497,8 @@ async def _http_checks(rounds: int) -> dict[str, float]:
     from aiohttp import web
 
     from gleitzeit_core._gateway import (
+        _ERROR_SHAPES_KEY,
+        _PUBLIC_KEY,
         ROUTE_TIMEOUTS_KEY,
         RouteRegistrar,
         _error_middleware,
@@ -514,6 +516,10 @@ async def _http_checks(rounds: int) -> dict[str, float]:
     bare_runtime = _checks_runtime(False)
     bare = web.Application(middlewares=[_error_middleware, no_token])
     bare[ROUTE_TIMEOUTS_KEY] = {}
+    # what RouteRegistrar writes to (without them the Ollama plugin's routes, /api/version
+    # included, failed to register and "bare" measured a 404)
+    bare[_PUBLIC_KEY] = set()
+    bare[_ERROR_SHAPES_KEY] = []
     bare_runtime.plugins.call_each(
         "gleitzeit_register_routes", router=RouteRegistrar(bare, bare_runtime)
     )
