@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,7 +104,10 @@ def user_disabled_plugins() -> list[str]:
 
 def write_user_disabled(disabled: list[str]) -> Path:
     """Persist the user's deny-list of plugins (atomically)."""
-    import tomli_w  # only `gleitzeit plugins enable|disable` writes
+    # only `gleitzeit plugins enable|disable` writes (tempfile imports random: 4 ms of start-up)
+    import tempfile
+
+    import tomli_w
 
     path = user_config_path()
     # a symlinked config (dotfiles) is written through, not replaced by a file
