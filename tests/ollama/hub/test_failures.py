@@ -17,6 +17,7 @@ from gleitzeit_ollama.stream import ChunkStream
 from gleitzeit_core import (
     BreakerState,
     CallOutcome,
+    HealthSettings,
     OutlierSettings,
     RequestTimeout,
     ResourceError,
@@ -349,7 +350,12 @@ async def test_instance_killed_mid_stream(
         f"{doomed.url}/api/generate", json={"model": MODEL, "keep_alive": "1h"}
     ) as response:
         assert response.status == 200  # hot there, so the stream goes to it
-    hub, provider = await hub_factory([doomed, survivor], probe=False)
+    # the start-up inventory read is bounded by the health timeout: generous, so a busy
+    # machine's slow /api/ps cannot leave s0's loaded model unknown (and the stream elsewhere)
+    hub, provider = await hub_factory(
+        [doomed, survivor], probe=False, health=HealthSettings(interval=0.2, timeout=30.0)
+    )
+    assert hub.describe(hub.get("s0"))["loaded"], "s0's loaded model was not read at start"
     stream = await provider.execute("llm/chat", CHAT)
     assert stream.instance == "s0"
     await anext(stream)
