@@ -270,3 +270,100 @@ async def test_two_gateway_processes_keep_an_alternating_conversation_on_one_ins
     assert len(set(served)) == 1, f"the conversation moved: {served}"
     hits = sum(s.stats()["prompt_cache"].get(TAG, {}).get("hits", 0) for s in sims)
     assert hits >= 3
+
+
+async def test_a_clients_giant_prompts_share_small_facts_and_still_place_its_turns(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """A client's 1 MiB prompts with 16-character blocks (65,536 block keys each, 1.3 MB of
+    JSON per pick when every key was shared) make facts of at most MAX_SHARED_KEYS keys and
+    messages within MAX_MESSAGE_BYTES: neither replica degrades, the peer's index grows by at
+    most MAX_SHARED_KEYS per pick, and the peer still sends the giant conversation's next turn
+    to the instance that holds it."""
+    from gleitzeit_ollama.prefix_affinity import MAX_SHARED_KEYS
+    from gleitzeit_redis.backend import MAX_MESSAGE_BYTES
+
+    sims = await sim_factory(2)
+    await warm(sims)
+    strategy = {"kind": "prefix_affinity", "block_chars": 16}
+    a, b = await replicas(2, [s.url for s in sims], strategy=strategy, **PARALLEL)
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(f"{replicas.namespace}:events")
+    await subscribers(replicas, 3)
+    sizes: list[int] = []
+    try:
+        giant = [
+            f"document {i}: " + "".join(chr(97 + (j * 7919 + i) % 26) for j in range(1 << 20))
+            for i in range(6)
+        ]
+        answers = await asyncio.gather(
+            *(
+                a.execute("llm/generate", {"model": "llama3.2", "prompt": p, "stream": False})
+                for p in giant
+            )
+        )
+        await eventually(lambda: peer_placements(b) >= len(giant), "B applied A's picks")
+        for _ in range(20):  # a None is also what an ignored subscribe confirmation gives
+            message = await pubsub.get_message(timeout=0.1)
+            if message is not None:
+                sizes.append(len(message["data"]))
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert sizes
+    assert max(sizes) <= MAX_MESSAGE_BYTES + 1024
+    assert len(hub(b).strategy.index) <= len(giant) * MAX_SHARED_KEYS
+    for runtime in (a, b):
+        assert runtime.state.status().connected
+        assert runtime.state.status().counters.get("degraded", 0) == 0
+    # the conversation of the first prompt goes on through B: it finds the instance of A's pick
+    follow = await b.execute(
+        "llm/generate",
+        {"model": "llama3.2", "prompt": giant[0] + " and a question", "stream": False},
+    )
+    assert follow["gleitzeit"]["instance"] == answers[0]["gleitzeit"]["instance"]
+    assert hub(b).strategy.counters["affine"] >= 1
+
+
+async def test_oversized_facts_are_neither_sent_nor_read(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """A fact over MAX_FACT_BYTES (a hostile upstream's list of long model names, say) is not
+    published but counted under facts_too_large; a message on the channel longer than a peer
+    ever sends is counted under bad_events and not parsed, so the good fact inside it is not
+    applied (nor is the replica's loop held up decoding megabytes)."""
+    from gleitzeit_redis.backend import MAX_FACT_BYTES, MAX_MESSAGE_BYTES
+
+    sims = await sim_factory(2)
+    (a,) = await replicas(1, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    backend: Any = a.state
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    channel = f"{replicas.namespace}:events"
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(channel)
+    await subscribers(replicas, 2)
+    try:
+        hub(a).share("big", "x" * (MAX_FACT_BYTES + 1))
+        hub(a).share("small", "ok")
+        received = []
+        for _ in range(50):
+            message = await pubsub.get_message(timeout=0.2)
+            if message is not None:
+                received.append(message["data"])
+            elif received:
+                break
+        assert any(b'"small"' in data for data in received)
+        assert not any(b'"big"' in data for data in received)
+        assert backend.counters["facts_too_large"] == 1
+        assert backend.counters["facts_shared"] == 1
+        good = ["llm", SHARED_TOPIC, ["s1", [12345]]]
+        padding = ["elsewhere", "x", "y" * 2 * MAX_MESSAGE_BYTES]
+        huge = {"replica": "evil", "kind": "facts", "facts": [padding, good]}
+        await client.publish(channel, json.dumps(huge))
+        await eventually(lambda: backend.counters["bad_events"] >= 1, "the message refused")
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert backend.counters.get("facts_applied", 0) == 0
+    assert 12345 not in hub(a).strategy.index
