@@ -367,3 +367,48 @@ async def test_oversized_facts_are_neither_sent_nor_read(
         await client.aclose()
     assert backend.counters.get("facts_applied", 0) == 0
     assert 12345 not in hub(a).strategy.index
+
+
+async def test_forged_loaded_models_cannot_grow_an_instances_model_set_without_bound(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Well-formed loaded-models facts naming ever new models (each of the 256 a fact may
+    carry) leave an instance's installed set within MAX_PEER_INSTALLED names, however many
+    arrive before the next /api/tags; the replica keeps serving and the last fact's loaded
+    models are what it believes loaded."""
+    from gleitzeit_ollama.hub import MAX_PEER_INSTALLED
+    from gleitzeit_ollama.models import installed_models
+
+    sims = await sim_factory(1)
+    (a,) = await replicas(1, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    backend: Any = a.state
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    channel = f"{replicas.namespace}:events"
+    messages = 60
+    try:
+        for m in range(messages):
+            facts = [
+                [
+                    "llm",
+                    LOADED_TOPIC,
+                    ["s0", {f"forged-{m}-{f}-{n}:latest": None for n in range(256)}],
+                ]
+                for f in range(4)
+            ]
+            await client.publish(
+                channel, json.dumps({"replica": "evil", "kind": "facts", "facts": facts})
+            )
+        await eventually(
+            lambda: backend.counters["facts_applied"] >= 4 * messages, "every fact applied", 30.0
+        )
+    finally:
+        await client.aclose()
+    instance = hub(a).get("s0")
+    installed = installed_models(instance)
+    assert installed is not None
+    assert len(installed) <= MAX_PEER_INSTALLED
+    assert len(loaded_models(instance)) == 256
+    answer = await a.execute(
+        "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert answer["done"] is True
