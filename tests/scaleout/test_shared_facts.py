@@ -17,7 +17,7 @@ from gleitzeit_ollama.hub import LOADED_TOPIC
 from gleitzeit_ollama.models import loaded_models
 from gleitzeit_ollama.prefix_affinity import SHARED_TOPIC
 
-from gleitzeit_core import Request, Runtime
+from gleitzeit_core import Caller, Request, Runtime, acting_as
 from tests.chaos.gateway_process import GatewayProcess, start_gateway
 from tests.ollama.conftest import SimFactory
 from tests.scaleout.conftest import Replicas
@@ -412,3 +412,34 @@ async def test_forged_loaded_models_cannot_grow_an_instances_model_set_without_b
         "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
     )
     assert answer["done"] is True
+
+
+async def test_one_tenants_prompt_never_routes_by_another_tenants_cached_prefix(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Bob's conversation, placed through replica A, continues on its instance through
+    replica B; Alice (another gateway key) sending Bob's prompt through B is not routed by
+    Bob's placement (no affine pick, and the least recently picked instance, not Bob's, takes
+    it), so she cannot learn from the cache hit whether Bob sent that document."""
+
+    sims = await sim_factory(3)
+    await warm(sims)
+    a, b = await replicas(2, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    bob, alice = Caller(name="bob"), Caller(name="alice")
+    document = [{"role": "user", "content": f"bob's contract: {OPENING}"}]
+    with acting_as(bob):
+        bobs = await chat(a, list(document))
+    await eventually(lambda: peer_placements(b) >= 1, "B has A's pick")
+    strategy = hub(b).strategy
+    affine = strategy.counters["affine"]
+    with acting_as(alice):
+        guess = await b.execute(
+            "llm/chat",
+            {"model": "llama3.2", "messages": [*document, {"role": "user", "content": "?"}]},
+        )
+    assert strategy.counters["affine"] == affine
+    assert guess["gleitzeit"]["instance"] != bobs
+    with acting_as(bob):
+        follow = await chat(b, [*document, {"role": "user", "content": "and?"}])
+    assert follow == bobs
+    assert strategy.counters["affine"] == affine + 1

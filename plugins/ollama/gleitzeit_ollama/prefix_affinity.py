@@ -70,6 +70,7 @@ from gleitzeit_core import (
     ResourceHub,
     Strategy,
     at_least,
+    current_caller,
     one_of,
     satisfies,
 )
@@ -343,6 +344,12 @@ class PrefixAffinityStrategy:
         default=0.5, validator=satisfies("a number from 0 to 1", lambda v: 0 <= v <= 1)
     )
 
+    # match prompts across gateway keys (tenants): a shared system prompt or document then
+    # finds its instance whoever sends it, and each key learns what the others sent
+    share_across_keys: bool = attrs.field(
+        default=False, validator=satisfies("true or false", lambda v: isinstance(v, bool))
+    )
+
     index: PrefixIndex = attrs.field(init=False, repr=False)
     _fallback: Strategy = attrs.field(init=False, repr=False)
     counters: dict[str, int] = attrs.field(init=False, factory=dict, repr=False)
@@ -408,7 +415,7 @@ class PrefixAffinityStrategy:
             self.counters["no_prompt"] += 1
             return self._fallback.select(candidates, request)
         model = request.attributes.get("model") or request.slot or ""
-        keys = block_keys(prompt, self.block_chars, str(model))
+        keys = block_keys(prompt, self.block_chars, self._scope(str(model)))
         choice, matched = self._choose(candidates, request, keys)
         self.index.record(keys, choice.id)
         hub = self._hub
@@ -420,6 +427,17 @@ class PrefixAffinityStrategy:
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
         return choice
+
+    def _scope(self, model: str) -> str:
+        """What a prompt's keys are chained from: the model and, unless ``share_across_keys``,
+        the gateway key asking. One tenant's prompt then never matches another's: a client
+        cannot have its guess of another tenant's document routed to the instance caching it
+        (and read the hit off ``prompt_eval_count`` or the status counters), nor move another
+        tenant's conversations by sending their prefixes."""
+        caller = current_caller()
+        if caller is None or self.share_across_keys:
+            return model
+        return f"{model}\x00{caller.name}"
 
     def _note_pick(self, instance: str) -> None:
         self._ticks += 1

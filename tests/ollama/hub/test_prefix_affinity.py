@@ -502,3 +502,23 @@ def test_a_peer_placement_is_matched_like_an_own_pick() -> None:
     chosen = strategy.select(candidates, request_for(prompt + " and a new question"))
     assert chosen.id == "s1"
     assert strategy.counters["affine"] == 1
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_prompts_match_within_a_gateway_key_unless_shared_across_keys(across: bool) -> None:
+    """A prompt placed for one gateway key matches a longer one of the same key, and matches
+    another key's only with ``share_across_keys``; a key of the wrong type is a config error."""
+    from gleitzeit_core import Caller, acting_as
+
+    strategy = PrefixAffinityStrategy(block_chars=BLOCK, share_across_keys=across)
+    candidates = [FakeCandidate(id=i) for i in ("s0", "s1", "s2")]
+    prompt = "a tenant's document, long enough for several blocks " * 10
+    with acting_as(Caller(name="bob")):
+        placed = strategy.select(candidates, request_for(prompt)).id
+        assert strategy.select(candidates, request_for(prompt + " more")).id == placed
+    assert strategy.counters["affine"] == 1
+    with acting_as(Caller(name="alice")):
+        strategy.select(candidates, request_for(prompt + " guess"))
+    assert strategy.counters["affine"] == (2 if across else 1)
+    with pytest.raises((TypeError, ValueError), match="true or false"):
+        PrefixAffinityStrategy(share_across_keys="yes")  # type: ignore[arg-type]
