@@ -401,9 +401,10 @@ class RedisState:
     def _degrade(self, exc: BaseException) -> None:
         if self._degraded is None:
             self.counters["degraded"] += 1
+        reason = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
         if self._degraded is None or self._degraded == "not started":  # say so at start too
-            log.warning("state backend %s: %s; serving from local state", self.shown_url, exc)
-        self._degraded = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
+            log.warning("state backend %s: %s; serving from local state", self.shown_url, reason)
+        self._degraded = reason
         if self._degraded_since is None:
             self._degraded_since = time.monotonic()
         if not self._recovering and self._client is not None and not self._stopped:
