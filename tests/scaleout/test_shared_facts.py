@@ -50,6 +50,14 @@ async def chat(runtime: Runtime, messages: list[dict[str, str]]) -> str:
     return instance
 
 
+async def assert_serves(runtime: Runtime) -> None:
+    """A chat through ``runtime`` is answered."""
+    answer = await runtime.execute(
+        "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert answer["done"] is True
+
+
 def picks(runtime: Runtime) -> int:
     return sum(hub(runtime).strategy._picks.values())
 
@@ -198,10 +206,7 @@ async def test_garbage_facts_are_counted_and_ignored(
     assert strategy.index.owners(12345) == ("s1",)
     assert len(strategy.index) == 1
     assert all(not loaded_models(r) for r in hub(a).members())
-    answer = await a.execute(
-        "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
-    )
-    assert answer["done"] is True
+    await assert_serves(a)
 
 
 async def test_two_gateway_processes_keep_an_alternating_conversation_on_one_instance(
@@ -408,10 +413,7 @@ async def test_forged_loaded_models_cannot_grow_an_instances_model_set_without_b
     assert installed is not None
     assert len(installed) <= MAX_PEER_INSTALLED
     assert len(loaded_models(instance)) == 256
-    answer = await a.execute(
-        "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
-    )
-    assert answer["done"] is True
+    await assert_serves(a)
 
 
 async def test_one_tenants_prompt_never_routes_by_another_tenants_cached_prefix(
