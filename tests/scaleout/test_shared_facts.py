@@ -13,9 +13,10 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio
-from gleitzeit_ollama.hub import LOADED_TOPIC
-from gleitzeit_ollama.models import loaded_models
-from gleitzeit_ollama.prefix_affinity import SHARED_TOPIC
+from gleitzeit_ollama.hub import LOADED_TOPIC, MAX_PEER_INSTALLED
+from gleitzeit_ollama.models import installed_models, loaded_models
+from gleitzeit_ollama.prefix_affinity import MAX_SHARED_KEYS, SHARED_TOPIC
+from gleitzeit_redis.backend import MAX_FACT_BYTES, MAX_MESSAGE_BYTES
 
 from gleitzeit_core import Caller, Request, Runtime, acting_as
 from tests.chaos.gateway_process import GatewayProcess, start_gateway
@@ -285,9 +286,6 @@ async def test_a_clients_giant_prompts_share_small_facts_and_still_place_its_tur
     messages within MAX_MESSAGE_BYTES: neither replica degrades, the peer's index grows by at
     most MAX_SHARED_KEYS per pick, and the peer still sends the giant conversation's next turn
     to the instance that holds it."""
-    from gleitzeit_ollama.prefix_affinity import MAX_SHARED_KEYS
-    from gleitzeit_redis.backend import MAX_MESSAGE_BYTES
-
     sims = await sim_factory(2)
     await warm(sims)
     strategy = {"kind": "prefix_affinity", "block_chars": 16}
@@ -338,8 +336,6 @@ async def test_oversized_facts_are_neither_sent_nor_read(
     published but counted under facts_too_large; a message on the channel longer than a peer
     ever sends is counted under bad_events and not parsed, so the good fact inside it is not
     applied (nor is the replica's loop held up decoding megabytes)."""
-    from gleitzeit_redis.backend import MAX_FACT_BYTES, MAX_MESSAGE_BYTES
-
     sims = await sim_factory(2)
     (a,) = await replicas(1, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
     backend: Any = a.state
@@ -381,9 +377,6 @@ async def test_forged_loaded_models_cannot_grow_an_instances_model_set_without_b
     carry) leave an instance's installed set within MAX_PEER_INSTALLED names, however many
     arrive before the next /api/tags; the replica keeps serving and the last fact's loaded
     models are what it believes loaded."""
-    from gleitzeit_ollama.hub import MAX_PEER_INSTALLED
-    from gleitzeit_ollama.models import installed_models
-
     sims = await sim_factory(1)
     (a,) = await replicas(1, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
     backend: Any = a.state
@@ -423,7 +416,6 @@ async def test_one_tenants_prompt_never_routes_by_another_tenants_cached_prefix(
     replica B; Alice (another gateway key) sending Bob's prompt through B is not routed by
     Bob's placement (no affine pick, and the least recently picked instance, not Bob's, takes
     it), so she cannot learn from the cache hit whether Bob sent that document."""
-
     sims = await sim_factory(3)
     await warm(sims)
     a, b = await replicas(2, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
