@@ -614,7 +614,8 @@ class ResourceHub:
         return state is not None and state.shared
 
     def share(self, topic: str, fact: Any) -> None:
-        """Tell the other replicas of this gateway ``fact`` (JSON-able, small) under
+        """Tell the other replicas of this gateway ``fact`` (JSON-able, small: a backend drops
+        one over its limit, and a client's request must not decide its size) under
         ``topic``: each one's handler for ``topic`` on its hub of the same name receives it,
         within milliseconds while the store answers. Never blocks, never fails for the store:
         without a shared backend, or while it is down, the fact stays here. Raises

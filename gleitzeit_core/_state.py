@@ -108,7 +108,8 @@ class StateBackend(Protocol):
     def share(self, hub: str, topic: str, fact: Any) -> None:
         """Send ``fact`` (JSON-able) to hub ``hub``'s ``topic`` handler on every other
         replica, in the background (must not block; lost while the store is down). Raises
-        ``TypeError``/``ValueError`` for a fact JSON cannot carry."""
+        ``TypeError``/``ValueError`` for a fact JSON cannot carry; may drop (and count) one
+        over a size limit of its own, so what clients make hubs share cannot flood the store."""
         ...
 
     def status(self) -> StateStatus: ...

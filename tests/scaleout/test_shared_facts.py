@@ -13,11 +13,12 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio
-from gleitzeit_ollama.hub import LOADED_TOPIC
-from gleitzeit_ollama.models import loaded_models
-from gleitzeit_ollama.prefix_affinity import SHARED_TOPIC
+from gleitzeit_ollama.hub import LOADED_TOPIC, MAX_PEER_INSTALLED
+from gleitzeit_ollama.models import installed_models, loaded_models
+from gleitzeit_ollama.prefix_affinity import MAX_SHARED_KEYS, SHARED_TOPIC
+from gleitzeit_redis.backend import MAX_FACT_BYTES, MAX_MESSAGE_BYTES
 
-from gleitzeit_core import Request, Runtime
+from gleitzeit_core import Caller, Request, Runtime, acting_as
 from tests.chaos.gateway_process import GatewayProcess, start_gateway
 from tests.ollama.conftest import SimFactory
 from tests.scaleout.conftest import Replicas
@@ -48,6 +49,14 @@ async def chat(runtime: Runtime, messages: list[dict[str, str]]) -> str:
     messages.append({"role": "assistant", "content": answer["message"]["content"]})
     instance: str = answer["gleitzeit"]["instance"]
     return instance
+
+
+async def assert_serves(runtime: Runtime) -> None:
+    """A chat through ``runtime`` is answered."""
+    answer = await runtime.execute(
+        "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert answer["done"] is True
 
 
 def picks(runtime: Runtime) -> int:
@@ -198,10 +207,7 @@ async def test_garbage_facts_are_counted_and_ignored(
     assert strategy.index.owners(12345) == ("s1",)
     assert len(strategy.index) == 1
     assert all(not loaded_models(r) for r in hub(a).members())
-    answer = await a.execute(
-        "llm/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
-    )
-    assert answer["done"] is True
+    await assert_serves(a)
 
 
 async def test_two_gateway_processes_keep_an_alternating_conversation_on_one_instance(
@@ -270,3 +276,164 @@ async def test_two_gateway_processes_keep_an_alternating_conversation_on_one_ins
     assert len(set(served)) == 1, f"the conversation moved: {served}"
     hits = sum(s.stats()["prompt_cache"].get(TAG, {}).get("hits", 0) for s in sims)
     assert hits >= 3
+
+
+async def test_a_clients_giant_prompts_share_small_facts_and_still_place_its_turns(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """A client's 1 MiB prompts with 16-character blocks (65,536 block keys each, 1.3 MB of
+    JSON per pick when every key was shared) make facts of at most MAX_SHARED_KEYS keys and
+    messages within MAX_MESSAGE_BYTES: neither replica degrades, the peer's index grows by at
+    most MAX_SHARED_KEYS per pick, and the peer still sends the giant conversation's next turn
+    to the instance that holds it."""
+    sims = await sim_factory(2)
+    await warm(sims)
+    strategy = {"kind": "prefix_affinity", "block_chars": 16}
+    a, b = await replicas(2, [s.url for s in sims], strategy=strategy, **PARALLEL)
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(f"{replicas.namespace}:events")
+    await subscribers(replicas, 3)
+    sizes: list[int] = []
+    try:
+        giant = [
+            f"document {i}: " + "".join(chr(97 + (j * 7919 + i) % 26) for j in range(1 << 20))
+            for i in range(6)
+        ]
+        answers = await asyncio.gather(
+            *(
+                a.execute("llm/generate", {"model": "llama3.2", "prompt": p, "stream": False})
+                for p in giant
+            )
+        )
+        await eventually(lambda: peer_placements(b) >= len(giant), "B applied A's picks")
+        for _ in range(20):  # a None is also what an ignored subscribe confirmation gives
+            message = await pubsub.get_message(timeout=0.1)
+            if message is not None:
+                sizes.append(len(message["data"]))
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert sizes
+    assert max(sizes) <= MAX_MESSAGE_BYTES + 1024
+    assert len(hub(b).strategy.index) <= len(giant) * MAX_SHARED_KEYS
+    for runtime in (a, b):
+        assert runtime.state.status().connected
+        assert runtime.state.status().counters.get("degraded", 0) == 0
+    # the conversation of the first prompt goes on through B: it finds the instance of A's pick
+    follow = await b.execute(
+        "llm/generate",
+        {"model": "llama3.2", "prompt": giant[0] + " and a question", "stream": False},
+    )
+    assert follow["gleitzeit"]["instance"] == answers[0]["gleitzeit"]["instance"]
+    assert hub(b).strategy.counters["affine"] >= 1
+
+
+async def test_oversized_facts_are_neither_sent_nor_read(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """A fact over MAX_FACT_BYTES (a hostile upstream's list of long model names, say) is not
+    published but counted under facts_too_large; a message on the channel longer than a peer
+    ever sends is counted under bad_events and not parsed, so the good fact inside it is not
+    applied (nor is the replica's loop held up decoding megabytes)."""
+    sims = await sim_factory(2)
+    (a,) = await replicas(1, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    backend: Any = a.state
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    channel = f"{replicas.namespace}:events"
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(channel)
+    await subscribers(replicas, 2)
+    try:
+        hub(a).share("big", "x" * (MAX_FACT_BYTES + 1))
+        hub(a).share("small", "ok")
+        received = []
+        for _ in range(50):
+            message = await pubsub.get_message(timeout=0.2)
+            if message is not None:
+                received.append(message["data"])
+            elif received:
+                break
+        assert any(b'"small"' in data for data in received)
+        assert not any(b'"big"' in data for data in received)
+        assert backend.counters["facts_too_large"] == 1
+        assert backend.counters["facts_shared"] == 1
+        good = ["llm", SHARED_TOPIC, ["s1", [12345]]]
+        padding = ["elsewhere", "x", "y" * 2 * MAX_MESSAGE_BYTES]
+        huge = {"replica": "evil", "kind": "facts", "facts": [padding, good]}
+        await client.publish(channel, json.dumps(huge))
+        await eventually(lambda: backend.counters["bad_events"] >= 1, "the message refused")
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert backend.counters.get("facts_applied", 0) == 0
+    assert 12345 not in hub(a).strategy.index
+
+
+async def test_forged_loaded_models_cannot_grow_an_instances_model_set_without_bound(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Well-formed loaded-models facts naming ever new models (each of the 256 a fact may
+    carry) leave an instance's installed set within MAX_PEER_INSTALLED names, however many
+    arrive before the next /api/tags; the replica keeps serving and the last fact's loaded
+    models are what it believes loaded."""
+    sims = await sim_factory(1)
+    (a,) = await replicas(1, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    backend: Any = a.state
+    client = redis.asyncio.Redis.from_url(replicas.redis.url)
+    channel = f"{replicas.namespace}:events"
+    messages = 60
+    try:
+        for m in range(messages):
+            facts = [
+                [
+                    "llm",
+                    LOADED_TOPIC,
+                    ["s0", {f"forged-{m}-{f}-{n}:latest": None for n in range(256)}],
+                ]
+                for f in range(4)
+            ]
+            await client.publish(
+                channel, json.dumps({"replica": "evil", "kind": "facts", "facts": facts})
+            )
+        await eventually(
+            lambda: backend.counters["facts_applied"] >= 4 * messages, "every fact applied", 30.0
+        )
+    finally:
+        await client.aclose()
+    instance = hub(a).get("s0")
+    installed = installed_models(instance)
+    assert installed is not None
+    assert len(installed) <= MAX_PEER_INSTALLED
+    assert len(loaded_models(instance)) == 256
+    await assert_serves(a)
+
+
+async def test_one_tenants_prompt_never_routes_by_another_tenants_cached_prefix(
+    sim_factory: SimFactory, replicas: Replicas
+) -> None:
+    """Bob's conversation, placed through replica A, continues on its instance through
+    replica B; Alice (another gateway key) sending Bob's prompt through B is not routed by
+    Bob's placement (no affine pick, and the least recently picked instance, not Bob's, takes
+    it), so she cannot learn from the cache hit whether Bob sent that document."""
+    sims = await sim_factory(3)
+    await warm(sims)
+    a, b = await replicas(2, [s.url for s in sims], strategy=PREFIX, **PARALLEL)
+    bob, alice = Caller(name="bob"), Caller(name="alice")
+    document = [{"role": "user", "content": f"bob's contract: {OPENING}"}]
+    with acting_as(bob):
+        bobs = await chat(a, list(document))
+    await eventually(lambda: peer_placements(b) >= 1, "B has A's pick")
+    strategy = hub(b).strategy
+    affine = strategy.counters["affine"]
+    with acting_as(alice):
+        guess = await b.execute(
+            "llm/chat",
+            {"model": "llama3.2", "messages": [*document, {"role": "user", "content": "?"}]},
+        )
+    assert strategy.counters["affine"] == affine
+    assert guess["gleitzeit"]["instance"] != bobs
+    with acting_as(bob):
+        follow = await chat(b, [*document, {"role": "user", "content": "and?"}])
+    assert follow == bobs
+    assert strategy.counters["affine"] == affine + 1

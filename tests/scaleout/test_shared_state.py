@@ -339,6 +339,35 @@ async def test_the_redis_password_never_reaches_the_log_or_the_status(
         assert "hunter2secret" not in shown
 
 
+async def test_a_redis_that_never_answers_is_logged_as_a_timeout(
+    sim_factory: SimFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A "Redis" that accepts connections and never answers makes the replica serve from
+    local state, and the log line gives the reason the status gives, the error's type
+    included (an ``op_timeout``'s TimeoutError has no message: the line said nothing)."""
+    sims = await sim_factory(1)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.read()  # holds the connection open, answers nothing
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = replica_config(f"redis://127.0.0.1:{port}/0", "silent", [sims[0].url], "r0")
+    config["state"]["op_timeout"] = 0.2
+    runtime = Runtime.from_config(config)
+    try:
+        with caplog.at_level(logging.INFO):
+            await runtime.start()
+            await eventually(lambda: "serving from local state" in caplog.text, "logged")
+        line = next(r.getMessage() for r in caplog.records if "local state" in r.getMessage())
+        assert "redis unreachable: TimeoutError" in line
+    finally:
+        await runtime.stop()
+        server.close()
+
+
 async def test_garbage_in_the_registry_and_the_load_does_not_stop_the_exchange(
     sim_factory: SimFactory, replicas: Replicas
 ) -> None:

@@ -198,6 +198,7 @@ _STATE_EVENTS = (
     "bad_events",
     "facts_shared",
     "facts_applied",
+    "facts_too_large",
 )
 
 

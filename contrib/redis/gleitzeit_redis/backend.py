@@ -80,6 +80,14 @@ MAX_PEER_HOLD = 3600.0
 # facts (``share``) per published message: one message per flush, split beyond this; a
 # message from the channel with more is not read at all (counted under bad_events)
 MAX_FACTS_PER_MESSAGE = 256
+# bytes of one fact's JSON: a bigger one is not sent (counted under facts_too_large); and of
+# one published message, which a flush splits beyond this: Redis cuts off a subscriber whose
+# output buffer passes 32 MB, and a publish of megabytes misses ``op_timeout`` (which
+# degrades the replica), so what one client's requests make a hub share stays small
+MAX_FACT_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 1024 * 1024
+# a message from the channel longer than this is not parsed (counted under bad_events)
+_MAX_READ_BYTES = MAX_MESSAGE_BYTES + 1024
 
 # KEYS[1]: a hash replica -> count. ARGV: this replica, the cap, the alive-key prefix.
 # Counts of replicas whose alive key expired are dropped first, so a crashed replica's
@@ -127,6 +135,21 @@ redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], window)
 return 0
 """
+
+
+def _fact_messages(facts: list[str]) -> Iterator[list[str]]:
+    """``facts`` (each JSON of at most ``MAX_FACT_BYTES``) cut into runs of at most
+    ``MAX_FACTS_PER_MESSAGE`` facts and ``MAX_MESSAGE_BYTES`` bytes, one message each."""
+    chunk: list[str] = []
+    size = 0
+    for fact in facts:
+        if chunk and (len(chunk) >= MAX_FACTS_PER_MESSAGE or size + len(fact) > MAX_MESSAGE_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(fact)
+        size += len(fact) + 1
+    if chunk:
+        yield chunk
 
 
 def _shown(url: str) -> str:
@@ -270,6 +293,9 @@ class RedisState:
 
     def share(self, hub: str, topic: str, fact: Any) -> None:
         encoded = json.dumps([hub, topic, fact], allow_nan=False, separators=(",", ":"))
+        if len(encoded) > MAX_FACT_BYTES:  # json.dumps escapes non-ASCII: characters are bytes
+            self.counters["facts_too_large"] += 1
+            return
         if self._degraded is None:  # else dropped, as _send would
             self._send("fact", encoded)
             self.counters["facts_shared"] += 1
@@ -375,9 +401,10 @@ class RedisState:
     def _degrade(self, exc: BaseException) -> None:
         if self._degraded is None:
             self.counters["degraded"] += 1
+        reason = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
         if self._degraded is None or self._degraded == "not started":  # say so at start too
-            log.warning("state backend %s: %s; serving from local state", self.shown_url, exc)
-        self._degraded = f"redis unreachable: {type(exc).__name__}: {exc}".rstrip(": ")
+            log.warning("state backend %s: %s; serving from local state", self.shown_url, reason)
+        self._degraded = reason
         if self._degraded_since is None:
             self._degraded_since = time.monotonic()
         if not self._recovering and self._client is not None and not self._stopped:
@@ -542,11 +569,9 @@ class RedisState:
                 await self._call(functools.partial(self._flush, batch))
 
     async def _flush(self, batch: list[tuple[str, Any]]) -> None:
-        facts = [argument for op, argument in batch if op == "fact"]
         async with self._client.pipeline(transaction=False) as pipe:
-            for start in range(0, len(facts), MAX_FACTS_PER_MESSAGE):
-                chunk = ",".join(facts[start : start + MAX_FACTS_PER_MESSAGE])
-                pipe.publish(self._key("events"), self._facts_header + chunk + "]}")
+            for chunk in _fact_messages([argument for op, argument in batch if op == "fact"]):
+                pipe.publish(self._key("events"), self._facts_header + ",".join(chunk) + "]}")
             for op, argument in batch:
                 if op == "fact":
                     continue
@@ -683,7 +708,10 @@ class RedisState:
                             break
                         continue
                     try:
-                        self._apply(json.loads(message["data"]))
+                        data = message["data"]
+                        if len(data) > _MAX_READ_BYTES:  # not even parsed: no peer sends it
+                            raise ValueError(f"a peer's message of {len(data)} bytes")
+                        self._apply(json.loads(data))
                     except (ValueError, TypeError, KeyError, RecursionError):
                         self.counters["bad_events"] += 1
             except (RedisError, OSError, TimeoutError) as exc:

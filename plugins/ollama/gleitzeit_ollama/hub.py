@@ -51,6 +51,7 @@ from gleitzeit_ollama.client import JSON, LIMIT_HIT, make_session
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.models import (
     DEFAULT_KEEP_ALIVE,
+    INSTALLED,
     LOADED,
     TAGS_AT,
     VERSION,
@@ -75,6 +76,10 @@ LOADED_TOPIC = "loaded"  # the facts shared with the other replicas: [instance, 
 _SHARE_EXPIRY_STEP = 10.0
 _MAX_SHARED_MODELS = 256  # loaded models per instance in a peer's fact (Ollama: a handful)
 _MAX_MODEL_NAME = 512
+# a peer's loaded models join an instance's installed set (it pulled one since our last
+# /api/tags) only while the set is smaller than this: forged facts naming ever new models
+# grew it by 256 names each, a copy of the whole set per name, until the next /api/tags
+MAX_PEER_INSTALLED = 1024
 
 
 class OllamaHub(ResourceHub):
@@ -183,8 +188,14 @@ class OllamaHub(ResourceHub):
                 raise ValueError(f"a shared model's expiry is not a time: {until!r:.40}")
         resource = self.get(instance)
         resource.attributes[LOADED] = loaded
-        for model in loaded:
-            record_installed(resource, model)
+        installed = installed_models(resource)
+        if installed is None:
+            for model in loaded:  # inventory not known yet: only forget earlier 404s
+                record_installed(resource, model)
+        elif not loaded.keys() <= installed:
+            grown = installed | loaded.keys()
+            if len(grown) <= MAX_PEER_INSTALLED:  # else our next /api/tags tells
+                resource.attributes[INSTALLED] = grown
         self._shared_loaded[instance] = dict(loaded)
         self.wake()  # a waiting caller may prefer the instance now
 

@@ -39,12 +39,13 @@ status reports the count, the bytes and their bound (``prefix_index_*`` counters
 
 Sharing between gateway replicas: with a shared state backend (``[state] backend =
 "redis"``) each pick is also told to the other replicas (``ResourceHub.share`` on topic
-``SHARED_TOPIC``: the instance and the prompt's block keys, which are stable across processes:
-BLAKE2b, not Python's salted ``hash``), in the background and batched; each replica records its
+``SHARED_TOPIC``: the instance and at most ``MAX_SHARED_KEYS`` of the prompt's block keys, the
+last among them (``shared_keys``); keys are stable across processes: BLAKE2b, not Python's
+salted ``hash``), in the background and batched; each replica records its
 peers' picks in its own index (``apply_shared``), so lookups stay local and a conversation whose
 turns alternate between replicas keeps finding the instance that holds it. A peer's entry is
-checked like any untrusted input (an instance this hub has, at most as many keys as a prompt
-can have, 64-bit keys) and obeys the same ``max_blocks``/``max_owners`` bounds.
+checked like any untrusted input (an instance this hub has, at most ``MAX_SHARED_KEYS``
+64-bit keys) and obeys the same ``max_blocks``/``max_owners`` bounds.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from gleitzeit_core import (
     ResourceHub,
     Strategy,
     at_least,
+    current_caller,
     one_of,
     satisfies,
 )
@@ -76,12 +78,14 @@ from gleitzeit_core import (
 __all__ = [
     "BASE_BYTES",
     "ENTRY_BYTES",
+    "MAX_SHARED_KEYS",
     "SHARED_TOPIC",
     "PrefixAffinityStrategy",
     "PrefixIndex",
     "block_keys",
     "prompt_attributes",
     "render_prompt",
+    "shared_keys",
 ]
 
 C = TypeVar("C", bound=Candidate)
@@ -105,6 +109,10 @@ _RECENT = 4096  # predictions kept until their answer arrives
 _RELIABILITY_FLOOR = 0.1
 _DECAY = 0.998  # per pick: recent picks halve in about 350 picks
 SHARED_TOPIC = "prefix_affinity"  # what peers' picks are shared under (ResourceHub.share)
+# block keys of a pick told to the other replicas (see ``shared_keys``): a client's 1 MiB
+# prompt at block_chars = 16 has 65,536 keys, 1.3 MB of JSON per pick, which made its replica's
+# publishes miss their deadline (the replica degraded) and flushed every peer's index
+MAX_SHARED_KEYS = 64
 _KEY_LIMIT = 1 << 64
 
 
@@ -183,6 +191,18 @@ def block_keys(prompt: str, block_chars: int, model: str = "") -> list[int]:
         previous = hashlib.blake2b(previous + data[start : start + step], digest_size=8).digest()
         keys.append(int.from_bytes(previous, "big"))
     return keys
+
+
+def shared_keys(keys: Sequence[int]) -> list[int]:
+    """At most ``MAX_SHARED_KEYS`` of a prompt's block keys, evenly spread and always the last:
+    a conversation's next turn extends the whole prompt and matches it through the last key;
+    a prompt that shares only part of it matches at the nearest shared key before the fork
+    (``PrefixIndex.matches`` looks up every length, so the keys in between are not needed)."""
+    count = len(keys)
+    if count <= MAX_SHARED_KEYS:
+        return list(keys)
+    step = count / MAX_SHARED_KEYS
+    return [keys[math.ceil((i + 1) * step) - 1] for i in range(MAX_SHARED_KEYS)]
 
 
 # -- the index ------------------------------------------------------------------------------------
@@ -324,6 +344,12 @@ class PrefixAffinityStrategy:
         default=0.5, validator=satisfies("a number from 0 to 1", lambda v: 0 <= v <= 1)
     )
 
+    # match prompts across gateway keys (tenants): a shared system prompt or document then
+    # finds its instance whoever sends it, and each key learns what the others sent
+    share_across_keys: bool = attrs.field(
+        default=False, validator=satisfies("true or false", lambda v: isinstance(v, bool))
+    )
+
     index: PrefixIndex = attrs.field(init=False, repr=False)
     _fallback: Strategy = attrs.field(init=False, repr=False)
     counters: dict[str, int] = attrs.field(init=False, factory=dict, repr=False)
@@ -368,9 +394,8 @@ class PrefixAffinityStrategy:
         owner, keys = fact
         if hub is None or not isinstance(owner, str) or owner not in hub:
             raise ValueError(f"a shared prefix placement names no instance here: {owner!r:.80}")
-        limit = MAX_PROMPT_CHARS // self.block_chars
-        if not isinstance(keys, list) or not keys or len(keys) > limit:
-            raise ValueError(f"a shared prefix placement has not 1-{limit} keys")
+        if not isinstance(keys, list) or not keys or len(keys) > MAX_SHARED_KEYS:
+            raise ValueError(f"a shared prefix placement has not 1-{MAX_SHARED_KEYS} keys")
         for key in keys:
             if type(key) is not int or not 0 <= key < _KEY_LIMIT:
                 raise ValueError(f"a shared prefix key is not a 64-bit number: {key!r:.40}")
@@ -390,18 +415,29 @@ class PrefixAffinityStrategy:
             self.counters["no_prompt"] += 1
             return self._fallback.select(candidates, request)
         model = request.attributes.get("model") or request.slot or ""
-        keys = block_keys(prompt, self.block_chars, str(model))
+        keys = block_keys(prompt, self.block_chars, self._scope(str(model)))
         choice, matched = self._choose(candidates, request, keys)
         self.index.record(keys, choice.id)
         hub = self._hub
         if keys and hub is not None and hub.sharing:
-            hub.share(SHARED_TOPIC, [choice.id, keys])
+            hub.share(SHARED_TOPIC, [choice.id, shared_keys(keys)])
         self._picks[choice.id] = self._picks.get(choice.id, 0) + 1
         self._note_pick(choice.id)
         self._recent[id(request)] = (choice.id, matched)
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
         return choice
+
+    def _scope(self, model: str) -> str:
+        """What a prompt's keys are chained from: the model and, unless ``share_across_keys``,
+        the gateway key asking. One tenant's prompt then never matches another's: a client
+        cannot have its guess of another tenant's document routed to the instance caching it
+        (and read the hit off ``prompt_eval_count`` or the status counters), nor move another
+        tenant's conversations by sending their prefixes."""
+        caller = current_caller()
+        if caller is None or self.share_across_keys:
+            return model
+        return f"{model}\x00{caller.name}"
 
     def _note_pick(self, instance: str) -> None:
         self._ticks += 1

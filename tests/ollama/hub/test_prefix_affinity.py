@@ -16,17 +16,27 @@ import pytest
 from gleitzeit_ollama.prefix_affinity import (
     ENTRY_BYTES,
     MAX_PROMPT_CHARS,
+    MAX_SHARED_KEYS,
     PrefixAffinityStrategy,
     PrefixIndex,
     block_keys,
     prompt_attributes,
     render_prompt,
+    shared_keys,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from gleitzeit_core import ConfigError, Request, ResourceHub, ResourceSpec, Strategy
+from gleitzeit_core import (
+    Caller,
+    ConfigError,
+    Request,
+    ResourceHub,
+    ResourceSpec,
+    Strategy,
+    acting_as,
+)
 from gleitzeit_core._runtime import Runtime
 from gleitzeit_core.testing import FakeCandidate, StrategyContract
 from gleitzeit_core.testing import strategies as gst
@@ -502,3 +512,37 @@ def test_a_peer_placement_is_matched_like_an_own_pick() -> None:
     chosen = strategy.select(candidates, request_for(prompt + " and a new question"))
     assert chosen.id == "s1"
     assert strategy.counters["affine"] == 1
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_prompts_match_within_a_gateway_key_unless_shared_across_keys(across: bool) -> None:
+    """A prompt placed for one gateway key matches a longer one of the same key, and matches
+    another key's only with ``share_across_keys``; a key of the wrong type is a config error."""
+    strategy = PrefixAffinityStrategy(block_chars=BLOCK, share_across_keys=across)
+    candidates = [FakeCandidate(id=i) for i in ("s0", "s1", "s2")]
+    prompt = "a tenant's document, long enough for several blocks " * 10
+    with acting_as(Caller(name="bob")):
+        placed = strategy.select(candidates, request_for(prompt)).id
+        assert strategy.select(candidates, request_for(prompt + " more")).id == placed
+    assert strategy.counters["affine"] == 1
+    with acting_as(Caller(name="alice")):
+        strategy.select(candidates, request_for(prompt + " guess"))
+    assert strategy.counters["affine"] == (2 if across else 1)
+    with pytest.raises((TypeError, ValueError), match="true or false"):
+        PrefixAffinityStrategy(share_across_keys="yes")  # type: ignore[arg-type]
+
+
+@settings(max_examples=80, deadline=None)
+@given(count=st.integers(1, 5000))
+def test_shared_keys_are_few_spread_and_end_with_the_last(count: int) -> None:
+    """What a pick shares is at most MAX_SHARED_KEYS of the prompt's keys, in order, the last
+    among them (a next turn matches the whole prompt), with no gap longer than
+    count / MAX_SHARED_KEYS + 1 blocks (a fork is matched that close to where it forks)."""
+    keys = list(range(10**6, 10**6 + count))
+    shared = shared_keys(keys)
+    assert len(shared) == min(count, MAX_SHARED_KEYS)
+    assert shared[-1] == keys[-1]
+    positions = [key - 10**6 for key in shared]
+    assert positions == sorted(set(positions))
+    gaps = [b - a for a, b in zip([-1, *positions], positions, strict=False)]
+    assert max(gaps) <= count / MAX_SHARED_KEYS + 1
