@@ -36,6 +36,14 @@ gateway process's CPU time per request comes from ``/proc``. Then ``gateway_stre
 1,000-token streams (``--no-streams`` leaves them out). ``--profile DIR`` instead samples the
 gateway with py-spy under the concurrency-16 load and prints where its time goes.
 
+Two more contenders in the same rounds give the floor of any Python hop: ``bare_relay.py``, a
+minimal pass-through relay in plain aiohttp (one keep-alive ``ClientSession``, body read and
+sent on, the answer streamed back), on uvloop and on the standard loop like the two gateways:
+``bare_relay_added_p50_ms``, ``bare_relay_throughput_ratio`` (relay / direct),
+``gateway_vs_bare_relay_added_ratio`` (what the gateway adds over what the relay adds, per
+round) and ``gateway_vs_bare_relay_throughput_ratio`` (each also ``_no_speedups``: the
+gateway without speedups over the relay on the standard loop).
+
 JSON keys: ``gateway_added_p50_ms``, ``gateway_throughput_ratio``,
 ``gateway_cpu_us_per_request`` (and each ``_no_speedups``), ``gateway_checks_added_us``,
 ``gateway_chat_added_p50_ms``, ``gateway_v1_added_p50_ms``, ``v1_translate_us_per_chunk``,
@@ -67,6 +75,7 @@ from typing import Any
 import _stats
 import ollama
 import openai
+from bare_relay import RelayProcess
 from gleitzeit_ollama.openai_wire import ChatTranslator
 from gleitzeit_ollama.sim import SimConfig, SimProcess
 
@@ -89,6 +98,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
+
+
+def relay_variants() -> dict[str, bool]:
+    """The bare relays to run (name: on uvloop), one per event loop the gateways use."""
+    if "uvloop" in SPEEDUPS:
+        return {"bare relay": True, "bare relay without uvloop": False}
+    return {"bare relay": False}
 
 
 def start_sim() -> SimProcess:
@@ -331,7 +347,7 @@ async def measure(urls: dict[str, str], pids: dict[str, int], quick: bool) -> di
         name: spread([g / d for g, d in zip(rps[name], rps["direct"], strict=True)], 4)
         for name in gateways
     }
-    return {
+    figures = {
         "gateway_added_p50_ms": added["gateway"]["median"],
         "gateway_added_p50_ms_ci90": added["gateway"]["interval_90"],
         "gateway_added_p99_ms": round(s["gateway"]["p99_ms"] - s["direct"]["p99_ms"], 3),
@@ -350,6 +366,47 @@ async def measure(urls: dict[str, str], pids: dict[str, int], quick: bool) -> di
         "cpu_us_per_request": {name: spread(values, 1) for name, values in cpu.items()},
         "speedups": SPEEDUPS,
     }
+    return figures | against_bare_relay(p50s, rps)
+
+
+def against_bare_relay(p50s: dict[str, list[float]], rps: dict[str, list[float]]) -> dict[str, Any]:
+    """The gateway over the bare aiohttp relay (``bare_relay.py``) on the same event loop,
+    round by round: what each adds to the direct p50, their ratio, and the throughput
+    ratios at concurrency 16."""
+    out: dict[str, Any] = {}
+    pairs = {"": ("gateway", "bare relay")} | {
+        "_no_speedups": ("gateway without speedups", "bare relay without uvloop")
+    }
+    for suffix, (ours, relay) in pairs.items():
+        if ours not in p50s or relay not in p50s:
+            continue
+        direct = p50s["direct"]
+        ours_added = [(g - d) * 1000 for g, d in zip(p50s[ours], direct, strict=True)]
+        relay_added = [(r - d) * 1000 for r, d in zip(p50s[relay], direct, strict=True)]
+        added = _stats.spread(relay_added)
+        versus = _stats.ratio(ours_added, relay_added)
+        throughput = _stats.ratio(rps[relay], rps["direct"])
+        ours_over_relay = _stats.ratio(rps[ours], rps[relay])
+        out |= {
+            f"bare_relay_added_p50_ms{suffix}": round(added.median, 3),
+            f"bare_relay_added_p50_ms{suffix}_ci90": [round(added.low, 3), round(added.high, 3)],
+            f"gateway_vs_bare_relay_added_ratio{suffix}": round(versus.median, 3),
+            f"gateway_vs_bare_relay_added_ratio{suffix}_ci90": [
+                round(versus.low, 3),
+                round(versus.high, 3),
+            ],
+            f"bare_relay_throughput_ratio{suffix}": round(throughput.median, 4),
+            f"bare_relay_throughput_ratio{suffix}_ci90": [
+                round(throughput.low, 4),
+                round(throughput.high, 4),
+            ],
+            f"gateway_vs_bare_relay_throughput_ratio{suffix}": round(ours_over_relay.median, 4),
+            f"gateway_vs_bare_relay_throughput_ratio{suffix}_ci90": [
+                round(ours_over_relay.low, 4),
+                round(ours_over_relay.high, 4),
+            ],
+        }
+    return out
 
 
 def show(report: dict[str, Any]) -> None:
@@ -379,6 +436,17 @@ def show(report: dict[str, Any]) -> None:
             f"{name}: CPU per request at concurrency {CONCURRENCY}: {used['median']:.0f} us "
             f"(90 % {used['interval_90']})"
         )
+    for suffix, label in (("", "gateway"), ("_no_speedups", "gateway without speedups")):
+        key = f"gateway_vs_bare_relay_added_ratio{suffix}"
+        if key in report:
+            print(
+                f"{label} over the bare aiohttp relay on the same loop: added p50 "
+                f"{report[key]:.2f}x (90 % {report[key + '_ci90']}), throughput "
+                f"{report[f'gateway_vs_bare_relay_throughput_ratio{suffix}']:.3f} (90 % "
+                f"{report[f'gateway_vs_bare_relay_throughput_ratio{suffix}_ci90']}); the relay "
+                f"adds {report[f'bare_relay_added_p50_ms{suffix}']:.3f} ms, throughput ratio "
+                f"{report[f'bare_relay_throughput_ratio{suffix}']:.3f}"
+            )
     print(
         f"speedups installed: {', '.join(report['speedups']) or 'none'}; gateway added p99: "
         f"{report['gateway_added_p99_ms']:.3f} ms; streamed added p50: "
@@ -585,6 +653,7 @@ async def main(quick: bool, streams: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     sim: SimProcess | None = None
     gateways: dict[str, GatewayProcess] = {}
+    relays: dict[str, RelayProcess] = {}
     with tempfile.TemporaryDirectory(prefix="gleitzeit-bench-") as workdir:
         try:
             sim = await asyncio.to_thread(start_sim)
@@ -594,8 +663,14 @@ async def main(quick: bool, streams: bool = True) -> dict[str, Any]:
             for name, fast in variants.items():
                 process = bench_gateway(sim.url, Path(workdir) / str(len(gateways)), fast)
                 gateways[name] = await asyncio.to_thread(process.start)
+            # the floor of a Python hop: the bare aiohttp relay on each of the same loops
+            for name, fast in relay_variants().items():
+                relay = RelayProcess(sim.url, uvloop=fast)
+                relays[name] = await asyncio.to_thread(relay.start)
             urls = {"direct": sim.url} | {name: g.url for name, g in gateways.items()}
+            urls |= {name: r.url for name, r in relays.items()}
             pids = {name: g.proc.pid for name, g in gateways.items() if g.proc is not None}
+            pids |= {name: r.proc.pid for name, r in relays.items() if r.proc is not None}
             figures = await measure(urls, pids, quick)
             if "gateway without speedups" in gateways:
                 rounds = figures["rounds"]
@@ -622,6 +697,8 @@ async def main(quick: bool, streams: bool = True) -> dict[str, Any]:
         finally:
             for gateway in gateways.values():
                 await asyncio.to_thread(gateway.stop)
+            for relay in relays.values():
+                await asyncio.to_thread(relay.stop)
             if sim is not None:
                 await asyncio.to_thread(sim.terminate)
     return (

@@ -235,6 +235,37 @@ async def test_no_state_leaks_between_runs(
     assert out["sysv"] == []
 
 
+async def test_a_forged_exit_report_does_not_outlive_the_run(
+    make_pool: Callable[..., WarmPool], sandboxed: Profile
+) -> None:
+    """The runner answers once a job's process has reported its exit status and closed its
+    pipes, without waiting for the exit itself. A job that forges that report (writes it on
+    its result pipe, closes every pipe and keeps running) gets its chosen status, and is
+    gone before the next run in the same container starts."""
+    pool = make_pool(max_size=1)
+    forger = (
+        "import os, time\n"
+        "outputs = {os.readlink('/proc/self/fd/1'), os.readlink('/proc/self/fd/2')}\n"
+        "for fd in range(3, 256):\n"
+        "    try:\n"
+        "        target = os.readlink(f'/proc/self/fd/{fd}')\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    if target.startswith('pipe:') and target not in outputs:\n"
+        '        os.write(fd, b\'{"result":"forged","exit":7}\')\n'
+        "        os.close(fd)\n"
+        "os.close(1)\n"
+        "os.close(2)\n"
+        "time.sleep(600)\n"
+    )
+    one = await pool.execute(sandboxed, Job(code=forger))
+    assert (one.exit_code, one.result) == (7, "forged"), one
+    two = await pool.execute(sandboxed, Job(code=JOB_UID_PROCESSES))
+    assert two.success, two.stderr
+    assert two.container_id == one.container_id  # the same, reused container
+    assert two.result == []  # the forger's process is gone
+
+
 async def test_timeouts_and_ooms_do_not_block_other_runs(
     pool: WarmPool, sandboxed: Profile
 ) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import array
 import collections
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -53,7 +54,9 @@ from typing import Any
 with contextlib.suppress(ImportError):
     from .runner_child import SETUP_FAILED, job_ids, spare_main
     from .runner_hygiene import (
+        REAPED,
         drop_sysv_ipc,
+        libc,
         oom_count,
         set_dumpable,
         set_subreaper,
@@ -66,6 +69,7 @@ __all__ = ["PROTO", "Channel", "Spares", "main", "run_job"]
 
 PROTO = 2
 _WAKE: list[int] = []  # read end of the SIGCHLD wakeup pipe (set up in main)
+_EXITING: list[int] = []  # a job's process that reported its exit status, not yet reaped
 _SPARES_READY = 1  # made while the previous run is cleaned up: off the next run's path
 
 
@@ -315,7 +319,11 @@ def run_job(
     readers = {spare.out_r: 0, spare.err_r: 1, spare.res_r: 2}
     kept, totals, status, exited_at = [b"", b"", b""], [0, 0, 0], None, 0.0
     reap = bool(cfg.get("reap"))
+    reported: int | None = None  # the exit status the job's process reported before it ended
     while readers or status is None:
+        if not readers and reap and (reported := _reported_exit(kept[2])) is not None:
+            _EXITING.append(pid)  # it closed every pipe after reporting: cleanup reaps it
+            break
         watch = list(readers) + _WAKE + ([chan.rfd] if not chan.eof else [])
         ready = [chan.rfd] if chan.pending() else select.select(watch, [], [], 0.05)[0]
         for fd in ready:
@@ -352,7 +360,9 @@ def run_job(
             for fd in readers:  # a setsid'd leftover keeps them open (no sweep here)
                 os.close(fd)
             readers.clear()
-    if os.WIFSIGNALED(status):  # shell convention: 128 + signal number
+    if status is None:
+        reply["exit_code"] = reported
+    elif os.WIFSIGNALED(status):  # shell convention: 128 + signal number
         reply["signal"] = os.WTERMSIG(status)
         reply["exit_code"] = 128 + reply["signal"]
     else:
@@ -374,12 +384,24 @@ def run_job(
     return reply
 
 
+def _reported_exit(data: bytes) -> int | None:
+    """The exit status at the end of a spare's result (``"exit":N}``), if there is one."""
+    tail = data[-16:]
+    start = tail.rfind(b'"exit":')
+    if start < 0 or not tail.endswith(b"}"):
+        return None
+    digits = tail[start + 7 : -1]
+    return int(digits) if digits.isdigit() and len(digits) <= 3 else None
+
+
 def cleanup(cfg: dict[str, Any]) -> bool:
     """After a run: no process of the job's uid, empty writable dirs, no SysV IPC. True if
     all held. The wipe runs with the job's uid as our effective uid (the files and IPC
     objects are the job's); no job process exists by then, and our saved uid stays root."""
     if not cfg.get("reap"):
         return True  # fresh path (the container is deleted) or not in a container
+    while _EXITING:
+        _await_exit(_EXITING.pop())
     if not sweep():
         return False
     ids = cfg.get("job_ids")
@@ -392,6 +414,17 @@ def cleanup(cfg: dict[str, Any]) -> bool:
         if ids:
             os.seteuid(0)  # back to root: the effective capabilities return with it
             os.setegid(0)
+
+
+def _await_exit(pid: int) -> None:
+    """End a job's process that reported its exit status and wait until it is gone, so that
+    the sweep finds it a zombie at once. SIGKILL ends any process: the wait is bounded."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)  # if the report was the job's own, it ends here
+    if pid not in REAPED:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    REAPED.pop(pid, None)
 
 
 def _kill(pid: int, reap: bool) -> None:
@@ -410,9 +443,10 @@ def _warm_up() -> None:
     except ZeroDivisionError as exc:
         traceback.format_exception(type(exc), exc, exc.__traceback__)
     json.loads(json.dumps({"result": scope.get("result")}, allow_nan=False))
-    with contextlib.suppress(ImportError):
-        import ctypes  # noqa: F401 - used by every spare to drop its capabilities
+    with contextlib.suppress(ImportError, OSError):
         import tempfile  # noqa: F401
+
+        libc()  # opened once here: every spare drops its capabilities through it
 
 
 def _isolation(cfg: dict[str, Any]) -> str | None:
@@ -460,6 +494,9 @@ def main(argv: list[str]) -> int:
     if not cfg.get("isolate"):
         set_subreaper()  # best effort on a host: spares become our children
     _warm_up()
+    # The objects made so far live as long as the runner: kept out of the cyclic collector,
+    # a collection in a spare does not write to (and so copy) every page it shares
+    gc.freeze()
     spares = Spares(cfg, close_in_zygote=[chan.rfd, chan.wfd], direct=bool(cfg.get("once")))
     # SIGCHLD wakes select() through this pipe, so a finished child is noticed at once.
     wake_r, wake_w = os.pipe()
