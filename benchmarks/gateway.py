@@ -41,7 +41,8 @@ minimal pass-through relay in plain aiohttp (one keep-alive ``ClientSession``, b
 sent on, the answer streamed back), on uvloop and on the standard loop like the two gateways:
 ``bare_relay_added_p50_ms``, ``bare_relay_throughput_ratio`` (relay / direct),
 ``gateway_vs_bare_relay_added_ratio`` (what the gateway adds over what the relay adds, per
-round) and ``gateway_vs_bare_relay_throughput_ratio`` (each also ``_no_speedups``: the
+round), ``gateway_vs_bare_relay_throughput_ratio`` and ``gateway_vs_bare_relay_cpu_ratio``
+(the processes' CPU time per request at concurrency 16; each also ``_no_speedups``: the
 gateway without speedups over the relay on the standard loop).
 
 JSON keys: ``gateway_added_p50_ms``, ``gateway_throughput_ratio``,
@@ -366,13 +367,15 @@ async def measure(urls: dict[str, str], pids: dict[str, int], quick: bool) -> di
         "cpu_us_per_request": {name: spread(values, 1) for name, values in cpu.items()},
         "speedups": SPEEDUPS,
     }
-    return figures | against_bare_relay(p50s, rps)
+    return figures | against_bare_relay(p50s, rps, cpu)
 
 
-def against_bare_relay(p50s: dict[str, list[float]], rps: dict[str, list[float]]) -> dict[str, Any]:
+def against_bare_relay(
+    p50s: dict[str, list[float]], rps: dict[str, list[float]], cpu: dict[str, list[float]]
+) -> dict[str, Any]:
     """The gateway over the bare aiohttp relay (``bare_relay.py``) on the same event loop,
-    round by round: what each adds to the direct p50, their ratio, and the throughput
-    ratios at concurrency 16."""
+    round by round: what each adds to the direct p50, their ratio, the throughput ratios
+    at concurrency 16 and the ratio of their processes' CPU time per request."""
     out: dict[str, Any] = {}
     pairs = {"": ("gateway", "bare relay")} | {
         "_no_speedups": ("gateway without speedups", "bare relay without uvloop")
@@ -387,6 +390,7 @@ def against_bare_relay(p50s: dict[str, list[float]], rps: dict[str, list[float]]
         versus = _stats.ratio(ours_added, relay_added)
         throughput = _stats.ratio(rps[relay], rps["direct"])
         ours_over_relay = _stats.ratio(rps[ours], rps[relay])
+        cpu_ratio = _stats.ratio(cpu[ours], cpu[relay])
         out |= {
             f"bare_relay_added_p50_ms{suffix}": round(added.median, 3),
             f"bare_relay_added_p50_ms{suffix}_ci90": [round(added.low, 3), round(added.high, 3)],
@@ -404,6 +408,11 @@ def against_bare_relay(p50s: dict[str, list[float]], rps: dict[str, list[float]]
             f"gateway_vs_bare_relay_throughput_ratio{suffix}_ci90": [
                 round(ours_over_relay.low, 4),
                 round(ours_over_relay.high, 4),
+            ],
+            f"gateway_vs_bare_relay_cpu_ratio{suffix}": round(cpu_ratio.median, 3),
+            f"gateway_vs_bare_relay_cpu_ratio{suffix}_ci90": [
+                round(cpu_ratio.low, 3),
+                round(cpu_ratio.high, 3),
             ],
         }
     return out
@@ -443,7 +452,9 @@ def show(report: dict[str, Any]) -> None:
                 f"{label} over the bare aiohttp relay on the same loop: added p50 "
                 f"{report[key]:.2f}x (90 % {report[key + '_ci90']}), throughput "
                 f"{report[f'gateway_vs_bare_relay_throughput_ratio{suffix}']:.3f} (90 % "
-                f"{report[f'gateway_vs_bare_relay_throughput_ratio{suffix}_ci90']}); the relay "
+                f"{report[f'gateway_vs_bare_relay_throughput_ratio{suffix}_ci90']}), CPU per "
+                f"request {report[f'gateway_vs_bare_relay_cpu_ratio{suffix}']:.2f}x (90 % "
+                f"{report[f'gateway_vs_bare_relay_cpu_ratio{suffix}_ci90']}); the relay "
                 f"adds {report[f'bare_relay_added_p50_ms{suffix}']:.3f} ms, throughput ratio "
                 f"{report[f'bare_relay_throughput_ratio{suffix}']:.3f}"
             )

@@ -106,6 +106,10 @@ TARGETS = {
 HEADLINE = (
     "gateway_added_p50_ms",
     "gateway_throughput_ratio",
+    "bare_relay_added_p50_ms",
+    "bare_relay_throughput_ratio",
+    "gateway_vs_bare_relay_added_ratio",
+    "gateway_vs_bare_relay_cpu_ratio",
     "gateway_stream_chunk_ratio",
     "gateway_ttft_added_ms",
     "litellm_proxy_vs_gateway_overhead_ratio",
@@ -223,6 +227,10 @@ SCRIPTS = (
         (
             "gateway_added_p50_ms",
             "gateway_throughput_ratio",
+            "bare_relay_added_p50_ms",
+            "bare_relay_throughput_ratio",
+            "gateway_vs_bare_relay_added_ratio",
+            "gateway_vs_bare_relay_cpu_ratio",
             "gateway_checks_added_us",
             "gateway_chat_added_p50_ms",
             "gateway_v1_added_p50_ms",
