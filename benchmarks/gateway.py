@@ -386,35 +386,16 @@ def against_bare_relay(
         direct = p50s["direct"]
         ours_added = [(g - d) * 1000 for g, d in zip(p50s[ours], direct, strict=True)]
         relay_added = [(r - d) * 1000 for r, d in zip(p50s[relay], direct, strict=True)]
-        added = _stats.spread(relay_added)
-        versus = _stats.ratio(ours_added, relay_added)
-        throughput = _stats.ratio(rps[relay], rps["direct"])
-        ours_over_relay = _stats.ratio(rps[ours], rps[relay])
-        cpu_ratio = _stats.ratio(cpu[ours], cpu[relay])
-        out |= {
-            f"bare_relay_added_p50_ms{suffix}": round(added.median, 3),
-            f"bare_relay_added_p50_ms{suffix}_ci90": [round(added.low, 3), round(added.high, 3)],
-            f"gateway_vs_bare_relay_added_ratio{suffix}": round(versus.median, 3),
-            f"gateway_vs_bare_relay_added_ratio{suffix}_ci90": [
-                round(versus.low, 3),
-                round(versus.high, 3),
-            ],
-            f"bare_relay_throughput_ratio{suffix}": round(throughput.median, 4),
-            f"bare_relay_throughput_ratio{suffix}_ci90": [
-                round(throughput.low, 4),
-                round(throughput.high, 4),
-            ],
-            f"gateway_vs_bare_relay_throughput_ratio{suffix}": round(ours_over_relay.median, 4),
-            f"gateway_vs_bare_relay_throughput_ratio{suffix}_ci90": [
-                round(ours_over_relay.low, 4),
-                round(ours_over_relay.high, 4),
-            ],
-            f"gateway_vs_bare_relay_cpu_ratio{suffix}": round(cpu_ratio.median, 3),
-            f"gateway_vs_bare_relay_cpu_ratio{suffix}_ci90": [
-                round(cpu_ratio.low, 3),
-                round(cpu_ratio.high, 3),
-            ],
+        summaries = {
+            ("bare_relay_added_p50_ms", 3): _stats.spread(relay_added),
+            ("gateway_vs_bare_relay_added_ratio", 3): _stats.ratio(ours_added, relay_added),
+            ("bare_relay_throughput_ratio", 4): _stats.ratio(rps[relay], rps["direct"]),
+            ("gateway_vs_bare_relay_throughput_ratio", 4): _stats.ratio(rps[ours], rps[relay]),
+            ("gateway_vs_bare_relay_cpu_ratio", 3): _stats.ratio(cpu[ours], cpu[relay]),
         }
+        for (key, digits), summary in summaries.items():
+            out[key + suffix] = round(summary.median, digits)
+            out[f"{key}{suffix}_ci90"] = [round(summary.low, digits), round(summary.high, digits)]
     return out
 
 
