@@ -278,3 +278,114 @@ async def test_timeouts_and_ooms_do_not_block_other_runs(
     assert [r.result for r in quick] == [0, 1, 2, 3]
     assert not hang.done()
     assert (await hang).error == "timeout after 8 s"
+
+
+# Job code: a spy that outlives its run. It finds the next run's ``secret.txt`` through that
+# run's /proc/<pid>/cwd (the same uid may follow it), reads it and writes it back changed.
+SPY = (
+    "import os, time\n"
+    "def spy():\n"
+    "    me = os.getpid()\n"
+    "    deadline = time.monotonic() + 20\n"
+    "    while time.monotonic() < deadline:\n"
+    "        for p in os.listdir('/proc'):\n"
+    "            if not p.isdigit() or int(p) == me:\n"
+    "                continue\n"
+    "            try:\n"
+    "                path = f'/proc/{p}/cwd/secret.txt'\n"
+    "                secret = open(path).read()\n"
+    "                open(path, 'w').write('TAMPERED ' + secret)\n"
+    "                return\n"
+    "            except OSError:\n"
+    "                continue\n"
+    "        time.sleep(0.002)\n"
+    "def detach(keep=-1):\n"
+    "    # a grandchild in its own session, holding none of the run's descriptors\n"
+    "    if os.fork():\n"
+    "        return False\n"
+    "    os.setsid()\n"
+    "    if os.fork():\n"
+    "        os._exit(0)\n"
+    "    for fd in range(1024):\n"
+    "        if fd != keep:\n"
+    "            try:\n"
+    "                os.close(fd)\n"
+    "            except OSError:\n"
+    "                pass\n"
+    "    return True\n"
+)
+
+# Job code: the victim: gives a spy time to act, then answers its ``secret.txt`` as it is now.
+VICTIM = "import time\ntime.sleep(2)\nresult = open('secret.txt').read()\n"
+
+
+async def _spy_reaches_next_run(pool: WarmPool, profile: Profile, spy_job: str) -> str:
+    """Run ``spy_job`` (built on ``SPY``), then a victim in the same container: the victim's
+    secret as the victim sees it at its end."""
+    one = await pool.execute(profile, Job(code=SPY + spy_job))
+    assert one.stderr == "", one.stderr
+    two = await pool.execute(profile, Job(code=VICTIM, files={"secret.txt": "s3cret"}))
+    assert two.container_id == one.container_id  # the same, reused container
+    assert two.success, two.stderr
+    return str(two.result)
+
+
+async def test_a_thread_whose_process_leader_exited_does_not_survive_the_sweep(
+    make_pool: Callable[..., WarmPool], sandboxed: Profile
+) -> None:
+    """A process whose main thread ended with the bare exit syscall (not exit_group) shows
+    as a zombie in /proc while its other threads run on. Such a thread, detached from the
+    run, is still killed before the next run in the same container starts: it can neither
+    read that run's files nor write into its output."""
+    pool = make_pool(max_size=1)
+    leader_exits = (
+        "import ctypes, platform, threading\n"
+        "SYS_EXIT = {'x86_64': 60, 'aarch64': 93}[platform.machine()]\n"
+        "r, w = os.pipe()\n"
+        "if detach(keep=w):\n"
+        "    threading.Thread(target=spy).start()\n"
+        "    os.write(w, b'x')\n"
+        "    ctypes.CDLL(None).syscall(SYS_EXIT, 0)  # this thread only\n"
+        "os.close(w)\n"
+        "os.read(r, 1)\n"
+        "time.sleep(0.2)\n"
+    )
+    assert await _spy_reaches_next_run(pool, sandboxed, leader_exits) == "s3cret"
+
+
+async def test_a_job_that_has_itself_traced_does_not_hang_the_cleanup(
+    make_pool: Callable[..., WarmPool], sandboxed: Profile
+) -> None:
+    """A job lets a detached helper of its own trace it (PR_SET_PTRACER, PTRACE_SEIZE), so
+    its exit is reported to that tracer first and never to the runner. The runner's
+    cleanup still ends in bounded time: the same container serves the next run, and the
+    tracer is gone by then."""
+    pool = make_pool(max_size=1)
+    traced = (
+        "import ctypes, os, time\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.prctl(0x59616D61, ctypes.c_ulong(2**64 - 1), 0, 0, 0)  # PR_SET_PTRACER_ANY\n"
+        "target = os.getpid()\n"
+        "go_r, go_w = os.pipe()\n"
+        "r, w = os.pipe()\n"
+        "middle = os.fork()\n"
+        "if middle == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork():\n"
+        "        os._exit(0)\n"
+        "    os.read(go_r, 1)  # traced, a signal would stop the job: its SIGCHLD comes first\n"
+        "    os.write(w, str(libc.ptrace(0x4206, target, 0, 0)).encode())  # PTRACE_SEIZE\n"
+        "    os.closerange(0, 1024)\n"
+        "    while True:\n"
+        "        time.sleep(1)  # never waits for its tracee\n"
+        "os.waitpid(middle, 0)\n"
+        "os.write(go_w, b'x')\n"
+        "os.close(w)\n"
+        "result = int(os.read(r, 16))\n"
+    )
+    one = await pool.execute(sandboxed, Job(code=traced))
+    assert one.result == 0, one  # the helper really traces the job's process
+    two = await pool.execute(sandboxed, Job(code=JOB_UID_PROCESSES))
+    assert two.success, two.stderr
+    assert two.container_id == one.container_id  # not discarded as hung
+    assert two.result == []  # the tracer is gone

@@ -72,6 +72,16 @@ def _state_and_uids(pid: int) -> tuple[str, set[int]]:
     return state, uids
 
 
+def _threads_left(pid: int) -> bool:
+    """Whether a zombie process still has threads running: its main thread may end alone
+    (the bare ``exit`` syscall, not ``exit_group``) and /proc then shows the process as a
+    zombie while the rest of it runs on. SIGKILL to the pid ends them all."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False  # gone meanwhile
+
+
 def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
@@ -111,7 +121,7 @@ def sweep() -> bool:
                 state, uids = _state_and_uids(pid)
             except (OSError, ValueError, IndexError):
                 continue
-            if state not in ("Z", "X") and uids != {mine}:
+            if uids != {mine} and (state not in ("Z", "X") or _threads_left(pid)):
                 victims.append(pid)
         if not victims:
             reap_children()  # they were re-parented to us (the subreaper): no zombies left

@@ -418,12 +418,22 @@ def cleanup(cfg: dict[str, Any]) -> bool:
 
 def _await_exit(pid: int) -> None:
     """End a job's process that reported its exit status and wait until it is gone, so that
-    the sweep finds it a zombie at once. SIGKILL ends any process: the wait is bounded."""
+    the sweep usually finds it a zombie at once. The wait is bounded: a tracer of the job's
+    own holds its exit back from us until the sweep has killed that tracer (the sweep then
+    reaps it)."""
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)  # if the report was the job's own, it ends here
-    if pid not in REAPED:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+    deadline = time.monotonic() + 1.0
+    while pid not in REAPED:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            break
+        left = deadline - time.monotonic()
+        if done or left <= 0:
+            break
+        if select.select(_WAKE, [], [], min(left, 0.05))[0]:  # SIGCHLD
+            os.read(_WAKE[0], 4096)
     REAPED.pop(pid, None)
 
 
