@@ -230,6 +230,7 @@ SCRIPTS = (
             "bare_relay_added_p50_ms",
             "bare_relay_throughput_ratio",
             "gateway_vs_bare_relay_added_ratio",
+            "gateway_vs_bare_relay_throughput_ratio",
             "gateway_vs_bare_relay_cpu_ratio",
             "gateway_checks_added_us",
             "gateway_chat_added_p50_ms",
