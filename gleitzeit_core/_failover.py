@@ -35,13 +35,8 @@ async def open_with_failover(
     strategy: Strategy | None = None,
     exclude: Collection[str] = (),
 ) -> tuple[T, Lease]:
-    """Run ``operation`` on a leased resource, failing over to untried resources on
-    retryable failures, within the request's deadline and at most ``retries`` times.
-
-    On success the lease stays open and is returned with the result: the caller records
-    the outcome later (a stream holds its slot until its last chunk, and may still fail).
-    ``exclude`` names resources this request already tried elsewhere.
-    """
+    """The body of ``ResourceHub.open`` (its docstring says what it promises), kept here so
+    the failover loop has one home apart from the hub's bookkeeping."""
     request = request or Request()
     deadline = hub.deadline_for(request)
     budget = hub.retries if retries is None else retries
