@@ -63,7 +63,8 @@ class Replicas:
 
     async def __call__(self, n: int, urls: list[str], **hub: Any) -> list[Runtime]:
         runtimes = []
-        for i in range(n):
+        first = len(self.started)  # a later call adds replicas to the same fleet
+        for i in range(first, first + n):
             config = replica_config(self.redis.url, self.namespace, urls, f"r{i}", **hub)
             runtime = Runtime.from_config(config)
             await runtime.start()

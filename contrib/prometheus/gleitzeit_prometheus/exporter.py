@@ -215,7 +215,8 @@ def _state_families(state: Any) -> Iterator[Any]:
         (
             GaugeMetricFamily,
             "gleitzeit_state_connected",
-            "1 while the state backend answers (always 1 for the in-process backend)",
+            "1 while the state backend answers and this replica listens for the others' news "
+            "(always 1 for the in-process backend)",
             1.0 if state.get("connected") else 0.0,
         ),
         (

@@ -7,7 +7,10 @@ What goes where (``NS`` is the ``namespace`` option; all replicas of one gateway
   its load, reservations and concurrency counts are ignored and cleaned up.
 * ``NS:events`` (pub/sub): a breaker that opened or a resource that was ejected on one replica,
   with the time left; the others apply it to their own breaker (``GatedBreaker.trip``) or
-  resource. Lost while Redis is down; each replica republishes what is open when it is back.
+  resource. Lost while Redis is down or a replica is not listening: a replica that
+  (re)subscribes asks its peers (``resync``) and they republish what they have open (at most
+  once a second each), as it republishes its own when Redis is back. A replica calls itself
+  ``connected`` only once its listener is subscribed.
   The same channel carries the facts hubs share (``share``: a hub name, a topic and a JSON
   value), every fact queued since the last flush in one message; each peer hands them to its
   hub's handler (``ResourceHub.receive_shared``). Lost while Redis is down (each replica keeps
@@ -198,6 +201,11 @@ class RedisState:
     _started_at: float = attrs.field(init=False, default=0.0)
     _live: dict[str, ReplicaInfo] = attrs.field(init=False, factory=dict)
     _applying: bool = attrs.field(init=False, default=False)
+    # the events listener is subscribed: until then a peer's news would be lost, so the
+    # backend does not call itself connected
+    _listening: bool = attrs.field(init=False, default=False)
+    _reconnected: asyncio.Event = attrs.field(init=False, factory=asyncio.Event, repr=False)
+    _resync_answered_at: float = attrs.field(init=False, default=-math.inf)  # monotonic
     _outbox: list[tuple[str, Any]] = attrs.field(init=False, factory=list, repr=False)
     _outbox_ready: asyncio.Event = attrs.field(init=False, factory=asyncio.Event, repr=False)
     # places this replica holds in Redis (NS:cap:... and NS:conc:... keys), in use or spare
@@ -374,7 +382,7 @@ class RedisState:
         return StateStatus(
             backend=self.name,
             shared=True,
-            connected=self._degraded is None,
+            connected=self._degraded is None and self._listening,
             degraded=self._degraded,
             replica=self.replica_id,
             replicas=sorted(self._live.values(), key=lambda r: r.id),
@@ -444,6 +452,7 @@ class RedisState:
         if self._degraded_since is not None:
             self._degraded_before_s += time.monotonic() - self._degraded_since
             self._degraded_since = None
+        self._reconnected.set()  # the listener subscribes again now, not at its next poll
         self._republish_open()
 
     # -- sharing what happened ------------------------------------------------------------------
@@ -478,6 +487,17 @@ class RedisState:
                     left = resource.ejected_until - now
                     self._publish("ejected", hub.name, resource.id, left, "resync")
 
+    def _answer_resync(self) -> None:
+        """A peer has just (re)subscribed and missed what was published before: tell it what
+        is open here. At most once a second, however many ask (a restarted fleet, or a flood
+        from anyone who can publish on the channel)."""
+        now = time.monotonic()
+        if now - self._resync_answered_at < 1.0:
+            return
+        self._resync_answered_at = now
+        self.counters["resyncs_answered"] += 1
+        self._republish_open()
+
     def _publish(self, kind: str, hub: str, resource: str, left: float, detail: str) -> None:
         if left <= 0:
             return
@@ -500,6 +520,9 @@ class RedisState:
             return
         if message.get("kind") == "facts":
             self._apply_facts(runtime, str(message.get("replica")), message.get("facts"))
+            return
+        if message.get("kind") == "resync":
+            self._answer_resync()
             return
         hub = runtime.hubs.get(str(message.get("hub")))
         resource_id = message.get("resource")
@@ -696,15 +719,22 @@ class RedisState:
         """Listen for the peers' news; reconnect (after the backend recovers) when it breaks."""
         while not self._stopped:
             if self._degraded is not None or self._client is None:
-                await asyncio.sleep(min(1.0, self.heartbeat))
+                self._reconnected.clear()  # no await since the check: a recovery is not missed
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(1.0, self.heartbeat)):
+                        await self._reconnected.wait()
                 continue
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._key("events"))
+                self._listening = True
+                # news published while this replica was not listening is lost: ask the peers
+                # for what they have open (a replica that just started learns it too)
+                self._send("publish", json.dumps({"replica": self.replica_id, "kind": "resync"}))
                 while not self._stopped:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
-                        if not self.status().connected:  # the backend degraded meanwhile
+                        if self.status().degraded is not None:  # degraded meanwhile
                             break
                         continue
                     try:
@@ -717,6 +747,7 @@ class RedisState:
             except (RedisError, OSError, TimeoutError) as exc:
                 self._degrade(exc)
             finally:
+                self._listening = False
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
