@@ -6,7 +6,11 @@ seconds. A runner-mode container is attached *before* it starts and counts as ma
 once its runner has said hello; an exec-mode container runs a keep-alive process that reads
 the stdin we keep attached (``tether``), so every container stops when its owner goes.
 If the runner cannot start for a pool key (``RunnerError``), that key falls back to exec
-mode (one ``docker exec`` of the one-shot runner per job) when ``fallback`` is on.
+mode (one ``docker exec`` of the one-shot runner per job) when ``fallback`` is on. With
+``direct`` on and an engine on this host (a ``unix://`` URL), a runner-mode container also
+gets a directory of its own with the host's socket, and its runner talks over that socket
+instead of the engine's attach relay once it has been checked (``direct``); otherwise, or if
+that does not work out, the attach stream carries the protocol as before.
 
 ``Inventory`` knows which containers are idle, busy, starting or being deleted. Its state
 changes only synchronously between awaits (one event loop), so it needs no lock; waiters
@@ -26,8 +30,9 @@ from typing import Any, Literal
 import attrs
 from aiodocker.stream import Stream
 
+from .direct import DirectListener
 from .engine import Engine
-from .errors import EngineUnavailable, ImageMissing, RunnerError
+from .errors import DockerLayerError, EngineUnavailable, ImageMissing, RunnerError
 from .profiles import Profile
 from .runner import RunnerConnection, keepalive_command, runner_command, tether
 
@@ -48,6 +53,7 @@ class PooledContainer:
     key: str
     conn: RunnerConnection | None = None  # runner mode only
     tether: Stream | None = None  # exec mode: the attached stdin that keeps it alive
+    direct: DirectListener | None = None  # its host directory for the direct channel
     created_at: float = attrs.field(factory=time.monotonic)
     last_used: float = attrs.field(factory=time.monotonic)
     uses: int = 0
@@ -69,12 +75,14 @@ class ContainerFactory:
         mode: Literal["runner", "exec"],
         start_timeout: float,
         fallback: bool = True,
+        direct: bool = True,
     ) -> None:
         self.engines = list(engines)
         self.hub_id = hub_id
         self.pool_id = pool_id
         self.mode = mode
         self.fallback = fallback
+        self.direct = direct
         self.modes: dict[str, str] = {}  # pool key -> mode, after a fallback
         self.start_timeout = start_timeout
         self._count: Counter[int] = Counter()  # containers per engine (index)
@@ -127,9 +135,25 @@ class ContainerFactory:
         labels = engine.labels(
             self.hub_id, pool_key=key, pool=self.pool_id, profile=profile.name, mode=mode
         )
-        cmd = runner_command(profile, once=False) if runner else keepalive_command(profile)
-        cid = await engine.create(profile.container_config(labels, cmd))
-        pc = PooledContainer(engine=engine, container_id=cid, profile=profile, key=key)
+        listener = self._direct_listener(engine) if runner else None
+        if runner:
+            path = listener.container_path if listener is not None else None
+            cmd = runner_command(profile, once=False, direct=path)
+        else:
+            cmd = keepalive_command(profile)
+        config = profile.container_config(labels, cmd)
+        if listener is not None:  # that one directory, read-only; nothing else of the host
+            host = config["HostConfig"]
+            host["Binds"] = [*host["Binds"], listener.bind]
+        try:
+            cid = await engine.create(config)
+        except BaseException:
+            if listener is not None:
+                listener.remove()
+            raise
+        pc = PooledContainer(
+            engine=engine, container_id=cid, profile=profile, key=key, direct=listener
+        )
         try:
             if runner:
                 pc.conn = await RunnerConnection.attach(engine, cid)
@@ -137,13 +161,44 @@ class ContainerFactory:
                 pc.tether = await tether(engine, cid)
             await engine.start(cid)
             if pc.conn is not None:
-                await pc.conn.wait_hello(self.start_timeout)
+                hello = await pc.conn.wait_hello(self.start_timeout)
+                if listener is not None:
+                    await self._take_up_direct(pc, listener, hello.get("direct") is True)
         except BaseException:
             await self._release_streams(pc)
             with contextlib.suppress(Exception):
                 await engine.delete(cid)
             raise
         return pc
+
+    def _direct_listener(self, engine: Engine) -> DirectListener | None:
+        """A directory and socket for a new container, where the engine is on this host."""
+        if not self.direct or not engine.url.startswith("unix://"):
+            return None
+        try:
+            return DirectListener.open()
+        except OSError as exc:
+            log.warning("no direct runner channel (%s); using the attach stream", exc)
+            return None
+
+    async def _take_up_direct(
+        self, pc: PooledContainer, listener: DirectListener, connected: bool
+    ) -> None:
+        """Accept the runner's one connection (before any job) and switch to it; whatever
+        fails leaves the attach stream in use. Nobody can connect afterwards."""
+        try:
+            if connected:
+                sock = await listener.accept(pc.engine, pc.container_id, self.start_timeout)
+                assert pc.conn is not None
+                await pc.conn.use_direct(sock)
+        except (OSError, TimeoutError, DockerLayerError) as exc:
+            log.warning(
+                "container %s: no direct runner channel (%s); using the attach stream",
+                pc.short_id,
+                exc,
+            )
+        finally:
+            listener.close_listener()
 
     @staticmethod
     async def _release_streams(pc: PooledContainer) -> None:
@@ -152,6 +207,8 @@ class ContainerFactory:
         if pc.tether is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pc.tether.close(), 2.0)
+        if pc.direct is not None:
+            pc.direct.remove()
 
     async def destroy(self, pc: PooledContainer) -> None:
         try:

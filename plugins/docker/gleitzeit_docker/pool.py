@@ -59,6 +59,7 @@ class PoolConfig:
     health_timeout: float = attrs.field(default=2.0, validator=_ge(0.01))
     kill_grace: float = attrs.field(default=2.0, validator=_ge(0.01))
     fallback: bool = True  # runner cannot start for a key -> use docker exec for that key
+    direct: bool = True  # runner mode, engine on this host: the runner's socket, not attach
 
 
 class WarmPool:
@@ -84,6 +85,7 @@ class WarmPool:
             mode=self.config.mode,
             start_timeout=self.config.start_timeout,
             fallback=self.config.fallback,
+            direct=self.config.direct,
         )
         self._inv = Inventory(self.factory, self.config.max_size)
         self._profiles: dict[str, Profile] = {}  # every key seen: min_idle applies to each

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import itertools
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -52,22 +53,29 @@ PROTO = 2
 WIPE_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
 
 _FUTURE = "from __future__ import annotations"
+# ``python3 -c`` puts "" (the working directory, /tmp: writable by jobs) first on sys.path;
+# the runner, as the container's root, must never import from there. Jobs get it back
+# (``runner_child.child``), after their own directory, as they had it.
+_NO_CWD_IMPORTS = "import sys as _sys\nif _sys.path[:1] == ['']:\n    del _sys.path[0]"
 
 
 @functools.cache
 def runner_source() -> str:
     """``runner_hygiene`` + ``runner_child`` + ``runner_main`` as one ``python3 -c`` script."""
     here = Path(__file__).parent
-    lines = [_FUTURE]
+    lines = [_FUTURE, _NO_CWD_IMPORTS]
     for name in ("runner_hygiene.py", "runner_child.py", "runner_main.py"):
         text = (here / name).read_text(encoding="utf-8")
         lines += [line for line in text.splitlines() if line.strip() != _FUTURE]
     return "\n".join(lines) + "\n"
 
 
-def runner_command(profile: Profile, *, once: bool, reap: bool = True) -> list[str]:
-    """Container (or exec) command that starts the runner."""
-    cfg = {
+def runner_command(
+    profile: Profile, *, once: bool, reap: bool = True, direct: str | None = None
+) -> list[str]:
+    """Container (or exec) command that starts the runner; ``direct``: the path of the
+    host's socket inside the container (``direct.DirectListener``), if it offers one."""
+    cfg: dict[str, Any] = {
         "once": once,
         "reap": reap,
         "wipe": list(WIPE_DIRS) if reap else [],
@@ -75,6 +83,8 @@ def runner_command(profile: Profile, *, once: bool, reap: bool = True) -> list[s
         "user": profile.user,
         "isolate": True,
     }
+    if direct is not None:
+        cfg["direct"] = direct
     return [profile.python, "-u", "-c", runner_source(), json.dumps(cfg)]
 
 
@@ -117,7 +127,11 @@ class _Frames:
             self.stderr_tail += message.data
             del self.stderr_tail[:-4096]
             return []
-        self.buf += message.data
+        return self.lines(message.data)
+
+    def lines(self, data: bytes) -> list[dict[str, Any]]:
+        """The complete JSON lines ``data`` ends (the rest is kept for the next call)."""
+        self.buf += data
         out = []
         while (end := self.buf.find(b"\n", self.scanned)) >= 0:
             line = bytes(self.buf[:end])
@@ -151,6 +165,20 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class _DirectProtocol(asyncio.Protocol):
+    """Bytes from the runner's direct socket (see ``direct``) into its connection."""
+
+    def __init__(self, conn: RunnerConnection) -> None:
+        self.conn = conn
+
+    def data_received(self, data: bytes) -> None:
+        self.conn._direct_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        why = f": {exc}" if exc is not None else ""
+        self.conn._end(f"the direct channel closed{why}")
+
+
 class RunnerConnection:
     """One open protocol stream (container attach or exec) with a background reader that
     hands each frame to the one request waiting for it."""
@@ -163,6 +191,8 @@ class RunnerConnection:
         self.hello: dict[str, Any] = {}
         self._stream = stream
         self._frames = _Frames()
+        self._direct: asyncio.Transport | None = None  # the runner's socket, once taken up
+        self._direct_frames = _Frames()
         self._waiting: dict[tuple[str, int | None], asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
@@ -214,6 +244,43 @@ class RunnerConnection:
         return not self._eof
 
     @property
+    def direct(self) -> bool:
+        """Does the protocol run over the direct socket (not the engine's attach relay)?"""
+        return self._direct is not None
+
+    async def use_direct(self, sock: socket.socket) -> None:
+        """From now on, talk to the runner over ``sock`` (its connection to our listener,
+        checked by ``DirectListener.accept``); the attach stream stays open as the tether
+        and for the runner's stderr. Losing ``sock`` ends this connection for good."""
+        if self._eof:
+            sock.close()
+            raise RunnerError(self._gone())
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_unix_connection(lambda: _DirectProtocol(self), sock=sock)
+        self._direct = transport
+
+    def _direct_received(self, data: bytes) -> None:
+        try:
+            for obj in self._direct_frames.lines(data):
+                self._deliver(obj)
+        except ProtocolViolation as exc:  # hang up: the runner sees EOF and drops it
+            self._end(f"{type(exc).__name__}: {exc}")
+
+    def _end(self, failure: str) -> None:
+        """The connection is over (either stream ended or broke): fail every waiter."""
+        if self._eof:
+            return
+        self._eof = True
+        self._failure = failure
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_exception(RunnerError(self._gone()))
+        self._waiting.clear()
+        self._cleaned_event.set()
+        if self._direct is not None:
+            self._direct.close()
+
+    @property
     def stderr_tail(self) -> str:
         return self._frames.stderr_tail.decode("utf-8", "replace")
 
@@ -233,20 +300,16 @@ class RunnerConnection:
         waiter.set_result(obj)
 
     async def _read_loop(self) -> None:
+        failure = ""
         try:
             while (message := await self._stream.read_out()) is not None:
                 for obj in self._frames.feed(message):
                     self._deliver(obj)
         except Exception as exc:  # any stream failure or violation ends the connection
-            self._failure = f"{type(exc).__name__}: {exc}"
+            failure = f"{type(exc).__name__}: {exc}"
         finally:
-            self._eof = True
-            for waiter in self._waiting.values():
-                if not waiter.done():
-                    waiter.set_exception(RunnerError(self._gone()))
-            self._waiting.clear()
-            self._cleaned_event.set()
-        if self._failure.startswith(ProtocolViolation.__name__):
+            self._end(failure)
+        if failure.startswith(ProtocolViolation.__name__):
             # The runner's side cannot be trusted any more: hang up, so it sees EOF.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._stream.close(), 2.0)
@@ -254,6 +317,9 @@ class RunnerConnection:
     async def _send(self, data: bytes) -> None:
         if self._eof:
             raise RunnerError(self._gone())
+        if self._direct is not None:
+            self._direct.write(data)  # buffered by the transport; a loss ends the connection
+            return
         try:
             await self.engine.call("runner write", lambda: self._stream.write_in(data))
         except (DockerLayerError, RuntimeError) as exc:
@@ -356,6 +422,8 @@ class RunnerConnection:
         return RunOutcome(reply, timed_out=bool(reply.get("killed")))
 
     async def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._stream.close(), 2.0)
         if self._reader is not None:

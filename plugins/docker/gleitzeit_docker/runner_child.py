@@ -201,7 +201,9 @@ def child(job: dict[str, Any], jobdir: str, out_w: int, err_w: int, res_w: int) 
     os.chdir(jobdir)
     filename = job.get("file") or "<code>"
     sys.argv = [filename]
-    sys.path.insert(0, jobdir)
+    # The job's directory, then "" (its working directory too), as ``python3 -c`` would
+    # give it; the runner itself dropped "" (see ``runner.runner_source``).
+    sys.path[:] = [jobdir, "", *(entry for entry in sys.path if entry != "")]
     scope: dict[str, Any] = {
         "__name__": "__main__",
         "__builtins__": builtins,

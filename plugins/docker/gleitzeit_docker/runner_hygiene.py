@@ -108,10 +108,12 @@ def wait_child(pid: int) -> int | None:
     return status if done else None
 
 
-def sweep() -> bool:
+def sweep(keep: int = 0) -> bool:
     """SIGKILL every live process that runs as anyone but us (the jobs' uid: daemons, fork
     bombs, whatever a job left); True once none is left. The runner's own processes (init,
-    runner, zygote, spares) share its uid and are spared; a job cannot join that uid."""
+    runner, zygote, spares) share its uid and are spared; a job cannot join that uid. The
+    exit status of ``keep`` (a job's process killed at its timeout), if this reaps it, stays
+    in ``REAPED`` for ``wait_child``."""
     mine = os.getuid()
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
@@ -125,7 +127,10 @@ def sweep() -> bool:
                 victims.append(pid)
         if not victims:
             reap_children()  # they were re-parented to us (the subreaper): no zombies left
-            REAPED.clear()  # nobody waits for these; the job's own status was taken before
+            kept = REAPED.pop(keep, None)
+            REAPED.clear()  # nobody waits for the others
+            if kept is not None:
+                REAPED[keep] = kept
             return True
         for pid in victims:
             with contextlib.suppress(OSError):

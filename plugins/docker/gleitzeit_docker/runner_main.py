@@ -84,7 +84,7 @@ class Channel:
         try:
             while data:
                 data = data[os.write(self.wfd, data) :]
-        except BrokenPipeError:  # the host is gone: nothing left to serve
+        except (BrokenPipeError, ConnectionResetError):  # the host is gone: nothing to serve
             os._exit(0)
 
     def pending(self) -> bool:
@@ -92,7 +92,10 @@ class Channel:
 
     def fill(self) -> None:
         """One read; call only when the fd is readable (or blocking is fine)."""
-        chunk = os.read(self.rfd, 1 << 16)
+        try:
+            chunk = os.read(self.rfd, 1 << 16)
+        except ConnectionResetError:  # a socket whose host end went away
+            chunk = b""
         self.buf += chunk
         self.eof = self.eof or not chunk
 
@@ -441,7 +444,7 @@ def _kill(pid: int, reap: bool) -> None:
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
     if reap:
-        sweep()
+        sweep(keep=pid)  # the job's status (SIGKILL) is what its reply reports
 
 
 def _warm_up() -> None:
@@ -478,6 +481,46 @@ def _isolation(cfg: dict[str, Any]) -> str | None:
     if cfg["job_ids"][0] == 0:
         return "jobs may not run as root"
     return None
+
+
+def _connect_direct(cfg: dict[str, Any]) -> Channel | None:
+    """Connect to the host's socket (``direct`` in CFG: a path in the directory the host
+    mounted for this container), before any job has run; None where there is none."""
+    path = cfg.get("direct")
+    if not path:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(2.0)
+        sock.connect(str(path))
+        sock.settimeout(None)
+    except OSError as exc:
+        sock.close()
+        sys.stderr.write(f"gleitzeit runner: no direct channel at {path}: {exc}\n")
+        return None
+    fd = sock.detach()
+    return Channel(fd, fd)
+
+
+def _next_request(chans: list[Channel]) -> tuple[Channel, dict[str, Any] | None]:
+    """The next request on any channel, with the channel to answer on; None once the first
+    (the attached stdin, the tether) has ended. A direct channel that ends is dropped: the
+    host either never took it up or has retired this container."""
+    while True:
+        for each in chans:
+            msg = each.take()
+            if msg is not None:
+                return each, msg
+        readable = select.select([each.rfd for each in chans], [], [])[0]
+        for each in list(chans):
+            if each.rfd not in readable:
+                continue
+            each.fill()
+            if each.eof and not each.pending():
+                if each is chans[0]:
+                    return each, None
+                chans.remove(each)
+                os.close(each.rfd)
 
 
 def main(argv: list[str]) -> int:
@@ -524,20 +567,23 @@ def main(argv: list[str]) -> int:
             chan.send(reply)
         return 0
     spares.wait_ready()
+    direct = _connect_direct(cfg)  # after the zygote was forked: no spare ever holds it
     chan.send(
         {
             "op": "hello",
             "proto": PROTO,
             "pid": os.getpid(),
             "isolated": bool(cfg.get("isolate")),
+            "direct": direct is not None,
             "python": platform.python_version(),
             "implementation": platform.python_implementation(),
             "platform": platform.platform(),
         }
     )
+    chans = [chan] if direct is None else [chan, direct]
     clean = True
     while True:
-        msg = chan.read()
+        chan, msg = _next_request(chans)
         if msg is None or msg.get("op") == "exit":
             return 0
         if msg.get("op") == "ping":

@@ -95,6 +95,9 @@ class PoolSettings:
     reap_interval: float = attrs.field(default=5.0, validator=seconds())
     # A profile whose runner cannot start falls back to `docker exec`.
     fallback: bool = True
+    # Runner mode on an engine of this host: the runner's protocol over a unix socket in a
+    # directory mounted for its container alone, past the engine's attach relay.
+    direct: bool = True
 
     def pool_config(self, max_size: int | None = None) -> Any:
         """The engine layer's ``PoolConfig`` (``max_size`` overridden per engine)."""
