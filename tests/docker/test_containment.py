@@ -168,7 +168,8 @@ async def test_memory_bomb_reports_the_memory_limit(pool: WarmPool, sandboxed: P
 
 
 async def test_infinite_loop_ends_at_its_timeout(pool: WarmPool, sandboxed: Profile) -> None:
-    """`while True: pass` is killed from outside at its timeout; output so far survives."""
+    """`while True: pass` is killed from outside at its timeout; output so far survives,
+    and its exit code is the SIGKILL it got (128 + 9, as for any signal), never 0."""
     started = time.perf_counter()
     res = await pool.execute(
         sandboxed, Job(code="print('started')\nwhile True:\n    pass", timeout=1.5)
@@ -176,6 +177,7 @@ async def test_infinite_loop_ends_at_its_timeout(pool: WarmPool, sandboxed: Prof
     elapsed = time.perf_counter() - started
     assert res.success is False
     assert res.error == "timeout after 1.5 s"
+    assert res.exit_code == 137
     assert res.stdout == "started\n"
     # at its own 1.5 s, far from the profile's 60 s (generous: a loaded machine is slow)
     assert 1.4 < elapsed < sandboxed.timeout / 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -144,3 +145,103 @@ def test_a_line_that_never_ends_is_a_protocol_violation_not_a_growing_buffer() -
     with pytest.raises(ProtocolViolation, match="longer than 1000 bytes"):
         frames.feed(Message(1, b"x" * 100))
     assert len(frames.buf) <= 1000 + 100
+
+
+def _start_runner(cfg: dict[str, Any], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-u", "-c", runner_source(), json.dumps({"reap": False, **cfg})],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
+    for stream in (proc.stdin, proc.stdout):
+        assert stream is not None
+        stream.close()
+
+
+class SocketPipe(Pipe):
+    """The same protocol over the runner's direct socket (its stdio stays the tether)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        super().__init__(proc)
+        self.sock = sock
+        self.reader = sock.makefile("rb", buffering=0)
+        self.stdout = self.reader
+        self.stdin = sock.makefile("wb", buffering=0)
+
+
+def test_the_direct_socket_carries_the_protocol_and_its_loss_is_not_the_tethers(
+    tmp_path: Path,
+) -> None:
+    """A runner told of the host's socket connects before its hello and says so; requests
+    on the socket are answered on the socket; when the socket goes, the runner drops it and
+    still answers on stdin; when stdin (the tether) ends, it stops."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "h.sock"))
+    listener.listen(1)
+    listener.settimeout(30)
+    proc = _start_runner({"once": False, "direct": str(tmp_path / "h.sock")}, tmp_path)
+    try:
+        stdio = Pipe(proc)
+        assert stdio.recv()["direct"] is True
+        conn, _ = listener.accept()
+        direct = SocketPipe(proc, conn)
+        direct.run(1, code="result = args * 2", args=21)
+        done = direct.recv()
+        assert (done["op"], done["id"], done["result"]) == ("done", 1, 42)
+        assert direct.recv() == {"op": "cleaned", "id": 1, "clean": True}
+        direct.send({"op": "ping", "id": 2})
+        assert direct.recv() == {"op": "pong", "id": 2, "busy": False, "clean": True}
+        conn.close()
+        stdio.send({"op": "ping", "id": 3})
+        assert stdio.recv() == {"op": "pong", "id": 3, "busy": False, "clean": True}
+        stdio.stdin.close()
+        assert proc.wait(10) == 0
+    finally:
+        listener.close()
+        _stop(proc)
+
+
+def test_without_the_hosts_socket_the_runner_says_so_and_serves_on_stdin(
+    tmp_path: Path,
+) -> None:
+    """No socket at the path it was given: the hello says ``direct: false`` and stdin
+    carries the protocol as before."""
+    proc = _start_runner({"once": False, "direct": str(tmp_path / "missing.sock")}, tmp_path)
+    try:
+        stdio = Pipe(proc)
+        assert stdio.recv()["direct"] is False
+        stdio.run(1, code="result = 1")
+        assert stdio.recv()["result"] == 1
+    finally:
+        _stop(proc)
+
+
+# A module that, imported from the working directory, leaves a mark there.
+PLANTED = "import pathlib\npathlib.Path(__file__).with_suffix('.imported').touch()\n"
+
+
+def test_the_runner_never_imports_from_its_working_directory(tmp_path: Path) -> None:
+    """Modules the runner imports (``base64``, ``tempfile``), planted in its working
+    directory (in a container: /tmp, writable by jobs), are not imported by the runner; a
+    job's own sys.path is as ``python3 -c`` gives it: its directory, then "" (its cwd)."""
+    for name in ("base64", "tempfile"):
+        (tmp_path / f"{name}.py").write_text(PLANTED)
+    proc = _start_runner({"once": False}, tmp_path)
+    try:
+        runner = Pipe(proc)
+        assert runner.recv()["op"] == "hello"
+        runner.run(1, code="import os, sys\nresult = [sys.path[:2], os.getcwd()]")
+        done = runner.recv()
+        path, cwd = done["result"]
+        assert path == [cwd, ""]
+    finally:
+        _stop(proc)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base64.py", "tempfile.py"]

@@ -1,9 +1,10 @@
 """Attacks from code inside the sandbox on the runner, the host and the next caller's job.
 
 Each test runs the attack for real on a warm container of a real engine (one container, so
-the attacker and its victim share it, as two callers in a row do), on the resident runner and
-on the `docker exec` path, and asserts both that the attack fails and that a normal job on
-the same container still works.
+the attacker and its victim share it, as two callers in a row do), on the resident runner (over
+its direct socket, and over the engine's attach stream as for a remote engine) and on the
+`docker exec` path, and asserts both that the attack fails and that a normal job on the same
+container still works.
 """
 
 from __future__ import annotations
@@ -48,14 +49,25 @@ async def engine() -> AsyncIterator[Engine]:
     await eng.close()
 
 
-@pytest_asyncio.fixture(loop_scope="module", params=["runner", "exec"])
+@pytest_asyncio.fixture(loop_scope="module", params=["runner", "runner-attach", "exec"])
 async def one_container(engine: Engine, request: pytest.FixtureRequest) -> AsyncIterator[WarmPool]:
     """A pool of exactly one warm container: every job runs in the same one, in turn (by
-    the resident runner, or by a one-shot runner per job through `docker exec`)."""
+    the resident runner over its direct socket or over the attach stream, or by a one-shot
+    runner per job through `docker exec`)."""
+    mode, _, channel = request.param.partition("-")
     config = PoolConfig(
-        mode=request.param, max_size=1, acquire_timeout=60, fallback=False, **GENEROUS
+        mode=mode,
+        max_size=1,
+        acquire_timeout=60,
+        fallback=False,
+        direct=channel != "attach",
+        **GENEROUS,
     )
     pool = WarmPool(engine, hub_id=HUB_ID, config=config)
+    if mode == "runner":  # the channel under attack is the one asked for, not a fallback
+        async with pool.checkout(load_profiles({"default_image": IMAGE}).get("sandboxed")) as pc:
+            assert pc.conn is not None
+            assert pc.conn.direct is (channel != "attach")
     yield pool
     await pool.close()
 

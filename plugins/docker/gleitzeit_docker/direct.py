@@ -136,14 +136,21 @@ class DirectListener:
         directory = base / f"{me}-{_start_time(me)}-{secrets.token_hex(6)}"
         directory.mkdir(mode=0o700)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dir_fd = -1
         try:
-            listener.bind(str(directory / SOCKET_NAME))
+            # Bound through the directory's descriptor: a socket path holds at most 107
+            # bytes, and $XDG_RUNTIME_DIR or a temp dir may be long.
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            listener.bind(f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}")
             listener.listen(1)
             listener.setblocking(False)
         except OSError:
             listener.close()
             shutil.rmtree(directory, ignore_errors=True)
             raise
+        finally:
+            if dir_fd >= 0:
+                os.close(dir_fd)
         return cls(directory, listener)
 
     @property

@@ -1,0 +1,273 @@
+"""The resident runner's direct socket (``gleitzeit_docker.direct``), attacked for real.
+
+A job must not reach the directory the host mounts for its container, nor the socket in it,
+nor make the host talk to anything but the runner; the host takes exactly one connection,
+from the container's runner, before any job; the directory is private, read-only inside,
+and gone with its container, its pool, or (after a crash) at the next start. An engine that
+is not on this host (here: the same engine behind a TCP relay on loopback) keeps the attach
+stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from gleitzeit_docker.direct import SOCKET_NAME, DirectListener, base_dir, sweep_stale
+from gleitzeit_docker.engine import Engine
+from gleitzeit_docker.execution import Job
+from gleitzeit_docker.pool import PoolConfig, WarmPool
+from gleitzeit_docker.profiles import Profile, load_profiles
+
+from ..docker_engine import CALL_TIMEOUT, GENEROUS, IMAGE, require_engine
+
+pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
+
+HUB_ID = f"gz-direct-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(autouse=True)
+def _needs_engine() -> None:
+    require_engine()
+
+
+@pytest.fixture(autouse=True)
+def _private_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's runner directories live under its own tmp_path (seen by ``base_dir``)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    return tmp_path / f"gleitzeit-runners-{os.geteuid()}"
+
+
+@pytest.fixture(scope="module")
+def sandboxed() -> Profile:
+    return load_profiles({"default_image": IMAGE}).get("sandboxed")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def engine() -> AsyncIterator[Engine]:
+    require_engine()
+    eng = Engine(call_timeout=CALL_TIMEOUT)
+    await eng.ping()
+    yield eng
+    await eng.remove_all(HUB_ID)
+    await eng.close()
+
+
+@contextlib.asynccontextmanager
+async def one_pool(engine: Engine, **config: object) -> AsyncIterator[WarmPool]:
+    pool = WarmPool(
+        engine,
+        hub_id=HUB_ID,
+        config=PoolConfig(max_size=1, acquire_timeout=60, fallback=False, **{**GENEROUS, **config}),  # type: ignore[arg-type]
+    )
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def connect_to(path: Path) -> socket.socket:
+    """A unix socket connected to ``path`` (through its directory's descriptor: tmp_path
+    is longer than a socket address may be)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        sock.connect(f"/proc/self/fd/{dir_fd}/{path.name}")
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.close(dir_fd)
+    return sock
+
+
+# Job code: every way into the host's directory and its socket a job could try.
+ATTACK = r"""
+import os, socket
+base = "/run/gleitzeit"
+def attempt(action):
+    try:
+        return ["done", action()]
+    except OSError as exc:
+        return [type(exc).__name__, exc.errno]
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect(path)
+        s.sendall(b'{"op":"done","id":2,"result":"FORGED","clean":true}\n')
+        return "connected"
+    finally:
+        s.close()
+result = {
+    "list": attempt(lambda: os.listdir(base)),
+    "connect": attempt(lambda: connect(base + "/host.sock")),
+    "create": attempt(lambda: open(base + "/planted", "w").close()),
+    "symlink": attempt(lambda: os.symlink("/var/run/docker.sock", base + "/host.sock")),
+    "chmod": attempt(lambda: os.chmod(base, 0o777)),
+    "mounts": sorted(
+        (fields[4], fields[5].split(",")[0])
+        for fields in (line.split() for line in open("/proc/self/mountinfo"))
+        if fields[4].startswith("/run")
+    ),
+}
+"""
+
+
+async def test_a_job_can_neither_reach_nor_replace_the_runners_socket(
+    engine: Engine, sandboxed: Profile
+) -> None:
+    """The job cannot list, connect to, plant into, symlink over or chmod the mounted
+    directory (0700, the container root's, read-only); the only host mount under /run is
+    that directory, read-only. On the host the socket is already gone (nobody can connect
+    after the runner did), and the same container keeps serving over its direct socket."""
+    async with one_pool(engine) as pool:
+        attack = await pool.execute(sandboxed, Job(code=ATTACK))
+        assert attack.success, attack.stderr
+        out = attack.result
+        for action in ("list", "connect", "create", "symlink", "chmod"):
+            assert out[action][0] in ("PermissionError", "OSError"), (action, out[action])
+        assert out["mounts"] == [["/run/gleitzeit", "ro"]]
+        async with pool.checkout(sandboxed) as pc:
+            assert pc.conn is not None and pc.conn.direct
+            assert pc.direct is not None
+            directory = pc.direct.directory
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+            assert os.listdir(directory) == []  # nothing planted, no socket left
+            with pytest.raises(FileNotFoundError):
+                connect_to(directory / SOCKET_NAME)
+            container = pc.container_id
+        after = await pool.execute(sandboxed, Job(code="result = 6 * 7"))
+        assert (after.success, after.result, after.container_id) == (True, 42, container)
+
+
+async def test_the_host_takes_its_socket_only_from_the_containers_runner(
+    engine: Engine, sandboxed: Profile, tmp_path: Path
+) -> None:
+    """A connection from anyone but the container's runner (here: this test process, which
+    got to the socket first) is refused by the peer check, and the listener is closed and
+    unlinked either way: there is no second chance to connect."""
+    async with one_pool(engine) as pool, pool.checkout(sandboxed) as pc:
+        listener = DirectListener.open(tmp_path)
+        assert listener is not None
+        path = listener.directory / SOCKET_NAME
+        with connect_to(path):
+            with pytest.raises(OSError, match="is not the runner of container"):
+                await listener.accept(engine, pc.container_id, timeout=30)
+        assert not path.exists()
+        with pytest.raises(FileNotFoundError):
+            connect_to(path)
+        listener.remove()
+        assert not listener.directory.exists()
+
+
+async def test_a_squatted_base_directory_is_not_used(
+    engine: Engine, sandboxed: Profile, _private_base: Path
+) -> None:
+    """Someone made the base directory first, open to all (as anyone can on a shared /tmp,
+    to plant a socket or a symlink in it): the host will not use it, nothing is created in
+    it, and the pool runs its jobs over the attach stream instead."""
+    _private_base.mkdir(mode=0o777)
+    _private_base.chmod(0o777)
+    assert base_dir() is None
+    async with one_pool(engine) as pool:
+        res = await pool.execute(sandboxed, Job(code="result = 6 * 7"))
+        assert (res.success, res.result) == (True, 42)
+        async with pool.checkout(sandboxed) as pc:
+            assert pc.conn is not None and not pc.conn.direct
+            assert pc.direct is None
+    assert os.listdir(_private_base) == []
+
+
+async def test_directories_go_with_their_containers_and_after_a_crash(
+    engine: Engine, sandboxed: Profile, _private_base: Path
+) -> None:
+    """A crashed process's directory (its pid gone, or reused by another process) is swept
+    at the next start while a live one stays; a container's directory is removed when the
+    container is retired (here: its socket lost, which is never reconnected) and when the
+    pool closes."""
+    _private_base.mkdir(mode=0o700)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, check=True, text=True)  # fmt: skip
+    dead = _private_base / f"{gone.stdout.strip()}-1-aaaa"
+    reused = _private_base / f"{os.getpid()}-1-bbbb"  # our pid, another start time
+    alive = DirectListener.open()  # the first open sweeps
+    assert alive is not None
+    for stale in (dead, reused):
+        stale.mkdir(mode=0o700)
+    sweep_stale(_private_base)
+    assert sorted(os.listdir(_private_base)) == [alive.directory.name]
+    alive.remove()
+
+    async with one_pool(engine) as pool:
+        first = await pool.execute(sandboxed, Job(code="result = 1"))
+        async with pool.checkout(sandboxed) as pc:
+            assert pc.direct is not None and pc.conn is not None and pc.conn.direct
+            lost = pc.direct.directory
+            pc.conn._direct.abort()  # type: ignore[union-attr]  # the socket breaks
+            await asyncio.sleep(0)
+            assert not pc.conn.alive
+        second = await pool.execute(sandboxed, Job(code="result = 2"))
+        assert (second.success, second.result) == (True, 2)
+        assert second.container_id != first.container_id  # retired, not reconnected
+        for _ in range(600):  # its removal runs in the background
+            if not lost.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not lost.exists()
+        assert len(os.listdir(_private_base)) == 1  # the new container's
+    assert os.listdir(_private_base) == []
+
+
+async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    with contextlib.suppress(OSError):
+        writer.write_eof()
+
+
+async def test_an_engine_elsewhere_keeps_the_attach_stream(
+    engine: Engine, sandboxed: Profile, _private_base: Path
+) -> None:
+    """The same engine reached over TCP (a byte relay on 127.0.0.1, as a remote engine
+    would be) gets no directory and no socket: jobs run over the attach stream, timeouts
+    included."""
+    unix_path = engine.url[len("unix://") :]
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(unix_path)
+        try:
+            await asyncio.gather(_relay(reader, up_writer), _relay(up_reader, writer))
+        finally:
+            up_writer.close()
+            writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    remote = Engine(f"tcp://127.0.0.1:{port}", call_timeout=CALL_TIMEOUT)
+    try:
+        async with one_pool(remote) as pool:
+            res = await pool.execute(sandboxed, Job(code="result = 6 * 7"))
+            assert (res.success, res.result) == (True, 42), res.error
+            slow = await pool.execute(sandboxed, Job(code="while True: pass", timeout=1))
+            assert (slow.error, slow.exit_code) == ("timeout after 1 s", 137)
+            async with pool.checkout(sandboxed) as pc:
+                assert pc.conn is not None and not pc.conn.direct and pc.direct is None
+        assert not _private_base.exists() or os.listdir(_private_base) == []
+    finally:
+        await remote.remove_all(HUB_ID)
+        await remote.close()
+        server.close()
+        await server.wait_closed()
