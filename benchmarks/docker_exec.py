@@ -11,13 +11,17 @@ Paths (same trivial job, same hardened ``sandboxed`` profile):
 - exec:   ``docker exec`` of the one-shot runner in a warm container (``WarmPool``, exec mode);
 - runner: the resident runner of a warm container hands each job to a pristine pre-forked
           process that drops to the job's own uid (``WarmPool``, runner mode; the benchmark
-          checks the runner reports that isolation).
+          checks the runner reports that isolation), over its direct socket (an engine on
+          this host; the benchmark checks it is in use);
+- attach: the same runner over the engine's attach stream (``direct=False``: what an
+          engine elsewhere gets, and what every runner did before the direct socket).
 
 The paths are interleaved (rotating order) after a warm-up, so drift in engine load hits
 all of them alike. Target (issue 16): the isolated runner at least 40x faster than a fresh
 container. ``docker_runner_vs_fresh_p50_ratio`` is the median of the per-round ratios (each
-round runs every path once) with its 90 % interval (``..._ci90``); the p50 of each path is
-reported too.
+round runs every path once) with its 90 % interval (``..._ci90``), and
+``docker_runner_attach_vs_fresh_p50_ratio`` the same for the attach stream; the p50 of each
+path is reported too.
 """
 
 from __future__ import annotations
@@ -56,9 +60,23 @@ async def measure(runs: int, warmup: int, image: str) -> dict[str, list[float]]:
     await engine.require_image(image)
     profile = load_profiles({"default_image": image}).get("sandboxed")
     hub = f"gz-bench-{uuid.uuid4().hex[:8]}"
-    runner_pool = WarmPool(engine, hub_id=hub, config=PoolConfig(mode="runner", max_size=1))
+    big = 1 << 30  # one container per pool for the whole run (max_uses would retire it)
+    runner_pool = WarmPool(
+        engine, hub_id=hub, config=PoolConfig(mode="runner", max_size=1, max_uses=big)
+    )
+    attach_pool = WarmPool(
+        engine,
+        hub_id=hub,
+        config=PoolConfig(mode="runner", max_size=1, max_uses=big, direct=False),
+    )
     exec_pool = WarmPool(engine, hub_id=hub, config=PoolConfig(mode="exec", max_size=1))
-    times: dict[str, list[float]] = {"fresh": [], "fresh+rm": [], "exec": [], "runner": []}
+    times: dict[str, list[float]] = {
+        "fresh": [],
+        "fresh+rm": [],
+        "exec": [],
+        "runner": [],
+        "attach": [],
+    }
 
     async def fresh() -> ExecutionResult:
         return await execute_fresh(engine, profile, JOB, hub_id=hub)
@@ -69,13 +87,19 @@ async def measure(runs: int, warmup: int, image: str) -> dict[str, list[float]]:
     async def runner() -> ExecutionResult:
         return await runner_pool.execute(profile, JOB)
 
-    paths = [("fresh", fresh), ("exec", warm_exec), ("runner", runner)]
+    async def attach() -> ExecutionResult:
+        return await attach_pool.execute(profile, JOB)
+
+    paths = [("fresh", fresh), ("exec", warm_exec), ("runner", runner), ("attach", attach)]
     try:
-        async with runner_pool.checkout(profile) as pc:
-            if pc.conn is None or pc.conn.hello.get("isolated") is not True:
-                raise SystemExit("the runner does not isolate its jobs; nothing to compare")
+        for pool, direct in ((runner_pool, True), (attach_pool, False)):
+            async with pool.checkout(profile) as pc:
+                if pc.conn is None or pc.conn.hello.get("isolated") is not True:
+                    raise SystemExit("the runner does not isolate its jobs; nothing to compare")
+                if pc.conn.direct is not direct:
+                    raise SystemExit(f"the runner's direct socket is not {direct}; see the log")
         for i in range(warmup + runs):
-            rotation = paths[i % 3 :] + paths[: i % 3]
+            rotation = paths[i % len(paths) :] + paths[: i % len(paths)]
             for name, call in rotation:
                 started = time.perf_counter()
                 res = await call()
@@ -91,6 +115,7 @@ async def measure(runs: int, warmup: int, image: str) -> dict[str, list[float]]:
                     times[name].append(elapsed)
     finally:
         await runner_pool.close()
+        await attach_pool.close()
         await exec_pool.close()
         await engine.remove_all(hub)
         await engine.close()
@@ -109,8 +134,11 @@ def report(times: dict[str, list[float]], runs: int, command: str) -> dict[str, 
     ratio = summary.median
     print(f"\nfresh/runner, median of {runs} rounds: {summary.text()}x  (target >= "
           f"{TARGET_RATIO:g}x: {'met' if ratio >= TARGET_RATIO else 'NOT met'})")  # fmt: skip
+    attach = per_round_ratio(times["fresh"], times["attach"])
+    print(f"fresh/attach (the same runner over the engine's attach stream): {attach.text()}x")
     print(f"fresh+rm/runner p50: {figures['fresh+rm'][0] / runner_p50:6.1f}x")
     print(f"exec/runner p50:     {figures['exec'][0] / runner_p50:6.1f}x")
+    print(f"attach/runner p50:   {figures['attach'][0] / runner_p50:6.1f}x")
     return {
         "docker_fresh_p50_ms": round(figures["fresh"][0], 2),
         "docker_fresh_p95_ms": round(figures["fresh"][1], 2),
@@ -119,7 +147,9 @@ def report(times: dict[str, list[float]], runs: int, command: str) -> dict[str, 
         "docker_exec_p95_ms": round(figures["exec"][1], 2),
         "docker_runner_p50_ms": round(runner_p50, 2),
         "docker_runner_p95_ms": round(figures["runner"][1], 2),
+        "docker_runner_attach_p50_ms": round(figures["attach"][0], 2),
         **spread_figures("docker_runner_vs_fresh_p50_ratio", summary, command, digits=3),
+        **spread_figures("docker_runner_attach_vs_fresh_p50_ratio", attach, command, digits=3),
     }
 
 

@@ -237,14 +237,17 @@ async def test_no_state_leaks_between_runs(
     assert out["sysv"] == []
 
 
+@pytest.mark.parametrize("result_pipe", ["closed", "kept open"])
 async def test_a_forged_exit_report_does_not_outlive_the_run(
-    make_pool: Callable[..., WarmPool], sandboxed: Profile
+    make_pool: Callable[..., WarmPool], sandboxed: Profile, result_pipe: str
 ) -> None:
-    """The runner answers once a job's process has reported its exit status and closed its
-    pipes, without waiting for the exit itself. A job that forges that report (writes it on
-    its result pipe, closes every pipe and keeps running) gets its chosen status, and is
-    gone before the next run in the same container starts."""
+    """The runner answers once a job's process has closed its stdout and stderr and
+    reported its exit status (its last write), without waiting for the exit itself. A job
+    that forges that report (writes it on its result pipe, closes its output pipes, closes
+    the result pipe or keeps it and writes more, and keeps running) gets its chosen status,
+    and is gone before the next run in the same container starts."""
     pool = make_pool(max_size=1)
+    after_report = "        os.close(fd)\n" if result_pipe == "closed" else "        kept = fd\n"
     forger = (
         "import os, time\n"
         "outputs = {os.readlink('/proc/self/fd/1'), os.readlink('/proc/self/fd/2')}\n"
@@ -254,10 +257,11 @@ async def test_a_forged_exit_report_does_not_outlive_the_run(
         "    except OSError:\n"
         "        continue\n"
         "    if target.startswith('pipe:') and target not in outputs:\n"
-        '        os.write(fd, b\'{"result":"forged","exit":7}\')\n'
-        "        os.close(fd)\n"
-        "os.close(1)\n"
+        '        os.write(fd, b\'{"result":"forged","exit":7}\')\n' + after_report + "os.close(1)\n"
         "os.close(2)\n"
+        "time.sleep(0.5)\n"
+        "if 'kept' in globals():\n"
+        "    os.write(kept, b'more')\n"
         "time.sleep(600)\n"
     )
     one = await pool.execute(sandboxed, Job(code=forger))

@@ -15,7 +15,6 @@ import contextlib
 import os
 import socket
 import stat
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -42,7 +41,7 @@ def _needs_engine() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _private_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def runner_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test's runner directories live under its own tmp_path (seen by ``base_dir``)."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     return tmp_path / f"gleitzeit-runners-{os.geteuid()}"
@@ -74,6 +73,10 @@ async def one_pool(engine: Engine, **config: object) -> AsyncIterator[WarmPool]:
         yield pool
     finally:
         await pool.close()
+
+
+def exists(path: str | os.PathLike[str]) -> bool:
+    return os.path.exists(path)
 
 
 def connect_to(path: Path) -> socket.socket:
@@ -139,7 +142,8 @@ async def test_a_job_can_neither_reach_nor_replace_the_runners_socket(
             assert out[action][0] in ("PermissionError", "OSError"), (action, out[action])
         assert out["mounts"] == [["/run/gleitzeit", "ro"]]
         async with pool.checkout(sandboxed) as pc:
-            assert pc.conn is not None and pc.conn.direct
+            assert pc.conn is not None
+            assert pc.conn.direct
             assert pc.direct is not None
             directory = pc.direct.directory
             assert stat.S_IMODE(directory.stat().st_mode) == 0o700
@@ -161,58 +165,60 @@ async def test_the_host_takes_its_socket_only_from_the_containers_runner(
         listener = DirectListener.open(tmp_path)
         assert listener is not None
         path = listener.directory / SOCKET_NAME
-        with connect_to(path):
-            with pytest.raises(OSError, match="is not the runner of container"):
-                await listener.accept(engine, pc.container_id, timeout=30)
-        assert not path.exists()
+        with connect_to(path), pytest.raises(OSError, match="is not the runner of container"):
+            await listener.accept(engine, pc.container_id, timeout=30)
+        assert not exists(path)
         with pytest.raises(FileNotFoundError):
             connect_to(path)
         listener.remove()
-        assert not listener.directory.exists()
+        assert not exists(listener.directory)
 
 
 async def test_a_squatted_base_directory_is_not_used(
-    engine: Engine, sandboxed: Profile, _private_base: Path
+    engine: Engine, sandboxed: Profile, runner_base: Path
 ) -> None:
     """Someone made the base directory first, open to all (as anyone can on a shared /tmp,
     to plant a socket or a symlink in it): the host will not use it, nothing is created in
     it, and the pool runs its jobs over the attach stream instead."""
-    _private_base.mkdir(mode=0o777)
-    _private_base.chmod(0o777)
+    os.mkdir(runner_base)
+    os.chmod(runner_base, 0o777)
     assert base_dir() is None
     async with one_pool(engine) as pool:
         res = await pool.execute(sandboxed, Job(code="result = 6 * 7"))
         assert (res.success, res.result) == (True, 42)
         async with pool.checkout(sandboxed) as pc:
-            assert pc.conn is not None and not pc.conn.direct
+            assert pc.conn is not None
+            assert not pc.conn.direct
             assert pc.direct is None
-    assert os.listdir(_private_base) == []
+    assert os.listdir(runner_base) == []
 
 
 async def test_directories_go_with_their_containers_and_after_a_crash(
-    engine: Engine, sandboxed: Profile, _private_base: Path
+    engine: Engine, sandboxed: Profile, runner_base: Path
 ) -> None:
     """A crashed process's directory (its pid gone, or reused by another process) is swept
     at the next start while a live one stays; a container's directory is removed when the
     container is retired (here: its socket lost, which is never reconnected) and when the
     pool closes."""
-    _private_base.mkdir(mode=0o700)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, check=True, text=True)  # fmt: skip
-    dead = _private_base / f"{gone.stdout.strip()}-1-aaaa"
-    reused = _private_base / f"{os.getpid()}-1-bbbb"  # our pid, another start time
+    os.mkdir(runner_base, 0o700)
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()
+    dead = runner_base / f"{gone.pid}-1-aaaa"
+    reused = runner_base / f"{os.getpid()}-1-bbbb"  # our pid, another start time
     alive = DirectListener.open()  # the first open sweeps
     assert alive is not None
     for stale in (dead, reused):
-        stale.mkdir(mode=0o700)
-    sweep_stale(_private_base)
-    assert sorted(os.listdir(_private_base)) == [alive.directory.name]
+        os.mkdir(stale, 0o700)
+    sweep_stale(runner_base)
+    assert sorted(os.listdir(runner_base)) == [alive.directory.name]
     alive.remove()
 
     async with one_pool(engine) as pool:
         first = await pool.execute(sandboxed, Job(code="result = 1"))
         async with pool.checkout(sandboxed) as pc:
-            assert pc.direct is not None and pc.conn is not None and pc.conn.direct
+            assert pc.direct is not None
+            assert pc.conn is not None
+            assert pc.conn.direct
             lost = pc.direct.directory
             pc.conn._direct.abort()  # type: ignore[union-attr]  # the socket breaks
             await asyncio.sleep(0)
@@ -221,12 +227,12 @@ async def test_directories_go_with_their_containers_and_after_a_crash(
         assert (second.success, second.result) == (True, 2)
         assert second.container_id != first.container_id  # retired, not reconnected
         for _ in range(600):  # its removal runs in the background
-            if not lost.exists():
+            if not exists(lost):
                 break
             await asyncio.sleep(0.05)
-        assert not lost.exists()
-        assert len(os.listdir(_private_base)) == 1  # the new container's
-    assert os.listdir(_private_base) == []
+        assert not exists(lost)
+        assert len(os.listdir(runner_base)) == 1  # the new container's
+    assert os.listdir(runner_base) == []
 
 
 async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -239,7 +245,7 @@ async def _relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 
 
 async def test_an_engine_elsewhere_keeps_the_attach_stream(
-    engine: Engine, sandboxed: Profile, _private_base: Path
+    engine: Engine, sandboxed: Profile, runner_base: Path
 ) -> None:
     """The same engine reached over TCP (a byte relay on 127.0.0.1, as a remote engine
     would be) gets no directory and no socket: jobs run over the attach stream, timeouts
@@ -264,8 +270,10 @@ async def test_an_engine_elsewhere_keeps_the_attach_stream(
             slow = await pool.execute(sandboxed, Job(code="while True: pass", timeout=1))
             assert (slow.error, slow.exit_code) == ("timeout after 1 s", 137)
             async with pool.checkout(sandboxed) as pc:
-                assert pc.conn is not None and not pc.conn.direct and pc.direct is None
-        assert not _private_base.exists() or os.listdir(_private_base) == []
+                assert pc.conn is not None
+                assert not pc.conn.direct
+                assert pc.direct is None
+        assert not exists(runner_base)
     finally:
         await remote.remove_all(HUB_ID)
         await remote.close()

@@ -44,8 +44,8 @@ from .engine import Engine
 
 __all__ = [
     "CONTAINER_DIR",
-    "DirectListener",
     "SOCKET_NAME",
+    "DirectListener",
     "base_dir",
     "peer_pid",
     "sweep_stale",

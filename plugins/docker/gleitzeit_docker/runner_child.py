@@ -250,17 +250,20 @@ def child(job: dict[str, Any], jobdir: str, out_w: int, err_w: int, res_w: int) 
             )
     else:
         payload = "{}"
-    # The status this process is about to exit with, as waitpid will see it, then every pipe
-    # to the runner closed: the runner may answer on seeing all three end instead of waiting
-    # for the exit itself (about 0.5-1 ms of tearing down the address space); its sweep
-    # after the answer reaps this process. Whatever the job wrote here instead counts no
-    # more than an exit status it chose itself.
+    # stdout and stderr closed first, then the result with the status this process is about
+    # to exit with (as waitpid will see it) last: the runner may answer once both streams
+    # have ended and the report is in, instead of waiting for the exit itself (about 0.5-1 ms
+    # of tearing down the address space) or for yet another wake-up to see the result pipe
+    # end; its sweep after the answer reaps this process. Whatever the job wrote here
+    # instead counts no more than an exit status it chose itself.
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):  # the code may have closed them itself
+            os.close(fd)
     code = int(exit_code)
     if -(1 << 31) <= code < 1 << 31:  # what os._exit takes
         status = f'"exit":{code & 0xFF}'
         payload = payload[:-1] + ("," if payload != "{}" else "") + status + "}"
     _write_all(res_w, payload.encode())
-    for fd in (1, 2, res_w):
-        with contextlib.suppress(OSError):  # the code may have closed them itself
-            os.close(fd)
+    with contextlib.suppress(OSError):
+        os.close(res_w)
     return exit_code

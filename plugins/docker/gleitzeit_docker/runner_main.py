@@ -324,8 +324,17 @@ def run_job(
     reap = bool(cfg.get("reap"))
     reported: int | None = None  # the exit status the job's process reported before it ended
     while readers or status is None:
-        if not readers and reap and (reported := _reported_exit(kept[2])) is not None:
-            _EXITING.append(pid)  # it closed every pipe after reporting: cleanup reaps it
+        # Both streams ended and the report is in (the spare's last write): answer without
+        # waiting for the result pipe's end or the exit; cleanup reaps the process.
+        if (
+            reap
+            and set(readers) <= {spare.res_r}
+            and (reported := _reported_exit(kept[2])) is not None
+        ):
+            for fd in readers:
+                os.close(fd)
+            readers.clear()
+            _EXITING.append(pid)
             break
         watch = list(readers) + _WAKE + ([chan.rfd] if not chan.eof else [])
         ready = [chan.rfd] if chan.pending() else select.select(watch, [], [], 0.05)[0]
