@@ -14,6 +14,7 @@ container config, and so a warm pool, of its own, without bound.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -223,6 +224,11 @@ class Profile:
     def pool_key(self) -> str:
         """Stable hash of the full effective container config and the jobs' user (labels and
         command excluded)."""
+        return self._pool_key
+
+    @functools.cached_property
+    def _pool_key(self) -> str:
+        # Once per profile (immutable): the pool and the hub ask for it on every run.
         raw = {**self._raw_config({}, None), "JobUser": self.user}
         blob = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
