@@ -238,7 +238,7 @@ async def test_runner_unavailable_falls_back_to_exec(
     the error names the container and shows the runner's stderr)."""
     import gleitzeit_docker.containers as containers
 
-    def broken(profile: Profile, *, once: bool) -> list[str]:
+    def broken(profile: Profile, *, once: bool, direct: str | None = None) -> list[str]:
         return [profile.python, "-c", "import sys\nsys.stderr.write('no runner here')\nsys.exit(3)"]
 
     monkeypatch.setattr(containers, "runner_command", broken)
