@@ -57,22 +57,30 @@ class Pipe:
         return message
 
 
-@pytest.fixture
-def runner() -> Iterator[Pipe]:
-    cfg = json.dumps({"once": False, "reap": False})
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-c", runner_source(), cfg],
+def _start_runner(cfg: dict[str, Any], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-u", "-c", runner_source(), json.dumps({"reap": False, **cfg})],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        cwd=cwd,
     )
-    yield Pipe(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(5)
     for stream in (proc.stdin, proc.stdout):
         assert stream is not None
         stream.close()
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[Pipe]:
+    proc = _start_runner({"once": False}, tmp_path)
+    yield Pipe(proc)
+    _stop(proc)
 
 
 def test_hello_run_ping_kill_and_eof(runner: Pipe, tmp_path: Path) -> None:
@@ -145,25 +153,6 @@ def test_a_line_that_never_ends_is_a_protocol_violation_not_a_growing_buffer() -
     with pytest.raises(ProtocolViolation, match="longer than 1000 bytes"):
         frames.feed(Message(1, b"x" * 100))
     assert len(frames.buf) <= 1000 + 100
-
-
-def _start_runner(cfg: dict[str, Any], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-u", "-c", runner_source(), json.dumps({"reap": False, **cfg})],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=cwd,
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(5)
-    for stream in (proc.stdin, proc.stdout):
-        assert stream is not None
-        stream.close()
 
 
 class SocketPipe(Pipe):

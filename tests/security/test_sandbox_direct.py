@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the engine and profile fixtures are the isolation tests' own
 """The resident runner's direct socket (``gleitzeit_docker.direct``), attacked for real.
 
 A job must not reach the directory the host mounts for its container, nor the socket in it,
@@ -16,23 +17,20 @@ import os
 import socket
 import stat
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from gleitzeit_docker.direct import SOCKET_NAME, DirectListener, base_dir, sweep_stale
 from gleitzeit_docker.engine import Engine
 from gleitzeit_docker.execution import Job
 from gleitzeit_docker.pool import PoolConfig, WarmPool
-from gleitzeit_docker.profiles import Profile, load_profiles
+from gleitzeit_docker.profiles import Profile
 
-from ..docker_engine import CALL_TIMEOUT, GENEROUS, IMAGE, require_engine
+from ..docker_engine import CALL_TIMEOUT, GENEROUS, require_engine
+from .test_sandbox_isolation import HUB_ID, engine, sandboxed  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio(loop_scope="module")]
-
-HUB_ID = f"gz-direct-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(autouse=True)
@@ -45,21 +43,6 @@ def runner_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test's runner directories live under its own tmp_path (seen by ``base_dir``)."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     return tmp_path / f"gleitzeit-runners-{os.geteuid()}"
-
-
-@pytest.fixture(scope="module")
-def sandboxed() -> Profile:
-    return load_profiles({"default_image": IMAGE}).get("sandboxed")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def engine() -> AsyncIterator[Engine]:
-    require_engine()
-    eng = Engine(call_timeout=CALL_TIMEOUT)
-    await eng.ping()
-    yield eng
-    await eng.remove_all(HUB_ID)
-    await eng.close()
 
 
 @contextlib.asynccontextmanager
