@@ -10,7 +10,11 @@ tail). ``put_archive`` cannot be used for files: the engine refuses it on a read
 filesystem even for a path on a tmpfs mount, so files travel inside the ``run`` message.
 
 The same one-shot program serves the warm ``docker exec`` path (``exec`` with stdin) and
-the fresh-container path, so all three paths produce identical results.
+the fresh-container path, so all three paths produce identical results. For an engine on
+this host a resident runner's protocol moves to a unix socket after the hello
+(``use_direct``; see ``direct``): requests are then written to it and replies read from it,
+past the engine, and the attach stream stays open as the tether and for stderr. Either
+stream ending or breaking ends the connection.
 
 The host trusts no frame it did not ask for: every reply must answer the one request that is
 waiting for it (``op`` and ``id``); anything else (an unsolicited ``done``, a reply to an id

@@ -2,9 +2,14 @@
 
 Protocol: one JSON object per line. The host writes requests to the runner's stdin; the
 runner answers on its (original) stdout. The runner moves the protocol channel to private
-file descriptors first, so nothing that prints can corrupt it.
+file descriptors first, so nothing that prints can corrupt it. In resident mode with
+``direct`` in CFG (the path of the host's socket, in a directory the host mounted for this
+container alone) the runner connects there before its hello, before any job, and says so;
+it then answers each request on the channel it came on (the host sends everything over the
+socket once it has checked and taken it up). The end of stdin (the tether) stops the runner;
+the end of the socket only drops it.
 
-  runner -> host  {"op": "hello", "python", "platform", "pid", "proto", "isolated"}
+  runner -> host  {"op": "hello", "python", "platform", "pid", "proto", "isolated", "direct"}
                                                                     (resident mode)
   host -> runner  {"op": "ping", "id"}        -> {"op": "pong", "id", "busy", "clean"}
   host -> runner  {"op": "run", "id", "bytes", "output_limit", "result_limit"} followed by
@@ -30,7 +35,7 @@ writable places and SysV IPC, so nothing leaks into the next run.
 
 ``CFG`` (JSON): ``once`` (serve one run, then exit: the exec and fresh paths), ``reap`` (the
 sweep and the wipe; only honoured inside a container), ``wipe`` (directories whose contents
-are removed), ``user`` (the jobs' ``uid[:gid]``), ``isolate`` and ``workdir``.
+are removed), ``user`` (the jobs' ``uid[:gid]``), ``isolate``, ``workdir`` and ``direct``.
 """
 
 from __future__ import annotations
