@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from gleitzeit_docker.direct import SOCKET_NAME, DirectListener, base_dir, sweep_stale
+from gleitzeit_docker.direct import SOCKET_NAME, DirectListener, base_dir
 from gleitzeit_docker.engine import Engine
 from gleitzeit_docker.execution import Job
 from gleitzeit_docker.pool import PoolConfig, WarmPool
@@ -60,6 +60,13 @@ async def one_pool(engine: Engine, **config: object) -> AsyncIterator[WarmPool]:
 
 def exists(path: str | os.PathLike[str]) -> bool:
     return os.path.exists(path)
+
+
+def own_start_time() -> str:
+    """This process's start time (field 22 of /proc/self/stat), as the host names its
+    directories."""
+    with open("/proc/self/stat", "rb") as fh:
+        return fh.read().rsplit(b")", 1)[1].split()[19].decode()
 
 
 def connect_to(path: Path) -> socket.socket:
@@ -180,23 +187,19 @@ async def test_directories_go_with_their_containers_and_after_a_crash(
     engine: Engine, sandboxed: Profile, runner_base: Path
 ) -> None:
     """A crashed process's directory (its pid gone, or reused by another process) is swept
-    at the next start while a live one stays; a container's directory is removed when the
+    when a pool starts while a live one stays; a container's directory is removed when the
     container is retired (here: its socket lost, which is never reconnected) and when the
     pool closes."""
     os.mkdir(runner_base, 0o700)
     gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
     await gone.wait()
-    dead = runner_base / f"{gone.pid}-1-aaaa"
-    reused = runner_base / f"{os.getpid()}-1-bbbb"  # our pid, another start time
-    alive = DirectListener.open()  # the first open sweeps
-    assert alive is not None
-    for stale in (dead, reused):
-        os.mkdir(stale, 0o700)
-    sweep_stale(runner_base)
-    assert sorted(os.listdir(runner_base)) == [alive.directory.name]
-    alive.remove()
+    live = f"{os.getpid()}-{own_start_time()}-cccc"  # a live process's (this one's)
+    for name in (f"{gone.pid}-1-aaaa", f"{os.getpid()}-1-bbbb", live):  # gone; pid reused
+        os.mkdir(runner_base / name, 0o700)
 
     async with one_pool(engine) as pool:
+        assert os.listdir(runner_base) == [live]  # swept as the pool started
+        os.rmdir(runner_base / live)
         first = await pool.execute(sandboxed, Job(code="result = 1"))
         async with pool.checkout(sandboxed) as pc:
             assert pc.direct is not None

@@ -20,7 +20,7 @@ an engine on this host the runner can instead talk to the host over a unix socke
   the attach stream breaks); the host never reconnects. The attach stays open as the
   tether (the container still stops when its owner goes) and carries the runner's stderr.
 * The directory is removed with its container, when the pool closes, and, for a crashed
-  process's, by ``sweep_stale`` the first time this process makes one.
+  process's, by ``sweep_stale`` when a pool of this process starts (or makes its first).
 
 Anything that does not hold (a remote engine, a root the engine cannot see, a container whose
 root cannot reach the directory, a peer that is not the runner) leaves the attach path in use.
@@ -48,6 +48,7 @@ __all__ = [
     "DirectListener",
     "base_dir",
     "peer_pid",
+    "sweep_once",
     "sweep_stale",
 ]
 
@@ -77,14 +78,16 @@ def _parent(pid: int) -> int | None:
     return int(data[data.rfind(b")") + 2 :].split()[1])
 
 
-def base_dir(root: str | os.PathLike[str] | None = None) -> Path | None:
+def base_dir(root: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path | None:
     """``<root>/gleitzeit-runners-<uid>`` (root: ``$XDG_RUNTIME_DIR`` or the temp dir), made
-    0700 if missing; None (no direct channel) if it exists as anything but a real directory
-    of ours that nobody else may enter: on a shared /tmp someone could have made it first."""
+    0700 if missing (and ``create``); None (no direct channel) if it is missing or exists as
+    anything but a real directory of ours that nobody else may enter: on a shared /tmp
+    someone could have made it first."""
     parent = Path(root or os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir())
     path = parent / f"gleitzeit-runners-{os.geteuid()}"
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700)
+    if create:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=0o700)
     try:
         info = path.lstat()
     except OSError:
@@ -94,6 +97,14 @@ def base_dir(root: str | os.PathLike[str] | None = None) -> Path | None:
         log.warning("not using %s for runner sockets: not a private directory of ours", path)
         return None
     return path
+
+
+def sweep_once(base: Path | None) -> None:
+    """``sweep_stale`` the first time this process sees ``base`` (a pool's start, or its
+    first container)."""
+    if base is not None and base not in _SWEPT:
+        _SWEPT.add(base)
+        sweep_stale(base)
 
 
 def sweep_stale(base: Path) -> list[Path]:
@@ -129,9 +140,7 @@ class DirectListener:
         base = base_dir(root)
         if base is None:
             return None
-        if base not in _SWEPT:
-            _SWEPT.add(base)
-            sweep_stale(base)
+        sweep_once(base)
         me = os.getpid()
         directory = base / f"{me}-{_start_time(me)}-{secrets.token_hex(6)}"
         directory.mkdir(mode=0o700)
