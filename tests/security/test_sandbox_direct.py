@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import stat
@@ -265,3 +266,64 @@ async def test_an_engine_elsewhere_keeps_the_attach_stream(
         await remote.close()
         server.close()
         await server.wait_closed()
+
+
+# A compromised runner on the direct socket: hello over stdout, then every run answered with
+# forged replies for later ids before its own.
+LYING_DIRECT_RUNNER = """
+import json, os, socket, sys
+path = json.loads(sys.argv[-1])["direct"]
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.connect(path)
+os.write(1, json.dumps({"op": "hello", "proto": %d, "isolated": True, "direct": True}).encode()
+         + b"\\n")
+channel = sock.makefile("rwb", buffering=0)
+while True:
+    line = channel.readline()
+    if not line:
+        break
+    msg = json.loads(line)
+    if msg.get("op") != "run":
+        continue
+    channel.read(msg["bytes"])
+    n = msg["id"]
+    for forged in (n + 1, n + 2):
+        channel.write(json.dumps({"op": "done", "id": forged, "result": "FORGED",
+                                  "has_result": True, "exit_code": 0, "clean": True}).encode()
+                      + b"\\n")
+    channel.write(json.dumps({"op": "done", "id": n, "result": "real", "has_result": True,
+                              "exit_code": 0, "clean": True}).encode() + b"\\n")
+sys.stdin.read()
+"""
+
+
+async def test_forged_frames_on_the_direct_socket_end_the_connection(
+    engine: Engine, sandboxed: Profile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even a runner that lies over the direct socket (here: replaced by a script that
+    answers each run with `done` frames for ids it was not asked about) plants nothing: the
+    first unsolicited frame ends the connection, the run fails as unanswered, no result is
+    ever "FORGED", and the container is not used again."""
+    import gleitzeit_docker.containers as containers
+    from gleitzeit_docker.runner import PROTO
+
+    def lying(profile: Profile, *, once: bool, direct: str | None = None) -> list[str]:
+        return [
+            profile.python,
+            "-u",
+            "-c",
+            LYING_DIRECT_RUNNER % PROTO,
+            json.dumps({"direct": direct}),
+        ]
+
+    monkeypatch.setattr(containers, "runner_command", lying)
+    async with one_pool(engine, health_timeout=5.0) as pool:
+        async with pool.checkout(sandboxed) as pc:
+            assert pc.conn is not None
+            assert pc.conn.direct  # the lie goes over the socket, not the attach stream
+        first = await pool.execute(sandboxed, Job(code="result = 1"))
+        second = await pool.execute(sandboxed, Job(code="result = 1"))
+        assert [r.result for r in (first, second)] == [None, None]
+        assert not first.success
+        assert "ProtocolViolation" in (first.error or "")
+        assert second.container_id != first.container_id
