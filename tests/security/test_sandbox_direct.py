@@ -208,7 +208,10 @@ async def test_directories_go_with_their_containers_and_after_a_crash(
             assert pc.conn.direct
             lost = pc.direct.directory
             pc.conn._direct.abort()  # type: ignore[union-attr]  # the socket breaks
-            await asyncio.sleep(0)
+            for _ in range(200):  # the transport reports the loss on the next loop turns
+                if not pc.conn.alive:
+                    break
+                await asyncio.sleep(0.01)
             assert not pc.conn.alive
         second = await pool.execute(sandboxed, Job(code="result = 2"))
         assert (second.success, second.result) == (True, 2)
