@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,10 +99,15 @@ async def _line(proc: asyncio.subprocess.Process, timeout: float = 120.0) -> str
     return line.decode().strip()
 
 
-async def test_a_second_gateway_with_the_same_hub_id_spares_the_first(engine: Engine) -> None:
+async def test_a_second_gateway_with_the_same_hub_id_spares_the_first(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """B's start (orphan cleanup) leaves A's two warm containers alone and A keeps serving
     from them; B serves too. After A is SIGKILLed its containers stop by themselves, and
-    the next start (C) removes exactly those, not B's."""
+    the next start (C) removes exactly those, not B's, and the directories of A's runner
+    sockets with them (B's stay)."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # A's and ours: one base to check
+    base = tmp_path / f"gleitzeit-runners-{os.geteuid()}"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -121,6 +127,9 @@ async def test_a_second_gateway_with_the_same_hub_id_spares_the_first(engine: En
         await _eventually(a_is_warm)
         of_a = await _containers(engine)
         assert all(run.startswith("gateway-a-elsewhere-") for run in of_a.values())
+        dirs_of_a = set(os.listdir(base))
+        assert len(dirs_of_a) == 2  # one per warm container, named for A's pid
+        assert {name.split("-")[0] for name in dirs_of_a} == {str(proc.pid)}
         b = Runtime.from_config(_config(min_idle=0))
         await b.start()
         assert b.status().hubs[0].resources[0].details["orphans_removed"] == 0
@@ -132,6 +141,7 @@ async def test_a_second_gateway_with_the_same_hub_id_spares_the_first(engine: En
         assert set(of_a) <= set(await _containers(engine))
         mine = await b.execute("python/execute", {"code": "result = 6 * 7"})
         assert mine["result"] == 42
+        assert dirs_of_a < set(os.listdir(base))  # A is alive: its directories stay
 
         proc.send_signal(signal.SIGKILL)  # A crashes
         await proc.wait()
@@ -151,6 +161,9 @@ async def test_a_second_gateway_with_the_same_hub_id_spares_the_first(engine: En
         left = await _containers(engine)
         assert not all_of_a & set(left)
         assert mine["container_id"] in left  # B's container is B's still
+        left_dirs = set(os.listdir(base))
+        assert not dirs_of_a & left_dirs
+        assert {name.split("-")[0] for name in left_dirs} == {str(os.getpid())}
     finally:
         if proc.returncode is None:
             proc.kill()

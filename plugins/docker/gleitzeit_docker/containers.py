@@ -30,7 +30,7 @@ from typing import Any, Literal
 import attrs
 from aiodocker.stream import Stream
 
-from .direct import DirectListener, base_dir, sweep_once
+from .direct import DirectListener, sweep_leftovers
 from .engine import Engine
 from .errors import DockerLayerError, EngineUnavailable, ImageMissing, RunnerError
 from .profiles import Profile
@@ -84,7 +84,7 @@ class ContainerFactory:
         self.fallback = fallback
         self.direct = direct
         if direct and mode == "runner":  # what a crashed process left (see ``direct``)
-            sweep_once(base_dir(create=False))
+            sweep_leftovers()
         self.modes: dict[str, str] = {}  # pool key -> mode, after a fallback
         self.start_timeout = start_timeout
         self._count: Counter[int] = Counter()  # containers per engine (index)

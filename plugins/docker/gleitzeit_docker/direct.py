@@ -20,7 +20,7 @@ an engine on this host the runner can instead talk to the host over a unix socke
   the attach stream breaks); the host never reconnects. The attach stays open as the
   tether (the container still stops when its owner goes) and carries the runner's stderr.
 * The directory is removed with its container, when the pool closes, and, for a crashed
-  process's, by ``sweep_stale`` when a pool of this process starts (or makes its first).
+  process's, by ``sweep_leftovers`` when any runner-mode pool of the same uid starts.
 
 Anything that does not hold (a remote engine, a root the engine cannot see, a container whose
 root cannot reach the directory, a peer that is not the runner) leaves the attach path in use.
@@ -48,14 +48,13 @@ __all__ = [
     "DirectListener",
     "base_dir",
     "peer_pid",
-    "sweep_once",
+    "sweep_leftovers",
     "sweep_stale",
 ]
 
 log = logging.getLogger(__name__)
 CONTAINER_DIR = "/run/gleitzeit"  # where the runner finds the host's socket
 SOCKET_NAME = "host.sock"
-_SWEPT: set[Path] = set()  # base directories this process has swept already
 
 
 def _start_time(pid: int) -> str | None:
@@ -99,12 +98,10 @@ def base_dir(root: str | os.PathLike[str] | None = None, *, create: bool = True)
     return path
 
 
-def sweep_once(base: Path | None) -> None:
-    """``sweep_stale`` the first time this process sees ``base`` (a pool's start, or its
-    first container)."""
-    if base is not None and base not in _SWEPT:
-        _SWEPT.add(base)
-        sweep_stale(base)
+def sweep_leftovers() -> list[Path]:
+    """``sweep_stale`` on this uid's base directory, if there is one (a pool's start)."""
+    base = base_dir(create=False)
+    return sweep_stale(base) if base is not None else []
 
 
 def sweep_stale(base: Path) -> list[Path]:
@@ -140,7 +137,6 @@ class DirectListener:
         base = base_dir(root)
         if base is None:
             return None
-        sweep_once(base)
         me = os.getpid()
         directory = base / f"{me}-{_start_time(me)}-{secrets.token_hex(6)}"
         directory.mkdir(mode=0o700)
