@@ -28,6 +28,7 @@ from gleitzeit_ollama.client import (
 from gleitzeit_ollama.errors import ModelNotFound, OllamaError, StreamFailed, StreamStalled
 from gleitzeit_ollama.models import loaded_models, record_absent, record_used
 from gleitzeit_ollama.stream import ChunkStream
+from gleitzeit_ollama.transport import Answer
 
 if TYPE_CHECKING:
     from gleitzeit_ollama.hub import OllamaHub
@@ -35,12 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["call_json", "open_stream", "post_to"]
 
 
-async def post_to(
-    hub: OllamaHub, resource: Resource, path: str, payload: bytes
-) -> aiohttp.ClientResponse:
+async def post_to(hub: OllamaHub, resource: Resource, path: str, payload: bytes) -> Answer:
     try:
         return await post(
-            hub.session,
+            hub.upstream,
             resource.endpoint.rstrip("/") + path,
             payload,
             resource=resource.id,
@@ -55,7 +54,7 @@ async def post_to(
 
 
 async def raise_for_status(
-    resource: Resource, response: aiohttp.ClientResponse, path: str, model: str | None
+    resource: Resource, response: Answer, path: str, model: str | None
 ) -> None:
     """Non-200 -> the matching ``OllamaError``; a 404 for the model marks it absent there."""
     if response.status == 200:

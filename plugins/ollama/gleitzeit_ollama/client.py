@@ -44,6 +44,12 @@ from gleitzeit_core import (
 )
 from gleitzeit_ollama.errors import BadAnswer, ModelNotFound, OllamaError
 from gleitzeit_ollama.settings import OllamaSettings
+from gleitzeit_ollama.transport import (
+    Answer,
+    UpstreamConnectTimeout,
+    UpstreamPool,
+    UpstreamProtocolError,
+)
 
 __all__ = [
     "JSON",
@@ -70,7 +76,9 @@ _MAX_ERROR_BODY = 64 * 1024  # error bodies are one short JSON object; never buf
 
 
 def make_session(settings: OllamaSettings) -> aiohttp.ClientSession:
-    """The hub's one session: pooled keep-alive connections, a connect timeout on each.
+    """The hub's aiohttp session (probes, discovery, model routes, ``https://`` calls; the
+    calls to ``http://`` instances go through ``transport.UpstreamPool``): pooled keep-alive
+    connections, a connect timeout on each.
 
     The total per call comes from the request deadline (the hub wraps each attempt in it), so
     the session itself sets none; ``sock_connect`` bounds opening a connection.
@@ -90,8 +98,8 @@ def make_session(settings: OllamaSettings) -> aiohttp.ClientSession:
 
 
 def transport_error(exc: BaseException, resource: str, connect_timeout: float) -> OllamaError:
-    """An aiohttp/OS error while talking to ``resource``, as an ``OllamaError``."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    """An aiohttp/OS/transport error while talking to ``resource``, as an ``OllamaError``."""
+    if isinstance(exc, (aiohttp.ConnectionTimeoutError, UpstreamConnectTimeout)):
         return OllamaError(
             f"no connection within {connect_timeout:g} s (connect_timeout)",
             failure=FailureClass.CONNECTION,
@@ -101,7 +109,7 @@ def transport_error(exc: BaseException, resource: str, connect_timeout: float) -
         return OllamaError("no answer in time", failure=FailureClass.TIMEOUT, resource=resource)
     failure = (
         FailureClass.PROTOCOL
-        if isinstance(exc, aiohttp.ClientResponseError)
+        if isinstance(exc, (aiohttp.ClientResponseError, UpstreamProtocolError))
         else FailureClass.CONNECTION
     )
     return OllamaError(transport_text(exc), failure=failure, resource=resource)
@@ -110,7 +118,7 @@ def transport_error(exc: BaseException, resource: str, connect_timeout: float) -
 def transport_text(exc: BaseException) -> str:
     """What went wrong talking to an instance, without its address: aiohttp's own text names
     the host and port (or ends with the URL), and these messages reach gateway clients, who
-    know instances by id only."""
+    know instances by id only (``transport``'s errors never name it)."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         code = errno.errorcode.get(exc.errno or 0) or type(exc.os_error).__name__
         return f"{type(exc).__name__}: cannot connect ({code})"
@@ -121,19 +129,19 @@ def transport_text(exc: BaseException) -> str:
 
 
 async def post(
-    session: aiohttp.ClientSession,
+    pool: UpstreamPool,
     url: str,
     payload: bytes,
     *,
     resource: str,
     connect_timeout: float,
-) -> aiohttp.ClientResponse:
-    """POST a JSON body; the caller owns (and must close) the response.
+) -> Answer:
+    """POST a JSON body; the caller owns (and must close or release) the answer.
 
     A redirect is not followed: it would send the client's request (its prompt) wherever the
     instance points, another host or an internal service; a 3xx is the instance's failure."""
     try:
-        return await session.post(url, data=payload, headers=_HEADERS, allow_redirects=False)
+        return await pool.post(url, payload, _HEADERS)
     except (aiohttp.ClientError, OSError) as exc:
         raise transport_error(exc, resource, connect_timeout) from exc
 
@@ -154,7 +162,7 @@ def failure_for_status(status: int) -> FailureClass:
 
 
 async def error_from_response(
-    response: aiohttp.ClientResponse, *, resource: str, path: str, model: str | None
+    response: Answer, *, resource: str, path: str, model: str | None
 ) -> OllamaError:
     """Read a non-200 answer and describe it; ``body`` is Ollama's answer unchanged (the
     ``{"error": ...}`` object, or the text when it was not JSON)."""
@@ -216,16 +224,14 @@ def parse_object(
     return value
 
 
-def _check_type(
-    response: aiohttp.ClientResponse, resource: Resource | str | None, what: str
-) -> None:
+def _check_type(response: Answer, resource: Resource | str | None, what: str) -> None:
     kind = response.content_type if "Content-Type" in response.headers else ""
     if kind not in _JSON_TYPES:
         raise BadAnswer(f"{what} came as {kind!r}, not JSON", resource=_rid(resource))
 
 
 async def read_object(
-    response: aiohttp.ClientResponse,
+    response: Answer,
     settings: OllamaSettings,
     *,
     resource: Resource | str | None,
@@ -256,7 +262,7 @@ async def read_object(
 
 
 def lines(
-    response: aiohttp.ClientResponse,
+    response: Answer,
     settings: OllamaSettings,
     *,
     resource: Resource | str | None,

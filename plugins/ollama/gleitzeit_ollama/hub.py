@@ -22,8 +22,11 @@ with their expiry, when that set changed or an expiry moved by more than
 When nobody has the model, ``ensure_model`` pulls it onto one healthy instance (``auto_pull``)
 or raises ``NoResourceAvailable`` listing which instance has which models.
 
-One ``aiohttp.ClientSession`` per hub (opened in ``start``, closed in ``stop``); calls run under
-the request deadline, connections under ``connect_timeout``, streams under ``stall_timeout``.
+Per hub, one ``transport.UpstreamPool`` for the calls to ``http://`` instances (the hot path:
+every generate, chat, embed, ..., streamed or not) and one ``aiohttp.ClientSession`` for the rest
+(probes, discovery, model routes, ``https://`` instances); both share ``max_connections`` and
+``connect_timeout`` and are closed in ``stop``. Calls run under the request deadline,
+connections under ``connect_timeout``, streams under ``stall_timeout``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from gleitzeit_ollama.models import (
 from gleitzeit_ollama.probe import check_instance
 from gleitzeit_ollama.settings import OllamaSettings
 from gleitzeit_ollama.stream import ChunkStream
+from gleitzeit_ollama.transport import UpstreamPool
 
 __all__ = ["OllamaHub"]
 
@@ -89,6 +93,7 @@ class OllamaHub(ResourceHub):
     def __init__(self, name: str, *, settings: OllamaSettings | None = None, **kwargs: Any):
         super().__init__(name, settings=settings or OllamaSettings(), **kwargs)
         self._session: aiohttp.ClientSession | None = None
+        self._upstream: UpstreamPool | None = None
         self._pulls: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._live = False  # started and done with the first inventory
@@ -107,6 +112,17 @@ class OllamaHub(ResourceHub):
             self._session = make_session(self.settings)
         return self._session
 
+    @property
+    def upstream(self) -> UpstreamPool:
+        """The pool the hub's calls go through (opened on first use, closed in ``stop``)."""
+        if self._upstream is None or self._upstream.closed:
+            self._upstream = UpstreamPool(
+                max_connections=self.settings.max_connections,
+                connect_timeout=self.settings.connect_timeout,
+                fallback=lambda: self.session,
+            )
+        return self._upstream
+
     def open_session(self) -> aiohttp.ClientSession | None:
         """The session if it is open, for probes and discoverers that may borrow it."""
         session = self._session
@@ -124,6 +140,9 @@ class OllamaHub(ResourceHub):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        upstream, self._upstream = self._upstream, None
+        if upstream is not None:
+            await upstream.close()
         session, self._session = self._session, None
         if session is not None:
             await session.close()

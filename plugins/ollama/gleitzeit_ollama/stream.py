@@ -41,6 +41,7 @@ from gleitzeit_core import (
 from gleitzeit_ollama.client import JSON, parse_object, refused
 from gleitzeit_ollama.errors import OllamaError, StreamFailed, StreamStalled
 from gleitzeit_ollama.settings import OllamaSettings
+from gleitzeit_ollama.transport import Answer
 
 __all__ = ["ChunkStream", "is_done", "is_pull_success"]
 
@@ -64,7 +65,7 @@ class ChunkStream:
     def __init__(
         self,
         *,
-        response: aiohttp.ClientResponse,
+        response: Answer,
         reader: BoundedLines,
         first: JSON | None,
         resource: Resource | str,
@@ -83,7 +84,7 @@ class ChunkStream:
         self._resource = resource
         self._settings = settings
         self.attempts = attempts
-        self._response: aiohttp.ClientResponse | None = response
+        self._response: Answer | None = response
         self._reader = reader
         self._pending = first
         self._pending_line = first_line

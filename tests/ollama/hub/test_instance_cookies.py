@@ -1,4 +1,4 @@
-"""An instance's cookies stay with nobody: the hub's session keeps no cookie jar."""
+"""An instance's cookies stay with nobody: the hub's calls keep no cookie jar."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from aiohttp import web
 from gleitzeit_ollama.client import make_session, post
 from gleitzeit_ollama.settings import OllamaSettings
+from gleitzeit_ollama.transport import UpstreamPool
 
 from tests.loopback import serving
 
@@ -42,15 +43,18 @@ async def test_a_cookie_set_by_one_instance_is_never_sent_on(
     cannot plant state that follows other clients' prompts."""
     urls, seen = instances
     session = make_session(OllamaSettings())
+    pool = UpstreamPool(max_connections=4, connect_timeout=5.0, fallback=lambda: session)
     try:
         for url in (urls[0], urls[1], urls[0]):
             response = await post(
-                session, url + "/api/generate", b"{}", resource="x", connect_timeout=5.0
+                pool, url + "/api/generate", b"{}", resource="x", connect_timeout=5.0
             )
             assert response.status == 200
             assert "Set-Cookie" in response.headers
-            await response.read()
+            while not response.content.at_eof():
+                await response.content.readany()
             response.release()
     finally:
+        await pool.close()
         await session.close()
     assert seen == [None, None, None]
