@@ -195,6 +195,11 @@ class LeanBody:
     def at_eof(self) -> bool:
         return self._eof and not self._buffer
 
+    @property
+    def buffered(self) -> int:
+        """Bytes arrived and not read yet (at most ``HIGH_WATER`` plus one socket read)."""
+        return self._size
+
     def _take(self, n: int) -> bytes:
         buffer = self._buffer
         if n < 0 or n >= self._size:
