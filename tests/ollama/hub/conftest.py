@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.probe import OllamaProbe
 from gleitzeit_ollama.provider import LlmProvider
@@ -17,6 +19,17 @@ from gleitzeit_core import HealthSettings, OutlierSettings, ResourceSpec
 from gleitzeit_core._runtime import Runtime
 from tests.conftest import isolate_from_machine
 from tests.ollama.hub.support import RecordingBreaker, config
+
+# the gateway serves on uvloop with [gateway] speedups, whose transports are not asyncio's:
+# the hub's own HTTP transport is tested on both loops
+_BOTH_LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+    """The event loops each test here runs on."""
+    module = getattr(item, "module", None)
+    name = getattr(module, "__name__", "").rsplit(".", 1)[-1]
+    return _BOTH_LOOPS if name == "test_transport" else {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import uvloop
 from gleitzeit_ollama.client import make_session, post, transport_error
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.settings import OllamaSettings
@@ -196,11 +197,14 @@ def test_an_answer_parses_the_same_however_its_bytes_are_split(
     case: tuple[bytes, bytes, list[int]],
 ) -> None:
     """The same answer (Content-Length or chunked) gives the same status, headers and body,
-    and leaves its connection reusable, whether it arrives in one read or cut anywhere."""
+    and leaves its connection reusable, whether it arrives in one read or cut anywhere (on
+    asyncio's loop and on uvloop)."""
     body, raw, splits = case
-    whole = asyncio.run(asyncio.wait_for(_parse_in_reads(raw, []), 10.0))
-    split = asyncio.run(asyncio.wait_for(_parse_in_reads(raw, splits), 10.0))
-    assert whole == split == (200, "yes", body, 1)
+    for loop in (asyncio.new_event_loop, uvloop.new_event_loop):
+        with asyncio.Runner(loop_factory=loop) as runner:
+            whole = runner.run(asyncio.wait_for(_parse_in_reads(raw, []), 10.0))
+            split = runner.run(asyncio.wait_for(_parse_in_reads(raw, splits), 10.0))
+        assert whole == split == (200, "yes", body, 1)
 
 
 # -- hostile answers ---------------------------------------------------------------------------
