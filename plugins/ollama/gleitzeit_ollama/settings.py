@@ -56,7 +56,8 @@ class OllamaSettings:
     default_num_parallel: int = attrs.field(default=1, validator=at_least(1))
     # A loaded model that leaves within this many seconds no longer counts as "hot".
     expiry_margin: float = attrs.field(default=5.0, validator=seconds(allow_zero=True))
-    # Connections the hub's session keeps open at most, over all instances.
+    # Connections kept open at most, over all instances: by the calls' pool (transport.py) and
+    # by the aiohttp session (probes, listings, model routes, https://) each.
     max_connections: int = attrs.field(default=512, validator=at_least(1))
     # The opt-in ``scan`` discoverer: loopback ports that may run an Ollama server.
     scan_host: str = "127.0.0.1"

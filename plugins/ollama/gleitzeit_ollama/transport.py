@@ -39,6 +39,7 @@ reach gateway clients, who know instances by id only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 from collections import deque
@@ -280,9 +281,11 @@ class LeanResponse:
             connection.finish(reusable=False)
 
     def __del__(self) -> None:
-        # an answer dropped unreleased must not hold its connection (and pool slot) forever
-        if getattr(self, "_connection", None) is not None:
-            self.close()
+        # an answer dropped unreleased must not hold its connection (and pool slot) forever;
+        # at interpreter exit the loop may be gone already: nothing left to free then
+        with contextlib.suppress(Exception):
+            if getattr(self, "_connection", None) is not None:
+                self.close()
 
 
 class _Connection(asyncio.Protocol):
