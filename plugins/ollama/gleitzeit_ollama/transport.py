@@ -283,8 +283,8 @@ class LeanResponse:
     def __del__(self) -> None:
         # an answer dropped unreleased must not hold its connection (and pool slot) forever;
         # at interpreter exit the loop may be gone already: nothing left to free then
-        with contextlib.suppress(Exception):
-            if getattr(self, "_connection", None) is not None:
+        if getattr(self, "_connection", None) is not None:
+            with contextlib.suppress(Exception):
                 self.close()
 
 
@@ -304,7 +304,7 @@ class _Connection(asyncio.Protocol):
         self.body: LeanBody = LeanBody(self)
         self._busy = False
         self._head: asyncio.Future[LeanResponse] | None = None
-        self._headers: CIMultiDict[str] = CIMultiDict()
+        self._headers: list[tuple[bytes, bytes]] = []  # decoded once, when all are in
         self._header_bytes = 0
         self._headers_done = False
         self._framed = False  # Content-Length or chunked: its end is known
@@ -317,7 +317,7 @@ class _Connection(asyncio.Protocol):
         """Write ``request``; the future is the answer once its headers are in."""
         self.body = LeanBody(self)
         self._busy = True
-        self._headers = CIMultiDict()
+        self._headers = []
         self._header_bytes = self._received = 0
         self._headers_done = self._framed = self._complete = self._keep_alive = False
         self._head = asyncio.get_running_loop().create_future()
@@ -435,14 +435,16 @@ class _Connection(asyncio.Protocol):
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
             raise UpstreamProtocolError(f"the header block is larger than {MAX_HEADER_BYTES} bytes")
-        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
         parser = self.parser
         self._keep_alive = parser.should_keep_alive()
         status = parser.get_status_code()
-        headers = self._headers
+        headers = CIMultiDict(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
+        )
         self._framed = (
             "Content-Length" in headers
             or "chunked" in headers.get("Transfer-Encoding", "").lower()
