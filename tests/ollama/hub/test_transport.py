@@ -305,10 +305,20 @@ async def test_a_redirect_is_never_followed(runtime_factory: RuntimeFactory) -> 
 # -- connections the instance closes or abuses -----------------------------------------------
 
 
-def _assert_two_connections(server: RawServer) -> None:
-    """Two calls came, each on a connection of its own (the first was not reused)."""
-    first, second = (e.connection for e in server.exchanges)
-    assert first != second
+async def _call_after_the_first_connection_went(
+    runtime_factory: RuntimeFactory, eventually: Eventually, answer: Any
+) -> Runtime:
+    """Two calls to an instance answering with ``answer``, the second once the pool has let
+    go of the first connection; both served, each on a connection of its own."""
+    async with RawServer(answer) as server:
+        runtime = await runtime_factory(raw=_config(server.url))
+        await runtime.execute("llm/generate", GEN)
+        await eventually(lambda: _pool(runtime).open_connections == 0, timeout=10.0)
+        reply = await runtime.execute("llm/generate", GEN)
+        assert reply["response"] == "ok"
+        first, second = (e.connection for e in server.exchanges)
+        assert first != second
+    return runtime
 
 
 async def test_an_idle_connection_the_instance_closed_costs_no_failure(
@@ -322,14 +332,10 @@ async def test_an_idle_connection_the_instance_closed_costs_no_failure(
         exchange.writer.write(json_answer())
         return False
 
-    async with RawServer(answer_then_close) as server:
-        runtime = await runtime_factory(raw=_config(server.url))
-        await runtime.execute("llm/generate", GEN)
-        await eventually(lambda: _pool(runtime).open_connections == 0, timeout=10.0)
-        reply = await runtime.execute("llm/generate", GEN)
-        assert reply["response"] == "ok"
-        _assert_two_connections(server)
-        assert _failures(runtime) == {}
+    runtime = await _call_after_the_first_connection_went(
+        runtime_factory, eventually, answer_then_close
+    )
+    assert _failures(runtime) == {}
 
 
 async def test_a_kept_alive_connection_closed_instead_of_answered_is_retried_once(
@@ -356,53 +362,30 @@ async def test_a_kept_alive_connection_closed_instead_of_answered_is_retried_onc
         assert _failures(runtime) == {}
 
 
-async def test_unsolicited_bytes_on_an_idle_connection_are_never_an_answer(
-    runtime_factory: RuntimeFactory, eventually: Eventually
+@pytest.mark.parametrize("later", [True, False], ids=["on-the-idle-connection", "in-one-write"])
+async def test_an_unsolicited_second_answer_is_never_the_next_call_s_answer(
+    runtime_factory: RuntimeFactory, eventually: Eventually, later: bool
 ) -> None:
-    """An instance that sends a second, unasked-for answer after the first: the connection is
-    dropped, and the next call gets its own answer from a new connection, never the forged
-    one."""
+    """An instance that sends a second, unasked-for answer after the first (later, onto the
+    idle pooled connection, or in the same write): the connection is dropped, and the next
+    call gets its own answer from a new connection, never the forged one."""
     forged = json_answer({"model": MODEL, "response": "forged", "done": True})
 
     async def answer_twice(exchange: Exchange) -> None:
         exchange.writer.write(json_answer())
-        await exchange.writer.drain()
-        await asyncio.sleep(0.05)
+        if later:
+            await exchange.writer.drain()
+            await asyncio.sleep(0.05)
         exchange.writer.write(forged)
 
-    async with RawServer(answer_twice) as server:
-        runtime = await runtime_factory(raw=_config(server.url))
-        await runtime.execute("llm/generate", GEN)
-        await eventually(lambda: _pool(runtime).open_connections == 0, timeout=10.0)
-        reply = await runtime.execute("llm/generate", GEN)
-        assert reply["response"] == "ok"
-        _assert_two_connections(server)
-
-
-async def test_a_second_answer_in_the_same_read_closes_the_connection(
-    runtime_factory: RuntimeFactory, eventually: Eventually
-) -> None:
-    """Two answers written at once for one request: the caller gets the first, and the
-    connection is closed rather than pooled with the second waiting in it."""
-
-    async def two_at_once(exchange: Exchange) -> None:
-        forged = json_answer({"model": MODEL, "response": "forged", "done": True})
-        exchange.writer.write(json_answer() + forged)
-
-    async with RawServer(two_at_once) as server:
-        runtime = await runtime_factory(raw=_config(server.url))
-        for _ in range(2):
-            reply = await runtime.execute("llm/generate", GEN)
-            assert reply["response"] == "ok"
-        _assert_two_connections(server)
+    await _call_after_the_first_connection_went(runtime_factory, eventually, answer_twice)
 
 
 async def test_a_stream_cancelled_midway_closes_its_connection_and_the_next_call_is_clean(
-    pool: UpstreamPool, eventually: Eventually
+    pool: UpstreamPool,
 ) -> None:
     """A caller cancelled in the middle of a streamed answer: the connection is closed (the
     instance sees it go), and the next call gets a whole answer on a new connection."""
-    first_chunk_sent = asyncio.Event()
 
     async def stream_then_hang(exchange: Exchange) -> bool | None:
         if exchange.connection > 1:
@@ -410,7 +393,6 @@ async def test_a_stream_cancelled_midway_closes_its_connection_and_the_next_call
             return None
         exchange.writer.write(head(200, transfer_encoding="chunked") + b'6\r\n{"a":1\r\n')
         await exchange.writer.drain()
-        first_chunk_sent.set()
         await asyncio.sleep(3600)
         return None
 
@@ -431,7 +413,7 @@ async def test_a_stream_cancelled_midway_closes_its_connection_and_the_next_call
         )
         assert b'"response": "ok"' in await _read_all(second)
         second.release()
-        _assert_two_connections(server)
+        assert [e.connection for e in server.exchanges] == [1, 2]
         assert pool.idle_connections == 1
 
 
