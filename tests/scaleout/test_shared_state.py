@@ -286,7 +286,11 @@ async def test_redis_killed_mid_load_costs_clients_nothing(
     assert failures == []
     assert served > 0
     sims[2].set_faults(error_rate=1.0, error_status=500)
-    for _ in range(6):
+    # until A's breaker opens: A skips s2 while its one fleet place is still B's spare (given
+    # back within a few sync intervals), so a fixed number of calls may never reach it twice
+    deadline = time.monotonic() + 10.0
+    while resource(a, "s2").breaker.state is not BreakerState.OPEN:
+        assert time.monotonic() < deadline, "A's breaker for s2 never opened"
         await a.execute("llm/chat", CHAT)
     await eventually(
         lambda: resource(b, "s2").breaker.state is BreakerState.OPEN,
