@@ -6,8 +6,8 @@ Every ``generate``/``chat``/``embed``/... call (streamed or not, ``client.post``
 event-loop iterations per request against ~70 µs and two for this (docs/performance.md).
 Everything else stays on the hub's aiohttp session: probes and discovery (``probe.py``,
 ``discovery.py``), the merged listings and model routes (``routes_merge.py``,
-``routes_models.py``), and every POST to an ``https://`` endpoint (handed to the session
-as it is: TLS is aiohttp's).
+``routes_models.py``), and every POST to an ``https://`` endpoint or one with credentials
+in its URL (handed to the session as it is: TLS and Basic auth are aiohttp's).
 
 An instance's address can be anything that answers, so everything it sends is bounded here:
 
@@ -88,7 +88,8 @@ class AnswerBody(Protocol):
 
 
 class Answer(Protocol):
-    """An instance's answer: a ``LeanResponse`` or, for ``https://``, an aiohttp response."""
+    """An instance's answer: a ``LeanResponse``, or an aiohttp response where the session
+    handles the call (``https://``, credentials in the URL)."""
 
     @property
     def status(self) -> int: ...
@@ -139,14 +140,19 @@ class _Stale(Exception):
 
 
 @functools.lru_cache(maxsize=1024)
-def _target(url: str) -> tuple[str, int, str, bytes]:
-    """``(host, port, host header, request line prefix)`` of ``url``; endpoints may carry a
-    path prefix and be IPv6 literals. Cached: the endpoints and paths are a handful."""
-    parsed = URL(url)
-    host = parsed.raw_host
-    if parsed.scheme != "http" or not host:
-        raise ValueError(f"not an http:// URL with a host: {url!r}")
-    port = parsed.port or 80
+def _target(url: str) -> tuple[str, int, bytes] | None:
+    """``(host, port, request head)`` of a plain ``http://`` URL (a path prefix and IPv6
+    literals allowed); None for the session to handle: ``https://``, credentials in the URL
+    (aiohttp sends them as Basic auth), anything unparsable (aiohttp names what is wrong).
+    Cached: the endpoints and paths are a handful."""
+    try:
+        parsed = URL(url)
+        host = parsed.raw_host
+        port = parsed.port or 80
+    except ValueError:
+        return None
+    if parsed.scheme != "http" or not host or parsed.raw_user or parsed.raw_password:
+        return None
     shown = f"[{host}]" if ":" in host else host
     authority = shown if port == 80 else f"{shown}:{port}"
     path = parsed.raw_path_qs or "/"
@@ -154,7 +160,7 @@ def _target(url: str) -> tuple[str, int, str, bytes]:
         f"POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {_USER_AGENT}\r\n"
         "Content-Type: application/json\r\nAccept: application/json\r\n"
     )
-    return host, port, authority, head.encode("ascii")
+    return host, port, head.encode("ascii")
 
 
 class LeanBody:
@@ -466,7 +472,7 @@ class _Connection(asyncio.Protocol):
 class UpstreamPool:
     """Keep-alive connections to every instance of one hub, at most ``max_connections``.
 
-    ``fallback`` gives the aiohttp session that ``https://`` endpoints are posted through.
+    ``fallback`` gives the aiohttp session for what it handles (``https://``, credentials).
     """
 
     def __init__(
@@ -496,13 +502,14 @@ class UpstreamPool:
 
     async def post(self, url: str, payload: bytes, headers: Mapping[str, str]) -> Answer:
         """POST ``payload`` to ``url``; the answer once its headers are in. The caller must
-        ``release`` or ``close`` it. ``headers`` go only to ``https://`` (the session); the
-        lean path always sends JSON with ``Accept: application/json``."""
-        if not url.startswith("http://"):
+        ``release`` or ``close`` it. ``headers`` go only to what the session handles
+        (``_target``); the lean path always sends JSON with ``Accept: application/json``."""
+        target = _target(url)
+        if target is None:
             return await self._fallback().post(
                 url, data=payload, headers=headers, allow_redirects=False
             )
-        host, port, _, head = _target(url)
+        host, port, head = target
         request = head + b"Content-Length: %d\r\n\r\n" % len(payload) + payload
         for _ in range(2):
             connection = await self._acquire((host, port))

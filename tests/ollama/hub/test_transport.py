@@ -563,6 +563,35 @@ async def test_stopping_the_hub_ends_its_connections(runtime_factory: RuntimeFac
         assert server.open == 0
 
 
+async def test_credentials_in_the_url_go_through_the_session_as_basic_auth(
+    pool: UpstreamPool,
+) -> None:
+    """An instance behind a proxy with ``http://user:secret@host`` still gets its Basic
+    credentials (the session sends them; the lean path would drop them)."""
+    async with RawServer() as server:
+        url = server.url.replace("http://", "http://user:secret@") + "/api/generate"
+        answer = await post(pool, url, b"{}", resource="r0", connect_timeout=1.0)
+        assert answer.status == 200
+        await _read_all(answer)
+        answer.release()
+        (exchange,) = server.exchanges
+        assert exchange.headers["authorization"] == "Basic dXNlcjpzZWNyZXQ="
+
+
+async def test_https_goes_through_the_session_and_its_errors_name_no_address(
+    pool: UpstreamPool,
+) -> None:
+    """An ``https://`` instance is called through the aiohttp session (TLS is its job): a
+    refused one is a CONNECTION failure named by aiohttp's error type, without address."""
+    url = unused_endpoint("https")
+    with pytest.raises(OllamaError) as info:
+        await post(pool, url + "/api/generate", b"{}", resource="r0", connect_timeout=1.0)
+    assert info.value.failure is FailureClass.CONNECTION
+    assert "ClientConnectorError" in str(info.value)
+    _assert_no_address(info.value, url)
+    assert pool.open_connections == 0  # nothing of it in the lean pool
+
+
 def test_transport_errors_map_to_the_failure_table() -> None:
     """The transport's own errors land in ``client.transport_error``'s table like aiohttp's:
     a connect timeout and a refusal are CONNECTION, a malformed answer PROTOCOL, a close
