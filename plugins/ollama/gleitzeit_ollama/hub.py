@@ -70,7 +70,7 @@ from gleitzeit_ollama.models import (
 from gleitzeit_ollama.probe import check_instance
 from gleitzeit_ollama.settings import OllamaSettings
 from gleitzeit_ollama.stream import ChunkStream
-from gleitzeit_ollama.transport import UpstreamPool
+from gleitzeit_ollama.transport import UpstreamPool, UpstreamProtocolError
 
 __all__ = ["OllamaHub"]
 
@@ -251,6 +251,8 @@ class OllamaHub(ResourceHub):
     def classify(self, exc: BaseException) -> FailureClass:
         if isinstance(exc, aiohttp.ClientError) and not isinstance(exc, OllamaError):
             return FailureClass.CONNECTION
+        if isinstance(exc, UpstreamProtocolError):  # the calls convert it; never CONNECTION
+            return FailureClass.PROTOCOL
         return super().classify(exc)
 
     def describe(self, resource: Resource) -> dict[str, Any]:

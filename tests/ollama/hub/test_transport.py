@@ -18,6 +18,7 @@ import pytest
 import uvloop
 from gleitzeit_ollama.client import make_session, post, transport_error
 from gleitzeit_ollama.errors import OllamaError
+from gleitzeit_ollama.hub import OllamaHub
 from gleitzeit_ollama.settings import OllamaSettings
 from gleitzeit_ollama.transport import (
     HIGH_WATER,
@@ -593,7 +594,8 @@ async def test_https_goes_through_the_session_and_its_errors_name_no_address(
 
 
 def test_transport_errors_map_to_the_failure_table() -> None:
-    """The transport's own errors land in ``client.transport_error``'s table like aiohttp's:
+    """The transport's own errors land in ``client.transport_error``'s table (and the hub's
+    ``classify``) like aiohttp's:
     a connect timeout and a refusal are CONNECTION, a malformed answer PROTOCOL, a close
     mid-answer CONNECTION."""
     from gleitzeit_ollama.transport import (
@@ -609,6 +611,8 @@ def test_transport_errors_map_to_the_failure_table() -> None:
         UpstreamProtocolError("bad"): FailureClass.PROTOCOL,
         UpstreamClosed("closed"): FailureClass.CONNECTION,
     }
+    hub = OllamaHub("llm")
     for exc, failure in cases.items():
         assert isinstance(exc, OSError)
         assert transport_error(exc, "r0", 0.5).failure is failure
+        assert hub.classify(exc) is failure  # the same where one escaped unconverted
