@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from gleitzeit_ollama import transport
 from gleitzeit_ollama.client import make_session, post, transport_error
 from gleitzeit_ollama.errors import OllamaError
 from gleitzeit_ollama.hub import OllamaHub
@@ -25,7 +26,11 @@ from gleitzeit_ollama.transport import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     Answer,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
     UpstreamPool,
+    UpstreamProtocolError,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -339,6 +344,26 @@ async def test_an_idle_connection_the_instance_closed_costs_no_failure(
     assert _failures(runtime) == {}
 
 
+async def test_idle_connections_close_after_the_keep_alive_time(
+    pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch, eventually: Eventually
+) -> None:
+    """A pooled connection idle for ``KEEP_ALIVE_SECONDS`` is closed by the hub (the
+    instance sees it go) before the instance's own idle timeout could race a request; the
+    next call opens a new one."""
+    monkeypatch.setattr(transport, "KEEP_ALIVE_SECONDS", 0.3)
+    async with RawServer() as server:
+        for _ in range(2):
+            answer = await post(
+                pool, server.url + "/api/generate", b"{}", resource="r0", connect_timeout=1.0
+            )
+            await _read_all(answer)
+            answer.release()
+            assert pool.idle_connections == 1
+            await eventually(lambda: server.closed_by_client == len(server.exchanges), 10.0)
+            assert pool.open_connections == 0
+        assert [e.connection for e in server.exchanges] == [1, 2]
+
+
 async def test_a_kept_alive_connection_closed_instead_of_answered_is_retried_once(
     runtime_factory: RuntimeFactory,
 ) -> None:
@@ -598,13 +623,6 @@ def test_transport_errors_map_to_the_failure_table() -> None:
     ``classify``) like aiohttp's:
     a connect timeout and a refusal are CONNECTION, a malformed answer PROTOCOL, a close
     mid-answer CONNECTION."""
-    from gleitzeit_ollama.transport import (
-        UpstreamClosed,
-        UpstreamConnectError,
-        UpstreamConnectTimeout,
-        UpstreamProtocolError,
-    )
-
     cases = {
         UpstreamConnectTimeout(0.5): FailureClass.CONNECTION,
         UpstreamConnectError("cannot connect (ECONNREFUSED)"): FailureClass.CONNECTION,
