@@ -516,7 +516,11 @@ class UpstreamPool:
             try:
                 return await connection.send(request)
             except _Stale:
-                continue  # closed by the instance as it was handed out: once more, fresh
+                # closed by the instance as it was handed out: once more on a new connection
+                # (its other idle ones are as old: likely closing too)
+                for idle in self._idle.pop((host, port), []):
+                    idle.close()
+                continue
             except BaseException:
                 connection.close()  # cancelled or failed before the headers: never reused
                 raise
