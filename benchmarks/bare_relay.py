@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""The floor of a Python hop: a minimal pass-through relay in plain aiohttp (a benchmark
-baseline only, never shipped).
+"""A hop through aiohttp's server and client: a minimal pass-through relay in plain aiohttp (a
+benchmark baseline only, never shipped; not the floor of a Python hop: the gateway's own
+upstream client costs less than aiohttp's, docs/performance.md).
 
 Every request's body is read whole and sent on, with the same method, path, query and
 ``Content-Type``, to one upstream over one shared keep-alive ``ClientSession``; the answer's

@@ -36,7 +36,8 @@ gateway process's CPU time per request comes from ``/proc``. Then ``gateway_stre
 1,000-token streams (``--no-streams`` leaves them out). ``--profile DIR`` instead samples the
 gateway with py-spy under the concurrency-16 load and prints where its time goes.
 
-Two more contenders in the same rounds give the floor of any Python hop: ``bare_relay.py``, a
+Two more contenders in the same rounds give the cost of a hop through aiohttp's server and
+client: ``bare_relay.py``, a
 minimal pass-through relay in plain aiohttp (one keep-alive ``ClientSession``, body read and
 sent on, the answer streamed back), on uvloop and on the standard loop like the two gateways:
 ``bare_relay_added_p50_ms``, ``bare_relay_throughput_ratio`` (relay / direct),
@@ -655,7 +656,7 @@ async def main(quick: bool, streams: bool = True) -> dict[str, Any]:
             for name, fast in variants.items():
                 process = bench_gateway(sim.url, Path(workdir) / str(len(gateways)), fast)
                 gateways[name] = await asyncio.to_thread(process.start)
-            # the floor of a Python hop: the bare aiohttp relay on each of the same loops
+            # a hop through aiohttp's server and client: the bare relay on each of the same loops
             for name, fast in relay_variants().items():
                 relay = RelayProcess(sim.url, uvloop=fast)
                 relays[name] = await asyncio.to_thread(relay.start)
