@@ -37,9 +37,9 @@ gateway process's CPU time per request comes from ``/proc``. Then ``gateway_stre
 gateway with py-spy under the concurrency-16 load and prints where its time goes.
 
 Two more contenders in the same rounds give the cost of a hop through aiohttp's server and
-client: ``bare_relay.py``, a
-minimal pass-through relay in plain aiohttp (one keep-alive ``ClientSession``, body read and
-sent on, the answer streamed back), on uvloop and on the standard loop like the two gateways:
+client: ``bare_relay.py``, a minimal pass-through relay in plain aiohttp (one keep-alive
+``ClientSession``, body read and sent on, the answer streamed back), on uvloop and on the
+standard loop like the two gateways:
 ``bare_relay_added_p50_ms``, ``bare_relay_throughput_ratio`` (relay / direct),
 ``gateway_vs_bare_relay_added_ratio`` (what the gateway adds over what the relay adds, per
 round), ``gateway_vs_bare_relay_throughput_ratio`` and ``gateway_vs_bare_relay_cpu_ratio``
