@@ -11,9 +11,14 @@ in its URL (handed to the session as it is: TLS and Basic auth are aiohttp's).
 
 An instance's address can be anything that answers, so everything it sends is bounded here:
 
-* the header block (``MAX_HEADER_BYTES``) and the header count (``MAX_HEADERS``); malformed
-  framing (bad status line, bad chunk size, Content-Length beside chunked) is refused by
-  llhttp; each is an ``UpstreamProtocolError`` (PROTOCOL in ``client.transport_error``);
+* the header block (``MAX_HEADER_BYTES``) and the header count (``MAX_HEADERS``), trailers
+  included; bytes that carry no body (a header, a chunk's size line and extensions, a
+  trailer) run at most ``MAX_HEADER_BYTES`` past the last body byte, since httptools holds a
+  header that has not ended in memory, growing; malformed framing (bad status line, bad
+  chunk size, Content-Length beside chunked) is refused by llhttp; a switch of protocols
+  (101) is refused; each is an ``UpstreamProtocolError`` (PROTOCOL in
+  ``client.transport_error``); interim answers (100-199 but 101) are skipped, as RFC 9110
+  says a client must, and the final answer is the caller's;
 * the body is buffered only up to ``HIGH_WATER`` bytes: past it the socket stops being read
   (``pause_reading``) until the caller has taken it below ``LOW_WATER``, so an instance
   faster than its reader cannot fill memory; the callers bound the total (``read_capped``,
@@ -316,7 +321,10 @@ class _Connection(asyncio.Protocol):
         self._framed = False  # Content-Length or chunked: its end is known
         self._complete = False
         self._keep_alive = False
+        self._interim = False  # the message being parsed is a 1xx answer: skipped
         self._received = 0
+        self._body_received = 0
+        self._unframed_run = 0  # bytes since the last body byte (or the request) that were none
 
     # -- the caller's side ----------------------------------------------------------------------
     def send(self, request: bytes) -> asyncio.Future[LeanResponse]:
@@ -324,8 +332,9 @@ class _Connection(asyncio.Protocol):
         self.body = LeanBody(self)
         self._busy = True
         self._headers = []
-        self._header_bytes = self._received = 0
+        self._header_bytes = self._received = self._body_received = self._unframed_run = 0
         self._headers_done = self._framed = self._complete = self._keep_alive = False
+        self._interim = False
         self._head = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         self.transport.write(request)
@@ -392,8 +401,12 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self._received += len(data)
+        body_before = self._body_received
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._protocol_error("the instance switched protocols (101): not an HTTP answer")
+            return
         except httptools.HttpParserError as exc:
             if self.complete():  # bytes after the answer's end (a second answer): drop them
                 self.close()
@@ -401,9 +414,16 @@ class _Connection(asyncio.Protocol):
             cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
             self._protocol_error(f"not a valid HTTP answer: {cause}")
             return
-        if not self._headers_done and self._received > MAX_HEADER_BYTES:
-            # a header (or the status line) still growing: llhttp keeps it until it ends
-            self._protocol_error(f"the header block is larger than {MAX_HEADER_BYTES} bytes")
+        if self.complete():  # the answer's end was in this read
+            return
+        # A header, trailer or chunk extension still growing: httptools keeps the header in
+        # memory until it ends, so bytes without a body byte among them are bounded here.
+        self._unframed_run = (
+            0 if self._body_received != body_before else self._unframed_run + len(data)
+        )
+        if self._unframed_run > MAX_HEADER_BYTES:
+            where = "header block" if not self._headers_done else "framing after the body"
+            self._protocol_error(f"the {where} is larger than {MAX_HEADER_BYTES} bytes")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
@@ -444,10 +464,16 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._headers_done = True
         parser = self.parser
-        self._keep_alive = parser.should_keep_alive()
         status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # an interim answer (100 Continue, 102, 103 Early Hints): the final one follows
+            self._interim = True
+            self._headers = []
+            self._header_bytes = 0
+            return
+        self._headers_done = True
+        self._keep_alive = parser.should_keep_alive()
         headers = CIMultiDict(
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
         )
@@ -455,16 +481,20 @@ class _Connection(asyncio.Protocol):
             "Content-Length" in headers
             or "chunked" in headers.get("Transfer-Encoding", "").lower()
             or status in (204, 304)
-            or status < 200
+            or status == 101
         )
         head = self._head
         if head is not None and not head.done():
             head.set_result(LeanResponse(self, status, CIMultiDictProxy(headers)))
 
     def on_body(self, body: bytes) -> None:
+        self._body_received += len(body)
         self.body.feed(body)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False  # the final answer's head comes next, on this connection
+            return
         self._complete = True
         self.body.feed_eof()
 

@@ -308,6 +308,117 @@ async def test_a_redirect_is_never_followed(runtime_factory: RuntimeFactory) -> 
         assert elsewhere.exchanges == []
 
 
+async def _endless_trailer(exchange: Exchange) -> None:
+    raw = head(200, content_type="application/json", transfer_encoding="chunked")
+    exchange.writer.write(raw + b"2\r\n{}\r\n0\r\nX-Trailer: ")
+    await _flood(exchange)
+
+
+async def _endless_chunk_extension(exchange: Exchange) -> None:
+    raw = head(200, content_type="application/json", transfer_encoding="chunked")
+    exchange.writer.write(raw + b"2;x=")
+    await _flood(exchange)
+
+
+async def _endless_interim_answers(exchange: Exchange) -> None:
+    while True:
+        exchange.writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+        await exchange.writer.drain()
+
+
+_FLOODED: list[int] = []
+
+
+async def _flood(exchange: Exchange) -> None:
+    """Write 1 MiB blocks until the client stops reading; the bytes written go to _FLOODED."""
+    block = b"a" * (1024 * 1024)
+    sent = 0
+    try:
+        while sent < 1024 * len(block):  # 1 GiB: far past any bound
+            exchange.writer.write(block)
+            await exchange.writer.drain()
+            sent += len(block)
+    finally:
+        _FLOODED.append(sent)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [_endless_trailer, _endless_chunk_extension, _endless_interim_answers],
+    ids=lambda f: f.__name__,
+)
+async def test_framing_that_never_ends_is_refused_before_it_fills_memory(
+    runtime_factory: RuntimeFactory, answer: Any
+) -> None:
+    """A trailer after the last chunk, a chunk extension or a run of interim (1xx) answers
+    that never ends: httptools would hold an unfinished header in memory, growing at the
+    rate of the socket, until the call's deadline (hundreds of MB in 20 s, and the event
+    loop stalled on its copies). Instead the call fails at once as the instance's PROTOCOL
+    failure, after at most ``MAX_HEADER_BYTES`` plus socket buffers were read, and the
+    connection is not pooled."""
+    _FLOODED.clear()
+    async with RawServer(answer) as server:
+        runtime = await runtime_factory(raw=_config(server.url))
+        with pytest.raises(ResourceError) as info:
+            await runtime.execute("llm/generate", GEN)
+        assert _failures(runtime) == {"protocol": 1}
+        assert _pool(runtime).open_connections == 0
+        _assert_no_address(info.value, server.url)
+    assert all(sent < 64 * 1024 * 1024 for sent in _FLOODED), _FLOODED
+
+
+@pytest.mark.parametrize("interim", [b"100 Continue", b"102 Processing", b"103 Early Hints"])
+async def test_interim_answers_are_skipped_for_the_final_one(
+    runtime_factory: RuntimeFactory, interim: bytes
+) -> None:
+    """A 1xx answer before the final one (a proxy in front of Ollama may send 103 Early
+    Hints or 102 Processing; RFC 9110 says a client must parse them even unasked) is
+    skipped: the caller gets the final answer, no failure is counted, and the next call
+    reuses the connection."""
+
+    async def answer(exchange: Exchange) -> None:
+        exchange.writer.write(b"HTTP/1.1 " + interim + b"\r\nLink: </x>\r\n\r\n")
+        await exchange.writer.drain()
+        await asyncio.sleep(0.05)  # the final answer in a later read
+        exchange.writer.write(b"HTTP/1.1 " + interim + b"\r\n\r\n" + json_answer())
+
+    async with RawServer(answer) as server:
+        runtime = await runtime_factory(raw=_config(server.url))
+        for _ in range(2):
+            reply = await runtime.execute("llm/generate", GEN)
+            assert reply["response"] == "ok"
+        assert _failures(runtime) == {}
+        assert len({e.connection for e in server.exchanges}) == 1
+
+
+async def test_a_switch_of_protocols_is_a_protocol_failure_without_a_crash_report(
+    runtime_factory: RuntimeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An instance answering 101 Switching Protocols (and then anything at all): the
+    instance's PROTOCOL failure, its connection closed, and nothing escapes the transport
+    (asyncio logged a 'Fatal error: protocol.data_received() call failed' traceback for
+    every such answer, a log flood a hostile instance could drive)."""
+
+    async def upgrade(exchange: Exchange) -> None:
+        exchange.writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\n" + json_answer()
+        )
+        await exchange.writer.drain()
+        await asyncio.sleep(3600)
+
+    async with RawServer(upgrade) as server:
+        runtime = await runtime_factory(raw=_config(server.url))
+        with caplog.at_level("ERROR"):
+            with pytest.raises(ResourceError) as info:
+                await runtime.execute("llm/generate", GEN)
+            await asyncio.sleep(0.1)  # a late report would come now
+        assert _failures(runtime) == {"protocol": 1}
+        assert _pool(runtime).open_connections == 0
+        _assert_no_address(info.value, server.url)
+        assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
+
+
 # -- connections the instance closes or abuses -----------------------------------------------
 
 
