@@ -124,6 +124,8 @@ def transport_text(exc: BaseException) -> str:
         return f"{type(exc).__name__}: cannot connect ({code})"
     if isinstance(exc, aiohttp.ClientResponseError):
         return f"{type(exc).__name__}: {exc.status}, {exc.message}"
+    if isinstance(exc, aiohttp.InvalidURL):  # its text is the URL, credentials and all
+        return f"{type(exc).__name__}: the instance's URL is not valid (see its configuration)"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

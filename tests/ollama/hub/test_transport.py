@@ -729,6 +729,23 @@ async def test_https_goes_through_the_session_and_its_errors_name_no_address(
     assert pool.open_connections == 0  # nothing of it in the lean pool
 
 
+async def test_an_invalid_url_s_error_names_neither_it_nor_its_credentials(
+    runtime_factory: RuntimeFactory,
+) -> None:
+    """A configured URL the config check lets through but aiohttp cannot use (an IPv6
+    literal with a stray character) goes to the session, whose ``InvalidURL`` text is the
+    whole URL, credentials included: the gateway client's error names neither the address
+    nor the password (nothing is sent anywhere: aiohttp refuses it before connecting)."""
+    url = "http://user:s3cret@[::1]x:1"
+    runtime = await runtime_factory(raw=_config(url))
+    with pytest.raises(ResourceError) as info:
+        await runtime.execute("llm/generate", GEN)
+    text = f"{info.value} {getattr(info.value, 'body', '')}"
+    assert "s3cret" not in text, text
+    assert "::1" not in text, text
+    assert "InvalidUrlClientError" in text
+
+
 def test_transport_errors_map_to_the_failure_table() -> None:
     """The transport's own errors land in ``client.transport_error``'s table (and the hub's
     ``classify``) like aiohttp's:
