@@ -1,4 +1,4 @@
-"""Latency of the three Docker execution paths, side by side in one run.
+"""Latency of the four Docker execution paths, side by side in one run.
 
     DOCKER_HOST=unix:///tmp/ci-docker/docker.sock \\
         .venv/bin/python benchmarks/docker_exec.py [--quick] [--runs N] [--json PATH]
