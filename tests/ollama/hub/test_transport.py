@@ -282,12 +282,20 @@ async def test_a_close_mid_body_is_a_connection_failure(runtime_factory: Runtime
         return False
 
     async with RawServer(half) as server:
-        runtime = await runtime_factory(raw=_config(server.url))
-        with pytest.raises(ResourceError) as info:
-            await runtime.execute("llm/generate", GEN)
-        assert _failures(runtime) == {"connection": 1}
-        assert _pool(runtime).open_connections == 0
-        _assert_no_address(info.value, server.url)
+        await _one_call_fails_as(runtime_factory, server, "connection")
+
+
+async def _one_call_fails_as(
+    runtime_factory: RuntimeFactory, server: RawServer, failure: str
+) -> None:
+    """One call to ``server`` fails, counted as ``failure`` of the instance, its connection
+    not kept, its error naming neither the address nor the port."""
+    runtime = await runtime_factory(raw=_config(server.url))
+    with pytest.raises(ResourceError) as info:
+        await runtime.execute("llm/generate", GEN)
+    assert _failures(runtime) == {failure: 1}
+    assert _pool(runtime).open_connections == 0
+    _assert_no_address(info.value, server.url)
 
 
 async def test_a_redirect_is_never_followed(runtime_factory: RuntimeFactory) -> None:
@@ -358,12 +366,7 @@ async def test_framing_that_never_ends_is_refused_before_it_fills_memory(
     connection is not pooled."""
     _FLOODED.clear()
     async with RawServer(answer) as server:
-        runtime = await runtime_factory(raw=_config(server.url))
-        with pytest.raises(ResourceError) as info:
-            await runtime.execute("llm/generate", GEN)
-        assert _failures(runtime) == {"protocol": 1}
-        assert _pool(runtime).open_connections == 0
-        _assert_no_address(info.value, server.url)
+        await _one_call_fails_as(runtime_factory, server, "protocol")
     assert all(sent < 64 * 1024 * 1024 for sent in _FLOODED), _FLOODED
 
 
@@ -408,14 +411,9 @@ async def test_a_switch_of_protocols_is_a_protocol_failure_without_a_crash_repor
         await asyncio.sleep(3600)
 
     async with RawServer(upgrade) as server:
-        runtime = await runtime_factory(raw=_config(server.url))
         with caplog.at_level("ERROR"):
-            with pytest.raises(ResourceError) as info:
-                await runtime.execute("llm/generate", GEN)
+            await _one_call_fails_as(runtime_factory, server, "protocol")
             await asyncio.sleep(0.1)  # a late report would come now
-        assert _failures(runtime) == {"protocol": 1}
-        assert _pool(runtime).open_connections == 0
-        _assert_no_address(info.value, server.url)
         assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
 
 
