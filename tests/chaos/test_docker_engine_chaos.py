@@ -1,11 +1,12 @@
 """Chaos: the Docker engine stops and comes back while requests keep arriving.
 
-The test starts its OWN private engine (``DOCKER_CI_ROOT=/tmp/ci-docker-chaos``, never the
-shared one), drives a steady load of executions through the runtime, stops the engine with
-``.ci/docker-engine.sh stop`` and starts it again. While it is down every request must fail
-fast (well under 3 s) with ``engine unavailable: ...`` and the status must show the engine
-unhealthy; once it is back, requests must succeed again and the pool must hold warm
-containers again. The engine is stopped in a ``finally`` and its dockerd must be gone.
+The test starts its OWN private engine (the suite's ``DOCKER_CI_ROOT`` plus ``-chaos``, by
+default ``/tmp/ci-docker-chaos``; never the shared one), drives a steady load of executions
+through the runtime, stops the engine with ``.ci/docker-engine.sh stop`` and starts it again.
+While it is down every request must fail fast (well under 3 s) with ``engine unavailable:
+...`` and the status must show the engine unhealthy; once it is back, requests must succeed
+again and the pool must hold warm containers again. The engine is stopped in a ``finally``
+and its dockerd must be gone.
 
 Needs root and Debian's ``docker.io`` (``bash .ci/docker-engine.sh install``): skipped with
 the reason on a developer machine without them, an error when ``CI`` is set.
@@ -32,7 +33,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / ".ci" / "docker-engine.sh"
-ROOT = "/tmp/ci-docker-chaos"
+# beside the suite's own engine (DOCKER_CI_ROOT): two suites on one machine must not stop,
+# start or reach each other's chaos engine through one socket path
+ROOT = os.environ.get("DOCKER_CI_ROOT", "/tmp/ci-docker").rstrip("/") + "-chaos"
 SOCKET = f"unix://{ROOT}/docker.sock"
 IMAGE = os.environ.get("GLEITZEIT_TEST_IMAGE", "localpython:3")
 WORKERS = 3
