@@ -311,10 +311,13 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.idle_since = 0.0
         self._paused = False
-        # the answer in flight (None: idle)
-        self.body: LeanBody = LeanBody(self)
-        self._busy = False
+        self._busy = False  # an answer is in flight
         self._head: asyncio.Future[LeanResponse] | None = None
+        self._new_answer()
+
+    def _new_answer(self) -> None:
+        """The state of one answer, fresh for each request on this connection."""
+        self.body: LeanBody = LeanBody(self)
         self._headers: list[tuple[bytes, bytes]] = []  # decoded once, when all are in
         self._header_bytes = 0
         self._headers_done = False
@@ -329,12 +332,8 @@ class _Connection(asyncio.Protocol):
     # -- the caller's side ----------------------------------------------------------------------
     def send(self, request: bytes) -> asyncio.Future[LeanResponse]:
         """Write ``request``; the future is the answer once its headers are in."""
-        self.body = LeanBody(self)
+        self._new_answer()
         self._busy = True
-        self._headers = []
-        self._header_bytes = self._received = self._body_received = self._unframed_run = 0
-        self._headers_done = self._framed = self._complete = self._keep_alive = False
-        self._interim = False
         self._head = asyncio.get_running_loop().create_future()
         assert self.transport is not None
         self.transport.write(request)
@@ -481,7 +480,6 @@ class _Connection(asyncio.Protocol):
             "Content-Length" in headers
             or "chunked" in headers.get("Transfer-Encoding", "").lower()
             or status in (204, 304)
-            or status == 101
         )
         head = self._head
         if head is not None and not head.done():
